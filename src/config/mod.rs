@@ -1,0 +1,222 @@
+//! Operator configuration: `config/edgewake.toml`, parsed, then validated as a whole.
+//!
+//! Unknown keys are rejected (every one of them is named), durations are written like
+//! `"4s"`, and every default is a named constant beside its field.
+
+pub mod duration;
+mod validate;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::ConfigErrors;
+
+/// Where `edgewake serve` looks for its config unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "config/edgewake.toml";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:80";
+pub const DEFAULT_HTTPS_ADDR: &str = "0.0.0.0:443";
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:4280";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Public port whose services the plain-HTTP listener serves, whatever it binds.
+pub const DEFAULT_HTTP_SERVICE_PORT: u16 = 80;
+/// Public port whose services the HTTPS listener serves, whatever it binds.
+pub const DEFAULT_HTTPS_SERVICE_PORT: u16 = 443;
+pub const DEFAULT_EDGE_REGION: &str = "ams";
+pub const DEFAULT_DOMAIN: &str = "localhost";
+/// A started machine with no request in flight for this long is stopped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a request waits for a stopped machine to start and listen.
+pub const DEFAULT_WAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Gap between readiness probes (TCP connects) while a machine boots.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(2);
+/// How often the reaper looks for idle machines.
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_millis(250);
+/// How long shutdown waits for in-flight requests before cutting them.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+pub const DEFAULT_PRIVATE_IP_RANGE: &str = "127.20.0.0/16";
+pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
+/// After the stop signal, a machine gets this long before SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_DRIVER: &str = "process";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub edge: EdgeConfig,
+    pub api: ApiConfig,
+    pub machines: MachinesConfig,
+    pub regions: Vec<RegionConfig>,
+    /// Image reference → what the process driver runs for it.
+    pub images: BTreeMap<String, ImageConfig>,
+}
+
+/// The data plane: listeners, domains, wake and idle behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EdgeConfig {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub http_service_port: u16,
+    pub https_service_port: u16,
+    /// Code of the region this edge runs in.
+    pub region: String,
+    /// Apps are reached at `<app>.<domain>` for each of these.
+    pub domains: Vec<String>,
+    #[serde(deserialize_with = "duration::human")]
+    pub idle_timeout: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub wake_timeout: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub probe_interval: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub reap_interval: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// The control plane's Machines API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+/// How machines are realised.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MachinesConfig {
+    pub driver: String,
+    /// Loopback range (CIDR) from which each machine gets its own address.
+    pub private_ip_range: String,
+    pub stop_signal: String,
+    #[serde(deserialize_with = "duration::human")]
+    pub stop_timeout: Duration,
+}
+
+/// A region machines can be placed in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegionConfig {
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// What the process driver runs for an image reference. `{bin_dir}` in the command is
+/// replaced by the directory of the running edgewake binary.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageConfig {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            edge: EdgeConfig::default(),
+            api: ApiConfig::default(),
+            machines: MachinesConfig::default(),
+            regions: vec![RegionConfig {
+                code: DEFAULT_EDGE_REGION.into(),
+                name: "Amsterdam, Netherlands".into(),
+                latitude: 52.374,
+                longitude: 4.890,
+            }],
+            images: BTreeMap::from([(
+                "flyio/fastify-functions".to_string(),
+                ImageConfig {
+                    command: vec!["{bin_dir}/edgewake-functions".into()],
+                    env: BTreeMap::new(),
+                },
+            )]),
+        }
+    }
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            http: DEFAULT_HTTP_ADDR.parse().expect("valid default"),
+            https: DEFAULT_HTTPS_ADDR.parse().expect("valid default"),
+            http_service_port: DEFAULT_HTTP_SERVICE_PORT,
+            https_service_port: DEFAULT_HTTPS_SERVICE_PORT,
+            region: DEFAULT_EDGE_REGION.into(),
+            domains: vec![DEFAULT_DOMAIN.into()],
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            wake_timeout: DEFAULT_WAKE_TIMEOUT,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            reap_interval: DEFAULT_REAP_INTERVAL,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: DEFAULT_API_ADDR.parse().expect("valid default"),
+        }
+    }
+}
+
+impl Default for MachinesConfig {
+    fn default() -> Self {
+        MachinesConfig {
+            driver: DEFAULT_DRIVER.into(),
+            private_ip_range: DEFAULT_PRIVATE_IP_RANGE.into(),
+            stop_signal: DEFAULT_STOP_SIGNAL.into(),
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let mut unknown = Vec::new();
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| ConfigErrors::single(e.to_string()))?;
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        let mut errors = ConfigErrors::default();
+        for key in unknown {
+            errors.push(format!("unknown key `{key}`"));
+        }
+        match parsed {
+            Ok(config) => {
+                config.validate(&mut errors);
+                errors.into_result(config)
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                Err(errors)
+            }
+        }
+    }
+
+    /// The region this edge runs in.
+    pub fn edge_region(&self) -> &RegionConfig {
+        self.regions
+            .iter()
+            .find(|r| r.code == self.edge.region)
+            .expect("validated: the edge region is listed")
+    }
+}

@@ -1,0 +1,190 @@
+//! Checks that span fields: every problem is collected, each naming its key.
+
+use super::Config;
+use crate::machines::addresses::AddressRange;
+use crate::machines::driver::parse_signal;
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+/// Every problem found in a config, in the order found.
+#[derive(Debug, Default)]
+pub struct ConfigErrors(Vec<String>);
+
+impl ConfigErrors {
+    pub fn single(message: String) -> Self {
+        ConfigErrors(vec![message])
+    }
+
+    pub fn push(&mut self, message: String) {
+        self.0.push(message);
+    }
+
+    pub fn problems(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the config:", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    pub(super) fn validate(&self, errors: &mut ConfigErrors) {
+        self.validate_edge(errors);
+        self.validate_regions(errors);
+        self.validate_machines(errors);
+        self.validate_images(errors);
+    }
+
+    fn validate_edge(&self, errors: &mut ConfigErrors) {
+        let edge = &self.edge;
+        if edge.domains.is_empty() {
+            errors.push("`edge.domains` must list at least one domain".into());
+        }
+        for domain in &edge.domains {
+            if domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ':', ' ']) {
+                errors.push(format!("`edge.domains`: `{domain}` is not a domain name"));
+            }
+        }
+        for (key, value) in [
+            ("edge.idle_timeout", edge.idle_timeout),
+            ("edge.wake_timeout", edge.wake_timeout),
+            ("edge.probe_interval", edge.probe_interval),
+            ("edge.reap_interval", edge.reap_interval),
+        ] {
+            if value == Duration::ZERO {
+                errors.push(format!("`{key}` must be longer than zero"));
+            }
+        }
+        if edge.max_connections == 0 {
+            errors.push("`edge.max_connections` must be at least 1".into());
+        }
+        if !self.regions.iter().any(|r| r.code == edge.region) {
+            errors.push(format!(
+                "`edge.region`: `{}` is not listed in `regions`",
+                edge.region
+            ));
+        }
+    }
+
+    fn validate_regions(&self, errors: &mut ConfigErrors) {
+        let mut seen = HashSet::new();
+        for (i, region) in self.regions.iter().enumerate() {
+            let code = &region.code;
+            if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+                errors.push(format!(
+                    "`regions[{i}].code`: `{code}` is not three lowercase letters"
+                ));
+            }
+            if !seen.insert(code) {
+                errors.push(format!("`regions[{i}].code`: `{code}` is listed twice"));
+            }
+            if !(-90.0..=90.0).contains(&region.latitude) {
+                errors.push(format!("`regions[{i}].latitude` must be within -90..90"));
+            }
+            if !(-180.0..=180.0).contains(&region.longitude) {
+                errors.push(format!("`regions[{i}].longitude` must be within -180..180"));
+            }
+        }
+    }
+
+    fn validate_machines(&self, errors: &mut ConfigErrors) {
+        let machines = &self.machines;
+        if machines.driver != "process" {
+            errors.push(format!(
+                "`machines.driver`: `{}` is not a driver (known: process)",
+                machines.driver
+            ));
+        }
+        if let Err(e) = AddressRange::parse(&machines.private_ip_range) {
+            errors.push(format!("`machines.private_ip_range`: {e}"));
+        }
+        if let Err(e) = parse_signal(&machines.stop_signal) {
+            errors.push(format!("`machines.stop_signal`: {e}"));
+        }
+    }
+
+    fn validate_images(&self, errors: &mut ConfigErrors) {
+        for (name, image) in &self.images {
+            if image.command.first().is_none_or(|c| c.is_empty()) {
+                errors.push(format!("`images.\"{name}\".command` must name a program"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The shipped config file is valid and sets the seed's 4 s idle timeout.
+    #[test]
+    fn shipped_config_is_valid() {
+        let text = include_str!("../../config/edgewake.toml");
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.edge.idle_timeout.as_secs(), 4);
+        assert!(config.edge.domains.iter().any(|d| d == "localhost"));
+        assert!(config.images.contains_key("flyio/fastify-functions"));
+    }
+
+    /// Every unknown key and every invalid value is reported, not just the first.
+    #[test]
+    fn reports_every_problem() {
+        let text = r#"
+            colour = "blue"
+            [edge]
+            region = "xyz"
+            idle_timout = "4s"
+            domains = []
+            [machines]
+            driver = "vm"
+            stop_signal = "SIGNOPE"
+            private_ip_range = "10.0.0.0/8"
+            [[regions]]
+            code = "ams"
+            latitude = 52.3
+            longitude = 4.9
+            altitude = 3
+        "#;
+        let errors = Config::parse(text).unwrap_err();
+        let all = errors.to_string();
+        for needle in [
+            "`colour`",
+            "`edge.idle_timout`",
+            "`regions.0.altitude`",
+            "`edge.region`",
+            "`edge.domains`",
+            "`machines.driver`",
+            "`machines.stop_signal`",
+            "`machines.private_ip_range`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+        assert_eq!(errors.problems().len(), 8, "{all}");
+    }
+
+    /// A duration without a unit names the key it belongs to.
+    #[test]
+    fn bad_duration_names_its_key() {
+        let errors = Config::parse("[edge]\nidle_timeout = \"4\"\n").unwrap_err();
+        let all = errors.to_string();
+        assert!(all.contains("idle_timeout"), "{all}");
+    }
+}

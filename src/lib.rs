@@ -1,0 +1,36 @@
+//! edgewake: run user code as machines that wake on request, on servers you own.
+//!
+//! # Layout
+//!
+//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `listener`: socket2 listeners and the accept loop with its connection limit.
+//! - `http`: hyper-util's HTTP/1.1 + HTTP/2 server per connection, graceful shutdown.
+//! - `proxy`: the request phases — `route` (Host → app), `pick` (machine for the port),
+//!   wake (via the supervisor), `forward` (pooled client, headers), `respond` (errors).
+//! - `wake`: single-flight wake of a machine and its readiness probe.
+//! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`), the
+//!   `Driver` trait and the `process` driver, the `Supervisor` (start/stop/exit,
+//!   recovery at boot), the `reaper` (idle stop) and the `activity` clock.
+//! - `api`: the Fly-compatible Machines REST API (axum), bearer-token auth.
+//! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
+//!
+//! # A request's path
+//!
+//! The listener accepts; `http` parses; `proxy::route` maps `<app>.<domain>` to an app;
+//! `proxy::pick` takes its started machine with the fewest requests in flight, or one
+//! stopped machine; the request counts itself in flight, and if the machine is stopped
+//! it joins the machine's single wake (driver start, then TCP probes of
+//! `private_ip:internal_port`); then `forward` streams it to the machine and the answer
+//! back. The reaper stops machines with nothing in flight for the idle timeout.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod listener;
+pub mod machines;
+pub mod proxy;
+pub mod server;
+pub mod wake;

@@ -1,0 +1,70 @@
+//! Listening sockets: socket2 options (SO_REUSEADDR/SO_REUSEPORT, large backlog) and an
+//! accept loop that takes a connection-limit permit before each accept and backs off
+//! when the process runs out of file descriptors instead of spinning.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Pending connections the kernel may queue before accept.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pause after an accept error (EMFILE and friends) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Binds a TCP listener with the options a busy edge wants.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// An accepted connection with the permit that counts it against the limit.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Accepts until `cancel` fires, handing each connection to `serve`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    cancel: CancellationToken,
+    mut serve: impl FnMut(Accepted),
+) {
+    loop {
+        let permit = tokio::select! {
+            () = cancel.cancelled() => return,
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                serve(Accepted {
+                    stream,
+                    peer,
+                    permit,
+                });
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; backing off");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The activity clock: requests in flight and when the last one finished. The reaper
+//! reads it to decide that a machine is idle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Per-machine in-flight count and idle-since time. Lock-free: it sits on the hot path.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `epoch` at which the machine last became idle (or started).
+    idle_since_ms: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Restarts the idle clock (a machine that has just started is not idle yet).
+    pub fn touch(&self) {
+        self.idle_since_ms.store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// How long no request has been in flight; zero while one is.
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight() > 0 {
+            return Duration::ZERO;
+        }
+        let since = self.idle_since_ms.load(Ordering::SeqCst);
+        Duration::from_millis(self.now_ms().saturating_sub(since))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// One request (or waiter) counted as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    activity: Arc<Activity>,
+}
+
+impl InFlight {
+    /// Counts a request in. SeqCst pairs with the reaper's state-then-count check.
+    pub fn enter(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            activity: activity.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.activity.touch();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Idle time counts from the moment the last request finished, on paused time.
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_last_request() {
+        let activity = Arc::new(Activity::new());
+        activity.touch();
+        let first = InFlight::enter(&activity);
+        let second = InFlight::enter(&activity);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            activity.idle_for(),
+            Duration::ZERO,
+            "busy while requests are in flight"
+        );
+        drop(first);
+        assert_eq!(
+            activity.idle_for(),
+            Duration::ZERO,
+            "one request still in flight"
+        );
+        drop(second);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(activity.idle_for(), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,97 @@
+//! A live machine: its record, its state (readable without locks by the proxy), its
+//! activity clock, and the lock that orders its starts and stops.
+
+use super::activity::{Activity, InFlight};
+use super::driver::Instance;
+use super::record::{MachineRecord, MachineState};
+use super::spec::MachineSpec;
+use crate::wake::WakeAttempt;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::watch;
+
+/// What only one start or stop at a time may touch.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// The running process, while there is one.
+    pub instance: Option<Instance>,
+    /// Bumped on every start, so a late exit of an old run is not taken for the new one.
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    pub id: String,
+    pub app: String,
+    pub region: String,
+    pub private_ip: Ipv4Addr,
+    state: AtomicU8,
+    state_tx: watch::Sender<MachineState>,
+    pub activity: Arc<Activity>,
+    record: Mutex<MachineRecord>,
+    spec: RwLock<Arc<MachineSpec>>,
+    pub(crate) lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// The wake in progress, which every waiting request joins.
+    pub(crate) wake: Mutex<Option<WakeAttempt>>,
+}
+
+impl Machine {
+    pub fn new(app: &str, record: MachineRecord, spec: MachineSpec) -> Machine {
+        let state = record.state;
+        Machine {
+            id: record.id.clone(),
+            app: app.to_string(),
+            region: record.region.clone(),
+            private_ip: record.private_ip,
+            state: AtomicU8::new(state as u8),
+            state_tx: watch::channel(state).0,
+            activity: Arc::new(Activity::new()),
+            record: Mutex::new(record),
+            spec: RwLock::new(Arc::new(spec)),
+            lifecycle: tokio::sync::Mutex::new(Lifecycle::default()),
+            wake: Mutex::new(None),
+        }
+    }
+
+    pub fn state(&self) -> MachineState {
+        MachineState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    /// Sets the state the proxy sees. Callers also record it (see `Registry::transition`).
+    pub(crate) fn set_state(&self, state: MachineState) {
+        self.state.store(state as u8, Ordering::SeqCst);
+        self.state_tx.send_replace(state);
+    }
+
+    /// Follows state changes (for waiting on a state).
+    pub fn subscribe(&self) -> watch::Receiver<MachineState> {
+        self.state_tx.subscribe()
+    }
+
+    pub fn spec(&self) -> Arc<MachineSpec> {
+        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn record(&self) -> MutexGuard<'_, MachineRecord> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the record, for the API.
+    pub fn snapshot(&self) -> MachineRecord {
+        self.record().clone()
+    }
+
+    /// Counts a request in; the caller must check the state afterwards (see `reaper`).
+    pub fn enter(&self) -> InFlight {
+        InFlight::enter(&self.activity)
+    }
+
+    /// Whether the machine is taking no part in routing (destroyed or on its way).
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self.state(),
+            MachineState::Destroying | MachineState::Destroyed
+        )
+    }
+}

@@ -1,0 +1,20 @@
+//! Machines: records, states, the registry, drivers, and the supervisor that starts,
+//! stops and reaps them.
+
+pub mod activity;
+pub mod addresses;
+pub mod driver;
+mod machine;
+pub mod process;
+pub mod reaper;
+pub mod record;
+mod recovery;
+pub mod registry;
+pub mod spec;
+pub mod store;
+mod supervisor;
+
+pub use machine::Machine;
+pub use record::{EventSource, MachineRecord, MachineState};
+pub use registry::{App, Registry};
+pub use supervisor::{Settings, Supervisor};

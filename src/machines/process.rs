@@ -1,0 +1,210 @@
+//! The `process` driver: an image reference resolves, through the catalog in config, to a
+//! command run on the machine's own loopback address. Not a security boundary: the
+//! command runs as edgewake's user, with edgewake's view of the filesystem.
+
+use super::driver::{Driver, DriverError, Exit, Instance, Launch};
+use crate::config::ImageConfig;
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// Environment passed through from edgewake to every machine; everything else is set.
+const INHERITED_ENV: &[&str] = &["PATH", "LANG", "TZ"];
+
+pub struct ProcessDriver {
+    machines_dir: PathBuf,
+    bin_dir: PathBuf,
+    catalog: BTreeMap<String, ImageConfig>,
+}
+
+impl ProcessDriver {
+    /// `data_dir/machines/<id>` holds each machine's scratch directory and log.
+    pub fn new(data_dir: &Path, catalog: BTreeMap<String, ImageConfig>) -> ProcessDriver {
+        let bin_dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        ProcessDriver {
+            machines_dir: data_dir.join("machines"),
+            bin_dir,
+            catalog,
+        }
+    }
+
+    /// Overrides where `{bin_dir}` points (tests run from a test binary's directory).
+    pub fn with_bin_dir(mut self, bin_dir: PathBuf) -> ProcessDriver {
+        self.bin_dir = bin_dir;
+        self
+    }
+
+    /// Catalog entry for an image: exact name first, then without tag or Docker Hub prefix.
+    fn resolve(&self, image: &str) -> Option<&ImageConfig> {
+        let untagged = match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => name,
+            _ => image,
+        };
+        let unhosted = ["docker.io/", "registry-1.docker.io/", "index.docker.io/"]
+            .iter()
+            .find_map(|prefix| untagged.strip_prefix(prefix))
+            .unwrap_or(untagged);
+        [image, untagged, unhosted]
+            .iter()
+            .find_map(|name| self.catalog.get(*name))
+    }
+
+    fn command(&self, image: &ImageConfig, launch: &Launch, scratch: &Path) -> Command {
+        let bin_dir = self.bin_dir.to_string_lossy();
+        let argv: Vec<String> = image
+            .command
+            .iter()
+            .map(|a| a.replace("{bin_dir}", &bin_dir))
+            .collect();
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]).env_clear().current_dir(scratch);
+        for key in INHERITED_ENV {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
+        }
+        command
+            .envs(&image.env)
+            .envs(&launch.env)
+            .envs(machine_env(launch, scratch));
+        command
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        command
+    }
+}
+
+/// What every machine is told about itself (Fly's runtime environment names).
+fn machine_env(launch: &Launch, scratch: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORT", launch.port.to_string()),
+        ("HOST", launch.private_ip.to_string()),
+        ("HOME", scratch.to_string_lossy().into_owned()),
+        ("FLY_PRIVATE_IP", launch.private_ip.to_string()),
+        ("FLY_MACHINE_ID", launch.machine_id.clone()),
+        ("FLY_ALLOC_ID", launch.machine_id.clone()),
+        ("FLY_APP_NAME", launch.app.clone()),
+        ("FLY_REGION", launch.region.clone()),
+        ("FLY_IMAGE_REF", launch.image.clone()),
+        ("FLY_MACHINE_VERSION", launch.instance_id.clone()),
+    ]
+}
+
+/// A fresh, empty scratch directory: a start never sees the last run's files.
+fn fresh_scratch(machine_dir: &Path) -> std::io::Result<PathBuf> {
+    let scratch = machine_dir.join("scratch");
+    match std::fs::remove_dir_all(&scratch) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(&scratch)?;
+    Ok(scratch)
+}
+
+fn open_log(machine_dir: &Path) -> std::io::Result<(Stdio, Stdio)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(machine_dir.join("machine.log"))?;
+    Ok((Stdio::from(log.try_clone()?), Stdio::from(log)))
+}
+
+/// Publishes the child's exit on a watch channel, so stop and the exit watcher both see it.
+fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let exit = match child.wait().await {
+            Ok(status) => Exit {
+                code: status.code(),
+                signal: status.signal(),
+            },
+            Err(_) => Exit {
+                code: None,
+                signal: None,
+            },
+        };
+        let _ = tx.send(Some(exit));
+    });
+    rx
+}
+
+#[async_trait]
+impl Driver for ProcessDriver {
+    fn check_image(&self, image: &str) -> Result<(), DriverError> {
+        self.resolve(image)
+            .map(|_| ())
+            .ok_or_else(|| DriverError::UnknownImage(image.into()))
+    }
+
+    async fn start(&self, launch: Launch) -> Result<Instance, DriverError> {
+        let image = self
+            .resolve(&launch.image)
+            .ok_or_else(|| DriverError::UnknownImage(launch.image.clone()))?;
+        let machine_dir = self.machines_dir.join(&launch.machine_id);
+        let scratch = fresh_scratch(&machine_dir).map_err(DriverError::Files)?;
+        let (stdout, stderr) = open_log(&machine_dir).map_err(DriverError::Files)?;
+        let mut command = self.command(image, &launch, &scratch);
+        command.stdout(stdout).stderr(stderr);
+        let child = command.spawn().map_err(|source| DriverError::Spawn {
+            command: image.command.join(" "),
+            source,
+        })?;
+        let pid = child.id().unwrap_or_default();
+        Ok(Instance::new(pid, watch_exit(child)))
+    }
+
+    async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
+        if let Some(exit) = instance.exit_status() {
+            return exit;
+        }
+        let group = Pid::from_raw(instance.pid as i32);
+        let _ = killpg(group, signal);
+        if let Ok(exit) = tokio::time::timeout(timeout, instance.exited()).await {
+            let _ = killpg(group, Signal::SIGKILL); // children that ignored the signal
+            return exit;
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        instance.exited().await
+    }
+
+    fn reap_orphan(&self, machine_id: &str, pid: u32) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let marker = format!("FLY_MACHINE_ID={machine_id}");
+        let ours = environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes());
+        if ours {
+            tracing::warn!(
+                machine = machine_id,
+                pid,
+                "killing a process left by an earlier edgewake"
+            );
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    async fn forget(&self, machine_id: &str) {
+        let dir = self.machines_dir.join(machine_id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(machine = machine_id, "cannot remove {}: {e}", dir.display());
+        }
+    }
+
+    fn log_path(&self, machine_id: &str) -> Option<PathBuf> {
+        Some(self.machines_dir.join(machine_id).join("machine.log"))
+    }
+}

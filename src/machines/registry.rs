@@ -1,0 +1,230 @@
+//! The registry: every app and machine, in memory for the proxy (read on each request)
+//! and in SQLite for restarts. The control plane writes it; the proxy only reads.
+//! Later edges in several regions will share this through a distributed store, so it
+//! stays a small interface.
+
+use super::addresses::AddressRange;
+use super::machine::Machine;
+use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
+use super::spec::MachineSpec;
+use super::store::{AppRecord, Store, StoreError, StoredMachine};
+use crate::ids;
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// An app and its machines.
+#[derive(Debug)]
+pub struct App {
+    pub record: AppRecord,
+    machines: RwLock<Vec<Arc<Machine>>>,
+}
+
+impl App {
+    fn new(record: AppRecord) -> App {
+        App {
+            record,
+            machines: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The app's machines, oldest first.
+    pub fn machines(&self) -> Vec<Arc<Machine>> {
+        self.machines
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `f` over the machines without copying the list (the proxy's hot path).
+    pub fn with_machines<T>(&self, f: impl FnOnce(&[Arc<Machine>]) -> T) -> T {
+        f(&self.machines.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn push(&self, machine: Arc<Machine>) {
+        self.machines
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(machine);
+    }
+
+    fn remove(&self, id: &str) {
+        self.machines
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|m| m.id != id);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("app `{0}` already exists")]
+    AppTaken(String),
+    #[error("a machine named `{0}` already exists in this app")]
+    NameTaken(String),
+    #[error("no private address left in {0}")]
+    NoAddress(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the API asks for when it creates a machine.
+pub struct NewMachine {
+    pub name: Option<String>,
+    pub region: String,
+    pub config: serde_json::Value,
+    pub spec: MachineSpec,
+}
+
+pub struct Registry {
+    apps: DashMap<String, Arc<App>>,
+    store: Store,
+    addresses: AddressRange,
+    range_text: String,
+    /// Orders creations, so names and addresses are checked and taken atomically.
+    creating: Mutex<()>,
+}
+
+impl Registry {
+    /// Opens the registry from the state database. Machines come back as stored; the
+    /// supervisor then reconciles them with reality.
+    pub fn load(
+        store: Store,
+        range_text: &str,
+    ) -> Result<(Registry, Vec<StoredMachine>), StoreError> {
+        let addresses = AddressRange::parse(range_text).expect("validated config");
+        let registry = Registry {
+            apps: DashMap::new(),
+            store,
+            addresses,
+            range_text: range_text.to_string(),
+            creating: Mutex::new(()),
+        };
+        for app in registry.store.apps()? {
+            registry
+                .apps
+                .insert(app.name.clone(), Arc::new(App::new(app)));
+        }
+        let stored = registry.store.machines()?;
+        for machine in &stored {
+            let spec = MachineSpec::from_config(&machine.record.config).unwrap_or_default();
+            let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
+            if let Some(app) = registry.apps.get(&machine.app) {
+                app.push(live);
+            }
+        }
+        Ok((registry, stored))
+    }
+
+    pub fn app(&self, name: &str) -> Option<Arc<App>> {
+        self.apps.get(name).map(|a| a.clone())
+    }
+
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        let mut apps: Vec<_> = self.apps.iter().map(|a| a.clone()).collect();
+        apps.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        apps
+    }
+
+    pub fn machine(&self, app: &str, id: &str) -> Option<Arc<Machine>> {
+        self.app(app)?
+            .with_machines(|ms| ms.iter().find(|m| m.id == id).cloned())
+    }
+
+    pub fn all_machines(&self) -> Vec<Arc<Machine>> {
+        self.apps.iter().flat_map(|a| a.machines()).collect()
+    }
+
+    pub fn create_app(&self, name: &str, org_slug: &str) -> Result<AppRecord, RegistryError> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.apps.contains_key(name) {
+            return Err(RegistryError::AppTaken(name.into()));
+        }
+        let record = AppRecord {
+            id: ids::app_id(),
+            name: name.into(),
+            org_slug: org_slug.into(),
+            created_at: now_rfc3339(),
+        };
+        self.store.insert_app(&record)?;
+        self.apps
+            .insert(name.into(), Arc::new(App::new(record.clone())));
+        Ok(record)
+    }
+
+    pub fn delete_app(&self, name: &str) -> Result<(), RegistryError> {
+        self.store.delete_app(name)?;
+        self.apps.remove(name);
+        Ok(())
+    }
+
+    /// Creates a machine record in state `created`, with its own private address.
+    pub fn create_machine(
+        &self,
+        app: &App,
+        new: NewMachine,
+    ) -> Result<Arc<Machine>, RegistryError> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let name = new.name.unwrap_or_else(ids::machine_name);
+        if app.with_machines(|ms| ms.iter().any(|m| m.record().name == name)) {
+            return Err(RegistryError::NameTaken(name));
+        }
+        let taken: HashSet<_> = self.all_machines().iter().map(|m| m.private_ip).collect();
+        let private_ip = self
+            .addresses
+            .allocate(&taken)
+            .ok_or_else(|| RegistryError::NoAddress(self.range_text.clone()))?;
+        let now = now_rfc3339();
+        let mut record = MachineRecord {
+            id: ids::machine_id(),
+            name,
+            state: MachineState::Created,
+            region: new.region,
+            instance_id: crate::ids::ulid(),
+            private_ip,
+            image_ref: ImageRef::parse(&new.spec.image),
+            config: new.config,
+            created_at: now.clone(),
+            updated_at: now,
+            events: Vec::new(),
+        };
+        record.push_event(MachineEvent::new(
+            "launch",
+            MachineState::Created,
+            super::EventSource::User,
+        ));
+        self.store.save_machine(&app.record.name, &record)?;
+        let machine = Arc::new(Machine::new(&app.record.name, record, new.spec));
+        app.push(machine.clone());
+        Ok(machine)
+    }
+
+    /// Moves a machine to `state`, logs `event`, and persists the record.
+    pub fn transition(&self, machine: &Machine, state: MachineState, event: Option<MachineEvent>) {
+        machine.set_state(state);
+        let mut record = machine.record();
+        record.state = state;
+        if let Some(event) = event {
+            record.push_event(event);
+        }
+        if let Err(e) = self.store.save_machine(&machine.app, &record) {
+            tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
+        }
+    }
+
+    /// Remembers the pid of a running machine (or forgets it), for crash recovery.
+    pub fn set_pid(&self, machine: &Machine, pid: Option<u32>) {
+        if let Err(e) = self.store.set_pid(&machine.id, pid) {
+            tracing::error!(machine = %machine.id, "cannot persist pid: {e}");
+        }
+    }
+
+    /// Forgets a destroyed machine.
+    pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
+        self.store.delete_machine(&machine.id)?;
+        if let Some(app) = self.app(&machine.app) {
+            app.remove(&machine.id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
+//! beside it untouched, so unknown fields round-trip.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What edgewake reads from a machine config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MachineSpec {
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub restart: Restart,
+}
+
+/// A service: public ports mapped to the machine's `internal_port`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Service {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub internal_port: u16,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    #[serde(default = "default_true")]
+    pub autostart: bool,
+    #[serde(default)]
+    pub autostop: Autostop,
+}
+
+/// A public port (or range) of a service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Port {
+    pub port: Option<u16>,
+    pub start_port: Option<u16>,
+    pub end_port: Option<u16>,
+    #[serde(default)]
+    pub handlers: Vec<String>,
+}
+
+/// Whether idle machines of a service are stopped. Accepts `true`/`false` and Fly's
+/// strings `"off"`, `"stop"`, `"suspend"` (suspend stops: there are no snapshots here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autostop {
+    Off,
+    Stop,
+}
+
+/// edgewake stops idle machines unless told not to.
+impl Default for Autostop {
+    fn default() -> Self {
+        Autostop::Stop
+    }
+}
+
+impl<'de> Deserialize<'de> for Autostop {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        match Value::deserialize(de)? {
+            Value::Bool(true) => Ok(Autostop::Stop),
+            Value::Bool(false) => Ok(Autostop::Off),
+            Value::String(s) if s == "off" => Ok(Autostop::Off),
+            Value::String(s) if s == "stop" || s == "suspend" => Ok(Autostop::Stop),
+            other => Err(serde::de::Error::custom(format!(
+                "autostop must be true, false, \"off\", \"stop\" or \"suspend\", not {other}"
+            ))),
+        }
+    }
+}
+
+/// The restart policy; edgewake honours `always` when it boots (see README).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Restart {
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Port {
+    pub fn covers(&self, public_port: u16) -> bool {
+        match (self.port, self.start_port, self.end_port) {
+            (Some(p), _, _) => p == public_port,
+            (None, Some(start), Some(end)) => (start..=end).contains(&public_port),
+            _ => false,
+        }
+    }
+}
+
+impl MachineSpec {
+    /// Reads and checks a config as given to the API.
+    pub fn from_config(config: &Value) -> Result<MachineSpec, String> {
+        if !config.is_object() {
+            return Err("config must be an object".into());
+        }
+        let spec = MachineSpec::deserialize(config).map_err(|e| format!("invalid config: {e}"))?;
+        if spec.image.trim().is_empty() {
+            return Err("config.image is required".into());
+        }
+        for service in &spec.services {
+            if service.internal_port == 0 {
+                return Err("config.services[].internal_port must be 1-65535".into());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The TCP service that exposes `public_port`, if any.
+    pub fn service_for_port(&self, public_port: u16) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.protocol == "tcp" && s.ports.iter().any(|p| p.covers(public_port)))
+    }
+
+    /// The ports a readiness probe can try: every service's internal port.
+    pub fn internal_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.services.iter().map(|s| s.internal_port).collect();
+        ports.dedup();
+        ports
+    }
+
+    pub fn restarts_always(&self) -> bool {
+        self.restart.policy.as_deref() == Some("always")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed_config() -> Value {
+        json!({
+            "image": "flyio/fastify-functions",
+            "env": {"APP_ENV": "production"},
+            "services": [{
+                "ports": [{"port": 443, "handlers": ["tls", "http"]}, {"port": 80, "handlers": ["http"]}],
+                "protocol": "tcp",
+                "internal_port": 8080
+            }]
+        })
+    }
+
+    /// The seed's config maps both public ports to 8080 and autostops by default.
+    #[test]
+    fn seed_config_routes_port_80_to_8080() {
+        let spec = MachineSpec::from_config(&seed_config()).unwrap();
+        let service = spec.service_for_port(80).unwrap();
+        assert_eq!(service.internal_port, 8080);
+        assert_eq!(service.autostop, Autostop::Stop);
+        assert!(spec.service_for_port(8443).is_none());
+    }
+
+    /// autostop takes Fly's booleans and strings, and refuses anything else.
+    #[test]
+    fn autostop_accepts_fly_spellings() {
+        for (value, expected) in [
+            (json!(false), Autostop::Off),
+            (json!("off"), Autostop::Off),
+            (json!(true), Autostop::Stop),
+            (json!("stop"), Autostop::Stop),
+            (json!("suspend"), Autostop::Stop),
+        ] {
+            let mut config = seed_config();
+            config["services"][0]["autostop"] = value;
+            let spec = MachineSpec::from_config(&config).unwrap();
+            assert_eq!(spec.services[0].autostop, expected);
+        }
+        let mut config = seed_config();
+        config["services"][0]["autostop"] = json!("sometimes");
+        assert!(
+            MachineSpec::from_config(&config)
+                .unwrap_err()
+                .contains("autostop")
+        );
+    }
+
+    /// A config without an image is refused with a message naming the field.
+    #[test]
+    fn image_is_required() {
+        let err = MachineSpec::from_config(&json!({"env": {}})).unwrap_err();
+        assert!(err.contains("config.image"), "{err}");
+    }
+}

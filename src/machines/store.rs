@@ -1,0 +1,140 @@
+//! Durable state in SQLite: apps, machine records (as JSON) and the pid of each running
+//! machine, so a restarted edgewake can find what a crash left behind.
+
+use super::record::MachineRecord;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// An app as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub id: String,
+    pub name: String,
+    pub org_slug: String,
+    pub created_at: String,
+}
+
+/// A machine as loaded at boot.
+pub struct StoredMachine {
+    pub app: String,
+    pub record: MachineRecord,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database holds a record it cannot read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS apps (
+        name TEXT PRIMARY KEY, id TEXT NOT NULL, org_slug TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS machines (
+        id TEXT PRIMARY KEY, app TEXT NOT NULL, record TEXT NOT NULL, pid INTEGER);
+";
+
+/// The state database. Writes are small and rare (lifecycle changes), so one connection
+/// behind a mutex is enough.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn insert_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO apps (name, id, org_slug, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![app.name, app.id, app.org_slug, app.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_app(&self, name: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM machines WHERE app = ?1", params![name])?;
+        conn.execute("DELETE FROM apps WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, name, org_slug, created_at FROM apps ORDER BY name")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(AppRecord {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                org_slug: row.get(2)?,
+                created_at: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes a machine's record, keeping its pid as it was.
+    pub fn save_machine(&self, app: &str, record: &MachineRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record)?;
+        self.conn().execute(
+            "INSERT INTO machines (id, app, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            params![record.id, app, json],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_pid(&self, machine_id: &str, pid: Option<u32>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE machines SET pid = ?2 WHERE id = ?1",
+            params![machine_id, pid],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_machine(&self, machine_id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM machines WHERE id = ?1", params![machine_id])?;
+        Ok(())
+    }
+
+    pub fn machines(&self) -> Result<Vec<StoredMachine>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT app, record, pid FROM machines ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<u32>>(2)?,
+            ))
+        })?;
+        let mut machines = Vec::new();
+        for row in rows {
+            let (app, json, pid) = row?;
+            machines.push(StoredMachine {
+                app,
+                record: serde_json::from_str(&json)?,
+                pid,
+            });
+        }
+        Ok(machines)
+    }
+}

@@ -1,0 +1,127 @@
+//! The `edgewake` command: `serve` runs the edge and the Machines API; `check-config`
+//! validates a config file and lists every problem.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use edgewake::config::{self, Config};
+use edgewake::server::{self, Options};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Machines that wake on request: a Fly-compatible Machines API and edge proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge proxy and the Machines API.
+    Serve(ServeArgs),
+    /// Validate a config file and print every problem in it.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Plain-HTTP edge listener [default: from config, else 0.0.0.0:80]
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// HTTPS edge listener [default: from config, else 0.0.0.0:443]
+    #[arg(long)]
+    https: Option<SocketAddr>,
+    /// Machines API listener [default: from config, else 127.0.0.1:4280]
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// State, token and machine logs [default: from config, else ./data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            Ok(())
+        }
+        Err(errors) => {
+            eprint!("{}: {errors}", path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = load_for_serve(&args.config)?;
+    config.edge.http = args.http.unwrap_or(config.edge.http);
+    config.edge.https = args.https.unwrap_or(config.edge.https);
+    config.api.listen = args.api.unwrap_or(config.api.listen);
+    config.data_dir = args.data_dir.unwrap_or(config.data_dir);
+    let options = Options {
+        api_token: token_from_env(),
+        bin_dir: None,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = server::start(config, options).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining requests, then stopping machines");
+        running.shutdown();
+        running.stopped().await;
+        anyhow::Ok(())
+    })
+}
+
+/// The config file; a missing default file means built-in defaults, a missing named one
+/// is an error.
+fn load_for_serve(path: &Path) -> anyhow::Result<Config> {
+    if !path.exists() && path == Path::new(config::DEFAULT_CONFIG_PATH) {
+        tracing::warn!("{} not found: using built-in defaults", path.display());
+        return Ok(Config::default());
+    }
+    Config::load(path).with_context(|| format!("config {}", path.display()))
+}
+
+/// `EDGEWAKE_API_TOKEN`, else Fly's `FLY_API_TOKEN`.
+fn token_from_env() -> Option<String> {
+    ["EDGEWAKE_API_TOKEN", "FLY_API_TOKEN"]
+        .iter()
+        .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,152 @@
+//! Header rewriting between client and machine: hop-by-hop headers removed, forwarding
+//! headers added (and never taken from the client where they carry edge facts).
+
+use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, VIA};
+use std::net::IpAddr;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// What the edge knows about the client's connection.
+#[derive(Debug, Clone)]
+pub struct Forwarded<'a> {
+    pub client_ip: IpAddr,
+    pub host: &'a str,
+    pub scheme: &'static str,
+    pub public_port: u16,
+    pub edge_region: &'a str,
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(http::header::UPGRADE);
+}
+
+/// Rewrites a request's headers for the machine.
+pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    strip_hop_by_hop(headers);
+    let client = fwd.client_ip.to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client}"),
+        None => client.clone(),
+    };
+    let port = fwd.public_port.to_string();
+    set(headers, "x-forwarded-for", &xff);
+    set(headers, "x-forwarded-proto", fwd.scheme);
+    set(
+        headers,
+        "x-forwarded-ssl",
+        if fwd.scheme == "https" { "on" } else { "off" },
+    );
+    set(headers, "x-forwarded-port", &port);
+    set(headers, "x-forwarded-host", fwd.host);
+    set(headers, "fly-client-ip", &client);
+    set(headers, "fly-forwarded-port", &port);
+    set(headers, "fly-region", fwd.edge_region);
+    if !headers.contains_key(HOST) {
+        set(headers, HOST.as_str(), fwd.host);
+    }
+    append_via(headers);
+}
+
+/// Rewrites a machine's response headers for the client.
+pub fn to_client(headers: &mut HeaderMap, machine_id: &str, request_id: &str) {
+    strip_hop_by_hop(headers);
+    append_via(headers);
+    set(headers, "fly-request-id", request_id);
+    set(headers, MACHINE_HEADER, machine_id);
+}
+
+/// Response header naming the machine that served the request.
+pub const MACHINE_HEADER: &str = "edgewake-machine";
+
+const VIA_VALUE: &str = "1.1 edgewake";
+
+fn append_via(headers: &mut HeaderMap) {
+    headers.append(VIA, HeaderValue::from_static(VIA_VALUE));
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd() -> Forwarded<'static> {
+        Forwarded {
+            client_ip: "203.0.113.7".parse().unwrap(),
+            host: "app.localhost",
+            scheme: "http",
+            public_port: 80,
+            edge_region: "ams",
+        }
+    }
+
+    /// Hop-by-hop headers go, including those named by Connection; others stay.
+    #[test]
+    fn strips_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    /// The client's address is appended to X-Forwarded-For, edge facts are overwritten.
+    #[test]
+    fn adds_forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        h.insert("fly-client-ip", "6.6.6.6".parse().unwrap());
+        to_machine(&mut h, &fwd());
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.7");
+        assert_eq!(h["fly-client-ip"], "203.0.113.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "80");
+        assert_eq!(h["x-forwarded-host"], "app.localhost");
+        assert_eq!(h["fly-region"], "ams");
+        assert_eq!(h["host"], "app.localhost");
+        assert_eq!(h["via"], "1.1 edgewake");
+    }
+
+    /// The response names the machine and carries a request id.
+    #[test]
+    fn response_names_machine() {
+        let mut h = HeaderMap::new();
+        h.insert("via", "1.1 upstream".parse().unwrap());
+        to_client(&mut h, "3d8d413b29d089", "01ABC-ams");
+        assert_eq!(h[MACHINE_HEADER], "3d8d413b29d089");
+        assert_eq!(h["fly-request-id"], "01ABC-ams");
+        assert_eq!(h.get_all("via").iter().count(), 2);
+    }
+}

@@ -1,0 +1,129 @@
+//! The edge proxy: each request goes through small phases — route (Host → app), pick (a
+//! machine serving the listener's port), wake (if it is stopped), forward, respond.
+
+mod forward;
+pub mod headers;
+pub mod pick;
+mod respond;
+pub mod route;
+
+pub use respond::{ProxyError, error_response};
+
+use crate::machines::{App, EventSource, MachineState, Registry, Supervisor};
+use bytes::Bytes;
+use forward::{Routed, Upstream};
+use headers::Forwarded;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use pick::Action;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The body of every response the proxy sends.
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// How many times a request may find its machine stopped again right after a wake
+/// (an operator stopped it meanwhile) before it gives up.
+const MAX_WAKE_ATTEMPTS: usize = 3;
+
+/// Facts about the listener and connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    /// The public port whose services this listener serves (80 for HTTP).
+    pub service_port: u16,
+    pub scheme: &'static str,
+}
+
+pub struct Proxy {
+    registry: Arc<Registry>,
+    supervisor: Arc<Supervisor>,
+    domains: Vec<String>,
+    edge_region: String,
+    client: Upstream,
+}
+
+impl Proxy {
+    pub fn new(supervisor: Arc<Supervisor>, domains: Vec<String>, edge_region: String) -> Proxy {
+        Proxy {
+            registry: supervisor.registry.clone(),
+            supervisor,
+            domains,
+            edge_region,
+            client: forward::upstream_client(),
+        }
+    }
+
+    /// Serves one request; errors become responses.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        listener: Listener,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let request_id = format!("{}-{}", crate::ids::ulid(), self.edge_region);
+        match self.serve(req, listener, peer, &request_id).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(%peer, "proxy error: {error}");
+                let mut response = error_response(&error);
+                if let Ok(value) = request_id.parse() {
+                    response.headers_mut().insert("fly-request-id", value);
+                }
+                response
+            }
+        }
+    }
+
+    async fn serve(
+        &self,
+        req: Request<Incoming>,
+        listener: Listener,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
+        let app = route::route(&self.registry, &self.domains, &host)?;
+        let routed = self.acquire(&app, listener.service_port).await?;
+        let fwd = Forwarded {
+            client_ip: peer.ip(),
+            host: &host,
+            scheme: listener.scheme,
+            public_port: listener.service_port,
+            edge_region: &self.edge_region,
+        };
+        forward::forward(&self.client, req, &fwd, routed, request_id).await
+    }
+
+    /// Finds a started machine for the request, waking one if needed. The request is
+    /// counted in flight before it checks the state, which keeps the reaper off it.
+    async fn acquire(&self, app: &App, port: u16) -> Result<Routed, ProxyError> {
+        for _ in 0..MAX_WAKE_ATTEMPTS {
+            let (machine, action) = pick::pick(app, port, |m| self.supervisor.is_waking(m))?;
+            let in_flight = machine.enter();
+            if action == Action::Wake {
+                self.supervisor
+                    .wake(&machine, EventSource::Edgewake)
+                    .await
+                    .map_err(|error| ProxyError::Wake {
+                        machine: machine.id.clone(),
+                        error,
+                    })?;
+            }
+            if machine.state() == MachineState::Started {
+                let internal_port = machine
+                    .spec()
+                    .service_for_port(port)
+                    .map_or(8080, |s| s.internal_port);
+                return Ok(Routed {
+                    machine,
+                    internal_port,
+                    in_flight,
+                });
+            }
+        }
+        Err(ProxyError::NoMachines {
+            app: app.record.name.clone(),
+            port,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! Phase 6, respond: every proxy error becomes one status with a short body, and
+//! `Retry-After` where trying again can help.
+
+use super::ProxyBody;
+use crate::wake::WakeError;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// Seconds a client should wait before retrying a request that found no machine ready.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Why the proxy could not forward a request, and which side it was on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the request names no host")]
+    MissingHost,
+    #[error("no app is served at {0}")]
+    UnknownHost(String),
+    #[error("app {app} has no machine that can serve port {port}")]
+    NoMachines { app: String, port: u16 },
+    #[error("machine {machine}: {error}")]
+    Wake { machine: String, error: WakeError },
+    #[error("machine {machine} failed to answer: {message}")]
+    Upstream { machine: String, message: String },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingHost => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
+            ProxyError::NoMachines { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Wake { error, .. } => match error {
+                WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
+                WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                WakeError::Gone | WakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether the same request may succeed if simply sent again a moment later.
+    fn retry_helps(&self) -> bool {
+        matches!(
+            self.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        )
+    }
+}
+
+/// The response the client gets for a proxy error.
+pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(format!("edgewake: {error}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = error.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if error.retry_helps() {
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A machine that dies while starting is a 502 without Retry-After; a slow one a 504 with it.
+    #[test]
+    fn wake_failures_map_to_gateway_statuses() {
+        let exited = ProxyError::Wake {
+            machine: "m".into(),
+            error: WakeError::Exited("exit code 3".into()),
+        };
+        let response = error_response(&exited);
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(response.headers().get("retry-after").is_none());
+        let slow = ProxyError::Wake {
+            machine: "m".into(),
+            error: WakeError::Timeout(Duration::from_secs(1)),
+        };
+        let response = error_response(&slow);
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    /// Unknown hosts are 404; apps without machines are 503 with Retry-After.
+    #[test]
+    fn routing_failures() {
+        assert_eq!(
+            error_response(&ProxyError::UnknownHost("x".into())).status(),
+            StatusCode::NOT_FOUND
+        );
+        let none = error_response(&ProxyError::NoMachines {
+            app: "a".into(),
+            port: 80,
+        });
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(none.headers().contains_key("retry-after"));
+    }
+}
