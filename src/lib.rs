@@ -13,6 +13,7 @@
 //!   recovery at boot), the `reaper` (idle stop) and the `activity` clock.
 //! - `api`: the Fly-compatible Machines REST API (axum), bearer-token auth.
 //! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
+//! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
 //!
@@ -27,6 +28,7 @@
 
 pub mod api;
 pub mod config;
+pub mod functions;
 pub mod http;
 pub mod ids;
 pub mod listener;

@@ -27,6 +27,9 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
+    #[command(hide = true)]
+    Functions,
 }
 
 #[derive(clap::Args)]
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve(args) => serve(args),
+        Command::Functions => Ok(edgewake::functions::run()?),
     }
 }
 

@@ -135,7 +135,7 @@ impl Default for Config {
             images: BTreeMap::from([(
                 "flyio/fastify-functions".to_string(),
                 ImageConfig {
-                    command: vec!["{bin_dir}/edgewake-functions".into()],
+                    command: vec!["{bin_dir}/edgewake".into(), "functions".into()],
                     env: BTreeMap::new(),
                 },
             )]),

@@ -1,0 +1,259 @@
+//! The bundled function runtime, listed in the default image catalog as
+//! `flyio/fastify-functions`: run as `edgewake functions` (what the catalog names, since
+//! `cargo run` builds only the binary it runs) or as the `edgewake-functions` binary. It answers every request with JSON naming its machine,
+//! region, the method, path and headers it received.
+//!
+//! Knobs (for the seed walk-through and for tests):
+//! - `?sleep=MS` waits before answering; `?stream=N&interval=MS` sends N server-sent
+//!   events, one per interval; `GET /exit` answers, then the process exits 0.
+//! - env `STARTUP_DELAY_MS` waits before listening (a slow boot); `EXIT_AFTER_IDLE`
+//!   (e.g. `60s`) exits by itself after that long without a request, as the seed's
+//!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
+//!   that drains slowly).
+//!
+//! It listens on `$FLY_PRIVATE_IP` (else `$HOST`, else 0.0.0.0) at `$PORT` (else 8080).
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Map, Value, json};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Facts about this machine, from the environment the driver set.
+struct Machine {
+    id: String,
+    app: String,
+    region: String,
+    started: Instant,
+    /// Milliseconds after `started` of the last request.
+    last_request_ms: AtomicU64,
+    exit: Notify,
+}
+
+/// Runs the function runtime until it is told to exit, goes idle, or is terminated.
+pub fn run() -> std::io::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    if let Some(ms) = env("STARTUP_DELAY_MS").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let ip: IpAddr = env("FLY_PRIVATE_IP")
+        .or_else(|| env("HOST"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or([0, 0, 0, 0].into());
+    let port: u16 = env("PORT").and_then(|v| v.parse().ok()).unwrap_or(8080);
+    let listener = TcpListener::bind(SocketAddr::new(ip, port)).await?;
+    println!("edgewake-functions listening on {}", listener.local_addr()?);
+    let machine = Arc::new(Machine {
+        id: env("FLY_MACHINE_ID").unwrap_or_default(),
+        app: env("FLY_APP_NAME").unwrap_or_default(),
+        region: env("FLY_REGION").unwrap_or_default(),
+        started: Instant::now(),
+        last_request_ms: AtomicU64::new(0),
+        exit: Notify::new(),
+    });
+    let idle_exit = env("EXIT_AFTER_IDLE").and_then(|v| humantime::parse_duration(&v).ok());
+    let drain = Duration::from_millis(
+        env("SHUTDOWN_DELAY_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    tokio::select! {
+        () = accept(listener, machine.clone()) => {}
+        () = machine.exit.notified() => println!("exiting on request"),
+        () = exit_when_idle(&machine, idle_exit) => println!("idle: exiting"),
+        () = async { terminated().await; tokio::time::sleep(drain).await } => println!("terminated"),
+    }
+    Ok(())
+}
+
+async fn accept(listener: TcpListener, machine: Arc<Machine>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let machine = machine.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, machine.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    machine: Arc<Machine>,
+) -> Result<Response<Body>, Infallible> {
+    machine.touch();
+    let query = Query::parse(req.uri().query().unwrap_or(""));
+    if let Some(ms) = query.sleep_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(events) = query.stream {
+        return Ok(stream_events(
+            events,
+            Duration::from_millis(query.interval_ms),
+        ));
+    }
+    let exit = req.uri().path() == "/exit";
+    let described = describe(&machine, req).await;
+    if exit {
+        let machine = machine.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await; // let the answer leave first
+            machine.exit.notify_one();
+        });
+    }
+    machine.touch();
+    Ok(json_response(StatusCode::OK, &described))
+}
+
+/// The request as the machine saw it.
+async fn describe(machine: &Machine, req: Request<Incoming>) -> Value {
+    let (parts, body) = req.into_parts();
+    let body_bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => *existing = format!("{existing}, {value}"),
+            _ => {
+                headers.insert(name.as_str().to_string(), Value::String(value));
+            }
+        }
+    }
+    json!({
+        "machine_id": machine.id,
+        "app": machine.app,
+        "region": machine.region,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "headers": headers,
+        "body_bytes": body_bytes,
+    })
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .expect("valid response")
+}
+
+/// `count` server-sent events, `interval` apart, written as they happen.
+fn stream_events(count: u64, interval: Duration) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tokio::spawn(async move {
+        for i in 0..count {
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            let event = Frame::data(Bytes::from(format!("data: {i}\n\n")));
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(StreamBody::new(stream).boxed())
+        .expect("valid response")
+}
+
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The query knobs this runtime understands.
+struct Query {
+    sleep_ms: Option<u64>,
+    stream: Option<u64>,
+    interval_ms: u64,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut parsed = Query {
+            sleep_ms: None,
+            stream: None,
+            interval_ms: 100,
+        };
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = value.parse().ok();
+            match key {
+                "sleep" => parsed.sleep_ms = number,
+                "stream" => parsed.stream = number,
+                "interval" => parsed.interval_ms = number.unwrap_or(100),
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+impl Machine {
+    fn touch(&self) {
+        self.last_request_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = self.last_request_ms.load(Ordering::Relaxed);
+        self.started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+async fn exit_when_idle(machine: &Machine, after: Option<Duration>) {
+    let Some(after) = after else {
+        return std::future::pending().await;
+    };
+    loop {
+        let idle = machine.idle_for();
+        if idle >= after {
+            return;
+        }
+        tokio::time::sleep(after - idle).await;
+    }
+}
+
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

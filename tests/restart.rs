@@ -1,0 +1,178 @@
+//! Machines are permanent: apps and machines survive a restart of edgewake, and after
+//! a crash their states match reality again.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+/// A clean restart keeps every app and machine; running machines come back `stopped`
+/// (their processes gone) and wake on the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_apps_and_machines() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    edge.create_app("other").await;
+    let running = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
+    let idle = edge.create_machine("other", RUNTIME_IMAGE, true).await;
+    let id = running["id"].as_str().unwrap().to_string();
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+    let before: Vec<Value> = [edge.machine(APP, &id).await, idle.clone()].into();
+
+    let edge = edge.restart().await;
+    assert!(
+        machine_pids(&id).is_empty(),
+        "no machine process outlives a clean shutdown"
+    );
+    let (_, apps) = edge.get("/v1/apps?org_slug=personal").await;
+    assert_eq!(apps["total_apps"], 2);
+    let after = edge.machine(APP, &id).await;
+    assert_eq!(after["state"], "stopped");
+    let idle_after = edge.machine("other", idle["id"].as_str().unwrap()).await;
+    assert_eq!(idle_after["state"], "created");
+    for (old, new) in before.iter().zip([&after, &idle_after]) {
+        for key in [
+            "id",
+            "name",
+            "region",
+            "private_ip",
+            "config",
+            "instance_id",
+            "created_at",
+        ] {
+            assert_eq!(old[key], new[key], "{key} survives the restart");
+        }
+    }
+
+    let res = edge.request(APP, "/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    edge.shutdown().await;
+}
+
+/// A machine with `restart.policy = "always"` that was running is started again when
+/// edgewake comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policy_always_comes_back_started() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["restart"] = json!({"policy": "always"});
+    let (status, machine) = edge
+        .post(
+            &format!("/v1/apps/{APP}/machines"),
+            json!({"config": config}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+
+    let edge = edge.restart().await;
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+    assert_eq!(machine_pids(&id).len(), 1);
+    edge.shutdown().await;
+}
+
+/// After edgewake is killed, the restarted edgewake kills the orphaned machine process,
+/// reports the machine `stopped`, wakes it on request, and a SIGTERM then exits 0
+/// leaving no machine process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = random_loopback_range();
+    let first = EdgewakeProcess::spawn(dir.path(), &range).await;
+    let api = ApiClient::new(first.api);
+    api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
+        .await;
+    let machine = api
+        .post(
+            &format!("/v1/apps/{APP}/machines"),
+            json!({"config": seed_config(RUNTIME_IMAGE)}),
+        )
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    assert_eq!(api.edge_get(first.http, APP).await, StatusCode::OK);
+    assert_eq!(machine_pids(&id).len(), 1, "the machine runs");
+
+    first.signal("KILL");
+    first.exit_code().await;
+    assert_eq!(
+        machine_pids(&id).len(),
+        1,
+        "a crash leaves the machine process behind"
+    );
+
+    let second = EdgewakeProcess::spawn(dir.path(), &range).await;
+    let api = ApiClient::new(second.api);
+    assert!(
+        machine_pids(&id).is_empty(),
+        "the orphan was killed at boot"
+    );
+    let machine = api.get(&format!("/v1/apps/{APP}/machines/{id}")).await;
+    assert_eq!(machine["state"], "stopped");
+    assert_eq!(api.edge_get(second.http, APP).await, StatusCode::OK);
+    assert_eq!(machine_pids(&id).len(), 1);
+
+    second.signal("TERM");
+    assert_eq!(second.exit_code().await, Some(0));
+    assert!(
+        machine_pids(&id).is_empty(),
+        "a clean shutdown stops the machines"
+    );
+}
+
+/// A small API client for an edgewake running in another process.
+struct ApiClient {
+    client: reqwest::Client,
+    api: std::net::SocketAddr,
+}
+
+impl ApiClient {
+    fn new(api: std::net::SocketAddr) -> ApiClient {
+        ApiClient {
+            client: reqwest::Client::new(),
+            api,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let res = self
+            .client
+            .post(format!("http://{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let res = self
+            .client
+            .get(format!("http://{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    async fn edge_get(&self, http: std::net::SocketAddr, app: &str) -> StatusCode {
+        let res = self
+            .client
+            .get(format!("http://{http}/"))
+            .header("host", format!("{app}.localhost"))
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    }
+}

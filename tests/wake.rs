@@ -1,0 +1,258 @@
+//! The edge wakes stopped machines on request, shares one start among a herd, fails
+//! fast when a machine dies while starting, and stops machines that go idle.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A request to a stopped machine starts it and returns the runtime's answer; the
+/// machine's events show exactly one new `start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wakes_stopped_machine() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+    assert_eq!(count_events(&machine, "start"), 0);
+
+    let res = edge.request(APP, "/hello?x=1").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["edgewake-machine"], id);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["machine_id"], id);
+    assert_eq!(body["app"], APP);
+    assert_eq!(body["path"], "/hello?x=1");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(body["headers"]["fly-client-ip"], "127.0.0.1");
+    assert_eq!(body["headers"]["host"], format!("{APP}.localhost"));
+
+    let machine = edge.machine(APP, id).await;
+    assert_eq!(machine["state"], "started");
+    assert_eq!(count_events(&machine, "start"), 1);
+    edge.shutdown().await;
+}
+
+/// 200 concurrent requests to one stopped machine all succeed, with exactly one start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_shares_one_start() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, SLOW_BOOT_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+
+    let requests = (0..200).map(|i| {
+        let (client, addr) = (edge.client.clone(), edge.running.http_addr);
+        tokio::spawn(async move {
+            let res = client
+                .get(format!("http://{addr}/herd/{i}"))
+                .header("host", format!("{APP}.localhost"))
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status(),
+                res.headers()["edgewake-machine"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+    });
+    for request in requests.collect::<Vec<_>>() {
+        let (status, served_by) = request.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(served_by, id);
+    }
+    let machine = edge.machine(APP, &id).await;
+    assert_eq!(count_events(&machine, "start"), 1, "{machine}");
+    edge.shutdown().await;
+}
+
+/// A machine whose command exits at once fails the request with 502 long before the
+/// wake timeout, and is left `stopped` with the exit code in its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_machine_fails_fast_with_502() {
+    let wake_timeout = Duration::from_secs(30);
+    let edge = TestEdge::start_with(|c| c.edge.wake_timeout = wake_timeout).await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, CRASH_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+
+    let began = Instant::now();
+    let res = edge.request(APP, "/").await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        began.elapsed() < wake_timeout / 3,
+        "took {:?}",
+        began.elapsed()
+    );
+    let text = res.text().await.unwrap();
+    assert!(text.contains("exit code 3"), "{text}");
+
+    let machine = edge.machine(APP, id).await;
+    assert_eq!(machine["state"], "stopped");
+    let exit = &machine["events"][0];
+    assert_eq!(exit["type"], "exit");
+    assert_eq!(exit["request"]["exit_event"]["exit_code"], 3);
+    edge.shutdown().await;
+}
+
+/// A machine with no request for the idle timeout is stopped, and the next request
+/// wakes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_machine_stops_and_wakes_again() {
+    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    let stopped = edge
+        .wait_for_state(APP, id, "stopped", Duration::from_secs(10))
+        .await;
+    assert_eq!(stopped["events"][1]["type"], "stop");
+    assert_eq!(stopped["events"][1]["source"], "flyd");
+    assert!(machine_pids(id).is_empty(), "the machine's process is gone");
+
+    assert_eq!(edge.request(APP, "/again").await.status(), StatusCode::OK);
+    let machine = edge.machine(APP, id).await;
+    assert_eq!(count_events(&machine, "start"), 2);
+    edge.shutdown().await;
+}
+
+/// A request that arrives while the machine is being stopped waits for the stop and
+/// wakes it again instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_during_stop_waits_and_wakes() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+
+    let stop_path = format!("/v1/apps/{APP}/machines/{id}/stop");
+    let (client, url) = (edge.client.clone(), edge.api_url(&stop_path));
+    let stop = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    edge.wait_for_state(APP, &id, "stopping", Duration::from_secs(5))
+        .await;
+
+    let res = edge.request(APP, "/during-stop").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(stop.await.unwrap(), StatusCode::OK);
+    let machine = edge.machine(APP, &id).await;
+    assert_eq!(machine["state"], "started");
+    let kinds: Vec<&str> = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &kinds[..3],
+        ["start", "exit", "stop"],
+        "newest first: {kinds:?}"
+    );
+    edge.shutdown().await;
+}
+
+/// Requests spread across many idle stops never fail: the reaper and arriving requests
+/// never both win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_across_idle_stops() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.idle_timeout = Duration::from_millis(20);
+        c.edge.reap_interval = Duration::from_millis(5);
+    })
+    .await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+    for i in 0..60u64 {
+        let res = edge.request(APP, &format!("/{i}")).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        tokio::time::sleep(Duration::from_millis(i % 4 * 10)).await;
+    }
+    let machine = edge.machine(APP, id).await;
+    assert!(
+        count_events(&machine, "stop") >= 2,
+        "the machine was stopped between requests: {machine}"
+    );
+    edge.shutdown().await;
+}
+
+/// A machine whose process exits by itself becomes `stopped`, and the next request
+/// wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_that_exits_by_itself_is_woken() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+
+    assert_eq!(edge.request(APP, "/exit").await.status(), StatusCode::OK);
+    let stopped = edge
+        .wait_for_state(APP, id, "stopped", Duration::from_secs(10))
+        .await;
+    let exit = &stopped["events"][0];
+    assert_eq!(exit["type"], "exit");
+    assert_eq!(exit["request"]["exit_event"]["exit_code"], 0);
+    assert_eq!(exit["request"]["exit_event"]["requested_stop"], false);
+
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    assert_eq!(count_events(&edge.machine(APP, id).await, "start"), 2);
+    edge.shutdown().await;
+}
+
+/// Unknown hosts get 404; an app without machines gets 503 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_failures_have_clear_statuses() {
+    let edge = TestEdge::start().await;
+    assert_eq!(
+        edge.request("nobody", "/").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    edge.create_app("empty").await;
+    let res = edge.request("empty", "/").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    edge.shutdown().await;
+}
+
+/// A machine that never listens fails the waiting request with 504 at the wake
+/// timeout, and is not left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_that_never_listens_times_out_with_504() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.wake_timeout = Duration::from_millis(500);
+        let sleeper = edgewake::config::ImageConfig {
+            command: vec!["sleep".into(), "30".into()],
+            env: Default::default(),
+        };
+        c.images.insert("test/sleeper".into(), sleeper);
+    })
+    .await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, "test/sleeper", true).await;
+    let id = machine["id"].as_str().unwrap();
+    let res = edge.request(APP, "/").await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(edge.machine(APP, id).await["state"], "stopped");
+    assert!(
+        machine_pids(id).is_empty(),
+        "the machine's process was killed"
+    );
+    edge.shutdown().await;
+}
