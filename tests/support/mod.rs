@@ -48,7 +48,10 @@ fn image(command: &[&str], env: &[(&str, &str)]) -> ImageConfig {
 /// A config for tests: loopback listeners on port 0, generous idle timeout (tests that
 /// want idle stops shorten it), test images beside the runtime.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config { data_dir: data_dir.to_path_buf(), ..Config::default() };
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.edge.http = "127.0.0.1:0".parse().unwrap();
     config.api.listen = "127.0.0.1:0".parse().unwrap();
     config.edge.idle_timeout = Duration::from_secs(60);
