@@ -688,3 +688,26 @@ async fn proxy_reaches_machine_created_by_api() {
     assert_eq!(body["machine_id"], id, "{body}");
     edge.shutdown().await;
 }
+
+/// `curl -d '{...}'` without a JSON Content-Type (curl then sends a form type) still
+/// creates the app, as such calls written for Fly expect; a 405 is Fly's error JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_body_without_json_content_type_is_accepted() {
+    let edge = TestEdge::start().await;
+    let res = edge
+        .client
+        .post(edge.api_url("/v1/apps"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"app_name": "formed", "org_slug": "personal"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (status, body) = edge
+        .api(reqwest::Method::PUT, "/v1/apps/formed", None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["error"].is_string(), "{body}");
+    edge.shutdown().await;
+}

@@ -124,7 +124,7 @@ pub async fn delete(
         )));
     }
     for machine in &machines {
-        state.supervisor.stop(machine, EventSource::User).await;
+        state.supervisor.destroy(machine, EventSource::User).await;
         state.supervisor.driver().forget(&machine.id).await;
     }
     state

@@ -2,7 +2,7 @@
 //! that turns malformed bodies into it.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -59,25 +59,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A JSON body whose rejection is Fly's error JSON with status 400.
+/// A JSON body whose rejection is Fly's error JSON with status 400. The Content-Type is
+/// not insisted on: `curl -d '{...}'` without `-H` sends a form type, and such calls
+/// written for Fly should still work.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(ApiError::bad_request(rejection_message(&rejection))),
-        }
-    }
-}
-
-fn rejection_message(rejection: &JsonRejection) -> String {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "request body must be JSON (Content-Type: application/json)".into()
-        }
-        other => format!("invalid JSON body: {}", other.body_text()),
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
+        })?;
+        serde_json::from_slice(&body)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }

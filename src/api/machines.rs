@@ -2,7 +2,6 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson};
-use crate::machines::record::MachineEvent;
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
 use crate::machines::{EventSource, MachineRecord, MachineState};
@@ -140,11 +139,9 @@ pub async fn delete(
             machine.state().as_str()
         )));
     }
-    state.supervisor.stop(&machine, EventSource::User).await;
-    let registry = state.registry();
-    let event = MachineEvent::new("destroy", MachineState::Destroyed, EventSource::User);
-    registry.transition(&machine, MachineState::Destroyed, Some(event));
-    registry
+    state.supervisor.destroy(&machine, EventSource::User).await;
+    state
+        .registry()
         .remove_machine(&machine)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.supervisor.driver().forget(&machine.id).await;

@@ -92,5 +92,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
         .with_state(state)
 }

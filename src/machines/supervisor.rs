@@ -180,6 +180,16 @@ impl Supervisor {
             .transition(machine, MachineState::Stopped, Some(event));
     }
 
+    /// Stops the machine if it runs and marks it destroyed, under one lifecycle lock so
+    /// no request can wake it in between.
+    pub async fn destroy(&self, machine: &Machine, source: EventSource) {
+        let mut life = machine.lifecycle.lock().await;
+        self.stop_locked(machine, &mut life, source, None).await;
+        let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
+        self.registry
+            .transition(machine, MachineState::Destroyed, Some(event));
+    }
+
     /// Stops a machine only if it is still idle once no request can slip in: the state
     /// goes to `stopping` first, then the in-flight count is read. A request counts
     /// itself in first, then reads the state, so one of the two always sees the other.
