@@ -1,5 +1,6 @@
 //! Identifiers: machine ids (14 lowercase hex, as Fly's), generated names, API tokens.
 
+use std::cell::Cell;
 use std::io::Read;
 
 /// `n` bytes from the kernel's random source.
@@ -25,14 +26,29 @@ pub fn app_id() -> String {
     hex(&random_bytes::<10>())
 }
 
-/// A ULID (26 characters, time-ordered), as Fly uses for instance ids and events.
+thread_local! {
+    static FAST_RNG: Cell<u64> = Cell::new(u64::from_le_bytes(random_bytes::<8>()));
+}
+
+/// wyrand, seeded per thread from the kernel: cheap enough for every request, and good
+/// for ids that must be unique, not secret (tokens use `random_bytes`).
+fn fast_u64() -> u64 {
+    FAST_RNG.with(|state| {
+        let x = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) ^ t) as u64
+    })
+}
+
+/// A ULID (26 characters, time-ordered), as Fly uses for instance ids, events and
+/// request ids.
 pub fn ulid() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut random = [0u8; 16];
-    random[6..].copy_from_slice(&random_bytes::<10>());
-    ulid::Ulid::from_parts(millis, u128::from_be_bytes(random)).to_string()
+    let random = (u128::from(fast_u64()) << 64 | u128::from(fast_u64())) & ((1 << 80) - 1);
+    ulid::Ulid::from_parts(millis, random).to_string()
 }
 
 /// A bearer token with 256 bits of randomness.
@@ -93,6 +109,14 @@ mod tests {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         );
         assert_ne!(id, machine_id());
+    }
+
+    /// ULIDs are 26 characters and do not repeat.
+    #[test]
+    fn ulids_are_unique() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| ulid()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.len() == 26));
     }
 
     /// Generated names have three dash-separated parts ending in a number.

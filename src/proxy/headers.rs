@@ -5,16 +5,30 @@ use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, VIA};
 use std::net::IpAddr;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
+
+// Names built once: inserting by `&str` would parse the name on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
+const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
+const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
+pub const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
+/// Response header naming the machine that served the request.
+pub const MACHINE_HEADER: HeaderName = HeaderName::from_static("edgewake-machine");
 
 /// What the edge knows about the client's connection.
 #[derive(Debug, Clone)]
@@ -41,32 +55,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(http::header::UPGRADE);
 }
 
 /// Rewrites a request's headers for the machine.
 pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     strip_hop_by_hop(headers);
     let client = fwd.client_ip.to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {client}"),
         None => client.clone(),
     };
     let port = fwd.public_port.to_string();
-    set(headers, "x-forwarded-for", &xff);
-    set(headers, "x-forwarded-proto", fwd.scheme);
-    set(
-        headers,
-        "x-forwarded-ssl",
-        if fwd.scheme == "https" { "on" } else { "off" },
-    );
-    set(headers, "x-forwarded-port", &port);
-    set(headers, "x-forwarded-host", fwd.host);
-    set(headers, "fly-client-ip", &client);
-    set(headers, "fly-forwarded-port", &port);
-    set(headers, "fly-region", fwd.edge_region);
+    set(headers, X_FORWARDED_FOR, &xff);
+    set(headers, X_FORWARDED_PROTO, fwd.scheme);
+    let ssl = if fwd.scheme == "https" { "on" } else { "off" };
+    set(headers, X_FORWARDED_SSL, ssl);
+    set(headers, X_FORWARDED_PORT, &port);
+    set(headers, X_FORWARDED_HOST, fwd.host);
+    set(headers, FLY_CLIENT_IP, &client);
+    set(headers, FLY_FORWARDED_PORT, &port);
+    set(headers, FLY_REGION, fwd.edge_region);
     if !headers.contains_key(HOST) {
-        set(headers, HOST.as_str(), fwd.host);
+        set(headers, HOST, fwd.host);
     }
     append_via(headers);
 }
@@ -75,12 +85,9 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
 pub fn to_client(headers: &mut HeaderMap, machine_id: &str, request_id: &str) {
     strip_hop_by_hop(headers);
     append_via(headers);
-    set(headers, "fly-request-id", request_id);
+    set(headers, FLY_REQUEST_ID, request_id);
     set(headers, MACHINE_HEADER, machine_id);
 }
-
-/// Response header naming the machine that served the request.
-pub const MACHINE_HEADER: &str = "edgewake-machine";
 
 const VIA_VALUE: &str = "1.1 edgewake";
 
@@ -88,7 +95,7 @@ fn append_via(headers: &mut HeaderMap) {
     headers.append(VIA, HeaderValue::from_static(VIA_VALUE));
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }

@@ -67,7 +67,9 @@ impl Proxy {
                 tracing::debug!(%peer, "proxy error: {error}");
                 let mut response = error_response(&error);
                 if let Ok(value) = request_id.parse() {
-                    response.headers_mut().insert("fly-request-id", value);
+                    response
+                        .headers_mut()
+                        .insert(headers::FLY_REQUEST_ID, value);
                 }
                 response
             }
