@@ -50,11 +50,12 @@ pub async fn create(
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
                     .with_code("name_taken")
             }
+            RegistryError::AppGone(_) => ApiError::not_found(e.to_string()),
             other => ApiError::internal(other.to_string()),
         })?;
     tracing::info!(machine = %machine.id, app = %machine.app, "machine created");
     if !body.skip_launch {
-        state.start_in_background(&machine, EventSource::User);
+        state.supervisor.begin_wake(&machine, EventSource::User);
     }
     Ok(Json(machine.snapshot()))
 }
@@ -97,7 +98,7 @@ pub async fn start(
         }
         _ => {}
     }
-    state.start_in_background(&machine, EventSource::User);
+    state.supervisor.begin_wake(&machine, EventSource::User);
     Ok(Json(
         json!({ "previous_state": previous.as_str(), "migrated": false, "new_host": "" }),
     ))
@@ -140,11 +141,6 @@ pub async fn delete(
         )));
     }
     state.supervisor.destroy(&machine, EventSource::User).await;
-    state
-        .registry()
-        .remove_machine(&machine)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    state.supervisor.driver().forget(&machine.id).await;
     tracing::info!(machine = %id, "machine destroyed");
     Ok(Json(json!({ "ok": true })))
 }

@@ -6,7 +6,7 @@ pub mod auth;
 pub mod error;
 mod machines;
 
-use crate::machines::{App, EventSource, Machine, Registry, Supervisor};
+use crate::machines::{App, Machine, Registry, Supervisor};
 use axum::Router;
 use axum::routing::{get, post};
 use error::ApiError;
@@ -56,16 +56,6 @@ impl ApiState {
                 self.regions.join(", ")
             )))
         }
-    }
-
-    /// Begins a start without waiting for it; requests that arrive meanwhile join it.
-    fn start_in_background(&self, machine: &Arc<Machine>, source: EventSource) {
-        let (supervisor, machine) = (self.supervisor.clone(), machine.clone());
-        tokio::spawn(async move {
-            if let Err(e) = supervisor.wake(&machine, source).await {
-                tracing::warn!(machine = %machine.id, "start failed: {e}");
-            }
-        });
     }
 }
 

@@ -11,6 +11,7 @@ pub mod record;
 mod recovery;
 pub mod registry;
 pub mod spec;
+mod stopping;
 pub mod store;
 mod supervisor;
 

@@ -2,7 +2,7 @@
 //! a time per machine, and keeps the registry's states true to what is running.
 
 use super::driver::{Driver, Launch};
-use super::machine::{Lifecycle, Machine};
+use super::machine::Machine;
 use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::Registry;
 use crate::wake::{WakeError, until_ready};
@@ -27,10 +27,10 @@ pub struct Settings {
 
 pub struct Supervisor {
     pub registry: Arc<Registry>,
-    driver: Arc<dyn Driver>,
-    settings: Settings,
-    tasks: TaskTracker,
-    shutting_down: AtomicBool,
+    pub(super) driver: Arc<dyn Driver>,
+    pub(super) settings: Settings,
+    pub(super) tasks: TaskTracker,
+    pub(super) shutting_down: AtomicBool,
 }
 
 impl Supervisor {
@@ -110,7 +110,6 @@ impl Supervisor {
             let event = MachineEvent::exit(exit.code, exit.signal, false);
             self.registry
                 .transition(machine, MachineState::Stopped, Some(event));
-            tracing::warn!(machine = %machine.id, "wake failed: {e}");
             return Err(e);
         }
         machine.activity.touch();
@@ -142,94 +141,5 @@ impl Supervisor {
             this.registry.transition(&machine, MachineState::Stopped, Some(event));
             tracing::info!(machine = %machine.id, "machine exited by itself ({})", crate::wake::describe_exit(exit));
         });
-    }
-
-    /// Stops a machine (a no-op when it is not running) and waits until it has exited.
-    pub async fn stop(&self, machine: &Machine, source: EventSource) {
-        let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, source, None).await;
-    }
-
-    async fn stop_locked(
-        &self,
-        machine: &Machine,
-        life: &mut Lifecycle,
-        source: EventSource,
-        reason: Option<&str>,
-    ) {
-        let Some(instance) = life.instance.take() else {
-            return;
-        };
-        let event = MachineEvent::new("stop", MachineState::Stopping, source);
-        self.registry
-            .transition(machine, MachineState::Stopping, Some(event));
-        let exit = self
-            .driver
-            .stop(
-                &instance,
-                self.settings.stop_signal,
-                self.settings.stop_timeout,
-            )
-            .await;
-        self.registry.set_pid(machine, None);
-        let mut event = MachineEvent::exit(exit.code, exit.signal, true);
-        if let (Some(reason), Some(request)) = (reason, event.request.as_mut()) {
-            request["reason"] = reason.into();
-        }
-        self.registry
-            .transition(machine, MachineState::Stopped, Some(event));
-    }
-
-    /// Stops the machine if it runs and marks it destroyed, under one lifecycle lock so
-    /// no request can wake it in between.
-    pub async fn destroy(&self, machine: &Machine, source: EventSource) {
-        let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, source, None).await;
-        let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
-        self.registry
-            .transition(machine, MachineState::Destroyed, Some(event));
-    }
-
-    /// Stops a machine only if it is still idle once no request can slip in: the state
-    /// goes to `stopping` first, then the in-flight count is read. A request counts
-    /// itself in first, then reads the state, so one of the two always sees the other.
-    pub async fn stop_if_idle(&self, machine: &Machine, idle_timeout: Duration) -> bool {
-        let Ok(mut life) = machine.lifecycle.try_lock() else {
-            return false;
-        };
-        if machine.state() != MachineState::Started || life.instance.is_none() {
-            return false;
-        }
-        machine.set_state(MachineState::Stopping);
-        if machine.activity.idle_for() < idle_timeout {
-            machine.set_state(MachineState::Started);
-            return false;
-        }
-        tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
-        self.stop_locked(machine, &mut life, EventSource::Edgewake, None)
-            .await;
-        true
-    }
-
-    /// Refuses new starts, then stops every running machine and waits for its tasks.
-    pub async fn shutdown(self: &Arc<Self>) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        let mut stops = tokio::task::JoinSet::new();
-        for machine in self.registry.all_machines() {
-            let this = self.clone();
-            stops.spawn(async move {
-                let mut life = machine.lifecycle.lock().await;
-                this.stop_locked(
-                    &machine,
-                    &mut life,
-                    EventSource::Edgewake,
-                    Some(SHUTDOWN_REASON),
-                )
-                .await;
-            });
-        }
-        while stops.join_next().await.is_some() {}
-        self.tasks.close();
-        self.tasks.wait().await;
     }
 }

@@ -10,6 +10,7 @@ pub mod route;
 pub use respond::{ProxyError, error_response};
 
 use crate::machines::{App, EventSource, MachineState, Registry, Supervisor};
+use crate::wake::WakeError;
 use bytes::Bytes;
 use forward::{Routed, Upstream};
 use headers::Forwarded;
@@ -103,13 +104,17 @@ impl Proxy {
             let (machine, action) = pick::pick(app, port, |m| self.supervisor.is_waking(m))?;
             let in_flight = machine.enter();
             if action == Action::Wake {
-                self.supervisor
-                    .wake(&machine, EventSource::Edgewake)
-                    .await
-                    .map_err(|error| ProxyError::Wake {
-                        machine: machine.id.clone(),
-                        error,
-                    })?;
+                match self.supervisor.wake(&machine, EventSource::Edgewake).await {
+                    Ok(()) => {}
+                    // Destroyed meanwhile: pick again among the others.
+                    Err(WakeError::Gone) => continue,
+                    Err(error) => {
+                        return Err(ProxyError::Wake {
+                            machine: machine.id.clone(),
+                            error,
+                        });
+                    }
+                }
             }
             if machine.state() == MachineState::Started {
                 let internal_port = machine

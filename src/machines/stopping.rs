@@ -1,0 +1,135 @@
+//! Stopping and destroying machines. Each stop runs in a task of its own, so a caller
+//! that goes away (an API client hanging up) cannot cut it short halfway, leaving a
+//! machine `stopping` with its process alive.
+
+use super::driver::{Exit, Instance};
+use super::machine::{Lifecycle, Machine};
+use super::record::{EventSource, MachineEvent, MachineState};
+use super::registry::App;
+use super::supervisor::{SHUTDOWN_REASON, Supervisor};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl Supervisor {
+    /// Stops a machine (a no-op when it is not running) and waits until it has exited.
+    pub async fn stop(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        let (this, machine) = (self.clone(), machine.clone());
+        let stop = self.tasks.spawn(async move {
+            let mut life = machine.lifecycle.lock().await;
+            this.stop_locked(&machine, &mut life, source, None).await;
+        });
+        let _ = stop.await;
+    }
+
+    /// Stops the machine if it runs, marks it destroyed and forgets it, under one
+    /// lifecycle lock: no request can wake it in between, and the proxy skips it from
+    /// the moment it is `destroying`.
+    pub async fn destroy(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        let (this, machine) = (self.clone(), machine.clone());
+        let destroy = self.tasks.spawn(async move {
+            let mut life = machine.lifecycle.lock().await;
+            this.registry
+                .transition(&machine, MachineState::Destroying, None);
+            if let Some(instance) = life.instance.take() {
+                let exit = this.halt(&machine, &instance).await;
+                let event = MachineEvent::exit(exit.code, exit.signal, true);
+                this.registry
+                    .transition(&machine, MachineState::Destroying, Some(event));
+            }
+            let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
+            this.registry
+                .transition(&machine, MachineState::Destroyed, Some(event));
+            this.driver.forget(&machine.id).await;
+            if let Err(e) = this.registry.remove_machine(&machine) {
+                tracing::error!(machine = %machine.id, "cannot forget destroyed machine: {e}");
+            }
+        });
+        let _ = destroy.await;
+    }
+
+    /// Destroys every machine of an app that is no longer registered, then its state.
+    pub async fn destroy_app(self: &Arc<Self>, app: Arc<App>) {
+        let this = self.clone();
+        let destroy = self.tasks.spawn(async move {
+            for machine in app.machines() {
+                this.destroy(&machine, EventSource::User).await;
+            }
+            if let Err(e) = this.registry.forget_app(&app.record.name) {
+                tracing::error!(app = %app.record.name, "cannot forget deleted app: {e}");
+            }
+        });
+        let _ = destroy.await;
+    }
+
+    /// Signals the machine to stop, kills it after the stop timeout, and forgets its pid.
+    async fn halt(&self, machine: &Machine, instance: &Instance) -> Exit {
+        let s = &self.settings;
+        let exit = self
+            .driver
+            .stop(instance, s.stop_signal, s.stop_timeout)
+            .await;
+        self.registry.set_pid(machine, None);
+        exit
+    }
+
+    async fn stop_locked(
+        &self,
+        machine: &Machine,
+        life: &mut Lifecycle,
+        source: EventSource,
+        reason: Option<&str>,
+    ) {
+        let Some(instance) = life.instance.take() else {
+            return;
+        };
+        let event = MachineEvent::new("stop", MachineState::Stopping, source);
+        self.registry
+            .transition(machine, MachineState::Stopping, Some(event));
+        let exit = self.halt(machine, &instance).await;
+        let mut event = MachineEvent::exit(exit.code, exit.signal, true);
+        if let (Some(reason), Some(request)) = (reason, event.request.as_mut()) {
+            request["reason"] = reason.into();
+        }
+        self.registry
+            .transition(machine, MachineState::Stopped, Some(event));
+    }
+
+    /// Stops a machine only if it is still idle once no request can slip in: the state
+    /// goes to `stopping` first, then the in-flight count is read. A request counts
+    /// itself in first, then reads the state, so one of the two always sees the other.
+    pub async fn stop_if_idle(&self, machine: &Machine, idle_timeout: Duration) -> bool {
+        let Ok(mut life) = machine.lifecycle.try_lock() else {
+            return false;
+        };
+        if machine.state() != MachineState::Started || life.instance.is_none() {
+            return false;
+        }
+        machine.set_state(MachineState::Stopping);
+        if machine.activity.idle_for() < idle_timeout {
+            machine.set_state(MachineState::Started);
+            return false;
+        }
+        tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
+        self.stop_locked(machine, &mut life, EventSource::Edgewake, None)
+            .await;
+        true
+    }
+
+    /// Refuses new starts, then stops every running machine and waits for its tasks.
+    pub async fn shutdown(self: &Arc<Self>) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut stops = tokio::task::JoinSet::new();
+        for machine in self.registry.all_machines() {
+            let this = self.clone();
+            stops.spawn(async move {
+                let mut life = machine.lifecycle.lock().await;
+                let (source, reason) = (EventSource::Edgewake, Some(SHUTDOWN_REASON));
+                this.stop_locked(&machine, &mut life, source, reason).await;
+            });
+        }
+        while stops.join_next().await.is_some() {}
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
