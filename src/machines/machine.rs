@@ -5,6 +5,7 @@ use super::activity::{Activity, InFlight};
 use super::driver::Instance;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
+use super::tunnels::Tunnels;
 use crate::wake::WakeAttempt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,6 +33,8 @@ pub struct Machine {
     record: Mutex<MachineRecord>,
     spec: RwLock<Arc<MachineSpec>>,
     pub(crate) lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// Open WebSockets and TCP tunnels, asked to close before a stop.
+    pub tunnels: Tunnels,
     /// The wake in progress, which every waiting request joins.
     pub(crate) wake: Mutex<Option<WakeAttempt>>,
 }
@@ -50,6 +53,7 @@ impl Machine {
             record: Mutex::new(record),
             spec: RwLock::new(Arc::new(spec)),
             lifecycle: tokio::sync::Mutex::new(Lifecycle::default()),
+            tunnels: Tunnels::default(),
             wake: Mutex::new(None),
         }
     }

@@ -14,6 +14,7 @@ pub mod spec;
 mod stopping;
 pub mod store;
 mod supervisor;
+pub mod tunnels;
 
 pub use machine::Machine;
 pub use record::{EventSource, MachineRecord, MachineState};

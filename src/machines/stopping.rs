@@ -7,6 +7,7 @@ use super::machine::{Lifecycle, Machine};
 use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::App;
 use super::supervisor::{SHUTDOWN_REASON, Supervisor};
+use super::tunnels::TUNNEL_CLOSE_GRACE;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -62,8 +63,10 @@ impl Supervisor {
         let _ = destroy.await;
     }
 
-    /// Signals the machine to stop, kills it after the stop timeout, and forgets its pid.
+    /// Closes the machine's tunnels, signals it to stop, kills it after the stop timeout,
+    /// and forgets its pid.
     async fn halt(&self, machine: &Machine, instance: &Instance) -> Exit {
+        machine.tunnels.close_all(TUNNEL_CLOSE_GRACE).await;
         let s = &self.settings;
         let exit = self
             .driver
