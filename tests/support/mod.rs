@@ -2,6 +2,8 @@
 //! real machine processes, and clients for its API and edge.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod tls;
+
 use edgewake::config::{Config, ImageConfig};
 use edgewake::server::{self, Options, Running};
 use reqwest::StatusCode;
@@ -312,6 +314,8 @@ impl EdgewakeProcess {
                 &format!("127.0.0.1:{http}"),
                 "--api",
                 &format!("127.0.0.1:{api}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
             ])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
