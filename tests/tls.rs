@@ -245,3 +245,35 @@ async fn served_until(addr: std::net::SocketAddr, expected: &[u8]) -> Vec<u8> {
     }
     seen
 }
+
+/// A port with only the `tls` handler terminates TLS and passes the bytes to the
+/// machine as TCP: the machine sees the client's own request, without edge headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_only_port_passes_bytes_through() {
+    let edge = TestEdge::start_with(|c| {
+        certs_for(&c.tls.certs_dir, &[HOST]);
+    })
+    .await;
+    let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
+    edge.create_app(APP).await;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["services"][0]["ports"][0]["handlers"] = serde_json::json!(["tls"]);
+    let body = serde_json::json!({"config": config, "skip_launch": true});
+    let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+
+    let stream = connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    let (status, body) = send1(&mut http1_over(stream).await, get(HOST, "/raw")).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["machine_id"], machine["id"],
+        "the stopped machine was woken"
+    );
+    assert!(
+        body["headers"].get("x-forwarded-proto").is_none(),
+        "no proxy headers: {body}"
+    );
+    edge.shutdown().await;
+}
