@@ -34,6 +34,7 @@
 pub mod api;
 pub mod config;
 pub mod functions;
+pub mod geo;
 pub mod http;
 pub mod ids;
 pub mod listener;
