@@ -40,6 +40,7 @@ pub mod ids;
 pub mod listener;
 pub mod machines;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod server;
 pub mod tls;
 pub mod wake;

@@ -1,0 +1,213 @@
+//! The PROXY protocol (HAProxy's v1 text and v2 binary headers), read from trusted
+//! load balancers in front of the edge so the client's own address is known.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+/// A v1 header is at most 107 bytes, CRLF included.
+const V1_MAX: usize = 107;
+/// How long a trusted peer may take to send the header.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProxyHeaderError {
+    #[error("no PROXY protocol header")]
+    Missing,
+    #[error("malformed PROXY protocol header: {0}")]
+    Malformed(&'static str),
+    #[error("connection closed or timed out before the PROXY header was complete")]
+    Incomplete,
+}
+
+/// What a header says: the client's address, or `None` for a LOCAL/UNKNOWN connection
+/// (a health check from the balancer itself), which keeps the peer's address.
+pub type Source = Option<SocketAddr>;
+
+/// How long the header in `bytes` is, if `bytes` holds all of it.
+pub fn header_len(bytes: &[u8]) -> Result<Option<usize>, ProxyHeaderError> {
+    if bytes.len() >= 16 && bytes[..12] == V2_SIGNATURE {
+        let len = u16::from_be_bytes([bytes[14], bytes[15]]) as usize;
+        return Ok(Some(16 + len));
+    }
+    if bytes.len() < 12 {
+        let prefix_ok =
+            V2_SIGNATURE.starts_with(bytes) || b"PROXY ".starts_with(&bytes[..bytes.len().min(6)]);
+        return if prefix_ok {
+            Ok(None)
+        } else {
+            Err(ProxyHeaderError::Missing)
+        };
+    }
+    if !bytes.starts_with(b"PROXY ") {
+        return Err(ProxyHeaderError::Missing);
+    }
+    match bytes.windows(2).take(V1_MAX - 1).position(|w| w == b"\r\n") {
+        Some(end) => Ok(Some(end + 2)),
+        None if bytes.len() >= V1_MAX => Err(ProxyHeaderError::Malformed(
+            "v1 header longer than 107 bytes",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Parses a complete header (as measured by `header_len`).
+pub fn parse(header: &[u8]) -> Result<Source, ProxyHeaderError> {
+    if header.starts_with(&V2_SIGNATURE) {
+        parse_v2(header)
+    } else {
+        parse_v1(header)
+    }
+}
+
+fn parse_v1(header: &[u8]) -> Result<Source, ProxyHeaderError> {
+    let text = std::str::from_utf8(header)
+        .map_err(|_| ProxyHeaderError::Malformed("v1 header is not text"))?;
+    let fields: Vec<&str> = text.trim_end_matches("\r\n").split(' ').collect();
+    match fields.as_slice() {
+        ["PROXY", "UNKNOWN", ..] => Ok(None),
+        ["PROXY", "TCP4" | "TCP6", src, _dst, sport, _dport] => {
+            let ip: IpAddr = src
+                .parse()
+                .map_err(|_| ProxyHeaderError::Malformed("v1 source address"))?;
+            let port: u16 = sport
+                .parse()
+                .map_err(|_| ProxyHeaderError::Malformed("v1 source port"))?;
+            Ok(Some(SocketAddr::new(ip, port)))
+        }
+        _ => Err(ProxyHeaderError::Malformed("v1 fields")),
+    }
+}
+
+fn parse_v2(header: &[u8]) -> Result<Source, ProxyHeaderError> {
+    let (version, command) = (header[12] >> 4, header[12] & 0x0f);
+    if version != 2 {
+        return Err(ProxyHeaderError::Malformed("v2 version"));
+    }
+    if command == 0 {
+        return Ok(None); // LOCAL
+    }
+    let body = &header[16..];
+    match header[13] >> 4 {
+        1 if body.len() >= 12 => {
+            let ip = Ipv4Addr::new(body[0], body[1], body[2], body[3]);
+            Ok(Some(SocketAddr::new(
+                ip.into(),
+                u16::from_be_bytes([body[8], body[9]]),
+            )))
+        }
+        2 if body.len() >= 36 => {
+            let octets: [u8; 16] = body[..16].try_into().expect("16 bytes");
+            let port = u16::from_be_bytes([body[32], body[33]]);
+            Ok(Some(SocketAddr::new(Ipv6Addr::from(octets).into(), port)))
+        }
+        0 => Ok(None), // UNSPEC
+        _ => Err(ProxyHeaderError::Malformed("v2 address block")),
+    }
+}
+
+/// Reads the header off a fresh connection, leaving everything after it unread.
+pub async fn read_header(stream: &mut TcpStream) -> Result<Source, ProxyHeaderError> {
+    let mut peeked = vec![0u8; 16];
+    let len = tokio::time::timeout(HEADER_TIMEOUT, async {
+        loop {
+            let n = stream
+                .peek(&mut peeked)
+                .await
+                .map_err(|_| ProxyHeaderError::Incomplete)?;
+            if let Some(len) = header_len(&peeked[..n])? {
+                return Ok(len);
+            }
+            if n == 0 {
+                return Err(ProxyHeaderError::Incomplete);
+            }
+            if n == peeked.len() {
+                peeked.resize(peeked.len() * 2, 0);
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await; // the rest is on its way
+            }
+        }
+    })
+    .await
+    .map_err(|_| ProxyHeaderError::Incomplete)??;
+    let mut header = vec![0u8; len];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|_| ProxyHeaderError::Incomplete)?;
+    parse(&header)
+}
+
+/// Writes a v2 header for `source` → `destination` (tests and tools).
+pub fn v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let mut header = V2_SIGNATURE.to_vec();
+    header.push(0x21); // version 2, PROXY
+    let mut body = Vec::new();
+    match (source.ip(), destination.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            header.push(0x11);
+            body.extend_from_slice(&s.octets());
+            body.extend_from_slice(&d.octets());
+        }
+        (s, d) => {
+            header.push(0x21);
+            body.extend_from_slice(&to_v6(s).octets());
+            body.extend_from_slice(&to_v6(d).octets());
+        }
+    }
+    body.extend_from_slice(&source.port().to_be_bytes());
+    body.extend_from_slice(&destination.port().to_be_bytes());
+    header.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    header.extend_from_slice(&body);
+    header
+}
+
+fn to_v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1 TCP4 header gives the client's address and is measured to its CRLF.
+    #[test]
+    fn parses_v1() {
+        let bytes = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\nGET / HTTP/1.1\r\n";
+        let len = header_len(bytes).unwrap().unwrap();
+        assert_eq!(&bytes[len..len + 3], b"GET");
+        assert_eq!(
+            parse(&bytes[..len]).unwrap(),
+            Some("203.0.113.7:56324".parse().unwrap())
+        );
+        assert_eq!(parse(b"PROXY UNKNOWN\r\n").unwrap(), None);
+    }
+
+    /// v2 headers round-trip for IPv4 and IPv6 sources.
+    #[test]
+    fn parses_v2() {
+        for source in ["198.51.100.9:4000", "[2001:db8::7]:4001"] {
+            let source: SocketAddr = source.parse().unwrap();
+            let header = v2_header(source, "192.0.2.1:443".parse().unwrap());
+            assert_eq!(header_len(&header).unwrap(), Some(header.len()));
+            assert_eq!(parse(&header).unwrap(), Some(source));
+        }
+    }
+
+    /// Plain HTTP is not a header; a partial header asks for more bytes.
+    #[test]
+    fn recognises_missing_and_partial_headers() {
+        assert_eq!(
+            header_len(b"GET / HTTP/1.1\r\n"),
+            Err(ProxyHeaderError::Missing)
+        );
+        assert_eq!(header_len(b"PROXY TCP4 1.2."), Ok(None));
+        assert_eq!(header_len(&V2_SIGNATURE[..5]), Ok(None));
+        assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
+    }
+}
