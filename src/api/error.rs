@@ -76,3 +76,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
+
+/// An optional JSON body: an empty body is `None` (Fly's stop takes `{"signal","timeout"}`
+/// or nothing at all); anything else must parse.
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MaybeJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
+        })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJson(None));
+        }
+        serde_json::from_slice(&body)
+            .map(|v| MaybeJson(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}

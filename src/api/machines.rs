@@ -1,13 +1,16 @@
 //! `/v1/apps/{app}/machines`: create, list, get, start, stop, delete.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, MaybeJson};
+use crate::machines::driver::parse_signal;
+use crate::machines::go_duration;
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
-use crate::machines::{EventSource, MachineRecord, MachineState};
+use crate::machines::{EventSource, MachineRecord, MachineState, StopRequest};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use nix::sys::signal::Signal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,7 +32,7 @@ pub async fn create(
     let config = body
         .config
         .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-    let spec = MachineSpec::from_config(&config).map_err(ApiError::bad_request)?;
+    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
     state
         .supervisor
         .driver()
@@ -103,13 +106,48 @@ pub async fn start(
     ))
 }
 
+/// Fly's optional stop body: `{"signal": "SIGTERM", "timeout": "10s"}`.
+#[derive(Deserialize, Default)]
+pub struct StopBody {
+    signal: Option<Value>,
+    timeout: Option<Value>,
+}
+
+impl StopBody {
+    fn request(&self, source: EventSource) -> Result<StopRequest, ApiError> {
+        let mut request = StopRequest::new(source);
+        request.signal = self.signal.as_ref().map(signal_from_json).transpose()?;
+        request.timeout = self
+            .timeout
+            .as_ref()
+            .map(|t| {
+                go_duration::from_json(t)
+                    .map_err(|e| ApiError::bad_request(format!("timeout: {e}")))
+            })
+            .transpose()?;
+        Ok(request)
+    }
+}
+
+/// A signal as Fly's clients send it: a name (`"SIGTERM"`) or a number (`9`).
+pub fn signal_from_json(value: &Value) -> Result<Signal, ApiError> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => return Err(ApiError::bad_request(format!("{other} is not a signal"))),
+    };
+    parse_signal(&text).map_err(ApiError::bad_request)
+}
+
 /// Stops a machine and waits until it has exited. Stopping a stopped machine is fine.
 pub async fn stop(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
+    MaybeJson(body): MaybeJson<StopBody>,
 ) -> Result<Json<Value>, ApiError> {
     let machine = state.machine(&app, &id)?;
-    state.supervisor.stop(&machine, EventSource::User).await;
+    let request = body.unwrap_or_default().request(EventSource::User)?;
+    state.supervisor.stop(&machine, request).await;
     Ok(Json(json!({ "ok": true })))
 }
 

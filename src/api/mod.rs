@@ -5,6 +5,9 @@ mod apps;
 pub mod auth;
 pub mod error;
 mod machines;
+mod query;
+mod request_id;
+mod wait;
 
 use crate::machines::{App, EventSource, Machine, Registry, Supervisor};
 use axum::Router;
@@ -84,6 +87,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/apps/{app}/machines/{id}/start", post(machines::start))
         .route("/apps/{app}/machines/{id}/stop", post(machines::stop))
+        .route("/apps/{app}/machines/{id}/wait", get(wait::wait))
+        .route("/apps/{app}/machines/{id}/events", get(wait::events))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -98,5 +103,9 @@ pub fn router(state: ApiState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::add,
+        ))
         .with_state(state)
 }

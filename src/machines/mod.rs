@@ -4,7 +4,9 @@
 pub mod activity;
 pub mod addresses;
 pub mod driver;
+pub mod go_duration;
 mod machine;
+mod normalize;
 pub mod process;
 pub mod reaper;
 pub mod record;
@@ -13,8 +15,9 @@ pub mod registry;
 pub mod spec;
 pub mod store;
 mod supervisor;
+pub mod wait;
 
 pub use machine::Machine;
 pub use record::{EventSource, MachineRecord, MachineState};
 pub use registry::{App, Registry};
-pub use supervisor::{Settings, Supervisor};
+pub use supervisor::{Settings, StopRequest, Supervisor};

@@ -199,14 +199,16 @@ impl Registry {
         Ok(machine)
     }
 
-    /// Moves a machine to `state`, logs `event`, and persists the record.
+    /// Moves a machine to `state`, logs `event`, and persists the record. The record is
+    /// written before the state is announced, so whoever wakes on the change (a `wait`)
+    /// reads the event that came with it.
     pub fn transition(&self, machine: &Machine, state: MachineState, event: Option<MachineEvent>) {
-        machine.set_state(state);
         let mut record = machine.record();
         record.state = state;
         if let Some(event) = event {
             record.push_event(event);
         }
+        machine.set_state(state);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }

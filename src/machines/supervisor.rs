@@ -1,7 +1,7 @@
 //! The supervisor starts and stops machines through the driver, one lifecycle change at
 //! a time per machine, and keeps the registry's states true to what is running.
 
-use super::driver::{Driver, Launch};
+use super::driver::{Driver, Instance, Launch};
 use super::machine::{Lifecycle, Machine};
 use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::Registry;
@@ -23,6 +23,35 @@ pub struct Settings {
     pub probe_interval: Duration,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+}
+
+/// How a stop was asked for: who asked, the event it is recorded as, and overrides of
+/// the machine's stop signal and timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct StopRequest {
+    pub source: EventSource,
+    /// The kind of the first event: `stop`, `suspend`, `restart`, `update`.
+    pub kind: &'static str,
+    pub signal: Option<Signal>,
+    pub timeout: Option<Duration>,
+    /// Said in the first event (`request.message`), e.g. why a suspend stopped instead.
+    pub note: Option<&'static str>,
+    /// Said in the exit event (`request.reason`).
+    pub reason: Option<&'static str>,
+}
+
+impl StopRequest {
+    /// A plain stop with the machine's own signal and timeout.
+    pub fn new(source: EventSource) -> StopRequest {
+        StopRequest {
+            source,
+            kind: "stop",
+            signal: None,
+            timeout: None,
+            note: None,
+            reason: None,
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -78,19 +107,32 @@ impl Supervisor {
         match machine.state() {
             MachineState::Started => return Ok(()),
             MachineState::Destroying | MachineState::Destroyed => return Err(WakeError::Gone),
-            _ if self.shutting_down.load(Ordering::SeqCst) => return Err(WakeError::ShuttingDown),
             _ => {}
+        }
+        self.start_locked(machine, &mut life, "start", source).await
+    }
+
+    /// Runs the machine and waits until it listens; `kind` names the event (`start`,
+    /// `restart`). The caller holds the lifecycle lock and knows the machine is stopped.
+    pub(crate) async fn start_locked(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        life: &mut Lifecycle,
+        kind: &str,
+        source: EventSource,
+    ) -> Result<(), WakeError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(WakeError::ShuttingDown);
         }
         life.generation += 1;
         self.registry
             .transition(machine, MachineState::Starting, None);
-        let launch = self.launch(machine);
         let probe_addr = machine
             .spec()
             .internal_ports()
             .first()
             .map(|p| SocketAddr::from((machine.private_ip, *p)));
-        let instance = match self.driver.start(launch).await {
+        let instance = match self.driver.start(self.launch(machine)).await {
             Ok(instance) => instance,
             Err(e) => {
                 let event = MachineEvent::exit(None, None, false);
@@ -102,34 +144,34 @@ impl Supervisor {
         self.registry.set_pid(machine, Some(instance.pid));
         let s = &self.settings;
         if let Err(e) = until_ready(probe_addr, &instance, s.probe_interval, s.wake_timeout).await {
-            let exit = self
-                .driver
-                .stop(&instance, Signal::SIGKILL, Duration::ZERO)
-                .await;
-            self.registry.set_pid(machine, None);
-            let event = MachineEvent::exit(exit.code, exit.signal, false);
-            self.registry
-                .transition(machine, MachineState::Stopped, Some(event));
-            tracing::warn!(machine = %machine.id, "wake failed: {e}");
+            self.fail_start(machine, &instance, &e).await;
             return Err(e);
         }
         machine.activity.touch();
         self.watch_exit(machine, life.generation, instance.clone());
         life.instance = Some(instance);
-        let event = MachineEvent::new("start", MachineState::Started, source);
+        let event = MachineEvent::new(kind, MachineState::Started, source);
         self.registry
             .transition(machine, MachineState::Started, Some(event));
         tracing::info!(machine = %machine.id, app = %machine.app, "machine started");
         Ok(())
     }
 
+    /// Kills a machine that did not become ready and records how it ended.
+    async fn fail_start(&self, machine: &Machine, instance: &Instance, error: &WakeError) {
+        let exit = self
+            .driver
+            .stop(instance, Signal::SIGKILL, Duration::ZERO)
+            .await;
+        self.registry.set_pid(machine, None);
+        let event = MachineEvent::exit(exit.code, exit.signal, false);
+        self.registry
+            .transition(machine, MachineState::Stopped, Some(event));
+        tracing::warn!(machine = %machine.id, "wake failed: {error}");
+    }
+
     /// Marks a machine stopped when its process exits by itself.
-    fn watch_exit(
-        self: &Arc<Self>,
-        machine: &Arc<Machine>,
-        generation: u64,
-        instance: super::driver::Instance,
-    ) {
+    fn watch_exit(self: &Arc<Self>, machine: &Arc<Machine>, generation: u64, instance: Instance) {
         let (this, machine) = (self.clone(), machine.clone());
         self.tasks.spawn(async move {
             let exit = instance.exited().await;
@@ -145,35 +187,39 @@ impl Supervisor {
     }
 
     /// Stops a machine (a no-op when it is not running) and waits until it has exited.
-    pub async fn stop(&self, machine: &Machine, source: EventSource) {
+    pub async fn stop(&self, machine: &Machine, request: StopRequest) {
         let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, source, None).await;
+        self.stop_locked(machine, &mut life, request).await;
     }
 
-    async fn stop_locked(
+    pub(crate) async fn stop_locked(
         &self,
         machine: &Machine,
         life: &mut Lifecycle,
-        source: EventSource,
-        reason: Option<&str>,
+        request: StopRequest,
     ) {
         let Some(instance) = life.instance.take() else {
             return;
         };
-        let event = MachineEvent::new("stop", MachineState::Stopping, source);
+        let mut event = MachineEvent::new(request.kind, MachineState::Stopping, request.source);
+        if let Some(note) = request.note {
+            event.request = Some(serde_json::json!({ "message": note }));
+        }
         self.registry
             .transition(machine, MachineState::Stopping, Some(event));
-        let exit = self
-            .driver
-            .stop(
-                &instance,
-                self.settings.stop_signal,
-                self.settings.stop_timeout,
-            )
-            .await;
+        let spec = machine.spec();
+        let signal = request
+            .signal
+            .or(spec.stop_signal())
+            .unwrap_or(self.settings.stop_signal);
+        let timeout = request
+            .timeout
+            .or(spec.stop_config.timeout)
+            .unwrap_or(self.settings.stop_timeout);
+        let exit = self.driver.stop(&instance, signal, timeout).await;
         self.registry.set_pid(machine, None);
         let mut event = MachineEvent::exit(exit.code, exit.signal, true);
-        if let (Some(reason), Some(request)) = (reason, event.request.as_mut()) {
+        if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
             request["reason"] = reason.into();
         }
         self.registry
@@ -184,7 +230,8 @@ impl Supervisor {
     /// no request can wake it in between.
     pub async fn destroy(&self, machine: &Machine, source: EventSource) {
         let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, source, None).await;
+        self.stop_locked(machine, &mut life, StopRequest::new(source))
+            .await;
         let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
         self.registry
             .transition(machine, MachineState::Destroyed, Some(event));
@@ -206,7 +253,7 @@ impl Supervisor {
             return false;
         }
         tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
-        self.stop_locked(machine, &mut life, EventSource::Edgewake, None)
+        self.stop_locked(machine, &mut life, StopRequest::new(EventSource::Edgewake))
             .await;
         true
     }
@@ -219,13 +266,9 @@ impl Supervisor {
             let this = self.clone();
             stops.spawn(async move {
                 let mut life = machine.lifecycle.lock().await;
-                this.stop_locked(
-                    &machine,
-                    &mut life,
-                    EventSource::Edgewake,
-                    Some(SHUTDOWN_REASON),
-                )
-                .await;
+                let mut request = StopRequest::new(EventSource::Edgewake);
+                request.reason = Some(SHUTDOWN_REASON);
+                this.stop_locked(&machine, &mut life, request).await;
             });
         }
         while stops.join_next().await.is_some() {}

@@ -1,0 +1,78 @@
+//! Query strings as Fly's clients write them: repeated keys (`state=a&state=b`), comma
+//! lists, and key families (`metadata.KEY=VALUE`), which serde's `Query` cannot read.
+
+use super::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::convert::Infallible;
+use std::str::FromStr;
+
+/// The decoded `key=value` pairs of a request's query, in order.
+#[derive(Debug, Default, Clone)]
+pub struct QueryPairs(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(QueryPairs::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+impl QueryPairs {
+    pub fn parse(query: &str) -> QueryPairs {
+        QueryPairs(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The last value given for `key` (a repeated scalar: the last one wins).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, repeated or comma-separated, without empty items.
+    pub fn list(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// A parsed value, or a 400 naming the key.
+    pub fn parsed<T: FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("`{key}` has an invalid value `{v}`"))
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Repeated and comma-separated values are both lists; numbers parse or are a 400.
+    #[test]
+    fn reads_lists_flags_and_prefixes() {
+        let q = QueryPairs::parse("state=started&state=stopped,destroyed");
+        assert_eq!(q.list("state"), ["started", "stopped", "destroyed"]);
+        assert_eq!(
+            QueryPairs::parse("n=5").parsed::<u32>("n").unwrap(),
+            Some(5)
+        );
+        assert!(QueryPairs::parse("n=five").parsed::<u32>("n").is_err());
+    }
+}
