@@ -1,16 +1,14 @@
-//! `/v1/apps/{app}/machines`: create, list, get, start, stop, delete.
+//! `/v1/apps/{app}/machines`: create, list, get, delete.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, MaybeJson};
-use crate::machines::driver::parse_signal;
-use crate::machines::go_duration;
+use super::error::{ApiError, ApiJson};
+use super::lease::{LeaseNonce, lease_error};
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
-use crate::machines::{EventSource, MachineRecord, MachineState, StopRequest};
+use crate::machines::{EventSource, MachineRecord, MachineState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use nix::sys::signal::Signal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,13 +19,18 @@ pub struct CreateMachine {
     region: Option<String>,
     #[serde(default)]
     skip_launch: bool,
+    /// Create the machine cordoned: the proxy routes nothing to it.
+    #[serde(default)]
+    skip_service_registration: bool,
+    /// Create the machine leased for this many seconds; the answer carries the `nonce`.
+    lease_ttl: Option<u64>,
 }
 
 pub async fn create(
     State(state): State<ApiState>,
     Path(app): Path<String>,
     ApiJson(body): ApiJson<CreateMachine>,
-) -> Result<Json<MachineRecord>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let app = state.app(&app)?;
     let config = body
         .config
@@ -44,6 +47,7 @@ pub async fn create(
         region,
         config,
         spec,
+        cordoned: body.skip_service_registration,
     };
     let machine = state
         .registry()
@@ -56,10 +60,28 @@ pub async fn create(
             other => ApiError::internal(other.to_string()),
         })?;
     tracing::info!(machine = %machine.id, app = %machine.app, "machine created");
+    let nonce = match body.lease_ttl {
+        Some(secs) => Some(take_lease(&machine, secs)?),
+        None => None,
+    };
     if !body.skip_launch {
         state.start_in_background(&machine, EventSource::User);
     }
-    Ok(Json(machine.snapshot()))
+    let mut answer = serde_json::to_value(machine.snapshot()).expect("a record serializes");
+    if let Some(nonce) = nonce {
+        answer["nonce"] = nonce.into();
+    }
+    Ok(Json(answer))
+}
+
+/// The lease a create with `lease_ttl` takes; returns its nonce.
+fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, ApiError> {
+    let ttl = std::time::Duration::from_secs(secs.max(1));
+    let (lease, _) = machine
+        .lease
+        .acquire(ttl, "lease taken at creation", None)
+        .map_err(lease_error)?;
+    Ok(lease.nonce)
 }
 
 pub async fn list(
@@ -77,80 +99,6 @@ pub async fn get(
     Ok(Json(state.machine(&app, &id)?.snapshot()))
 }
 
-/// Starts a stopped machine in the background and says what it was. A started machine
-/// answers 409, which callers that only want it running can ignore.
-pub async fn start(
-    State(state): State<ApiState>,
-    Path((app, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
-    let previous = machine.state();
-    match previous {
-        MachineState::Started | MachineState::Starting => {
-            return Err(ApiError::conflict(format!(
-                "machine {id} is already {}",
-                previous.as_str()
-            )));
-        }
-        MachineState::Destroying | MachineState::Destroyed => {
-            return Err(ApiError::conflict(format!(
-                "machine {id} is {}",
-                previous.as_str()
-            )));
-        }
-        _ => {}
-    }
-    state.start_in_background(&machine, EventSource::User);
-    Ok(Json(
-        json!({ "previous_state": previous.as_str(), "migrated": false, "new_host": "" }),
-    ))
-}
-
-/// Fly's optional stop body: `{"signal": "SIGTERM", "timeout": "10s"}`.
-#[derive(Deserialize, Default)]
-pub struct StopBody {
-    signal: Option<Value>,
-    timeout: Option<Value>,
-}
-
-impl StopBody {
-    fn request(&self, source: EventSource) -> Result<StopRequest, ApiError> {
-        let mut request = StopRequest::new(source);
-        request.signal = self.signal.as_ref().map(signal_from_json).transpose()?;
-        request.timeout = self
-            .timeout
-            .as_ref()
-            .map(|t| {
-                go_duration::from_json(t)
-                    .map_err(|e| ApiError::bad_request(format!("timeout: {e}")))
-            })
-            .transpose()?;
-        Ok(request)
-    }
-}
-
-/// A signal as Fly's clients send it: a name (`"SIGTERM"`) or a number (`9`).
-pub fn signal_from_json(value: &Value) -> Result<Signal, ApiError> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => return Err(ApiError::bad_request(format!("{other} is not a signal"))),
-    };
-    parse_signal(&text).map_err(ApiError::bad_request)
-}
-
-/// Stops a machine and waits until it has exited. Stopping a stopped machine is fine.
-pub async fn stop(
-    State(state): State<ApiState>,
-    Path((app, id)): Path<(String, String)>,
-    MaybeJson(body): MaybeJson<StopBody>,
-) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
-    let request = body.unwrap_or_default().request(EventSource::User)?;
-    state.supervisor.stop(&machine, request).await;
-    Ok(Json(json!({ "ok": true })))
-}
-
 #[derive(Deserialize)]
 pub struct DeleteQuery {
     #[serde(default)]
@@ -165,8 +113,9 @@ pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
+    nonce: LeaseNonce,
 ) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
+    let machine = state.machine_to_change(&app, &id, &nonce)?;
     let running = matches!(
         machine.state(),
         MachineState::Started | MachineState::Starting

@@ -4,7 +4,10 @@
 mod apps;
 pub mod auth;
 pub mod error;
+mod lease;
+mod lifecycle;
 mod machines;
+mod metadata;
 mod query;
 mod request_id;
 mod wait;
@@ -85,8 +88,38 @@ pub fn router(state: ApiState) -> Router {
             "/apps/{app}/machines/{id}",
             get(machines::get).delete(machines::delete),
         )
-        .route("/apps/{app}/machines/{id}/start", post(machines::start))
-        .route("/apps/{app}/machines/{id}/stop", post(machines::stop))
+        .route("/apps/{app}/machines/{id}/start", post(lifecycle::start))
+        .route("/apps/{app}/machines/{id}/stop", post(lifecycle::stop))
+        .route(
+            "/apps/{app}/machines/{id}/suspend",
+            post(lifecycle::suspend),
+        )
+        .route(
+            "/apps/{app}/machines/{id}/restart",
+            post(lifecycle::restart),
+        )
+        .route("/apps/{app}/machines/{id}/signal", post(lifecycle::signal))
+        .route("/apps/{app}/machines/{id}/cordon", post(lifecycle::cordon))
+        .route(
+            "/apps/{app}/machines/{id}/uncordon",
+            post(lifecycle::uncordon),
+        )
+        .route(
+            "/apps/{app}/machines/{id}/lease",
+            post(lease::acquire).get(lease::show).delete(lease::release),
+        )
+        .route(
+            "/apps/{app}/machines/{id}/metadata",
+            get(metadata::list)
+                .put(metadata::update)
+                .patch(metadata::update),
+        )
+        .route(
+            "/apps/{app}/machines/{id}/metadata/{key}",
+            get(metadata::get)
+                .post(metadata::set)
+                .delete(metadata::delete),
+        )
         .route("/apps/{app}/machines/{id}/wait", get(wait::wait))
         .route("/apps/{app}/machines/{id}/events", get(wait::events))
         .fallback(|| async { ApiError::not_found("no such endpoint") })

@@ -48,6 +48,17 @@ impl QueryPairs {
             .collect()
     }
 
+    /// A boolean flag: absent is false; `true`/`1`/empty are true; `false`/`0` false.
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "`{key}` must be true or false, not `{other}`"
+            ))),
+        }
+    }
+
     /// A parsed value, or a 400 naming the key.
     pub fn parsed<T: FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
         self.get(key)
@@ -69,6 +80,9 @@ mod tests {
     fn reads_lists_flags_and_prefixes() {
         let q = QueryPairs::parse("state=started&state=stopped,destroyed");
         assert_eq!(q.list("state"), ["started", "stopped", "destroyed"]);
+        assert!(QueryPairs::parse("force_stop").flag("force_stop").unwrap());
+        assert!(!q.flag("force_stop").unwrap());
+        assert!(QueryPairs::parse("x=maybe").flag("x").is_err());
         assert_eq!(
             QueryPairs::parse("n=5").parsed::<u32>("n").unwrap(),
             Some(5)

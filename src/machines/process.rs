@@ -179,6 +179,12 @@ impl Driver for ProcessDriver {
         instance.exited().await
     }
 
+    fn signal(&self, instance: &Instance, signal: Signal) {
+        if instance.exit_status().is_none() {
+            let _ = killpg(Pid::from_raw(instance.pid as i32), signal);
+        }
+    }
+
     fn reap_orphan(&self, machine_id: &str, pid: u32) {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let marker = format!("FLY_MACHINE_ID={machine_id}");

@@ -155,6 +155,10 @@ pub struct MachineRecord {
     pub created_at: String,
     pub updated_at: String,
     pub events: Vec<MachineEvent>,
+    /// The proxy routes nothing to a cordoned machine (cordon, or create with
+    /// `skip_service_registration`).
+    #[serde(default)]
+    pub cordoned: bool,
 }
 
 impl MachineRecord {

@@ -74,6 +74,8 @@ pub struct NewMachine {
     pub region: String,
     pub config: serde_json::Value,
     pub spec: MachineSpec,
+    /// Fly's `skip_service_registration`: created cordoned.
+    pub cordoned: bool,
 }
 
 pub struct Registry {
@@ -187,6 +189,7 @@ impl Registry {
             created_at: now.clone(),
             updated_at: now,
             events: Vec::new(),
+            cordoned: new.cordoned,
         };
         record.push_event(MachineEvent::new(
             "launch",
@@ -212,6 +215,23 @@ impl Registry {
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }
+    }
+
+    /// Cordons or uncordons a machine, for the proxy at once and in the record.
+    pub fn set_cordoned(&self, machine: &Machine, cordoned: bool) {
+        machine.set_cordoned(cordoned);
+        self.edit(machine, |record| record.cordoned = cordoned);
+    }
+
+    /// Changes a machine's record and persists it.
+    pub fn edit<T>(&self, machine: &Machine, change: impl FnOnce(&mut MachineRecord) -> T) -> T {
+        let mut record = machine.record();
+        let out = change(&mut record);
+        record.updated_at = now_rfc3339();
+        if let Err(e) = self.store.save_machine(&machine.app, &record) {
+            tracing::error!(machine = %machine.id, "cannot persist the machine: {e}");
+        }
+        out
     }
 
     /// Remembers the pid of a running machine (or forgets it), for crash recovery.
