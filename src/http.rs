@@ -1,81 +1,184 @@
-//! HTTP serving for the edge: hyper-util's auto builder (HTTP/1.1 and HTTP/2) per
-//! connection, shut down gracefully when asked — and awaited, so in-flight requests
-//! finish.
+//! HTTP serving for the edge: hyper-util's auto builder (HTTP/1.1, and HTTP/2 by ALPN or
+//! prior knowledge) per connection, TLS first on the HTTPS listener, a keep-alive idle
+//! timeout, and graceful shutdown that is awaited, so in-flight requests finish.
 
 use crate::listener::{self, Accepted};
-use crate::proxy::{Listener, Proxy};
+use crate::machines::activity::{Activity, InFlight};
+use crate::proxy::{Listener, Proxy, ProxyBody};
+use crate::tls::Tls;
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a client may take to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limits a client connection lives under.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+}
 
 /// Everything the edge's connections share.
 pub struct Edge {
     pub proxy: Arc<Proxy>,
-    pub listener: Listener,
     pub limit: Arc<Semaphore>,
     pub cancel: CancellationToken,
     pub connections: TaskTracker,
+    pub limits: ConnectionLimits,
+    builder: auto::Builder<TokioExecutor>,
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+impl Edge {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        max_connections: usize,
+        cancel: CancellationToken,
+        limits: ConnectionLimits,
+    ) -> Edge {
+        Edge {
+            proxy,
+            limit: Arc::new(Semaphore::new(max_connections)),
+            cancel,
+            connections: TaskTracker::new(),
+            limits,
+            builder: builder(&limits),
+        }
+    }
+}
+
+fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_header_count)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 
-/// Accepts connections on `tcp` and serves them through the proxy until cancelled.
-pub async fn serve(tcp: TcpListener, edge: Arc<Edge>) {
-    let builder = Arc::new(builder());
+/// Accepts plain-HTTP connections until cancelled.
+pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
     let cancel = edge.cancel.clone();
     listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
-        let (edge2, builder) = (edge.clone(), builder.clone());
-        edge.connections
-            .spawn(serve_connection(accepted, edge2, builder));
+        let Accepted {
+            stream,
+            peer,
+            permit,
+        } = accepted;
+        let edge2 = edge.clone();
+        edge.connections.spawn(async move {
+            serve_connection(stream, peer, listener, edge2).await;
+            drop(permit);
+        });
     })
     .await;
 }
 
-async fn serve_connection(
-    accepted: Accepted,
+/// Accepts TLS connections until cancelled: handshake (under its timeout) in the
+/// connection's task, then HTTP, or raw TCP for services whose port has no `http` handler.
+pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: Arc<Tls>) {
+    let cancel = edge.cancel.clone();
+    listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
+        let Accepted {
+            stream,
+            peer,
+            permit,
+        } = accepted;
+        let (edge2, tls) = (edge.clone(), tls.clone());
+        edge.connections.spawn(async move {
+            match tls.accept(stream).await {
+                Ok(stream) => serve_tls_connection(stream, peer, listener, edge2).await,
+                Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            }
+            drop(permit);
+        });
+    })
+    .await;
+}
+
+async fn serve_tls_connection(
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    listener: Listener,
     edge: Arc<Edge>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
 ) {
-    let Accepted {
-        stream,
-        peer,
-        permit,
-    } = accepted;
-    let (proxy, listener) = (edge.proxy.clone(), edge.listener);
+    let sni = stream.get_ref().1.server_name().map(str::to_string);
+    let raw = sni
+        .as_deref()
+        .and_then(|host| edge.proxy.raw_tcp_app(host, listener.service_port));
+    match raw {
+        Some(app) => {
+            edge.proxy
+                .tunnel_tcp(&app, listener.service_port, stream)
+                .await
+        }
+        None => serve_connection(stream, peer, listener, edge).await,
+    }
+}
+
+/// Serves HTTP on one connection until it ends, is idle past the keep-alive timeout, or
+/// the edge shuts down.
+async fn serve_connection<I>(io: I, peer: SocketAddr, listener: Listener, edge: Arc<Edge>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    activity.touch();
+    let (proxy, requests) = (edge.proxy.clone(), activity.clone());
     let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, listener, peer).await) }
+        let (proxy, request) = (proxy.clone(), InFlight::enter(&requests));
+        async move {
+            let response = proxy.handle(req, listener, peer).await;
+            Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))
+        }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = edge
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, "connection ended with an error: {e}");
+    let keepalive = edge.limits.keepalive_timeout;
+    let check_every = (keepalive / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "connection ended with an error: {e}");
+                }
+                return;
+            }
+            () = edge.cancel.cancelled() => break,
+            () = tokio::time::sleep(check_every) => {
+                if activity.idle_for() >= keepalive {
+                    break;
+                }
             }
         }
-        () = edge.cancel.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
     }
-    drop(permit);
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Keeps the connection counted busy until the response body is done.
+fn hold_until_done(body: ProxyBody, request: InFlight) -> ProxyBody {
+    body.map_frame(move |frame| {
+        let _ = &request;
+        frame
+    })
+    .boxed_unsync()
 }

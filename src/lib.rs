@@ -35,4 +35,5 @@ pub mod listener;
 pub mod machines;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod wake;

@@ -1,21 +1,22 @@
-//! Wiring: opens state, recovers machines, binds the edge and API listeners, runs the
-//! reaper, and shuts everything down in order (stop accepting, drain, stop machines).
+//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
+//! listeners, runs the reaper and certificate reloads, and shuts everything down in
+//! order (stop accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::http::{self, Edge};
+use crate::http::{self, ConnectionLimits, Edge};
 use crate::machines::driver::{Driver, parse_signal};
 use crate::machines::process::ProcessDriver;
 use crate::machines::store::Store;
 use crate::machines::{Registry, Settings, Supervisor, reaper};
 use crate::proxy::{Listener, Proxy};
+use crate::tls::Tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
@@ -44,14 +45,18 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("certificates: {0}")]
+    Certificates(#[from] crate::tls::certs::CertError),
 }
 
 /// A running edgewake.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
+    pub tls: Arc<Tls>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -68,86 +73,87 @@ impl Running {
     }
 }
 
-/// Starts edgewake; returns once every listener is bound.
-pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
-    let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
-    let store = Store::open(&data_dir.join(STATE_FILE))?;
-    let (registry, stored) = Registry::load(store, &config.machines.private_ip_range)?;
-    let mut driver = ProcessDriver::new(&data_dir, config.images.clone());
-    if let Some(bin_dir) = options.bin_dir {
-        driver = driver.with_bin_dir(bin_dir);
-    }
-    let driver: Arc<dyn Driver> = Arc::new(driver);
-    let supervisor = Arc::new(Supervisor::new(
-        Arc::new(registry),
-        driver,
-        settings(&config),
-    ));
-    supervisor.recover(stored);
+/// The bound sockets, before anything is served on them.
+struct Sockets {
+    http: TcpListener,
+    https: TcpListener,
+    api: TcpListener,
+}
 
-    let api_token = api::auth::resolve_token(options.api_token, &data_dir).map_err(|source| {
-        StartError::DataDir {
-            path: data_dir.clone(),
-            source,
-        }
-    })?;
+fn bind_all(config: &Config) -> Result<Sockets, StartError> {
     let bind = |what, addr| {
         crate::listener::bind(addr).map_err(|source| StartError::Bind { what, addr, source })
     };
-    let http_tcp = bind("edge HTTP", config.edge.http)?;
-    let api_tcp = bind("Machines API", config.api.listen)?;
-    let (http_addr, api_addr) = (local(&http_tcp), local(&api_tcp));
-    if config.edge.https != config.edge.http {
-        tracing::info!(
-            "HTTPS ({}) is not served yet: TLS termination is its own step",
-            config.edge.https
-        );
-    }
+    Ok(Sockets {
+        http: bind("edge HTTP", config.edge.http)?,
+        https: bind("edge HTTPS", config.edge.https)?,
+        api: bind("Machines API", config.api.listen)?,
+    })
+}
+
+/// Starts edgewake; returns once every listener is bound.
+pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
+    let data_dir = config.data_dir.clone();
+    let data_dir_error = |source| StartError::DataDir {
+        path: data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
+    let supervisor = open_machines(&config, options.bin_dir)?;
+    let api_token =
+        api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
+    let tls = Arc::new(Tls::new(&config)?);
+    let sockets = bind_all(&config)?;
+    let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+    let (http_addr, https_addr, api_addr) = (
+        local(&sockets.http),
+        local(&sockets.https),
+        local(&sockets.api),
+    );
 
     let cancel = CancellationToken::new();
-    let proxy = Arc::new(Proxy::new(
-        supervisor.clone(),
-        config.edge.domains.clone(),
-        config.edge.region.clone(),
-    ));
-    let edge = Arc::new(Edge {
-        proxy,
-        listener: Listener {
-            service_port: config.edge.http_service_port,
-            scheme: "http",
-        },
-        limit: Arc::new(Semaphore::new(config.edge.max_connections)),
-        cancel: cancel.clone(),
-        connections: TaskTracker::new(),
-    });
     let api_state = ApiState {
         supervisor: supervisor.clone(),
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
     };
-    let done = tokio::spawn(run(
+    let served = Served {
         config,
-        edge,
-        http_tcp,
-        api_tcp,
-        api_state,
-        supervisor.clone(),
-        cancel.clone(),
-    ));
-    tracing::info!(%http_addr, %api_addr, "edgewake is serving");
+        supervisor: supervisor.clone(),
+        tls: tls.clone(),
+        cancel: cancel.clone(),
+    };
+    let done = tokio::spawn(served.run(sockets, api_state));
+    tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
     Ok(Running {
         http_addr,
+        https_addr,
         api_addr,
         api_token,
         supervisor,
+        tls,
         cancel,
         done,
     })
+}
+
+/// Opens the state, the driver and the supervisor, and makes machine states true again.
+fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Supervisor>, StartError> {
+    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
+    let (registry, stored) = Registry::load(store, &config.machines.private_ip_range)?;
+    let mut driver = ProcessDriver::new(&config.data_dir, config.images.clone());
+    if let Some(bin_dir) = bin_dir {
+        driver = driver.with_bin_dir(bin_dir);
+    }
+    let driver: Arc<dyn Driver> = Arc::new(driver);
+    let supervisor = Arc::new(Supervisor::new(
+        Arc::new(registry),
+        driver,
+        settings(config),
+    ));
+    supervisor.recover(stored);
+    Ok(supervisor)
 }
 
 fn settings(config: &Config) -> Settings {
@@ -159,50 +165,100 @@ fn settings(config: &Config) -> Settings {
     }
 }
 
-fn local(listener: &tokio::net::TcpListener) -> SocketAddr {
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
+fn limits(config: &Config) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: config.edge.header_read_timeout,
+        keepalive_timeout: config.edge.keepalive_timeout,
+        max_header_count: config.edge.max_header_count,
+        max_header_bytes: config.edge.max_header_bytes,
+    }
 }
 
-async fn run(
+/// What the serving task owns.
+struct Served {
     config: Config,
-    edge: Arc<Edge>,
-    http_tcp: tokio::net::TcpListener,
-    api_tcp: tokio::net::TcpListener,
-    api_state: ApiState,
     supervisor: Arc<Supervisor>,
+    tls: Arc<Tls>,
     cancel: CancellationToken,
-) {
-    let reaper = tokio::spawn(reaper::run(
-        supervisor.clone(),
-        config.edge.idle_timeout,
-        config.edge.reap_interval,
-        cancel.clone(),
-    ));
-    let api = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let app = api::router(api_state);
-            let _ = axum::serve(api_tcp, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await;
-        }
-    });
-    http::serve(http_tcp, edge.clone()).await;
-    // The accept loop returns only once cancelled: drain what is in flight.
-    edge.connections.close();
-    if tokio::time::timeout(config.edge.drain_timeout, edge.connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "requests still in flight after {:?}; cutting them",
-            config.edge.drain_timeout
+}
+
+impl Served {
+    async fn run(self, sockets: Sockets, api_state: ApiState) {
+        let Served {
+            config,
+            supervisor,
+            tls,
+            cancel,
+        } = self;
+        let edge_config = &config.edge;
+        let proxy = Arc::new(Proxy::new(
+            supervisor.clone(),
+            edge_config.domains.clone(),
+            edge_config.region.clone(),
+        ));
+        let edge = Arc::new(Edge::new(
+            proxy,
+            edge_config.max_connections,
+            cancel.clone(),
+            limits(&config),
+        ));
+        let reaper = tokio::spawn(reaper::run(
+            supervisor.clone(),
+            edge_config.idle_timeout,
+            edge_config.reap_interval,
+            cancel.clone(),
+        ));
+        let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
+        let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+        let http_listener = Listener {
+            service_port: edge_config.http_service_port,
+            scheme: "http",
+        };
+        let https_listener = Listener {
+            service_port: edge_config.https_service_port,
+            scheme: "https",
+        };
+        tokio::join!(
+            http::serve_http(sockets.http, edge.clone(), http_listener),
+            http::serve_https(sockets.https, edge.clone(), https_listener, tls),
         );
+        // The accept loops return only once cancelled: drain what is in flight.
+        edge.connections.close();
+        let drain = edge_config.drain_timeout;
+        if tokio::time::timeout(drain, edge.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after {drain:?}; cutting them");
+        }
+        let _ = tokio::time::timeout(drain, api).await;
+        let _ = tokio::join!(reaper, reloads);
+        supervisor.shutdown().await;
+        tracing::info!("edgewake stopped");
     }
-    let _ = tokio::time::timeout(config.edge.drain_timeout, api).await;
-    let _ = reaper.await;
-    supervisor.shutdown().await;
-    tracing::info!("edgewake stopped");
+}
+
+async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
+    let app = api::router(state);
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await;
+}
+
+/// SIGHUP reloads the certificates; a bad file keeps the old ones and says why.
+async fn reload_on_sighup(tls: Arc<Tls>, cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot listen for SIGHUP: certificates will not reload");
+    };
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = hangups.recv() => {
+                if let Err(e) = tls.reload() {
+                    tracing::error!("certificate reload failed, keeping the old certificates: {e}");
+                }
+            }
+        }
+    }
 }

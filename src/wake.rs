@@ -52,6 +52,12 @@ impl Supervisor {
             .is_some()
     }
 
+    /// Begins a wake without waiting for it (the API's start); requests that arrive
+    /// meanwhile join it. Registered before returning, so a later stop waits for it.
+    pub fn begin_wake(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        let _ = self.join_or_begin_wake(machine, source);
+    }
+
     fn join_or_begin_wake(
         self: &Arc<Self>,
         machine: &Arc<Machine>,
@@ -67,6 +73,9 @@ impl Supervisor {
         // Spawned, so the start goes on even if the request that began it goes away.
         self.tasks().spawn(async move {
             let result = this.start(&machine, source).await;
+            if let Err(e) = &result {
+                tracing::warn!(machine = %machine.id, "wake failed: {e}");
+            }
             *machine.wake.lock().unwrap_or_else(|p| p.into_inner()) = None;
             tx.send_replace(Some(result));
         });

@@ -2,8 +2,9 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson};
+use crate::machines::MachineState;
 use crate::machines::registry::RegistryError;
-use crate::machines::{App, EventSource, MachineState};
+use crate::machines::store::AppRecord;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -60,15 +61,15 @@ pub async fn create(
             other => ApiError::internal(other.to_string()),
         })?;
     tracing::info!(app = %name, "app created");
-    let app = state.registry().app(&record.name).expect("just created");
-    Ok((StatusCode::CREATED, Json(app_json(&app))))
+    Ok((StatusCode::CREATED, Json(app_json(&record, 0))))
 }
 
 pub async fn get(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(app_json(&*state.app(&app)?)))
+    let app = state.app(&app)?;
+    Ok(Json(app_json(&app.record, app.machines().len())))
 }
 
 #[derive(Deserialize)]
@@ -123,26 +124,21 @@ pub async fn delete(
             app.record.name
         )));
     }
-    for machine in &machines {
-        state.supervisor.destroy(machine, EventSource::User).await;
-        state.supervisor.driver().forget(&machine.id).await;
+    // Out of routing and of reach of new machines first, so none outlives the app.
+    if let Some(app) = state.registry().remove_app(&app.record.name) {
+        state.supervisor.destroy_app(app).await;
     }
-    state
-        .registry()
-        .delete_app(&app.record.name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
     tracing::info!(app = %app.record.name, "app deleted");
     Ok(StatusCode::ACCEPTED)
 }
 
-fn app_json(app: &App) -> Value {
-    let r = &app.record;
+fn app_json(r: &AppRecord, machine_count: usize) -> Value {
     json!({
         "id": r.id,
         "name": r.name,
         "status": "deployed",
         "organization": { "name": r.org_slug, "slug": r.org_slug },
-        "machine_count": app.machines().len(),
+        "machine_count": machine_count,
         "created_at": r.created_at,
     })
 }

@@ -79,7 +79,7 @@ pub async fn start(
             previous.as_str()
         )));
     }
-    state.start_in_background(&machine, EventSource::User);
+    state.supervisor.begin_wake(&machine, EventSource::User);
     Ok(Json(Started {
         previous_state: previous.as_str(),
         migrated: false,

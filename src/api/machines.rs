@@ -57,6 +57,7 @@ pub async fn create(
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
                     .with_code("name_taken")
             }
+            RegistryError::AppGone(_) => ApiError::not_found(e.to_string()),
             other => ApiError::internal(other.to_string()),
         })?;
     tracing::info!(machine = %machine.id, app = %machine.app, "machine created");
@@ -65,7 +66,7 @@ pub async fn create(
         None => None,
     };
     if !body.skip_launch {
-        state.start_in_background(&machine, EventSource::User);
+        state.supervisor.begin_wake(&machine, EventSource::User);
     }
     let mut answer = serde_json::to_value(machine.snapshot()).expect("a record serializes");
     if let Some(nonce) = nonce {
@@ -127,11 +128,6 @@ pub async fn delete(
         )));
     }
     state.supervisor.destroy(&machine, EventSource::User).await;
-    state
-        .registry()
-        .remove_machine(&machine)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    state.supervisor.driver().forget(&machine.id).await;
     tracing::info!(machine = %id, "machine destroyed");
     Ok(Json(json!({ "ok": true })))
 }

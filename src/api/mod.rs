@@ -12,7 +12,7 @@ mod query;
 mod request_id;
 mod wait;
 
-use crate::machines::{App, EventSource, Machine, Registry, Supervisor};
+use crate::machines::{App, Machine, Registry, Supervisor};
 use axum::Router;
 use axum::routing::{get, post};
 use error::ApiError;
@@ -62,16 +62,6 @@ impl ApiState {
                 self.regions.join(", ")
             )))
         }
-    }
-
-    /// Begins a start without waiting for it; requests that arrive meanwhile join it.
-    fn start_in_background(&self, machine: &Arc<Machine>, source: EventSource) {
-        let (supervisor, machine) = (self.supervisor.clone(), machine.clone());
-        tokio::spawn(async move {
-            if let Err(e) = supervisor.wake(&machine, source).await {
-                tracing::warn!(machine = %machine.id, "start failed: {e}");
-            }
-        });
     }
 }
 

@@ -37,6 +37,18 @@ pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for in-flight requests before cutting them.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// How long a client may take to send a request's headers (and, on HTTP/1.1, to start
+/// the next request on a kept-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client connection with no request in flight for this long is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Most header fields a request may carry (more: 431).
+pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
+/// Most bytes a request's header section may take (more: 431).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_CERTS_DIR: &str = "certs";
+/// How long a client may take to finish the TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PRIVATE_IP_RANGE: &str = "127.20.0.0/16";
 pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// After the stop signal, a machine gets this long before SIGKILL.
@@ -50,6 +62,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub edge: EdgeConfig,
     pub api: ApiConfig,
+    pub tls: TlsConfig,
     pub machines: MachinesConfig,
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
@@ -79,6 +92,31 @@ pub struct EdgeConfig {
     #[serde(deserialize_with = "duration::human")]
     pub drain_timeout: Duration,
     pub max_connections: usize,
+    #[serde(deserialize_with = "duration::human")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub keepalive_timeout: Duration,
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+}
+
+/// Certificates for the HTTPS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// `<host>.crt` + `<host>.key` (PEM); a wildcard `*.example.com` is `_.example.com`.
+    pub certs_dir: PathBuf,
+    #[serde(deserialize_with = "duration::human")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certs_dir: PathBuf::from(DEFAULT_CERTS_DIR),
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
 }
 
 /// The control plane's Machines API.
@@ -125,6 +163,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             edge: EdgeConfig::default(),
             api: ApiConfig::default(),
+            tls: TlsConfig::default(),
             machines: MachinesConfig::default(),
             regions: vec![RegionConfig {
                 code: DEFAULT_EDGE_REGION.into(),
@@ -158,6 +197,10 @@ impl Default for EdgeConfig {
             reap_interval: DEFAULT_REAP_INTERVAL,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_header_count: DEFAULT_MAX_HEADER_COUNT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }

@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
+/// hyper needs at least this much read buffer.
+const MIN_HEADER_BYTES: usize = 8192;
+
 /// Every problem found in a config, in the order found.
 #[derive(Debug, Default)]
 pub struct ConfigErrors(Vec<String>);
@@ -68,10 +71,18 @@ impl Config {
             ("edge.wake_timeout", edge.wake_timeout),
             ("edge.probe_interval", edge.probe_interval),
             ("edge.reap_interval", edge.reap_interval),
+            ("edge.header_read_timeout", edge.header_read_timeout),
+            ("edge.keepalive_timeout", edge.keepalive_timeout),
+            ("tls.handshake_timeout", self.tls.handshake_timeout),
         ] {
             if value == Duration::ZERO {
                 errors.push(format!("`{key}` must be longer than zero"));
             }
+        }
+        if edge.max_header_count == 0 || edge.max_header_bytes < MIN_HEADER_BYTES {
+            errors.push(format!(
+                "`edge.max_header_count` must be at least 1 and `edge.max_header_bytes` at least {MIN_HEADER_BYTES}"
+            ));
         }
         if edge.max_connections == 0 {
             errors.push("`edge.max_connections` must be at least 1".into());

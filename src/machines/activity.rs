@@ -71,9 +71,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.activity.touch();
-        }
+        // The clock moves before the count drops: a reaper that sees zero in flight
+        // must also see this request's end, not an idle time from before it.
+        self.activity.touch();
+        self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -6,6 +6,7 @@ use super::driver::Instance;
 use super::lease::LeaseSlot;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
+use super::tunnels::Tunnels;
 use crate::wake::WakeAttempt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -37,6 +38,8 @@ pub struct Machine {
     record: Mutex<MachineRecord>,
     spec: RwLock<Arc<MachineSpec>>,
     pub(crate) lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// Open WebSockets and TCP tunnels, asked to close before a stop.
+    pub tunnels: Tunnels,
     /// The wake in progress, which every waiting request joins.
     pub(crate) wake: Mutex<Option<WakeAttempt>>,
 }
@@ -57,6 +60,7 @@ impl Machine {
             record: Mutex::new(record),
             spec: RwLock::new(Arc::new(spec)),
             lifecycle: tokio::sync::Mutex::new(Lifecycle::default()),
+            tunnels: Tunnels::default(),
             wake: Mutex::new(None),
         }
     }

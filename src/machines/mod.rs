@@ -15,11 +15,14 @@ pub mod record;
 mod recovery;
 pub mod registry;
 pub mod spec;
+mod stopping;
 pub mod store;
 mod supervisor;
+pub mod tunnels;
 pub mod wait;
 
 pub use machine::Machine;
 pub use record::{EventSource, MachineRecord, MachineState};
 pub use registry::{App, Registry};
-pub use supervisor::{Settings, StopRequest, Supervisor};
+pub use stopping::StopRequest;
+pub use supervisor::{Settings, Supervisor};

@@ -1,9 +1,11 @@
 //! Lifecycle calls beyond start and stop: restart, signal, suspend. Each runs under the
-//! machine's lifecycle lock, so it never interleaves with a wake or an idle stop.
+//! machine's lifecycle lock, so it never interleaves with a wake or an idle stop, and
+//! a restart runs in a task of its own, so a client hanging up cannot cut it short.
 
 use super::machine::Machine;
 use super::record::{EventSource, MachineState};
-use super::supervisor::{StopRequest, Supervisor};
+use super::stopping::StopRequest;
+use super::supervisor::Supervisor;
 use crate::wake::WakeError;
 use nix::sys::signal::Signal;
 use std::sync::Arc;
@@ -24,6 +26,20 @@ pub enum OperationError {
 impl Supervisor {
     /// Stops a started machine and starts it again, as one lifecycle change.
     pub async fn restart(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        request: StopRequest,
+    ) -> Result<(), OperationError> {
+        let (this, machine) = (self.clone(), machine.clone());
+        let restart = self
+            .tasks
+            .spawn(async move { this.restart_now(&machine, request).await });
+        restart
+            .await
+            .unwrap_or(Err(OperationError::Start(WakeError::ShuttingDown)))
+    }
+
+    async fn restart_now(
         self: &Arc<Self>,
         machine: &Arc<Machine>,
         mut request: StopRequest,
@@ -54,7 +70,7 @@ impl Supervisor {
 
     /// Fly's suspend, which edgewake does as a stop whose first event is a `suspend`
     /// saying so.
-    pub async fn suspend(&self, machine: &Machine, source: EventSource) {
+    pub async fn suspend(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
         let mut request = StopRequest::new(source);
         request.kind = "suspend";
         request.note = Some(SUSPEND_NOTE);

@@ -121,9 +121,12 @@ fn open_log(machine_dir: &Path) -> std::io::Result<(Stdio, Stdio)> {
     Ok((Stdio::from(log.try_clone()?), Stdio::from(log)))
 }
 
-/// Publishes the child's exit on a watch channel, so stop and the exit watcher both see it.
+/// Publishes the child's exit on a watch channel, so stop and the exit watcher both see
+/// it. When the leader exits, the rest of its process group goes too: a wrapper script
+/// that dies must not leave its server behind, answering probes for a stopped machine.
 fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
     let (tx, rx) = watch::channel(None);
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     tokio::spawn(async move {
         let exit = match child.wait().await {
             Ok(status) => Exit {
@@ -135,9 +138,29 @@ fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
                 signal: None,
             },
         };
+        if let Some(group) = group {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
         let _ = tx.send(Some(exit));
     });
     rx
+}
+
+/// Live processes whose environment names them as machine `machine_id`.
+fn processes_of(machine_id: &str) -> Vec<i32> {
+    let marker = format!("FLY_MACHINE_ID={machine_id}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_bytes())
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -186,18 +209,16 @@ impl Driver for ProcessDriver {
     }
 
     fn reap_orphan(&self, machine_id: &str, pid: u32) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let marker = format!("FLY_MACHINE_ID={machine_id}");
-        let ours = environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes());
-        if ours {
+        // The leader may be gone while its children live on: look for every process
+        // that runs as this machine, not only the recorded pid.
+        for orphan in processes_of(machine_id) {
             tracing::warn!(
                 machine = machine_id,
-                pid,
+                pid = orphan,
+                leader = pid,
                 "killing a process left by an earlier edgewake"
             );
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(orphan), Signal::SIGKILL);
         }
     }
 

@@ -62,6 +62,8 @@ pub enum RegistryError {
     AppTaken(String),
     #[error("a machine named `{0}` already exists in this app")]
     NameTaken(String),
+    #[error("app `{0}` is being deleted")]
+    AppGone(String),
     #[error("no private address left in {0}")]
     NoAddress(String),
     #[error(transparent)]
@@ -154,10 +156,15 @@ impl Registry {
         Ok(record)
     }
 
-    pub fn delete_app(&self, name: &str) -> Result<(), RegistryError> {
-        self.store.delete_app(name)?;
-        self.apps.remove(name);
-        Ok(())
+    /// Takes an app out of routing and out of reach of new machines; its machines are
+    /// destroyed next, then `forget_app` drops its state.
+    pub fn remove_app(&self, name: &str) -> Option<Arc<App>> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        self.apps.remove(name).map(|(_, app)| app)
+    }
+
+    pub fn forget_app(&self, name: &str) -> Result<(), RegistryError> {
+        Ok(self.store.delete_app(name)?)
     }
 
     /// Creates a machine record in state `created`, with its own private address.

@@ -61,6 +61,19 @@ pub struct Port {
     pub end_port: Option<u16>,
     #[serde(default)]
     pub handlers: Vec<String>,
+    /// On a port with the `http` handler: answer 301 to the same URL on https.
+    #[serde(default)]
+    pub force_https: bool,
+    #[serde(default)]
+    pub http_options: HttpOptions,
+}
+
+/// Per-port HTTP options (Fly's `http_options`); edgewake reads `h2_backend`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HttpOptions {
+    /// Reach the machine over HTTP/2 without TLS (h2c, prior knowledge), e.g. for gRPC.
+    #[serde(default)]
+    pub h2_backend: bool,
 }
 
 /// Whether idle machines of a service are stopped. Accepts `true`/`false` and Fly's
@@ -108,6 +121,13 @@ fn default_true() -> bool {
 }
 
 impl Port {
+    /// `["tls"]` without `http`: TLS is terminated and the decrypted bytes pass to the
+    /// machine as TCP. (Ports on the edge's listeners are otherwise served as HTTP.)
+    pub fn is_tls_passthrough(&self) -> bool {
+        let has = |name: &str| self.handlers.iter().any(|h| h == name);
+        has("tls") && !has("http")
+    }
+
     pub fn covers(&self, public_port: u16) -> bool {
         match (self.port, self.start_port, self.end_port) {
             (Some(p), _, _) => p == public_port,
@@ -151,9 +171,20 @@ impl MachineSpec {
 
     /// The TCP service that exposes `public_port`, if any.
     pub fn service_for_port(&self, public_port: u16) -> Option<&Service> {
+        self.port_for(public_port).map(|(service, _)| service)
+    }
+
+    /// The TCP service and its port entry for `public_port`, if any.
+    pub fn port_for(&self, public_port: u16) -> Option<(&Service, &Port)> {
         self.services
             .iter()
-            .find(|s| s.protocol == "tcp" && s.ports.iter().any(|p| p.covers(public_port)))
+            .filter(|s| s.protocol == "tcp")
+            .find_map(|s| {
+                s.ports
+                    .iter()
+                    .find(|p| p.covers(public_port))
+                    .map(|p| (s, p))
+            })
     }
 
     /// The ports a readiness probe can try: every service's internal port.

@@ -25,41 +25,12 @@ pub struct Settings {
     pub stop_timeout: Duration,
 }
 
-/// How a stop was asked for: who asked, the event it is recorded as, and overrides of
-/// the machine's stop signal and timeout.
-#[derive(Debug, Clone, Copy)]
-pub struct StopRequest {
-    pub source: EventSource,
-    /// The kind of the first event: `stop`, `suspend`, `restart`, `update`.
-    pub kind: &'static str,
-    pub signal: Option<Signal>,
-    pub timeout: Option<Duration>,
-    /// Said in the first event (`request.message`), e.g. why a suspend stopped instead.
-    pub note: Option<&'static str>,
-    /// Said in the exit event (`request.reason`).
-    pub reason: Option<&'static str>,
-}
-
-impl StopRequest {
-    /// A plain stop with the machine's own signal and timeout.
-    pub fn new(source: EventSource) -> StopRequest {
-        StopRequest {
-            source,
-            kind: "stop",
-            signal: None,
-            timeout: None,
-            note: None,
-            reason: None,
-        }
-    }
-}
-
 pub struct Supervisor {
     pub registry: Arc<Registry>,
-    driver: Arc<dyn Driver>,
-    settings: Settings,
-    tasks: TaskTracker,
-    shutting_down: AtomicBool,
+    pub(super) driver: Arc<dyn Driver>,
+    pub(super) settings: Settings,
+    pub(super) tasks: TaskTracker,
+    pub(super) shutting_down: AtomicBool,
 }
 
 impl Supervisor {
@@ -112,8 +83,8 @@ impl Supervisor {
         self.start_locked(machine, &mut life, "start", source).await
     }
 
-    /// Runs the machine and waits until it listens; `kind` names the event (`start`,
-    /// `restart`). The caller holds the lifecycle lock and knows the machine is stopped.
+    /// Runs the machine and waits until it listens; `kind` names the event. The caller
+    /// holds the lifecycle lock and knows the machine is not running.
     pub(crate) async fn start_locked(
         self: &Arc<Self>,
         machine: &Arc<Machine>,
@@ -144,7 +115,7 @@ impl Supervisor {
         self.registry.set_pid(machine, Some(instance.pid));
         let s = &self.settings;
         if let Err(e) = until_ready(probe_addr, &instance, s.probe_interval, s.wake_timeout).await {
-            self.fail_start(machine, &instance, &e).await;
+            self.fail_start(machine, &instance).await;
             return Err(e);
         }
         machine.activity.touch();
@@ -158,7 +129,7 @@ impl Supervisor {
     }
 
     /// Kills a machine that did not become ready and records how it ended.
-    async fn fail_start(&self, machine: &Machine, instance: &Instance, error: &WakeError) {
+    async fn fail_start(&self, machine: &Machine, instance: &Instance) {
         let exit = self
             .driver
             .stop(instance, Signal::SIGKILL, Duration::ZERO)
@@ -167,7 +138,6 @@ impl Supervisor {
         let event = MachineEvent::exit(exit.code, exit.signal, false);
         self.registry
             .transition(machine, MachineState::Stopped, Some(event));
-        tracing::warn!(machine = %machine.id, "wake failed: {error}");
     }
 
     /// Marks a machine stopped when its process exits by itself.
@@ -184,95 +154,5 @@ impl Supervisor {
             this.registry.transition(&machine, MachineState::Stopped, Some(event));
             tracing::info!(machine = %machine.id, "machine exited by itself ({})", crate::wake::describe_exit(exit));
         });
-    }
-
-    /// Stops a machine (a no-op when it is not running) and waits until it has exited.
-    pub async fn stop(&self, machine: &Machine, request: StopRequest) {
-        let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, request).await;
-    }
-
-    pub(crate) async fn stop_locked(
-        &self,
-        machine: &Machine,
-        life: &mut Lifecycle,
-        request: StopRequest,
-    ) {
-        let Some(instance) = life.instance.take() else {
-            return;
-        };
-        let mut event = MachineEvent::new(request.kind, MachineState::Stopping, request.source);
-        if let Some(note) = request.note {
-            event.request = Some(serde_json::json!({ "message": note }));
-        }
-        self.registry
-            .transition(machine, MachineState::Stopping, Some(event));
-        let spec = machine.spec();
-        let signal = request
-            .signal
-            .or(spec.stop_signal())
-            .unwrap_or(self.settings.stop_signal);
-        let timeout = request
-            .timeout
-            .or(spec.stop_config.timeout)
-            .unwrap_or(self.settings.stop_timeout);
-        let exit = self.driver.stop(&instance, signal, timeout).await;
-        self.registry.set_pid(machine, None);
-        let mut event = MachineEvent::exit(exit.code, exit.signal, true);
-        if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
-            request["reason"] = reason.into();
-        }
-        self.registry
-            .transition(machine, MachineState::Stopped, Some(event));
-    }
-
-    /// Stops the machine if it runs and marks it destroyed, under one lifecycle lock so
-    /// no request can wake it in between.
-    pub async fn destroy(&self, machine: &Machine, source: EventSource) {
-        let mut life = machine.lifecycle.lock().await;
-        self.stop_locked(machine, &mut life, StopRequest::new(source))
-            .await;
-        let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
-        self.registry
-            .transition(machine, MachineState::Destroyed, Some(event));
-    }
-
-    /// Stops a machine only if it is still idle once no request can slip in: the state
-    /// goes to `stopping` first, then the in-flight count is read. A request counts
-    /// itself in first, then reads the state, so one of the two always sees the other.
-    pub async fn stop_if_idle(&self, machine: &Machine, idle_timeout: Duration) -> bool {
-        let Ok(mut life) = machine.lifecycle.try_lock() else {
-            return false;
-        };
-        if machine.state() != MachineState::Started || life.instance.is_none() {
-            return false;
-        }
-        machine.set_state(MachineState::Stopping);
-        if machine.activity.idle_for() < idle_timeout {
-            machine.set_state(MachineState::Started);
-            return false;
-        }
-        tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
-        self.stop_locked(machine, &mut life, StopRequest::new(EventSource::Edgewake))
-            .await;
-        true
-    }
-
-    /// Refuses new starts, then stops every running machine and waits for its tasks.
-    pub async fn shutdown(self: &Arc<Self>) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        let mut stops = tokio::task::JoinSet::new();
-        for machine in self.registry.all_machines() {
-            let this = self.clone();
-            stops.spawn(async move {
-                let mut life = machine.lifecycle.lock().await;
-                let mut request = StopRequest::new(EventSource::Edgewake);
-                request.reason = Some(SHUTDOWN_REASON);
-                this.stop_locked(&machine, &mut life, request).await;
-            });
-        }
-        while stops.join_next().await.is_some() {}
-        self.tasks.close();
-        self.tasks.wait().await;
     }
 }

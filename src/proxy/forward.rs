@@ -1,64 +1,99 @@
-//! Phase 5, forward: the request goes to the machine over a pooled HTTP/1.1 client,
-//! bodies streamed both ways; an in-flight guard rides along until the response body
-//! is done, so a machine is never idle while it is still answering.
+//! Phase 5, forward: the request goes to the machine over a pooled client (HTTP/1.1, or
+//! h2c when the port says `h2_backend`), bodies streamed both ways; an in-flight guard
+//! rides along until the response body is done, so a machine is never idle while it is
+//! still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 
 use super::ProxyBody;
 use super::headers::{self, Forwarded};
 use super::respond::ProxyError;
+use super::tunnel::{self, Carried};
 use crate::machines::Machine;
 use crate::machines::activity::InFlight;
+use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an idle pooled connection to a machine is kept.
 pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
+/// How long connecting to a started machine may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Upstream = Client<HttpConnector, Incoming>;
 
-/// The pooled client used to reach machines.
-pub fn upstream_client() -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-        .build(connector)
+/// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`.
+pub struct Upstreams {
+    http1: Upstream,
+    h2c: Upstream,
+}
+
+impl Upstreams {
+    pub fn new() -> Upstreams {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(UPSTREAM_POOL_IDLE);
+        let http1 = builder.build(connector.clone());
+        let h2c = builder.http2_only(true).build(connector);
+        Upstreams { http1, h2c }
+    }
 }
 
 /// The machine a request was routed to, counted in flight.
 pub struct Routed {
     pub machine: Arc<Machine>,
     pub internal_port: u16,
+    pub h2_backend: bool,
     pub in_flight: InFlight,
 }
 
 pub async fn forward(
-    client: &Upstream,
+    upstreams: &Upstreams,
     mut req: Request<Incoming>,
     fwd: &Forwarded<'_>,
     routed: Routed,
     request_id: &str,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let machine = routed.machine.clone();
+    let upgrade = requested_upgrade(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     *req.uri_mut() = machine_uri(req.uri(), &machine, routed.internal_port);
-    *req.version_mut() = Version::HTTP_11;
+    *req.version_mut() = if routed.h2_backend {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     headers::to_machine(req.headers_mut(), fwd);
-    let response = client
+    if let Some(protocol) = &upgrade {
+        restore_upgrade(req.headers_mut(), protocol);
+    }
+    let client = if routed.h2_backend {
+        &upstreams.h2c
+    } else {
+        &upstreams.http1
+    };
+    let mut response = client
         .request(req)
         .await
         .map_err(|e| ProxyError::Upstream {
             machine: machine.id.clone(),
             message: error_chain(&e),
         })?;
-    let (mut parts, body) = response.into_parts();
-    headers::to_client(&mut parts.headers, &machine.id, request_id);
+    if let (Some(protocol), Some(client_upgrade)) = (&upgrade, client_upgrade)
+        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let switched = switch_protocols(response, client_upgrade, protocol, routed, request_id);
+        return Ok(switched);
+    }
+    headers::to_client(response.headers_mut(), &machine.id, request_id);
+    let (parts, body) = response.into_parts();
     let guard = routed.in_flight;
     let body = body
         .map_frame(move |frame| {
@@ -67,6 +102,65 @@ pub async fn forward(
         })
         .boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to, if any.
+fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let connection_upgrade = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    connection_upgrade
+        .then(|| req.headers().get(UPGRADE).cloned())
+        .flatten()
+}
+
+fn restore_upgrade(headers: &mut http::HeaderMap, protocol: &HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol.clone());
+}
+
+/// Answers the client's upgrade with the machine's 101 and joins the two connections.
+fn switch_protocols(
+    mut response: Response<Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    protocol: &HeaderValue,
+    routed: Routed,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let machine_upgrade = hyper::upgrade::on(&mut response);
+    headers::to_client(response.headers_mut(), &routed.machine.id, request_id);
+    restore_upgrade(response.headers_mut(), protocol);
+    let websocket = protocol.as_bytes().eq_ignore_ascii_case(b"websocket");
+    let carried = if websocket {
+        Carried::WebSocket
+    } else {
+        Carried::Bytes
+    };
+    let tunnel_guard = routed.machine.tunnels.open();
+    tokio::spawn(async move {
+        let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await) else {
+            return;
+        };
+        tunnel::pump(
+            TokioIo::new(client),
+            TokioIo::new(machine),
+            carried,
+            tunnel_guard,
+            routed.in_flight,
+        )
+        .await;
+    });
+    let (parts, _) = response.into_parts();
+    let empty = http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Response::from_parts(parts, empty)
 }
 
 fn machine_uri(original: &Uri, machine: &Machine, port: u16) -> Uri {

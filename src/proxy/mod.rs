@@ -6,12 +6,14 @@ pub mod headers;
 pub mod pick;
 mod respond;
 pub mod route;
+pub mod tunnel;
 
 pub use respond::{ProxyError, error_response};
 
 use crate::machines::{App, EventSource, MachineState, Registry, Supervisor};
+use crate::wake::WakeError;
 use bytes::Bytes;
-use forward::{Routed, Upstream};
+use forward::{Routed, Upstreams};
 use headers::Forwarded;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -39,7 +41,7 @@ pub struct Proxy {
     supervisor: Arc<Supervisor>,
     domains: Vec<String>,
     edge_region: String,
-    client: Upstream,
+    upstreams: Upstreams,
 }
 
 impl Proxy {
@@ -49,7 +51,7 @@ impl Proxy {
             supervisor,
             domains,
             edge_region,
-            client: forward::upstream_client(),
+            upstreams: Upstreams::new(),
         }
     }
 
@@ -85,6 +87,9 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
         let app = route::route(&self.registry, &self.domains, &host)?;
+        if listener.scheme == "http" && forces_https(&app, listener.service_port) {
+            return Ok(respond::redirect_to_https(&host, req.uri()));
+        }
         let routed = self.acquire(&app, listener.service_port).await?;
         let fwd = Forwarded {
             client_ip: peer.ip(),
@@ -93,7 +98,7 @@ impl Proxy {
             public_port: listener.service_port,
             edge_region: &self.edge_region,
         };
-        forward::forward(&self.client, req, &fwd, routed, request_id).await
+        forward::forward(&self.upstreams, req, &fwd, routed, request_id).await
     }
 
     /// Finds a started machine for the request, waking one if needed. The request is
@@ -103,22 +108,28 @@ impl Proxy {
             let (machine, action) = pick::pick(app, port, |m| self.supervisor.is_waking(m))?;
             let in_flight = machine.enter();
             if action == Action::Wake {
-                self.supervisor
-                    .wake(&machine, EventSource::Edgewake)
-                    .await
-                    .map_err(|error| ProxyError::Wake {
-                        machine: machine.id.clone(),
-                        error,
-                    })?;
+                match self.supervisor.wake(&machine, EventSource::Edgewake).await {
+                    Ok(()) => {}
+                    // Destroyed meanwhile: pick again among the others.
+                    Err(WakeError::Gone) => continue,
+                    Err(error) => {
+                        return Err(ProxyError::Wake {
+                            machine: machine.id.clone(),
+                            error,
+                        });
+                    }
+                }
             }
             if machine.state() == MachineState::Started {
-                let internal_port = machine
-                    .spec()
-                    .service_for_port(port)
-                    .map_or(8080, |s| s.internal_port);
+                let spec = machine.spec();
+                let (internal_port, h2_backend) =
+                    spec.port_for(port).map_or((8080, false), |(s, p)| {
+                        (s.internal_port, p.http_options.h2_backend)
+                    });
                 return Ok(Routed {
                     machine,
                     internal_port,
+                    h2_backend,
                     in_flight,
                 });
             }
@@ -128,4 +139,56 @@ impl Proxy {
             port,
         })
     }
+}
+
+impl Proxy {
+    /// The app at `host` if its service on `port` terminates TLS and passes bytes on
+    /// (`handlers = ["tls"]`), rather than speaking HTTP.
+    pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
+        let app = route::route(&self.registry, &self.domains, &host.to_ascii_lowercase()).ok()?;
+        let passthrough = app.with_machines(|machines| {
+            machines.iter().any(|m| {
+                m.spec()
+                    .port_for(port)
+                    .is_some_and(|(_, p)| p.is_tls_passthrough())
+            })
+        });
+        passthrough.then_some(app)
+    }
+
+    /// Wakes a machine of `app` and joins the client's decrypted stream to its port.
+    pub async fn tunnel_tcp<S>(&self, app: &App, port: u16, client: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let routed = match self.acquire(app, port).await {
+            Ok(routed) => routed,
+            Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
+        };
+        let addr = SocketAddr::from((routed.machine.private_ip, routed.internal_port));
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(machine) => {
+                let guard = routed.machine.tunnels.open();
+                tunnel::pump(
+                    client,
+                    machine,
+                    tunnel::Carried::Bytes,
+                    guard,
+                    routed.in_flight,
+                )
+                .await;
+            }
+            Err(e) => tracing::debug!(machine = %routed.machine.id, "TCP tunnel: {e}"),
+        }
+    }
+}
+
+/// Whether the app's services on this (plain HTTP) port say `force_https`.
+fn forces_https(app: &App, port: u16) -> bool {
+    app.with_machines(|machines| {
+        machines
+            .iter()
+            .filter(|m| !m.is_gone())
+            .any(|m| m.spec().port_for(port).is_some_and(|(_, p)| p.force_https))
+    })
 }

@@ -38,8 +38,12 @@ pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
     if let Some((i, _)) = started {
         return Some((i, Action::Forward));
     }
+    // A start under way is joined; a stop under way is waited out and the machine
+    // woken again, unless autostart is off.
     let in_progress = |c: &Candidate| {
-        c.waking || matches!(c.state, MachineState::Starting | MachineState::Stopping)
+        c.waking
+            || c.state == MachineState::Starting
+            || (c.state == MachineState::Stopping && c.autostart)
     };
     if let Some(i) = candidates.iter().position(in_progress) {
         return Some((i, Action::Wake));

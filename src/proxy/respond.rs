@@ -49,6 +49,22 @@ impl ProxyError {
     }
 }
 
+/// 301 to the same host and path on https (`force_https`).
+pub fn redirect_to_https(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{path}");
+    let mut response = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
+}
+
 /// The response the client gets for a proxy error.
 pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     let body = Full::new(Bytes::from(format!("edgewake: {error}\n")))

@@ -53,6 +53,8 @@ pub fn test_config(data_dir: &Path) -> Config {
         ..Config::default()
     };
     config.edge.http = "127.0.0.1:0".parse().unwrap();
+    config.edge.https = "127.0.0.1:0".parse().unwrap();
+    config.tls.certs_dir = data_dir.join("certs");
     config.api.listen = "127.0.0.1:0".parse().unwrap();
     config.edge.idle_timeout = Duration::from_secs(60);
     config.edge.wake_timeout = Duration::from_secs(10);
@@ -292,6 +294,7 @@ pub fn free_port() -> u16 {
 pub struct EdgewakeProcess {
     pub child: std::process::Child,
     pub http: std::net::SocketAddr,
+    pub https: std::net::SocketAddr,
     pub api: std::net::SocketAddr,
 }
 
@@ -301,7 +304,7 @@ impl EdgewakeProcess {
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, process_config(dir, range)).unwrap();
-        let (http, api) = (free_port(), free_port());
+        let (http, https, api) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .args([
@@ -317,6 +320,7 @@ impl EdgewakeProcess {
         let process = EdgewakeProcess {
             child,
             http: format!("127.0.0.1:{http}").parse().unwrap(),
+            https: format!("127.0.0.1:{https}").parse().unwrap(),
             api: format!("127.0.0.1:{api}").parse().unwrap(),
         };
         process.wait_until_serving().await;
@@ -363,6 +367,8 @@ fn process_config(dir: &Path, range: &str) -> String {
     format!(
         r#"
 data_dir = "{data}"
+[tls]
+certs_dir = "{certs}"
 [edge]
 region = "ams"
 idle_timeout = "60s"
@@ -376,7 +382,8 @@ longitude = 4.890
 [images."{RUNTIME_IMAGE}"]
 command = ["{{bin_dir}}/edgewake", "functions"]
 "#,
-        data = dir.join("data").display()
+        data = dir.join("data").display(),
+        certs = dir.join("certs").display(),
     )
 }
 

@@ -1,0 +1,178 @@
+//! Stopping and destroying machines. Each stop runs in a task of its own, so a caller
+//! that goes away (an API client hanging up) cannot cut it short halfway, leaving a
+//! machine `stopping` with its process alive.
+
+use super::driver::{Exit, Instance};
+use super::machine::{Lifecycle, Machine};
+use super::record::{EventSource, MachineEvent, MachineState};
+use super::registry::App;
+use super::supervisor::{SHUTDOWN_REASON, Supervisor};
+use super::tunnels::TUNNEL_CLOSE_GRACE;
+use nix::sys::signal::Signal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How a stop was asked for: who asked, the event it is recorded as, and overrides of
+/// the machine's stop signal and timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct StopRequest {
+    pub source: EventSource,
+    /// The kind of the first event: `stop`, `suspend`, `restart`, `update`.
+    pub kind: &'static str,
+    pub signal: Option<Signal>,
+    pub timeout: Option<Duration>,
+    /// Said in the first event (`request.message`), e.g. why a suspend stopped instead.
+    pub note: Option<&'static str>,
+    /// Said in the exit event (`request.reason`).
+    pub reason: Option<&'static str>,
+}
+
+impl StopRequest {
+    /// A plain stop with the machine's own signal and timeout.
+    pub fn new(source: EventSource) -> StopRequest {
+        StopRequest {
+            source,
+            kind: "stop",
+            signal: None,
+            timeout: None,
+            note: None,
+            reason: None,
+        }
+    }
+}
+
+impl Supervisor {
+    /// Stops a machine (a no-op when it is not running) and waits until it has exited.
+    pub async fn stop(self: &Arc<Self>, machine: &Arc<Machine>, request: StopRequest) {
+        let (this, machine) = (self.clone(), machine.clone());
+        let stop = self.tasks.spawn(async move {
+            let mut life = machine.lifecycle.lock().await;
+            this.stop_locked(&machine, &mut life, request).await;
+        });
+        let _ = stop.await;
+    }
+
+    /// Stops the machine if it runs, marks it destroyed and forgets it, under one
+    /// lifecycle lock: no request can wake it in between, and the proxy skips it from
+    /// the moment it is `destroying`.
+    pub async fn destroy(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        let (this, machine) = (self.clone(), machine.clone());
+        let destroy = self.tasks.spawn(async move {
+            let mut life = machine.lifecycle.lock().await;
+            this.registry
+                .transition(&machine, MachineState::Destroying, None);
+            if let Some(instance) = life.instance.take() {
+                let request = StopRequest::new(source);
+                let exit = this.halt(&machine, &instance, request).await;
+                let event = MachineEvent::exit(exit.code, exit.signal, true);
+                this.registry
+                    .transition(&machine, MachineState::Destroying, Some(event));
+            }
+            let event = MachineEvent::new("destroy", MachineState::Destroyed, source);
+            this.registry
+                .transition(&machine, MachineState::Destroyed, Some(event));
+            this.driver.forget(&machine.id).await;
+            if let Err(e) = this.registry.remove_machine(&machine) {
+                tracing::error!(machine = %machine.id, "cannot forget destroyed machine: {e}");
+            }
+        });
+        let _ = destroy.await;
+    }
+
+    /// Destroys every machine of an app that is no longer registered, then its state.
+    pub async fn destroy_app(self: &Arc<Self>, app: Arc<App>) {
+        let this = self.clone();
+        let destroy = self.tasks.spawn(async move {
+            for machine in app.machines() {
+                this.destroy(&machine, EventSource::User).await;
+            }
+            if let Err(e) = this.registry.forget_app(&app.record.name) {
+                tracing::error!(app = %app.record.name, "cannot forget deleted app: {e}");
+            }
+        });
+        let _ = destroy.await;
+    }
+
+    /// Closes the machine's tunnels, signals it to stop (the request's signal, else its
+    /// `stop_config.signal`, else the operator's), kills it after the stop timeout
+    /// (chosen the same way), and forgets its pid.
+    async fn halt(&self, machine: &Machine, instance: &Instance, request: StopRequest) -> Exit {
+        machine.tunnels.close_all(TUNNEL_CLOSE_GRACE).await;
+        let spec = machine.spec();
+        let signal = request
+            .signal
+            .or(spec.stop_signal())
+            .unwrap_or(self.settings.stop_signal);
+        let timeout = request
+            .timeout
+            .or(spec.stop_config.timeout)
+            .unwrap_or(self.settings.stop_timeout);
+        let exit = self.driver.stop(instance, signal, timeout).await;
+        self.registry.set_pid(machine, None);
+        exit
+    }
+
+    pub(super) async fn stop_locked(
+        &self,
+        machine: &Machine,
+        life: &mut Lifecycle,
+        request: StopRequest,
+    ) {
+        let Some(instance) = life.instance.take() else {
+            return;
+        };
+        let mut event = MachineEvent::new(request.kind, MachineState::Stopping, request.source);
+        if let Some(note) = request.note {
+            event.request = Some(serde_json::json!({ "message": note }));
+        }
+        self.registry
+            .transition(machine, MachineState::Stopping, Some(event));
+        let exit = self.halt(machine, &instance, request).await;
+        let mut event = MachineEvent::exit(exit.code, exit.signal, true);
+        if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
+            request["reason"] = reason.into();
+        }
+        self.registry
+            .transition(machine, MachineState::Stopped, Some(event));
+    }
+
+    /// Stops a machine only if it is still idle once no request can slip in: the state
+    /// goes to `stopping` first, then the in-flight count is read. A request counts
+    /// itself in first, then reads the state, so one of the two always sees the other.
+    pub async fn stop_if_idle(&self, machine: &Machine, idle_timeout: Duration) -> bool {
+        let Ok(mut life) = machine.lifecycle.try_lock() else {
+            return false;
+        };
+        if machine.state() != MachineState::Started || life.instance.is_none() {
+            return false;
+        }
+        machine.set_state(MachineState::Stopping);
+        if machine.activity.idle_for() < idle_timeout {
+            machine.set_state(MachineState::Started);
+            return false;
+        }
+        tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
+        let request = StopRequest::new(EventSource::Edgewake);
+        self.stop_locked(machine, &mut life, request).await;
+        true
+    }
+
+    /// Refuses new starts, then stops every running machine and waits for its tasks.
+    pub async fn shutdown(self: &Arc<Self>) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut stops = tokio::task::JoinSet::new();
+        for machine in self.registry.all_machines() {
+            let this = self.clone();
+            stops.spawn(async move {
+                let mut life = machine.lifecycle.lock().await;
+                let mut request = StopRequest::new(EventSource::Edgewake);
+                request.reason = Some(SHUTDOWN_REASON);
+                this.stop_locked(&machine, &mut life, request).await;
+            });
+        }
+        while stops.join_next().await.is_some() {}
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,270 @@
+//! Certificates by hostname: `certs/<host>.crt` + `certs/<host>.key` (PEM), where a
+//! wildcard `*.example.com` is written `_.example.com`. SNI picks an exact name first,
+//! then the wildcard of its parent, then the default certificate.
+
+use super::dev_ca::{self, CA_STEM};
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("cannot read certs dir {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make the self-signed certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+}
+
+/// The file stem for a host name (`*` cannot comfortably live in a file name).
+pub fn stem_for_host(host: &str) -> String {
+    host.strip_prefix("*.")
+        .map_or_else(|| host.to_string(), |rest| format!("_.{rest}"))
+}
+
+/// Certificates by exact name and by wildcard parent, plus the default.
+#[derive(Debug, Clone)]
+pub struct CertStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl CertStore {
+    /// The certificate for an SNI name: exact, then `*.parent`, then the default.
+    pub fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = name.map(str::to_ascii_lowercase) else {
+            return self.default.clone();
+        };
+        if let Some(cert) = self.exact.get(&name) {
+            return cert.clone();
+        }
+        let parent = name.split_once('.').map(|(_, parent)| parent);
+        parent
+            .and_then(|p| self.wildcard.get(p))
+            .unwrap_or(&self.default)
+            .clone()
+    }
+
+    /// Whether `<app>.<domain>` names have a certificate of their own.
+    fn covers_subdomains_of(&self, domain: &str) -> bool {
+        self.wildcard.contains_key(domain)
+    }
+
+    fn insert(&mut self, host: &str, cert: Arc<CertifiedKey>) {
+        match host.strip_prefix("*.") {
+            Some(parent) => self.wildcard.insert(parent.to_string(), cert),
+            None => self.exact.insert(host.to_string(), cert),
+        };
+    }
+}
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
+    let signing = any_supported_type(&key).map_err(|e| format!("unusable private key: {e}"))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+fn load_pair(crt: &Path) -> Result<Arc<CertifiedKey>, CertError> {
+    let key = crt.with_extension("key");
+    let file_error = |path: &Path, message: String| CertError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let cert_pem = std::fs::read(crt).map_err(|e| file_error(crt, e.to_string()))?;
+    let key_pem = std::fs::read(&key).map_err(|e| file_error(&key, e.to_string()))?;
+    certified_key(&cert_pem, &key_pem)
+        .map(Arc::new)
+        .map_err(|m| file_error(crt, m))
+}
+
+/// Every `<host>.crt` with its `.key` in `dir` (a missing dir holds none).
+fn load_dir(dir: &Path) -> Result<Vec<(String, Arc<CertifiedKey>)>, CertError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CertError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    paths.sort();
+    let mut loaded = Vec::new();
+    for path in paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+    {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if stem == CA_STEM {
+            continue;
+        }
+        let host = stem
+            .strip_prefix("_.")
+            .map_or_else(|| stem.clone(), |rest| format!("*.{rest}"));
+        loaded.push((host, load_pair(path)?));
+    }
+    Ok(loaded)
+}
+
+/// Loads the certs dir. Names among `fallback_hosts` that no file covers get the
+/// self-signed `fallback` (made once by the caller and reused across reloads); they are
+/// returned beside the store.
+pub fn load_store(
+    dir: &Path,
+    fallback: &Arc<CertifiedKey>,
+    fallback_hosts: &[String],
+) -> Result<(CertStore, Vec<String>), CertError> {
+    let loaded = load_dir(dir)?;
+    let default = loaded
+        .first()
+        .map_or_else(|| fallback.clone(), |(_, c)| c.clone());
+    let mut store = CertStore {
+        exact: HashMap::new(),
+        wildcard: HashMap::new(),
+        default,
+    };
+    for (host, cert) in loaded {
+        store.insert(&host, cert);
+    }
+    let mut uncovered = Vec::new();
+    for host in fallback_hosts {
+        let covered = match host.strip_prefix("*.") {
+            Some(parent) => store.covers_subdomains_of(parent),
+            None => store.exact.contains_key(host),
+        };
+        if !covered {
+            store.insert(host, fallback.clone());
+            uncovered.push(host.clone());
+        }
+    }
+    Ok((store, uncovered))
+}
+
+/// The names the self-signed fallback covers: localhost and every app domain, each
+/// with its wildcard.
+pub fn fallback_hosts(domains: &[String]) -> Vec<String> {
+    let mut hosts = vec!["localhost".to_string(), "*.localhost".to_string()];
+    for domain in domains {
+        for host in [domain.clone(), format!("*.{domain}")] {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
+/// Makes the self-signed fallback certificate.
+pub fn make_fallback(hosts: &[String]) -> Result<Arc<CertifiedKey>, CertError> {
+    let pair = dev_ca::self_signed(hosts)?;
+    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).map_err(|message| {
+        CertError::File {
+            path: PathBuf::from("<self-signed>"),
+            message,
+        }
+    })?;
+    Ok(Arc::new(key))
+}
+
+/// rustls's certificate resolver over a store that reloads replace whole.
+#[derive(Debug)]
+pub struct SniResolver {
+    store: RwLock<Arc<CertStore>>,
+}
+
+impl SniResolver {
+    pub fn new(store: CertStore) -> SniResolver {
+        SniResolver {
+            store: RwLock::new(Arc::new(store)),
+        }
+    }
+
+    pub fn replace(&self, store: CertStore) {
+        *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+    }
+
+    pub fn store(&self) -> Arc<CertStore> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.store().find(hello.server_name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(host: &str) -> Arc<CertifiedKey> {
+        make_fallback(&[host.to_string()]).unwrap()
+    }
+
+    /// Exact names beat wildcards; a wildcard serves one level of subdomain; anything
+    /// else gets the default.
+    #[test]
+    fn exact_then_wildcard_then_default() {
+        let (exact, wild, default) = (
+            cert("api.example.com"),
+            cert("*.example.com"),
+            cert("localhost"),
+        );
+        let mut store = CertStore {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: default.clone(),
+        };
+        store.insert("api.example.com", exact.clone());
+        store.insert("*.example.com", wild.clone());
+        assert!(Arc::ptr_eq(&store.find(Some("API.example.com")), &exact));
+        assert!(Arc::ptr_eq(&store.find(Some("shop.example.com")), &wild));
+        assert!(Arc::ptr_eq(&store.find(Some("a.b.example.com")), &default));
+        assert!(Arc::ptr_eq(&store.find(Some("other.org")), &default));
+        assert!(Arc::ptr_eq(&store.find(None), &default));
+    }
+
+    /// Wildcard hosts are written `_.` in file names.
+    #[test]
+    fn wildcard_file_stems() {
+        assert_eq!(stem_for_host("*.example.com"), "_.example.com");
+        assert_eq!(stem_for_host("example.com"), "example.com");
+    }
+
+    /// Generated development certificates load back from the directory, CA skipped.
+    #[test]
+    fn generated_certs_load() {
+        let dir = tempfile::tempdir().unwrap();
+        dev_ca::generate(dir.path(), &["*.localhost".into(), "example.com".into()]).unwrap();
+        let hosts: Vec<String> = load_dir(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(hosts, ["*.localhost", "example.com"]);
+    }
+}

@@ -1,0 +1,101 @@
+//! Faults around lifecycle changes: clients that hang up, deletes racing creates, and
+//! machine processes that leave children behind.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+/// A stop whose client hangs up before it finishes still completes: the machine ends
+/// `stopped` with its process gone, and shutdown is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_completes_when_the_client_hangs_up() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+
+    let url = edge.api_url(&format!("/v1/apps/{APP}/machines/{id}/stop"));
+    let hasty = edge
+        .client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_millis(200));
+    assert!(
+        hasty.send().await.is_err(),
+        "the client gave up before the 1 s stop"
+    );
+
+    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
+        .await;
+    assert!(machine_pids(&id).is_empty());
+    tokio::time::timeout(Duration::from_secs(10), edge.shutdown())
+        .await
+        .expect("shutdown finishes");
+}
+
+/// While an app is being deleted, no machine can be created in it, and none of its
+/// machines outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_machine_outlives_a_deleted_app() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+
+    let url = edge.api_url(&format!("/v1/apps/{APP}?force=true"));
+    let delete = tokio::spawn(edge.client.delete(url).bearer_auth(TOKEN).send());
+    // The machine takes 1 s to stop; well inside that, the app is already gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = edge.get(&format!("/v1/apps/{APP}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let body = json!({"config": seed_config(RUNTIME_IMAGE)});
+    let (status, created) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{created}");
+
+    assert_eq!(
+        delete.await.unwrap().unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    assert!(
+        machine_pids(&id).is_empty(),
+        "the app's machine was stopped"
+    );
+    edge.shutdown().await;
+}
+
+/// A machine whose main process exits leaves no child behind: the next wake starts a
+/// fresh run instead of finding the old child still listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_die_with_the_machine() {
+    let edge = TestEdge::start_with(|c| {
+        let wrapper = "{bin_dir}/edgewake-functions & sleep 0.5; exit 0";
+        let image = edgewake::config::ImageConfig {
+            command: vec!["sh".into(), "-c".into(), wrapper.into()],
+            env: Default::default(),
+        };
+        c.images.insert("test/wrapper".into(), image);
+    })
+    .await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, "test/wrapper", true).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
+        .await;
+    assert!(
+        machine_pids(&id).is_empty(),
+        "the wrapper's server died with it"
+    );
+
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    assert_eq!(count_events(&edge.machine(APP, &id).await, "start"), 2);
+    edge.shutdown().await;
+}
