@@ -1,10 +1,11 @@
-//! `/v1/apps/{app}/machines`: create, list, get, delete.
+//! `/v1/apps/{app}/machines`: create, list, get, update, delete.
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson};
 use super::lease::{LeaseNonce, lease_error};
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
+use crate::machines::update::{Update, UpdateError};
 use crate::machines::{EventSource, MachineRecord, MachineState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -98,6 +99,69 @@ pub async fn get(
     Path((app, id)): Path<(String, String)>,
 ) -> Result<Json<MachineRecord>, ApiError> {
     Ok(Json(state.machine(&app, &id)?.snapshot()))
+}
+
+/// Fly's `UpdateMachineRequest`: a full config, plus guards.
+#[derive(Deserialize)]
+pub struct UpdateMachine {
+    name: Option<String>,
+    config: Option<Value>,
+    region: Option<String>,
+    #[serde(default)]
+    skip_launch: bool,
+    skip_service_registration: Option<bool>,
+    current_version: Option<String>,
+}
+
+/// Replaces a machine's config: a new version (`instance_id`); a running machine is
+/// restarted on it, a stopped one started, unless `skip_launch`. `region` and `name`
+/// cannot change (400); a stale `current_version` is 412.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((app, id)): Path<(String, String)>,
+    nonce: LeaseNonce,
+    ApiJson(body): ApiJson<UpdateMachine>,
+) -> Result<Json<MachineRecord>, ApiError> {
+    let machine = state.machine_to_change(&app, &id, &nonce)?;
+    immutable("region", body.region.as_deref(), &machine.region)?;
+    immutable("name", body.name.as_deref(), &machine.record().name)?;
+    let config = body
+        .config
+        .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
+    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
+    state
+        .supervisor
+        .driver()
+        .check_image(&spec.image)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let update = Update {
+        config,
+        spec,
+        expected_version: body.current_version,
+        skip_launch: body.skip_launch,
+        cordoned: body.skip_service_registration,
+    };
+    state
+        .supervisor
+        .update(&machine, update)
+        .await
+        .map_err(|e| match e {
+            UpdateError::StaleVersion { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
+            UpdateError::Gone => ApiError::conflict(e.to_string()),
+        })?;
+    Ok(Json(machine.snapshot()))
+}
+
+/// A field an update may repeat but not change.
+fn immutable(field: &str, given: Option<&str>, current: &str) -> Result<(), ApiError> {
+    match given.filter(|g| !g.is_empty() && *g != current) {
+        Some(given) => Err(ApiError::bad_request(format!(
+            "{field} cannot change (it is `{current}`, not `{given}`)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -76,7 +76,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             "/apps/{app}/machines/{id}",
-            get(machines::get).delete(machines::delete),
+            get(machines::get)
+                .post(machines::update)
+                .delete(machines::delete),
         )
         .route("/apps/{app}/machines/{id}/start", post(lifecycle::start))
         .route("/apps/{app}/machines/{id}/stop", post(lifecycle::stop))

@@ -107,6 +107,12 @@ impl Machine {
         self.cordoned.store(cordoned, Ordering::SeqCst);
     }
 
+    /// Replaces the typed view of the config (an update); the caller holds the
+    /// lifecycle lock, so no start reads half of it.
+    pub(crate) fn set_spec(&self, spec: MachineSpec) {
+        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+    }
+
     /// Whether the machine is taking no part in routing (destroyed or on its way).
     pub fn is_gone(&self) -> bool {
         matches!(

@@ -19,6 +19,7 @@ mod stopping;
 pub mod store;
 mod supervisor;
 pub mod tunnels;
+pub mod update;
 pub mod wait;
 
 pub use machine::Machine;
