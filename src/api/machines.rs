@@ -86,14 +86,6 @@ fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, A
     Ok(lease.nonce)
 }
 
-pub async fn list(
-    State(state): State<ApiState>,
-    Path(app): Path<String>,
-) -> Result<Json<Vec<MachineRecord>>, ApiError> {
-    let app = state.app(&app)?;
-    Ok(Json(app.machines().iter().map(|m| m.snapshot()).collect()))
-}
-
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

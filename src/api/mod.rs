@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod lease;
 mod lifecycle;
+mod list;
 mod machines;
 mod metadata;
 mod query;
@@ -72,7 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/apps/{app}", get(apps::get).delete(apps::delete))
         .route(
             "/apps/{app}/machines",
-            post(machines::create).get(machines::list),
+            post(machines::create).get(list::list),
         )
         .route(
             "/apps/{app}/machines/{id}",

@@ -48,6 +48,13 @@ impl QueryPairs {
             .collect()
     }
 
+    /// `(KEY, VALUE)` for every `prefixKEY=VALUE`.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.0
+            .iter()
+            .filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.as_str())))
+    }
+
     /// A boolean flag: absent is false; `true`/`1`/empty are true; `false`/`0` false.
     pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {
@@ -81,6 +88,9 @@ mod tests {
         let q = QueryPairs::parse("state=started&state=stopped,destroyed");
         assert_eq!(q.list("state"), ["started", "stopped", "destroyed"]);
         assert!(QueryPairs::parse("force_stop").flag("force_stop").unwrap());
+        let meta = QueryPairs::parse("metadata.role=db&metadata.tier=a%20b&region=ams");
+        let pairs: Vec<_> = meta.with_prefix("metadata.").collect();
+        assert_eq!(pairs, [("role", "db"), ("tier", "a b")]);
         assert!(!q.flag("force_stop").unwrap());
         assert!(QueryPairs::parse("x=maybe").flag("x").is_err());
         assert_eq!(

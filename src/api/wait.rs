@@ -93,8 +93,11 @@ pub async fn wait(
     Path((app, id)): Path<(String, String)>,
     query: QueryPairs,
 ) -> Result<Json<WaitResponse>, ApiError> {
-    let machine = state.machine(&app, &id)?;
     let request = WaitRequest::parse(&query)?;
+    let machine = match state.machine(&app, &id) {
+        Ok(machine) => machine,
+        Err(not_found) => return already_destroyed(&state, &app, &id, &request).ok_or(not_found),
+    };
     let current = machine.record().instance_id.clone();
     if let Some(version) = request.version.as_deref().filter(|v| *v != current) {
         return Err(invalid(format!(
@@ -119,6 +122,34 @@ pub async fn wait(
         state: reached.state.as_str(),
         version: reached.version,
         event_id: reached.event_id,
+    }))
+}
+
+/// A wait for `destroyed` on a machine destroyed earlier answers at once.
+fn already_destroyed(
+    state: &ApiState,
+    app: &str,
+    id: &str,
+    request: &WaitRequest,
+) -> Option<Json<WaitResponse>> {
+    if !request.goals.contains(&Goal::Destroyed) {
+        return None;
+    }
+    let record = state
+        .registry()
+        .app(app)?
+        .destroyed()
+        .into_iter()
+        .find(|r| r.id == id)?;
+    Some(Json(WaitResponse {
+        ok: true,
+        state: record.state.as_str(),
+        version: record.instance_id,
+        event_id: record
+            .events
+            .first()
+            .map(|e| e.id.clone())
+            .unwrap_or_default(),
     }))
 }
 

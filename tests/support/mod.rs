@@ -312,6 +312,8 @@ impl EdgewakeProcess {
                 &format!("127.0.0.1:{http}"),
                 "--api",
                 &format!("127.0.0.1:{api}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
             ])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
