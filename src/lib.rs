@@ -8,10 +8,16 @@
 //! - `proxy`: the request phases — `route` (Host → app), `pick` (machine for the port),
 //!   wake (via the supervisor), `forward` (pooled client, headers), `respond` (errors).
 //! - `wake`: single-flight wake of a machine and its readiness probe.
-//! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`), the
-//!   `Driver` trait and the `process` driver, the `Supervisor` (start/stop/exit,
-//!   recovery at boot), the `reaper` (idle stop) and the `activity` clock.
-//! - `api`: the Fly-compatible Machines REST API (axum), bearer-token auth.
+//! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`; destroyed
+//!   records kept for `include_deleted`), the `Driver` trait and the `process` driver,
+//!   the `Supervisor` (start, `stopping`, `operations` — restart/signal/suspend —,
+//!   `update`, recovery at boot), `wait` (long poll on a machine's state channel),
+//!   `lease`, config `normalize`/`go_duration` (Fly's canonical answers), the `reaper`
+//!   (idle stop) and the `activity` clock.
+//! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
+//!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
+//!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
+//!   `error` (Fly's error JSON).
 //! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
