@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// An API error: a status and Fly's error body.
 #[derive(Debug)]
@@ -49,11 +49,21 @@ impl ApiError {
     }
 }
 
+/// Fly's error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// For programs, where Fly has a code: `name_taken`, `invalid_argument`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.code {
-            Some(code) => json!({ "error": self.message, "status": code }),
-            None => json!({ "error": self.message }),
+        let body = ErrorBody {
+            error: self.message,
+            status: self.code,
         };
         (self.status, Json(body)).into_response()
     }

@@ -2,7 +2,8 @@
 //! lease; and the nonce check every changing call makes.
 
 use super::ApiState;
-use super::error::{ApiError, MaybeJson};
+use super::error::{ApiError, ErrorBody, MaybeJson};
+use super::openapi::{LeaseQuery, MachinePath};
 use super::query::QueryPairs;
 use crate::machines::Machine;
 use crate::machines::lease::{LeaseError, LeaseView};
@@ -53,7 +54,7 @@ pub fn lease_error(error: LeaseError) -> ApiError {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LeaseRequest {
     /// Seconds.
     ttl: Option<u64>,
@@ -61,7 +62,7 @@ pub struct LeaseRequest {
 }
 
 /// Fly's lease envelope: `{"status":"success","data":{...}}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LeaseResponse<T> {
     status: &'static str,
     data: T,
@@ -75,6 +76,7 @@ fn success<T>(data: T) -> Json<LeaseResponse<T>> {
 }
 
 /// Takes a lease (201), or refreshes the caller's own (200, nonce header); 409 if held.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, LeaseQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "refreshes the lease holding this nonce")), request_body(content = Option<LeaseRequest>, description = "optional"), responses((status = 201, description = "a new lease", body = LeaseResponse<LeaseView>), (status = 200, description = "the caller's lease, refreshed", body = LeaseResponse<LeaseView>), (status = 400, body = ErrorBody), (status = 409, description = "held by someone else", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn acquire(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -106,6 +108,7 @@ pub async fn acquire(
 }
 
 /// The live lease (its nonce withheld), or 404.
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath), responses((status = 200, description = "the lease, its nonce withheld", body = LeaseResponse<LeaseView>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn show(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -118,12 +121,13 @@ pub async fn show(
     Ok(success(lease))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Released {
     ok: bool,
 }
 
 /// Ends the lease; needs its nonce (409 without, 404 when there is none).
+#[utoipa::path(delete, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, ("fly-machine-lease-nonce" = String, Header, description = "the lease nonce")), responses((status = 200, body = LeaseResponse<Released>), (status = 409, description = "wrong or missing nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn release(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

@@ -2,8 +2,9 @@
 //! uncordon. Each honours the machine's lease.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, MaybeJson};
+use super::error::{ApiError, ApiJson, ErrorBody, MaybeJson};
 use super::lease::LeaseNonce;
+use super::openapi::{MachinePath, RestartQuery};
 use super::query::QueryPairs;
 use crate::machines::driver::parse_signal;
 use crate::machines::go_duration;
@@ -18,17 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Fly's `{"ok": true}`.
-#[derive(Serialize)]
-pub struct Ok {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OkBody {
     ok: bool,
 }
 
-pub fn ok() -> Json<Ok> {
-    Json(Ok { ok: true })
+pub fn ok() -> Json<OkBody> {
+    Json(OkBody { ok: true })
 }
 
 /// Fly's start answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Started {
     previous_state: &'static str,
     migrated: bool,
@@ -60,6 +61,7 @@ fn operation_error(error: OperationError) -> ApiError {
 
 /// Starts a stopped machine in the background and says what it was. A started machine
 /// answers 409, which callers that only want it running can ignore.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/start", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = Started), (status = 409, description = "already started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn start(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -88,9 +90,13 @@ pub async fn start(
 }
 
 /// Fly's optional stop body: `{"signal": "SIGTERM", "timeout": "10s"}`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct StopBody {
+    /// A name (`"SIGTERM"`) or a number (`15`).
+    #[schema(value_type = Option<String>, example = "SIGTERM")]
     signal: Option<Value>,
+    /// `"10s"` or integer nanoseconds.
+    #[schema(value_type = Option<String>, example = "10s")]
     timeout: Option<Value>,
 }
 
@@ -109,12 +115,13 @@ fn signal_from_json(value: &Value) -> Result<Signal, ApiError> {
 }
 
 /// Stops a machine and waits until it has exited. Stopping a stopped machine is fine.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/stop", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body(content = Option<StopBody>, description = "optional"), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn stop(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
     MaybeJson(body): MaybeJson<StopBody>,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     let body = body.unwrap_or_default();
     let mut request = StopRequest::new(EventSource::User);
@@ -125,11 +132,12 @@ pub async fn stop(
 }
 
 /// Suspends a machine — here, a stop whose event says so.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/suspend", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, description = "stopped (edgewake has no snapshots); the event says so", body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn suspend(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     state.supervisor.suspend(&machine, EventSource::User).await;
     Ok(ok())
@@ -137,12 +145,13 @@ pub async fn suspend(
 
 /// Restarts a started machine (`?signal=&timeout=&force_stop=`); answers once it runs
 /// again. A machine that is not started is a 409.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/restart", tag = "lifecycle", params(MachinePath, RestartQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn restart(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
     query: QueryPairs,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     let mut request = StopRequest::new(EventSource::User);
     if let Some(signal) = query.get("signal") {
@@ -165,18 +174,22 @@ pub async fn restart(
     Ok(ok())
 }
 
-#[derive(Deserialize)]
+/// Fly's `SignalRequest`.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignalBody {
+    /// A name (`"SIGHUP"`) or a number (`9`).
+    #[schema(value_type = String, example = "SIGHUP")]
     signal: Value,
 }
 
 /// Sends a signal (`{"signal":"SIGHUP"}` or `{"signal":9}`) to a running machine.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/signal", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = SignalBody, responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not running, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn signal(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
     ApiJson(body): ApiJson<SignalBody>,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     let signal = signal_from_json(&body.signal)?;
     state
@@ -188,22 +201,24 @@ pub async fn signal(
 }
 
 /// Cordons a machine: the proxy routes nothing to it until it is uncordoned.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/cordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn cordon(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     state.registry().set_cordoned(&machine, true);
     Ok(ok())
 }
 
 /// Lets the proxy route to a cordoned machine again.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/uncordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn uncordon(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
-) -> Result<Json<Ok>, ApiError> {
+) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     state.registry().set_cordoned(&machine, false);
     Ok(ok())

@@ -1,8 +1,10 @@
 //! `/v1/apps/{app}/machines`: create, list, get, update, delete.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use super::lease::{LeaseNonce, lease_error};
+use super::lifecycle::OkBody;
+use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
 use crate::machines::update::{Update, UpdateError};
@@ -13,9 +15,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Deserialize)]
+/// Fly's `CreateMachineRequest`.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateMachine {
     name: Option<String>,
+    #[schema(value_type = Object)]
     config: Option<Value>,
     region: Option<String>,
     #[serde(default)]
@@ -27,6 +31,7 @@ pub struct CreateMachine {
     lease_ttl: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/apps/{app}/machines", tag = "machines", params(AppPath), request_body = CreateMachine, responses((status = 200, description = "the machine (plus `nonce` with `lease_ttl`)", body = MachineRecord), (status = 400, body = ErrorBody), (status = 422, description = "name taken", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     Path(app): Path<String>,
@@ -86,6 +91,7 @@ fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, A
     Ok(lease.nonce)
 }
 
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath), responses((status = 200, body = MachineRecord), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -94,9 +100,10 @@ pub async fn get(
 }
 
 /// Fly's `UpdateMachineRequest`: a full config, plus guards.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct UpdateMachine {
     name: Option<String>,
+    #[schema(value_type = Object)]
     config: Option<Value>,
     region: Option<String>,
     #[serde(default)]
@@ -108,6 +115,7 @@ pub struct UpdateMachine {
 /// Replaces a machine's config: a new version (`instance_id`); a running machine is
 /// restarted on it, a stopped one started, unless `skip_launch`. `region` and `name`
 /// cannot change (400); a stale `current_version` is 412.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = UpdateMachine, responses((status = 200, description = "the machine at its new version", body = MachineRecord), (status = 400, description = "bad config, or region/name would change", body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "current_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -166,6 +174,7 @@ pub struct DeleteQuery {
 }
 
 /// Destroys a machine; a running one needs `force=true` (or fly-go's `kill=true`).
+#[utoipa::path(delete, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, MachineDeleteQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "running (pass force=true), or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

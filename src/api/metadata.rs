@@ -2,8 +2,9 @@
 //! changed by key or in bulk. Changes answer 204 and keep the machine's version.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use super::lease::LeaseNonce;
+use super::openapi::{MachinePath, MetadataPath};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -40,6 +41,7 @@ fn metadata_mut(config: &mut Value) -> &mut Map<String, Value> {
 }
 
 /// All of a machine's metadata.
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath), responses((status = 200, description = "the metadata map", body = HashMap<String, String>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -53,12 +55,13 @@ pub async fn list(
     ))
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetadataValue {
     value: String,
 }
 
 /// One key: `{"value": ...}`, or 404.
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath), responses((status = 200, body = MetadataValue), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -74,6 +77,7 @@ pub async fn get(
 }
 
 /// Sets one key from `{"value": "..."}`.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = MetadataValue, responses((status = 204, description = "set"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn set(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -89,6 +93,7 @@ pub async fn set(
 }
 
 /// Removes one key (a key that is not there is fine).
+#[utoipa::path(delete, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 204, description = "removed"), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -102,14 +107,16 @@ pub async fn delete(
 }
 
 /// Fly's bulk update: values set keys, `null`s remove them.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct BulkUpdate {
+    #[schema(value_type = HashMap<String, Option<String>>)]
     metadata: BTreeMap<String, Option<String>>,
     /// When given, the machine must still be at this version (else 412).
     machine_version: Option<String>,
 }
 
 /// Sets and removes several keys at once (PUT or PATCH), all or none.
+#[utoipa::path(method(put, patch), path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = BulkUpdate, responses((status = 204, description = "updated"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "machine_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

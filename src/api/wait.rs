@@ -2,7 +2,8 @@
 //! `GET …/machines/{id}/events`.
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::{EventsQuery, MachinePath, WaitQuery};
 use super::query::QueryPairs;
 use crate::machines::go_duration;
 use crate::machines::record::MachineEvent;
@@ -79,7 +80,7 @@ fn parse_timeout(text: Option<&str>) -> Result<Duration, ApiError> {
 }
 
 /// Fly's wait answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WaitResponse {
     ok: bool,
     state: &'static str,
@@ -88,6 +89,7 @@ pub struct WaitResponse {
 }
 
 /// Answers the moment the machine reaches one of the states, or 408 at the timeout.
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}/wait", tag = "machines", params(MachinePath, WaitQuery), responses((status = 200, body = WaitResponse), (status = 400, description = "invalid_argument", body = ErrorBody), (status = 408, description = "the state was not reached in time", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn wait(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -154,6 +156,7 @@ fn already_destroyed(
 }
 
 /// The machine's events, newest first (`limit`: default 20, at most 50).
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}/events", tag = "machines", params(MachinePath, EventsQuery), responses((status = 200, body = [MachineEvent]), (status = 400, body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn events(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

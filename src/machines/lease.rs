@@ -11,7 +11,7 @@ use tokio::time::Instant;
 pub const LEASE_OWNER: &str = "edgewake-operator";
 
 /// A lease as the API shows it (Fly's `data` object).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LeaseView {
     /// Empty when shown to someone who does not hold it (GET).
     pub nonce: String,
