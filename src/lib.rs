@@ -18,6 +18,8 @@
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
 //!   `error` (Fly's error JSON).
+//! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
+//!   with a small hyper-util HTTP `client`.
 //! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
@@ -33,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod http;

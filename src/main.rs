@@ -27,6 +27,8 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Client(edgewake::cli::Command),
     /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
     #[command(hide = true)]
     Functions,
@@ -56,6 +58,12 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve(args) => serve(args),
         Command::Functions => Ok(edgewake::functions::run()?),
+        Command::Client(command) => {
+            if !edgewake::cli::run(command) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
