@@ -17,6 +17,7 @@
 //! It listens on `$FLY_PRIVATE_IP` (else `$HOST`, else 0.0.0.0) at `$PORT` (else 8080).
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -103,7 +104,7 @@ async fn accept(listener: TcpListener, machine: Arc<Machine>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, machine.clone()));
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
     }
@@ -113,6 +114,9 @@ async fn handle(
     req: Request<Incoming>,
     machine: Arc<Machine>,
 ) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/ws" {
+        return Ok(websocket_echo(req));
+    }
     machine.touch();
     let query = Query::parse(req.uri().query().unwrap_or(""));
     if let Some(ms) = query.sleep_ms {
@@ -135,6 +139,41 @@ async fn handle(
     }
     machine.touch();
     Ok(json_response(StatusCode::OK, &described))
+}
+
+/// `/ws`: accepts a WebSocket upgrade and echoes every text and binary message.
+fn websocket_echo(mut req: Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let Some(key) = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "not a WebSocket upgrade"}),
+        );
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
+        let mut socket =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), role, None)
+                .await;
+        while let Some(Ok(message)) = socket.next().await {
+            if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", key)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("valid response")
 }
 
 /// The request as the machine saw it.
@@ -160,6 +199,7 @@ async fn describe(machine: &Machine, req: Request<Incoming>) -> Value {
         "app": machine.app,
         "region": machine.region,
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         "headers": headers,
         "body_bytes": body_bytes,
@@ -193,7 +233,7 @@ fn stream_events(count: u64, interval: Duration) -> Response<Body> {
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
-        .body(StreamBody::new(stream).boxed())
+        .body(BodyExt::boxed(StreamBody::new(stream)))
         .expect("valid response")
 }
 

@@ -4,16 +4,21 @@
 //!
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once).
 //! - `listener`: socket2 listeners and the accept loop with its connection limit.
-//! - `http`: hyper-util's HTTP/1.1 + HTTP/2 server per connection, graceful shutdown.
+//! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
+//!   development CA and self-signed fallback (`dev_ca`).
+//! - `http`: hyper-util's HTTP/1.1 + HTTP/2 server per connection (TLS first on the
+//!   HTTPS listener), keep-alive idle timeout, header limits, graceful shutdown.
 //! - `proxy`: the request phases — `route` (Host → app), `pick` (machine for the port),
-//!   wake (via the supervisor), `forward` (pooled client, headers), `respond` (errors).
+//!   wake (via the supervisor), `forward` (pooled client, headers, upgrades), `respond`
+//!   (errors, redirects); `tunnel` pumps WebSockets and raw TCP after TLS.
 //! - `wake`: single-flight wake of a machine and its readiness probe.
 //! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`; destroyed
 //!   records kept for `include_deleted`), the `Driver` trait and the `process` driver,
 //!   the `Supervisor` (start, `stopping`, `operations` — restart/signal/suspend —,
 //!   `update`, recovery at boot), `wait` (long poll on a machine's state channel),
 //!   `lease`, config `normalize`/`go_duration` (Fly's canonical answers), the `reaper`
-//!   (idle stop) and the `activity` clock.
+//!   (idle stop), the `activity` clock and `tunnels` (open WebSockets, closed before a
+//!   stop).
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
@@ -25,8 +30,8 @@
 //!
 //! # A request's path
 //!
-//! The listener accepts; `http` parses; `proxy::route` maps `<app>.<domain>` to an app;
-//! `proxy::pick` takes its started machine with the fewest requests in flight, or one
+//! The listener accepts; `tls` terminates (HTTPS); `http` parses; `proxy::route` maps
+//! `<app>.<domain>` to an app; `proxy::pick` takes its started machine with the fewest requests in flight, or one
 //! stopped machine; the request counts itself in flight, and if the machine is stopped
 //! it joins the machine's single wake (driver start, then TCP probes of
 //! `private_ip:internal_port`); then `forward` streams it to the machine and the answer

@@ -1,4 +1,4 @@
-//! Listening sockets: socket2 options (SO_REUSEADDR/SO_REUSEPORT, large backlog) and an
+//! Listening sockets: socket2 options (SO_REUSEADDR, large backlog) and an
 //! accept loop that takes a connection-limit permit before each accept and backs off
 //! when the process runs out of file descriptors instead of spinning.
 
@@ -19,7 +19,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    // No SO_REUSEPORT: a second edgewake on the same port must fail to start, not
+    // silently take half the traffic with a state of its own.
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }

@@ -2,6 +2,8 @@
 //! real machine processes, and clients for its API and edge.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod tls;
+
 use edgewake::config::{Config, ImageConfig};
 use edgewake::server::{self, Options, Running};
 use reqwest::StatusCode;

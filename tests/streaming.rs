@@ -1,0 +1,202 @@
+//! Streams through the wake path: server-sent events, WebSockets, uploads, HTTP/2
+//! without TLS, and the limits on client connections.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const HOST: &str = "user-functions.localhost";
+
+/// A server-sent event stream delivers its first event before the response ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_delivers_events_as_they_are_written() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let mut res = edge.request(APP, "/events?stream=3&interval=500").await;
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let first = res.chunk().await.unwrap().unwrap();
+    assert_eq!(
+        &first[..],
+        b"data: 0\n\n",
+        "only the first event has been written yet"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"data: 1\n\ndata: 2\n\n");
+    edge.shutdown().await;
+}
+
+/// Opens a WebSocket to the app's `/ws` echo through the edge.
+async fn websocket(edge: &TestEdge) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(edge.running.http_addr)
+        .await
+        .unwrap();
+    let (socket, response) = tokio_tungstenite::client_async(format!("ws://{HOST}/ws"), tcp)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    socket
+}
+
+async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, text: &str) {
+    socket.send(Message::text(text)).await.unwrap();
+    let answer = socket.next().await.unwrap().unwrap();
+    assert_eq!(answer, Message::text(text));
+}
+
+/// A WebSocket wakes the machine, stays open past the idle timeout without the machine
+/// being stopped, and the machine stops once it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_keeps_its_machine_awake() {
+    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+
+    let mut socket = websocket(&edge).await;
+    echo(&mut socket, "hello").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // four idle timeouts
+    assert_eq!(edge.machine(APP, id).await["state"], "started");
+    echo(&mut socket, "still here").await;
+
+    socket.close(None).await.unwrap();
+    drop(socket);
+    edge.wait_for_state(APP, id, "stopped", Duration::from_secs(10))
+        .await;
+    edge.shutdown().await;
+}
+
+/// A machine stopped on purpose sends its open WebSockets a close frame (1001, going
+/// away) first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_machine_closes_its_websockets() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = machine["id"].as_str().unwrap();
+    let mut socket = websocket(&edge).await;
+    echo(&mut socket, "hello").await;
+
+    let (status, _) = edge
+        .post(&format!("/v1/apps/{APP}/machines/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    match message {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    edge.shutdown().await;
+}
+
+/// A large upload streams through to the machine, which counts every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_reaches_the_machine() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let size = 16 * 1024 * 1024;
+    let res = edge
+        .client
+        .post(format!("http://{}/upload", edge.running.http_addr))
+        .header("host", HOST)
+        .body(vec![7u8; size])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["body_bytes"], size);
+    edge.shutdown().await;
+}
+
+/// HTTP/2 with prior knowledge is accepted on the plain-HTTP port; the machine is
+/// reached over HTTP/1.1, or over h2c when its port says `h2_backend`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_and_h2_backends() {
+    let edge = TestEdge::start().await;
+    for (app, h2_backend) in [("plain", false), ("grpc", true)] {
+        edge.create_app(app).await;
+        let mut config = seed_config(RUNTIME_IMAGE);
+        config["services"][0]["ports"][1]["http_options"] = json!({"h2_backend": h2_backend});
+        let (status, _) = edge
+            .post(
+                &format!("/v1/apps/{app}/machines"),
+                json!({"config": config}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let tcp = tokio::net::TcpStream::connect(edge.running.http_addr)
+        .await
+        .unwrap();
+    let mut sender = support::tls::http2_over(tcp).await;
+    for (app, seen) in [("plain", "HTTP/1.1"), ("grpc", "HTTP/2.0")] {
+        let req = support::tls::get(&format!("{app}.localhost"), "/");
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{app}");
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["version"], seen, "{app}");
+    }
+    edge.shutdown().await;
+}
+
+/// Too many header fields are refused with 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_get_431() {
+    let edge = TestEdge::start_with(|c| c.edge.max_header_count = 20).await;
+    let mut req = edge
+        .client
+        .get(format!("http://{}/", edge.running.http_addr))
+        .header("host", HOST);
+    for i in 0..30 {
+        req = req.header(format!("x-filler-{i}"), "1");
+    }
+    assert_eq!(
+        req.send().await.unwrap().status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    edge.shutdown().await;
+}
+
+/// A kept-alive client connection with no request for the keep-alive timeout is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed() {
+    let edge =
+        TestEdge::start_with(|c| c.edge.keepalive_timeout = Duration::from_millis(300)).await;
+    let mut tcp = tokio::net::TcpStream::connect(edge.running.http_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was closed: {closed:?}"
+    );
+    edge.shutdown().await;
+}
