@@ -208,3 +208,28 @@ async fn stop_uses_stop_config_and_body_signal() {
     assert_error(status, &body, StatusCode::BAD_REQUEST);
     edge.shutdown().await;
 }
+
+/// Fly endpoints edgewake does not have (volumes, secrets, exec...) answer 501 with
+/// Fly's error JSON naming the feature; an unknown path is a plain 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_fly_endpoints_say_so() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    for (path, what) in [
+        (format!("/v1/apps/{APP}/volumes"), "volumes"),
+        (format!("/v1/apps/{APP}/secrets"), "secrets"),
+        (
+            format!("/v1/apps/{APP}/machines/00000000000000/exec"),
+            "exec",
+        ),
+    ] {
+        let (status, body) = edge.get(&path).await;
+        assert_error(status, &body, StatusCode::NOT_IMPLEMENTED);
+        assert!(body["error"].as_str().unwrap().contains(what), "{body}");
+    }
+    for path in ["/v1/nothing/here", "/v1/apps/volumes/nothing"] {
+        let (status, body) = edge.get(path).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND);
+    }
+    edge.shutdown().await;
+}

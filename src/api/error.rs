@@ -106,3 +106,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MaybeJson<T> {
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
+
+/// Parts of Fly's API that edgewake does not have, and what to call them.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("volumes", "volumes"),
+    ("secrets", "secrets"),
+    ("secretkeys", "secret keys"),
+    ("exec", "exec"),
+    ("ps", "process listings"),
+    ("versions", "machine version history"),
+    ("memory", "memory ballooning"),
+    ("certificates", "certificates through the API (use certs/)"),
+    ("ip_assignments", "IP assignments"),
+    ("deploy_token", "deploy tokens"),
+    ("tokens", "tokens"),
+];
+
+/// The answer for a path no route takes: a Fly feature edgewake does not have is named
+/// (501), anything else is 404.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    let segments: Vec<&str> = uri.path().split('/').collect();
+    // A segment right after `apps` or `machines` is a name or an id, not a feature.
+    let unsupported = segments.windows(2).find_map(|pair| {
+        let named = matches!(pair[0], "apps" | "machines");
+        (!named)
+            .then(|| UNSUPPORTED.iter().find(|(s, _)| *s == pair[1]))
+            .flatten()
+    });
+    match unsupported {
+        Some((_, what)) => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("edgewake does not support {what}"),
+        )
+        .with_code("unimplemented"),
+        None => ApiError::not_found("no such endpoint"),
+    }
+}

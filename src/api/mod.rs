@@ -99,14 +99,12 @@ pub fn router(state: ApiState) -> Router {
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
-            v1_routes()
-                .fallback(|| async { ApiError::not_found("no such endpoint") })
-                .route_layer(auth),
+            v1_routes().fallback(error::no_route).route_layer(auth),
         )
         .routes(routes!(openapi::document))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
-    v1.fallback(|| async { ApiError::not_found("no such endpoint") })
+    v1.fallback(error::no_route)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
