@@ -158,10 +158,11 @@ pub async fn restart(
         request.signal = Some(parse_signal(signal).map_err(ApiError::bad_request)?);
     }
     if let Some(timeout) = query.get("timeout") {
-        let value = timeout
-            .parse::<u64>()
-            .map_or(Value::from(timeout), |s| Value::from(s * 1_000_000_000));
-        request.timeout = Some(timeout_from_json(&value)?);
+        // Whole seconds, or a Go duration.
+        request.timeout = Some(match timeout.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => timeout_from_json(&Value::from(timeout))?,
+        });
     }
     if query.flag("force_stop")? {
         request.signal = Some(Signal::SIGKILL);

@@ -2,7 +2,7 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use super::lease::{LeaseNonce, lease_error};
+use super::lease::{LeaseNonce, MAX_LEASE_TTL, lease_error};
 use super::lifecycle::OkBody;
 use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
 use crate::machines::registry::{NewMachine, RegistryError};
@@ -83,7 +83,7 @@ pub async fn create(
 
 /// The lease a create with `lease_ttl` takes; returns its nonce.
 fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, ApiError> {
-    let ttl = std::time::Duration::from_secs(secs.max(1));
+    let ttl = std::time::Duration::from_secs(secs.max(1)).min(MAX_LEASE_TTL);
     let (lease, _) = machine
         .lease
         .acquire(ttl, "lease taken at creation", None)
