@@ -11,6 +11,9 @@
 //!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
 //!   that drains slowly).
 //!
+//! The answer's `env` lists the variables whose names start with `APP_` (so a test can
+//! see which config a machine runs).
+//!
 //! It listens on `$FLY_PRIVATE_IP` (else `$HOST`, else 0.0.0.0) at `$PORT` (else 8080).
 
 use bytes::Bytes;
@@ -37,6 +40,8 @@ struct Machine {
     id: String,
     app: String,
     region: String,
+    /// The `APP_*` variables this run was started with.
+    app_env: Map<String, Value>,
     started: Instant,
     /// Milliseconds after `started` of the last request.
     last_request_ms: AtomicU64,
@@ -67,6 +72,10 @@ async fn serve() -> std::io::Result<()> {
         id: env("FLY_MACHINE_ID").unwrap_or_default(),
         app: env("FLY_APP_NAME").unwrap_or_default(),
         region: env("FLY_REGION").unwrap_or_default(),
+        app_env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("APP_"))
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
         started: Instant::now(),
         last_request_ms: AtomicU64::new(0),
         exit: Notify::new(),
@@ -194,6 +203,7 @@ async fn describe(machine: &Machine, req: Request<Incoming>) -> Value {
         "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         "headers": headers,
         "body_bytes": body_bytes,
+        "env": machine.app_env,
     })
 }
 

@@ -12,11 +12,19 @@
 //!   wake (via the supervisor), `forward` (pooled client, headers, upgrades), `respond`
 //!   (errors, redirects); `tunnel` pumps WebSockets and raw TCP after TLS.
 //! - `wake`: single-flight wake of a machine and its readiness probe.
-//! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`), the
-//!   `Driver` trait and the `process` driver, the `Supervisor` (start/stop/exit,
-//!   recovery at boot, `stopping`), the `reaper` (idle stop), the `activity` clock and
-//!   `tunnels` (open WebSockets, closed before a stop).
-//! - `api`: the Fly-compatible Machines REST API (axum), bearer-token auth.
+//! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`; destroyed
+//!   records kept for `include_deleted`), the `Driver` trait and the `process` driver,
+//!   the `Supervisor` (start, `stopping`, `operations` — restart/signal/suspend —,
+//!   `update`, recovery at boot), `wait` (long poll on a machine's state channel),
+//!   `lease`, config `normalize`/`go_duration` (Fly's canonical answers), the `reaper`
+//!   (idle stop), the `activity` clock and `tunnels` (open WebSockets, closed before a
+//!   stop).
+//! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
+//!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
+//!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
+//!   `error` (Fly's error JSON).
+//! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
+//!   with a small hyper-util HTTP `client`.
 //! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
@@ -32,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod geo;

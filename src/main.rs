@@ -32,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    #[command(flatten)]
+    Client(edgewake::cli::Command),
     /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
     #[command(hide = true)]
     Functions,
@@ -76,6 +78,12 @@ fn main() -> anyhow::Result<()> {
             command: CertsCommand::Generate { hosts, dir },
         } => generate_certs(&hosts, &dir),
         Command::Functions => Ok(edgewake::functions::run()?),
+        Command::Client(command) => {
+            if !edgewake::cli::run(command) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

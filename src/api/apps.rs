@@ -1,17 +1,18 @@
 //! `/v1/apps`: create, get, list, delete.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::openapi::{AppDeleteQuery, AppPath, AppsListQuery};
 use crate::machines::MachineState;
 use crate::machines::registry::RegistryError;
 use crate::machines::store::AppRecord;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+/// Fly's `CreateAppRequest` (fly-go sends `name`, the docs `app_name`).
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateApp {
     app_name: Option<String>,
     name: Option<String>,
@@ -40,10 +41,48 @@ fn check_app_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An app as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppView {
+    id: String,
+    name: String,
+    status: &'static str,
+    organization: Organization,
+    machine_count: usize,
+    created_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Organization {
+    name: String,
+    slug: String,
+}
+
+/// One app in Fly's apps list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppSummary {
+    id: String,
+    name: String,
+    machine_count: usize,
+    volume_count: usize,
+    network: &'static str,
+}
+
+/// Fly's apps list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppsList {
+    total_apps: usize,
+    apps: Vec<AppSummary>,
+}
+
+/// Creates an app; its name becomes a hostname.
+#[utoipa::path(post, path = "/apps", tag = "apps", request_body = CreateApp,
+    responses((status = 201, body = AppView), (status = 400, body = ErrorBody),
+        (status = 422, description = "name taken (`status`: `name_taken`)", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateApp>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
     let name = body
         .app_name
         .or(body.name)
@@ -64,10 +103,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(app_json(&record, 0))))
 }
 
+/// One app.
+#[utoipa::path(get, path = "/apps/{app}", tag = "apps", params(AppPath),
+    responses((status = 200, body = AppView), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path(app): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AppView>, ApiError> {
     let app = state.app(&app)?;
     Ok(Json(app_json(&app.record, app.machines().len())))
 }
@@ -77,8 +119,11 @@ pub struct ListQuery {
     org_slug: Option<String>,
 }
 
-pub async fn list(State(state): State<ApiState>, Query(query): Query<ListQuery>) -> Json<Value> {
-    let apps: Vec<Value> = state
+/// The apps, of one org if `org_slug` is given.
+#[utoipa::path(get, path = "/apps", tag = "apps", params(AppsListQuery),
+    responses((status = 200, body = AppsList)))]
+pub async fn list(State(state): State<ApiState>, Query(query): Query<ListQuery>) -> Json<AppsList> {
+    let apps: Vec<AppSummary> = state
         .registry()
         .apps()
         .iter()
@@ -88,17 +133,18 @@ pub async fn list(State(state): State<ApiState>, Query(query): Query<ListQuery>)
                 .as_ref()
                 .is_none_or(|org| &app.record.org_slug == org)
         })
-        .map(|app| {
-            json!({
-                "id": app.record.id,
-                "name": app.record.name,
-                "machine_count": app.machines().len(),
-                "volume_count": 0,
-                "network": "default",
-            })
+        .map(|app| AppSummary {
+            id: app.record.id.clone(),
+            name: app.record.name.clone(),
+            machine_count: app.machines().len(),
+            volume_count: 0,
+            network: "default",
         })
         .collect();
-    Json(json!({ "total_apps": apps.len(), "apps": apps }))
+    Json(AppsList {
+        total_apps: apps.len(),
+        apps,
+    })
 }
 
 #[derive(Deserialize)]
@@ -108,6 +154,9 @@ pub struct DeleteQuery {
 }
 
 /// Deletes an app and its machines; running machines need `force=true`, which stops them.
+#[utoipa::path(delete, path = "/apps/{app}", tag = "apps", params(AppPath, AppDeleteQuery),
+    responses((status = 202, description = "deleted"),
+        (status = 409, description = "machines still run (pass force=true)", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path(app): Path<String>,
@@ -132,13 +181,16 @@ pub async fn delete(
     Ok(StatusCode::ACCEPTED)
 }
 
-fn app_json(r: &AppRecord, machine_count: usize) -> Value {
-    json!({
-        "id": r.id,
-        "name": r.name,
-        "status": "deployed",
-        "organization": { "name": r.org_slug, "slug": r.org_slug },
-        "machine_count": machine_count,
-        "created_at": r.created_at,
-    })
+fn app_json(r: &AppRecord, machine_count: usize) -> AppView {
+    AppView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        status: "deployed",
+        organization: Organization {
+            name: r.org_slug.clone(),
+            slug: r.org_slug.clone(),
+        },
+        machine_count,
+        created_at: r.created_at.clone(),
+    }
 }

@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// An API error: a status and Fly's error body.
 #[derive(Debug)]
@@ -49,11 +49,21 @@ impl ApiError {
     }
 }
 
+/// Fly's error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// For programs, where Fly has a code: `name_taken`, `invalid_argument`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.code {
-            Some(code) => json!({ "error": self.message, "status": code }),
-            None => json!({ "error": self.message }),
+        let body = ErrorBody {
+            error: self.message,
+            status: self.code,
         };
         (self.status, Json(body)).into_response()
     }
@@ -74,5 +84,61 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         serde_json::from_slice(&body)
             .map(ApiJson)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// An optional JSON body: an empty body is `None` (Fly's stop takes `{"signal","timeout"}`
+/// or nothing at all); anything else must parse.
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MaybeJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
+        })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJson(None));
+        }
+        serde_json::from_slice(&body)
+            .map(|v| MaybeJson(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Parts of Fly's API that edgewake does not have, and what to call them.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("volumes", "volumes"),
+    ("secrets", "secrets"),
+    ("secretkeys", "secret keys"),
+    ("exec", "exec"),
+    ("ps", "process listings"),
+    ("versions", "machine version history"),
+    ("memory", "memory ballooning"),
+    ("certificates", "certificates through the API (use certs/)"),
+    ("ip_assignments", "IP assignments"),
+    ("deploy_token", "deploy tokens"),
+    ("tokens", "tokens"),
+];
+
+/// The answer for a path no route takes: a Fly feature edgewake does not have is named
+/// (501), anything else is 404.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    let segments: Vec<&str> = uri.path().split('/').collect();
+    // A segment right after `apps` or `machines` is a name or an id, not a feature.
+    let unsupported = segments.windows(2).find_map(|pair| {
+        let named = matches!(pair[0], "apps" | "machines");
+        (!named)
+            .then(|| UNSUPPORTED.iter().find(|(s, _)| *s == pair[1]))
+            .flatten()
+    });
+    match unsupported {
+        Some((_, what)) => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("edgewake does not support {what}"),
+        )
+        .with_code("unimplemented"),
+        None => ApiError::not_found("no such endpoint"),
     }
 }

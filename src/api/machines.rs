@@ -1,9 +1,13 @@
-//! `/v1/apps/{app}/machines`: create, list, get, start, stop, delete.
+//! `/v1/apps/{app}/machines`: create, list, get, update, delete.
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::lease::{LeaseNonce, MAX_LEASE_TTL, lease_error};
+use super::lifecycle::OkBody;
+use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::spec::MachineSpec;
+use crate::machines::update::{Update, UpdateError};
 use crate::machines::{EventSource, MachineRecord, MachineState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -11,25 +15,33 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Deserialize)]
+/// Fly's `CreateMachineRequest`.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateMachine {
     name: Option<String>,
+    #[schema(value_type = Object)]
     config: Option<Value>,
     region: Option<String>,
     #[serde(default)]
     skip_launch: bool,
+    /// Create the machine cordoned: the proxy routes nothing to it.
+    #[serde(default)]
+    skip_service_registration: bool,
+    /// Create the machine leased for this many seconds; the answer carries the `nonce`.
+    lease_ttl: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/apps/{app}/machines", tag = "machines", params(AppPath), request_body = CreateMachine, responses((status = 200, description = "the machine (plus `nonce` with `lease_ttl`)", body = MachineRecord), (status = 400, body = ErrorBody), (status = 422, description = "name taken", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     Path(app): Path<String>,
     ApiJson(body): ApiJson<CreateMachine>,
-) -> Result<Json<MachineRecord>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let app = state.app(&app)?;
     let config = body
         .config
         .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-    let spec = MachineSpec::from_config(&config).map_err(ApiError::bad_request)?;
+    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
     state
         .supervisor
         .driver()
@@ -41,6 +53,7 @@ pub async fn create(
         region,
         config,
         spec,
+        cordoned: body.skip_service_registration,
     };
     let machine = state
         .registry()
@@ -54,20 +67,31 @@ pub async fn create(
             other => ApiError::internal(other.to_string()),
         })?;
     tracing::info!(machine = %machine.id, app = %machine.app, "machine created");
+    let nonce = match body.lease_ttl {
+        Some(secs) => Some(take_lease(&machine, secs)?),
+        None => None,
+    };
     if !body.skip_launch {
         state.supervisor.begin_wake(&machine, EventSource::User);
     }
-    Ok(Json(machine.snapshot()))
+    let mut answer = serde_json::to_value(machine.snapshot()).expect("a record serializes");
+    if let Some(nonce) = nonce {
+        answer["nonce"] = nonce.into();
+    }
+    Ok(Json(answer))
 }
 
-pub async fn list(
-    State(state): State<ApiState>,
-    Path(app): Path<String>,
-) -> Result<Json<Vec<MachineRecord>>, ApiError> {
-    let app = state.app(&app)?;
-    Ok(Json(app.machines().iter().map(|m| m.snapshot()).collect()))
+/// The lease a create with `lease_ttl` takes; returns its nonce.
+fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, ApiError> {
+    let ttl = std::time::Duration::from_secs(secs.max(1)).min(MAX_LEASE_TTL);
+    let (lease, _) = machine
+        .lease
+        .acquire(ttl, "lease taken at creation", None)
+        .map_err(lease_error)?;
+    Ok(lease.nonce)
 }
 
+#[utoipa::path(get, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath), responses((status = 200, body = MachineRecord), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -75,43 +99,69 @@ pub async fn get(
     Ok(Json(state.machine(&app, &id)?.snapshot()))
 }
 
-/// Starts a stopped machine in the background and says what it was. A started machine
-/// answers 409, which callers that only want it running can ignore.
-pub async fn start(
-    State(state): State<ApiState>,
-    Path((app, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
-    let previous = machine.state();
-    match previous {
-        MachineState::Started | MachineState::Starting => {
-            return Err(ApiError::conflict(format!(
-                "machine {id} is already {}",
-                previous.as_str()
-            )));
-        }
-        MachineState::Destroying | MachineState::Destroyed => {
-            return Err(ApiError::conflict(format!(
-                "machine {id} is {}",
-                previous.as_str()
-            )));
-        }
-        _ => {}
-    }
-    state.supervisor.begin_wake(&machine, EventSource::User);
-    Ok(Json(
-        json!({ "previous_state": previous.as_str(), "migrated": false, "new_host": "" }),
-    ))
+/// Fly's `UpdateMachineRequest`: a full config, plus guards.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UpdateMachine {
+    name: Option<String>,
+    #[schema(value_type = Object)]
+    config: Option<Value>,
+    region: Option<String>,
+    #[serde(default)]
+    skip_launch: bool,
+    skip_service_registration: Option<bool>,
+    current_version: Option<String>,
 }
 
-/// Stops a machine and waits until it has exited. Stopping a stopped machine is fine.
-pub async fn stop(
+/// Replaces a machine's config: a new version (`instance_id`); a running machine is
+/// restarted on it, a stopped one started, unless `skip_launch`. `region` and `name`
+/// cannot change (400); a stale `current_version` is 412.
+#[utoipa::path(post, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = UpdateMachine, responses((status = 200, description = "the machine at its new version", body = MachineRecord), (status = 400, description = "bad config, or region/name would change", body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "current_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+pub async fn update(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
-    state.supervisor.stop(&machine, EventSource::User).await;
-    Ok(Json(json!({ "ok": true })))
+    nonce: LeaseNonce,
+    ApiJson(body): ApiJson<UpdateMachine>,
+) -> Result<Json<MachineRecord>, ApiError> {
+    let machine = state.machine_to_change(&app, &id, &nonce)?;
+    immutable("region", body.region.as_deref(), &machine.region)?;
+    immutable("name", body.name.as_deref(), &machine.record().name)?;
+    let config = body
+        .config
+        .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
+    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
+    state
+        .supervisor
+        .driver()
+        .check_image(&spec.image)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let update = Update {
+        config,
+        spec,
+        expected_version: body.current_version,
+        skip_launch: body.skip_launch,
+        cordoned: body.skip_service_registration,
+    };
+    state
+        .supervisor
+        .update(&machine, update)
+        .await
+        .map_err(|e| match e {
+            UpdateError::StaleVersion { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
+            UpdateError::Gone => ApiError::conflict(e.to_string()),
+        })?;
+    Ok(Json(machine.snapshot()))
+}
+
+/// A field an update may repeat but not change.
+fn immutable(field: &str, given: Option<&str>, current: &str) -> Result<(), ApiError> {
+    match given.filter(|g| !g.is_empty() && *g != current) {
+        Some(given) => Err(ApiError::bad_request(format!(
+            "{field} cannot change (it is `{current}`, not `{given}`)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -124,12 +174,14 @@ pub struct DeleteQuery {
 }
 
 /// Destroys a machine; a running one needs `force=true` (or fly-go's `kill=true`).
+#[utoipa::path(delete, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, MachineDeleteQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "running (pass force=true), or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
+    nonce: LeaseNonce,
 ) -> Result<Json<Value>, ApiError> {
-    let machine = state.machine(&app, &id)?;
+    let machine = state.machine_to_change(&app, &id, &nonce)?;
     let running = matches!(
         machine.state(),
         MachineState::Started | MachineState::Starting

@@ -4,13 +4,24 @@
 mod apps;
 pub mod auth;
 pub mod error;
+mod lease;
+mod lifecycle;
+mod list;
+mod logs;
 mod machines;
+mod metadata;
+pub mod openapi;
+mod query;
+mod request_id;
+mod wait;
 
 use crate::machines::{App, Machine, Registry, Supervisor};
 use axum::Router;
-use axum::routing::{get, post};
 use error::ApiError;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -59,34 +70,51 @@ impl ApiState {
     }
 }
 
-/// The API's routes.
+/// The `/v1` routes, each registered with its OpenAPI entry (see `openapi`).
+fn v1_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(apps::create, apps::list))
+        .routes(routes!(apps::get, apps::delete))
+        .routes(routes!(machines::create, list::list))
+        .routes(routes!(machines::get, machines::update, machines::delete))
+        .routes(routes!(lifecycle::start))
+        .routes(routes!(lifecycle::stop))
+        .routes(routes!(lifecycle::suspend))
+        .routes(routes!(lifecycle::restart))
+        .routes(routes!(lifecycle::signal))
+        .routes(routes!(lifecycle::cordon))
+        .routes(routes!(lifecycle::uncordon))
+        .routes(routes!(wait::wait))
+        .routes(routes!(wait::events))
+        .routes(routes!(logs::logs))
+        .routes(routes!(lease::acquire, lease::show, lease::release))
+        .routes(routes!(metadata::list, metadata::update))
+        .routes(routes!(metadata::get, metadata::set, metadata::delete))
+}
+
+/// The API's routes: `/v1` behind the token, the document open to all, every answer
+/// with a `fly-request-id`, errors as Fly's JSON.
 pub fn router(state: ApiState) -> Router {
-    let v1 = Router::new()
-        .route("/apps", post(apps::create).get(apps::list))
-        .route("/apps/{app}", get(apps::get).delete(apps::delete))
-        .route(
-            "/apps/{app}/machines",
-            post(machines::create).get(machines::list),
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest(
+            "/v1",
+            v1_routes().fallback(error::no_route).route_layer(auth),
         )
-        .route(
-            "/apps/{app}/machines/{id}",
-            get(machines::get).delete(machines::delete),
-        )
-        .route("/apps/{app}/machines/{id}/start", post(machines::start))
-        .route("/apps/{app}/machines/{id}/stop", post(machines::stop))
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    Router::new()
-        .nest("/v1", v1)
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
+    v1.fallback(error::no_route)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this endpoint",
             )
         })
+        .layer(axum::Extension(doc))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::add,
+        ))
         .with_state(state)
 }

@@ -87,6 +87,9 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends `signal`, waits up to `timeout`, then kills. Returns how the machine ended.
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit;
 
+    /// Sends `signal` to the running machine without waiting for anything.
+    fn signal(&self, instance: &Instance, signal: Signal);
+
     /// Kills what a crashed edgewake left running for this machine, if it is still there.
     fn reap_orphan(&self, machine_id: &str, pid: u32);
 

@@ -3,12 +3,13 @@
 
 use super::activity::{Activity, InFlight};
 use super::driver::Instance;
+use super::lease::LeaseSlot;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
 use super::tunnels::Tunnels;
 use crate::wake::WakeAttempt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
 
@@ -29,6 +30,10 @@ pub struct Machine {
     pub private_ip: Ipv4Addr,
     state: AtomicU8,
     state_tx: watch::Sender<MachineState>,
+    /// Cordoned machines get no proxied traffic (a copy of `record.cordoned` the proxy
+    /// reads without locks).
+    cordoned: AtomicBool,
+    pub lease: LeaseSlot,
     pub activity: Arc<Activity>,
     record: Mutex<MachineRecord>,
     spec: RwLock<Arc<MachineSpec>>,
@@ -49,6 +54,8 @@ impl Machine {
             private_ip: record.private_ip,
             state: AtomicU8::new(state as u8),
             state_tx: watch::channel(state).0,
+            cordoned: AtomicBool::new(record.cordoned),
+            lease: LeaseSlot::default(),
             activity: Arc::new(Activity::new()),
             record: Mutex::new(record),
             spec: RwLock::new(Arc::new(spec)),
@@ -89,6 +96,21 @@ impl Machine {
     /// Counts a request in; the caller must check the state afterwards (see `reaper`).
     pub fn enter(&self) -> InFlight {
         InFlight::enter(&self.activity)
+    }
+
+    pub fn is_cordoned(&self) -> bool {
+        self.cordoned.load(Ordering::SeqCst)
+    }
+
+    /// Sets what the proxy sees. Callers also record it (see `Registry::set_cordoned`).
+    pub(crate) fn set_cordoned(&self, cordoned: bool) {
+        self.cordoned.store(cordoned, Ordering::SeqCst);
+    }
+
+    /// Replaces the typed view of the config (an update); the caller holds the
+    /// lifecycle lock, so no start reads half of it.
+    pub(crate) fn set_spec(&self, spec: MachineSpec) {
+        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
     }
 
     /// Whether the machine is taking no part in routing (destroyed or on its way).

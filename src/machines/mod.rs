@@ -4,7 +4,11 @@
 pub mod activity;
 pub mod addresses;
 pub mod driver;
+pub mod go_duration;
+pub mod lease;
 mod machine;
+mod normalize;
+pub mod operations;
 pub mod process;
 pub mod reaper;
 pub mod record;
@@ -15,8 +19,11 @@ mod stopping;
 pub mod store;
 mod supervisor;
 pub mod tunnels;
+pub mod update;
+pub mod wait;
 
 pub use machine::Machine;
 pub use record::{EventSource, MachineRecord, MachineState};
 pub use registry::{App, Registry};
+pub use stopping::StopRequest;
 pub use supervisor::{Settings, Supervisor};

@@ -202,6 +202,12 @@ impl Driver for ProcessDriver {
         instance.exited().await
     }
 
+    fn signal(&self, instance: &Instance, signal: Signal) {
+        if instance.exit_status().is_none() {
+            let _ = killpg(Pid::from_raw(instance.pid as i32), signal);
+        }
+    }
+
     fn reap_orphan(&self, machine_id: &str, pid: u32) {
         // The leader may be gone while its children live on: look for every process
         // that runs as this machine, not only the recorded pid.

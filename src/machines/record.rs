@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a machine is in its life. Stored as a `u8` for the proxy's lock-free reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum MachineState {
@@ -46,13 +46,14 @@ impl MachineState {
 }
 
 /// The parts of an image reference, as Fly reports them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ImageRef {
     pub registry: String,
     pub repository: String,
     pub tag: String,
     pub digest: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub labels: serde_json::Map<String, Value>,
 }
 
@@ -79,7 +80,7 @@ impl ImageRef {
 }
 
 /// One entry of a machine's event log (newest first in the API).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MachineEvent {
     pub id: String,
     #[serde(rename = "type")]
@@ -89,6 +90,7 @@ pub struct MachineEvent {
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub request: Option<Value>,
 }
 
@@ -141,20 +143,26 @@ impl MachineEvent {
 pub const MAX_EVENTS: usize = 100;
 
 /// A machine as the API shows it and as SQLite stores it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MachineRecord {
     pub id: String,
     pub name: String,
     pub state: MachineState,
     pub region: String,
     pub instance_id: String,
+    #[schema(value_type = String, format = Ipv4)]
     pub private_ip: Ipv4Addr,
     /// The config as the client gave it; unknown fields kept.
+    #[schema(value_type = Object)]
     pub config: Value,
     pub image_ref: ImageRef,
     pub created_at: String,
     pub updated_at: String,
     pub events: Vec<MachineEvent>,
+    /// The proxy routes nothing to a cordoned machine (cordon, or create with
+    /// `skip_service_registration`).
+    #[serde(default)]
+    pub cordoned: bool,
 }
 
 impl MachineRecord {

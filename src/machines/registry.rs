@@ -10,14 +10,20 @@ use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
 use crate::ids;
 use dashmap::DashMap;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
+
+/// How many destroyed machines an app remembers (for `include_deleted`); older ones are
+/// forgotten for good.
+pub const MAX_DESTROYED_KEPT: usize = 100;
 
 /// An app and its machines.
 #[derive(Debug)]
 pub struct App {
     pub record: AppRecord,
     machines: RwLock<Vec<Arc<Machine>>>,
+    /// Records of destroyed machines, oldest first: listed only when asked for.
+    destroyed: Mutex<VecDeque<MachineRecord>>,
 }
 
 impl App {
@@ -25,7 +31,23 @@ impl App {
         App {
             record,
             machines: RwLock::new(Vec::new()),
+            destroyed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Records of the app's destroyed machines, oldest first.
+    pub fn destroyed(&self) -> Vec<MachineRecord> {
+        let destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
+        destroyed.iter().cloned().collect()
+    }
+
+    /// Keeps a destroyed machine's record; returns the id of one forgotten to make room.
+    fn remember_destroyed(&self, record: MachineRecord) -> Option<String> {
+        let mut destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
+        destroyed.push_back(record);
+        (destroyed.len() > MAX_DESTROYED_KEPT)
+            .then(|| destroyed.pop_front().map(|r| r.id))
+            .flatten()
     }
 
     /// The app's machines, oldest first.
@@ -76,6 +98,8 @@ pub struct NewMachine {
     pub region: String,
     pub config: serde_json::Value,
     pub spec: MachineSpec,
+    /// Fly's `skip_service_registration`: created cordoned.
+    pub cordoned: bool,
 }
 
 pub struct Registry {
@@ -107,7 +131,17 @@ impl Registry {
                 .apps
                 .insert(app.name.clone(), Arc::new(App::new(app)));
         }
-        let stored = registry.store.machines()?;
+        let (mut destroyed, stored): (Vec<_>, Vec<_>) = registry
+            .store
+            .machines()?
+            .into_iter()
+            .partition(|m| m.record.state == MachineState::Destroyed);
+        destroyed.sort_by(|a, b| a.record.updated_at.cmp(&b.record.updated_at));
+        for machine in destroyed {
+            if let Some(app) = registry.apps.get(&machine.app) {
+                app.remember_destroyed(machine.record);
+            }
+        }
         for machine in &stored {
             let spec = MachineSpec::from_config(&machine.record.config).unwrap_or_default();
             let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
@@ -194,6 +228,7 @@ impl Registry {
             created_at: now.clone(),
             updated_at: now,
             events: Vec::new(),
+            cordoned: new.cordoned,
         };
         record.push_event(MachineEvent::new(
             "launch",
@@ -206,17 +241,36 @@ impl Registry {
         Ok(machine)
     }
 
-    /// Moves a machine to `state`, logs `event`, and persists the record.
+    /// Moves a machine to `state`, logs `event`, and persists the record. The record is
+    /// written before the state is announced, so whoever wakes on the change (a `wait`)
+    /// reads the event that came with it.
     pub fn transition(&self, machine: &Machine, state: MachineState, event: Option<MachineEvent>) {
-        machine.set_state(state);
         let mut record = machine.record();
         record.state = state;
         if let Some(event) = event {
             record.push_event(event);
         }
+        machine.set_state(state);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }
+    }
+
+    /// Cordons or uncordons a machine, for the proxy at once and in the record.
+    pub fn set_cordoned(&self, machine: &Machine, cordoned: bool) {
+        machine.set_cordoned(cordoned);
+        self.edit(machine, |record| record.cordoned = cordoned);
+    }
+
+    /// Changes a machine's record and persists it.
+    pub fn edit<T>(&self, machine: &Machine, change: impl FnOnce(&mut MachineRecord) -> T) -> T {
+        let mut record = machine.record();
+        let out = change(&mut record);
+        record.updated_at = now_rfc3339();
+        if let Err(e) = self.store.save_machine(&machine.app, &record) {
+            tracing::error!(machine = %machine.id, "cannot persist the machine: {e}");
+        }
+        out
     }
 
     /// Remembers the pid of a running machine (or forgets it), for crash recovery.
@@ -226,11 +280,16 @@ impl Registry {
         }
     }
 
-    /// Forgets a destroyed machine.
+    /// Takes a destroyed machine out of its app. Its record stays (state `destroyed`)
+    /// for `include_deleted` listings, unless the app is gone too.
     pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
-        self.store.delete_machine(&machine.id)?;
-        if let Some(app) = self.app(&machine.app) {
-            app.remove(&machine.id);
+        let Some(app) = self.app(&machine.app) else {
+            self.store.delete_machine(&machine.id)?;
+            return Ok(());
+        };
+        app.remove(&machine.id);
+        if let Some(forgotten) = app.remember_destroyed(machine.snapshot()) {
+            self.store.delete_machine(&forgotten)?;
         }
         Ok(())
     }

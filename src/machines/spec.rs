@@ -1,9 +1,13 @@
 //! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
 //! beside it untouched, so unknown fields round-trip.
 
+use super::driver::parse_signal;
+use super::{go_duration, normalize};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// What edgewake reads from a machine config.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -13,6 +17,26 @@ pub struct MachineSpec {
     pub env: BTreeMap<String, String>,
     pub services: Vec<Service>,
     pub restart: Restart,
+    pub stop_config: StopConfig,
+}
+
+/// How a stop ends the machine: Fly's `stop_config` (`timeout` as `"10s"` or nanoseconds).
+/// Unset fields fall back to the operator's `machines.stop_signal`/`stop_timeout`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StopConfig {
+    pub signal: Option<String>,
+    #[serde(deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    match Value::deserialize(de)? {
+        Value::Null => Ok(None),
+        value => go_duration::from_json(&value)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// A service: public ports mapped to the machine's `internal_port`.
@@ -114,6 +138,17 @@ impl Port {
 }
 
 impl MachineSpec {
+    /// Takes a config from the API: rewrites the fields Fly answers canonically (see
+    /// `normalize`), then reads and checks it.
+    pub fn accept(mut config: Value) -> Result<(Value, MachineSpec), String> {
+        if !config.is_object() {
+            return Err("config must be an object".into());
+        }
+        normalize::normalize(&mut config)?;
+        let spec = MachineSpec::from_config(&config)?;
+        Ok((config, spec))
+    }
+
     /// Reads and checks a config as given to the API.
     pub fn from_config(config: &Value) -> Result<MachineSpec, String> {
         if !config.is_object() {
@@ -127,6 +162,9 @@ impl MachineSpec {
             if service.internal_port == 0 {
                 return Err("config.services[].internal_port must be 1-65535".into());
             }
+        }
+        if let Some(signal) = &spec.stop_config.signal {
+            parse_signal(signal).map_err(|e| format!("config.stop_config.signal: {e}"))?;
         }
         Ok(spec)
     }
@@ -154,6 +192,14 @@ impl MachineSpec {
         let mut ports: Vec<u16> = self.services.iter().map(|s| s.internal_port).collect();
         ports.dedup();
         ports
+    }
+
+    /// The machine's own stop signal, if its config names one (checked on accept).
+    pub fn stop_signal(&self) -> Option<Signal> {
+        self.stop_config
+            .signal
+            .as_deref()
+            .and_then(|s| parse_signal(s).ok())
     }
 
     pub fn restarts_always(&self) -> bool {
@@ -209,6 +255,24 @@ mod tests {
             MachineSpec::from_config(&config)
                 .unwrap_err()
                 .contains("autostop")
+        );
+    }
+
+    /// stop_config takes Go duration strings or nanoseconds, and a signal name.
+    #[test]
+    fn stop_config_accepts_strings_or_nanoseconds() {
+        let mut config = seed_config();
+        config["stop_config"] = json!({"timeout": 15_000_000_000u64, "signal": "SIGINT"});
+        let (config, spec) = MachineSpec::accept(config).unwrap();
+        assert_eq!(config["stop_config"]["timeout"], "15s");
+        assert_eq!(spec.stop_config.timeout, Some(Duration::from_secs(15)));
+        assert_eq!(spec.stop_signal(), Some(Signal::SIGINT));
+        let mut bad = seed_config();
+        bad["stop_config"] = json!({"signal": "SIGNOPE"});
+        assert!(
+            MachineSpec::accept(bad)
+                .unwrap_err()
+                .contains("stop_config.signal")
         );
     }
 

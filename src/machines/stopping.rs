@@ -8,17 +8,47 @@ use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::App;
 use super::supervisor::{SHUTDOWN_REASON, Supervisor};
 use super::tunnels::TUNNEL_CLOSE_GRACE;
+use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// How a stop was asked for: who asked, the event it is recorded as, and overrides of
+/// the machine's stop signal and timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct StopRequest {
+    pub source: EventSource,
+    /// The kind of the first event: `stop`, `suspend`, `restart`, `update`.
+    pub kind: &'static str,
+    pub signal: Option<Signal>,
+    pub timeout: Option<Duration>,
+    /// Said in the first event (`request.message`), e.g. why a suspend stopped instead.
+    pub note: Option<&'static str>,
+    /// Said in the exit event (`request.reason`).
+    pub reason: Option<&'static str>,
+}
+
+impl StopRequest {
+    /// A plain stop with the machine's own signal and timeout.
+    pub fn new(source: EventSource) -> StopRequest {
+        StopRequest {
+            source,
+            kind: "stop",
+            signal: None,
+            timeout: None,
+            note: None,
+            reason: None,
+        }
+    }
+}
+
 impl Supervisor {
     /// Stops a machine (a no-op when it is not running) and waits until it has exited.
-    pub async fn stop(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+    pub async fn stop(self: &Arc<Self>, machine: &Arc<Machine>, request: StopRequest) {
         let (this, machine) = (self.clone(), machine.clone());
         let stop = self.tasks.spawn(async move {
             let mut life = machine.lifecycle.lock().await;
-            this.stop_locked(&machine, &mut life, source, None).await;
+            this.stop_locked(&machine, &mut life, request).await;
         });
         let _ = stop.await;
     }
@@ -33,7 +63,8 @@ impl Supervisor {
             this.registry
                 .transition(&machine, MachineState::Destroying, None);
             if let Some(instance) = life.instance.take() {
-                let exit = this.halt(&machine, &instance).await;
+                let request = StopRequest::new(source);
+                let exit = this.halt(&machine, &instance, request).await;
                 let event = MachineEvent::exit(exit.code, exit.signal, true);
                 this.registry
                     .transition(&machine, MachineState::Destroying, Some(event));
@@ -63,35 +94,43 @@ impl Supervisor {
         let _ = destroy.await;
     }
 
-    /// Closes the machine's tunnels, signals it to stop, kills it after the stop timeout,
-    /// and forgets its pid.
-    async fn halt(&self, machine: &Machine, instance: &Instance) -> Exit {
+    /// Closes the machine's tunnels, signals it to stop (the request's signal, else its
+    /// `stop_config.signal`, else the operator's), kills it after the stop timeout
+    /// (chosen the same way), and forgets its pid.
+    async fn halt(&self, machine: &Machine, instance: &Instance, request: StopRequest) -> Exit {
         machine.tunnels.close_all(TUNNEL_CLOSE_GRACE).await;
-        let s = &self.settings;
-        let exit = self
-            .driver
-            .stop(instance, s.stop_signal, s.stop_timeout)
-            .await;
+        let spec = machine.spec();
+        let signal = request
+            .signal
+            .or(spec.stop_signal())
+            .unwrap_or(self.settings.stop_signal);
+        let timeout = request
+            .timeout
+            .or(spec.stop_config.timeout)
+            .unwrap_or(self.settings.stop_timeout);
+        let exit = self.driver.stop(instance, signal, timeout).await;
         self.registry.set_pid(machine, None);
         exit
     }
 
-    async fn stop_locked(
+    pub(super) async fn stop_locked(
         &self,
         machine: &Machine,
         life: &mut Lifecycle,
-        source: EventSource,
-        reason: Option<&str>,
+        request: StopRequest,
     ) {
         let Some(instance) = life.instance.take() else {
             return;
         };
-        let event = MachineEvent::new("stop", MachineState::Stopping, source);
+        let mut event = MachineEvent::new(request.kind, MachineState::Stopping, request.source);
+        if let Some(note) = request.note {
+            event.request = Some(serde_json::json!({ "message": note }));
+        }
         self.registry
             .transition(machine, MachineState::Stopping, Some(event));
-        let exit = self.halt(machine, &instance).await;
+        let exit = self.halt(machine, &instance, request).await;
         let mut event = MachineEvent::exit(exit.code, exit.signal, true);
-        if let (Some(reason), Some(request)) = (reason, event.request.as_mut()) {
+        if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
             request["reason"] = reason.into();
         }
         self.registry
@@ -114,8 +153,8 @@ impl Supervisor {
             return false;
         }
         tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
-        self.stop_locked(machine, &mut life, EventSource::Edgewake, None)
-            .await;
+        let request = StopRequest::new(EventSource::Edgewake);
+        self.stop_locked(machine, &mut life, request).await;
         true
     }
 
@@ -127,8 +166,9 @@ impl Supervisor {
             let this = self.clone();
             stops.spawn(async move {
                 let mut life = machine.lifecycle.lock().await;
-                let (source, reason) = (EventSource::Edgewake, Some(SHUTDOWN_REASON));
-                this.stop_locked(&machine, &mut life, source, reason).await;
+                let mut request = StopRequest::new(EventSource::Edgewake);
+                request.reason = Some(SHUTDOWN_REASON);
+                this.stop_locked(&machine, &mut life, request).await;
             });
         }
         while stops.join_next().await.is_some() {}

@@ -1,8 +1,8 @@
 //! The supervisor starts and stops machines through the driver, one lifecycle change at
 //! a time per machine, and keeps the registry's states true to what is running.
 
-use super::driver::{Driver, Launch};
-use super::machine::Machine;
+use super::driver::{Driver, Instance, Launch};
+use super::machine::{Lifecycle, Machine};
 use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::Registry;
 use crate::wake::{WakeError, until_ready};
@@ -78,19 +78,32 @@ impl Supervisor {
         match machine.state() {
             MachineState::Started => return Ok(()),
             MachineState::Destroying | MachineState::Destroyed => return Err(WakeError::Gone),
-            _ if self.shutting_down.load(Ordering::SeqCst) => return Err(WakeError::ShuttingDown),
             _ => {}
+        }
+        self.start_locked(machine, &mut life, "start", source).await
+    }
+
+    /// Runs the machine and waits until it listens; `kind` names the event. The caller
+    /// holds the lifecycle lock and knows the machine is not running.
+    pub(crate) async fn start_locked(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        life: &mut Lifecycle,
+        kind: &str,
+        source: EventSource,
+    ) -> Result<(), WakeError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(WakeError::ShuttingDown);
         }
         life.generation += 1;
         self.registry
             .transition(machine, MachineState::Starting, None);
-        let launch = self.launch(machine);
         let probe_addr = machine
             .spec()
             .internal_ports()
             .first()
             .map(|p| SocketAddr::from((machine.private_ip, *p)));
-        let instance = match self.driver.start(launch).await {
+        let instance = match self.driver.start(self.launch(machine)).await {
             Ok(instance) => instance,
             Err(e) => {
                 let event = MachineEvent::exit(None, None, false);
@@ -102,33 +115,33 @@ impl Supervisor {
         self.registry.set_pid(machine, Some(instance.pid));
         let s = &self.settings;
         if let Err(e) = until_ready(probe_addr, &instance, s.probe_interval, s.wake_timeout).await {
-            let exit = self
-                .driver
-                .stop(&instance, Signal::SIGKILL, Duration::ZERO)
-                .await;
-            self.registry.set_pid(machine, None);
-            let event = MachineEvent::exit(exit.code, exit.signal, false);
-            self.registry
-                .transition(machine, MachineState::Stopped, Some(event));
+            self.fail_start(machine, &instance).await;
             return Err(e);
         }
         machine.activity.touch();
         self.watch_exit(machine, life.generation, instance.clone());
         life.instance = Some(instance);
-        let event = MachineEvent::new("start", MachineState::Started, source);
+        let event = MachineEvent::new(kind, MachineState::Started, source);
         self.registry
             .transition(machine, MachineState::Started, Some(event));
         tracing::info!(machine = %machine.id, app = %machine.app, "machine started");
         Ok(())
     }
 
+    /// Kills a machine that did not become ready and records how it ended.
+    async fn fail_start(&self, machine: &Machine, instance: &Instance) {
+        let exit = self
+            .driver
+            .stop(instance, Signal::SIGKILL, Duration::ZERO)
+            .await;
+        self.registry.set_pid(machine, None);
+        let event = MachineEvent::exit(exit.code, exit.signal, false);
+        self.registry
+            .transition(machine, MachineState::Stopped, Some(event));
+    }
+
     /// Marks a machine stopped when its process exits by itself.
-    fn watch_exit(
-        self: &Arc<Self>,
-        machine: &Arc<Machine>,
-        generation: u64,
-        instance: super::driver::Instance,
-    ) {
+    fn watch_exit(self: &Arc<Self>, machine: &Arc<Machine>, generation: u64, instance: Instance) {
         let (this, machine) = (self.clone(), machine.clone());
         self.tasks.spawn(async move {
             let exit = instance.exited().await;

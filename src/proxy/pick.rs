@@ -1,6 +1,7 @@
 //! Phase 3, pick: among the app's machines that serve the listener's port, a started one
 //! with the fewest requests in flight; else the one already waking; else one stopped
-//! machine to wake. A burst never wakes more than one machine.
+//! machine to wake. A burst never wakes more than one machine. Cordoned machines are
+//! left out entirely: they get no traffic and are never woken by it.
 //!
 //! Phase 2 (place: nearest region) comes with geo routing; today every machine is in
 //! the edge's region, so placement is the identity.
@@ -65,7 +66,7 @@ pub fn pick(
     app.with_machines(|machines| {
         let serving: Vec<(&Arc<Machine>, Candidate)> = machines
             .iter()
-            .filter(|m| !m.is_gone())
+            .filter(|m| !m.is_gone() && !m.is_cordoned())
             .filter_map(|m| {
                 let autostart = m.spec().service_for_port(public_port)?.autostart;
                 let candidate = Candidate {

@@ -390,3 +390,25 @@ command = ["{{bin_dir}}/edgewake", "functions"]
         certs = dir.join("certs").display(),
     )
 }
+
+/// `/v1/apps/{app}/machines/{id}{rest}`.
+pub fn machine_path(app: &str, id: &str, rest: &str) -> String {
+    format!("/v1/apps/{app}/machines/{id}{rest}")
+}
+
+/// Asserts an error answer: the status and a JSON body with a non-empty `error` string.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error string: {body}"));
+    assert!(!message.is_empty(), "{body}");
+}
+
+/// The id of a machine's JSON, as a String.
+pub fn id_of(machine: &Value) -> String {
+    machine["id"]
+        .as_str()
+        .expect("machine has an id")
+        .to_string()
+}

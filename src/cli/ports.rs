@@ -1,0 +1,78 @@
+//! flyctl's `--port` syntax, `port[:machinePort][/protocol[:handler...]]`
+//! (`443:8080/tcp:tls:http`), turned into a machine config's `services`.
+
+use serde_json::{Value, json};
+
+/// One `--port` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub port: u16,
+    pub internal_port: u16,
+    pub protocol: String,
+    pub handlers: Vec<String>,
+}
+
+impl PortSpec {
+    pub fn parse(text: &str) -> Result<PortSpec, String> {
+        let bad = |why: &str| format!("--port `{text}`: {why} (e.g. 443:8080/tcp:tls:http)");
+        let (ports, rest) = text.split_once('/').unwrap_or((text, "tcp"));
+        let (public, internal) = ports.split_once(':').unwrap_or((ports, ports));
+        let port: u16 = public.parse().map_err(|_| bad("bad public port"))?;
+        let internal_port: u16 = internal.parse().map_err(|_| bad("bad machine port"))?;
+        let mut parts = rest.split(':');
+        let protocol = parts.next().unwrap_or("tcp").to_string();
+        if protocol != "tcp" && protocol != "udp" {
+            return Err(bad("protocol must be tcp or udp"));
+        }
+        Ok(PortSpec {
+            port,
+            internal_port,
+            protocol,
+            handlers: parts.map(str::to_string).collect(),
+        })
+    }
+}
+
+/// Services for the specs: one per (machine port, protocol), holding its public ports.
+pub fn services(specs: &[PortSpec]) -> Vec<Value> {
+    let mut services: Vec<Value> = Vec::new();
+    for spec in specs {
+        let port = json!({"port": spec.port, "handlers": spec.handlers});
+        let same = |s: &&mut Value| {
+            s["internal_port"] == spec.internal_port && s["protocol"] == spec.protocol.as_str()
+        };
+        match services.iter_mut().find(same) {
+            Some(service) => service["ports"].as_array_mut().expect("ports").push(port),
+            None => services.push(json!({
+                "protocol": spec.protocol,
+                "internal_port": spec.internal_port,
+                "ports": [port],
+            })),
+        }
+    }
+    services
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// flyctl's spellings parse; the seed's two ports share one service.
+    #[test]
+    fn parses_and_groups() {
+        let tls = PortSpec::parse("443:8080/tcp:tls:http").unwrap();
+        assert_eq!(
+            (tls.port, tls.internal_port, tls.handlers.clone()),
+            (443, 8080, vec!["tls".to_string(), "http".to_string()])
+        );
+        let plain = PortSpec::parse("80:8080/tcp:http").unwrap();
+        let bare = PortSpec::parse("5432").unwrap();
+        assert_eq!((bare.internal_port, bare.protocol.as_str()), (5432, "tcp"));
+        assert!(PortSpec::parse("http").is_err());
+        assert!(PortSpec::parse("80/sctp").is_err());
+        let services = services(&[tls, plain, bare]);
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[0]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(services[1]["internal_port"], 5432);
+    }
+}

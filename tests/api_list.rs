@@ -1,0 +1,173 @@
+//! Listing machines with Fly's filters, destroyed machines included on request, and
+//! the apps list's shape.
+
+mod support;
+
+use edgewake::config::RegionConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+const BOOT: Duration = Duration::from_secs(10);
+
+async fn edge_with_two_regions() -> TestEdge {
+    TestEdge::start_with(|config| {
+        config.regions.push(RegionConfig {
+            code: "lhr".into(),
+            name: "London".into(),
+            latitude: 51.5,
+            longitude: -0.1,
+        })
+    })
+    .await
+}
+
+/// Creates a machine in `region` with `metadata`; returns its id.
+async fn machine(edge: &TestEdge, region: &str, metadata: Value, skip_launch: bool) -> String {
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["metadata"] = metadata;
+    let body = json!({"config": config, "region": region, "skip_launch": skip_launch});
+    let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    id_of(&machine)
+}
+
+/// The ids a listing with `query` returns, sorted.
+async fn listed(edge: &TestEdge, query: &str) -> Vec<String> {
+    let (status, list) = edge.get(&format!("/v1/apps/{APP}/machines?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {list}");
+    let mut ids: Vec<String> = list.as_array().unwrap().iter().map(id_of).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&String]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// region, state (comma list or repeated) and metadata.KEY=VALUE filters each keep
+/// exactly the machines they match, and combine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_by_region_state_and_metadata() {
+    let edge = edge_with_two_regions().await;
+    edge.create_app(APP).await;
+    let web = machine(&edge, "ams", json!({"role": "web"}), true).await;
+    let db_lhr = machine(&edge, "lhr", json!({"role": "db"}), false).await;
+    let db_ams = machine(&edge, "ams", json!({"role": "db", "tier": "gold"}), false).await;
+    for id in [&db_lhr, &db_ams] {
+        edge.wait_for_state(APP, id, "started", BOOT).await;
+    }
+    assert_eq!(listed(&edge, "").await, sorted(&[&web, &db_lhr, &db_ams]));
+    assert_eq!(listed(&edge, "region=lhr").await, [db_lhr.as_str()]);
+    assert_eq!(listed(&edge, "state=created").await, [web.as_str()]);
+    assert_eq!(
+        listed(&edge, "state=started").await,
+        sorted(&[&db_lhr, &db_ams])
+    );
+    assert_eq!(listed(&edge, "state=created,started").await.len(), 3);
+    assert_eq!(listed(&edge, "state=created&state=started").await.len(), 3);
+    assert_eq!(listed(&edge, "state=stopped").await, Vec::<String>::new());
+    assert_eq!(
+        listed(&edge, "metadata.role=db").await,
+        sorted(&[&db_lhr, &db_ams])
+    );
+    assert_eq!(
+        listed(&edge, "metadata.role=db&metadata.tier=gold").await,
+        [db_ams.as_str()]
+    );
+    assert_eq!(
+        listed(&edge, "region=ams&metadata.role=db").await,
+        [db_ams.as_str()]
+    );
+    assert_eq!(
+        listed(&edge, "metadata.role=cache").await,
+        Vec::<String>::new()
+    );
+    edge.shutdown().await;
+}
+
+/// summary=true leaves out config and events but keeps the machine's facts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_summary_omits_config_and_events() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let (_, list) = edge
+        .get(&format!("/v1/apps/{APP}/machines?summary=true"))
+        .await;
+    let machine = &list[0];
+    assert_eq!(machine["id"], id.as_str());
+    assert_eq!(machine["state"], "created");
+    assert!(machine["instance_id"].is_string() && machine["region"].is_string());
+    assert!(
+        machine.get("config").is_none() && machine.get("events").is_none(),
+        "{machine}"
+    );
+    let (status, body) = edge
+        .get(&format!("/v1/apps/{APP}/machines?summary=perhaps"))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST);
+    edge.shutdown().await;
+}
+
+/// A destroyed machine leaves the list, comes back with include_deleted (state
+/// `destroyed`), still after a restart, and a wait for `destroyed` on it answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroyed_machines_listed_with_include_deleted() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let kept = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let gone = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let (status, _) = edge.delete(&machine_path(APP, &gone, "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed(&edge, "").await, [kept.as_str()]);
+    assert_eq!(
+        listed(&edge, "include_deleted=true").await,
+        sorted(&[&kept, &gone])
+    );
+
+    let edge = edge.restart().await;
+    assert_eq!(
+        listed(&edge, "include_deleted=true&state=destroyed").await,
+        [gone.as_str()]
+    );
+    assert_eq!(listed(&edge, "").await, [kept.as_str()]);
+    let (status, body) = edge
+        .get(&machine_path(APP, &gone, "/wait?state=destroyed&timeout=1"))
+        .await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("destroyed")),
+        "{body}"
+    );
+    let (status, body) = edge.get(&machine_path(APP, &gone, "")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
+    let second = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    assert_eq!(listed(&edge, "").await, sorted(&[&kept, &second]));
+    edge.shutdown().await;
+}
+
+/// The apps list is Fly's: total_apps and apps[] with id, name, machine_count,
+/// volume_count and network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_list_has_fly_shape() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let (status, list) = edge.get("/v1/apps?org_slug=personal").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total_apps"], 1);
+    let app = &list["apps"][0];
+    assert_eq!(app["name"], APP);
+    assert_eq!(app["machine_count"], 2);
+    assert_eq!(
+        (&app["volume_count"], &app["network"]),
+        (&json!(0), &json!("default"))
+    );
+    assert!(app["id"].as_str().is_some_and(|id| !id.is_empty()));
+    edge.shutdown().await;
+}

@@ -1,0 +1,84 @@
+//! `GET …/machines/{id}/logs`: the machine's captured output, whole or followed.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const BOOT: Duration = Duration::from_secs(10);
+
+/// The logs hold what the machine printed; `offset` skips what was already read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_hold_the_machine_output() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let (status, body) = edge.get(&machine_path(APP, &id, "/logs")).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!("")),
+        "never started: no output"
+    );
+
+    edge.post(&machine_path(APP, &id, "/start"), json!({}))
+        .await;
+    edge.wait_for_state(APP, &id, "started", BOOT).await;
+    let (status, text) = edge.get(&machine_path(APP, &id, "/logs")).await;
+    let text = text.as_str().unwrap().to_string();
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("edgewake-functions listening on"), "{text:?}");
+    let rest = machine_path(APP, &id, &format!("/logs?offset={}", text.len()));
+    assert_eq!(edge.get(&rest).await.1, json!(""));
+    let (status, body) = edge
+        .get(&machine_path(APP, "00000000000000", "/logs"))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
+    edge.shutdown().await;
+}
+
+/// With follow=true new output arrives on the open answer (a restart prints again),
+/// and the answer ends when the machine is destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followed_logs_stream_new_output_until_destroyed() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, false).await);
+    edge.wait_for_state(APP, &id, "started", BOOT).await;
+    let mut res = edge
+        .client
+        .get(edge.api_url(&machine_path(APP, &id, "/logs?follow=true")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let mut read_until = async |needle_count: usize, seen: &mut String| {
+        while seen.matches("listening on").count() < needle_count {
+            let chunk = tokio::time::timeout(BOOT, res.chunk())
+                .await
+                .expect("output in time");
+            seen.push_str(&String::from_utf8_lossy(
+                &chunk.unwrap().expect("stream open"),
+            ));
+        }
+    };
+    read_until(1, &mut seen).await;
+    let (status, _) = edge
+        .post(&machine_path(APP, &id, "/restart"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    read_until(2, &mut seen).await;
+
+    edge.delete(&machine_path(APP, &id, "?force=true")).await;
+    let end = tokio::time::timeout(BOOT, async {
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            drop(chunk);
+        }
+    });
+    end.await
+        .expect("the stream ends once the machine is destroyed");
+    edge.shutdown().await;
+}
