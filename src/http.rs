@@ -4,7 +4,7 @@
 
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
-use crate::proxy::{Listener, Proxy, ProxyBody};
+use crate::proxy::{ConnectionPermit, Listener, Proxy, ProxyBody};
 use crate::tls::Tls;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
@@ -72,6 +72,29 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// One client connection: where it came from, which listener took it, and its slot
+/// under the connection limit.
+#[derive(Clone)]
+struct Client {
+    peer: SocketAddr,
+    listener: Listener,
+    permit: ConnectionPermit,
+}
+
+impl Client {
+    fn new(
+        accepted_peer: SocketAddr,
+        listener: Listener,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Client {
+        Client {
+            peer: accepted_peer,
+            listener,
+            permit: ConnectionPermit(Arc::new(permit)),
+        }
+    }
+}
+
 /// Accepts plain-HTTP connections until cancelled.
 pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
     let cancel = edge.cancel.clone();
@@ -81,11 +104,9 @@ pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
             peer,
             permit,
         } = accepted;
-        let edge2 = edge.clone();
-        edge.connections.spawn(async move {
-            serve_connection(stream, peer, listener, edge2).await;
-            drop(permit);
-        });
+        let (edge2, client) = (edge.clone(), Client::new(peer, listener, permit));
+        edge.connections
+            .spawn(serve_connection(stream, client, edge2));
     })
     .await;
 }
@@ -100,13 +121,16 @@ pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, 
             peer,
             permit,
         } = accepted;
-        let (edge2, tls) = (edge.clone(), tls.clone());
+        let (edge2, tls, client) = (
+            edge.clone(),
+            tls.clone(),
+            Client::new(peer, listener, permit),
+        );
         edge.connections.spawn(async move {
             match tls.accept(stream).await {
-                Ok(stream) => serve_tls_connection(stream, peer, listener, edge2).await,
+                Ok(stream) => serve_tls_connection(stream, client, edge2).await,
                 Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             }
-            drop(permit);
         });
     })
     .await;
@@ -114,37 +138,38 @@ pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, 
 
 async fn serve_tls_connection(
     stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    peer: SocketAddr,
-    listener: Listener,
+    client: Client,
     edge: Arc<Edge>,
 ) {
+    let port = client.listener.service_port;
     let sni = stream.get_ref().1.server_name().map(str::to_string);
     let raw = sni
         .as_deref()
-        .and_then(|host| edge.proxy.raw_tcp_app(host, listener.service_port));
+        .and_then(|host| edge.proxy.raw_tcp_app(host, port));
     match raw {
-        Some(app) => {
-            edge.proxy
-                .tunnel_tcp(&app, listener.service_port, stream)
-                .await
-        }
-        None => serve_connection(stream, peer, listener, edge).await,
+        Some(app) => edge.proxy.tunnel_tcp(&app, port, stream).await,
+        None => serve_connection(stream, client, edge).await,
     }
 }
 
 /// Serves HTTP on one connection until it ends, is idle past the keep-alive timeout, or
 /// the edge shuts down.
-async fn serve_connection<I>(io: I, peer: SocketAddr, listener: Listener, edge: Arc<Edge>)
+async fn serve_connection<I>(io: I, client: Client, edge: Arc<Edge>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     activity.touch();
-    let (proxy, requests) = (edge.proxy.clone(), activity.clone());
-    let service = service_fn(move |req| {
-        let (proxy, request) = (proxy.clone(), InFlight::enter(&requests));
+    let (proxy, requests, conn_client) = (edge.proxy.clone(), activity.clone(), client.clone());
+    let service = service_fn(move |mut req| {
+        let (proxy, request, client) = (
+            proxy.clone(),
+            InFlight::enter(&requests),
+            conn_client.clone(),
+        );
+        req.extensions_mut().insert(client.permit);
         async move {
-            let response = proxy.handle(req, listener, peer).await;
+            let response = proxy.handle(req, client.listener, client.peer).await;
             Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))
         }
     });
@@ -158,7 +183,7 @@ where
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(%peer, "connection ended with an error: {e}");
+                    tracing::debug!(peer = %client.peer, "connection ended with an error: {e}");
                 }
                 return;
             }

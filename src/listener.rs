@@ -2,7 +2,7 @@
 //! accept loop that takes a connection-limit permit before each accept and backs off
 //! when the process runs out of file descriptors instead of spinning.
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Pending connections the kernel may queue before accept.
 pub const LISTEN_BACKLOG: i32 = 4096;
+/// TCP keepalive on client connections: a client that vanished without a FIN (a NAT
+/// timeout) is noticed, so its WebSocket stops counting as activity.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after an accept error (EMFILE and friends) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -56,6 +60,10 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let keepalive = TcpKeepalive::new()
+                    .with_time(KEEPALIVE_IDLE)
+                    .with_interval(KEEPALIVE_INTERVAL);
+                let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 serve(Accepted {
                     stream,
                     peer,

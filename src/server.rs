@@ -223,13 +223,16 @@ impl Served {
             http::serve_https(sockets.https, edge.clone(), https_listener, tls),
         );
         // The accept loops return only once cancelled: drain what is in flight.
+        supervisor.close_all_tunnels().await;
         edge.connections.close();
         let drain = edge_config.drain_timeout;
         if tokio::time::timeout(drain, edge.connections.wait())
             .await
             .is_err()
         {
-            tracing::warn!("requests still in flight after {drain:?}; cutting them");
+            tracing::warn!(
+                "requests still in flight after {drain:?}; stopping the machines under them"
+            );
         }
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);

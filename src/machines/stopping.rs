@@ -158,6 +158,16 @@ impl Supervisor {
         true
     }
 
+    /// Asks every open tunnel (WebSockets, TCP after TLS) to close, at the start of a
+    /// shutdown, so draining connections does not wait on them.
+    pub async fn close_all_tunnels(&self) {
+        let machines = self.registry.all_machines();
+        let closes = machines
+            .iter()
+            .map(|m| m.tunnels.close_all(TUNNEL_CLOSE_GRACE));
+        futures_util::future::join_all(closes).await;
+    }
+
     /// Refuses new starts, then stops every running machine and waits for its tasks.
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::SeqCst);

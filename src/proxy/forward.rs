@@ -3,10 +3,10 @@
 //! rides along until the response body is done, so a machine is never idle while it is
 //! still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 
-use super::ProxyBody;
 use super::headers::{self, Forwarded};
 use super::respond::ProxyError;
 use super::tunnel::{self, Carried};
+use super::{ConnectionPermit, ProxyBody};
 use crate::machines::Machine;
 use crate::machines::activity::InFlight;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
@@ -64,6 +64,7 @@ pub async fn forward(
     let machine = routed.machine.clone();
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let permit = req.extensions_mut().remove::<ConnectionPermit>();
     *req.uri_mut() = machine_uri(req.uri(), &machine, routed.internal_port);
     *req.version_mut() = if routed.h2_backend {
         Version::HTTP_2
@@ -89,7 +90,14 @@ pub async fn forward(
     if let (Some(protocol), Some(client_upgrade)) = (&upgrade, client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        let switched = switch_protocols(response, client_upgrade, protocol, routed, request_id);
+        let switched = switch_protocols(
+            response,
+            client_upgrade,
+            protocol,
+            routed,
+            request_id,
+            permit,
+        );
         return Ok(switched);
     }
     headers::to_client(response.headers_mut(), &machine.id, request_id);
@@ -132,6 +140,7 @@ fn switch_protocols(
     protocol: &HeaderValue,
     routed: Routed,
     request_id: &str,
+    permit: Option<ConnectionPermit>,
 ) -> Response<ProxyBody> {
     let machine_upgrade = hyper::upgrade::on(&mut response);
     headers::to_client(response.headers_mut(), &routed.machine.id, request_id);
@@ -144,6 +153,7 @@ fn switch_protocols(
     };
     let tunnel_guard = routed.machine.tunnels.open();
     tokio::spawn(async move {
+        let _permit = permit; // the tunnel still counts against the connection limit
         let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await) else {
             return;
         };

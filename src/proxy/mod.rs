@@ -28,6 +28,11 @@ pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Er
 /// (an operator stopped it meanwhile) before it gives up.
 const MAX_WAKE_ATTEMPTS: usize = 3;
 
+/// The client connection's slot under `edge.max_connections`, carried by each request so
+/// an upgraded connection (a WebSocket tunnel) keeps holding it after HTTP is done.
+#[derive(Clone)]
+pub struct ConnectionPermit(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// Facts about the listener and connection a request came in on.
 #[derive(Debug, Clone, Copy)]
 pub struct Listener {

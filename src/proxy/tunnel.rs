@@ -6,6 +6,7 @@
 use crate::machines::activity::InFlight;
 use crate::machines::tunnels::{TUNNEL_CLOSE_GRACE, TunnelGuard};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 /// A server-to-client close frame: FIN + opcode 8, 2-byte payload, status 1001.
 const GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
@@ -77,12 +78,16 @@ pub enum Carried {
     Bytes,
 }
 
-/// Pumps bytes both ways until either side closes or the machine is being stopped.
+/// Pumps bytes both ways, each direction on its own so a slow reader on one side never
+/// stalls the other. The client's end of input is passed on as a half-close and the
+/// machine's answer still flows back; the machine closing ends the tunnel. When the
+/// machine is being stopped, the tunnel closes (a WebSocket with a close frame at a frame
+/// boundary), and whatever is still stuck after the grace period is dropped.
 pub async fn pump<C, M>(
     client: C,
     machine: M,
     carried: Carried,
-    mut guard: TunnelGuard,
+    guard: TunnelGuard,
     in_flight: InFlight,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -91,49 +96,105 @@ pub async fn pump<C, M>(
     let _in_flight = in_flight;
     let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let (mut machine_rx, mut machine_tx) = tokio::io::split(machine);
-    let (mut up, mut down) = (vec![0u8; BUFFER_BYTES], vec![0u8; BUFFER_BYTES]);
+    let up = async {
+        let _ = tokio::io::copy(&mut client_rx, &mut machine_tx).await;
+        let _ = machine_tx.shutdown().await;
+    };
+    let down = machine_to_client(
+        &mut machine_rx,
+        &mut client_tx,
+        carried,
+        guard.closing.clone(),
+    );
+    let forced = async {
+        let mut closing = guard.closing.clone();
+        let _ = closing.changed().await;
+        tokio::time::sleep(TUNNEL_CLOSE_GRACE).await;
+    };
+    tokio::pin!(up, down, forced);
+    tokio::select! {
+        () = &mut down => {}
+        () = &mut up => {
+            tokio::select! {
+                () = &mut down => {}
+                () = &mut forced => {}
+            }
+        }
+        () = &mut forced => {}
+    }
+}
+
+/// Copies the machine's bytes to the client, tracking WebSocket frames so a requested
+/// close lands between frames.
+async fn machine_to_client<R, W>(
+    machine: &mut R,
+    client: &mut W,
+    carried: Carried,
+    mut closing: watch::Receiver<u64>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; BUFFER_BYTES];
     let mut frames = FrameBoundary::default();
-    let mut closing = false;
-    let grace = tokio::time::sleep(TUNNEL_CLOSE_GRACE);
-    tokio::pin!(grace);
+    let mut stopping = false;
     loop {
+        if stopping && (carried == Carried::Bytes || frames.at_boundary()) {
+            if carried == Carried::WebSocket {
+                let _ = client.write_all(&GOING_AWAY).await;
+            }
+            break;
+        }
         tokio::select! {
-            read = machine_rx.read(&mut down) => {
+            read = machine.read(&mut buffer) => {
                 let Ok(n @ 1..) = read else { break };
-                if client_tx.write_all(&down[..n]).await.is_err() {
-                    break;
+                if client.write_all(&buffer[..n]).await.is_err() {
+                    return;
                 }
-                frames.feed(&down[..n]);
-                if closing && frames.at_boundary() {
-                    break;
-                }
+                frames.feed(&buffer[..n]);
             }
-            read = client_rx.read(&mut up) => {
-                let Ok(n @ 1..) = read else { break };
-                if machine_tx.write_all(&up[..n]).await.is_err() {
-                    break;
-                }
-            }
-            _ = guard.closing.changed(), if !closing => {
-                closing = true;
-                grace.as_mut().reset(tokio::time::Instant::now() + TUNNEL_CLOSE_GRACE);
-                if carried == Carried::Bytes || frames.at_boundary() {
-                    break;
-                }
-            }
-            () = &mut grace, if closing => break,
+            _ = closing.changed(), if !stopping => stopping = true,
         }
     }
-    if closing && carried == Carried::WebSocket && frames.at_boundary() {
-        let _ = client_tx.write_all(&GOING_AWAY).await;
-    }
-    let _ = client_tx.shutdown().await;
-    let _ = machine_tx.shutdown().await;
+    let _ = client.shutdown().await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client that stops reading cannot hold a tunnel open past the close grace: the
+    /// pump ends and releases its in-flight count (paused time).
+    #[tokio::test(start_paused = true)]
+    async fn stuck_client_is_dropped_after_the_grace() {
+        use crate::machines::activity::{Activity, InFlight};
+        use crate::machines::tunnels::Tunnels;
+        use std::sync::Arc;
+        let (client, _client_far) = tokio::io::duplex(64); // the far end never reads
+        let (machine, mut machine_far) = tokio::io::duplex(64);
+        let (tunnels, activity) = (Tunnels::default(), Arc::new(Activity::new()));
+        let pump = pump(
+            client,
+            machine,
+            Carried::WebSocket,
+            tunnels.open(),
+            InFlight::enter(&activity),
+        );
+        let flood = async move {
+            let frame = [0x82u8, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+            while machine_far.write_all(&frame).await.is_ok() {}
+        };
+        let stop = async {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tunnels.close_all(TUNNEL_CLOSE_GRACE).await;
+        };
+        tokio::select! {
+            _ = async { tokio::join!(pump, stop) } => {}
+            () = flood => panic!("the machine side closed first"),
+        }
+        assert_eq!(activity.in_flight(), 0);
+        assert_eq!(tunnels.count(), 0);
+    }
 
     /// Boundaries are found across short, 16-bit and masked frames fed in pieces.
     #[test]

@@ -78,7 +78,12 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String
     let key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
     let signing = any_supported_type(&key).map_err(|e| format!("unusable private key: {e}"))?;
-    Ok(CertifiedKey::new(chain, signing))
+    let certified = CertifiedKey::new(chain, signing);
+    // A renewal caught half-written (new certificate, old key) must not replace a good pair.
+    certified
+        .keys_match()
+        .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+    Ok(certified)
 }
 
 fn load_pair(crt: &Path) -> Result<Arc<CertifiedKey>, CertError> {
@@ -253,6 +258,31 @@ mod tests {
     fn wildcard_file_stems() {
         assert_eq!(stem_for_host("*.example.com"), "_.example.com");
         assert_eq!(stem_for_host("example.com"), "example.com");
+    }
+
+    /// A certificate with someone else's key is refused, so a reload keeps the old pair;
+    /// generated keys are readable by their owner only.
+    #[test]
+    fn mismatched_key_is_refused_and_keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        dev_ca::generate(
+            dir.path(),
+            &["a.example.com".into(), "b.example.com".into()],
+        )
+        .unwrap();
+        let mode = std::fs::metadata(dir.path().join("a.example.com.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::copy(
+            dir.path().join("b.example.com.key"),
+            dir.path().join("a.example.com.key"),
+        )
+        .unwrap();
+        let err = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("does not belong"), "{err}");
     }
 
     /// Generated development certificates load back from the directory, CA skipped.

@@ -64,6 +64,25 @@ fn write(path: &Path, text: &str) -> Result<(), DevCertError> {
     })
 }
 
+/// Private keys are readable by their owner only: anyone holding the CA key could
+/// impersonate any site to a machine that trusts the CA.
+fn write_key(path: &Path, text: &str) -> Result<(), DevCertError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io_error = |source| DevCertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error)?;
+    file.write_all(text.as_bytes()).map_err(io_error)
+}
+
 fn read(path: &Path) -> Result<String, DevCertError> {
     std::fs::read_to_string(path).map_err(|source| DevCertError::Io {
         path: path.to_path_buf(),
@@ -83,7 +102,7 @@ fn load_or_create_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, PathBuf), 
         let key = KeyPair::generate()?;
         let cert = ca_params()?.self_signed(&key)?;
         write(&cert_path, &cert.pem())?;
-        write(&key_path, &key.serialize_pem())?;
+        write_key(&key_path, &key.serialize_pem())?;
         key
     };
     // Signing needs only the CA's name and key, which are the same every time.
@@ -104,7 +123,7 @@ pub fn generate(dir: &Path, hosts: &[String]) -> Result<PathBuf, DevCertError> {
         let cert = leaf_params(std::slice::from_ref(host))?.signed_by(&key, &ca)?;
         let stem = super::certs::stem_for_host(host);
         write(&dir.join(format!("{stem}.crt")), &cert.pem())?;
-        write(&dir.join(format!("{stem}.key")), &key.serialize_pem())?;
+        write_key(&dir.join(format!("{stem}.key")), &key.serialize_pem())?;
     }
     Ok(ca_path)
 }
