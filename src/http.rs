@@ -6,6 +6,7 @@ use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::{ConnectionPermit, Listener, Proxy, ProxyBody};
 use crate::tls::Tls;
+use crate::trusted::Trusted;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,6 +33,8 @@ pub struct ConnectionLimits {
 /// Everything the edge's connections share.
 pub struct Edge {
     pub proxy: Arc<Proxy>,
+    /// Peers allowed to say who the client is (PROXY protocol).
+    pub trusted: Trusted,
     pub limit: Arc<Semaphore>,
     pub cancel: CancellationToken,
     pub connections: TaskTracker,
@@ -42,12 +45,14 @@ pub struct Edge {
 impl Edge {
     pub fn new(
         proxy: Arc<Proxy>,
+        trusted: Trusted,
         max_connections: usize,
         cancel: CancellationToken,
         limits: ConnectionLimits,
     ) -> Edge {
         Edge {
             proxy,
+            trusted,
             limit: Arc::new(Semaphore::new(max_connections)),
             cancel,
             connections: TaskTracker::new(),
@@ -95,6 +100,31 @@ impl Client {
     }
 }
 
+impl Edge {
+    /// The client of a new connection: a trusted peer on a PROXY protocol listener says
+    /// who it is (a bad header closes the connection); anyone else is who they are. An
+    /// untrusted peer's header is not read, so HTTP refuses it as a bad request.
+    async fn client_behind(
+        &self,
+        stream: &mut tokio::net::TcpStream,
+        mut client: Client,
+    ) -> Option<Client> {
+        if !client.listener.proxy_protocol || !self.trusted.contains(client.peer.ip()) {
+            return Some(client);
+        }
+        match crate::proxy_protocol::read_header(stream).await {
+            Ok(source) => {
+                client.peer = source.unwrap_or(client.peer);
+                Some(client)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %client.peer, "closing: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Accepts plain-HTTP connections until cancelled.
 pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
     let cancel = edge.cancel.clone();
@@ -127,6 +157,10 @@ pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, 
             Client::new(peer, listener, permit),
         );
         edge.connections.spawn(async move {
+            let mut stream = stream;
+            let Some(client) = edge2.client_behind(&mut stream, client).await else {
+                return;
+            };
             match tls.accept(stream).await {
                 Ok(stream) => serve_tls_connection(stream, client, edge2).await,
                 Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
@@ -147,7 +181,7 @@ async fn serve_tls_connection(
         .as_deref()
         .and_then(|host| edge.proxy.raw_tcp_app(host, port));
     match raw {
-        Some(app) => edge.proxy.tunnel_tcp(&app, port, stream).await,
+        Some(app) => edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await,
         None => serve_connection(stream, client, edge).await,
     }
 }

@@ -52,4 +52,5 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod server;
 pub mod tls;
+pub mod trusted;
 pub mod wake;

@@ -4,13 +4,16 @@
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::geo::GeoDb;
 use crate::http::{self, ConnectionLimits, Edge};
 use crate::machines::driver::{Driver, parse_signal};
 use crate::machines::process::ProcessDriver;
 use crate::machines::store::Store;
 use crate::machines::{Registry, Settings, Supervisor, reaper};
-use crate::proxy::{Listener, Proxy};
+use crate::proxy::place::Regions;
+use crate::proxy::{Listener, Proxy, ProxySettings};
 use crate::tls::Tls;
+use crate::trusted::Trusted;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +50,20 @@ pub enum StartError {
     },
     #[error("certificates: {0}")]
     Certificates(#[from] crate::tls::certs::CertError),
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
+}
+
+/// The geo databases, if configured; without them every client is placed at the edge.
+fn open_geo(config: &Config) -> Result<GeoDb, StartError> {
+    let geo = GeoDb::open(config.geo.ipv4_db.as_deref(), config.geo.ipv6_db.as_deref())?;
+    if geo.is_empty() {
+        tracing::info!(
+            "no geo database: clients are placed at the edge's region {}",
+            config.edge.region
+        );
+    }
+    Ok(geo)
 }
 
 /// A running edgewake.
@@ -118,8 +135,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
     };
+    let geo = open_geo(&config)?;
     let served = Served {
         config,
+        geo,
         supervisor: supervisor.clone(),
         tls: tls.clone(),
         cancel: cancel.clone(),
@@ -177,6 +196,7 @@ fn limits(config: &Config) -> ConnectionLimits {
 /// What the serving task owns.
 struct Served {
     config: Config,
+    geo: GeoDb,
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
     cancel: CancellationToken,
@@ -186,18 +206,24 @@ impl Served {
     async fn run(self, sockets: Sockets, api_state: ApiState) {
         let Served {
             config,
+            geo,
             supervisor,
             tls,
             cancel,
         } = self;
         let edge_config = &config.edge;
-        let proxy = Arc::new(Proxy::new(
-            supervisor.clone(),
-            edge_config.domains.clone(),
-            edge_config.region.clone(),
-        ));
+        let trusted = Trusted::parse(&edge_config.trusted_proxies);
+        let settings = ProxySettings {
+            domains: edge_config.domains.clone(),
+            edge_region: edge_config.region.clone(),
+            regions: Regions::new(&config.regions, &edge_config.region),
+            geo,
+            trusted: trusted.clone(),
+        };
+        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
             proxy,
+            trusted,
             edge_config.max_connections,
             cancel.clone(),
             limits(&config),
@@ -213,10 +239,12 @@ impl Served {
         let http_listener = Listener {
             service_port: edge_config.http_service_port,
             scheme: "http",
+            proxy_protocol: edge_config.http_proxy_protocol,
         };
         let https_listener = Listener {
             service_port: edge_config.https_service_port,
             scheme: "https",
+            proxy_protocol: edge_config.https_proxy_protocol,
         };
         tokio::join!(
             http::serve_http(sockets.http, edge.clone(), http_listener),

@@ -63,6 +63,7 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub api: ApiConfig,
     pub tls: TlsConfig,
+    pub geo: GeoConfig,
     pub machines: MachinesConfig,
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
@@ -98,6 +99,23 @@ pub struct EdgeConfig {
     pub keepalive_timeout: Duration,
     pub max_header_count: usize,
     pub max_header_bytes: usize,
+    /// Peers (CIDRs) whose PROXY protocol header or `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Whether the HTTP / HTTPS listener expects a PROXY protocol header (v1 or v2) from
+    /// trusted peers (Fly's `proxy_proto` handler, on the edge's side).
+    pub http_proxy_protocol: bool,
+    pub https_proxy_protocol: bool,
+}
+
+/// MaxMind-format databases locating clients. Without them, every client is placed at
+/// the edge's own region.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GeoConfig {
+    /// Database for IPv4 clients (also used for IPv6 when `ipv6_db` is not set).
+    pub ipv4_db: Option<PathBuf>,
+    /// Database for IPv6 clients (also used for IPv4 when `ipv4_db` is not set).
+    pub ipv6_db: Option<PathBuf>,
 }
 
 /// Certificates for the HTTPS listener.
@@ -164,6 +182,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
+            geo: GeoConfig::default(),
             machines: MachinesConfig::default(),
             regions: vec![RegionConfig {
                 code: DEFAULT_EDGE_REGION.into(),
@@ -201,6 +220,9 @@ impl Default for EdgeConfig {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            trusted_proxies: Vec::new(),
+            http_proxy_protocol: false,
+            https_proxy_protocol: false,
         }
     }
 }

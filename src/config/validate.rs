@@ -87,6 +87,24 @@ impl Config {
         if edge.max_connections == 0 {
             errors.push("`edge.max_connections` must be at least 1".into());
         }
+        for cidr in &edge.trusted_proxies {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                errors.push(format!(
+                    "`edge.trusted_proxies`: `{cidr}` is not an address or CIDR block"
+                ));
+            }
+        }
+        for (key, path) in [
+            ("geo.ipv4_db", &self.geo.ipv4_db),
+            ("geo.ipv6_db", &self.geo.ipv6_db),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !p.exists()) {
+                errors.push(format!(
+                    "`{key}`: {} does not exist (see README: Geo databases)",
+                    path.display()
+                ));
+            }
+        }
         if !self.regions.iter().any(|r| r.code == edge.region) {
             errors.push(format!(
                 "`edge.region`: `{}` is not listed in `regions`",

@@ -51,6 +51,36 @@ pub struct Service {
     pub autostart: bool,
     #[serde(default)]
     pub autostop: Autostop,
+    #[serde(default)]
+    pub concurrency: Concurrency,
+}
+
+/// Fly's default soft limit: above it, a machine is preferred less and a stopped sibling
+/// is woken.
+pub const DEFAULT_SOFT_LIMIT: usize = 20;
+
+/// How much load a machine takes (`type` is requests or connections; edgewake counts
+/// requests in flight either way, a WebSocket being one long request).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Concurrency {
+    #[serde(default = "default_soft_limit")]
+    pub soft_limit: usize,
+    /// Never more than this in flight; unlimited when absent (Fly's default).
+    #[serde(default)]
+    pub hard_limit: Option<usize>,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency {
+            soft_limit: DEFAULT_SOFT_LIMIT,
+            hard_limit: None,
+        }
+    }
+}
+
+fn default_soft_limit() -> usize {
+    DEFAULT_SOFT_LIMIT
 }
 
 /// A public port (or range) of a service.

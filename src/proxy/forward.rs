@@ -51,6 +51,8 @@ pub struct Routed {
     pub machine: Arc<Machine>,
     pub internal_port: u16,
     pub h2_backend: bool,
+    /// `fly-prefer-instance-id` could not be honoured (the machine is told so).
+    pub preferred_unavailable: bool,
     pub in_flight: InFlight,
 }
 
@@ -72,6 +74,12 @@ pub async fn forward(
         Version::HTTP_11
     };
     headers::to_machine(req.headers_mut(), fwd);
+    if routed.preferred_unavailable {
+        req.headers_mut().insert(
+            "fly-preferred-instance-unavailable",
+            HeaderValue::from_static("true"),
+        );
+    }
     if let Some(protocol) = &upgrade {
         restore_upgrade(req.headers_mut(), protocol);
     }
@@ -100,7 +108,12 @@ pub async fn forward(
         );
         return Ok(switched);
     }
-    headers::to_client(response.headers_mut(), &machine.id, request_id);
+    headers::to_client(
+        response.headers_mut(),
+        &machine.id,
+        &machine.region,
+        request_id,
+    );
     let (parts, body) = response.into_parts();
     let guard = routed.in_flight;
     let body = body
@@ -143,7 +156,13 @@ fn switch_protocols(
     permit: Option<ConnectionPermit>,
 ) -> Response<ProxyBody> {
     let machine_upgrade = hyper::upgrade::on(&mut response);
-    headers::to_client(response.headers_mut(), &routed.machine.id, request_id);
+    let machine = &routed.machine;
+    headers::to_client(
+        response.headers_mut(),
+        &machine.id,
+        &machine.region,
+        request_id,
+    );
     restore_upgrade(response.headers_mut(), protocol);
     let websocket = protocol.as_bytes().eq_ignore_ascii_case(b"websocket");
     let carried = if websocket {

@@ -29,11 +29,16 @@ const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
 pub const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
 /// Response header naming the machine that served the request.
 pub const MACHINE_HEADER: HeaderName = HeaderName::from_static("edgewake-machine");
+/// Response header naming the region of the machine that served the request.
+pub const REGION_HEADER: HeaderName = HeaderName::from_static("edgewake-region");
 
 /// What the edge knows about the client's connection.
 #[derive(Debug, Clone)]
 pub struct Forwarded<'a> {
+    /// The client, as far as trusted peers say (else the peer itself).
     pub client_ip: IpAddr,
+    /// Who connected to the edge (a trusted proxy, or the client).
+    pub peer_ip: IpAddr,
     pub host: &'a str,
     pub scheme: &'static str,
     pub public_port: u16,
@@ -61,9 +66,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     strip_hop_by_hop(headers);
     let client = fwd.client_ip.to_string();
+    let peer = fwd.peer_ip.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client}"),
-        None => client.clone(),
+        Some(previous) => format!("{previous}, {peer}"),
+        None => peer,
     };
     let port = fwd.public_port.to_string();
     set(headers, X_FORWARDED_FOR, &xff);
@@ -81,12 +87,14 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     append_via(headers);
 }
 
-/// Rewrites a machine's response headers for the client.
-pub fn to_client(headers: &mut HeaderMap, machine_id: &str, request_id: &str) {
+/// Rewrites a machine's response headers for the client, naming the machine and its
+/// region.
+pub fn to_client(headers: &mut HeaderMap, machine_id: &str, region: &str, request_id: &str) {
     strip_hop_by_hop(headers);
     append_via(headers);
     set(headers, FLY_REQUEST_ID, request_id);
     set(headers, MACHINE_HEADER, machine_id);
+    set(headers, REGION_HEADER, region);
 }
 
 const VIA_VALUE: &str = "1.1 edgewake";
@@ -108,6 +116,7 @@ mod tests {
     fn fwd() -> Forwarded<'static> {
         Forwarded {
             client_ip: "203.0.113.7".parse().unwrap(),
+            peer_ip: "203.0.113.7".parse().unwrap(),
             host: "app.localhost",
             scheme: "http",
             public_port: 80,
@@ -151,8 +160,9 @@ mod tests {
     fn response_names_machine() {
         let mut h = HeaderMap::new();
         h.insert("via", "1.1 upstream".parse().unwrap());
-        to_client(&mut h, "3d8d413b29d089", "01ABC-ams");
+        to_client(&mut h, "3d8d413b29d089", "syd", "01ABC-ams");
         assert_eq!(h[MACHINE_HEADER], "3d8d413b29d089");
+        assert_eq!(h[REGION_HEADER], "syd");
         assert_eq!(h["fly-request-id"], "01ABC-ams");
         assert_eq!(h.get_all("via").iter().count(), 2);
     }

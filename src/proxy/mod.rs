@@ -4,13 +4,16 @@
 mod forward;
 pub mod headers;
 pub mod pick;
+pub mod place;
 mod respond;
 pub mod route;
 pub mod tunnel;
 
 pub use respond::{ProxyError, error_response};
 
+use crate::geo::GeoDb;
 use crate::machines::{App, EventSource, MachineState, Registry, Supervisor};
+use crate::trusted::Trusted;
 use crate::wake::WakeError;
 use bytes::Bytes;
 use forward::{Routed, Upstreams};
@@ -18,6 +21,8 @@ use headers::Forwarded;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use pick::Action;
+use place::{Plan, Regions};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -26,7 +31,7 @@ pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Er
 
 /// How many times a request may find its machine stopped again right after a wake
 /// (an operator stopped it meanwhile) before it gives up.
-const MAX_WAKE_ATTEMPTS: usize = 3;
+const MAX_WAKE_ATTEMPTS: usize = 4;
 
 /// The client connection's slot under `edge.max_connections`, carried by each request so
 /// an upgraded connection (a WebSocket tunnel) keeps holding it after HTTP is done.
@@ -39,23 +44,33 @@ pub struct Listener {
     /// The public port whose services this listener serves (80 for HTTP).
     pub service_port: u16,
     pub scheme: &'static str,
+    /// Trusted peers start their connections with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 pub struct Proxy {
     registry: Arc<Registry>,
     supervisor: Arc<Supervisor>,
-    domains: Vec<String>,
-    edge_region: String,
+    settings: ProxySettings,
     upstreams: Upstreams,
 }
 
+/// What the proxy knows about the edge and its clients.
+pub struct ProxySettings {
+    pub domains: Vec<String>,
+    pub edge_region: String,
+    pub regions: Regions,
+    pub geo: GeoDb,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted: Trusted,
+}
+
 impl Proxy {
-    pub fn new(supervisor: Arc<Supervisor>, domains: Vec<String>, edge_region: String) -> Proxy {
+    pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
         Proxy {
             registry: supervisor.registry.clone(),
             supervisor,
-            domains,
-            edge_region,
+            settings,
             upstreams: Upstreams::new(),
         }
     }
@@ -67,7 +82,7 @@ impl Proxy {
         listener: Listener,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let request_id = format!("{}-{}", crate::ids::ulid(), self.edge_region);
+        let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
         match self.serve(req, listener, peer, &request_id).await {
             Ok(response) => response,
             Err(error) => {
@@ -91,37 +106,57 @@ impl Proxy {
         request_id: &str,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let app = route::route(&self.registry, &self.domains, &host)?;
+        let app = route::route(&self.registry, &self.settings.domains, &host)?;
         if listener.scheme == "http" && forces_https(&app, listener.service_port) {
             return Ok(respond::redirect_to_https(&host, req.uri()));
         }
-        let routed = self.acquire(&app, listener.service_port).await?;
+        let client_ip = self.settings.trusted.client_ip(peer.ip(), req.headers());
+        let plan = Plan::new(
+            &self.settings.regions,
+            self.settings.geo.locate(client_ip),
+            req.headers(),
+        );
+        let routed = self.acquire(&app, listener.service_port, &plan).await?;
         let fwd = Forwarded {
-            client_ip: peer.ip(),
+            client_ip,
+            peer_ip: peer.ip(),
             host: &host,
             scheme: listener.scheme,
             public_port: listener.service_port,
-            edge_region: &self.edge_region,
+            edge_region: &self.settings.edge_region,
         };
         forward::forward(&self.upstreams, req, &fwd, routed, request_id).await
     }
 
     /// Finds a started machine for the request, waking one if needed. The request is
     /// counted in flight before it checks the state, which keeps the reaper off it.
-    async fn acquire(&self, app: &App, port: u16) -> Result<Routed, ProxyError> {
+    ///
+    /// A machine that fails to wake is set aside and the request placed again, so a
+    /// failure in the nearest region falls back to the next one; the last failure is
+    /// reported when nothing else can serve.
+    async fn acquire(&self, app: &App, port: u16, plan: &Plan) -> Result<Routed, ProxyError> {
+        let mut failed = HashSet::new();
+        let mut last_failure = None;
         for _ in 0..MAX_WAKE_ATTEMPTS {
-            let (machine, action) = pick::pick(app, port, |m| self.supervisor.is_waking(m))?;
+            let picked =
+                match pick::pick(app, port, plan, &failed, |m| self.supervisor.is_waking(m)) {
+                    Ok(picked) => picked,
+                    Err(e) => return Err(last_failure.unwrap_or(e)),
+                };
+            let machine = picked.machine;
             let in_flight = machine.enter();
-            if action == Action::Wake {
+            if picked.action == Action::Wake {
                 match self.supervisor.wake(&machine, EventSource::Edgewake).await {
                     Ok(()) => {}
                     // Destroyed meanwhile: pick again among the others.
                     Err(WakeError::Gone) => continue,
                     Err(error) => {
-                        return Err(ProxyError::Wake {
+                        failed.insert(machine.id.clone());
+                        last_failure = Some(ProxyError::Wake {
                             machine: machine.id.clone(),
                             error,
                         });
+                        continue;
                     }
                 }
             }
@@ -131,18 +166,20 @@ impl Proxy {
                     spec.port_for(port).map_or((8080, false), |(s, p)| {
                         (s.internal_port, p.http_options.h2_backend)
                     });
+                let preferred_unavailable = picked.preferred_unavailable;
                 return Ok(Routed {
                     machine,
                     internal_port,
                     h2_backend,
+                    preferred_unavailable,
                     in_flight,
                 });
             }
         }
-        Err(ProxyError::NoMachines {
+        Err(last_failure.unwrap_or(ProxyError::NoMachines {
             app: app.record.name.clone(),
             port,
-        })
+        }))
     }
 }
 
@@ -150,7 +187,12 @@ impl Proxy {
     /// The app at `host` if its service on `port` terminates TLS and passes bytes on
     /// (`handlers = ["tls"]`), rather than speaking HTTP.
     pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
-        let app = route::route(&self.registry, &self.domains, &host.to_ascii_lowercase()).ok()?;
+        let app = route::route(
+            &self.registry,
+            &self.settings.domains,
+            &host.to_ascii_lowercase(),
+        )
+        .ok()?;
         let passthrough = app.with_machines(|machines| {
             machines.iter().any(|m| {
                 m.spec()
@@ -162,11 +204,13 @@ impl Proxy {
     }
 
     /// Wakes a machine of `app` and joins the client's decrypted stream to its port.
-    pub async fn tunnel_tcp<S>(&self, app: &App, port: u16, client: S)
+    pub async fn tunnel_tcp<S>(&self, app: &App, port: u16, client: S, peer: SocketAddr)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let routed = match self.acquire(app, port).await {
+        let location = self.settings.geo.locate(peer.ip());
+        let plan = Plan::new(&self.settings.regions, location, &http::HeaderMap::new());
+        let routed = match self.acquire(app, port, &plan).await {
             Ok(routed) => routed,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
         };

@@ -1,13 +1,13 @@
-//! Phase 3, pick: among the app's machines that serve the listener's port, a started one
-//! with the fewest requests in flight; else the one already waking; else one stopped
-//! machine to wake. A burst never wakes more than one machine. Cordoned machines are
-//! left out entirely: they get no traffic and are never woken by it.
-//!
-//! Phase 2 (place: nearest region) comes with geo routing; today every machine is in
-//! the edge's region, so placement is the identity.
+//! Phase 3, pick: within the nearest region that can take the request, a started machine
+//! under its soft limit with the fewest requests in flight; else the machine already
+//! waking; else one stopped machine to wake (a burst never wakes more than one); else a
+//! started machine between its soft and hard limits. Only when a region has nothing
+//! does the next one get the request. Cordoned machines get no traffic at all.
 
 use super::ProxyError;
+use super::place::{Instance, Plan};
 use crate::machines::{App, Machine, MachineState};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// What the proxy should do with the chosen machine.
@@ -26,16 +26,28 @@ pub struct Candidate {
     pub in_flight: usize,
     pub waking: bool,
     pub autostart: bool,
+    pub soft_limit: usize,
+    pub hard_limit: Option<usize>,
 }
 
-/// Chooses among candidates that serve the port; `None` when none can take the request.
-pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
-    let started = candidates
+impl Candidate {
+    fn started_below(&self, limit: Option<usize>) -> bool {
+        self.state == MachineState::Started && limit.is_none_or(|l| self.in_flight < l)
+    }
+}
+
+fn least_loaded(candidates: &[Candidate], ok: impl Fn(&Candidate) -> bool) -> Option<usize> {
+    candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.state == MachineState::Started)
-        .min_by_key(|(_, c)| c.in_flight);
-    if let Some((i, _)) = started {
+        .filter(|(_, c)| ok(c))
+        .min_by_key(|(_, c)| c.in_flight)
+        .map(|(i, _)| i)
+}
+
+/// Chooses among one region's candidates; `None` when none can take the request.
+pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
+    if let Some(i) = least_loaded(candidates, |c| c.started_below(Some(c.soft_limit))) {
         return Some((i, Action::Forward));
     }
     // A start under way is joined; a stop under way is waited out and the machine
@@ -45,47 +57,120 @@ pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
             || c.state == MachineState::Starting
             || (c.state == MachineState::Stopping && c.autostart)
     };
-    if let Some(i) = candidates.iter().position(in_progress) {
-        return Some((i, Action::Wake));
-    }
     let wakeable = |c: &Candidate| {
         c.autostart && matches!(c.state, MachineState::Stopped | MachineState::Created)
     };
-    candidates
+    if let Some(i) = candidates
         .iter()
-        .position(wakeable)
-        .map(|i| (i, Action::Wake))
+        .position(in_progress)
+        .or_else(|| candidates.iter().position(wakeable))
+    {
+        return Some((i, Action::Wake));
+    }
+    least_loaded(candidates, |c| c.started_below(c.hard_limit)).map(|i| (i, Action::Forward))
 }
 
-/// Picks the machine of `app` for a request on `public_port`.
+/// The machine chosen for a request.
+pub struct Picked {
+    pub machine: Arc<Machine>,
+    pub action: Action,
+    /// `fly-prefer-instance-id` named a machine that could not take the request.
+    pub preferred_unavailable: bool,
+}
+
+/// Picks the machine of `app` for a request on `public_port`, following `plan`, never
+/// one in `excluded` (machines that failed to wake for this request).
 pub fn pick(
     app: &App,
     public_port: u16,
+    plan: &Plan,
+    excluded: &HashSet<String>,
     waking: impl Fn(&Machine) -> bool,
-) -> Result<(Arc<Machine>, Action), ProxyError> {
+) -> Result<Picked, ProxyError> {
     app.with_machines(|machines| {
         let serving: Vec<(&Arc<Machine>, Candidate)> = machines
             .iter()
-            .filter(|m| !m.is_gone() && !m.is_cordoned())
-            .filter_map(|m| {
-                let autostart = m.spec().service_for_port(public_port)?.autostart;
-                let candidate = Candidate {
-                    state: m.state(),
-                    in_flight: m.activity.in_flight(),
-                    waking: waking(m),
-                    autostart,
-                };
-                Some((m, candidate))
-            })
+            .filter(|m| !m.is_gone() && !m.is_cordoned() && !excluded.contains(&m.id))
+            .filter_map(|m| Some((m, candidate(m, public_port, &waking)?)))
             .collect();
-        let candidates: Vec<Candidate> = serving.iter().map(|(_, c)| *c).collect();
-        match choose(&candidates) {
-            Some((i, action)) => Ok((serving[i].0.clone(), action)),
+        let picked = |(machine, action): (&Arc<Machine>, Action), preferred_unavailable| Picked {
+            machine: machine.clone(),
+            action,
+            preferred_unavailable,
+        };
+        match &plan.instance {
+            Instance::Force(id) => {
+                return pick_forced(app, &serving, id).map(|chosen| picked(chosen, false));
+            }
+            Instance::Prefer(id) => {
+                if let Some(chosen) = among(&serving, |m| &m.id == id) {
+                    return Ok(picked(chosen, false));
+                }
+            }
+            Instance::Any => {}
+        }
+        let preferred_unavailable = matches!(plan.instance, Instance::Prefer(_));
+        let in_plan = plan
+            .regions
+            .iter()
+            .find_map(|region| among(&serving, |m| &m.region == region));
+        let elsewhere = || {
+            plan.others_allowed
+                .then(|| among(&serving, |m| !plan.regions.contains(&m.region)))
+                .flatten()
+        };
+        match in_plan.or_else(elsewhere) {
+            Some(chosen) => Ok(picked(chosen, preferred_unavailable)),
             None => Err(ProxyError::NoMachines {
                 app: app.record.name.clone(),
                 port: public_port,
             }),
         }
+    })
+}
+
+fn candidate(
+    machine: &Machine,
+    port: u16,
+    waking: &impl Fn(&Machine) -> bool,
+) -> Option<Candidate> {
+    let spec = machine.spec();
+    let service = spec.service_for_port(port)?;
+    Some(Candidate {
+        state: machine.state(),
+        in_flight: machine.activity.in_flight(),
+        waking: waking(machine),
+        autostart: service.autostart,
+        soft_limit: service.concurrency.soft_limit,
+        hard_limit: service.concurrency.hard_limit,
+    })
+}
+
+/// `choose` over the serving machines that `keep` selects.
+fn among<'a>(
+    serving: &[(&'a Arc<Machine>, Candidate)],
+    keep: impl Fn(&Machine) -> bool,
+) -> Option<(&'a Arc<Machine>, Action)> {
+    let group: Vec<&(&Arc<Machine>, Candidate)> = serving.iter().filter(|(m, _)| keep(m)).collect();
+    let candidates: Vec<Candidate> = group.iter().map(|(_, c)| *c).collect();
+    choose(&candidates).map(|(i, action)| (group[i].0, action))
+}
+
+/// `fly-force-instance-id`: that machine or a clear refusal, never another machine.
+fn pick_forced<'a>(
+    app: &App,
+    serving: &[(&'a Arc<Machine>, Candidate)],
+    id: &str,
+) -> Result<(&'a Arc<Machine>, Action), ProxyError> {
+    let known = app.with_machines(|ms| ms.iter().any(|m| m.id == id && !m.is_gone()));
+    if !known {
+        return Err(ProxyError::UnknownInstance {
+            app: app.record.name.clone(),
+            machine: id.to_string(),
+        });
+    }
+    among(serving, |m| m.id == id).ok_or_else(|| ProxyError::InstanceUnavailable {
+        machine: id.to_string(),
     })
 }
 
@@ -99,6 +184,8 @@ mod tests {
             in_flight,
             waking: false,
             autostart: true,
+            soft_limit: 20,
+            hard_limit: None,
         }
     }
 
@@ -108,7 +195,7 @@ mod tests {
         let cs = [
             c(MachineState::Stopped, 0),
             c(MachineState::Started, 5),
-            c(MachineState::Started, 2),
+            c(MachineState::Started, 1),
         ];
         assert_eq!(choose(&cs), Some((2, Action::Forward)));
     }
@@ -131,5 +218,19 @@ mod tests {
         off.autostart = false;
         assert_eq!(choose(&[off]), None);
         assert_eq!(choose(&[]), None);
+    }
+
+    /// Above the soft limit a stopped sibling is woken; with none, the busy machine
+    /// serves until its hard limit, and then the region has nothing to offer.
+    #[test]
+    fn soft_and_hard_limits() {
+        let mut busy = c(MachineState::Started, 20);
+        assert_eq!(
+            choose(&[busy, c(MachineState::Stopped, 0)]),
+            Some((1, Action::Wake))
+        );
+        assert_eq!(choose(&[busy]), Some((0, Action::Forward)));
+        busy.hard_limit = Some(20);
+        assert_eq!(choose(&[busy]), None);
     }
 }

@@ -19,6 +19,10 @@ pub enum ProxyError {
     UnknownHost(String),
     #[error("app {app} has no machine that can serve port {port}")]
     NoMachines { app: String, port: u16 },
+    #[error("app {app} has no machine {machine} (fly-force-instance-id)")]
+    UnknownInstance { app: String, machine: String },
+    #[error("machine {machine} cannot take the request now (fly-force-instance-id)")]
+    InstanceUnavailable { machine: String },
     #[error("machine {machine}: {error}")]
     Wake { machine: String, error: WakeError },
     #[error("machine {machine} failed to answer: {message}")]
@@ -31,6 +35,8 @@ impl ProxyError {
             ProxyError::MissingHost => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::NoMachines { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
+            ProxyError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Wake { error, .. } => match error {
                 WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
                 WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

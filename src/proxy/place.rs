@@ -1,0 +1,191 @@
+//! Phase 2, place: the regions to try, nearest to the client first (great-circle
+//! distance), adjusted by Fly's routing headers: `fly-force-region` (only these),
+//! `fly-prefer-region` (these first), `fly-force-instance-id`, `fly-prefer-instance-id`.
+
+use crate::config::RegionConfig;
+use crate::geo::Location;
+use http::HeaderMap;
+
+/// The configured regions and where they are.
+pub struct Regions {
+    regions: Vec<(String, Location)>,
+    edge: Location,
+    /// Nearest-first from the edge itself: the order for clients nobody can locate.
+    from_edge: Vec<String>,
+}
+
+impl Regions {
+    pub fn new(config: &[RegionConfig], edge_region: &str) -> Regions {
+        let regions: Vec<(String, Location)> = config
+            .iter()
+            .map(|r| {
+                (
+                    r.code.clone(),
+                    Location {
+                        latitude: r.latitude,
+                        longitude: r.longitude,
+                    },
+                )
+            })
+            .collect();
+        let edge = regions.iter().find(|(code, _)| code == edge_region).map_or(
+            Location {
+                latitude: 0.0,
+                longitude: 0.0,
+            },
+            |(_, l)| *l,
+        );
+        let mut this = Regions {
+            regions,
+            edge,
+            from_edge: Vec::new(),
+        };
+        this.from_edge = this.by_distance(edge);
+        this
+    }
+
+    fn by_distance(&self, from: Location) -> Vec<String> {
+        let mut ranked: Vec<(f64, &String)> = self
+            .regions
+            .iter()
+            .map(|(code, at)| (from.distance_km(at), code))
+            .collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ranked.into_iter().map(|(_, code)| code.clone()).collect()
+    }
+
+    /// Region codes nearest to `client` first (the edge's own location when unknown).
+    pub fn nearest_first(&self, client: Option<Location>) -> Vec<String> {
+        match client {
+            Some(at) if at != self.edge => self.by_distance(at),
+            _ => self.from_edge.clone(),
+        }
+    }
+}
+
+/// Which machine the request asks for by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instance {
+    Any,
+    Prefer(String),
+    Force(String),
+}
+
+/// Where a request may go, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Regions to try, nearest (or preferred) first.
+    pub regions: Vec<String>,
+    /// Whether machines in regions not listed may serve as a last resort.
+    pub others_allowed: bool,
+    pub instance: Instance,
+}
+
+fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(|r| r.trim().to_ascii_lowercase())
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_ascii_lowercase())
+}
+
+impl Plan {
+    /// The plan for a request from a client at `client`.
+    pub fn new(regions: &Regions, client: Option<Location>, headers: &HeaderMap) -> Plan {
+        let nearest = regions.nearest_first(client);
+        let forced = header_list(headers, "fly-force-region");
+        let instance = match (
+            header_value(headers, "fly-force-instance-id"),
+            header_value(headers, "fly-prefer-instance-id"),
+        ) {
+            (Some(id), _) => Instance::Force(id),
+            (None, Some(id)) => Instance::Prefer(id),
+            (None, None) => Instance::Any,
+        };
+        if !forced.is_empty() {
+            let regions = nearest.into_iter().filter(|r| forced.contains(r)).collect();
+            return Plan {
+                regions,
+                others_allowed: false,
+                instance,
+            };
+        }
+        let mut ordered = header_list(headers, "fly-prefer-region");
+        ordered.retain(|r| nearest.contains(r));
+        ordered.extend(
+            nearest
+                .into_iter()
+                .filter(|r| !ordered.contains(r))
+                .collect::<Vec<_>>(),
+        );
+        Plan {
+            regions: ordered,
+            others_allowed: true,
+            instance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions() -> Regions {
+        let region = |code: &str, latitude, longitude| RegionConfig {
+            code: code.into(),
+            name: String::new(),
+            latitude,
+            longitude,
+        };
+        Regions::new(
+            &[
+                region("ams", 52.37, 4.89),
+                region("syd", -33.87, 151.21),
+                region("cdg", 48.86, 2.35),
+                region("nrt", 35.69, 139.69),
+            ],
+            "ams",
+        )
+    }
+
+    /// A client in Sydney gets syd, then Tokyo, then Europe (Amsterdam is nearer to
+    /// Sydney than Paris on the great circle); an unknown client the edge's order.
+    #[test]
+    fn nearest_regions_first() {
+        let sydney = Location {
+            latitude: -33.9,
+            longitude: 151.2,
+        };
+        assert_eq!(
+            regions().nearest_first(Some(sydney)),
+            ["syd", "nrt", "ams", "cdg"]
+        );
+        assert_eq!(regions().nearest_first(None), ["ams", "cdg", "nrt", "syd"]);
+    }
+
+    /// Preferred regions come first; forced regions are the only ones.
+    #[test]
+    fn routing_headers_shape_the_plan() {
+        let mut headers = HeaderMap::new();
+        headers.insert("fly-prefer-region", "SYD, nowhere".parse().unwrap());
+        let plan = Plan::new(&regions(), None, &headers);
+        assert_eq!(plan.regions, ["syd", "ams", "cdg", "nrt"]);
+        assert!(plan.others_allowed);
+        headers.insert("fly-force-region", "nrt,cdg".parse().unwrap());
+        headers.insert("fly-force-instance-id", "ABC".parse().unwrap());
+        let plan = Plan::new(&regions(), None, &headers);
+        assert_eq!(plan.regions, ["cdg", "nrt"]);
+        assert!(!plan.others_allowed);
+        assert_eq!(plan.instance, Instance::Force("abc".into()));
+    }
+}
