@@ -135,8 +135,12 @@ pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
             permit,
         } = accepted;
         let (edge2, client) = (edge.clone(), Client::new(peer, listener, permit));
-        edge.connections
-            .spawn(serve_connection(stream, client, edge2));
+        edge.connections.spawn(async move {
+            let mut stream = stream;
+            if let Some(client) = edge2.client_behind(&mut stream, client).await {
+                serve_connection(stream, client, edge2).await;
+            }
+        });
     })
     .await;
 }

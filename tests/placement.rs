@@ -1,0 +1,287 @@
+//! Where a request goes: the nearest region with a machine (by a geo database made
+//! here, mapping loopback source ranges to cities), least-loaded machines, fallback
+//! when a wake fails, client addresses from trusted proxies, and routing headers.
+
+mod support;
+
+use edgewake::config::{Config, RegionConfig};
+use mmdb_writer::{Value, Writer};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SYDNEY: (f64, f64) = (-33.869, 151.209);
+const PARIS: (f64, f64) = (48.857, 2.352);
+
+/// A City-layout database: 127.1/16 and 203.0.113/24 in Sydney, 127.2/16 and
+/// 198.51.100/24 in Paris.
+fn write_geo_db(path: &Path) {
+    let city = |(lat, lon): (f64, f64)| {
+        Value::map([(
+            "location",
+            Value::map([
+                ("latitude", Value::Double(lat)),
+                ("longitude", Value::Double(lon)),
+            ]),
+        )])
+    };
+    let mut writer = Writer::new("GeoIP2-City");
+    for (net, at) in [
+        ("127.1.0.0/16", SYDNEY),
+        ("203.0.113.0/24", SYDNEY),
+        ("127.2.0.0/16", PARIS),
+        ("198.51.100.0/24", PARIS),
+    ] {
+        writer
+            .insert_value(net.parse::<mmdb_writer::ipnet::IpNet>().unwrap(), city(at))
+            .unwrap();
+    }
+    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
+}
+
+fn with_regions(c: &mut Config) {
+    let region = |code: &str, (latitude, longitude): (f64, f64)| RegionConfig {
+        code: code.into(),
+        name: String::new(),
+        latitude,
+        longitude,
+    };
+    c.regions.push(region("syd", SYDNEY));
+    c.regions.push(region("cdg", PARIS));
+    let db = c.data_dir.join("geo.mmdb");
+    std::fs::create_dir_all(&c.data_dir).unwrap();
+    write_geo_db(&db);
+    c.geo.ipv4_db = Some(db);
+}
+
+async fn machine_in(edge: &TestEdge, region: &str, image: &str, skip_launch: bool) -> String {
+    let body = json!({"config": seed_config(image), "region": region, "skip_launch": skip_launch});
+    let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    if !skip_launch {
+        edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+            .await;
+    }
+    id
+}
+
+/// A request from a client bound to `source`, with extra headers; returns the status and
+/// the region and machine that served it.
+async fn from(
+    edge: &TestEdge,
+    source: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let client = reqwest::Client::builder()
+        .local_address(source.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut req = client
+        .get(format!("http://{}/", edge.running.http_addr))
+        .header("host", format!("{APP}.localhost"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let header = |name| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (
+        res.status(),
+        header("edgewake-region"),
+        header("edgewake-machine"),
+    )
+}
+
+/// Clients in Sydney and Paris (by their source address) are served by the machine in
+/// their own region — real sockets, no headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_gets_its_nearest_region() {
+    let edge = TestEdge::start_with(with_regions).await;
+    edge.create_app(APP).await;
+    let syd = machine_in(&edge, "syd", RUNTIME_IMAGE, false).await;
+    let cdg = machine_in(&edge, "cdg", RUNTIME_IMAGE, false).await;
+    assert_eq!(
+        from(&edge, "127.1.0.9", &[]).await,
+        (StatusCode::OK, "syd".into(), syd)
+    );
+    assert_eq!(
+        from(&edge, "127.2.0.9", &[]).await,
+        (StatusCode::OK, "cdg".into(), cdg)
+    );
+    edge.shutdown().await;
+}
+
+/// The nearest region's stopped machine is woken rather than a farther started one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_stopped_machine_is_woken() {
+    let edge = TestEdge::start_with(with_regions).await;
+    edge.create_app(APP).await;
+    let syd = machine_in(&edge, "syd", RUNTIME_IMAGE, true).await;
+    machine_in(&edge, "cdg", RUNTIME_IMAGE, false).await;
+    assert_eq!(
+        from(&edge, "127.1.0.9", &[]).await,
+        (StatusCode::OK, "syd".into(), syd)
+    );
+    edge.shutdown().await;
+}
+
+/// When the nearest region's machine fails to start, the next region serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_wake_falls_back_to_the_next_region() {
+    let edge = TestEdge::start_with(with_regions).await;
+    edge.create_app(APP).await;
+    machine_in(&edge, "syd", CRASH_IMAGE, true).await;
+    let cdg = machine_in(&edge, "cdg", RUNTIME_IMAGE, false).await;
+    assert_eq!(
+        from(&edge, "127.1.0.9", &[]).await,
+        (StatusCode::OK, "cdg".into(), cdg)
+    );
+    edge.shutdown().await;
+}
+
+/// Of two started machines with 5 and 1 requests in flight, the next request goes to
+/// the one with 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_loaded_machine_gets_the_request() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let busy = machine_in(&edge, "ams", RUNTIME_IMAGE, false).await;
+    let light = machine_in(&edge, "ams", RUNTIME_IMAGE, false).await;
+    let slow = |id: String| {
+        let (client, addr) = (edge.client.clone(), edge.running.http_addr);
+        tokio::spawn(async move {
+            let req = client
+                .get(format!("http://{addr}/?sleep=1500"))
+                .header("host", format!("{APP}.localhost"));
+            req.header("fly-force-instance-id", id)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let mut slows: Vec<_> = (0..5).map(|_| slow(busy.clone())).collect();
+    slows.push(slow(light.clone()));
+    tokio::time::sleep(Duration::from_millis(400)).await; // all six are in flight
+    assert_eq!(
+        from(&edge, "127.0.0.1", &[]).await,
+        (StatusCode::OK, "ams".into(), light)
+    );
+    for slow in slows {
+        assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    }
+    edge.shutdown().await;
+}
+
+/// Routing headers: forced and preferred regions and instances, and a forced instance
+/// that does not exist is a 404, never a silent reroute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_headers_do_what_they_say() {
+    let edge = TestEdge::start_with(with_regions).await;
+    edge.create_app(APP).await;
+    let syd = machine_in(&edge, "syd", RUNTIME_IMAGE, false).await;
+    let cdg = machine_in(&edge, "cdg", RUNTIME_IMAGE, false).await;
+    let sydney = "127.1.0.9";
+    assert_eq!(
+        from(&edge, sydney, &[("fly-force-region", "cdg")]).await.2,
+        cdg
+    );
+    assert_eq!(
+        from(&edge, sydney, &[("fly-prefer-region", "cdg")]).await.2,
+        cdg
+    );
+    assert_eq!(
+        from(&edge, sydney, &[("fly-force-instance-id", &cdg)])
+            .await
+            .2,
+        cdg
+    );
+    assert_eq!(
+        from(&edge, sydney, &[("fly-prefer-instance-id", &cdg)])
+            .await
+            .2,
+        cdg
+    );
+    assert_eq!(
+        from(
+            &edge,
+            sydney,
+            &[("fly-prefer-instance-id", "00000000000000")]
+        )
+        .await
+        .2,
+        syd
+    );
+    let (status, _, _) = from(
+        &edge,
+        sydney,
+        &[("fly-force-instance-id", "00000000000000")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = from(&edge, sydney, &[("fly-force-region", "nrt")]).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no machine in a forced region: no fallback"
+    );
+    edge.shutdown().await;
+}
+
+/// Sends `preamble` then a GET on a raw connection and returns the response head.
+async fn raw_request(addr: SocketAddr, preamble: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(preamble).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {APP}.localhost\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
+}
+
+/// A trusted peer's PROXY protocol header (v1 and v2) names the client, whose region
+/// then serves; from an untrusted peer the same header is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_trusted_peers_only() {
+    let trusting = |trusted: &'static str| {
+        move |c: &mut Config| {
+            with_regions(c);
+            c.edge.http_proxy_protocol = true;
+            c.edge.trusted_proxies = vec![trusted.to_string()];
+        }
+    };
+    let edge = TestEdge::start_with(trusting("127.0.0.0/8")).await;
+    edge.create_app(APP).await;
+    machine_in(&edge, "syd", RUNTIME_IMAGE, false).await;
+    machine_in(&edge, "cdg", RUNTIME_IMAGE, false).await;
+    let v1 = b"PROXY TCP4 203.0.113.5 192.0.2.1 40000 80\r\n";
+    let answer = raw_request(edge.running.http_addr, v1).await;
+    assert!(answer.contains("edgewake-region: syd"), "{answer}");
+    let v2 = edgewake::proxy_protocol::v2_header(
+        "198.51.100.5:40000".parse().unwrap(),
+        "192.0.2.1:80".parse().unwrap(),
+    );
+    assert!(
+        raw_request(edge.running.http_addr, &v2)
+            .await
+            .contains("edgewake-region: cdg")
+    );
+    edge.shutdown().await;
+
+    let edge = TestEdge::start_with(trusting("10.0.0.0/8")).await;
+    let answer = raw_request(edge.running.http_addr, v1).await;
+    assert!(
+        answer.starts_with("http/1.1 400"),
+        "an untrusted header is a bad request: {answer}"
+    );
+    edge.shutdown().await;
+}
