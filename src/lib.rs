@@ -8,7 +8,10 @@
 //!   development CA and self-signed fallback (`dev_ca`).
 //! - `http`: hyper-util's HTTP/1.1 + HTTP/2 server per connection (TLS first on the
 //!   HTTPS listener), keep-alive idle timeout, header limits, graceful shutdown.
-//! - `proxy`: the request phases — `route` (Host → app), `pick` (machine for the port),
+//! - `proxy_protocol`, `trusted`: who the client is (PROXY headers and X-Forwarded-For
+//!   from trusted peers only). `geo`: MaxMind-format lookup and great-circle distance.
+//! - `proxy`: the request phases — `route` (Host → app), `place` (regions nearest the
+//!   client, routing headers), `pick` (machine in a region, soft/hard limits),
 //!   wake (via the supervisor), `forward` (pooled client, headers, upgrades), `respond`
 //!   (errors, redirects); `tunnel` pumps WebSockets and raw TCP after TLS.
 //! - `wake`: single-flight wake of a machine and its readiness probe.
