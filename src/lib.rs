@@ -33,8 +33,10 @@
 //!
 //! # A request's path
 //!
-//! The listener accepts; `tls` terminates (HTTPS); `http` parses; `proxy::route` maps
-//! `<app>.<domain>` to an app; `proxy::pick` takes its started machine with the fewest requests in flight, or one
+//! The listener accepts (a trusted peer's PROXY header names the client); `tls`
+//! terminates (HTTPS); `http` parses; `proxy::route` maps `<app>.<domain>` to an app;
+//! `proxy::place` orders regions nearest the client; `proxy::pick` takes, in the first
+//! region that can serve, its started machine with the fewest requests in flight, or one
 //! stopped machine; the request counts itself in flight, and if the machine is stopped
 //! it joins the machine's single wake (driver start, then TCP probes of
 //! `private_ip:internal_port`); then `forward` streams it to the machine and the answer

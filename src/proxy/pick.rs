@@ -110,9 +110,14 @@ pub fn pick(
             Instance::Any => {}
         }
         let preferred_unavailable = matches!(plan.instance, Instance::Prefer(_));
+        // Only the regions this app has machines in are worth a look (a handful of 35).
+        let mut present: Vec<&str> = serving.iter().map(|(m, _)| m.region.as_str()).collect();
+        present.sort_unstable();
+        present.dedup();
         let in_plan = plan
             .regions
             .iter()
+            .filter(|region| present.binary_search(&region.as_str()).is_ok())
             .find_map(|region| among(&serving, |m| &m.region == region));
         let elsewhere = || {
             plan.others_allowed

@@ -4,14 +4,25 @@
 
 use crate::config::RegionConfig;
 use crate::geo::Location;
+use dashmap::DashMap;
 use http::HeaderMap;
+use std::sync::Arc;
+
+/// Region orders, shared: most requests reuse one computed before.
+pub type Order = Arc<[String]>;
+
+/// Located clients are grouped in cells of this many degrees for the order cache.
+const CELL_DEGREES: f64 = 0.1;
+/// Most cells whose order is kept (a bound on memory, not on correctness).
+const MAX_CACHED_CELLS: usize = 65_536;
 
 /// The configured regions and where they are.
 pub struct Regions {
     regions: Vec<(String, Location)>,
     edge: Location,
     /// Nearest-first from the edge itself: the order for clients nobody can locate.
-    from_edge: Vec<String>,
+    from_edge: Order,
+    cache: DashMap<(i32, i32), Order>,
 }
 
 impl Regions {
@@ -28,39 +39,50 @@ impl Regions {
                 )
             })
             .collect();
-        let edge = regions.iter().find(|(code, _)| code == edge_region).map_or(
-            Location {
-                latitude: 0.0,
-                longitude: 0.0,
-            },
-            |(_, l)| *l,
-        );
-        let mut this = Regions {
+        let origin = Location {
+            latitude: 0.0,
+            longitude: 0.0,
+        };
+        let edge = regions
+            .iter()
+            .find(|(code, _)| code == edge_region)
+            .map_or(origin, |(_, l)| *l);
+        let from_edge = by_distance(&regions, edge);
+        Regions {
             regions,
             edge,
-            from_edge: Vec::new(),
-        };
-        this.from_edge = this.by_distance(edge);
-        this
-    }
-
-    fn by_distance(&self, from: Location) -> Vec<String> {
-        let mut ranked: Vec<(f64, &String)> = self
-            .regions
-            .iter()
-            .map(|(code, at)| (from.distance_km(at), code))
-            .collect();
-        ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
-        ranked.into_iter().map(|(_, code)| code.clone()).collect()
+            from_edge,
+            cache: DashMap::new(),
+        }
     }
 
     /// Region codes nearest to `client` first (the edge's own location when unknown).
-    pub fn nearest_first(&self, client: Option<Location>) -> Vec<String> {
-        match client {
-            Some(at) if at != self.edge => self.by_distance(at),
-            _ => self.from_edge.clone(),
+    pub fn nearest_first(&self, client: Option<Location>) -> Order {
+        let Some(at) = client.filter(|at| *at != self.edge) else {
+            return self.from_edge.clone();
+        };
+        let cell = (
+            (at.latitude / CELL_DEGREES) as i32,
+            (at.longitude / CELL_DEGREES) as i32,
+        );
+        if let Some(order) = self.cache.get(&cell) {
+            return order.clone();
         }
+        let order = by_distance(&self.regions, at);
+        if self.cache.len() < MAX_CACHED_CELLS {
+            self.cache.insert(cell, order.clone());
+        }
+        order
     }
+}
+
+fn by_distance(regions: &[(String, Location)], from: Location) -> Order {
+    let mut ranked: Vec<(f64, &String)> = regions
+        .iter()
+        .map(|(code, at)| (from.distance_km(at), code))
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    ranked.into_iter().map(|(_, code)| code.clone()).collect()
 }
 
 /// Which machine the request asks for by id.
@@ -75,7 +97,7 @@ pub enum Instance {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Regions to try, nearest (or preferred) first.
-    pub regions: Vec<String>,
+    pub regions: Order,
     /// Whether machines in regions not listed may serve as a last resort.
     pub others_allowed: bool,
     pub instance: Instance,
@@ -113,23 +135,34 @@ impl Plan {
             (None, None) => Instance::Any,
         };
         if !forced.is_empty() {
-            let regions = nearest.into_iter().filter(|r| forced.contains(r)).collect();
+            let regions = nearest
+                .iter()
+                .filter(|r| forced.contains(r))
+                .cloned()
+                .collect();
             return Plan {
                 regions,
                 others_allowed: false,
                 instance,
             };
         }
-        let mut ordered = header_list(headers, "fly-prefer-region");
-        ordered.retain(|r| nearest.contains(r));
-        ordered.extend(
-            nearest
-                .into_iter()
-                .filter(|r| !ordered.contains(r))
-                .collect::<Vec<_>>(),
-        );
+        let mut preferred = header_list(headers, "fly-prefer-region");
+        preferred.retain(|r| nearest.contains(r));
+        if preferred.is_empty() {
+            return Plan {
+                regions: nearest,
+                others_allowed: true,
+                instance,
+            };
+        }
+        let rest = nearest
+            .iter()
+            .filter(|r| !preferred.contains(r))
+            .cloned()
+            .collect::<Vec<_>>();
+        preferred.extend(rest);
         Plan {
-            regions: ordered,
+            regions: preferred.into(),
             others_allowed: true,
             instance,
         }
@@ -167,10 +200,13 @@ mod tests {
             longitude: 151.2,
         };
         assert_eq!(
-            regions().nearest_first(Some(sydney)),
+            &regions().nearest_first(Some(sydney))[..],
             ["syd", "nrt", "ams", "cdg"]
         );
-        assert_eq!(regions().nearest_first(None), ["ams", "cdg", "nrt", "syd"]);
+        assert_eq!(
+            &regions().nearest_first(None)[..],
+            ["ams", "cdg", "nrt", "syd"]
+        );
     }
 
     /// Preferred regions come first; forced regions are the only ones.
@@ -179,12 +215,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("fly-prefer-region", "SYD, nowhere".parse().unwrap());
         let plan = Plan::new(&regions(), None, &headers);
-        assert_eq!(plan.regions, ["syd", "ams", "cdg", "nrt"]);
+        assert_eq!(&plan.regions[..], ["syd", "ams", "cdg", "nrt"]);
         assert!(plan.others_allowed);
         headers.insert("fly-force-region", "nrt,cdg".parse().unwrap());
         headers.insert("fly-force-instance-id", "ABC".parse().unwrap());
         let plan = Plan::new(&regions(), None, &headers);
-        assert_eq!(plan.regions, ["cdg", "nrt"]);
+        assert_eq!(&plan.regions[..], ["cdg", "nrt"]);
         assert!(!plan.others_allowed);
         assert_eq!(plan.instance, Instance::Force("abc".into()));
     }
