@@ -219,6 +219,8 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            queue_timeout: edge_config.queue_timeout,
+            max_queued: edge_config.max_queued,
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(

@@ -285,3 +285,75 @@ async fn proxy_protocol_from_trusted_peers_only() {
     );
     edge.shutdown().await;
 }
+
+/// With a hard limit of 2 and room for 2 in the queue, 5 concurrent slow requests: 2
+/// run, 2 wait and then run, and the fifth gets 503 with Retry-After at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_limit_queues_then_refuses() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.max_queued = 2;
+        c.edge.queue_timeout = Duration::from_secs(10);
+    })
+    .await;
+    edge.create_app(APP).await;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["services"][0]["concurrency"] =
+        json!({"type": "requests", "soft_limit": 1, "hard_limit": 2});
+    let (status, machine) = edge
+        .post(
+            &format!("/v1/apps/{APP}/machines"),
+            json!({"config": config}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    edge.wait_for_state(
+        APP,
+        machine["id"].as_str().unwrap(),
+        "started",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let began = std::time::Instant::now();
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let (client, addr) = (edge.client.clone(), edge.running.http_addr);
+            tokio::spawn(async move {
+                let res = client
+                    .get(format!("http://{addr}/?sleep=600"))
+                    .header("host", format!("{APP}.localhost"))
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    res.status(),
+                    res.headers().contains_key("retry-after"),
+                    began.elapsed(),
+                )
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for request in requests {
+        outcomes.push(request.await.unwrap());
+    }
+    let served: Vec<_> = outcomes
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .collect();
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!((served.len(), refused.len()), (4, 1), "{outcomes:?}");
+    assert!(refused[0].1, "503 carries Retry-After");
+    let waited = served
+        .iter()
+        .filter(|(_, _, took)| *took >= Duration::from_millis(1200))
+        .count();
+    assert_eq!(
+        waited, 2,
+        "two waited for the first two to finish: {outcomes:?}"
+    );
+    edge.shutdown().await;
+}

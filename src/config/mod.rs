@@ -47,6 +47,10 @@ pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
 /// Most bytes a request's header section may take (more: 431).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_CERTS_DIR: &str = "certs";
+/// How long a request waits for room when every machine is at its hard limit.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many requests per app may wait so (more: 503 at once).
+pub const DEFAULT_MAX_QUEUED: usize = 256;
 /// How long a client may take to finish the TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PRIVATE_IP_RANGE: &str = "127.20.0.0/16";
@@ -101,6 +105,9 @@ pub struct EdgeConfig {
     pub max_header_bytes: usize,
     /// Peers (CIDRs) whose PROXY protocol header or `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "duration::human")]
+    pub queue_timeout: Duration,
+    pub max_queued: usize,
     /// Whether the HTTP / HTTPS listener expects a PROXY protocol header (v1 or v2) from
     /// trusted peers (Fly's `proxy_proto` handler, on the edge's side).
     pub http_proxy_protocol: bool,
@@ -221,6 +228,8 @@ impl Default for EdgeConfig {
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             trusted_proxies: Vec::new(),
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_queued: DEFAULT_MAX_QUEUED,
             http_proxy_protocol: false,
             https_proxy_protocol: false,
         }

@@ -16,6 +16,7 @@ use crate::machines::{App, EventSource, MachineState, Registry, Supervisor};
 use crate::trusted::Trusted;
 use crate::wake::WakeError;
 use bytes::Bytes;
+use dashmap::DashMap;
 use forward::{Routed, Upstreams};
 use headers::Forwarded;
 use http::{Request, Response};
@@ -53,6 +54,8 @@ pub struct Proxy {
     supervisor: Arc<Supervisor>,
     settings: ProxySettings,
     upstreams: Upstreams,
+    /// Requests waiting for room, per app.
+    queued: DashMap<String, usize>,
 }
 
 /// What the proxy knows about the edge and its clients.
@@ -63,7 +66,14 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// How long a request waits when every machine is at its hard limit.
+    pub queue_timeout: std::time::Duration,
+    /// How many requests per app may wait so.
+    pub max_queued: usize,
 }
+
+/// How often a queued request looks for room.
+const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Proxy {
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
@@ -72,6 +82,7 @@ impl Proxy {
             supervisor,
             settings,
             upstreams: Upstreams::new(),
+            queued: DashMap::new(),
         }
     }
 
@@ -135,6 +146,35 @@ impl Proxy {
     /// failure in the nearest region falls back to the next one; the last failure is
     /// reported when nothing else can serve.
     async fn acquire(&self, app: &App, port: u16, plan: &Plan) -> Result<Routed, ProxyError> {
+        match self.acquire_once(app, port, plan).await {
+            Err(ProxyError::AtHardLimit { .. }) => self.queue(app, port, plan).await,
+            other => other,
+        }
+    }
+
+    /// Every machine that could serve is at its hard limit: wait for room, a bounded
+    /// number of requests per app for a bounded time, then 503 with `Retry-After`.
+    async fn queue(&self, app: &App, port: u16, plan: &Plan) -> Result<Routed, ProxyError> {
+        let full = || ProxyError::AtHardLimit {
+            app: app.record.name.clone(),
+        };
+        let Some(_place) =
+            QueuePlace::take(&self.queued, &app.record.name, self.settings.max_queued)
+        else {
+            return Err(full());
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(QUEUE_POLL).await;
+            match self.acquire_once(app, port, plan).await {
+                Err(ProxyError::AtHardLimit { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(full())
+    }
+
+    async fn acquire_once(&self, app: &App, port: u16, plan: &Plan) -> Result<Routed, ProxyError> {
         let mut failed = HashSet::new();
         let mut last_failure = None;
         for _ in 0..MAX_WAKE_ATTEMPTS {
@@ -145,6 +185,12 @@ impl Proxy {
                 };
             let machine = picked.machine;
             let in_flight = machine.enter();
+            if over_hard_limit(&machine, port) {
+                // Another request took the last place between the pick and now.
+                return Err(ProxyError::AtHardLimit {
+                    app: app.record.name.clone(),
+                });
+            }
             if picked.action == Action::Wake {
                 match self.supervisor.wake(&machine, EventSource::Edgewake).await {
                     Ok(()) => {}
@@ -228,6 +274,43 @@ impl Proxy {
                 .await;
             }
             Err(e) => tracing::debug!(machine = %routed.machine.id, "TCP tunnel: {e}"),
+        }
+    }
+}
+
+/// Whether the machine now has more requests in flight than its hard limit allows.
+fn over_hard_limit(machine: &crate::machines::Machine, port: u16) -> bool {
+    let limit = machine
+        .spec()
+        .service_for_port(port)
+        .and_then(|s| s.concurrency.hard_limit);
+    limit.is_some_and(|limit| machine.activity.in_flight() > limit)
+}
+
+/// A request's place in an app's queue; gives it back when dropped.
+struct QueuePlace<'a> {
+    queued: &'a DashMap<String, usize>,
+    app: String,
+}
+
+impl<'a> QueuePlace<'a> {
+    fn take(queued: &'a DashMap<String, usize>, app: &str, max: usize) -> Option<QueuePlace<'a>> {
+        let mut count = queued.entry(app.to_string()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(QueuePlace {
+            queued,
+            app: app.to_string(),
+        })
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        if let Some(mut count) = self.queued.get_mut(&self.app) {
+            *count = count.saturating_sub(1);
         }
     }
 }

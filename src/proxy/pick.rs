@@ -124,8 +124,13 @@ pub fn pick(
                 .then(|| among(&serving, |m| !plan.regions.contains(&m.region)))
                 .flatten()
         };
+        let full =
+            |c: &Candidate| c.state == MachineState::Started && !c.started_below(c.hard_limit);
         match in_plan.or_else(elsewhere) {
             Some(chosen) => Ok(picked(chosen, preferred_unavailable)),
+            None if serving.iter().any(|(_, c)| full(c)) => Err(ProxyError::AtHardLimit {
+                app: app.record.name.clone(),
+            }),
             None => Err(ProxyError::NoMachines {
                 app: app.record.name.clone(),
                 port: public_port,

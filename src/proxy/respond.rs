@@ -19,6 +19,8 @@ pub enum ProxyError {
     UnknownHost(String),
     #[error("app {app} has no machine that can serve port {port}")]
     NoMachines { app: String, port: u16 },
+    #[error("every machine of app {app} is at its hard limit; try again later")]
+    AtHardLimit { app: String },
     #[error("app {app} has no machine {machine} (fly-force-instance-id)")]
     UnknownInstance { app: String, machine: String },
     #[error("machine {machine} cannot take the request now (fly-force-instance-id)")]
@@ -34,7 +36,9 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
-            ProxyError::NoMachines { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoMachines { .. } | ProxyError::AtHardLimit { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
             ProxyError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Wake { error, .. } => match error {
