@@ -125,33 +125,14 @@ impl Edge {
     }
 }
 
-/// Accepts plain-HTTP connections until cancelled.
-pub async fn serve_http(tcp: TcpListener, edge: Arc<Edge>, listener: Listener) {
+/// Accepts connections until cancelled. On the HTTPS listener (`tls` given) the
+/// handshake runs in the connection's task under its timeout; then HTTP, or raw TCP for
+/// services whose port has only the `tls` handler.
+pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: Option<Arc<Tls>>) {
     let cancel = edge.cancel.clone();
     listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
         let Accepted {
-            stream,
-            peer,
-            permit,
-        } = accepted;
-        let (edge2, client) = (edge.clone(), Client::new(peer, listener, permit));
-        edge.connections.spawn(async move {
-            let mut stream = stream;
-            if let Some(client) = edge2.client_behind(&mut stream, client).await {
-                serve_connection(stream, client, edge2).await;
-            }
-        });
-    })
-    .await;
-}
-
-/// Accepts TLS connections until cancelled: handshake (under its timeout) in the
-/// connection's task, then HTTP, or raw TCP for services whose port has no `http` handler.
-pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: Arc<Tls>) {
-    let cancel = edge.cancel.clone();
-    listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
-        let Accepted {
-            stream,
+            mut stream,
             peer,
             permit,
         } = accepted;
@@ -161,9 +142,11 @@ pub async fn serve_https(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, 
             Client::new(peer, listener, permit),
         );
         edge.connections.spawn(async move {
-            let mut stream = stream;
             let Some(client) = edge2.client_behind(&mut stream, client).await else {
                 return;
+            };
+            let Some(tls) = tls else {
+                return serve_connection(stream, client, edge2).await;
             };
             match tls.accept(stream).await {
                 Ok(stream) => serve_tls_connection(stream, client, edge2).await,

@@ -249,8 +249,8 @@ impl Served {
             proxy_protocol: edge_config.https_proxy_protocol,
         };
         tokio::join!(
-            http::serve_http(sockets.http, edge.clone(), http_listener),
-            http::serve_https(sockets.https, edge.clone(), https_listener, tls),
+            http::serve(sockets.http, edge.clone(), http_listener, None),
+            http::serve(sockets.https, edge.clone(), https_listener, Some(tls)),
         );
         // The accept loops return only once cancelled: drain what is in flight.
         supervisor.close_all_tunnels().await;

@@ -6,7 +6,6 @@ use super::lease::{LeaseNonce, MAX_LEASE_TTL, lease_error};
 use super::lifecycle::OkBody;
 use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
 use crate::machines::registry::{NewMachine, RegistryError};
-use crate::machines::spec::MachineSpec;
 use crate::machines::update::{Update, UpdateError};
 use crate::machines::{EventSource, MachineRecord, MachineState};
 use axum::Json;
@@ -38,15 +37,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateMachine>,
 ) -> Result<Json<Value>, ApiError> {
     let app = state.app(&app)?;
-    let config = body
-        .config
-        .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
-    state
-        .supervisor
-        .driver()
-        .check_image(&spec.image)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (config, spec) = state.accept_config(body.config)?;
     let region = state.region(body.region.as_deref())?;
     let new = NewMachine {
         name: body.name,
@@ -125,15 +116,7 @@ pub async fn update(
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     immutable("region", body.region.as_deref(), &machine.region)?;
     immutable("name", body.name.as_deref(), &machine.record().name)?;
-    let config = body
-        .config
-        .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-    let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
-    state
-        .supervisor
-        .driver()
-        .check_image(&spec.image)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (config, spec) = state.accept_config(body.config)?;
     let update = Update {
         config,
         spec,

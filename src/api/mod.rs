@@ -15,6 +15,7 @@ mod query;
 mod request_id;
 mod wait;
 
+use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry, Supervisor};
 use axum::Router;
 use error::ApiError;
@@ -48,6 +49,22 @@ impl ApiState {
         self.registry()
             .machine(&app.record.name, id)
             .ok_or_else(|| ApiError::not_found(format!("machine {id} not found")))
+    }
+
+    /// A machine config as given to create or update: present, valid, normalised, and of
+    /// an image the driver can run.
+    fn accept_config(
+        &self,
+        config: Option<serde_json::Value>,
+    ) -> Result<(serde_json::Value, MachineSpec), ApiError> {
+        let config = config
+            .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
+        let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
+        let driver = self.supervisor.driver();
+        driver
+            .check_image(&spec.image)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok((config, spec))
     }
 
     /// The region a new machine goes to: the first of a preference list, else the edge's.
