@@ -137,7 +137,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
     e=${RESULTS["$scenario/edgewake/median"]:-}
     for peer in haproxy nginx direct; do
       p=${RESULTS["$scenario/$peer/median"]:-}
-      [ -n "$e" ] && [ -n "$p" ] && printf "  %-14s edgewake/%-8s %.2f\n" "$scenario" "$peer" "$(echo "$e / $p" | bc -l)"
+      if [ -n "$e" ] && [ -n "$p" ]; then
+        printf "  %-14s edgewake/%-8s %.2f\n" "$scenario" "$peer" "$(echo "$e / $p" | bc -l)"
+      fi
     done
   done
 } | tee "$OUT"
