@@ -12,9 +12,7 @@ const BOOT: Duration = Duration::from_secs(10);
 
 /// A started machine's id.
 async fn started(edge: &TestEdge) -> String {
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, false).await);
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
-    id
+    edge.started_machine(APP, RUNTIME_IMAGE).await
 }
 
 fn event_types(machine: &Value) -> Vec<&str> {

@@ -44,8 +44,7 @@ async fn logs_hold_the_machine_output() {
 async fn followed_logs_stream_new_output_until_destroyed() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, false).await);
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
+    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
     let mut res = edge
         .client
         .get(edge.api_url(&machine_path(APP, &id, "/logs?follow=true")))

@@ -82,8 +82,7 @@ async fn update_restarts_running_machine_on_new_config() {
 async fn update_with_skip_launch_leaves_it_stopped() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, false).await);
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
+    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
     let body = json!({"config": config_with_env(json!({"APP_ENV": "next"})), "skip_launch": true});
     let (status, updated) = edge.post(&machine_path(APP, &id, ""), body).await;
     assert_eq!(status, StatusCode::OK, "{updated}");

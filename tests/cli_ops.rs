@@ -212,8 +212,7 @@ async fn machine_logs_and_follow() {
     use tokio::io::AsyncReadExt;
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, false).await);
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
+    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
     assert!(ok(cli(&edge, &["machine", "logs", &id, "-a", APP]).await).contains("listening on"));
 
     let mut follow = command(&edge, &["machine", "logs", &id, "-a", APP, "--follow"])

@@ -14,10 +14,7 @@ use support::*;
 async fn stop_completes_when_the_client_hangs_up() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
 
     let url = edge.api_url(&format!("/v1/apps/{APP}/machines/{id}/stop"));
     let hasty = edge
@@ -44,10 +41,7 @@ async fn stop_completes_when_the_client_hangs_up() {
 async fn no_machine_outlives_a_deleted_app() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
 
     let url = edge.api_url(&format!("/v1/apps/{APP}?force=true"));
     let delete = tokio::spawn(edge.client.delete(url).bearer_auth(TOKEN).send());

@@ -129,10 +129,7 @@ async fn idle_machine_stops_and_wakes_again() {
 async fn request_during_stop_waits_and_wakes() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, SLOW_STOP_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
 
     let stop_path = format!("/v1/apps/{APP}/machines/{id}/stop");
     let (client, url) = (edge.client.clone(), edge.api_url(&stop_path));

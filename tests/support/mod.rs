@@ -197,6 +197,16 @@ impl TestEdge {
         machine
     }
 
+    /// Creates a machine of `image` that boots at once and waits until it has started;
+    /// returns its id.
+    pub async fn started_machine(&self, app: &str, image: &str) -> String {
+        let machine = self.create_machine(app, image, false).await;
+        let id = machine["id"].as_str().unwrap().to_string();
+        self.wait_for_state(app, &id, "started", Duration::from_secs(10))
+            .await;
+        id
+    }
+
     pub async fn machine(&self, app: &str, id: &str) -> Value {
         let (status, machine) = self.get(&format!("/v1/apps/{app}/machines/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{machine}");
