@@ -4,6 +4,7 @@
 
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
+use crate::proxy::upstream::ConnectionUpstream;
 use crate::proxy::{ConnectionPermit, Listener, Proxy, ProxyBody};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
@@ -182,6 +183,7 @@ where
     let activity = Arc::new(Activity::new());
     activity.touch();
     let (proxy, requests, conn_client) = (edge.proxy.clone(), activity.clone(), client.clone());
+    let own_upstream = Arc::new(ConnectionUpstream::default());
     let service = service_fn(move |mut req| {
         let (proxy, request, client) = (
             proxy.clone(),
@@ -189,6 +191,9 @@ where
             conn_client.clone(),
         );
         req.extensions_mut().insert(client.permit);
+        if req.version() == http::Version::HTTP_11 {
+            req.extensions_mut().insert(own_upstream.clone());
+        }
         async move {
             let response = proxy.handle(req, client.listener, client.peer).await;
             Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))

@@ -6,6 +6,7 @@
 use super::headers::{self, Forwarded};
 use super::respond::ProxyError;
 use super::tunnel::{self, Carried};
+use super::upstream::ConnectionUpstream;
 use super::{ConnectionPermit, ProxyBody};
 use crate::machines::Machine;
 use crate::machines::activity::InFlight;
@@ -67,6 +68,7 @@ pub async fn forward(
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
+    let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
     *req.uri_mut() = machine_uri(req.uri(), &machine, routed.internal_port);
     *req.version_mut() = if routed.h2_backend {
         Version::HTTP_2
@@ -83,18 +85,30 @@ pub async fn forward(
     if let Some(protocol) = &upgrade {
         restore_upgrade(req.headers_mut(), protocol);
     }
-    let client = if routed.h2_backend {
-        &upstreams.h2c
-    } else {
-        &upstreams.http1
+    let upstream_error = |message| ProxyError::Upstream {
+        machine: machine.id.clone(),
+        message,
     };
-    let mut response = client
-        .request(req)
-        .await
-        .map_err(|e| ProxyError::Upstream {
-            machine: machine.id.clone(),
-            message: error_chain(&e),
-        })?;
+    let mut response = match own_upstream.filter(|_| !routed.h2_backend && upgrade.is_none()) {
+        Some(own) => {
+            let addr = std::net::SocketAddr::from((machine.private_ip, routed.internal_port));
+            *req.uri_mut() = origin_form(req.uri());
+            own.send(addr, req)
+                .await
+                .map_err(|e| upstream_error(error_chain(&e)))?
+        }
+        None => {
+            let client = if routed.h2_backend {
+                &upstreams.h2c
+            } else {
+                &upstreams.http1
+            };
+            client
+                .request(req)
+                .await
+                .map_err(|e| upstream_error(error_chain(&e)))?
+        }
+    };
     if let (Some(protocol), Some(client_upgrade)) = (&upgrade, client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
@@ -190,6 +204,15 @@ fn switch_protocols(
         .map_err(|never| match never {})
         .boxed_unsync();
     Response::from_parts(parts, empty)
+}
+
+/// The path and query alone, as an HTTP/1.1 request line to the machine carries them.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
 }
 
 fn machine_uri(original: &Uri, machine: &Machine, port: u16) -> Uri {

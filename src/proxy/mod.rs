@@ -8,6 +8,7 @@ pub mod place;
 mod respond;
 pub mod route;
 pub mod tunnel;
+pub mod upstream;
 
 pub use respond::{ProxyError, error_response};
 
