@@ -66,7 +66,8 @@ async fn serve() -> std::io::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or([0, 0, 0, 0].into());
     let port: u16 = env("PORT").and_then(|v| v.parse().ok()).unwrap_or(8080);
-    let listener = TcpListener::bind(SocketAddr::new(ip, port)).await?;
+    // The edge's own listener settings: a backlog deep enough for a herd of first requests.
+    let listener = crate::listener::bind(SocketAddr::new(ip, port))?;
     println!("edgewake-functions listening on {}", listener.local_addr()?);
     let machine = Arc::new(Machine {
         id: env("FLY_MACHINE_ID").unwrap_or_default(),

@@ -103,6 +103,7 @@ impl Supervisor {
             .internal_ports()
             .first()
             .map(|p| SocketAddr::from((machine.private_ip, *p)));
+        let began = std::time::Instant::now();
         let instance = match self.driver.start(self.launch(machine)).await {
             Ok(instance) => instance,
             Err(e) => {
@@ -121,7 +122,9 @@ impl Supervisor {
         machine.activity.touch();
         self.watch_exit(machine, life.generation, instance.clone());
         life.instance = Some(instance);
-        let event = MachineEvent::new(kind, MachineState::Started, source);
+        let mut event = MachineEvent::new(kind, MachineState::Started, source);
+        // The machine's own boot: from spawn to accepting on its port (probe included).
+        event.request = Some(serde_json::json!({ "boot_us": began.elapsed().as_micros() as u64 }));
         self.registry
             .transition(machine, MachineState::Started, Some(event));
         tracing::info!(machine = %machine.id, app = %machine.app, "machine started");
