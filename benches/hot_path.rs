@@ -1,0 +1,90 @@
+//! Micro-benchmarks of the proxy's per-request work: host → app name, header rewriting,
+//! and the wake path's bookkeeping (in-flight guard, activity clock).
+//! Run: `cargo bench --bench hot_path`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use edgewake::machines::activity::{Activity, InFlight};
+use edgewake::proxy::headers::{self, Forwarded};
+use edgewake::proxy::route;
+use http::HeaderMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+fn host_to_app(c: &mut Criterion) {
+    let domains = vec!["localhost".to_string(), "apps.example.com".to_string()];
+    c.bench_function("host_to_app_name", |b| {
+        b.iter(|| route::app_name(black_box("user-functions.apps.example.com"), &domains))
+    });
+}
+
+/// A browser-like request's headers.
+fn request_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "user-functions.localhost"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/133.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("connection", "keep-alive"),
+        ("cookie", "session=abcdef0123456789"),
+    ] {
+        h.insert(name, value.parse().unwrap());
+    }
+    h
+}
+
+fn header_rewriting(c: &mut Criterion) {
+    let fwd = Forwarded {
+        client_ip: "203.0.113.7".parse().unwrap(),
+        peer_ip: "203.0.113.7".parse().unwrap(),
+        host: "user-functions.localhost",
+        scheme: "https",
+        public_port: 443,
+        edge_region: "ams",
+    };
+    let template = request_headers();
+    c.bench_function("headers_to_machine", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut h| headers::to_machine(&mut h, &fwd),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut response = HeaderMap::new();
+    response.insert("content-type", "application/json".parse().unwrap());
+    response.insert("content-length", "454".parse().unwrap());
+    c.bench_function("headers_to_client", |b| {
+        b.iter_batched(
+            || response.clone(),
+            |mut h| {
+                headers::to_client(
+                    &mut h,
+                    "3d8d413b29d089",
+                    "ams",
+                    "01JC9Z6B8K3M4N5P6Q7R8S9T0V-ams",
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+fn wake_bookkeeping(c: &mut Criterion) {
+    let activity = Arc::new(Activity::new());
+    c.bench_function("in_flight_enter_and_drop", |b| {
+        b.iter(|| drop(black_box(InFlight::enter(&activity))))
+    });
+    c.bench_function("activity_idle_for", |b| {
+        b.iter(|| black_box(activity.idle_for()))
+    });
+}
+
+criterion_group!(benches, host_to_app, header_rewriting, wake_bookkeeping);
+criterion_main!(benches);
