@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: edgewake next to nginx and HAProxy, same machine backend, same client,
 # interleaved rounds, one table. Usage: bash benches/load.sh [ROUNDS] [SECONDS]
+# EDGEWAKE_WORKERS=N runs edgewake with N tokio workers, unpinned (scaling); default 1,
+# pinned like the peers.
 #
 # - builds edgewake (release), starts it on free loopback ports with its own data dir,
 #   creates an app and a machine of the bundled runtime with autostop off;
@@ -57,7 +59,8 @@ longitude = 4.890
 [images."flyio/fastify-functions"]
 command = ["{bin_dir}/edgewake", "functions"]
 EOF
-EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=1 "$BIN" serve --config "$WORK/edgewake.toml" \
+WORKERS=${EDGEWAKE_WORKERS:-1}
+EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$BIN" serve --config "$WORK/edgewake.toml" \
   --http "127.0.0.1:$HTTP" --https "127.0.0.1:$HTTPS" --api "127.0.0.1:$API" 2>"$WORK/edgewake.log" &
 EDGEWAKE_PID=$!
 api() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API/v1$1" "${@:2}"; }
@@ -68,7 +71,7 @@ MACHINE=$(api /apps/bench/machines -X POST -d '{"config":{"image":"flyio/fastify
    "ports":[{"port":80,"handlers":["http"]},{"port":443,"handlers":["tls","http"]}]}]}}')
 IP=$(echo "$MACHINE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["private_ip"])')
 for _ in $(seq 200); do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$HTTP/" && break; sleep 0.05; done
-taskset -apc 0 "$EDGEWAKE_PID" >/dev/null
+[ "$WORKERS" = 1 ] && taskset -apc 0 "$EDGEWAKE_PID" >/dev/null
 
 PEERS="$ROOT/../shared/bench/peers.sh"
 [ -f "$PEERS" ] || PEERS="$ROOT/benches/peers.sh"
@@ -122,7 +125,7 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 {
   echo "edgewake load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-  echo "wrk -t1 ${SECONDS_PER_RUN}s x $ROUNDS rounds (medians); proxies on CPU 0 (edgewake: 1 tokio worker), wrk on CPU 1"
+  echo "wrk -t1 ${SECONDS_PER_RUN}s x $ROUNDS rounds (medians); peers on CPU 0, wrk on CPU 1; edgewake: $WORKERS tokio worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned')"
   printf "%-14s %-9s %10s %9s %9s\n" scenario target rps p50_ms p99_ms
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do
