@@ -13,7 +13,8 @@
 //! - `proxy`: the request phases — `route` (Host → app), `place` (regions nearest the
 //!   client, routing headers), `pick` (machine in a region, soft/hard limits),
 //!   wake (via the supervisor), `forward` (pooled client, headers, upgrades), `respond`
-//!   (errors, redirects); `tunnel` pumps WebSockets and raw TCP after TLS.
+//!   (errors, redirects); `upstream` is an HTTP/1.1 client connection's own connection
+//!   to its machine; `tunnel` pumps WebSockets and raw TCP after TLS.
 //! - `wake`: single-flight wake of a machine and its readiness probe.
 //! - `machines`: records and states, the `Registry` (DashMap + SQLite `store`; destroyed
 //!   records kept for `include_deleted`), the `Driver` trait and the `process` driver,
