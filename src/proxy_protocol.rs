@@ -9,6 +9,8 @@ use tokio::net::TcpStream;
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// A v1 header is at most 107 bytes, CRLF included.
 const V1_MAX: usize = 107;
+/// Longest header accepted (v2 with TLVs); a longer one is refused.
+const MAX_HEADER: usize = 4096;
 /// How long a trusted peer may take to send the header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,9 +34,11 @@ pub fn header_len(bytes: &[u8]) -> Result<Option<usize>, ProxyHeaderError> {
         let len = u16::from_be_bytes([bytes[14], bytes[15]]) as usize;
         return Ok(Some(16 + len));
     }
-    if bytes.len() < 12 {
+    if bytes.len() < 16 {
+        let signature = &bytes[..bytes.len().min(12)];
+        let v1_start = bytes.len() < 12 && b"PROXY ".starts_with(&bytes[..bytes.len().min(6)]);
         let prefix_ok =
-            V2_SIGNATURE.starts_with(bytes) || b"PROXY ".starts_with(&bytes[..bytes.len().min(6)]);
+            V2_SIGNATURE.starts_with(signature) || v1_start || bytes.starts_with(b"PROXY ");
         return if prefix_ok {
             Ok(None)
         } else {
@@ -110,34 +114,44 @@ fn parse_v2(header: &[u8]) -> Result<Source, ProxyHeaderError> {
 
 /// Reads the header off a fresh connection, leaving everything after it unread.
 pub async fn read_header(stream: &mut TcpStream) -> Result<Source, ProxyHeaderError> {
-    let mut peeked = vec![0u8; 16];
-    let len = tokio::time::timeout(HEADER_TIMEOUT, async {
-        loop {
-            let n = stream
-                .peek(&mut peeked)
-                .await
-                .map_err(|_| ProxyHeaderError::Incomplete)?;
-            if let Some(len) = header_len(&peeked[..n])? {
-                return Ok(len);
-            }
-            if n == 0 {
-                return Err(ProxyHeaderError::Incomplete);
-            }
-            if n == peeked.len() {
-                peeked.resize(peeked.len() * 2, 0);
-            } else {
-                tokio::time::sleep(Duration::from_millis(1)).await; // the rest is on its way
-            }
-        }
+    // The whole header, peeking and reading, within one deadline.
+    tokio::time::timeout(HEADER_TIMEOUT, async {
+        let len = header_length(stream).await?;
+        let mut header = vec![0u8; len];
+        stream
+            .read_exact(&mut header)
+            .await
+            .map_err(|_| ProxyHeaderError::Incomplete)?;
+        parse(&header)
     })
     .await
-    .map_err(|_| ProxyHeaderError::Incomplete)??;
-    let mut header = vec![0u8; len];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(|_| ProxyHeaderError::Incomplete)?;
-    parse(&header)
+    .map_err(|_| ProxyHeaderError::Incomplete)?
+}
+
+/// Peeks until the header's length is known, without consuming anything.
+async fn header_length(stream: &mut TcpStream) -> Result<usize, ProxyHeaderError> {
+    let mut peeked = vec![0u8; 16];
+    loop {
+        let n = stream
+            .peek(&mut peeked)
+            .await
+            .map_err(|_| ProxyHeaderError::Incomplete)?;
+        if let Some(len) = header_len(&peeked[..n])? {
+            return if len <= MAX_HEADER {
+                Ok(len)
+            } else {
+                Err(ProxyHeaderError::Malformed("header too long"))
+            };
+        }
+        if n == 0 {
+            return Err(ProxyHeaderError::Incomplete);
+        }
+        if n == peeked.len() {
+            peeked.resize(peeked.len() * 2, 0);
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await; // the rest is on its way
+        }
+    }
 }
 
 /// Writes a v2 header for `source` → `destination` (tests and tools).
@@ -208,6 +222,15 @@ mod tests {
         );
         assert_eq!(header_len(b"PROXY TCP4 1.2."), Ok(None));
         assert_eq!(header_len(&V2_SIGNATURE[..5]), Ok(None));
+        let v2 = v2_header(
+            "198.51.100.9:4000".parse().unwrap(),
+            "192.0.2.1:443".parse().unwrap(),
+        );
+        assert_eq!(
+            header_len(&v2[..13]),
+            Ok(None),
+            "a v2 header split after its signature"
+        );
         assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
     }
 }

@@ -32,20 +32,33 @@ impl Trusted {
         if !self.contains(peer) {
             return peer;
         }
-        let hops: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse().ok())
+            .map(str::trim)
             .collect();
-        hops.iter()
-            .rev()
-            .find(|hop| !self.contains(**hop))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer)
+        // From the right: trusted hops are skipped; the first other one is the client. An
+        // entry that is not an address stops the walk: what stands left of it was written
+        // by someone unknown, so the peer is all that is sure.
+        for hop in hops.iter().rev() {
+            match parse_hop(hop) {
+                Some(ip) if self.contains(ip) => continue,
+                Some(ip) => return ip,
+                None => return peer,
+            }
+        }
+        hops.first().and_then(|hop| parse_hop(hop)).unwrap_or(peer)
     }
+}
+
+/// An X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:443`, `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 #[cfg(test)]
@@ -65,6 +78,19 @@ mod tests {
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let client = trusted.client_ip(peer, &xff("198.51.100.7, 203.0.113.9, 192.0.2.1"));
         assert_eq!(client, "203.0.113.9".parse::<IpAddr>().unwrap());
+    }
+
+    /// Ports and brackets are read; an entry that is no address ends the trust, so a
+    /// client's own entry left of it cannot win.
+    #[test]
+    fn odd_entries_do_not_let_the_client_choose() {
+        let trusted = Trusted::parse(&["10.0.0.0/8".into()]);
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let client = trusted.client_ip(peer, &xff("6.6.6.6, 203.0.113.9:443"));
+        assert_eq!(client, "203.0.113.9".parse::<IpAddr>().unwrap());
+        let client = trusted.client_ip(peer, &xff("6.6.6.6, [2001:db8::1]"));
+        assert_eq!(client, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(trusted.client_ip(peer, &xff("6.6.6.6, unknown")), peer);
     }
 
     /// An untrusted peer's header is ignored.

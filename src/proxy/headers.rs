@@ -91,7 +91,13 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     } else {
         ip_value(fwd.client_ip)
     };
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let previous: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let previous = (!previous.is_empty()).then(|| previous.join(", "));
+    let xff = match previous {
         Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", fwd.peer_ip))
             .unwrap_or_else(|_| peer.clone()),
         None => peer,

@@ -126,11 +126,15 @@ pub fn pick(
         };
         let full =
             |c: &Candidate| c.state == MachineState::Started && !c.started_below(c.hard_limit);
+        let allowed = |m: &Machine| plan.others_allowed || plan.regions.contains(&m.region);
         match in_plan.or_else(elsewhere) {
             Some(chosen) => Ok(picked(chosen, preferred_unavailable)),
-            None if serving.iter().any(|(_, c)| full(c)) => Err(ProxyError::AtHardLimit {
-                app: app.record.name.clone(),
-            }),
+            // Waiting only helps when a machine the plan allows is full.
+            None if serving.iter().any(|(m, c)| full(c) && allowed(m)) => {
+                Err(ProxyError::AtHardLimit {
+                    app: app.record.name.clone(),
+                })
+            }
             None => Err(ProxyError::NoMachines {
                 app: app.record.name.clone(),
                 port: public_port,

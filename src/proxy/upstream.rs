@@ -4,6 +4,7 @@
 //! shared/reference/perf-notes.md: the pooled client costs 1–3 µs a request more).
 //! HTTP/2 clients, upgrades and h2c backends use the shared pool instead.
 
+use super::forward::UPSTREAM_CONNECT_TIMEOUT;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -54,8 +55,11 @@ impl ConnectionUpstream {
                 },
             }
         }
-        let stream = TcpStream::connect(addr)
-            .await
+        let connect =
+            tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let stream = connect
+            .map_err(|_| UpstreamError::Connect(timed_out()))?
             .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
