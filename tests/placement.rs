@@ -299,20 +299,7 @@ async fn hard_limit_queues_then_refuses() {
     let mut config = seed_config(RUNTIME_IMAGE);
     config["services"][0]["concurrency"] =
         json!({"type": "requests", "soft_limit": 1, "hard_limit": 2});
-    let (status, machine) = edge
-        .post(
-            &format!("/v1/apps/{APP}/machines"),
-            json!({"config": config}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{machine}");
-    edge.wait_for_state(
-        APP,
-        machine["id"].as_str().unwrap(),
-        "started",
-        Duration::from_secs(10),
-    )
-    .await;
+    edge.started_machine_with(APP, config).await;
 
     let began = std::time::Instant::now();
     let requests: Vec<_> = (0..5)

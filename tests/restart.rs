@@ -60,16 +60,7 @@ async fn restart_policy_always_comes_back_started() {
     edge.create_app(APP).await;
     let mut config = seed_config(RUNTIME_IMAGE);
     config["restart"] = json!({"policy": "always"});
-    let (status, machine) = edge
-        .post(
-            &format!("/v1/apps/{APP}/machines"),
-            json!({"config": config}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{machine}");
-    let id = machine["id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    let id = edge.started_machine_with(APP, config).await;
 
     let edge = edge.restart().await;
     edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))

@@ -200,7 +200,15 @@ impl TestEdge {
     /// Creates a machine of `image` that boots at once and waits until it has started;
     /// returns its id.
     pub async fn started_machine(&self, app: &str, image: &str) -> String {
-        let machine = self.create_machine(app, image, false).await;
+        self.started_machine_with(app, seed_config(image)).await
+    }
+
+    /// Creates a machine with `config` that boots at once and waits until it has
+    /// started; returns its id.
+    pub async fn started_machine_with(&self, app: &str, config: Value) -> String {
+        let body = json!({"config": config});
+        let (status, machine) = self.post(&format!("/v1/apps/{app}/machines"), body).await;
+        assert_eq!(status, StatusCode::OK, "{machine}");
         let id = machine["id"].as_str().unwrap().to_string();
         self.wait_for_state(app, &id, "started", Duration::from_secs(10))
             .await;
