@@ -3,7 +3,6 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::openapi::{AppDeleteQuery, AppPath, AppsListQuery};
-use crate::machines::MachineState;
 use crate::machines::registry::RegistryError;
 use crate::machines::store::AppRecord;
 use axum::Json;
@@ -164,9 +163,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let app = state.app(&app)?;
     let machines = app.machines();
-    let running = machines
-        .iter()
-        .any(|m| matches!(m.state(), MachineState::Started | MachineState::Starting));
+    let running = machines.iter().any(|m| m.state().is_running());
     if running && !query.force {
         return Err(ApiError::conflict(format!(
             "app {} has running machines: stop them first or pass force=true",

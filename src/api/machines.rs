@@ -7,7 +7,7 @@ use super::lifecycle::OkBody;
 use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
 use crate::machines::registry::{NewMachine, RegistryError};
 use crate::machines::update::{Update, UpdateError};
-use crate::machines::{EventSource, MachineRecord, MachineState};
+use crate::machines::{EventSource, MachineRecord};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -165,11 +165,7 @@ pub async fn delete(
     nonce: LeaseNonce,
 ) -> Result<Json<Value>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
-    let running = matches!(
-        machine.state(),
-        MachineState::Started | MachineState::Starting
-    );
-    if running && !(query.force || query.kill) {
+    if machine.state().is_running() && !(query.force || query.kill) {
         return Err(ApiError::conflict(format!(
             "machine {id} is {}: stop it first or pass force=true",
             machine.state().as_str()

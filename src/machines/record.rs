@@ -32,6 +32,11 @@ impl MachineState {
         }
     }
 
+    /// Running or on its way there: what deleting needs `force` for.
+    pub fn is_running(self) -> bool {
+        matches!(self, MachineState::Started | MachineState::Starting)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MachineState::Created => "created",
