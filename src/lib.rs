@@ -29,6 +29,9 @@
 //!   `error` (Fly's error JSON).
 //! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
 //!   with a small hyper-util HTTP `client`.
+//! - `images`: the local OCI image store machines run from: `reference` (Docker-style
+//!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
+//!   umoci (`rootfs`, id-mapped for user namespaces), the `lock` shared with the CLI.
 //! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
@@ -52,6 +55,7 @@ pub mod functions;
 pub mod geo;
 pub mod http;
 pub mod ids;
+pub mod images;
 pub mod listener;
 pub mod machines;
 pub mod proxy;
