@@ -27,6 +27,10 @@
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
 //!   `error` (Fly's error JSON).
+//! - `sandbox`: the `sandbox` driver — OCI images under runc in their own namespaces:
+//!   the runtime spec (`bundle`, `seccomp`), the machine's veth link and firewall
+//!   (`network`, wired by the runtime's hook `edgewake sandbox-hook network`), runc and
+//!   the overlay root (`runtime`), host checks (`preflight`).
 //! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
 //!   with a small hyper-util HTTP `client`.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
@@ -60,6 +64,7 @@ pub mod listener;
 pub mod machines;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod sandbox;
 pub mod server;
 pub mod tls;
 pub mod trusted;

@@ -37,6 +37,25 @@ enum Command {
     /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
     #[command(hide = true)]
     Functions,
+    /// Hooks the OCI runtime runs for sandboxed machines (the container state on stdin).
+    #[command(hide = true)]
+    SandboxHook {
+        #[command(subcommand)]
+        hook: SandboxHook,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxHook {
+    /// Wire a machine's veth link into its new network namespace.
+    Network {
+        #[arg(long)]
+        address: std::net::Ipv4Addr,
+        #[arg(long)]
+        gateway: std::net::Ipv4Addr,
+        #[arg(long)]
+        egress: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +86,10 @@ struct ServeArgs {
     /// State, token and machine logs [default: from config, else ./data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// How machines run: `process` (local commands) or `sandbox` (OCI images under runc)
+    /// [default: from config, else process]
+    #[arg(long)]
+    driver: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             command: CertsCommand::Generate { hosts, dir },
         } => generate_certs(&hosts, &dir),
         Command::Functions => Ok(edgewake::functions::run()?),
+        Command::SandboxHook { hook } => sandbox_hook(hook),
         Command::Client(command) => {
             if !edgewake::cli::run(command) {
                 std::process::exit(1);
@@ -85,6 +109,23 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs a runtime hook: errors go to stderr, where runc reports them.
+fn sandbox_hook(hook: SandboxHook) -> anyhow::Result<()> {
+    let SandboxHook::Network {
+        address,
+        gateway,
+        egress,
+    } = hook;
+    let mut state = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut state)?;
+    let link = edgewake::sandbox::network::Link {
+        address,
+        gateway,
+        egress,
+    };
+    link.wire(&state).map_err(anyhow::Error::msg)
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
@@ -129,6 +170,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.edge.https = args.https.unwrap_or(config.edge.https);
     config.api.listen = args.api.unwrap_or(config.api.listen);
     config.data_dir = args.data_dir.unwrap_or(config.data_dir);
+    if let Some(driver) = args.driver {
+        anyhow::ensure!(
+            config::DRIVERS.contains(&driver.as_str()),
+            "--driver {driver}: not a driver (known: {})",
+            config::DRIVERS.join(", ")
+        );
+        config.machines.driver = driver;
+    }
     let options = Options {
         api_token: token_from_env(),
         bin_dir: None,

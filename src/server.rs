@@ -6,12 +6,14 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::geo::GeoDb;
 use crate::http::{self, ConnectionLimits, Edge};
+use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::machines::driver::{Driver, parse_signal};
 use crate::machines::process::ProcessDriver;
 use crate::machines::store::Store;
 use crate::machines::{Registry, Settings, Supervisor, reaper};
 use crate::proxy::place::Regions;
 use crate::proxy::{Listener, Proxy, ProxySettings};
+use crate::sandbox::SandboxDriver;
 use crate::tls::Tls;
 use crate::trusted::Trusted;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub enum StartError {
     Certificates(#[from] crate::tls::certs::CertError),
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
+    #[error("{0}")]
+    Sandbox(String),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -160,12 +164,19 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 /// Opens the state, the driver and the supervisor, and makes machine states true again.
 fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Supervisor>, StartError> {
     let store = Store::open(&config.data_dir.join(STATE_FILE))?;
-    let (registry, stored) = Registry::load(store, &config.machines.private_ip_range)?;
-    let mut driver = ProcessDriver::new(&config.data_dir, config.images.clone());
-    if let Some(bin_dir) = bin_dir {
-        driver = driver.with_bin_dir(bin_dir);
-    }
-    let driver: Arc<dyn Driver> = Arc::new(driver);
+    let sandboxed = config.machines.driver == "sandbox";
+    let range = match sandboxed {
+        true => &config.sandbox.network,
+        false => &config.machines.private_ip_range,
+    };
+    let (registry, stored) = Registry::load(store, range)?;
+    let bin_dir = bin_dir.unwrap_or_else(own_dir);
+    let driver: Arc<dyn Driver> = match sandboxed {
+        true => Arc::new(sandbox_driver(config, &bin_dir)?),
+        false => Arc::new(
+            ProcessDriver::new(&config.data_dir, config.images.clone()).with_bin_dir(bin_dir),
+        ),
+    };
     let supervisor = Arc::new(Supervisor::new(
         Arc::new(registry),
         driver,
@@ -173,6 +184,46 @@ fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Superv
     ));
     supervisor.recover(stored);
     Ok(supervisor)
+}
+
+/// The directory of the running edgewake binary.
+fn own_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default()
+}
+
+/// The sandbox driver with its image store; fails, naming what is missing, when the
+/// host cannot run it.
+fn sandbox_driver(config: &Config, bin_dir: &std::path::Path) -> Result<SandboxDriver, StartError> {
+    let images = ImageStore::new(
+        &config.data_dir,
+        registry_auth(&config.sandbox.registries),
+        config.sandbox.user_namespace.then_some(IdMap {
+            host_id: config.sandbox.id_map_base,
+            size: config.sandbox.id_map_size,
+        }),
+    );
+    let hook = bin_dir.join("edgewake");
+    SandboxDriver::new(&config.data_dir, &config.sandbox, Arc::new(images), hook)
+        .map_err(StartError::Sandbox)
+}
+
+/// Registry credentials from config; `password_env` is read now.
+pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<RegistryAuth> {
+    registries
+        .iter()
+        .map(|r| RegistryAuth {
+            host: r.host.clone(),
+            username: r.username.clone(),
+            password: r
+                .password
+                .clone()
+                .or_else(|| std::env::var(r.password_env.as_deref()?).ok()),
+            insecure: r.insecure,
+        })
+        .collect()
 }
 
 fn settings(config: &Config) -> Settings {

@@ -209,7 +209,7 @@ async fn stop_uses_stop_config_and_body_signal() {
     edge.shutdown().await;
 }
 
-/// Fly endpoints edgewake does not have (volumes, secrets, exec...) answer 501 with
+/// Fly endpoints edgewake does not have (volumes, secrets, ps...) answer 501 with
 /// Fly's error JSON naming the feature; an unknown path is a plain 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_fly_endpoints_say_so() {
@@ -219,8 +219,8 @@ async fn unsupported_fly_endpoints_say_so() {
         (format!("/v1/apps/{APP}/volumes"), "volumes"),
         (format!("/v1/apps/{APP}/secrets"), "secrets"),
         (
-            format!("/v1/apps/{APP}/machines/00000000000000/exec"),
-            "exec",
+            format!("/v1/apps/{APP}/machines/00000000000000/ps"),
+            "process listings",
         ),
     ] {
         let (status, body) = edge.get(&path).await;

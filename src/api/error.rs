@@ -1,6 +1,7 @@
 //! Fly's error JSON, `{"error": "...", "status"?: "..."}`, and the JSON body extractor
 //! that turns malformed bodies into it.
 
+use crate::machines::driver::DriverError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -41,6 +42,22 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// Why a driver could not take or run a machine, as the status that says so: the
+    /// caller's image is wrong (400/422), the registry failed (502), or edgewake's own
+    /// sandbox did (500).
+    pub fn from_driver(error: DriverError) -> ApiError {
+        let status = match &error {
+            DriverError::UnknownImage(_) => StatusCode::BAD_REQUEST,
+            DriverError::ImageNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DriverError::Registry(_) => StatusCode::BAD_GATEWAY,
+            DriverError::ExecUnsupported => StatusCode::NOT_IMPLEMENTED,
+            DriverError::Runtime(_) | DriverError::Files(_) | DriverError::Spawn { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, error.to_string())
     }
 
     pub fn with_code(mut self, code: &'static str) -> ApiError {
@@ -112,7 +129,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("volumes", "volumes"),
     ("secrets", "secrets"),
     ("secretkeys", "secret keys"),
-    ("exec", "exec"),
     ("ps", "process listings"),
     ("versions", "machine version history"),
     ("memory", "memory ballooning"),

@@ -50,12 +50,13 @@ impl ApiState {
     }
 }
 
-fn operation_error(error: OperationError) -> ApiError {
+pub(super) fn operation_error(error: OperationError) -> ApiError {
     match error {
         OperationError::NotRunning(_) => ApiError::conflict(error.to_string()),
         OperationError::Start(e) => {
             ApiError::internal(format!("the machine did not start again: {e}"))
         }
+        OperationError::Exec(e) => ApiError::from_driver(e),
     }
 }
 

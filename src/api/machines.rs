@@ -37,7 +37,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateMachine>,
 ) -> Result<Json<Value>, ApiError> {
     let app = state.app(&app)?;
-    let (config, spec) = state.accept_config(body.config)?;
+    let (config, spec) = state.accept_config(body.config).await?;
     let region = state.region(body.region.as_deref())?;
     let new = NewMachine {
         name: body.name,
@@ -116,7 +116,7 @@ pub async fn update(
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     immutable("region", body.region.as_deref(), &machine.region)?;
     immutable("name", body.name.as_deref(), &machine.record().name)?;
-    let (config, spec) = state.accept_config(body.config)?;
+    let (config, spec) = state.accept_config(body.config).await?;
     let update = Update {
         config,
         spec,

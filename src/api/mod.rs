@@ -4,6 +4,7 @@
 mod apps;
 pub mod auth;
 pub mod error;
+mod exec;
 mod lease;
 mod lifecycle;
 mod list;
@@ -53,7 +54,7 @@ impl ApiState {
 
     /// A machine config as given to create or update: present, valid, normalised, and of
     /// an image the driver can run.
-    fn accept_config(
+    async fn accept_config(
         &self,
         config: Option<serde_json::Value>,
     ) -> Result<(serde_json::Value, MachineSpec), ApiError> {
@@ -63,7 +64,8 @@ impl ApiState {
         let driver = self.supervisor.driver();
         driver
             .check_image(&spec.image)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .await
+            .map_err(ApiError::from_driver)?;
         Ok((config, spec))
     }
 
@@ -101,6 +103,7 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(lifecycle::signal))
         .routes(routes!(lifecycle::cordon))
         .routes(routes!(lifecycle::uncordon))
+        .routes(routes!(exec::exec))
         .routes(routes!(wait::wait))
         .routes(routes!(wait::events))
         .routes(routes!(logs::logs))

@@ -58,6 +58,21 @@ pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// After the stop signal, a machine gets this long before SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_DRIVER: &str = "process";
+/// The drivers `machines.driver` can name.
+pub const DRIVERS: &[&str] = &["process", "sandbox"];
+/// The OCI runtime the sandbox driver runs images with.
+pub const DEFAULT_SANDBOX_RUNTIME: &str = "runc";
+/// Sandboxed machines' addresses; the first is the host side of every machine's link.
+pub const DEFAULT_SANDBOX_NETWORK: &str = "172.30.0.0/16";
+/// Most processes (and threads) one sandboxed machine may have at once.
+pub const DEFAULT_SANDBOX_PIDS_LIMIT: u32 = 512;
+/// Host ids that root and the users of sandboxed machines map to (a user namespace):
+/// container id 0 is host id `id_map_base`, for `id_map_size` ids.
+pub const DEFAULT_SANDBOX_ID_MAP_BASE: u32 = 1_000_000;
+pub const DEFAULT_SANDBOX_ID_MAP_SIZE: u32 = 65_536;
+/// A machine config without `guest` gets Fly's smallest preset (shared-cpu-1x).
+pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
+pub const DEFAULT_GUEST_CPUS: u32 = 1;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +84,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub geo: GeoConfig,
     pub machines: MachinesConfig,
+    pub sandbox: SandboxConfig,
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
@@ -163,6 +179,58 @@ pub struct MachinesConfig {
     pub stop_timeout: Duration,
 }
 
+/// The sandbox driver: OCI images run by an OCI runtime in their own namespaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    /// The OCI runtime binary (found on PATH, or a path).
+    pub runtime: String,
+    /// Private IPv4 range (CIDR) from which each sandboxed machine gets its address.
+    pub network: String,
+    /// Whether machines may open connections beyond the host (NATed); never to the host
+    /// itself or to other machines.
+    pub egress: bool,
+    pub pids_limit: u32,
+    /// Run machines in a user namespace (root inside is an unprivileged id outside).
+    pub user_namespace: bool,
+    pub id_map_base: u32,
+    pub id_map_size: u32,
+    /// Credentials and TLS settings for image registries, by host.
+    pub registries: Vec<RegistryConfig>,
+}
+
+/// How to reach one image registry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistryConfig {
+    /// `registry.example.com` or `host:port`, as written in image references.
+    pub host: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password (kept out of the file).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Plain HTTP or unverified TLS (loopback registries are treated so anyway).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            runtime: DEFAULT_SANDBOX_RUNTIME.into(),
+            network: DEFAULT_SANDBOX_NETWORK.into(),
+            egress: false,
+            pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
+            user_namespace: true,
+            id_map_base: DEFAULT_SANDBOX_ID_MAP_BASE,
+            id_map_size: DEFAULT_SANDBOX_ID_MAP_SIZE,
+            registries: Vec::new(),
+        }
+    }
+}
+
 /// A region machines can be placed in.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RegionConfig {
@@ -191,6 +259,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             geo: GeoConfig::default(),
             machines: MachinesConfig::default(),
+            sandbox: SandboxConfig::default(),
             regions: vec![RegionConfig {
                 code: DEFAULT_EDGE_REGION.into(),
                 name: "Amsterdam, Netherlands".into(),

@@ -53,6 +53,7 @@ impl Config {
         self.validate_edge(errors);
         self.validate_regions(errors);
         self.validate_machines(errors);
+        self.validate_sandbox(errors);
         self.validate_images(errors);
     }
 
@@ -136,17 +137,47 @@ impl Config {
 
     fn validate_machines(&self, errors: &mut ConfigErrors) {
         let machines = &self.machines;
-        if machines.driver != "process" {
+        if !super::DRIVERS.contains(&machines.driver.as_str()) {
             errors.push(format!(
-                "`machines.driver`: `{}` is not a driver (known: process)",
-                machines.driver
+                "`machines.driver`: `{}` is not a driver (known: {})",
+                machines.driver,
+                super::DRIVERS.join(", ")
             ));
         }
-        if let Err(e) = AddressRange::parse(&machines.private_ip_range) {
+        if let Err(e) = AddressRange::parse_loopback(&machines.private_ip_range) {
             errors.push(format!("`machines.private_ip_range`: {e}"));
         }
         if let Err(e) = parse_signal(&machines.stop_signal) {
             errors.push(format!("`machines.stop_signal`: {e}"));
+        }
+    }
+
+    fn validate_sandbox(&self, errors: &mut ConfigErrors) {
+        let sandbox = &self.sandbox;
+        if let Err(e) = AddressRange::parse_private(&sandbox.network) {
+            errors.push(format!("`sandbox.network`: {e}"));
+        }
+        if sandbox.runtime.is_empty() {
+            errors.push("`sandbox.runtime` must name an OCI runtime such as runc".into());
+        }
+        if sandbox.pids_limit < 2 {
+            errors.push("`sandbox.pids_limit` must be at least 2".into());
+        }
+        if sandbox.id_map_base == 0 || sandbox.id_map_size == 0 {
+            errors.push("`sandbox.id_map_base` and `id_map_size` must be above 0".into());
+        }
+        for (i, registry) in sandbox.registries.iter().enumerate() {
+            if registry.host.is_empty() || registry.host.contains('/') {
+                errors.push(format!(
+                    "`sandbox.registries[{i}].host`: `{}` is not a host like registry.example.com",
+                    registry.host
+                ));
+            }
+            if registry.password.is_some() && registry.password_env.is_some() {
+                errors.push(format!(
+                    "`sandbox.registries[{i}]`: give `password` or `password_env`, not both"
+                ));
+            }
         }
     }
 

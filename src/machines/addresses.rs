@@ -1,17 +1,22 @@
-//! Each machine gets its own loopback address, so every machine can listen on 8080.
+//! Each machine gets its own address, so every machine can listen on 8080. The process
+//! driver binds loopback addresses; the sandbox driver routes its range over veth pairs,
+//! with the range's first address as the host side of every link.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-/// A CIDR block inside 127.0.0.0/8 from which machine addresses are handed out.
+/// A CIDR block from which machine addresses are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressRange {
     base: u32,
     size: u32,
 }
 
+/// Offsets below this are never handed out: the network address and the gateway.
+const FIRST_MACHINE_OFFSET: u32 = 2;
+
 impl AddressRange {
-    /// Parses `127.x.y.z/n`; the range must be loopback and leave room for machines.
+    /// Parses `a.b.c.d/n`; the range must leave room for machines.
     pub fn parse(text: &str) -> Result<AddressRange, String> {
         let (addr, len) = text
             .split_once('/')
@@ -22,13 +27,8 @@ impl AddressRange {
         let len: u32 = len
             .parse()
             .ok()
-            .filter(|l| (8..=30).contains(l))
-            .ok_or_else(|| format!("prefix length `/{len}` must be between /8 and /30"))?;
-        if !addr.is_loopback() {
-            return Err(format!(
-                "`{text}` must lie inside 127.0.0.0/8 (the process driver binds loopback)"
-            ));
-        }
+            .filter(|l| (8..=29).contains(l))
+            .ok_or_else(|| format!("prefix length `/{len}` must be between /8 and /29"))?;
         let size = 1u32 << (32 - len);
         Ok(AddressRange {
             base: u32::from(addr) & !(size - 1),
@@ -36,9 +36,44 @@ impl AddressRange {
         })
     }
 
-    /// The lowest address not in `taken`, skipping the block's first and last address.
+    /// Parses a range the process driver can bind: inside 127.0.0.0/8.
+    pub fn parse_loopback(text: &str) -> Result<AddressRange, String> {
+        let range = AddressRange::parse(text)?;
+        if !range.gateway().is_loopback() {
+            return Err(format!(
+                "`{text}` must lie inside 127.0.0.0/8 (the process driver binds loopback)"
+            ));
+        }
+        Ok(range)
+    }
+
+    /// Parses a range for sandboxed machines: private (RFC 1918 or 100.64.0.0/10), so
+    /// machine addresses never shadow the host's loopback or public destinations.
+    pub fn parse_private(text: &str) -> Result<AddressRange, String> {
+        let range = AddressRange::parse(text)?;
+        let first = range.gateway();
+        let shared = first.octets()[0] == 100 && (first.octets()[1] & 0xc0) == 64;
+        if !(first.is_private() || shared) {
+            return Err(format!(
+                "`{text}` must be a private range (10/8, 172.16/12, 192.168/16 or 100.64/10)"
+            ));
+        }
+        Ok(range)
+    }
+
+    /// The host side of every sandboxed machine's link; never a machine's address.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip).wrapping_sub(self.base) < self.size
+    }
+
+    /// The lowest machine address not in `taken` (never the network, gateway or
+    /// broadcast address).
     pub fn allocate(&self, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        (1..self.size - 1)
+        (FIRST_MACHINE_OFFSET..self.size - 1)
             .map(|offset| Ipv4Addr::from(self.base + offset))
             .find(|ip| !taken.contains(ip))
     }
@@ -48,36 +83,44 @@ impl AddressRange {
 mod tests {
     use super::*;
 
-    /// Addresses are handed out lowest first and never twice.
+    /// Addresses are handed out lowest first, after the gateway, and never twice.
     #[test]
     fn allocates_lowest_free() {
-        let range = AddressRange::parse("127.20.0.0/16").unwrap();
+        let range = AddressRange::parse_loopback("127.20.0.0/16").unwrap();
         let mut taken = HashSet::new();
         let first = range.allocate(&taken).unwrap();
-        assert_eq!(first, Ipv4Addr::new(127, 20, 0, 1));
+        assert_eq!(first, Ipv4Addr::new(127, 20, 0, 2));
+        assert_eq!(range.gateway(), Ipv4Addr::new(127, 20, 0, 1));
         taken.insert(first);
         assert_eq!(
             range.allocate(&taken).unwrap(),
-            Ipv4Addr::new(127, 20, 0, 2)
+            Ipv4Addr::new(127, 20, 0, 3)
         );
     }
 
     /// A full block yields nothing rather than reusing an address.
     #[test]
     fn full_range_is_exhausted() {
-        let range = AddressRange::parse("127.9.9.0/30").unwrap();
-        let taken: HashSet<_> = [Ipv4Addr::new(127, 9, 9, 1), Ipv4Addr::new(127, 9, 9, 2)].into();
+        let range = AddressRange::parse("127.9.9.0/29").unwrap();
+        let taken: HashSet<_> = (2..7).map(|d| Ipv4Addr::new(127, 9, 9, d)).collect();
         assert_eq!(range.allocate(&taken), None);
     }
 
-    /// Non-loopback ranges are refused: the process driver binds loopback only.
+    /// Each driver's range is checked: loopback for processes, private for sandboxes.
     #[test]
-    fn refuses_non_loopback() {
+    fn checks_the_kind_of_range() {
         assert!(
-            AddressRange::parse("10.0.0.0/8")
+            AddressRange::parse_loopback("10.0.0.0/8")
                 .unwrap_err()
                 .contains("127.0.0.0/8")
         );
         assert!(AddressRange::parse("127.0.0.0").is_err());
+        assert!(AddressRange::parse_private("172.30.0.0/16").is_ok());
+        assert!(AddressRange::parse_private("100.80.0.0/16").is_ok());
+        assert!(AddressRange::parse_private("127.20.0.0/16").is_err());
+        assert!(AddressRange::parse_private("8.8.0.0/16").is_err());
+        let range = AddressRange::parse("172.30.0.0/16").unwrap();
+        assert!(range.contains(Ipv4Addr::new(172, 30, 9, 9)));
+        assert!(!range.contains(Ipv4Addr::new(172, 31, 0, 0)));
     }
 }

@@ -20,6 +20,36 @@ pub struct Launch {
     pub env: BTreeMap<String, String>,
     /// The port the machine's code listens on (`PORT`).
     pub port: u16,
+    /// Fly's `init` overrides of the image's entrypoint and command.
+    pub init: Init,
+    pub guest: Guest,
+}
+
+/// What runs in the machine instead of the image's defaults (Fly's `config.init`):
+/// `exec` replaces both entrypoint and command; `entrypoint` and `cmd` each replace theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct Init {
+    pub exec: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+}
+
+/// The machine's size (Fly's `config.guest`): limits the sandbox enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guest {
+    pub memory_mb: u64,
+    pub cpus: u32,
+}
+
+/// What a command run in a machine printed, and how it ended (Fly's exec response).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// How a machine's process ended.
@@ -27,6 +57,17 @@ pub struct Launch {
 pub struct Exit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// The kernel killed it for using more memory than `guest.memory_mb`.
+    pub oom_killed: bool,
+}
+
+impl Exit {
+    /// An exit that could not be observed.
+    pub const UNKNOWN: Exit = Exit {
+        code: None,
+        signal: None,
+        oom_killed: false,
+    };
 }
 
 /// A running machine, as the driver reports it.
@@ -48,10 +89,7 @@ impl Instance {
         match exit {
             Ok(e) => e.expect("waited for Some"),
             // The watcher is gone without a word: the process cannot be observed any more.
-            Err(_) => Exit {
-                code: None,
-                signal: None,
-            },
+            Err(_) => Exit::UNKNOWN,
         }
     }
 
@@ -66,6 +104,14 @@ impl Instance {
 pub enum DriverError {
     #[error("unknown image `{0}`: it is not in the image catalog")]
     UnknownImage(String),
+    #[error("image not found: {0}")]
+    ImageNotFound(String),
+    #[error("cannot get the image: {0}")]
+    Registry(String),
+    #[error("the sandbox cannot run the machine: {0}")]
+    Runtime(String),
+    #[error("this driver cannot run commands in machines")]
+    ExecUnsupported,
     #[error("cannot prepare the machine's files: {0}")]
     Files(std::io::Error),
     #[error("cannot run `{command}`: {source}")]
@@ -78,8 +124,9 @@ pub enum DriverError {
 /// Realises machines. `process` runs local commands; later drivers run sandboxed images.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
-    /// Whether the driver can run this image; the API refuses machines it cannot.
-    fn check_image(&self, image: &str) -> Result<(), DriverError>;
+    /// Makes the image ready to run (a sandbox pulls it); the API refuses machines whose
+    /// image the driver cannot run.
+    async fn check_image(&self, image: &str) -> Result<(), DriverError>;
 
     /// Starts one run of the machine. Filesystem changes of earlier runs are gone.
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError>;
@@ -98,6 +145,16 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Where the machine's output is captured, if the driver keeps it.
     fn log_path(&self, machine_id: &str) -> Option<std::path::PathBuf>;
+
+    /// Runs `command` inside the running machine, as its own processes run, and
+    /// returns what it printed; killed after `timeout`.
+    async fn exec(
+        &self,
+        launch: &Launch,
+        instance: &Instance,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError>;
 }
 
 /// Reads a signal name (`SIGTERM`, `TERM`, `sigint`) or number (`15`).

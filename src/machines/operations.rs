@@ -2,6 +2,7 @@
 //! machine's lifecycle lock, so it never interleaves with a wake or an idle stop, and
 //! a restart runs in a task of its own, so a client hanging up cannot cut it short.
 
+use super::driver::{DriverError, ExecOutput};
 use super::machine::Machine;
 use super::record::{EventSource, MachineState};
 use super::stopping::StopRequest;
@@ -9,6 +10,7 @@ use super::supervisor::Supervisor;
 use crate::wake::WakeError;
 use nix::sys::signal::Signal;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What edgewake says in a suspend's event: there are no snapshots here.
 pub const SUSPEND_NOTE: &str =
@@ -21,6 +23,8 @@ pub enum OperationError {
     NotRunning(MachineState),
     #[error(transparent)]
     Start(#[from] WakeError),
+    #[error(transparent)]
+    Exec(DriverError),
 }
 
 impl Supervisor {
@@ -66,6 +70,28 @@ impl Supervisor {
         self.driver().signal(instance, signal);
         tracing::info!(machine = %machine.id, "sent {signal}");
         Ok(())
+    }
+
+    /// Runs a command inside a running machine (Fly's exec) and returns its output.
+    /// The machine is not held: a stop during the command ends it.
+    pub async fn exec(
+        &self,
+        machine: &Machine,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, OperationError> {
+        let instance = machine
+            .lifecycle
+            .lock()
+            .await
+            .instance
+            .clone()
+            .ok_or(OperationError::NotRunning(machine.state()))?;
+        let launch = self.launch(machine);
+        self.driver()
+            .exec(&launch, &instance, command, timeout)
+            .await
+            .map_err(OperationError::Exec)
     }
 
     /// Fly's suspend, which edgewake does as a stop whose first event is a `suspend`

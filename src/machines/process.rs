@@ -2,7 +2,7 @@
 //! command run on the machine's own loopback address. Not a security boundary: the
 //! command runs as edgewake's user, with edgewake's view of the filesystem.
 
-use super::driver::{Driver, DriverError, Exit, Instance, Launch};
+use super::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::config::ImageConfig;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
@@ -67,12 +67,11 @@ impl ProcessDriver {
             .map(|a| a.replace("{bin_dir}", &bin_dir))
             .collect();
         let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]).env_clear().current_dir(scratch);
-        for key in INHERITED_ENV {
-            if let Ok(value) = std::env::var(key) {
-                command.env(key, value);
-            }
-        }
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .current_dir(scratch)
+            .envs(inherited_env());
         command
             .envs(&image.env)
             .envs(&launch.env)
@@ -85,12 +84,50 @@ impl ProcessDriver {
     }
 }
 
-/// What every machine is told about itself (Fly's runtime environment names).
+fn inherited_env() -> impl Iterator<Item = (&'static str, String)> {
+    INHERITED_ENV
+        .iter()
+        .filter_map(|key| Some((*key, std::env::var(key).ok()?)))
+}
+
+/// Runs an exec's command to its end (killed at `timeout`) and collects its output.
+pub(crate) async fn run_exec(
+    mut command: Command,
+    timeout: Duration,
+) -> Result<ExecOutput, DriverError> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().map_err(|source| DriverError::Spawn {
+        command: format!("{:?}", command.as_std().get_program()),
+        source,
+    })?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| DriverError::Runtime(format!("the command ran past its {timeout:?} timeout")))?
+        .map_err(DriverError::Files)?;
+    Ok(ExecOutput {
+        exit_code: output.status.code().unwrap_or(-1),
+        exit_signal: output.status.signal(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// What a process machine is told about itself: Fly's names, and its scratch dir as HOME.
 fn machine_env(launch: &Launch, scratch: &Path) -> Vec<(&'static str, String)> {
+    let mut env = fly_env(launch);
+    env.push(("HOME", scratch.to_string_lossy().into_owned()));
+    env
+}
+
+/// What every driver tells a machine about itself (Fly's runtime environment names).
+pub(crate) fn fly_env(launch: &Launch) -> Vec<(&'static str, String)> {
     vec![
         ("PORT", launch.port.to_string()),
         ("HOST", launch.private_ip.to_string()),
-        ("HOME", scratch.to_string_lossy().into_owned()),
         ("FLY_PRIVATE_IP", launch.private_ip.to_string()),
         ("FLY_MACHINE_ID", launch.machine_id.clone()),
         ("FLY_ALLOC_ID", launch.machine_id.clone()),
@@ -132,11 +169,9 @@ fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
             Ok(status) => Exit {
                 code: status.code(),
                 signal: status.signal(),
+                oom_killed: false,
             },
-            Err(_) => Exit {
-                code: None,
-                signal: None,
-            },
+            Err(_) => Exit::UNKNOWN,
         };
         if let Some(group) = group {
             let _ = killpg(group, Signal::SIGKILL);
@@ -165,7 +200,7 @@ fn processes_of(machine_id: &str) -> Vec<i32> {
 
 #[async_trait]
 impl Driver for ProcessDriver {
-    fn check_image(&self, image: &str) -> Result<(), DriverError> {
+    async fn check_image(&self, image: &str) -> Result<(), DriverError> {
         self.resolve(image)
             .map(|_| ())
             .ok_or_else(|| DriverError::UnknownImage(image.into()))
@@ -233,5 +268,27 @@ impl Driver for ProcessDriver {
 
     fn log_path(&self, machine_id: &str) -> Option<PathBuf> {
         Some(self.machines_dir.join(machine_id).join("machine.log"))
+    }
+
+    async fn exec(
+        &self,
+        launch: &Launch,
+        _instance: &Instance,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        let scratch = self.machines_dir.join(&launch.machine_id).join("scratch");
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| DriverError::Runtime("exec needs a command".into()))?;
+        let mut child = Command::new(program);
+        child
+            .args(args)
+            .env_clear()
+            .envs(inherited_env())
+            .envs(&launch.env)
+            .envs(machine_env(launch, &scratch))
+            .current_dir(&scratch);
+        run_exec(child, timeout).await
     }
 }

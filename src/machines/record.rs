@@ -1,5 +1,6 @@
 //! The persisted shape of a machine, as Fly's Machines API shows it.
 
+use super::driver::Exit;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -128,15 +129,15 @@ impl MachineEvent {
     }
 
     /// An `exit` event carrying Fly's `exit_event` details.
-    pub fn exit(exit_code: Option<i32>, signal: Option<i32>, requested: bool) -> MachineEvent {
+    pub fn exit(exit: Exit, requested: bool) -> MachineEvent {
         let mut event = MachineEvent::new("exit", MachineState::Stopped, EventSource::Edgewake);
         event.request = Some(serde_json::json!({
             "exit_event": {
-                "exit_code": exit_code.unwrap_or(-1),
-                "signal": signal.unwrap_or(-1),
+                "exit_code": exit.code.unwrap_or(-1),
+                "signal": exit.signal.unwrap_or(-1),
                 "requested_stop": requested,
                 "restarting": false,
-                "oom_killed": false,
+                "oom_killed": exit.oom_killed,
                 "exited_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             }
         }));

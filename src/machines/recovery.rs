@@ -3,6 +3,7 @@
 //! wakes on the next request), except that a machine with `restart.policy = "always"`
 //! that was running when edgewake went down is started again.
 
+use super::driver::Exit;
 use super::record::{EventSource, MachineEvent, MachineRecord, MachineState};
 use super::store::StoredMachine;
 use super::supervisor::{SHUTDOWN_REASON, Supervisor};
@@ -20,7 +21,7 @@ impl Supervisor {
             }
             let was_running = was_running(&stored.record);
             if is_live(stored.record.state) {
-                let event = MachineEvent::exit(None, None, false);
+                let event = MachineEvent::exit(Exit::UNKNOWN, false);
                 self.registry
                     .transition(&machine, MachineState::Stopped, Some(event));
             }

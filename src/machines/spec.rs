@@ -1,8 +1,9 @@
 //! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
 //! beside it untouched, so unknown fields round-trip.
 
-use super::driver::parse_signal;
+use super::driver::{Guest, Init, parse_signal};
 use super::{go_duration, normalize};
+use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -18,6 +19,28 @@ pub struct MachineSpec {
     pub services: Vec<Service>,
     pub restart: Restart,
     pub stop_config: StopConfig,
+    pub init: Init,
+    pub guest: GuestSpec,
+}
+
+/// Fly's `guest`; unset fields take the operator's defaults (Fly's shared-cpu-1x).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct GuestSpec {
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+}
+
+impl GuestSpec {
+    pub fn resolve(&self) -> Guest {
+        Guest {
+            cpus: self.cpus.filter(|c| *c > 0).unwrap_or(DEFAULT_GUEST_CPUS),
+            memory_mb: self
+                .memory_mb
+                .filter(|m| *m > 0)
+                .unwrap_or(DEFAULT_GUEST_MEMORY_MB),
+        }
+    }
 }
 
 /// How a stop ends the machine: Fly's `stop_config` (`timeout` as `"10s"` or nanoseconds).

@@ -65,7 +65,7 @@ impl Supervisor {
             if let Some(instance) = life.instance.take() {
                 let request = StopRequest::new(source);
                 let exit = this.halt(&machine, &instance, request).await;
-                let event = MachineEvent::exit(exit.code, exit.signal, true);
+                let event = MachineEvent::exit(exit, true);
                 this.registry
                     .transition(&machine, MachineState::Destroying, Some(event));
             }
@@ -129,7 +129,7 @@ impl Supervisor {
         self.registry
             .transition(machine, MachineState::Stopping, Some(event));
         let exit = self.halt(machine, &instance, request).await;
-        let mut event = MachineEvent::exit(exit.code, exit.signal, true);
+        let mut event = MachineEvent::exit(exit, true);
         if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
             request["reason"] = reason.into();
         }

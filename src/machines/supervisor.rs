@@ -1,7 +1,7 @@
 //! The supervisor starts and stops machines through the driver, one lifecycle change at
 //! a time per machine, and keeps the registry's states true to what is running.
 
-use super::driver::{Driver, Instance, Launch};
+use super::driver::{Driver, Exit, Instance, Launch};
 use super::machine::{Lifecycle, Machine};
 use super::record::{EventSource, MachineEvent, MachineState};
 use super::registry::Registry;
@@ -52,7 +52,7 @@ impl Supervisor {
         &self.tasks
     }
 
-    fn launch(&self, machine: &Machine) -> Launch {
+    pub(crate) fn launch(&self, machine: &Machine) -> Launch {
         let spec = machine.spec();
         let record = machine.record();
         Launch {
@@ -64,6 +64,8 @@ impl Supervisor {
             image: spec.image.clone(),
             env: spec.env.clone(),
             port: spec.internal_ports().first().copied().unwrap_or(8080),
+            init: spec.init.clone(),
+            guest: spec.guest.resolve(),
         }
     }
 
@@ -107,7 +109,7 @@ impl Supervisor {
         let instance = match self.driver.start(self.launch(machine)).await {
             Ok(instance) => instance,
             Err(e) => {
-                let event = MachineEvent::exit(None, None, false);
+                let event = MachineEvent::exit(Exit::UNKNOWN, false);
                 self.registry
                     .transition(machine, MachineState::Stopped, Some(event));
                 return Err(WakeError::StartFailed(e.to_string()));
@@ -138,7 +140,7 @@ impl Supervisor {
             .stop(instance, Signal::SIGKILL, Duration::ZERO)
             .await;
         self.registry.set_pid(machine, None);
-        let event = MachineEvent::exit(exit.code, exit.signal, false);
+        let event = MachineEvent::exit(exit, false);
         self.registry
             .transition(machine, MachineState::Stopped, Some(event));
     }
@@ -153,7 +155,7 @@ impl Supervisor {
                 return; // stopped on purpose, or already started again
             }
             this.registry.set_pid(&machine, None);
-            let event = MachineEvent::exit(exit.code, exit.signal, false);
+            let event = MachineEvent::exit(exit, false);
             this.registry.transition(&machine, MachineState::Stopped, Some(event));
             tracing::info!(machine = %machine.id, "machine exited by itself ({})", crate::wake::describe_exit(exit));
         });

@@ -1,0 +1,250 @@
+//! Machine networking: each run gets a veth pair into its own network namespace. The
+//! machine has its address (/32) and a route to the gateway (the range's first address,
+//! on the host side of every pair), so the edge reaches it and nothing else does: an
+//! nftables table drops every connection a machine opens to the host or to another
+//! machine, and everything beyond the host unless `sandbox.egress` allows it.
+//!
+//! The runtime creates the namespace (owned by the machine's user namespace, so `runc
+//! exec` can join it); the pair is made by a `createRuntime` hook, `edgewake
+//! sandbox-hook network`, which the runtime runs with the container's pid on stdin.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Host-side interfaces of machine links are named this, then the address in hex.
+pub const INTERFACE_PREFIX: &str = "ewm";
+const NFT_TABLE: &str = "edgewake";
+
+/// One machine's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub egress: bool,
+}
+
+impl Link {
+    /// The host side's name: unique per address and within Linux's 15 characters.
+    pub fn host_interface(&self) -> String {
+        format!("{INTERFACE_PREFIX}{:08x}", u32::from(self.address))
+    }
+
+    /// The hook's arguments (argv[0] first), for the runtime spec.
+    pub fn hook_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "edgewake".to_string(),
+            "sandbox-hook".into(),
+            "network".into(),
+            "--address".into(),
+            self.address.to_string(),
+            "--gateway".into(),
+            self.gateway.to_string(),
+        ];
+        if self.egress {
+            args.push("--egress".into());
+        }
+        args
+    }
+
+    /// `ip -batch` lines for the host side; `pid` is the container's first process.
+    fn host_commands(&self, pid: u32) -> String {
+        let (hif, gw, ip) = (self.host_interface(), self.gateway, self.address);
+        format!(
+            "link add {hif} type veth peer name eth0 netns {pid}\n\
+             addr add {gw}/32 dev {hif}\n\
+             link set {hif} up\n\
+             route add {ip}/32 dev {hif} src {gw}\n"
+        )
+    }
+
+    /// `ip -batch` lines run inside the machine's namespace.
+    fn machine_commands(&self) -> String {
+        let (gw, ip) = (self.gateway, self.address);
+        let mut lines = format!(
+            "link set lo up\n\
+             addr add {ip}/32 dev eth0\n\
+             link set eth0 up\n\
+             route add {gw}/32 dev eth0 scope link\n"
+        );
+        if self.egress {
+            lines.push_str(&format!("route add default via {gw} dev eth0\n"));
+        }
+        lines
+    }
+
+    /// Wires the link for the container whose runtime state (JSON with `pid`) is given.
+    pub fn wire(&self, state_json: &str) -> Result<(), String> {
+        let state: serde_json::Value =
+            serde_json::from_str(state_json).map_err(|e| format!("bad container state: {e}"))?;
+        let pid = state["pid"]
+            .as_u64()
+            .ok_or("the container state has no pid")? as u32;
+        let hif = self.host_interface();
+        if Path::new("/sys/class/net").join(&hif).exists() {
+            run_batch(&["ip"], &format!("link del {hif}\n"))?; // left by a crashed run
+        }
+        run_batch(&["ip"], &self.host_commands(pid))?;
+        // No IPv6 on the host side: the machine cannot reach the host's link-local address.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{hif}/disable_ipv6"), "1");
+        let netns = format!("--net=/proc/{pid}/ns/net");
+        run_batch(&["nsenter", &netns, "ip"], &self.machine_commands())
+    }
+}
+
+/// Runs `program… -batch -` with `lines` on stdin.
+fn run_batch(program: &[&str], lines: &str) -> Result<(), String> {
+    let mut child = Command::new(program[0])
+        .args(&program[1..])
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.join(" ")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(lines.as_bytes())
+        .map_err(|e| format!("cannot talk to ip: {e}"))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("ip failed: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} -batch` failed on:\n{lines}{}",
+            program.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The nftables rules for machine links: replies to the edge's connections come back;
+/// whatever a machine starts towards the host or another machine is dropped; with
+/// egress, connections out of the host are forwarded and masqueraded.
+pub fn firewall_rules(range: &str, egress: bool) -> String {
+    let links = format!("\"{INTERFACE_PREFIX}*\"");
+    let forward_out = if egress {
+        format!("        iifname {links} oifname != {links} accept\n")
+    } else {
+        String::new()
+    };
+    let nat = if egress {
+        format!(
+            "    chain postrouting {{\n        type nat hook postrouting priority srcnat; policy accept;\n        ip saddr {range} oifname != {links} masquerade\n    }}\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "table inet {NFT_TABLE} {{}}\n\
+         delete table inet {NFT_TABLE}\n\
+         table inet {NFT_TABLE} {{\n\
+         \x20   chain input {{\n\
+         \x20       type filter hook input priority filter - 10; policy accept;\n\
+         \x20       iifname {links} ct state established,related accept\n\
+         \x20       iifname {links} drop\n\
+         \x20   }}\n\
+         \x20   chain forward {{\n\
+         \x20       type filter hook forward priority filter - 10; policy accept;\n\
+         \x20       oifname {links} ct state established,related accept\n\
+         {forward_out}\
+         \x20       iifname {links} drop\n\
+         \x20       oifname {links} drop\n\
+         \x20   }}\n\
+         {nat}\
+         }}\n"
+    )
+}
+
+/// Installs (or replaces) the rules and makes the whole range unreachable but through
+/// machine links (each link's /32 route is more specific): a machine's address must
+/// never be answered by whatever the default route leads to (a proxy, the internet)
+/// before its link exists. With egress, turns on IPv4 forwarding.
+pub fn install_firewall(range: &str, egress: bool) -> Result<(), String> {
+    run_nft(&firewall_rules(range, egress))?;
+    run_batch(&["ip"], &format!("route replace unreachable {range}\n"))?;
+    if egress {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(|e| format!("cannot turn on IPv4 forwarding for egress: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Takes the range's unreachable route away again (when the driver is dropped).
+pub fn remove_range_route(range: &str) {
+    let _ = run_batch(&["ip"], &format!("route del unreachable {range}\n"));
+}
+
+fn run_nft(script: &str) -> Result<(), String> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| format!("cannot talk to nft: {e}"))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("nft failed: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft refused the machine firewall: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(egress: bool) -> Link {
+        Link {
+            address: Ipv4Addr::new(172, 30, 0, 2),
+            gateway: Ipv4Addr::new(172, 30, 0, 1),
+            egress,
+        }
+    }
+
+    /// Interface names are unique per address and fit Linux's limit.
+    #[test]
+    fn names_interfaces_by_address() {
+        assert_eq!(link(false).host_interface(), "ewmac1e0002");
+        assert!(link(false).host_interface().len() <= 15);
+    }
+
+    /// Without egress the machine has no default route and the firewall forwards nothing.
+    #[test]
+    fn egress_only_when_allowed() {
+        assert!(!link(false).machine_commands().contains("default"));
+        assert!(
+            link(true)
+                .machine_commands()
+                .contains("route add default via 172.30.0.1")
+        );
+        let closed = firewall_rules("172.30.0.0/16", false);
+        assert!(closed.contains("iifname \"ewm*\" drop"));
+        assert!(!closed.contains("masquerade"));
+        assert!(firewall_rules("172.30.0.0/16", true).contains("masquerade"));
+    }
+
+    /// The hook reads the container's pid from the runtime's state.
+    #[test]
+    fn hook_needs_a_pid() {
+        assert!(link(false).wire("{}").unwrap_err().contains("no pid"));
+        assert!(link(false).hook_args().contains(&"--gateway".to_string()));
+    }
+}

@@ -1,0 +1,136 @@
+//! What the sandbox needs from the host, checked before edgewake serves: every missing
+//! piece is named at once, with the Debian package that provides it.
+
+use crate::config::SandboxConfig;
+use std::path::{Path, PathBuf};
+
+/// Tools the sandbox runs, and where Debian has them.
+const TOOLS: &[(&str, &str)] = &[
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("nft", "nftables"),
+];
+
+/// What the host offers, as far as the driver cares.
+#[derive(Debug)]
+pub struct Host {
+    /// The OCI runtime's binary.
+    pub runtime: PathBuf,
+    /// Whether swap can be limited with memory (cgroup v2, or v1 with swap accounting).
+    pub limit_swap: bool,
+}
+
+/// Checks the host, listing every problem in one message.
+pub fn check(config: &SandboxConfig) -> Result<Host, String> {
+    let mut problems = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        problems.push(
+            "edgewake runs as root for the sandbox driver (it mounts overlays and makes network interfaces)"
+                .to_string(),
+        );
+    }
+    let runtime = find_program(&config.runtime);
+    if runtime.is_none() {
+        problems.push(format!(
+            "the OCI runtime `{}` is not installed (Debian: apt-get install runc)",
+            config.runtime
+        ));
+    }
+    for (tool, package) in TOOLS {
+        if find_program(tool).is_none() {
+            problems.push(format!(
+                "`{tool}` is not installed (Debian: apt-get install {package})"
+            ));
+        }
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"))
+    {
+        problems.push("the kernel has no overlay file system (modprobe overlay)".into());
+    }
+    for controller in ["memory", "pids", "cpu"] {
+        if !has_controller(controller) {
+            problems.push(format!(
+                "the cgroup controller `{controller}` is not mounted"
+            ));
+        }
+    }
+    if config.user_namespace && !user_namespaces_allowed() {
+        problems.push(
+            "user namespaces are disabled (sysctl user.max_user_namespaces); enable them or set sandbox.user_namespace = false"
+                .into(),
+        );
+    }
+    match runtime {
+        Some(runtime) if problems.is_empty() => Ok(Host {
+            runtime,
+            limit_swap: swap_accounting(),
+        }),
+        _ => Err(format!(
+            "the sandbox driver cannot run here:\n  - {}",
+            problems.join("\n  - ")
+        )),
+    }
+}
+
+/// `name` if it is a path to a file, else the first match on PATH.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn has_controller(name: &str) -> bool {
+    Path::new("/sys/fs/cgroup").join(name).is_dir()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|n| n == name))
+}
+
+fn user_namespaces_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
+}
+
+fn swap_accounting() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runtime that does not exist is named, with the package to install.
+    #[test]
+    fn names_a_missing_runtime() {
+        let config = SandboxConfig {
+            runtime: "/nonexistent/runc-nope".into(),
+            ..SandboxConfig::default()
+        };
+        let message = check(&config).unwrap_err();
+        assert!(
+            message.contains("`/nonexistent/runc-nope` is not installed"),
+            "{message}"
+        );
+        assert!(message.contains("apt-get install runc"), "{message}");
+    }
+
+    /// Programs are found on PATH or by path.
+    #[test]
+    fn finds_programs() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("/bin/sh").is_some());
+        assert!(find_program("no-such-program-here").is_none());
+    }
+}

@@ -1,0 +1,268 @@
+//! The sandbox driver with the real runtime (runc), real images built here and a real
+//! registry: machines wake through the edge, start on a clean layer, and hostile code
+//! is held by the limits and walls. Needs root, runc, umoci, skopeo, docker-registry
+//! and busybox-static (`.ci/run` installs them).
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::sandbox::{Registry, import_test_image, sandboxed};
+use support::{APP, TestEdge, machine_path, seed_config};
+
+/// The test image, as imported into each test's store.
+const IMAGE: &str = "edgewake.test/functions:1";
+
+async fn sandbox_edge() -> TestEdge {
+    TestEdge::start_with(|config| {
+        sandboxed(config);
+        import_test_image(&config.data_dir, IMAGE);
+    })
+    .await
+}
+
+/// Runs `script` with busybox sh inside the machine, through Fly's exec call.
+async fn exec(edge: &TestEdge, app: &str, id: &str, script: &str) -> Value {
+    let body = json!({"command": ["sh", "-c", script], "timeout": 20});
+    let (status, output) = edge.post(&machine_path(app, id, "/exec"), body).await;
+    assert_eq!(status, StatusCode::OK, "{output}");
+    output
+}
+
+fn stdout(output: &Value) -> &str {
+    output["stdout"].as_str().unwrap()
+}
+
+/// An image pushed to a registry on loopback is pulled at create, and a request through
+/// the edge wakes its stopped machine and gets the machine's own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_image_wakes_through_the_edge() {
+    let registry = Registry::start().await;
+    let image = registry.push_test_image("functions", "v1");
+    let edge = TestEdge::start_with(sandboxed).await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, &image, true).await;
+    let id = machine["id"].as_str().unwrap();
+    let response = edge.request(APP, "/hello").await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["machine_id"], id);
+    assert_eq!(answer["path"], "/hello");
+    let machine = edge.machine(APP, id).await;
+    assert_eq!(machine["state"], "started");
+    assert!(
+        machine["private_ip"]
+            .as_str()
+            .unwrap()
+            .starts_with("172.30.")
+    );
+    edge.shutdown().await;
+}
+
+/// The image config applies (entrypoint, env, workdir) and a file the machine writes
+/// is gone after a stop and a start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_gone_after_stop_and_start() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let id = edge.started_machine(APP, IMAGE).await;
+    let output = exec(
+        &edge,
+        APP,
+        &id,
+        "pwd; echo $IMAGE_ENV; echo kept > /tmp/note; cat /tmp/note",
+    )
+    .await;
+    assert_eq!(stdout(&output), "/tmp\nfrom-image\nkept\n", "{output}");
+    let (status, body) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
+        .await;
+    let (status, body) = edge
+        .post(&machine_path(APP, &id, "/start"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
+        .await;
+    let output = exec(&edge, APP, &id, "cat /tmp/note; echo status=$?").await;
+    assert!(stdout(&output).contains("status=1"), "{output}");
+    edge.shutdown().await;
+}
+
+/// A fork bomb is held at the pids limit, and the edge keeps serving another app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_bomb_is_held_by_the_pids_limit() {
+    let edge = sandbox_edge().await;
+    edge.create_app("bomber").await;
+    edge.create_app(APP).await;
+    let bomber = edge.started_machine("bomber", IMAGE).await;
+    let calm = edge.started_machine(APP, IMAGE).await;
+    let bomb = exec(
+        &edge,
+        "bomber",
+        &bomber,
+        "b() { b | b & }; b; sleep 2; echo after",
+    );
+    let served = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let response = edge.request(APP, "/").await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        (status, answer)
+    };
+    let (output, (status, answer)) = tokio::join!(bomb, served);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["machine_id"], calm.as_str());
+    assert!(
+        output["stderr"].as_str().unwrap().contains("can't fork"),
+        "{output}"
+    );
+    let events =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids/edgewake/{bomber}/pids.events"))
+            .or_else(|_| {
+                std::fs::read_to_string(format!("/sys/fs/cgroup/edgewake/{bomber}/pids.events"))
+            })
+            .unwrap();
+    let refused: u64 = events.trim().strip_prefix("max ").unwrap().parse().unwrap();
+    assert!(refused > 0, "pids.events: {events}");
+    edge.shutdown().await;
+}
+
+/// Allocating twice `memory_mb` gets the machine OOM-killed: its state is stopped and
+/// its exit event says `oom_killed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_hog_is_oom_killed() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let mut config = seed_config(IMAGE);
+    config["guest"] = json!({"memory_mb": 64, "cpus": 1});
+    // The server listens (so the machine starts), then the shell allocates 128 MB.
+    config["init"] = json!({"exec": ["sh", "-c",
+        "edgewake-functions & sleep 1; x=$(head -c 134217728 /dev/zero | tr '\\0' a); echo survived"]});
+    let id = edge.started_machine_with(APP, config).await;
+    let machine = edge
+        .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
+        .await;
+    let exit = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {machine}"));
+    assert_eq!(exit["request"]["exit_event"]["oom_killed"], true, "{exit}");
+    assert_eq!(exit["request"]["exit_event"]["signal"], 9, "{exit}");
+    edge.shutdown().await;
+}
+
+/// From inside, a machine reaches neither the API, nor a service on the host, nor
+/// another machine; it cannot read host files, and sees no other machine's processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_are_walled_in() {
+    let edge = sandbox_edge().await;
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_service.local_addr().unwrap().port();
+    let secret = edge.config.data_dir.join("host-secret");
+    std::fs::write(&secret, "do not read").unwrap();
+    edge.create_app(APP).await;
+    let a = edge.started_machine(APP, IMAGE).await;
+    let b = edge.started_machine(APP, IMAGE).await;
+    let b_ip = edge.machine(APP, &b).await["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway = b_ip.rsplit_once('.').unwrap().0.to_string() + ".1";
+    let api_port = edge.running.api_addr.port();
+    let script = format!(
+        "nc -w 2 127.0.0.1 {api_port} </dev/null; echo api=$?; \
+         nc -w 2 {gateway} {api_port} </dev/null; echo gateway-api=$?; \
+         nc -w 2 {gateway} {host_port} </dev/null; echo host=$?; \
+         nc -w 2 {b_ip} 8080 </dev/null; echo other=$?; \
+         cat {secret} ; echo secret=$?; \
+         cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c FLY_MACHINE_ID=; \
+         ls /proc | grep -c '^[0-9]'",
+        secret = secret.display()
+    );
+    let output = exec(&edge, APP, &a, &script).await;
+    let text = stdout(&output);
+    for refused in ["api=1", "gateway-api=1", "host=1", "other=1", "secret=1"] {
+        assert!(text.contains(refused), "{refused} missing: {output}");
+    }
+    let counts: Vec<u32> = text
+        .lines()
+        .rev()
+        .take(2)
+        .map(|l| l.parse().unwrap())
+        .collect();
+    // Only this machine's own processes: its server, the exec'd shell and its pipeline.
+    assert!(counts[0] < 8, "processes visible: {output}");
+    assert!(counts[1] >= 1, "{output}");
+    let seen_b = exec(
+        &edge,
+        APP,
+        &a,
+        &format!("cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {b}"),
+    )
+    .await;
+    assert_eq!(stdout(&seen_b).trim(), "0", "{seen_b}");
+    // The edge still reaches both.
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    drop(host_service);
+    edge.shutdown().await;
+}
+
+/// An image that does not exist, or a registry that does not answer, fails the create
+/// with a status that says why, and leaves no machine behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_images_fail_the_create() {
+    let registry = Registry::start().await;
+    let edge = TestEdge::start_with(sandboxed).await;
+    edge.create_app(APP).await;
+    let missing = format!("{}/nothing:v1", registry.host);
+    let (status, body) = edge
+        .post(
+            &format!("/v1/apps/{APP}/machines"),
+            json!({"config": seed_config(&missing)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not found"),
+        "{body}"
+    );
+    let unreachable = format!("127.0.0.1:{}/nothing:v1", support::free_port());
+    let (status, body) = edge
+        .post(
+            &format!("/v1/apps/{APP}/machines"),
+            json!({"config": seed_config(&unreachable)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let (_, machines) = edge.get(&format!("/v1/apps/{APP}/machines")).await;
+    assert_eq!(machines, json!([]));
+    edge.shutdown().await;
+}
+
+/// Without its OCI runtime the sandbox driver refuses to start, naming what is missing.
+#[tokio::test]
+async fn missing_runtime_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::test_config(dir.path());
+    sandboxed(&mut config);
+    config.sandbox.runtime = "/nonexistent/runc".into();
+    let options = edgewake::server::Options {
+        api_token: Some(support::TOKEN.into()),
+        bin_dir: Some(support::bin_dir()),
+    };
+    let error = edgewake::server::start(config, options)
+        .await
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("`/nonexistent/runc` is not installed"),
+        "{message}"
+    );
+}

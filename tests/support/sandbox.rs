@@ -1,0 +1,200 @@
+//! Sandbox test helpers: an OCI image built here (the bundled runtime, the libraries it
+//! needs and busybox, packed with umoci), a `docker-registry` on loopback to pull it
+//! from, and configs that run edgewake with the sandbox driver.
+
+use super::{bin_dir, free_port};
+use edgewake::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The tag of the test image inside its OCI layout.
+pub const IMAGE_TAG: &str = "v1";
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// An OCI layout holding the test image (built once per test binary): the bundled
+/// runtime as entrypoint, its shared libraries, and busybox for hostile commands.
+pub fn test_layout() -> &'static Path {
+    static LAYOUT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            build_layout(dir.path());
+            dir
+        })
+        .path()
+        .join("layout")
+        .leak()
+}
+
+fn build_layout(dir: &Path) {
+    let root = dir.join("rootfs");
+    for sub in ["bin", "tmp", "etc"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let runtime = bin_dir().join("edgewake-functions");
+    let target = root.join("bin/edgewake-functions");
+    run(
+        "strip",
+        &["-o", target.to_str().unwrap(), runtime.to_str().unwrap()],
+    );
+    copy_libraries(&runtime, &root);
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "echo", "nc", "ps", "ls", "head", "tr", "sleep", "id", "wget",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let layout = dir.join("layout");
+    let image = format!("{}:{IMAGE_TAG}", layout.display());
+    run("umoci", &["init", "--layout", layout.to_str().unwrap()]);
+    run("umoci", &["new", "--image", &image]);
+    run(
+        "umoci",
+        &["insert", "--image", &image, root.to_str().unwrap(), "/"],
+    );
+    run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &image,
+            "--config.entrypoint",
+            "/bin/edgewake-functions",
+            "--config.env",
+            "IMAGE_ENV=from-image",
+            "--config.workingdir",
+            "/tmp",
+        ],
+    );
+}
+
+/// Copies the shared libraries `binary` loads (as `ldd` lists them) into `root`.
+fn copy_libraries(binary: &Path, root: &Path) {
+    for line in run("ldd", &[binary.to_str().unwrap()]).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|word| word.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(path) = path {
+            let inside = root.join(path.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+            std::fs::copy(&path, &inside).unwrap();
+        }
+    }
+}
+
+/// A `docker-registry` on a free loopback port with its own storage; killed on drop.
+pub struct Registry {
+    pub host: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub async fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("storage").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (Debian: docker-registry)");
+        let host = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&host).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Registry {
+            host,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Pushes the test image as `repo:tag`; returns its reference.
+    pub fn push_test_image(&self, repo: &str, tag: &str) -> String {
+        let reference = format!("{}/{repo}:{tag}", self.host);
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:{IMAGE_TAG}", test_layout().display()),
+                &format!("docker://{reference}"),
+            ],
+        );
+        reference
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private /24 for one test's machines: concurrent tests (one process) take
+/// consecutive blocks from a random start, so they never share addresses.
+pub fn random_sandbox_network() -> String {
+    static NEXT: OnceLock<std::sync::atomic::AtomicU8> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let [start] = edgewake::ids::random_bytes::<1>();
+        std::sync::atomic::AtomicU8::new(start)
+    });
+    let block = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("172.30.{block}.0/24")
+}
+
+/// Runs machines with the sandbox driver, in their own network, with small limits.
+pub fn sandboxed(config: &mut Config) {
+    config.machines.driver = "sandbox".into();
+    config.sandbox.network = random_sandbox_network();
+    config.sandbox.pids_limit = 64;
+}
+
+/// Imports the test image into `data_dir`'s store as `reference`, with the CLI.
+pub fn import_test_image(data_dir: &Path, reference: &str) {
+    run(
+        env!("CARGO_BIN_EXE_edgewake"),
+        &[
+            "images",
+            "import",
+            test_layout().to_str().unwrap(),
+            "--name",
+            reference,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+    );
+}
