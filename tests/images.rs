@@ -141,6 +141,25 @@ async fn resolve_pulls_once_from_a_registry() {
     );
 }
 
+/// A reference by digest pulls that manifest and keeps the digest in its name.
+#[tokio::test]
+async fn pull_by_digest() {
+    let (dir, layout, store) = setup();
+    let registry = Registry::start(dir.path(), None);
+    copy_image(&layout, &format!("docker://{}/fns:v1", registry.host), &[]);
+    let tagged = store
+        .pull(&format!("{}/fns:v1", registry.host))
+        .await
+        .unwrap();
+    let by_digest = format!("{}/fns@{}", registry.host, tagged.digest);
+    let image = store.resolve(&by_digest).await.unwrap();
+    assert_eq!(
+        (image.reference.as_str(), &image.digest),
+        (by_digest.as_str(), &tagged.digest)
+    );
+    assert_rootfs(&image);
+}
+
 /// A tag the registry does not have is NotFound, on pull and on resolve.
 #[tokio::test]
 async fn missing_tag_is_not_found() {
@@ -175,6 +194,21 @@ async fn unreachable_registry_is_a_registry_error() {
         }
         other => panic!("expected a registry error, got {other}"),
     }
+}
+
+/// A new store over the same data dir (a restarted server) finds the unpacked tree and
+/// does not unpack it again.
+#[tokio::test]
+async fn restarted_store_reuses_the_unpacked_tree() {
+    let (dir, layout, store) = setup();
+    store.import(&layout, Some(NAME)).await.unwrap();
+    let image = store.resolve(NAME).await.unwrap();
+    // A mark a new unpack would not have (trees are never written in real use).
+    std::fs::write(image.rootfs.join("mark"), "").unwrap();
+    let restarted = ImageStore::new(&dir.path().join("data"), Vec::new(), None);
+    let again = restarted.resolve(NAME).await.unwrap();
+    assert_eq!(again, image);
+    assert!(again.rootfs.join("mark").exists(), "unpacked again");
 }
 
 /// Removing an image untags it and drops its blobs and its unpacked tree; other images
