@@ -264,7 +264,7 @@ async fn id_map_shifts_ownership() {
 }
 
 /// A registry that wants credentials refuses a pull without them (a Registry error
-/// saying so) and serves one with them.
+/// saying so) and serves one with them, which leave no file behind.
 #[tokio::test]
 async fn registry_credentials_are_used() {
     let (dir, layout, store) = setup();
@@ -284,6 +284,12 @@ async fn registry_credentials_are_used() {
     };
     let store = ImageStore::new(&dir.path().join("data"), vec![auth], None);
     assert_rootfs(&store.resolve(&reference).await.unwrap());
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("data/images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("auth"))
+        .collect();
+    assert!(left.is_empty(), "credentials left on disk: {left:?}");
 }
 
 /// A malformed reference is refused before any tool runs.

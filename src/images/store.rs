@@ -194,11 +194,10 @@ impl ImageStore {
 
     async fn copy_from_registry(&self, reference: &Reference) -> Result<(), ImageError> {
         let name = reference.to_string();
+        // Held until skopeo is done: dropping it removes the auth file.
+        let flags = registry::source_flags(&self.registries, &reference.registry, &self.root)?;
         let mut args = vec!["copy".to_string(), "--quiet".to_string()];
-        args.extend(registry::source_flags(
-            &self.registries,
-            &reference.registry,
-        ));
+        args.extend(flags.args.iter().cloned());
         args.push(format!("docker://{name}"));
         args.push(self.tool_image(&name)?);
         let result = tools::run(SKOPEO, &args).await;
