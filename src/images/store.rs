@@ -50,7 +50,8 @@ impl ImageStore {
 
     /// The image ready to run: from the store, or pulled first; its rootfs unpacked once
     /// per manifest digest (and id map) and cached. Fast when cached (in-memory map, no
-    /// process spawned): it is on the wake path.
+    /// process spawned): it is on the wake path. A tag already in the store is not
+    /// pulled again (`pull` refreshes it).
     pub async fn resolve(&self, reference: &str) -> Result<Image, ImageError> {
         let reference = Reference::parse(reference)?;
         let name = reference.to_string();
