@@ -32,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The local image store: import, pull, list and remove images.
+    Images(edgewake::cli::images::ImagesArgs),
     #[command(flatten)]
     Client(edgewake::cli::Command),
     /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
@@ -100,6 +102,13 @@ fn main() -> anyhow::Result<()> {
         Command::Certs {
             command: CertsCommand::Generate { hosts, dir },
         } => generate_certs(&hosts, &dir),
+        Command::Images(args) => {
+            // Registry credentials come from the config once it has a section for them.
+            if !edgewake::cli::images::run(args, Vec::new()) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Functions => Ok(edgewake::functions::run()?),
         Command::SandboxHook { hook } => sandbox_hook(hook),
         Command::Client(command) => {

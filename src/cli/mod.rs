@@ -6,6 +6,7 @@
 
 pub mod client;
 mod commands;
+pub mod images;
 mod ports;
 pub mod table;
 

@@ -20,7 +20,8 @@ const INDEX_TYPES: [&str; 2] = [
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Index {
-    #[serde(default)]
+    /// umoci writes `null` for an empty list.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub manifests: Vec<Descriptor>,
 }
 
@@ -31,14 +32,14 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Manifest {
     pub config: Descriptor,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub layers: Vec<Descriptor>,
 }
 
@@ -133,6 +134,14 @@ pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
     }
 }
 
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
     std::fs::read(path).map_err(ImageError::io(path))
 }
@@ -189,10 +198,13 @@ mod tests {
         assert_eq!(image_size(entry, &manifest), 115);
     }
 
-    /// A store with no index yet holds nothing.
+    /// A store with no index yet, or an emptied one (umoci writes `null`), holds nothing.
     #[test]
-    fn missing_index_is_empty() {
+    fn missing_or_null_index_is_empty() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(read_index(dir.path()).unwrap().manifests.is_empty());
+        let emptied = r#"{"schemaVersion":2,"manifests":null}"#;
+        std::fs::write(dir.path().join("index.json"), emptied).unwrap();
         assert!(read_index(dir.path()).unwrap().manifests.is_empty());
     }
 

@@ -1,7 +1,16 @@
 //! Registries to pull from: credentials by host, and which ones speak plain HTTP or
 //! self-signed TLS (the configured insecure ones, and loopback ones as Docker allows).
+//! Credentials reach skopeo in a private auth file, never on its command line (which
+//! every local user can read in /proc).
 
+use super::ImageError;
+use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+const BASE64_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// How to talk to one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,23 +23,95 @@ pub struct RegistryAuth {
     pub insecure: bool,
 }
 
-/// skopeo's source flags for pulling from `host`.
-pub(crate) fn source_flags(registries: &[RegistryAuth], host: &str) -> Vec<String> {
+/// skopeo's source flags for one pull; the auth file they name goes when they are dropped.
+#[derive(Debug)]
+pub struct SourceFlags {
+    pub args: Vec<String>,
+    _auth_file: Option<AuthFile>,
+}
+
+/// A 0600 `auth.json` for one pull, removed on drop.
+#[derive(Debug)]
+struct AuthFile(PathBuf);
+
+impl Drop for AuthFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The flags for pulling from `host`, an auth file (if credentials are configured)
+/// written in `dir`.
+pub fn source_flags(
+    registries: &[RegistryAuth],
+    host: &str,
+    dir: &Path,
+) -> Result<SourceFlags, ImageError> {
     let auth = registries.iter().find(|r| same_host(&r.host, host));
-    let mut flags = Vec::new();
+    let mut args = Vec::new();
     if auth.is_some_and(|a| a.insecure) || is_loopback(host) {
-        flags.push("--src-tls-verify=false".to_string());
+        args.push("--src-tls-verify=false".to_string());
     }
-    if let Some(RegistryAuth {
-        username: Some(user),
-        password,
-        ..
-    }) = auth
-    {
-        let password = password.as_deref().unwrap_or_default();
-        flags.push(format!("--src-creds={user}:{password}"));
+    let auth_file = match auth {
+        Some(RegistryAuth {
+            username: Some(user),
+            password,
+            ..
+        }) => Some(write_auth_file(
+            dir,
+            host,
+            user,
+            password.as_deref().unwrap_or_default(),
+        )?),
+        _ => None,
+    };
+    if let Some(AuthFile(path)) = &auth_file {
+        args.push(format!("--src-authfile={}", path.display()));
     }
-    flags
+    Ok(SourceFlags {
+        args,
+        _auth_file: auth_file,
+    })
+}
+
+/// containers-auth.json(5): `{"auths": {host: {"auth": base64(user:password)}}}`.
+fn write_auth_file(
+    dir: &Path,
+    host: &str,
+    user: &str,
+    password: &str,
+) -> Result<AuthFile, ImageError> {
+    let name = format!(
+        "auth-{}.json",
+        crate::ids::hex(&crate::ids::random_bytes::<8>())
+    );
+    let file = AuthFile(dir.join(name));
+    let auth = base64(format!("{user}:{password}").as_bytes());
+    let json = serde_json::json!({ "auths": { host: { "auth": auth } } });
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file.0)
+        .and_then(|mut f| f.write_all(json.to_string().as_bytes()))
+        .map_err(ImageError::io(&file.0))?;
+    Ok(file)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            match i <= chunk.len() {
+                true => out.push(BASE64_ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char),
+                false => out.push('='),
+            }
+        }
+    }
+    out
 }
 
 /// Docker Hub answers to several names.
@@ -40,7 +121,7 @@ fn same_host(configured: &str, host: &str) -> bool {
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
-pub(crate) fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
@@ -52,6 +133,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn auth(host: &str, insecure: bool) -> RegistryAuth {
         RegistryAuth {
@@ -60,6 +142,24 @@ mod tests {
             password: Some("pw".into()),
             insecure,
         }
+    }
+
+    fn args(registries: &[RegistryAuth], host: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = source_flags(registries, host, dir.path()).unwrap();
+        let prefix = format!("--src-authfile={}/", dir.path().display());
+        flags
+            .args
+            .iter()
+            .map(|a| a.replace(&prefix, "--src-authfile=DIR/"))
+            .map(|a| {
+                if a.starts_with("--src-authfile=") {
+                    "--src-authfile".into()
+                } else {
+                    a
+                }
+            })
+            .collect()
     }
 
     /// Loopback registries are pulled from without TLS checks, as Docker allows.
@@ -73,31 +173,57 @@ mod tests {
             "localhost",
         ] {
             assert!(is_loopback(host), "{host}");
-            assert_eq!(source_flags(&[], host), ["--src-tls-verify=false"]);
+            assert_eq!(args(&[], host), ["--src-tls-verify=false"]);
         }
         assert!(!is_loopback("registry.example.com:5000"));
-        assert!(source_flags(&[], "ghcr.io").is_empty());
+        assert!(args(&[], "ghcr.io").is_empty());
     }
 
     /// Credentials go to their own host only; `insecure` turns TLS checks off.
     #[test]
     fn credentials_match_by_host() {
         let registries = [auth("ghcr.io", false), auth("reg.internal:5000", true)];
-        assert_eq!(source_flags(&registries, "ghcr.io"), ["--src-creds=me:pw"]);
+        assert_eq!(args(&registries, "ghcr.io"), ["--src-authfile"]);
         assert_eq!(
-            source_flags(&registries, "reg.internal:5000"),
-            ["--src-tls-verify=false", "--src-creds=me:pw"]
+            args(&registries, "reg.internal:5000"),
+            ["--src-tls-verify=false", "--src-authfile"]
         );
-        assert!(source_flags(&registries, "quay.io").is_empty());
+        assert!(args(&registries, "quay.io").is_empty());
     }
 
     /// Docker Hub credentials apply whichever of its names the config uses.
     #[test]
     fn docker_hub_aliases_share_credentials() {
-        let registries = [auth("index.docker.io", false)];
         assert_eq!(
-            source_flags(&registries, "docker.io"),
-            ["--src-creds=me:pw"]
+            args(&[auth("index.docker.io", false)], "docker.io"),
+            ["--src-authfile"]
         );
+    }
+
+    /// The auth file is private, in skopeo's format, and gone with the flags.
+    #[test]
+    fn auth_file_is_private_and_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = source_flags(&[auth("ghcr.io", false)], "ghcr.io", dir.path()).unwrap();
+        let path = flags.args[0]
+            .strip_prefix("--src-authfile=")
+            .unwrap()
+            .to_string();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["auths"]["ghcr.io"]["auth"], "bWU6cHc=");
+        drop(flags);
+        assert!(!Path::new(&path).exists());
+    }
+
+    /// base64 pads one and two trailing bytes.
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -60,7 +60,10 @@ pub async fn plan(path: &Path, name: Option<&Reference>) -> Result<Vec<Copy>, Im
         (None, all) => all
             .iter()
             .map(|f| match f.names.is_empty() {
-                true => Err(bad(format!("{} has no image name: give it one", f.label))),
+                true => Err(bad(format!(
+                    "{} has no image name: give it one to import it under",
+                    f.label
+                ))),
                 false => Ok(f
                     .names
                     .iter()

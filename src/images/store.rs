@@ -50,7 +50,8 @@ impl ImageStore {
 
     /// The image ready to run: from the store, or pulled first; its rootfs unpacked once
     /// per manifest digest (and id map) and cached. Fast when cached (in-memory map, no
-    /// process spawned): it is on the wake path.
+    /// process spawned): it is on the wake path. A tag already in the store is not
+    /// pulled again (`pull` refreshes it).
     pub async fn resolve(&self, reference: &str) -> Result<Image, ImageError> {
         let reference = Reference::parse(reference)?;
         let name = reference.to_string();
@@ -194,11 +195,10 @@ impl ImageStore {
 
     async fn copy_from_registry(&self, reference: &Reference) -> Result<(), ImageError> {
         let name = reference.to_string();
+        // Held until skopeo is done: dropping it removes the auth file.
+        let flags = registry::source_flags(&self.registries, &reference.registry, &self.root)?;
         let mut args = vec!["copy".to_string(), "--quiet".to_string()];
-        args.extend(registry::source_flags(
-            &self.registries,
-            &reference.registry,
-        ));
+        args.extend(flags.args.iter().cloned());
         args.push(format!("docker://{name}"));
         args.push(self.tool_image(&name)?);
         let result = tools::run(SKOPEO, &args).await;

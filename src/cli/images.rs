@@ -1,0 +1,123 @@
+//! `edgewake images …`: the local image store, worked on directly in the data dir (no
+//! server needed; a running server shares the store through its lock).
+
+use super::table;
+use crate::config;
+use crate::images::{ImageError, ImageInfo, ImageStore, RegistryAuth};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Size units, as `docker images` prints them (powers of 1000).
+const SIZE_UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+    /// The data dir holding the store (`<data dir>/images`).
+    #[arg(long, global = true, default_value = config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The config file (registry settings).
+    #[arg(long, global = true, default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCommand {
+    /// Import a `docker save` tarball, an OCI layout directory or an OCI archive.
+    Import {
+        file: PathBuf,
+        /// The image's name (required when the file names none).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Pull an image from its registry.
+    Pull { reference: String },
+    /// List the images in the store.
+    List,
+    /// Remove an image, and the blobs and unpacked trees nothing else uses.
+    Rm { reference: String },
+}
+
+/// Runs an images command with `registries`' settings; an error is printed on one line
+/// and `false` returned.
+pub fn run(args: ImagesArgs, registries: Vec<RegistryAuth>) -> bool {
+    let store = ImageStore::new(&args.data_dir, registries, None);
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ImageError::Io {
+            path: args.data_dir.clone(),
+            source: e,
+        })
+        .and_then(|runtime| runtime.block_on(dispatch(&store, args.command)));
+    match outcome {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            false
+        }
+    }
+}
+
+async fn dispatch(store: &ImageStore, command: ImagesCommand) -> Result<(), ImageError> {
+    match command {
+        ImagesCommand::Import { file, name } => {
+            for info in store.import(&file, name.as_deref()).await? {
+                println!("imported {} {}", info.reference, info.digest);
+            }
+        }
+        ImagesCommand::Pull { reference } => {
+            let info = store.pull(&reference).await?;
+            println!("pulled {} {}", info.reference, info.digest);
+        }
+        ImagesCommand::List => print!("{}", images_table(&store.list()?)),
+        ImagesCommand::Rm { reference } => {
+            store.remove(&reference).await?;
+            println!("removed {reference}");
+        }
+    }
+    Ok(())
+}
+
+/// REFERENCE, DIGEST, SIZE.
+fn images_table(images: &[ImageInfo]) -> String {
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| vec![i.reference.clone(), i.digest.clone(), human_size(i.size)])
+        .collect();
+    table::render(&["REFERENCE", "DIGEST", "SIZE"], &rows)
+}
+
+/// `1.09MB`-style sizes: three significant digits at most, as `docker images` prints.
+fn human_size(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < SIZE_UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 || unit == 0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$}{}", SIZE_UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes read like `docker images`: SI units, three significant digits.
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_092_608), "1.09MB");
+        assert_eq!(human_size(75_300_000), "75.3MB");
+        assert_eq!(human_size(187_000_000_000), "187GB");
+    }
+}
