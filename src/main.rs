@@ -103,8 +103,9 @@ fn main() -> anyhow::Result<()> {
             command: CertsCommand::Generate { hosts, dir },
         } => generate_certs(&hosts, &dir),
         Command::Images(args) => {
-            // Registry credentials come from the config once it has a section for them.
-            if !edgewake::cli::images::run(args, Vec::new()) {
+            let config = load_for_serve(&args.config)?;
+            let registries = server::registry_auth(&config.sandbox.registries);
+            if !edgewake::cli::images::run(args, registries) {
                 std::process::exit(1);
             }
             Ok(())

@@ -387,3 +387,27 @@ async fn create_with_lease_ttl_returns_the_nonce() {
     assert_eq!(status, StatusCode::OK);
     edge.shutdown().await;
 }
+
+/// Fly's exec runs a command in a started machine (the process driver runs it in the
+/// machine's directory with its environment) and answers its output and exit code; a
+/// stopped machine answers 409, a body without a command 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_a_command_in_the_machine() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let id = started(&edge).await;
+    let path = machine_path(APP, &id, "/exec");
+    let body = json!({"command": ["sh", "-c", "echo $FLY_MACHINE_ID; echo oops >&2; exit 4"]});
+    let (status, output) = edge.post(&path, body).await;
+    assert_eq!(status, StatusCode::OK, "{output}");
+    assert_eq!(output["stdout"], format!("{id}\n"));
+    assert_eq!(output["stderr"], "oops\n");
+    assert_eq!(output["exit_code"], 4);
+    let (status, body) = edge.post(&path, json!({"command": []})).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST);
+    let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = edge.post(&path, json!({"cmd": "true"})).await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    edge.shutdown().await;
+}

@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/apps/{app}/machines/{id}/signal"),
     ("post", "/v1/apps/{app}/machines/{id}/cordon"),
     ("post", "/v1/apps/{app}/machines/{id}/uncordon"),
+    ("post", "/v1/apps/{app}/machines/{id}/exec"),
     ("get", "/v1/apps/{app}/machines/{id}/wait"),
     ("get", "/v1/apps/{app}/machines/{id}/events"),
     ("post", "/v1/apps/{app}/machines/{id}/lease"),

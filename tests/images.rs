@@ -3,14 +3,14 @@
 //! `docker-registry` on loopback, unpacked (whiteouts, modes, shifted owners), removed;
 //! and the `edgewake images` commands.
 
-#[path = "support/images.rs"]
 mod support;
 
 use edgewake::images::{IdMap, Image, ImageError, ImageStore, RegistryAuth, RunConfig};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use support::*;
+use support::free_port;
+use support::images::*;
 use tempfile::TempDir;
 
 /// A name for the test image in the store.

@@ -8,7 +8,8 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::sandbox::{Registry, import_test_image, sandboxed};
+use support::images::Registry;
+use support::sandbox::{import_test_image, push_test_image, sandboxed};
 use support::{APP, TestEdge, machine_path, seed_config};
 
 /// The test image, as imported into each test's store.
@@ -38,8 +39,9 @@ fn stdout(output: &Value) -> &str {
 /// the edge wakes its stopped machine and gets the machine's own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_image_wakes_through_the_edge() {
-    let registry = Registry::start().await;
-    let image = registry.push_test_image("functions", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path(), None);
+    let image = push_test_image(&registry, "functions", "v1");
     let edge = TestEdge::start_with(sandboxed).await;
     edge.create_app(APP).await;
     let machine = edge.create_machine(APP, &image, true).await;
@@ -217,7 +219,8 @@ async fn machines_are_walled_in() {
 /// with a status that says why, and leaves no machine behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_images_fail_the_create() {
-    let registry = Registry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path(), None);
     let edge = TestEdge::start_with(sandboxed).await;
     edge.create_app(APP).await;
     let missing = format!("{}/nothing:v1", registry.host);

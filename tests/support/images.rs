@@ -1,8 +1,8 @@
 //! Test helpers for the image store: test images built with umoci (no Docker), archives
 //! made from them with skopeo, and a real `docker-registry` on a free loopback port.
-#![allow(dead_code)] // not every test uses every helper
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use super::free_port;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,14 +22,15 @@ pub const HTPASSWD: &str = "edgewake:$2b$04$r7ac793y/ny5eIN6m.qn6u/Y.J3ZP2.c9T9K
 pub const REGISTRY_USER: &str = "edgewake";
 pub const REGISTRY_PASSWORD: &str = "s3cret";
 
-/// Runs a tool and panics with its stderr if it fails.
-pub fn run(program: &str, args: &[&str]) {
+/// Runs a tool, panicking with its stderr if it fails; returns its stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().unwrap();
     assert!(
         output.status.success(),
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// An OCI layout at `dir/layout` holding one image tagged `v1`: layer one adds
@@ -79,12 +80,6 @@ pub fn copy_image(layout: &Path, destination: &str, flags: &[&str]) {
     args.extend(flags);
     args.extend([source.as_str(), destination]);
     run("skopeo", &args);
-}
-
-/// A port nothing listens on (just freed).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A `docker-registry` (distribution v2) on loopback, with its own storage; killed on drop.

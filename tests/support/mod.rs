@@ -2,6 +2,7 @@
 //! real machine processes, and clients for its API and edge.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod images;
 pub mod sandbox;
 pub mod tls;
 

@@ -2,30 +2,14 @@
 //! needs and busybox, packed with umoci), a `docker-registry` on loopback to pull it
 //! from, and configs that run edgewake with the sandbox driver.
 
-use super::{bin_dir, free_port};
+use super::bin_dir;
+use super::images::{Registry, run};
 use edgewake::config::Config;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The tag of the test image inside its OCI layout.
 pub const IMAGE_TAG: &str = "v1";
-
-/// Runs a command, panicking with its output when it fails.
-pub fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// An OCI layout holding the test image (built once per test binary): the bundled
 /// runtime as entrypoint, its shared libraries, and busybox for hostile commands.
@@ -100,68 +84,21 @@ fn copy_libraries(binary: &Path, root: &Path) {
     }
 }
 
-/// A `docker-registry` on a free loopback port with its own storage; killed on drop.
-pub struct Registry {
-    pub host: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    pub async fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry runs (Debian: docker-registry)");
-        let host = format!("127.0.0.1:{port}");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&host).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Registry {
-            host,
-            child,
-            _dir: dir,
-        }
-    }
-
-    /// Pushes the test image as `repo:tag`; returns its reference.
-    pub fn push_test_image(&self, repo: &str, tag: &str) -> String {
-        let reference = format!("{}/{repo}:{tag}", self.host);
-        run(
-            "skopeo",
-            &[
-                "copy",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:{IMAGE_TAG}", test_layout().display()),
-                &format!("docker://{reference}"),
-            ],
-        );
-        reference
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Pushes the test image to `registry` as `repo:tag`; returns its reference.
+pub fn push_test_image(registry: &Registry, repo: &str, tag: &str) -> String {
+    let reference = format!("{}/{repo}:{tag}", registry.host);
+    let source = format!("oci:{}:{IMAGE_TAG}", test_layout().display());
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &source,
+            &format!("docker://{reference}"),
+        ],
+    );
+    reference
 }
 
 /// A private /24 for one test's machines: concurrent tests (one process) take
