@@ -117,6 +117,51 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
     );
 }
 
+/// With the sandbox driver too: a crash leaves the container running; the restarted
+/// edgewake removes it (and its mounted root) at boot, reports the machine `stopped`,
+/// and wakes it again on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_crash_leaves_no_container_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = "edgewake.test/functions:1";
+    sandbox::import_test_image(&dir.path().join("data"), image);
+    let network = sandbox::random_sandbox_network();
+    let first = EdgewakeProcess::spawn_sandboxed(dir.path(), &network).await;
+    let api = ApiClient::new(first.api);
+    api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
+        .await;
+    let path = format!("/v1/apps/{APP}/machines");
+    let machine = api.post(&path, json!({"config": seed_config(image)})).await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    assert_eq!(api.edge_get(first.http, APP).await, StatusCode::OK);
+    assert_eq!(machine_pids(&id).len(), 1, "the machine runs");
+    let root = dir.path().join("data/machines").join(&id).join("rootfs");
+    let mounted = || {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        mounts.contains(root.to_str().unwrap())
+    };
+    assert!(mounted());
+
+    first.signal("KILL");
+    first.exit_code().await;
+    assert_eq!(machine_pids(&id).len(), 1, "a crash leaves the container");
+
+    let second = EdgewakeProcess::spawn_sandboxed(dir.path(), &network).await;
+    let api = ApiClient::new(second.api);
+    assert!(
+        machine_pids(&id).is_empty(),
+        "the container was removed at boot"
+    );
+    assert!(!mounted(), "its root was unmounted");
+    let machine = api.get(&format!("{path}/{id}")).await;
+    assert_eq!(machine["state"], "stopped");
+    assert_eq!(api.edge_get(second.http, APP).await, StatusCode::OK);
+    second.signal("TERM");
+    assert_eq!(second.exit_code().await, Some(0));
+    assert!(machine_pids(&id).is_empty(), "shutdown stops the container");
+    assert!(!mounted());
+}
+
 /// A small API client for an edgewake running in another process.
 struct ApiClient {
     client: reqwest::Client,

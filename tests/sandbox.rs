@@ -248,6 +248,36 @@ async fn missing_images_fail_the_create() {
     edge.shutdown().await;
 }
 
+/// A start that cannot get its image (removed from the store, registry gone) fails the
+/// waiting request with 502 saying why, and leaves the machine stopped with nothing
+/// mounted or running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_leaves_nothing_half_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path(), None);
+    let image = push_test_image(&registry, "functions", "v1");
+    let edge = TestEdge::start_with(sandboxed).await;
+    edge.create_app(APP).await;
+    let machine = edge.create_machine(APP, &image, true).await;
+    let id = machine["id"].as_str().unwrap();
+    drop(registry);
+    let data_dir = edge.config.data_dir.to_str().unwrap().to_string();
+    support::images::run(
+        env!("CARGO_BIN_EXE_edgewake"),
+        &["images", "rm", &image, "--data-dir", &data_dir],
+    );
+    let response = edge.request(APP, "/").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("cannot get the image"), "{text}");
+    let machine = edge.machine(APP, id).await;
+    assert_eq!(machine["state"], "stopped", "{machine}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&data_dir), "{mounts}");
+    assert!(support::machine_pids(id).is_empty());
+    edge.shutdown().await;
+}
+
 /// Without its OCI runtime the sandbox driver refuses to start, naming what is missing.
 #[tokio::test]
 async fn missing_runtime_is_named_at_start() {

@@ -324,11 +324,23 @@ impl EdgewakeProcess {
     /// Starts `edgewake serve` with the test config written to `dir`, and waits until
     /// its API answers.
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
+    }
+
+    /// Starts `edgewake serve --driver sandbox` with machines in `network`.
+    pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range())
+            + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
+        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
+    }
+
+    async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
-        std::fs::write(&config, process_config(dir, range)).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let (http, https, api) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
             .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra)
             .args([
                 "--http",
                 &format!("127.0.0.1:{http}"),
