@@ -5,6 +5,12 @@
 //!   to the response's first byte is set beside the machine's own boot (spawn to accepting
 //!   on its port, `boot_us` of its `start` event): the difference is edgewake's overhead.
 //! - herd: HERD concurrent requests to the stopped machine; starts, errors, p50/p99.
+//!
+//! `WAKE_DRIVER=sandbox` runs the machine as an OCI image under runc instead (root; the
+//! image is the tests' one: the bundled runtime and its libraries).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use edgewake::config::{Config, ImageConfig};
 use edgewake::server::{self, Options, Running};
@@ -15,6 +21,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench";
 const APP: &str = "bench";
+const SANDBOX_IMAGE: &str = "edgewake.test/functions:1";
 
 fn config(data_dir: PathBuf) -> Config {
     let mut config = Config {
@@ -202,9 +209,17 @@ async fn main() {
         api_token: Some(TOKEN.into()),
         bin_dir: Some(bin_dir()),
     };
-    let running = server::start(config(dir.path().join("data")), options)
-        .await
-        .unwrap();
+    let mut config = config(dir.path().join("data"));
+    let sandboxed = std::env::var("WAKE_DRIVER").is_ok_and(|d| d == "sandbox");
+    let image = if sandboxed {
+        support::sandbox::sandboxed(&mut config);
+        support::sandbox::import_test_image(&config.data_dir, SANDBOX_IMAGE);
+        SANDBOX_IMAGE
+    } else {
+        "flyio/fastify-functions"
+    };
+    println!("driver: {}", config.machines.driver);
+    let running = server::start(config, options).await.unwrap();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(2000)
         .build()
@@ -221,7 +236,7 @@ async fn main() {
             json!({"app_name": APP, "org_slug": "bench"}),
         )
         .await;
-    let config = json!({"image": "flyio/fastify-functions", "services": [{"internal_port": 8080, "ports": [{"port": 80}], "autostop": false}]});
+    let config = json!({"image": image, "services": [{"internal_port": 8080, "ports": [{"port": 80}], "autostop": false}]});
     let machine = bench
         .api(
             reqwest::Method::POST,

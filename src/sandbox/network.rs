@@ -48,15 +48,23 @@ impl Link {
         args
     }
 
-    /// `ip -batch` lines for the host side; `pid` is the container's first process.
+    /// `ip -batch` lines for the host side of the pair; `pid` is the container's first
+    /// process.
     fn host_commands(&self, pid: u32) -> String {
-        let (hif, gw, ip) = (self.host_interface(), self.gateway, self.address);
+        let (hif, gw) = (self.host_interface(), self.gateway);
         format!(
             "link add {hif} type veth peer name eth0 netns {pid}\n\
              addr add {gw}/32 dev {hif}\n\
-             link set {hif} up\n\
-             route add {ip}/32 dev {hif} src {gw}\n"
+             link set {hif} up\n"
         )
+    }
+
+    /// The host's route to the machine, added last: until the machine's side is up, the
+    /// range's unreachable route fails the edge's probes at once, where a route to a
+    /// silent link would cost a SYN (or ARP) retry of a whole second.
+    fn host_route(&self) -> String {
+        let (hif, gw, ip) = (self.host_interface(), self.gateway, self.address);
+        format!("route add {ip}/32 dev {hif} src {gw}\n")
     }
 
     /// `ip -batch` lines run inside the machine's namespace.
@@ -89,7 +97,8 @@ impl Link {
         // No IPv6 on the host side: the machine cannot reach the host's link-local address.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{hif}/disable_ipv6"), "1");
         let netns = format!("--net=/proc/{pid}/ns/net");
-        run_batch(&["nsenter", &netns, "ip"], &self.machine_commands())
+        run_batch(&["nsenter", &netns, "ip"], &self.machine_commands())?;
+        run_batch(&["ip"], &self.host_route())
     }
 }
 
