@@ -278,6 +278,33 @@ async fn failed_start_leaves_nothing_half_started() {
     edge.shutdown().await;
 }
 
+/// `images rm` refuses an image a running machine's root is mounted over, and removes
+/// it once the machine has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_machines_keep_their_image() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let id = edge.started_machine(APP, IMAGE).await;
+    let data_dir = edge.config.data_dir.to_str().unwrap().to_string();
+    let rm = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
+            .args(["images", "rm", IMAGE, "--data-dir", &data_dir])
+            .output()
+            .unwrap()
+    };
+    let refused = rm();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("in use by a running machine"), "{said}");
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
+        .await;
+    assert!(rm().status.success());
+    edge.shutdown().await;
+}
+
 /// Without its OCI runtime the sandbox driver refuses to start, naming what is missing.
 #[tokio::test]
 async fn missing_runtime_is_named_at_start() {

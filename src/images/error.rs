@@ -13,6 +13,9 @@ pub enum ImageError {
     Registry { reference: String, reason: String },
     #[error("bad image reference {0}")]
     BadReference(String),
+    /// A running machine's root is mounted over the image's tree.
+    #[error("image {0} is in use by a running machine: stop it first")]
+    InUse(String),
     /// A file to import that is none of the formats skopeo reads, or names no image.
     #[error("cannot import {path}: {reason}", path = .path.display())]
     BadSource { path: PathBuf, reason: String },

@@ -88,6 +88,18 @@ pub async fn prune(dir: &Path, kept: &HashSet<String>) -> Result<Vec<PathBuf>, I
     Ok(removed)
 }
 
+/// Whether a machine's overlay uses a tree of this digest (`tree`, or `tree` with an id
+/// map suffix) as its lower layer: removing it under a running machine would pull files
+/// from under it.
+pub fn mounted_over(tree: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let lower = format!("lowerdir={}", tree.display());
+    mounts.lines().any(|line| {
+        line.split(&[' ', ','][..])
+            .any(|option| option == lower || option.starts_with(&format!("{lower}-")))
+    })
+}
+
 /// Removes a tree (if there), on a blocking thread: trees are large.
 async fn remove_tree(path: PathBuf) -> Result<(), ImageError> {
     tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {

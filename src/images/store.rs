@@ -125,8 +125,15 @@ impl ImageStore {
     pub async fn remove(&self, reference: &str) -> Result<(), ImageError> {
         let name = Reference::parse(reference)?.to_string();
         let _lock = self.write_lock().await?;
-        if self.entry_locked(&name)?.is_none() {
+        let Some(entry) = self.entry_locked(&name)? else {
             return Err(ImageError::NotFound(name));
+        };
+        let tree = self
+            .root
+            .join(ROOTFS_DIR)
+            .join(rootfs::dir_name(&entry.digest, None));
+        if self.only_name_of(&entry.digest, &name)? && rootfs::mounted_over(&tree) {
+            return Err(ImageError::InUse(name));
         }
         let layout = self.layout_dir().display().to_string();
         tools::run(
@@ -250,6 +257,16 @@ impl ImageStore {
     }
 
     /// The entry named `name`, read by the lock's holder (no writer can be at work).
+    /// Whether `name` is the only name the store has for `digest` (removing it drops
+    /// the digest's trees).
+    fn only_name_of(&self, digest: &str, name: &str) -> Result<bool, ImageError> {
+        let index = layout::read_index(&self.layout_dir())?;
+        Ok(!index
+            .manifests
+            .iter()
+            .any(|e| e.digest == digest && e.ref_name() != Some(name)))
+    }
+
     fn entry_locked(&self, name: &str) -> Result<Option<Descriptor>, ImageError> {
         Ok(layout::find(&layout::read_index(&self.layout_dir())?, name).cloned())
     }
