@@ -111,6 +111,36 @@ args_for() {
     https-newconn) echo "-c16 -H Connection:close" ;;
   esac
 }
+# SYSCALLS=1: instead of the rounds, count each proxy's system calls per request (perf
+# tracepoints) over one HTTP keep-alive run at 64 connections.
+if [ "${SYSCALLS:-0}" = 1 ]; then
+  need perf || { apt-get install -y -qq linux-perf >/dev/null; }
+  pids_of() {
+    case "$1" in
+      edgewake) echo "$EDGEWAKE_PID" ;;
+      nginx) pgrep -P "$(cat "$WORK/peer/nginx.pid")" | paste -sd, ;;
+      haproxy) cat "$WORK/peer/haproxy.pid" ;;
+    esac
+  }
+  events=raw_syscalls:sys_enter
+  for call in read recvfrom readv write sendto writev epoll_wait epoll_pwait epoll_ctl futex; do
+    events="$events,syscalls:sys_enter_$call"
+  done
+  for target in edgewake nginx haproxy; do
+    url=$(url_for "$target" http-64)
+    perf stat -x, -e "$events" -p "$(pids_of "$target")" -o "$WORK/perf-$target.txt" &
+    PERF=$!
+    sleep 0.2
+    requests=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
+    kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
+    echo "$target: $requests requests; system calls per request:"
+    awk -F, -v n="$requests" '$3 ~ /sys_enter/ && $1+0 > 0 {
+      name=$3; sub(/.*sys_enter_?/, "", name); if (name == "") name = "all";
+      printf "  %-12s %6.2f\n", name, $1 / n }' "$WORK/perf-$target.txt"
+  done
+  exit 0
+fi
+
 for round in $(seq "$ROUNDS"); do
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do
