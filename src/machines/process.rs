@@ -150,7 +150,8 @@ fn fresh_scratch(machine_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(scratch)
 }
 
-fn open_log(machine_dir: &Path) -> std::io::Result<(Stdio, Stdio)> {
+/// The machine's log, opened for appending as the stdout and stderr of what it runs.
+pub(crate) fn open_log(machine_dir: &Path) -> std::io::Result<(Stdio, Stdio)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -179,6 +180,16 @@ fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
         let _ = tx.send(Some(exit));
     });
     rx
+}
+
+/// Removes a destroyed machine's directory (scratch, log, bundle), if there.
+pub(crate) async fn remove_machine_dir(machines_dir: &Path, machine_id: &str) {
+    let dir = machines_dir.join(machine_id);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(machine = machine_id, "cannot remove {}: {e}", dir.display());
+    }
 }
 
 /// Live processes whose environment names them as machine `machine_id`.
@@ -258,12 +269,7 @@ impl Driver for ProcessDriver {
     }
 
     async fn forget(&self, machine_id: &str) {
-        let dir = self.machines_dir.join(machine_id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(machine = machine_id, "cannot remove {}: {e}", dir.display());
-        }
+        remove_machine_dir(&self.machines_dir, machine_id).await;
     }
 
     fn log_path(&self, machine_id: &str) -> Option<PathBuf> {

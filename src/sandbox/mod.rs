@@ -17,7 +17,7 @@ use crate::config::SandboxConfig;
 use crate::images::{IdMap, ImageError, ImageStore};
 use crate::machines::addresses::AddressRange;
 use crate::machines::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
-use crate::machines::process::run_exec;
+use crate::machines::process::{open_log, remove_machine_dir, run_exec};
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;
@@ -121,14 +121,6 @@ impl SandboxDriver {
         Ok(bundle)
     }
 
-    fn log(&self, machine_id: &str) -> std::io::Result<(Stdio, Stdio)> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.machines_dir.join(machine_id).join("machine.log"))?;
-        Ok((Stdio::from(log.try_clone()?), Stdio::from(log)))
-    }
-
     /// Publishes the run's end once runc has exited and the container is cleaned up:
     /// the OOM count is read from the kept cgroup first.
     fn watch_exit(
@@ -206,7 +198,8 @@ impl Driver for SandboxDriver {
             .await
             .map_err(image_error)?;
         let bundle = self.prepare(&launch, &image)?;
-        let (stdout, stderr) = self.log(&launch.machine_id).map_err(DriverError::Files)?;
+        let machine_dir = self.machines_dir.join(&launch.machine_id);
+        let (stdout, stderr) = open_log(&machine_dir).map_err(DriverError::Files)?;
         let mut command = self.runtime.run(&launch.machine_id, &bundle);
         command
             .stdin(Stdio::null())
@@ -260,13 +253,8 @@ impl Driver for SandboxDriver {
 
     async fn forget(&self, machine_id: &str) {
         self.runtime.delete(machine_id).await;
-        let dir = self.machines_dir.join(machine_id);
-        runtime::unmount(&dir.join("rootfs"));
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(machine = machine_id, "cannot remove {}: {e}", dir.display());
-        }
+        runtime::unmount(&self.machines_dir.join(machine_id).join("rootfs"));
+        remove_machine_dir(&self.machines_dir, machine_id).await;
     }
 
     fn log_path(&self, machine_id: &str) -> Option<PathBuf> {

@@ -104,31 +104,34 @@ impl Link {
 
 /// Runs `program… -batch -` with `lines` on stdin.
 fn run_batch(program: &[&str], lines: &str) -> Result<(), String> {
-    let mut child = Command::new(program[0])
-        .args(&program[1..])
-        .args(["-batch", "-"])
+    let mut args: Vec<&str> = program[1..].to_vec();
+    args.extend(["-batch", "-"]);
+    run_with_input(program[0], &args, lines)
+        .map_err(|e| format!("`{} -batch` failed on:\n{lines}{e}", program.join(" ")))
+}
+
+/// Runs `program args` with `input` on stdin; its stderr is the error.
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.join(" ")))?;
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
     child
         .stdin
         .take()
         .expect("piped")
-        .write_all(lines.as_bytes())
-        .map_err(|e| format!("cannot talk to ip: {e}"))?;
+        .write_all(input.as_bytes())
+        .map_err(|e| format!("cannot write to {program}: {e}"))?;
     let output = child
         .wait_with_output()
-        .map_err(|e| format!("ip failed: {e}"))?;
+        .map_err(|e| format!("{program} failed: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{} -batch` failed on:\n{lines}{}",
-            program.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
     }
 }
 
@@ -190,30 +193,8 @@ pub fn remove_range_route(range: &str) {
 }
 
 fn run_nft(script: &str) -> Result<(), String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())
-        .map_err(|e| format!("cannot talk to nft: {e}"))?;
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("nft failed: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft refused the machine firewall: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    run_with_input("nft", &["-f", "-"], script)
+        .map_err(|e| format!("nft refused the machine firewall: {e}"))
 }
 
 #[cfg(test)]

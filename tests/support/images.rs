@@ -46,17 +46,6 @@ pub fn build_image(dir: &Path) -> PathBuf {
     std::fs::write(&app, "#!/bin/sh\necho hi\n").unwrap();
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
     let layout = dir.join("layout");
-    let image = format!("{}:{LAYOUT_TAG}", layout.display());
-    run("umoci", &["init", "--layout", layout.to_str().unwrap()]);
-    run("umoci", &["new", "--image", &image]);
-    run(
-        "umoci",
-        &["insert", "--image", &image, root.to_str().unwrap(), "/"],
-    );
-    run(
-        "umoci",
-        &["insert", "--image", &image, "--whiteout", "/etc/gone"],
-    );
     let config = [
         "--config.entrypoint=/bin/app",
         "--config.cmd=serve",
@@ -66,10 +55,27 @@ pub fn build_image(dir: &Path) -> PathBuf {
         "--config.workingdir=/srv",
         "--config.user=1000:1000",
     ];
+    pack(&root, &layout, &["/etc/gone"], &config);
+    layout
+}
+
+/// Packs `root` as the one image (tagged `v1`) of a new OCI layout at `layout`, with
+/// umoci: a layer of `root`, then a layer deleting each of `deleted`, then `config`
+/// (umoci's `--config.*` flags).
+pub fn pack(root: &Path, layout: &Path, deleted: &[&str], config: &[&str]) {
+    let image = format!("{}:{LAYOUT_TAG}", layout.display());
+    run("umoci", &["init", "--layout", layout.to_str().unwrap()]);
+    run("umoci", &["new", "--image", &image]);
+    run(
+        "umoci",
+        &["insert", "--image", &image, root.to_str().unwrap(), "/"],
+    );
+    for path in deleted {
+        run("umoci", &["insert", "--image", &image, "--whiteout", path]);
+    }
     let mut args = vec!["config", "--image", &image];
     args.extend(config);
     run("umoci", &args);
-    layout
 }
 
 /// `skopeo copy` from the test layout to `destination` (any skopeo image name), with

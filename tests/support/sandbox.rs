@@ -3,13 +3,10 @@
 //! from, and configs that run edgewake with the sandbox driver.
 
 use super::bin_dir;
-use super::images::{Registry, run};
+use super::images::{LAYOUT_TAG, Registry, pack, run};
 use edgewake::config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-/// The tag of the test image inside its OCI layout.
-pub const IMAGE_TAG: &str = "v1";
 
 /// An OCI layout holding the test image (built once per test binary): the bundled
 /// runtime as entrypoint, its shared libraries, and busybox for hostile commands.
@@ -45,28 +42,12 @@ fn build_layout(dir: &Path) {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    let layout = dir.join("layout");
-    let image = format!("{}:{IMAGE_TAG}", layout.display());
-    run("umoci", &["init", "--layout", layout.to_str().unwrap()]);
-    run("umoci", &["new", "--image", &image]);
-    run(
-        "umoci",
-        &["insert", "--image", &image, root.to_str().unwrap(), "/"],
-    );
-    run(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &image,
-            "--config.entrypoint",
-            "/bin/edgewake-functions",
-            "--config.env",
-            "IMAGE_ENV=from-image",
-            "--config.workingdir",
-            "/tmp",
-        ],
-    );
+    let config = [
+        "--config.entrypoint=/bin/edgewake-functions",
+        "--config.env=IMAGE_ENV=from-image",
+        "--config.workingdir=/tmp",
+    ];
+    pack(&root, &dir.join("layout"), &[], &config);
 }
 
 /// Copies the shared libraries `binary` loads (as `ldd` lists them) into `root`.
@@ -87,7 +68,7 @@ fn copy_libraries(binary: &Path, root: &Path) {
 /// Pushes the test image to `registry` as `repo:tag`; returns its reference.
 pub fn push_test_image(registry: &Registry, repo: &str, tag: &str) -> String {
     let reference = format!("{}/{repo}:{tag}", registry.host);
-    let source = format!("oci:{}:{IMAGE_TAG}", test_layout().display());
+    let source = format!("oci:{}:{LAYOUT_TAG}", test_layout().display());
     run(
         "skopeo",
         &[
