@@ -318,6 +318,7 @@ impl Served {
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);
         supervisor.shutdown().await;
+        supervisor.driver().close();
         tracing::info!("edgewake stopped");
     }
 }

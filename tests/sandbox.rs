@@ -159,11 +159,13 @@ async fn memory_hog_is_oom_killed() {
     edge.shutdown().await;
 }
 
-/// From inside, a machine reaches neither the API, nor a service on the host, nor
-/// another machine; it cannot read host files, and sees no other machine's processes.
+/// From inside, a machine reaches neither the API (its 127.0.0.1 is its own), nor a
+/// service listening on all the host's addresses (dropped by the firewall, not refused),
+/// nor another machine; it cannot read host files, and sees no other machine's processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_are_walled_in() {
     let edge = sandbox_edge().await;
+    assert_firewall(&edge);
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let host_port = host_service.local_addr().unwrap().port();
     let secret = edge.config.data_dir.join("host-secret");
@@ -179,38 +181,78 @@ async fn machines_are_walled_in() {
     let api_port = edge.running.api_addr.port();
     let script = format!(
         "nc -w 2 127.0.0.1 {api_port} </dev/null; echo api=$?; \
-         nc -w 2 {gateway} {api_port} </dev/null; echo gateway-api=$?; \
-         nc -w 2 {gateway} {host_port} </dev/null; echo host=$?; \
+         nc -w 2 {gateway} {host_port} </dev/null 2>&1 | grep -q 'timed out'; echo host-dropped=$?; \
          nc -w 2 {b_ip} 8080 </dev/null; echo other=$?; \
          cat {secret} ; echo secret=$?; \
-         cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c FLY_MACHINE_ID=; \
          ls /proc | grep -c '^[0-9]'",
         secret = secret.display()
     );
     let output = exec(&edge, APP, &a, &script).await;
     let text = stdout(&output);
-    for refused in ["api=1", "gateway-api=1", "host=1", "other=1", "secret=1"] {
-        assert!(text.contains(refused), "{refused} missing: {output}");
+    for expected in ["api=1", "host-dropped=0", "other=1", "secret=1"] {
+        assert!(text.contains(expected), "{expected} missing: {output}");
     }
-    let counts: Vec<u32> = text
-        .lines()
-        .rev()
-        .take(2)
-        .map(|l| l.parse().unwrap())
-        .collect();
+    let processes: u32 = text.lines().last().unwrap().parse().unwrap();
     // Only this machine's own processes: its server, the exec'd shell and its pipeline.
-    assert!(counts[0] < 8, "processes visible: {output}");
-    assert!(counts[1] >= 1, "{output}");
-    let seen_b = exec(
-        &edge,
-        APP,
-        &a,
-        &format!("cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {b}"),
-    )
-    .await;
+    assert!(processes < 8, "processes visible: {output}");
+    let environments = format!("cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {b}");
+    let seen_b = exec(&edge, APP, &a, &environments).await;
     assert_eq!(stdout(&seen_b).trim(), "0", "{seen_b}");
     // The edge still reaches both.
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    drop(host_service);
+    edge.shutdown().await;
+}
+
+/// This edgewake's nftables table is installed.
+fn assert_firewall(edge: &TestEdge) {
+    let table = edgewake::sandbox::network::table_name(&edge.config.sandbox.network);
+    let listed = support::images::run("nft", &["list", "table", "inet", &table]);
+    assert!(listed.contains("drop"), "{listed}");
+}
+
+/// With egress on, a machine has a default route and the host forwards for it, yet
+/// the firewall still drops what it opens to another machine, to the host, or to any
+/// private address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_reaches_no_private_address() {
+    let edge = TestEdge::start_with(|config| {
+        sandboxed(config);
+        config.sandbox.egress = true;
+        import_test_image(&config.data_dir, IMAGE);
+    })
+    .await;
+    assert_firewall(&edge);
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_service.local_addr().unwrap().port();
+    edge.create_app(APP).await;
+    let a = edge.started_machine(APP, IMAGE).await;
+    let b = edge.started_machine(APP, IMAGE).await;
+    let b_ip = edge.machine(APP, &b).await["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway = b_ip.rsplit_once('.').unwrap().0.to_string() + ".1";
+    let script = format!(
+        "grep -c '^eth0\t00000000' /proc/net/route; \
+         for target in {b_ip}:8080 {gateway}:{host_port} 10.1.2.3:80 169.254.169.254:80; do \
+           nc -w 2 ${{target%:*}} ${{target#*:}} </dev/null 2>&1 | grep -q 'timed out'; echo $target=$?; \
+         done"
+    );
+    let output = exec(&edge, APP, &a, &script).await;
+    let text = stdout(&output);
+    assert!(text.starts_with("1\n"), "no default route: {output}");
+    for target in [
+        format!("{b_ip}:8080"),
+        format!("{gateway}:{host_port}"),
+        "10.1.2.3:80".into(),
+        "169.254.169.254:80".into(),
+    ] {
+        assert!(
+            text.contains(&format!("{target}=0")),
+            "{target} not dropped: {output}"
+        );
+    }
     drop(host_service);
     edge.shutdown().await;
 }
@@ -325,4 +367,69 @@ async fn missing_runtime_is_named_at_start() {
         message.contains("`/nonexistent/runc` is not installed"),
         "{message}"
     );
+}
+
+/// With user namespaces, a data dir below a directory that others cannot pass is
+/// refused at start, naming that directory (machines could not mount their roots).
+#[tokio::test]
+async fn closed_data_dir_is_named_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut config = support::test_config(&closed.join("data"));
+    sandboxed(&mut config);
+    let options = edgewake::server::Options {
+        api_token: Some(support::TOKEN.into()),
+        bin_dir: Some(support::bin_dir()),
+    };
+    let error = edgewake::server::start(config, options)
+        .await
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(message.contains(closed.to_str().unwrap()), "{message}");
+    assert!(message.contains("o+x"), "{message}");
+}
+
+/// An exec past its timeout answers 408 and leaves nothing running; a machine cannot
+/// write more than its writable layer holds; on the host, the image trees, the bundle
+/// (the machine's environment) and the log are root's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_disk_and_files_are_bounded() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let id = edge.started_machine(APP, IMAGE).await;
+    let path = machine_path(APP, &id, "/exec");
+    let slow = json!({"command": ["sh", "-c", "sleep 300 & sleep 301"], "timeout": 1});
+    let (status, body) = edge.post(&path, slow).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    let left = exec(&edge, APP, &id, "ps | grep -c '[s]leep 30'").await;
+    assert_eq!(stdout(&left).trim(), "0", "{left}");
+    let fill = exec(
+        &edge,
+        APP,
+        &id,
+        "head -c 200000000 /dev/zero > /tmp/fill; echo $?; wc -c < /tmp/fill",
+    )
+    .await;
+    let lines: Vec<u64> = stdout(&fill)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_ne!(lines[0], 0, "the write succeeded: {fill}");
+    let limit = edge.config.sandbox.rootfs_size_mb * 1024 * 1024;
+    assert!(lines[1] <= limit, "{fill}");
+    let mode = |path: std::path::PathBuf| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+    };
+    let data = &edge.config.data_dir;
+    let machine = data.join("machines").join(&id);
+    assert_eq!(mode(data.join("images")), 0o700);
+    assert_eq!(mode(machine.join("bundle")), 0o700);
+    assert_eq!(mode(machine.join("machine.log")), 0o600);
+    assert_eq!(mode(machine.clone()), 0o711);
+    edge.shutdown().await;
 }

@@ -53,6 +53,7 @@ impl ApiError {
             DriverError::ImageNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DriverError::Registry(_) => StatusCode::BAD_GATEWAY,
             DriverError::ExecUnsupported => StatusCode::NOT_IMPLEMENTED,
+            DriverError::ExecTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             DriverError::Runtime(_) | DriverError::Files(_) | DriverError::Spawn { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

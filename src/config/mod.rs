@@ -66,6 +66,9 @@ pub const DEFAULT_SANDBOX_RUNTIME: &str = "runc";
 pub const DEFAULT_SANDBOX_NETWORK: &str = "172.30.0.0/16";
 /// Most processes (and threads) one sandboxed machine may have at once.
 pub const DEFAULT_SANDBOX_PIDS_LIMIT: u32 = 512;
+/// Size of a sandboxed machine's writable layer (tmpfs: memory-backed, charged to the
+/// machine's memory, gone at every stop).
+pub const DEFAULT_SANDBOX_ROOTFS_SIZE_MB: u64 = 128;
 /// Host ids that root and the users of sandboxed machines map to (a user namespace):
 /// container id 0 is host id `id_map_base`, for `id_map_size` ids.
 pub const DEFAULT_SANDBOX_ID_MAP_BASE: u32 = 1_000_000;
@@ -191,6 +194,7 @@ pub struct SandboxConfig {
     /// itself or to other machines.
     pub egress: bool,
     pub pids_limit: u32,
+    pub rootfs_size_mb: u64,
     /// Run machines in a user namespace (root inside is an unprivileged id outside).
     pub user_namespace: bool,
     pub id_map_base: u32,
@@ -223,6 +227,7 @@ impl Default for SandboxConfig {
             network: DEFAULT_SANDBOX_NETWORK.into(),
             egress: false,
             pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
+            rootfs_size_mb: DEFAULT_SANDBOX_ROOTFS_SIZE_MB,
             user_namespace: true,
             id_map_base: DEFAULT_SANDBOX_ID_MAP_BASE,
             id_map_size: DEFAULT_SANDBOX_ID_MAP_SIZE,

@@ -160,6 +160,9 @@ impl Config {
         if sandbox.runtime.is_empty() {
             errors.push("`sandbox.runtime` must name an OCI runtime such as runc".into());
         }
+        if sandbox.rootfs_size_mb == 0 {
+            errors.push("`sandbox.rootfs_size_mb` must be at least 1".into());
+        }
         if sandbox.pids_limit < 2 {
             errors.push("`sandbox.pids_limit` must be at least 2".into());
         }

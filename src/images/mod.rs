@@ -14,6 +14,7 @@
 mod error;
 mod layout;
 mod lock;
+pub use lock::StoreLock;
 mod reference;
 mod registry;
 mod rootfs;

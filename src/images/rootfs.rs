@@ -80,7 +80,10 @@ pub async fn prune(dir: &Path, kept: &HashSet<String>) -> Result<Vec<PathBuf>, I
         let entry = entry.map_err(ImageError::io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let hex = name.split('-').next().unwrap_or_default();
-        if name.starts_with(UNPACKING_PREFIX) || !kept.contains(hex) {
+        let unused = name.starts_with(UNPACKING_PREFIX) || !kept.contains(hex);
+        // A tree a running machine's root is mounted over stays, whatever the index
+        // says (its tag moved, say): deleting it would pull files from under the machine.
+        if unused && !mounted_over(&entry.path()) {
             remove_tree(entry.path()).await?;
             removed.push(entry.path());
         }

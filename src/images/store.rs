@@ -4,7 +4,7 @@
 
 use super::layout::{self, Descriptor, Index};
 use super::tools::{self, SKOPEO, UMOCI};
-use super::{IdMap, Image, ImageError, ImageInfo, Reference, RegistryAuth};
+use super::{IdMap, Image, ImageError, ImageInfo, Reference, RegistryAuth, StoreLock};
 use super::{lock, registry, rootfs, source};
 use dashmap::DashMap;
 use std::collections::HashSet;
@@ -272,9 +272,34 @@ impl ImageStore {
     }
 
     async fn write_lock(&self) -> Result<lock::StoreLock, ImageError> {
+        self.make_root()?;
         let rootfs = self.root.join(ROOTFS_DIR);
         std::fs::create_dir_all(&rootfs).map_err(ImageError::io(&rootfs))?;
         lock::exclusive(&self.lock_path()).await
+    }
+
+    /// The store's directory, root's alone (0700): unpacked trees keep their setuid
+    /// bits, file capabilities and device nodes, which no other host user may reach.
+    fn make_root(&self) -> Result<(), ImageError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        // Only the store itself is private: the data dir above keeps its own mode.
+        if let Some(parent) = self.root.parent() {
+            std::fs::create_dir_all(parent).map_err(ImageError::io(parent))?;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(ImageError::io(&self.root))?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+            .map_err(ImageError::io(&self.root))
+    }
+
+    /// Holds the store's shared lock (blocking): while held, no tree is removed, so a
+    /// machine's start can check its tree and mount over it.
+    pub fn hold_trees(&self) -> Result<StoreLock, ImageError> {
+        self.make_root()?;
+        lock::shared_blocking(&self.lock_path())
     }
 
     /// skopeo's name for image `name` in the store: `oci:<layout>:<name>`.

@@ -112,6 +112,8 @@ pub enum DriverError {
     Runtime(String),
     #[error("this driver cannot run commands in machines")]
     ExecUnsupported,
+    #[error("the command ran past its {0:?} timeout and was killed")]
+    ExecTimeout(Duration),
     #[error("cannot prepare the machine's files: {0}")]
     Files(std::io::Error),
     #[error("cannot run `{command}`: {source}")]
@@ -145,6 +147,9 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Where the machine's output is captured, if the driver keeps it.
     fn log_path(&self, machine_id: &str) -> Option<std::path::PathBuf>;
+
+    /// Takes down what the driver set up on the host, once every machine has stopped.
+    fn close(&self) {}
 
     /// Runs `command` inside the running machine, as its own processes run, and
     /// returns what it printed; killed after `timeout`.

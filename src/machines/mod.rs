@@ -4,8 +4,10 @@
 pub mod activity;
 pub mod addresses;
 pub mod driver;
+pub mod exec;
 pub mod go_duration;
 pub mod lease;
+pub mod log;
 mod machine;
 mod normalize;
 pub mod operations;

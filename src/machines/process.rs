@@ -3,6 +3,8 @@
 //! command runs as edgewake's user, with edgewake's view of the filesystem.
 
 use super::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
+use super::exec;
+use super::log::MachineLog;
 use crate::config::ImageConfig;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
@@ -90,32 +92,6 @@ fn inherited_env() -> impl Iterator<Item = (&'static str, String)> {
         .filter_map(|key| Some((*key, std::env::var(key).ok()?)))
 }
 
-/// Runs an exec's command to its end (killed at `timeout`) and collects its output.
-pub(crate) async fn run_exec(
-    mut command: Command,
-    timeout: Duration,
-) -> Result<ExecOutput, DriverError> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = command.spawn().map_err(|source| DriverError::Spawn {
-        command: format!("{:?}", command.as_std().get_program()),
-        source,
-    })?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| DriverError::Runtime(format!("the command ran past its {timeout:?} timeout")))?
-        .map_err(DriverError::Files)?;
-    Ok(ExecOutput {
-        exit_code: output.status.code().unwrap_or(-1),
-        exit_signal: output.status.signal(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
-
 /// What a process machine is told about itself: Fly's names, and its scratch dir as HOME.
 fn machine_env(launch: &Launch, scratch: &Path) -> Vec<(&'static str, String)> {
     let mut env = fly_env(launch);
@@ -148,15 +124,6 @@ fn fresh_scratch(machine_dir: &Path) -> std::io::Result<PathBuf> {
     }
     std::fs::create_dir_all(&scratch)?;
     Ok(scratch)
-}
-
-/// The machine's log, opened for appending as the stdout and stderr of what it runs.
-pub(crate) fn open_log(machine_dir: &Path) -> std::io::Result<(Stdio, Stdio)> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(machine_dir.join("machine.log"))?;
-    Ok((Stdio::from(log.try_clone()?), Stdio::from(log)))
 }
 
 /// Publishes the child's exit on a watch channel, so stop and the exit watcher both see
@@ -223,13 +190,15 @@ impl Driver for ProcessDriver {
             .ok_or_else(|| DriverError::UnknownImage(launch.image.clone()))?;
         let machine_dir = self.machines_dir.join(&launch.machine_id);
         let scratch = fresh_scratch(&machine_dir).map_err(DriverError::Files)?;
-        let (stdout, stderr) = open_log(&machine_dir).map_err(DriverError::Files)?;
+        let log = MachineLog::open(&machine_dir.join("machine.log")).map_err(DriverError::Files)?;
         let mut command = self.command(image, &launch, &scratch);
-        command.stdout(stdout).stderr(stderr);
-        let child = command.spawn().map_err(|source| DriverError::Spawn {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|source| DriverError::Spawn {
             command: image.command.join(" "),
             source,
         })?;
+        log.pump(child.stdout.take().expect("piped"));
+        log.pump(child.stderr.take().expect("piped"));
         let pid = child.id().unwrap_or_default();
         Ok(Instance::new(pid, watch_exit(child)))
     }
@@ -295,6 +264,10 @@ impl Driver for ProcessDriver {
             .envs(&launch.env)
             .envs(machine_env(launch, &scratch))
             .current_dir(&scratch);
-        run_exec(child, timeout).await
+        child.process_group(0);
+        let kill: exec::Kill = Box::new(|pid| {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        });
+        exec::run(child, timeout, kill).await
     }
 }

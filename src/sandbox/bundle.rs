@@ -82,7 +82,7 @@ pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), S
         Some((n, g)) => (n, Some(g)),
         None => (user, None),
     };
-    let passwd = std::fs::read_to_string(image_rootfs.join("etc/passwd")).unwrap_or_default();
+    let passwd = image_file(image_rootfs, "passwd");
     let entry = lookup(&passwd, name);
     let uid = match name.parse::<u32>() {
         Ok(uid) => uid,
@@ -95,8 +95,7 @@ pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), S
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                let groups =
-                    std::fs::read_to_string(image_rootfs.join("etc/group")).unwrap_or_default();
+                let groups = image_file(image_rootfs, "group");
                 lookup(&groups, g)
                     .and_then(|e| e.get(2)?.parse().ok())
                     .ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?
@@ -105,6 +104,36 @@ pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), S
         None => entry.and_then(|e| e.get(3)?.parse().ok()).unwrap_or(uid),
     };
     Ok((uid, gid))
+}
+
+/// Most bytes of `/etc/passwd` or `/etc/group` read from an image.
+const MAX_ID_FILE: u64 = 1024 * 1024;
+
+/// The image's `/etc/<name>`, read safely on the host: the image is hostile, so neither
+/// `etc` nor the file may be a symlink (it would point into the host), the file must be
+/// a regular one (not a FIFO or a device), and at most `MAX_ID_FILE` bytes are read.
+/// Anything else reads as empty.
+fn image_file(image_rootfs: &Path, name: &str) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let etc = image_rootfs.join("etc");
+    if !std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+        return String::new();
+    }
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(etc.join(name))
+    else {
+        return String::new();
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = file.take(MAX_ID_FILE).read_to_string(&mut text);
+    text
 }
 
 /// The `:`-separated fields of the line of `file` whose first field is `name`.
@@ -375,6 +404,28 @@ mod tests {
         assert_eq!(user_ids(Some("app:staff"), root.path()), Ok((1000, 50)));
         assert_eq!(user_ids(Some("7:8"), root.path()), Ok((7, 8)));
         assert!(user_ids(Some("nobody-here"), root.path()).is_err());
+    }
+
+    /// A hostile image cannot make edgewake read host files, hang on a FIFO or read
+    /// without end: symlinks and non-regular files read as empty.
+    #[test]
+    fn image_id_files_stay_in_the_image() {
+        let host = tempfile::tempdir().unwrap();
+        let host_passwd = host.path().join("passwd");
+        std::fs::write(&host_passwd, "secret:x:4242:4242::/:/bin/sh\n").unwrap();
+        let image = tempfile::tempdir().unwrap();
+        std::fs::create_dir(image.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host_passwd, image.path().join("etc/passwd")).unwrap();
+        assert!(user_ids(Some("secret"), image.path()).is_err());
+        nix::unistd::mkfifo(
+            &image.path().join("etc/group"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        assert!(user_ids(Some("0:staff"), image.path()).is_err());
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), linked.path().join("etc")).unwrap();
+        assert!(user_ids(Some("secret"), linked.path()).is_err());
     }
 
     /// The spec carries the limits, namespaces, id map, hook and environment.

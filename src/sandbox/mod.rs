@@ -14,10 +14,12 @@ pub mod runtime;
 pub mod seccomp;
 
 use crate::config::SandboxConfig;
-use crate::images::{IdMap, ImageError, ImageStore};
+use crate::images::{IdMap, Image, ImageError, ImageStore};
 use crate::machines::addresses::AddressRange;
 use crate::machines::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
-use crate::machines::process::{open_log, remove_machine_dir, run_exec};
+use crate::machines::exec;
+use crate::machines::log::MachineLog;
+use crate::machines::process::remove_machine_dir;
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;
@@ -30,21 +32,32 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long a killed container may take to be reported gone before a stop gives up.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
 pub struct SandboxDriver {
-    machines_dir: PathBuf,
-    runtime: Runtime,
     images: Arc<ImageStore>,
-    gateway: std::net::Ipv4Addr,
+    runtime: Runtime,
+    plan: RunPlan,
     /// The machines' range (CIDR), as configured.
     network: String,
+    /// Running containers by the pid of their `runc run`.
+    containers: Arc<DashMap<u32, String>>,
+}
+
+/// What every run is made with: paths, limits and the link settings (cheap to clone
+/// into the blocking task that prepares a run).
+#[derive(Clone)]
+struct RunPlan {
+    machines_dir: PathBuf,
+    gateway: std::net::Ipv4Addr,
     egress: bool,
     pids_limit: u32,
+    rootfs_size_mb: u64,
     id_map: Option<IdMap>,
     limit_swap: bool,
     /// The edgewake binary the runtime runs as the network hook.
     hook_exe: PathBuf,
-    /// Running containers by the pid of their `runc run`.
-    containers: Arc<DashMap<u32, String>>,
 }
 
 impl SandboxDriver {
@@ -56,69 +69,40 @@ impl SandboxDriver {
         hook_exe: PathBuf,
     ) -> Result<SandboxDriver, String> {
         let host = preflight::check(config)?;
-        network::install_firewall(&config.network, config.egress)?;
+        for warning in &host.warnings {
+            tracing::warn!("sandbox: {warning}");
+        }
         let range = AddressRange::parse_private(&config.network)?;
-        let id_map = config.user_namespace.then_some(IdMap {
-            host_id: config.id_map_base,
-            size: config.id_map_size,
-        });
+        let machines_dir = data_dir.join("machines");
+        private_dir(&machines_dir, 0o711)
+            .map_err(|e| format!("{}: {e}", machines_dir.display()))?;
+        if config.user_namespace {
+            check_reachable(&machines_dir)?;
+        }
+        network::install_firewall(&config.network, config.egress)?;
         Ok(SandboxDriver {
-            machines_dir: data_dir.join("machines"),
-            runtime: Runtime::new(host.runtime, data_dir.join("runc")),
             images,
-            gateway: range.gateway(),
+            runtime: Runtime::new(host.runtime, data_dir.join("runc")),
+            plan: RunPlan {
+                machines_dir,
+                gateway: range.gateway(),
+                egress: config.egress,
+                pids_limit: config.pids_limit,
+                rootfs_size_mb: config.rootfs_size_mb,
+                id_map: config.user_namespace.then_some(IdMap {
+                    host_id: config.id_map_base,
+                    size: config.id_map_size,
+                }),
+                limit_swap: host.limit_swap,
+                hook_exe,
+            },
             network: config.network.clone(),
-            egress: config.egress,
-            pids_limit: config.pids_limit,
-            id_map,
-            limit_swap: host.limit_swap,
-            hook_exe,
             containers: Arc::new(DashMap::new()),
         })
     }
 
-    fn link(&self, launch: &Launch) -> Link {
-        Link {
-            address: launch.private_ip,
-            gateway: self.gateway,
-            egress: self.egress,
-        }
-    }
-
-    /// Clears what an earlier run left (a kept container, a mounted root), then mounts
-    /// a fresh root and writes the bundle. Blocking: file system work.
-    fn prepare(
-        &self,
-        launch: &Launch,
-        image: &crate::images::Image,
-    ) -> Result<PathBuf, DriverError> {
-        let dir = self.machines_dir.join(&launch.machine_id);
-        if self.runtime.has_container(&launch.machine_id) {
-            self.runtime.remove_blocking(&launch.machine_id);
-        }
-        let overlay = Overlay::in_dir(&dir, &image.rootfs);
-        overlay
-            .mount_fresh(self.id_map.map(|m| m.host_id))
-            .map_err(DriverError::Files)?;
-        let run = RunSpec {
-            launch,
-            image: &image.config,
-            image_rootfs: &image.rootfs,
-            rootfs: &overlay.target,
-            pids_limit: self.pids_limit,
-            id_map: self.id_map,
-            limit_swap: self.limit_swap,
-            network_hook: (self.hook_exe.clone(), self.link(launch).hook_args()),
-        };
-        let spec = bundle::runtime_spec(&run).map_err(|e| {
-            runtime::unmount(&overlay.target);
-            DriverError::Runtime(e)
-        })?;
-        let bundle = dir.join("bundle");
-        std::fs::create_dir_all(&bundle).map_err(DriverError::Files)?;
-        let json = serde_json::to_vec_pretty(&spec).expect("specs serialise");
-        std::fs::write(bundle.join("config.json"), json).map_err(DriverError::Files)?;
-        Ok(bundle)
+    fn container_of(&self, instance: &Instance) -> Option<String> {
+        self.containers.get(&instance.pid).map(|e| e.clone())
     }
 
     /// Publishes the run's end once runc has exited and the container is cleaned up:
@@ -132,12 +116,14 @@ impl SandboxDriver {
         let (tx, rx) = watch::channel(None);
         let runtime = self.runtime.clone();
         let containers = self.containers.clone();
-        let rootfs = self.machines_dir.join(&id).join("rootfs");
+        let dir = self.plan.machines_dir.join(&id);
         tokio::spawn(async move {
             let status = child.wait().await;
             let oom_killed = runtime::oom_kills(&id) > 0;
             runtime.delete(&id).await;
-            runtime::unmount(&rootfs);
+            let _ =
+                tokio::task::spawn_blocking(move || Overlay::in_dir(&dir, Path::new("")).unmount())
+                    .await;
             containers.remove(&pid);
             let exit = match status {
                 Ok(status) => decode_exit(status.code(), oom_killed),
@@ -149,10 +135,106 @@ impl SandboxDriver {
     }
 }
 
-impl Drop for SandboxDriver {
-    fn drop(&mut self) {
-        network::remove_range_route(&self.network);
+impl RunPlan {
+    fn link(&self, launch: &Launch) -> Link {
+        Link {
+            address: launch.private_ip,
+            gateway: self.gateway,
+            egress: self.egress,
+        }
     }
+
+    /// Clears what an earlier run left (a kept container, mounts), then mounts a fresh
+    /// root over the image (holding the store's trees, so none is removed meanwhile) and
+    /// writes the bundle. Blocking: file system and process work.
+    fn prepare(
+        &self,
+        runtime: &Runtime,
+        images: &ImageStore,
+        launch: &Launch,
+        image: &Image,
+    ) -> Result<PathBuf, DriverError> {
+        let dir = self.machines_dir.join(&launch.machine_id);
+        private_dir(&dir, 0o711).map_err(DriverError::Files)?;
+        if runtime.has_container(&launch.machine_id) {
+            runtime.remove_blocking(&launch.machine_id);
+        }
+        let overlay = Overlay::in_dir(&dir, &image.rootfs);
+        {
+            let _trees = images.hold_trees().map_err(image_error)?;
+            if !image.rootfs.is_dir() {
+                return Err(DriverError::Runtime(
+                    "the image's files were removed meanwhile: start again".into(),
+                ));
+            }
+            overlay
+                .mount_fresh(self.id_map.map(|m| m.host_id), self.rootfs_size_mb)
+                .map_err(DriverError::Files)?;
+        }
+        self.write_bundle(&dir, launch, image, &overlay)
+            .inspect_err(|_| overlay.unmount())
+    }
+
+    fn write_bundle(
+        &self,
+        dir: &Path,
+        launch: &Launch,
+        image: &Image,
+        overlay: &Overlay,
+    ) -> Result<PathBuf, DriverError> {
+        let run = RunSpec {
+            launch,
+            image: &image.config,
+            image_rootfs: &image.rootfs,
+            rootfs: &overlay.target,
+            pids_limit: self.pids_limit,
+            id_map: self.id_map,
+            limit_swap: self.limit_swap,
+            network_hook: (self.hook_exe.clone(), self.link(launch).hook_args()),
+        };
+        let spec = bundle::runtime_spec(&run).map_err(DriverError::Runtime)?;
+        // The bundle holds the machine's environment (its secrets): root's alone.
+        let bundle = dir.join("bundle");
+        private_dir(&bundle, 0o700).map_err(DriverError::Files)?;
+        let json = serde_json::to_vec_pretty(&spec).expect("specs serialise");
+        std::fs::write(bundle.join("config.json"), json).map_err(DriverError::Files)?;
+        Ok(bundle)
+    }
+}
+
+/// Makes `dir` with exactly `mode` (its parents, if missing, with the usual mode).
+fn private_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// In a user namespace, a machine's root user (an unprivileged id on the host) mounts
+/// its root: every directory above it must let others through (o+x).
+fn check_reachable(machines_dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(machines_dir).map_err(|e| e.to_string())?;
+    for dir in absolute.ancestors().skip(1) {
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} (mode {:o}) does not let others through: machines in user namespaces \
+                 cannot mount their roots below it (chmod o+x it, or move data_dir)",
+                dir.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// runc exits with the container's code, or 128 + the signal that killed it.
@@ -197,33 +279,41 @@ impl Driver for SandboxDriver {
             .resolve(&launch.image)
             .await
             .map_err(image_error)?;
-        let bundle = self.prepare(&launch, &image)?;
-        let machine_dir = self.machines_dir.join(&launch.machine_id);
-        let (stdout, stderr) = open_log(&machine_dir).map_err(DriverError::Files)?;
-        let mut command = self.runtime.run(&launch.machine_id, &bundle);
+        let (plan, runtime, images) =
+            (self.plan.clone(), self.runtime.clone(), self.images.clone());
+        let id = launch.machine_id.clone();
+        let bundle =
+            tokio::task::spawn_blocking(move || plan.prepare(&runtime, &images, &launch, &image))
+                .await
+                .map_err(|e| DriverError::Runtime(format!("preparing the run failed: {e}")))??;
+        let log = MachineLog::open(&self.plan.machines_dir.join(&id).join("machine.log"))
+            .map_err(DriverError::Files)?;
+        let mut command = self.runtime.run(&id, &bundle);
         command
             .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let child = command.spawn().map_err(|source| DriverError::Spawn {
-            command: "runc run".into(),
-            source,
+        let mut child = command.spawn().map_err(|source| {
+            Overlay::in_dir(&self.plan.machines_dir.join(&id), Path::new("")).unmount();
+            DriverError::Spawn {
+                command: "runc run".into(),
+                source,
+            }
         })?;
+        log.pump(child.stdout.take().expect("piped"));
+        log.pump(child.stderr.take().expect("piped"));
         let pid = child.id().unwrap_or_default();
-        self.containers.insert(pid, launch.machine_id.clone());
-        Ok(Instance::new(
-            pid,
-            self.watch_exit(child, launch.machine_id, pid),
-        ))
+        self.containers.insert(pid, id.clone());
+        Ok(Instance::new(pid, self.watch_exit(child, id, pid)))
     }
 
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
         if let Some(exit) = instance.exit_status() {
             return exit;
         }
-        let Some(id) = self.containers.get(&instance.pid).map(|e| e.clone()) else {
+        let Some(id) = self.container_of(instance) else {
             return instance.exited().await;
         };
         self.runtime.kill(&id, signal, false).await;
@@ -231,11 +321,20 @@ impl Driver for SandboxDriver {
             return exit;
         }
         self.runtime.kill(&id, Signal::SIGKILL, true).await;
-        instance.exited().await
+        match tokio::time::timeout(KILL_GRACE, instance.exited()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                tracing::error!(
+                    machine = id,
+                    "the container outlived SIGKILL; giving up on it"
+                );
+                Exit::UNKNOWN
+            }
+        }
     }
 
     fn signal(&self, instance: &Instance, signal: Signal) {
-        if let Some(id) = self.containers.get(&instance.pid).map(|e| e.clone()) {
+        if let Some(id) = self.container_of(instance) {
             let runtime = self.runtime.clone();
             tokio::spawn(async move { runtime.kill(&id, signal, false).await });
         }
@@ -248,19 +347,26 @@ impl Driver for SandboxDriver {
             "removing a container left by an earlier edgewake"
         );
         self.runtime.remove_blocking(machine_id);
-        runtime::unmount(&self.machines_dir.join(machine_id).join("rootfs"));
+        Overlay::in_dir(&self.plan.machines_dir.join(machine_id), Path::new("")).unmount();
     }
 
     async fn forget(&self, machine_id: &str) {
         self.runtime.delete(machine_id).await;
-        runtime::unmount(&self.machines_dir.join(machine_id).join("rootfs"));
-        remove_machine_dir(&self.machines_dir, machine_id).await;
+        Overlay::in_dir(&self.plan.machines_dir.join(machine_id), Path::new("")).unmount();
+        remove_machine_dir(&self.plan.machines_dir, machine_id).await;
     }
 
     fn log_path(&self, machine_id: &str) -> Option<PathBuf> {
-        Some(self.machines_dir.join(machine_id).join("machine.log"))
+        Some(self.plan.machines_dir.join(machine_id).join("machine.log"))
     }
 
+    /// Removes this range's firewall table and unreachable route.
+    fn close(&self) {
+        network::remove_firewall(&self.network);
+    }
+
+    /// `runc exec` under the machine's walls; at the timeout or the output cap, the
+    /// command and its descendants are killed (the pid file names it).
     async fn exec(
         &self,
         launch: &Launch,
@@ -271,7 +377,35 @@ impl Driver for SandboxDriver {
         if command.is_empty() {
             return Err(DriverError::Runtime("exec needs a command".into()));
         }
-        run_exec(self.runtime.exec(&launch.machine_id, command), timeout).await
+        let pid_file = self
+            .plan
+            .machines_dir
+            .join(&launch.machine_id)
+            .join(format!(
+                "exec-{}.pid",
+                crate::ids::hex(&crate::ids::random_bytes::<6>())
+            ));
+        let runc = self.runtime.exec(&launch.machine_id, &pid_file, command);
+        let file = pid_file.clone();
+        let kill: exec::Kill = Box::new(move |_| kill_exec(&file));
+        let output = exec::run(runc, timeout, kill).await;
+        let _ = std::fs::remove_file(&pid_file);
+        output
+    }
+}
+
+/// Kills an exec'd command (named by runc's pid file) and all it started.
+fn kill_exec(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let mut doomed = exec::descendants(pid);
+    doomed.push(pid);
+    for pid in doomed {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
 

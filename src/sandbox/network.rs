@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 
 /// Host-side interfaces of machine links are named this, then the address in hex.
 pub const INTERFACE_PREFIX: &str = "ewm";
-const NFT_TABLE: &str = "edgewake";
 
 /// One machine's link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +93,11 @@ impl Link {
             run_batch(&["ip"], &format!("link del {hif}\n"))?; // left by a crashed run
         }
         run_batch(&["ip"], &self.host_commands(pid))?;
-        // No IPv6 on the host side: the machine cannot reach the host's link-local address.
+        // No IPv6 on the host side: the machine cannot reach the host's link-local
+        // address. Strict reverse-path filtering: the link only carries the machine's
+        // own address, so the firewall can trust source addresses.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{hif}/disable_ipv6"), "1");
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{hif}/rp_filter"), "1");
         let netns = format!("--net=/proc/{pid}/ns/net");
         run_batch(&["nsenter", &netns, "ip"], &self.machine_commands())?;
         run_batch(&["ip"], &self.host_route())
@@ -135,38 +137,56 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), Strin
     }
 }
 
-/// The nftables rules for machine links: replies to the edge's connections come back;
-/// whatever a machine starts towards the host or another machine is dropped; with
-/// egress, connections out of the host are forwarded and masqueraded.
+/// Destinations egress never reaches: the host's and other private networks, link-local
+/// (cloud metadata), multicast and reserved blocks.
+const NO_EGRESS_TO: &str = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, \
+                            172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4";
+
+/// This edgewake's table: one per machine range, so instances on other ranges keep
+/// their own rules (a packet must pass every table's chains).
+pub fn table_name(range: &str) -> String {
+    format!("edgewake_{}", range.replace(['.', '/'], "_"))
+}
+
+/// The nftables rules for the links of machines in `range`: replies to the edge's
+/// connections come back; whatever a machine starts towards the host or another
+/// machine is dropped, and IPv6 from machines entirely; with egress, connections to
+/// public addresses are forwarded and masqueraded. Machines' source addresses can be
+/// trusted: each link only routes its machine's /32 and the hook turns on strict
+/// reverse-path filtering.
 pub fn firewall_rules(range: &str, egress: bool) -> String {
+    let table = table_name(range);
     let links = format!("\"{INTERFACE_PREFIX}*\"");
-    let forward_out = if egress {
-        format!("        iifname {links} oifname != {links} accept\n")
-    } else {
-        String::new()
-    };
-    let nat = if egress {
-        format!(
-            "    chain postrouting {{\n        type nat hook postrouting priority srcnat; policy accept;\n        ip saddr {range} oifname != {links} masquerade\n    }}\n"
+    let mine = format!("iifname {links} ip saddr {range}");
+    let (forward_out, nat) = if egress {
+        (
+            format!(
+                "        {mine} ip daddr {{ {NO_EGRESS_TO} }} drop\n        {mine} oifname != {links} accept\n"
+            ),
+            format!(
+                "    chain postrouting {{\n        type nat hook postrouting priority srcnat; policy accept;\n        ip saddr {range} oifname != {links} masquerade\n    }}\n"
+            ),
         )
     } else {
-        String::new()
+        (String::new(), String::new())
     };
     format!(
-        "table inet {NFT_TABLE} {{}}\n\
-         delete table inet {NFT_TABLE}\n\
-         table inet {NFT_TABLE} {{\n\
+        "table inet {table} {{}}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
          \x20   chain input {{\n\
          \x20       type filter hook input priority filter - 10; policy accept;\n\
-         \x20       iifname {links} ct state established,related accept\n\
-         \x20       iifname {links} drop\n\
+         \x20       iifname {links} meta nfproto ipv6 drop\n\
+         \x20       {mine} ct state established,related accept\n\
+         \x20       {mine} drop\n\
          \x20   }}\n\
          \x20   chain forward {{\n\
          \x20       type filter hook forward priority filter - 10; policy accept;\n\
-         \x20       oifname {links} ct state established,related accept\n\
+         \x20       iifname {links} meta nfproto ipv6 drop\n\
+         \x20       oifname {links} ip daddr {range} ct state established,related accept\n\
          {forward_out}\
-         \x20       iifname {links} drop\n\
-         \x20       oifname {links} drop\n\
+         \x20       {mine} drop\n\
+         \x20       oifname {links} ip daddr {range} drop\n\
          \x20   }}\n\
          {nat}\
          }}\n"
@@ -176,7 +196,8 @@ pub fn firewall_rules(range: &str, egress: bool) -> String {
 /// Installs (or replaces) the rules and makes the whole range unreachable but through
 /// machine links (each link's /32 route is more specific): a machine's address must
 /// never be answered by whatever the default route leads to (a proxy, the internet)
-/// before its link exists. With egress, turns on IPv4 forwarding.
+/// before its link exists. With egress, turns on IPv4 forwarding (host-wide; it is left
+/// on).
 pub fn install_firewall(range: &str, egress: bool) -> Result<(), String> {
     run_nft(&firewall_rules(range, egress))?;
     run_batch(&["ip"], &format!("route replace unreachable {range}\n"))?;
@@ -187,8 +208,13 @@ pub fn install_firewall(range: &str, egress: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes the range's unreachable route away again (when the driver is dropped).
-pub fn remove_range_route(range: &str) {
+/// Removes this range's table and unreachable route (when the driver is dropped).
+pub fn remove_firewall(range: &str) {
+    let _ = run_nft(&format!("delete table inet {}\n", table_name(range)));
+    remove_range_route(range);
+}
+
+fn remove_range_route(range: &str) {
     let _ = run_batch(&["ip"], &format!("route del unreachable {range}\n"));
 }
 
@@ -226,7 +252,8 @@ mod tests {
                 .contains("route add default via 172.30.0.1")
         );
         let closed = firewall_rules("172.30.0.0/16", false);
-        assert!(closed.contains("iifname \"ewm*\" drop"));
+        assert!(closed.contains("iifname \"ewm*\" ip saddr 172.30.0.0/16 drop"));
+        assert!(closed.contains("table inet edgewake_172_30_0_0_16"));
         assert!(!closed.contains("masquerade"));
         assert!(firewall_rules("172.30.0.0/16", true).contains("masquerade"));
     }

@@ -20,6 +20,44 @@ pub struct Host {
     pub runtime: PathBuf,
     /// Whether swap can be limited with memory (cgroup v2, or v1 with swap accounting).
     pub limit_swap: bool,
+    /// What works but should be known (an old runtime).
+    pub warnings: Vec<String>,
+}
+
+/// The first runc releases of each line with the November 2025 container-escape fixes
+/// (CVE-2025-31133, CVE-2025-52565, CVE-2025-52881).
+const PATCHED_RUNC: &[(u32, u32, u32)] = &[(1, 2, 8), (1, 3, 3), (1, 4, 0)];
+
+/// A warning when the runtime is a runc older than the escape fixes.
+fn runtime_warning(runtime: &Path) -> Option<String> {
+    let output = std::process::Command::new(runtime)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .lines()
+        .next()?
+        .strip_prefix("runc version ")?
+        .to_string();
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [major, minor, patch] = numbers[..] else {
+        return None;
+    };
+    let patched = PATCHED_RUNC
+        .iter()
+        .any(|(ma, mi, pa)| major == *ma && minor == *mi && patch >= *pa)
+        || (major, minor) > (1, 4);
+    (!patched).then(|| {
+        format!(
+            "runc {version} predates the fixes for CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 \
+             (runc 1.2.8, 1.3.3, 1.4.0) unless your distribution backported them: check before running hostile code"
+        )
+    })
 }
 
 /// Checks the host, listing every problem in one message.
@@ -67,6 +105,7 @@ pub fn check(config: &SandboxConfig) -> Result<Host, String> {
     }
     match runtime {
         Some(runtime) if problems.is_empty() => Ok(Host {
+            warnings: runtime_warning(&runtime).into_iter().collect(),
             runtime,
             limit_swap: swap_accounting(),
         }),

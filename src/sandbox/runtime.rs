@@ -78,10 +78,16 @@ impl Runtime {
         }
     }
 
-    /// `exec` of `argv` in the running container, under its limits and profile.
-    pub fn exec(&self, id: &str, argv: &[String]) -> Command {
+    /// `exec` of `argv` in the running container, under its limits and profile; runc
+    /// writes the command's pid (as the host sees it) to `pid_file`.
+    pub fn exec(&self, id: &str, pid_file: &Path, argv: &[String]) -> Command {
         let mut command = self.command();
-        command.arg("exec").arg(id).args(argv);
+        command
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .args(argv);
         command
     }
 }
@@ -94,54 +100,72 @@ fn quiet(command: &mut Command) -> &mut Command {
 }
 
 /// The machine's root: the image tree read-only below, a fresh writable layer above.
+/// The layer lives in its own size-limited tmpfs (`layer/`, root's alone): a machine
+/// cannot fill the host's disk, what it wrote is gone when the tmpfs is unmounted, and
+/// no host user reaches the files it made (setuid or not).
 pub struct Overlay {
     pub lower: PathBuf,
-    pub upper: PathBuf,
-    pub work: PathBuf,
+    pub layer: PathBuf,
     pub target: PathBuf,
 }
 
 impl Overlay {
-    /// `dir/{upper,work,rootfs}` over `lower`.
+    /// `dir/{layer,rootfs}` over `lower`.
     pub fn in_dir(dir: &Path, lower: &Path) -> Overlay {
         Overlay {
             lower: lower.to_path_buf(),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            layer: dir.join("layer"),
             target: dir.join("rootfs"),
         }
     }
 
-    /// Empties the writable layer (what the last run wrote is gone) and mounts.
-    /// `owner` owns the new layer's root (the machine's root user outside its namespace).
-    pub fn mount_fresh(&self, owner: Option<u32>) -> std::io::Result<()> {
-        unmount(&self.target);
-        for dir in [&self.upper, &self.work] {
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+    /// Mounts a new, empty layer of `size_mb` and the root over it. `owner` owns the
+    /// layer's top (the machine's root user outside its namespace).
+    pub fn mount_fresh(&self, owner: Option<u32>, size_mb: u64) -> std::io::Result<()> {
+        self.unmount();
+        for dir in [&self.layer, &self.target] {
             std::fs::create_dir_all(dir)?;
+        }
+        let private = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+        let size = format!("size={size_mb}m,mode=0700");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &self.layer,
+            Some("tmpfs"),
+            private,
+            Some(size.as_str()),
+        )?;
+        let (upper, work) = (self.layer.join("upper"), self.layer.join("work"));
+        for dir in [&upper, &work] {
+            std::fs::create_dir(dir)?;
             if let Some(id) = owner {
                 std::os::unix::fs::chown(dir, Some(id), Some(id))?;
             }
         }
-        std::fs::create_dir_all(&self.target)?;
         let options = format!(
             "lowerdir={},upperdir={},workdir={}",
             self.lower.display(),
-            self.upper.display(),
-            self.work.display()
+            upper.display(),
+            work.display()
         );
-        nix::mount::mount(
+        let mounted = nix::mount::mount(
             Some("overlay"),
             &self.target,
             Some("overlay"),
-            MsFlags::MS_NODEV,
+            private,
             Some(options.as_str()),
-        )
-        .map_err(std::io::Error::from)
+        );
+        if let Err(e) = mounted {
+            self.unmount();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Unmounts the root and drops the layer (nothing happens where nothing is mounted).
+    pub fn unmount(&self) {
+        unmount(&self.target);
+        unmount(&self.layer);
     }
 }
 

@@ -399,6 +399,17 @@ impl EdgewakeProcess {
     }
 }
 
+/// A test that fails must not leave its edgewake running: it would keep the test
+/// runner's output pipe open (and CI waiting) for ever.
+impl Drop for EdgewakeProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn process_config(dir: &Path, range: &str) -> String {
     format!(
         r#"
