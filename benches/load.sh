@@ -111,8 +111,9 @@ args_for() {
     https-newconn) echo "-c16 -H Connection:close" ;;
   esac
 }
-# SYSCALLS=1: instead of the rounds, count each proxy's system calls per request (perf
-# tracepoints) over one HTTP keep-alive run at 64 connections.
+# SYSCALLS=1: instead of the rounds, measure each proxy's CPU (user, system) and system
+# calls (perf tracepoints) per request, over one keep-alive run at 64 connections (HTTP
+# for all three, HTTPS for edgewake and nginx).
 if [ "${SYSCALLS:-0}" = 1 ]; then
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
   pids_of() {
@@ -122,18 +123,31 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
       haproxy) cat "$WORK/peer/haproxy.pid" ;;
     esac
   }
+  # Summed user and system clock ticks of the comma-separated pids (and their threads).
+  cpu_ticks() {
+    local user=0 sys=0
+    for pid in ${1//,/ }; do
+      read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat")
+      user=$((user + u)); sys=$((sys + s))
+    done
+    echo "$user $sys"
+  }
   events=raw_syscalls:sys_enter
   for call in read recvfrom readv write sendto writev epoll_wait epoll_pwait epoll_ctl futex; do
     events="$events,syscalls:sys_enter_$call"
   done
-  for target in edgewake nginx haproxy; do
-    url=$(url_for "$target" http-64)
+  for run in edgewake:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 nginx:https-64; do
+    target=${run%%:*}; scenario=${run#*:}
+    url=$(url_for "$target" "$scenario")
     perf stat -x, -e "$events" -p "$(pids_of "$target")" -o "$WORK/perf-$target.txt" &
     PERF=$!
     sleep 0.2
+    before=$(cpu_ticks "$(pids_of "$target")")
     requests=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
+    after=$(cpu_ticks "$(pids_of "$target")")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
-    echo "$target: $requests requests; system calls per request:"
+    echo "$target $scenario: $requests requests; CPU per request (user, system): $(echo "$before $after" | awk -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+      '{printf "%.2f us, %.2f us", ($3-$1)/hz/n*1e6, ($4-$2)/hz/n*1e6}'); system calls per request:"
     awk -F, -v n="$requests" '$3 ~ /sys_enter/ && $1+0 > 0 {
       name=$3; sub(/.*sys_enter_?/, "", name); if (name == "") name = "all";
       printf "  %-12s %6.2f\n", name, $1 / n }' "$WORK/perf-$target.txt"
