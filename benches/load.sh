@@ -111,6 +111,19 @@ args_for() {
     https-newconn) echo "-c16 -H Connection:close" ;;
   esac
 }
+# PROFILE=1: instead of the rounds, sample edgewake's user-space CPU (perf, 4 kHz) over one
+# HTTP keep-alive run at 64 connections and print the top symbols.
+if [ "${PROFILE:-0}" = 1 ]; then
+  need perf || { apt-get install -y -qq linux-perf >/dev/null; }
+  perf record -q -F 4000 -e cpu-clock:u ${PERF_ARGS:-} -p "$EDGEWAKE_PID" -o "$WORK/perf.data" &
+  PERF=$!
+  sleep 0.2
+  taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$(url_for edgewake http-64)" >/dev/null
+  kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
+  perf report -q -i "$WORK/perf.data" --no-children --sort symbol ${REPORT_ARGS:-} 2>/dev/null | head -"${TOP:-40}"
+  exit 0
+fi
+
 # SYSCALLS=1: instead of the rounds, measure each proxy's CPU (user, system) and system
 # calls (perf tracepoints) per request, over one keep-alive run at 64 connections (HTTP
 # for all three, HTTPS for edgewake and nginx).
