@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the sandbox driver and its tests need, from Debian's packages, when it
 # is missing: the OCI runtime (runc), image tools (umoci, skopeo), a registry for tests
-# (docker-registry), busybox for test images, nftables, iproute2 and util-linux.
+# (docker-registry), busybox for test images, tini (the machines' init), nftables,
+# iproute2 and util-linux.
 set -euo pipefail
 needed=()
 for pair in runc:runc umoci:umoci skopeo:skopeo docker-registry:docker-registry \
-    busybox:busybox-static nft:nftables ip:iproute2 nsenter:util-linux strip:binutils; do
+    busybox:busybox-static tini-static:tini nft:nftables ip:iproute2 nsenter:util-linux strip:binutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || needed+=("${pair#*:}")
 done
 [ -x /bin/busybox ] || needed+=(busybox-static)

@@ -433,3 +433,33 @@ async fn exec_disk_and_files_are_bounded() {
     assert_eq!(mode(machine.clone()), 0o711);
     edge.shutdown().await;
 }
+
+/// The init runs first in every machine: a program that would ignore SIGTERM as PID 1
+/// (a shell here) gets it, so a stop ends by that signal at once rather than by SIGKILL
+/// after the stop timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_signal_reaches_the_program() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let mut config = seed_config(IMAGE);
+    config["init"] = json!({"exec": ["sh", "-c", "edgewake-functions & wait"]});
+    let id = edge.started_machine_with(APP, config).await;
+    let began = std::time::Instant::now();
+    let (status, body) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let machine = edge
+        .wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
+        .await;
+    assert!(
+        began.elapsed() < edge.config.machines.stop_timeout,
+        "stopped by the timeout"
+    );
+    let exit = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {machine}"));
+    assert_eq!(exit["request"]["exit_event"]["signal"], 15, "{exit}");
+    edge.shutdown().await;
+}

@@ -69,6 +69,9 @@ pub const DEFAULT_SANDBOX_PIDS_LIMIT: u32 = 512;
 /// Size of a sandboxed machine's writable layer (tmpfs: memory-backed, charged to the
 /// machine's memory, gone at every stop).
 pub const DEFAULT_SANDBOX_ROOTFS_SIZE_MB: u64 = 128;
+/// A static init run as every sandboxed machine's first process (Debian: tini), so the
+/// machine's program gets its stop signal and its orphans are reaped.
+pub const DEFAULT_SANDBOX_INIT: &str = "/usr/bin/tini-static";
 /// Host ids that root and the users of sandboxed machines map to (a user namespace):
 /// container id 0 is host id `id_map_base`, for `id_map_size` ids.
 pub const DEFAULT_SANDBOX_ID_MAP_BASE: u32 = 1_000_000;
@@ -195,6 +198,8 @@ pub struct SandboxConfig {
     pub egress: bool,
     pub pids_limit: u32,
     pub rootfs_size_mb: u64,
+    /// The init binary bind-mounted into machines as their first process ("" for none).
+    pub init: String,
     /// Run machines in a user namespace (root inside is an unprivileged id outside).
     pub user_namespace: bool,
     pub id_map_base: u32,
@@ -228,6 +233,7 @@ impl Default for SandboxConfig {
             egress: false,
             pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
             rootfs_size_mb: DEFAULT_SANDBOX_ROOTFS_SIZE_MB,
+            init: DEFAULT_SANDBOX_INIT.into(),
             user_namespace: true,
             id_map_base: DEFAULT_SANDBOX_ID_MAP_BASE,
             id_map_size: DEFAULT_SANDBOX_ID_MAP_SIZE,

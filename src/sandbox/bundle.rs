@@ -49,7 +49,12 @@ pub struct RunSpec<'a> {
     pub limit_swap: bool,
     /// The program and arguments of the hook that wires the machine's network.
     pub network_hook: (PathBuf, Vec<String>),
+    /// A static init to run first (bind-mounted read-only), the machine's program its child.
+    pub init: Option<PathBuf>,
 }
+
+/// Where the init is mounted inside machines.
+pub const INIT_PATH: &str = "/.edgewake/init";
 
 /// The program a run starts: `init.exec`, else entrypoint + command, each from `init`
 /// when given. As with `docker run --entrypoint`, a new entrypoint drops the image's
@@ -170,7 +175,10 @@ fn environment(run: &RunSpec) -> Vec<String> {
 
 /// The whole runtime spec of one run.
 pub fn runtime_spec(run: &RunSpec) -> Result<Spec, String> {
-    let argv = argv(&run.launch.init, run.image)?;
+    let mut argv = argv(&run.launch.init, run.image)?;
+    if run.init.is_some() {
+        argv.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     let (uid, gid) = user_ids(run.image.user.as_deref(), run.image_rootfs)?;
     build(run, argv, uid, gid).map_err(|e| format!("cannot write the runtime spec: {e}"))
 }
@@ -218,7 +226,7 @@ fn build(run: &RunSpec, argv: Vec<String>, uid: u32, gid: u32) -> Result<Spec, O
                 .build()?,
         )
         .hostname(run.launch.machine_id.clone())
-        .mounts(mounts()?)
+        .mounts(mounts(run.init.as_deref())?)
         .process(process)
         .hooks(hooks)
         .linux(linux(run)?)
@@ -284,8 +292,9 @@ fn linux(run: &RunSpec) -> Result<oci_spec::runtime::Linux, OciSpecError> {
     linux.build()
 }
 
-/// The kernel's file systems a machine sees: its own /proc, a small /dev, no /sys.
-fn mounts() -> Result<Vec<Mount>, OciSpecError> {
+/// The kernel's file systems a machine sees: its own /proc, a small /dev, no /sys; and
+/// the init, read-only.
+fn mounts(init: Option<&Path>) -> Result<Vec<Mount>, OciSpecError> {
     let mount = |dest: &str, typ: &str, source: &str, options: &[&str]| {
         MountBuilder::default()
             .destination(dest)
@@ -294,7 +303,7 @@ fn mounts() -> Result<Vec<Mount>, OciSpecError> {
             .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
             .build()
     };
-    Ok(vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
@@ -326,7 +335,22 @@ fn mounts() -> Result<Vec<Mount>, OciSpecError> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
-    ])
+    ];
+    if let Some(init) = init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .typ("bind")
+                .source(init)
+                .options(vec![
+                    "bind".to_string(),
+                    "ro".to_string(),
+                    "nodev".to_string(),
+                ])
+                .build()?,
+        );
+    }
+    Ok(mounts)
 }
 
 #[cfg(test)]
@@ -445,6 +469,7 @@ mod tests {
             }),
             limit_swap: true,
             network_hook: ("/bin/edgewake".into(), vec!["edgewake".into()]),
+            init: Some("/usr/bin/tini-static".into()),
         };
         let spec = serde_json::to_value(runtime_spec(&run).unwrap()).unwrap();
         let linux = &spec["linux"];
@@ -469,5 +494,8 @@ mod tests {
         assert!(env.contains(&"FLY_MACHINE_ID=m1".into()), "{env:?}");
         assert!(!spec["mounts"].to_string().contains("sysfs"));
         assert_eq!(spec["hooks"]["createRuntime"][0]["path"], "/bin/edgewake");
+        assert_eq!(spec["process"]["args"][0], INIT_PATH);
+        assert_eq!(spec["process"]["args"][2], "/bin/server");
+        assert!(spec["mounts"].to_string().contains("tini-static"));
     }
 }

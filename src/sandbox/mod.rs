@@ -58,6 +58,7 @@ struct RunPlan {
     limit_swap: bool,
     /// The edgewake binary the runtime runs as the network hook.
     hook_exe: PathBuf,
+    init: Option<PathBuf>,
 }
 
 impl SandboxDriver {
@@ -95,6 +96,7 @@ impl SandboxDriver {
                 }),
                 limit_swap: host.limit_swap,
                 hook_exe,
+                init: (!config.init.is_empty()).then(|| PathBuf::from(&config.init)),
             },
             network: config.network.clone(),
             containers: Arc::new(DashMap::new()),
@@ -191,6 +193,7 @@ impl RunPlan {
             id_map: self.id_map,
             limit_swap: self.limit_swap,
             network_hook: (self.hook_exe.clone(), self.link(launch).hook_args()),
+            init: self.init.clone(),
         };
         let spec = bundle::runtime_spec(&run).map_err(DriverError::Runtime)?;
         // The bundle holds the machine's environment (its secrets): root's alone.

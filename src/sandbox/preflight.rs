@@ -83,6 +83,12 @@ pub fn check(config: &SandboxConfig) -> Result<Host, String> {
             ));
         }
     }
+    if !config.init.is_empty() && !Path::new(&config.init).is_file() {
+        problems.push(format!(
+            "the machine init `{}` is not installed (Debian: apt-get install tini; or set sandbox.init = \"\")",
+            config.init
+        ));
+    }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems
         .lines()
