@@ -275,7 +275,24 @@ impl ImageStore {
         self.make_root()?;
         let rootfs = self.root.join(ROOTFS_DIR);
         std::fs::create_dir_all(&rootfs).map_err(ImageError::io(&rootfs))?;
-        lock::exclusive(&self.lock_path()).await
+        let lock = lock::exclusive(&self.lock_path()).await?;
+        self.remove_stale_auth_files();
+        Ok(lock)
+    }
+
+    /// Registry credentials are written only for a pull under the exclusive lock: any
+    /// left when it is taken were left by a crash.
+    fn remove_stale_auth_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("auth-") && name.ends_with(".json") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The store's directory, root's alone (0700): unpacked trees keep their setuid
