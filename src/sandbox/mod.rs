@@ -123,9 +123,7 @@ impl SandboxDriver {
             let status = child.wait().await;
             let oom_killed = runtime::oom_kills(&id) > 0;
             runtime.delete(&id).await;
-            let _ =
-                tokio::task::spawn_blocking(move || Overlay::in_dir(&dir, Path::new("")).unmount())
-                    .await;
+            let _ = tokio::task::spawn_blocking(move || Overlay::unmount_in(&dir)).await;
             containers.remove(&pid);
             let exit = match status {
                 Ok(status) => decode_exit(status.code(), oom_killed),
@@ -299,7 +297,7 @@ impl Driver for SandboxDriver {
             .process_group(0)
             .kill_on_drop(false);
         let mut child = command.spawn().map_err(|source| {
-            Overlay::in_dir(&self.plan.machines_dir.join(&id), Path::new("")).unmount();
+            Overlay::unmount_in(&self.plan.machines_dir.join(&id));
             DriverError::Spawn {
                 command: "runc run".into(),
                 source,
@@ -350,12 +348,12 @@ impl Driver for SandboxDriver {
             "removing a container left by an earlier edgewake"
         );
         self.runtime.remove_blocking(machine_id);
-        Overlay::in_dir(&self.plan.machines_dir.join(machine_id), Path::new("")).unmount();
+        Overlay::unmount_in(&self.plan.machines_dir.join(machine_id));
     }
 
     async fn forget(&self, machine_id: &str) {
         self.runtime.delete(machine_id).await;
-        Overlay::in_dir(&self.plan.machines_dir.join(machine_id), Path::new("")).unmount();
+        Overlay::unmount_in(&self.plan.machines_dir.join(machine_id));
         remove_machine_dir(&self.plan.machines_dir, machine_id).await;
     }
 

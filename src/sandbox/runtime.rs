@@ -167,6 +167,11 @@ impl Overlay {
         unmount(&self.target);
         unmount(&self.layer);
     }
+
+    /// Unmounts the root and layer of the machine whose directory is `dir`.
+    pub fn unmount_in(dir: &Path) {
+        Overlay::in_dir(dir, Path::new("")).unmount();
+    }
 }
 
 /// Detaches whatever is mounted at `target` (nothing when nothing is).
