@@ -81,3 +81,47 @@ async fn followed_logs_stream_new_output_until_destroyed() {
         .expect("the stream ends once the machine is destroyed");
     edge.shutdown().await;
 }
+
+/// A followed log keeps coming across a rotation: a machine printing more than a log
+/// file holds is followed into the new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followed_logs_survive_rotation() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let id = edge.started_machine(APP, CHATTY_IMAGE).await;
+    let mut res = edge
+        .client
+        .get(edge.api_url(&machine_path(APP, &id, "/logs?follow=true")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, _) = edge
+        .post(&machine_path(APP, &id, "/restart"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The first run's marker is in the current file; the second run's comes after the
+    // file was rotated under the open answer.
+    let mut tail = String::new();
+    let mut markers = 0;
+    while markers < 2 {
+        let chunk = tokio::time::timeout(BOOT, res.chunk())
+            .await
+            .expect("output in time")
+            .unwrap()
+            .expect("stream open");
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+        markers += tail.matches(CHATTY_MARKER).count();
+        let keep = tail.len().saturating_sub(CHATTY_MARKER.len() - 1);
+        tail.drain(..tail.floor_char_boundary(keep));
+    }
+    let rotated = edge
+        .config
+        .data_dir
+        .join("machines")
+        .join(&id)
+        .join("machine.log.1");
+    assert!(rotated.exists());
+    edge.shutdown().await;
+}

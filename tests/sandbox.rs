@@ -253,6 +253,15 @@ async fn egress_reaches_no_private_address() {
             "{target} not dropped: {output}"
         );
     }
+    // The deny-list itself dropped them (not some black hole on the way).
+    let table = edgewake::sandbox::network::table_name(&edge.config.sandbox.network);
+    let listed = support::images::run("nft", &["list", "table", "inet", &table]);
+    let counted = listed
+        .lines()
+        .find(|line| line.contains("169.254.0.0/16"))
+        .and_then(|line| line.split("counter packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+    assert!(counted.is_some_and(|packets| packets > 0), "{listed}");
     drop(host_service);
     edge.shutdown().await;
 }
@@ -402,7 +411,10 @@ async fn exec_disk_and_files_are_bounded() {
     edge.create_app(APP).await;
     let id = edge.started_machine(APP, IMAGE).await;
     let path = machine_path(APP, &id, "/exec");
-    let slow = json!({"command": ["sh", "-c", "sleep 300 & sleep 301"], "timeout": 1});
+    // A child in the background, an orphan (double-forked, reparented to the init) and
+    // one waited for: all three go at the timeout.
+    let script = "sleep 300 & (sleep 302 &); sleep 301";
+    let slow = json!({"command": ["sh", "-c", script], "timeout": 1});
     let (status, body) = edge.post(&path, slow).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
     let left = exec(&edge, APP, &id, "ps | grep -c '[s]leep 30'").await;
@@ -461,5 +473,30 @@ async fn stop_signal_reaches_the_program() {
         .find(|e| e["type"] == "exit")
         .unwrap_or_else(|| panic!("no exit event: {machine}"));
     assert_eq!(exit["request"]["exit_event"]["signal"], 15, "{exit}");
+    edge.shutdown().await;
+}
+
+/// What a machine writes to its writable layer counts as its memory: writing twice its
+/// `memory_mb` into /tmp gets it OOM-killed, not the host's memory spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writable_layer_counts_as_memory() {
+    let edge = sandbox_edge().await;
+    edge.create_app(APP).await;
+    let mut config = seed_config(IMAGE);
+    config["guest"] = json!({"memory_mb": 48, "cpus": 1});
+    let id = edge.started_machine_with(APP, config).await;
+    let body =
+        json!({"command": ["sh", "-c", "head -c 100000000 /dev/zero > /tmp/fill"], "timeout": 20});
+    let _ = edge.post(&machine_path(APP, &id, "/exec"), body).await;
+    let machine = edge
+        .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
+        .await;
+    let exit = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {machine}"));
+    assert_eq!(exit["request"]["exit_event"]["oom_killed"], true, "{exit}");
     edge.shutdown().await;
 }

@@ -52,7 +52,7 @@ pub async fn logs(
         Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
     };
     let body = match (file, follow) {
-        (Some(file), true) => Body::from_stream(tail(file, machine)),
+        (Some(file), true) => Body::from_stream(tail(file, machine, path)),
         (Some(mut file), false) => Body::from(read_rest(&mut file).await?),
         (None, _) => Body::empty(),
     };
@@ -67,23 +67,40 @@ async fn read_rest(file: &mut File) -> Result<Vec<u8>, ApiError> {
     Ok(text)
 }
 
-/// The file's bytes from where it is, then new ones as they are written.
+/// The file's bytes from where it is, then new ones as they are written. When the log
+/// is rotated (the path now names a new file), the new file is followed from its start.
 fn tail(
     file: File,
     machine: Arc<Machine>,
+    path: std::path::PathBuf,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    futures_util::stream::unfold((file, machine), |(mut file, machine)| async move {
+    let state = (file, machine, path);
+    futures_util::stream::unfold(state, |(mut file, machine, path)| async move {
         let mut buf = vec![0; CHUNK];
         loop {
             match file.read(&mut buf).await {
                 Ok(0) if machine.is_gone() => return None,
-                Ok(0) => tokio::time::sleep(FOLLOW_INTERVAL).await,
+                Ok(0) => match rotated(&file, &path).await {
+                    Some(newer) => file = newer,
+                    None => tokio::time::sleep(FOLLOW_INTERVAL).await,
+                },
                 Ok(n) => {
                     buf.truncate(n);
-                    return Some((Ok(Bytes::from(buf)), (file, machine)));
+                    return Some((Ok(Bytes::from(buf)), (file, machine, path)));
                 }
-                Err(e) => return Some((Err(e), (file, machine))),
+                Err(e) => return Some((Err(e), (file, machine, path))),
             }
         }
     })
+}
+
+/// The file now at `path`, if it is not the one open (the log was rotated).
+async fn rotated(open: &File, path: &std::path::Path) -> Option<File> {
+    use std::os::unix::fs::MetadataExt;
+    let open_inode = open.metadata().await.ok()?.ino();
+    let now = tokio::fs::metadata(path).await.ok()?.ino();
+    if now == open_inode {
+        return None;
+    }
+    File::open(path).await.ok()
 }

@@ -89,12 +89,17 @@ async fn capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
     (bytes, over)
 }
 
-/// Every live descendant of `pid` (from each process's parent in `/proc`), deepest last.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+/// Every process on the host, by pid.
+pub fn processes() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// Every live descendant of `pid` (from each process's parent in `/proc`), deepest last.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = processes()
         .filter_map(|p| Some((p, parent_of(p)?)))
         .collect();
     let mut found = vec![pid];

@@ -45,10 +45,17 @@ impl MachineLog {
         let log = self.clone();
         tokio::spawn(async move {
             let mut buf = vec![0; 16 * 1024];
+            let mut failing = false;
+            // Read to the end whatever happens to the file: a pipe nobody reads would kill
+            // the machine (SIGPIPE) or stall it.
             while let Ok(n @ 1..) = output.read(&mut buf).await {
-                if let Err(e) = log.write(&buf[..n]) {
-                    tracing::warn!("cannot write {}: {e}", log.path.display());
-                    break;
+                match log.write(&buf[..n]) {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        tracing::warn!("cannot write {}: {e}; dropping output", log.path.display());
+                        failing = true;
+                    }
+                    Err(_) => {}
                 }
             }
         });

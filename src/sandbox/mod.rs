@@ -287,8 +287,12 @@ impl Driver for SandboxDriver {
             tokio::task::spawn_blocking(move || plan.prepare(&runtime, &images, &launch, &image))
                 .await
                 .map_err(|e| DriverError::Runtime(format!("preparing the run failed: {e}")))??;
-        let log = MachineLog::open(&self.plan.machines_dir.join(&id).join("machine.log"))
-            .map_err(DriverError::Files)?;
+        let log = MachineLog::open(&self.plan.machines_dir.join(&id).join("machine.log")).map_err(
+            |e| {
+                Overlay::unmount_in(&self.plan.machines_dir.join(&id));
+                DriverError::Files(e)
+            },
+        )?;
         let mut command = self.runtime.run(&id, &bundle);
         command
             .stdin(Stdio::null())
@@ -386,28 +390,61 @@ impl Driver for SandboxDriver {
                 "exec-{}.pid",
                 crate::ids::hex(&crate::ids::random_bytes::<6>())
             ));
-        let runc = self.runtime.exec(&launch.machine_id, &pid_file, command);
-        let file = pid_file.clone();
-        let kill: exec::Kill = Box::new(move |_| kill_exec(&file));
+        let token = crate::ids::hex(&crate::ids::random_bytes::<8>());
+        let mark = format!("{EXEC_MARK}={token}");
+        let runc = self
+            .runtime
+            .exec(&launch.machine_id, &pid_file, &mark, command);
+        let (runtime, id, file) = (
+            self.runtime.clone(),
+            launch.machine_id.clone(),
+            pid_file.clone(),
+        );
+        let kill: exec::Kill = Box::new(move |_| kill_exec(&runtime, &id, &file, &token));
         let output = exec::run(runc, timeout, kill).await;
         let _ = std::fs::remove_file(&pid_file);
         output
     }
 }
 
-/// Kills an exec'd command (named by runc's pid file) and all it started.
-fn kill_exec(pid_file: &Path) {
-    let Some(pid) = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<u32>().ok())
-    else {
+/// The variable every exec'd process gets (and its children inherit), valued with the
+/// exec's own token.
+const EXEC_MARK: &str = "EDGEWAKE_EXEC";
+
+/// Kills an exec'd command and what it started, never anything outside the machine:
+/// only processes in the machine's pid namespace are signalled (a saved pid may name a
+/// host process by now), found as descendants of the exec'd process or by the exec's
+/// mark in their environment (which finds what double-forked or called setsid).
+fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
+    let Some(init) = runtime.init_pid(id) else {
         return;
     };
-    let mut doomed = exec::descendants(pid);
-    doomed.push(pid);
+    let Some(machine_ns) = pid_namespace(init) else {
+        return;
+    };
+    let mark = format!("{EXEC_MARK}={token}");
+    let exec_pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
+    let mut doomed: Vec<u32> = exec_pid.into_iter().collect();
+    doomed.extend(exec_pid.map(exec::descendants).unwrap_or_default());
+    doomed.extend(exec::processes().filter(|pid| has_env(*pid, &mark)));
+    doomed.sort_unstable();
+    doomed.dedup();
     for pid in doomed {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if pid != init && pid_namespace(pid).as_ref() == Some(&machine_ns) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     }
+}
+
+fn pid_namespace(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+fn has_env(pid: u32, entry: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
 }
 
 #[cfg(test)]

@@ -140,7 +140,33 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), Strin
 /// Destinations egress never reaches: the host's and other private networks, link-local
 /// (cloud metadata), multicast and reserved blocks.
 const NO_EGRESS_TO: &str = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, \
-                            172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4";
+                            172.16.0.0/12, 192.0.0.0/24, 192.0.2.0/24, 192.168.0.0/16, \
+                            198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24, 224.0.0.0/4, \
+                            240.0.0.0/4";
+
+/// The networks of the host's own IPv4 addresses (`ip -4 -o addr`): egress must not
+/// reach the host's LAN even where it is not a private range.
+pub fn host_networks() -> Vec<String> {
+    let Ok(output) = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.contains(&format!(" {INTERFACE_PREFIX}")))
+        .filter_map(|line| {
+            let cidr = line
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)?;
+            cidr.parse::<ipnet::Ipv4Net>()
+                .ok()
+                .map(|net| net.trunc().to_string())
+        })
+        .collect()
+}
 
 /// This edgewake's table: one per machine range, so instances on other ranges keep
 /// their own rules (a packet must pass every table's chains).
@@ -154,14 +180,19 @@ pub fn table_name(range: &str) -> String {
 /// public addresses are forwarded and masqueraded. Machines' source addresses can be
 /// trusted: each link only routes its machine's /32 and the hook turns on strict
 /// reverse-path filtering.
-pub fn firewall_rules(range: &str, egress: bool) -> String {
+pub fn firewall_rules(range: &str, egress: bool, host_networks: &[String]) -> String {
     let table = table_name(range);
     let links = format!("\"{INTERFACE_PREFIX}*\"");
     let mine = format!("iifname {links} ip saddr {range}");
+    let denied = [NO_EGRESS_TO.to_string()]
+        .into_iter()
+        .chain(host_networks.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(", ");
     let (forward_out, nat) = if egress {
         (
             format!(
-                "        {mine} ip daddr {{ {NO_EGRESS_TO} }} drop\n        {mine} oifname != {links} accept\n"
+                "        {mine} ip daddr {{ {denied} }} counter drop\n        {mine} oifname != {links} accept\n"
             ),
             format!(
                 "    chain postrouting {{\n        type nat hook postrouting priority srcnat; policy accept;\n        ip saddr {range} oifname != {links} masquerade\n    }}\n"
@@ -177,8 +208,8 @@ pub fn firewall_rules(range: &str, egress: bool) -> String {
          \x20   chain input {{\n\
          \x20       type filter hook input priority filter - 10; policy accept;\n\
          \x20       iifname {links} meta nfproto ipv6 drop\n\
-         \x20       {mine} ct state established,related accept\n\
-         \x20       {mine} drop\n\
+         \x20       iifname {links} ct state established,related accept\n\
+         \x20       iifname {links} drop\n\
          \x20   }}\n\
          \x20   chain forward {{\n\
          \x20       type filter hook forward priority filter - 10; policy accept;\n\
@@ -199,7 +230,7 @@ pub fn firewall_rules(range: &str, egress: bool) -> String {
 /// before its link exists. With egress, turns on IPv4 forwarding (host-wide; it is left
 /// on).
 pub fn install_firewall(range: &str, egress: bool) -> Result<(), String> {
-    run_nft(&firewall_rules(range, egress))?;
+    run_nft(&firewall_rules(range, egress, &host_networks()))?;
     run_batch(&["ip"], &format!("route replace unreachable {range}\n"))?;
     if egress {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
@@ -251,11 +282,17 @@ mod tests {
                 .machine_commands()
                 .contains("route add default via 172.30.0.1")
         );
-        let closed = firewall_rules("172.30.0.0/16", false);
+        let closed = firewall_rules("172.30.0.0/16", false, &[]);
         assert!(closed.contains("iifname \"ewm*\" ip saddr 172.30.0.0/16 drop"));
         assert!(closed.contains("table inet edgewake_172_30_0_0_16"));
         assert!(!closed.contains("masquerade"));
-        assert!(firewall_rules("172.30.0.0/16", true).contains("masquerade"));
+        let open = firewall_rules("172.30.0.0/16", true, &["198.19.7.0/24".into()]);
+        assert!(open.contains("masquerade"));
+        assert!(open.contains("169.254.0.0/16"));
+        assert!(
+            open.contains("198.19.7.0/24"),
+            "the host's own networks are denied too"
+        );
     }
 
     /// The hook reads the container's pid from the runtime's state.

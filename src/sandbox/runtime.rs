@@ -78,17 +78,29 @@ impl Runtime {
         }
     }
 
-    /// `exec` of `argv` in the running container, under its limits and profile; runc
-    /// writes the command's pid (as the host sees it) to `pid_file`.
-    pub fn exec(&self, id: &str, pid_file: &Path, argv: &[String]) -> Command {
+    /// `exec` of `argv` in the running container, under its limits and profile, with
+    /// `env` (`KEY=VALUE`) added; runc writes the command's pid (as the host sees it) to
+    /// `pid_file`.
+    pub fn exec(&self, id: &str, pid_file: &Path, env: &str, argv: &[String]) -> Command {
         let mut command = self.command();
         command
             .arg("exec")
             .arg("--pid-file")
             .arg(pid_file)
+            .args(["--env", env])
             .arg(id)
             .args(argv);
         command
+    }
+
+    /// The host pid of the container's first process, as runc knows it.
+    pub fn init_pid(&self, id: &str) -> Option<u32> {
+        let output = self.blocking().args(["state", id]).output().ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        state["pid"]
+            .as_u64()
+            .map(|pid| pid as u32)
+            .filter(|pid| *pid > 0)
     }
 }
 
@@ -127,7 +139,8 @@ impl Overlay {
             std::fs::create_dir_all(dir)?;
         }
         let private = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-        let size = format!("size={size_mb}m,mode=0700");
+        // Inodes bounded too (tmpfs would allow half of RAM's pages): 256 per MB.
+        let size = format!("size={size_mb}m,nr_inodes={},mode=0700", size_mb * 256);
         nix::mount::mount(
             Some("tmpfs"),
             &self.layer,

@@ -23,6 +23,10 @@ pub const CRASH_IMAGE: &str = "test/crash";
 pub const SLOW_BOOT_IMAGE: &str = "test/slow-boot";
 /// The runtime, taking 1 s to exit after SIGTERM (so a stop is observably in progress).
 pub const SLOW_STOP_IMAGE: &str = "test/slow-stop";
+/// Prints 9 MB (more than a log file holds before it is rotated), a marker, then runs
+/// the runtime.
+pub const CHATTY_IMAGE: &str = "test/chatty";
+pub const CHATTY_MARKER: &str = "after-the-flood";
 
 /// The directory holding the built binaries (`edgewake`, `edgewake-functions`).
 pub fn bin_dir() -> PathBuf {
@@ -80,6 +84,19 @@ pub fn test_config(data_dir: &Path) -> Config {
         (
             SLOW_STOP_IMAGE.to_string(),
             image(&[runtime], &[("SHUTDOWN_DELAY_MS", "1000")]),
+        ),
+        (
+            CHATTY_IMAGE.to_string(),
+            image(
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "head -c 9000000 /dev/zero | tr '\\0' x; echo; echo {CHATTY_MARKER}; exec {runtime}"
+                    ),
+                ],
+                &[],
+            ),
         ),
     ]);
     config
