@@ -134,7 +134,8 @@ async fn sandbox_crash_leaves_no_container_behind() {
     let machine = api.post(&path, json!({"config": seed_config(image)})).await;
     let id = machine["id"].as_str().unwrap().to_string();
     assert_eq!(api.edge_get(first.http, APP).await, StatusCode::OK);
-    assert_eq!(machine_pids(&id).len(), 1, "the machine runs");
+    // Its init and its program.
+    assert_eq!(machine_pids(&id).len(), 2, "the machine runs");
     let root = dir.path().join("data/machines").join(&id).join("rootfs");
     let mounted = || {
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
@@ -144,7 +145,7 @@ async fn sandbox_crash_leaves_no_container_behind() {
 
     first.signal("KILL");
     first.exit_code().await;
-    assert_eq!(machine_pids(&id).len(), 1, "a crash leaves the container");
+    assert_eq!(machine_pids(&id).len(), 2, "a crash leaves the container");
 
     let second = EdgewakeProcess::spawn_sandboxed(dir.path(), &network).await;
     let api = ApiClient::new(second.api);
