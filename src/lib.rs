@@ -22,17 +22,18 @@
 //!   `update`, recovery at boot), `wait` (long poll on a machine's state channel),
 //!   `lease`, config `normalize`/`go_duration` (Fly's canonical answers), the `reaper`
 //!   (idle stop), the `activity` clock and `tunnels` (open WebSockets, closed before a
-//!   stop).
+//!   stop); `exec` (Fly's exec: capped output, killed at its timeout) and `log` (each
+//!   machine's output, pumped into a rotated file).
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
-//!   `metadata`, `lease`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated keys),
-//!   `error` (Fly's error JSON).
+//!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   keys), `error` (Fly's error JSON, and the status each driver error means).
 //! - `sandbox`: the `sandbox` driver — OCI images under runc in their own namespaces:
 //!   the runtime spec (`bundle`, `seccomp`), the machine's veth link and firewall
 //!   (`network`, wired by the runtime's hook `edgewake sandbox-hook network`), runc and
-//!   the overlay root (`runtime`), host checks (`preflight`).
+//!   the overlay root on its tmpfs layer (`runtime`), host checks (`preflight`).
 //! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
-//!   with a small hyper-util HTTP `client`.
+//!   with a small hyper-util HTTP `client`; `images` works on the local store.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), the `lock` shared with the CLI.
