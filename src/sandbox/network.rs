@@ -30,7 +30,7 @@ impl Link {
         format!("{INTERFACE_PREFIX}{:08x}", u32::from(self.address))
     }
 
-    /// The hook's arguments (argv[0] first), for the runtime spec.
+    /// The hook's arguments (`argv[0]` first), for the runtime spec.
     pub fn hook_args(&self) -> Vec<String> {
         let mut args = vec![
             "edgewake".to_string(),
