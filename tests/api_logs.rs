@@ -45,14 +45,7 @@ async fn followed_logs_stream_new_output_until_destroyed() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
     let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
-    let mut res = edge
-        .client
-        .get(edge.api_url(&machine_path(APP, &id, "/logs?follow=true")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let mut res = follow(&edge, &id).await;
     let mut seen = String::new();
     let mut read_until = async |needle_count: usize, seen: &mut String| {
         while seen.matches("listening on").count() < needle_count {
@@ -89,14 +82,7 @@ async fn followed_logs_survive_rotation() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
     let id = edge.started_machine(APP, CHATTY_IMAGE).await;
-    let mut res = edge
-        .client
-        .get(edge.api_url(&machine_path(APP, &id, "/logs?follow=true")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let mut res = follow(&edge, &id).await;
     let (status, _) = edge
         .post(&machine_path(APP, &id, "/restart"), json!({}))
         .await;
@@ -124,4 +110,17 @@ async fn followed_logs_survive_rotation() {
         .join("machine.log.1");
     assert!(rotated.exists());
     edge.shutdown().await;
+}
+
+/// The machine's log, followed.
+async fn follow(edge: &TestEdge, id: &str) -> reqwest::Response {
+    let res = edge
+        .client
+        .get(edge.api_url(&machine_path(APP, id, "/logs?follow=true")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res
 }

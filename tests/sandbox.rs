@@ -31,6 +31,17 @@ async fn exec(edge: &TestEdge, app: &str, id: &str, script: &str) -> Value {
     output
 }
 
+/// What the machine's exit event says (`request.exit_event`).
+fn exit_event(machine: &Value) -> &Value {
+    let exit = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {machine}"));
+    &exit["request"]["exit_event"]
+}
+
 fn stdout(output: &Value) -> &str {
     output["stdout"].as_str().unwrap()
 }
@@ -148,14 +159,9 @@ async fn memory_hog_is_oom_killed() {
     let machine = edge
         .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
         .await;
-    let exit = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "exit")
-        .unwrap_or_else(|| panic!("no exit event: {machine}"));
-    assert_eq!(exit["request"]["exit_event"]["oom_killed"], true, "{exit}");
-    assert_eq!(exit["request"]["exit_event"]["signal"], 9, "{exit}");
+    let exit = exit_event(&machine);
+    assert_eq!(exit["oom_killed"], true, "{exit}");
+    assert_eq!(exit["signal"], 9, "{exit}");
     edge.shutdown().await;
 }
 
@@ -466,13 +472,8 @@ async fn stop_signal_reaches_the_program() {
         began.elapsed() < edge.config.machines.stop_timeout,
         "stopped by the timeout"
     );
-    let exit = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "exit")
-        .unwrap_or_else(|| panic!("no exit event: {machine}"));
-    assert_eq!(exit["request"]["exit_event"]["signal"], 15, "{exit}");
+    let exit = exit_event(&machine);
+    assert_eq!(exit["signal"], 15, "{exit}");
     edge.shutdown().await;
 }
 
@@ -491,12 +492,7 @@ async fn writable_layer_counts_as_memory() {
     let machine = edge
         .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
         .await;
-    let exit = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "exit")
-        .unwrap_or_else(|| panic!("no exit event: {machine}"));
-    assert_eq!(exit["request"]["exit_event"]["oom_killed"], true, "{exit}");
+    let exit = exit_event(&machine);
+    assert_eq!(exit["oom_killed"], true, "{exit}");
     edge.shutdown().await;
 }
