@@ -371,7 +371,7 @@ impl Driver for SandboxDriver {
     }
 
     /// `runc exec` under the machine's walls; at the timeout or the output cap, the
-    /// command and its descendants are killed (the pid file names it).
+    /// command and all it started are killed (`kill_exec`).
     async fn exec(
         &self,
         launch: &Launch,
