@@ -49,7 +49,13 @@ impl MachineLog {
             // Read to the end whatever happens to the file: a pipe nobody reads would kill
             // the machine (SIGPIPE) or stall it.
             while let Ok(n @ 1..) = output.read(&mut buf).await {
-                match log.write(&buf[..n]) {
+                // The disk work runs on the blocking pool, never on the async workers
+                // serving requests (a machine writing flat out would stall them).
+                let (writer, chunk) = (log.clone(), buf[..n].to_vec());
+                let written = tokio::task::spawn_blocking(move || writer.write(&chunk))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                match written {
                     Ok(()) => failing = false,
                     Err(e) if !failing => {
                         tracing::warn!("cannot write {}: {e}; dropping output", log.path.display());
