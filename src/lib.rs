@@ -22,8 +22,8 @@
 //!   `update`, recovery at boot), `wait` (long poll on a machine's state channel),
 //!   `lease`, config `normalize`/`go_duration` (Fly's canonical answers), the `reaper`
 //!   (idle stop), the `activity` clock and `tunnels` (open WebSockets, closed before a
-//!   stop); `exec` (Fly's exec: capped output, killed at its timeout) and `log` (each
-//!   machine's output, pumped into a rotated file).
+//!   stop); `exec` (Fly's exec: capped output, killed at its timeout), `log` (each
+//!   machine's output, pumped into a rotated file) and `procfs` (finding processes).
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated

@@ -89,45 +89,10 @@ async fn capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
     (bytes, over)
 }
 
-/// Every process on the host, by pid.
-pub fn processes() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-}
-
-/// Every live descendant of `pid` (from each process's parent in `/proc`), deepest last.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = processes()
-        .filter_map(|p| Some((p, parent_of(p)?)))
-        .collect();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// A process's parent, from `/proc/<pid>/stat` (the field after the command's `)`).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machines::procfs;
 
     /// A command that prints more than the cap is cut and killed; a slow one is killed
     /// at its timeout with its children.
@@ -158,7 +123,9 @@ mod tests {
         let pid = group.load(std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(100));
         assert!(
-            descendants(1).iter().all(|p| group_of(*p) != Some(pid)),
+            procfs::descendants(1)
+                .iter()
+                .all(|p| group_of(*p) != Some(pid)),
             "the background sleep lives on"
         );
     }
@@ -170,19 +137,5 @@ mod tests {
         (state != "Z")
             .then(|| after.split_whitespace().nth(2)?.parse().ok())
             .flatten()
-    }
-
-    /// Descendants are found through their parents.
-    #[test]
-    fn finds_descendants() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 5 & sleep 5; :"])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        let found = descendants(child.id());
-        child.kill().unwrap();
-        let _ = child.wait();
-        assert_eq!(found.len(), 2, "{found:?}");
     }
 }

@@ -12,6 +12,7 @@ mod machine;
 mod normalize;
 pub mod operations;
 pub mod process;
+pub mod procfs;
 pub mod reaper;
 pub mod record;
 mod recovery;

@@ -5,6 +5,7 @@
 use super::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use super::exec;
 use super::log::MachineLog;
+use super::procfs;
 use crate::config::ImageConfig;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
@@ -159,23 +160,6 @@ pub(crate) async fn remove_machine_dir(machines_dir: &Path, machine_id: &str) {
     }
 }
 
-/// Live processes whose environment names them as machine `machine_id`.
-fn processes_of(machine_id: &str) -> Vec<i32> {
-    let marker = format!("FLY_MACHINE_ID={machine_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
-        })
-        .collect()
-}
-
 #[async_trait]
 impl Driver for ProcessDriver {
     async fn check_image(&self, image: &str) -> Result<(), DriverError> {
@@ -226,14 +210,14 @@ impl Driver for ProcessDriver {
     fn reap_orphan(&self, machine_id: &str, pid: u32) {
         // The leader may be gone while its children live on: look for every process
         // that runs as this machine, not only the recorded pid.
-        for orphan in processes_of(machine_id) {
+        for orphan in procfs::with_env(&format!("FLY_MACHINE_ID={machine_id}")) {
             tracing::warn!(
                 machine = machine_id,
                 pid = orphan,
                 leader = pid,
                 "killing a process left by an earlier edgewake"
             );
-            let _ = nix::sys::signal::kill(Pid::from_raw(orphan), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(orphan as i32), Signal::SIGKILL);
         }
     }
 

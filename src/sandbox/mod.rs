@@ -17,9 +17,9 @@ use crate::config::SandboxConfig;
 use crate::images::{IdMap, Image, ImageError, ImageStore};
 use crate::machines::addresses::AddressRange;
 use crate::machines::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
-use crate::machines::exec;
 use crate::machines::log::MachineLog;
 use crate::machines::process::remove_machine_dir;
+use crate::machines::{exec, procfs};
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;
@@ -427,8 +427,8 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok());
     let mut doomed: Vec<u32> = exec_pid.into_iter().collect();
-    doomed.extend(exec_pid.map(exec::descendants).unwrap_or_default());
-    doomed.extend(exec::processes().filter(|pid| has_env(*pid, &mark)));
+    doomed.extend(exec_pid.map(procfs::descendants).unwrap_or_default());
+    doomed.extend(procfs::with_env(&mark));
     doomed.sort_unstable();
     doomed.dedup();
     for pid in doomed {
@@ -440,11 +440,6 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
 
 fn pid_namespace(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
-}
-
-fn has_env(pid: u32, entry: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
 }
 
 #[cfg(test)]
