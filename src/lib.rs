@@ -37,7 +37,8 @@
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), the `lock` shared with the CLI.
-//! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens.
+//! - `server`: wiring and ordered shutdown. `ids`: machine ids, names, tokens. `files`:
+//!   directories with an exact mode.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
@@ -56,6 +57,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod functions;
 pub mod geo;
 pub mod http;

@@ -298,18 +298,7 @@ impl ImageStore {
     /// The store's directory, root's alone (0700): unpacked trees keep their setuid
     /// bits, file capabilities and device nodes, which no other host user may reach.
     fn make_root(&self) -> Result<(), ImageError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        // Only the store itself is private: the data dir above keeps its own mode.
-        if let Some(parent) = self.root.parent() {
-            std::fs::create_dir_all(parent).map_err(ImageError::io(parent))?;
-        }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .map_err(ImageError::io(&self.root))?;
-        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
-            .map_err(ImageError::io(&self.root))
+        crate::files::dir_with_mode(&self.root, 0o700).map_err(ImageError::io(&self.root))
     }
 
     /// Holds the store's shared lock (blocking): while held, no tree is removed, so a

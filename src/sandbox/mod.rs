@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod seccomp;
 
 use crate::config::SandboxConfig;
+use crate::files::dir_with_mode;
 use crate::images::{IdMap, Image, ImageError, ImageStore};
 use crate::machines::addresses::AddressRange;
 use crate::machines::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
@@ -75,7 +76,7 @@ impl SandboxDriver {
         }
         let range = AddressRange::parse_private(&config.network)?;
         let machines_dir = data_dir.join("machines");
-        private_dir(&machines_dir, 0o711)
+        dir_with_mode(&machines_dir, 0o711)
             .map_err(|e| format!("{}: {e}", machines_dir.display()))?;
         if config.user_namespace {
             check_reachable(&machines_dir)?;
@@ -155,7 +156,7 @@ impl RunPlan {
         image: &Image,
     ) -> Result<PathBuf, DriverError> {
         let dir = self.machines_dir.join(&launch.machine_id);
-        private_dir(&dir, 0o711).map_err(DriverError::Files)?;
+        dir_with_mode(&dir, 0o711).map_err(DriverError::Files)?;
         if runtime.has_container(&launch.machine_id) {
             runtime.remove_blocking(&launch.machine_id);
         }
@@ -196,24 +197,11 @@ impl RunPlan {
         let spec = bundle::runtime_spec(&run).map_err(DriverError::Runtime)?;
         // The bundle holds the machine's environment (its secrets): root's alone.
         let bundle = dir.join("bundle");
-        private_dir(&bundle, 0o700).map_err(DriverError::Files)?;
+        dir_with_mode(&bundle, 0o700).map_err(DriverError::Files)?;
         let json = serde_json::to_vec_pretty(&spec).expect("specs serialise");
         std::fs::write(bundle.join("config.json"), json).map_err(DriverError::Files)?;
         Ok(bundle)
     }
-}
-
-/// Makes `dir` with exactly `mode` (its parents, if missing, with the usual mode).
-fn private_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
 /// In a user namespace, a machine's root user (an unprivileged id on the host) mounts
