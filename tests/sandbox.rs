@@ -42,6 +42,14 @@ fn exit_event(machine: &Value) -> &Value {
     &exit["request"]["exit_event"]
 }
 
+/// A machine's address and the host end of its link (its /24's first address).
+async fn address_and_gateway(edge: &TestEdge, id: &str) -> (String, String) {
+    let machine = edge.machine(APP, id).await;
+    let ip = machine["private_ip"].as_str().unwrap().to_string();
+    let gateway = ip.rsplit_once('.').unwrap().0.to_string() + ".1";
+    (ip, gateway)
+}
+
 fn stdout(output: &Value) -> &str {
     output["stdout"].as_str().unwrap()
 }
@@ -179,11 +187,7 @@ async fn machines_are_walled_in() {
     edge.create_app(APP).await;
     let a = edge.started_machine(APP, IMAGE).await;
     let b = edge.started_machine(APP, IMAGE).await;
-    let b_ip = edge.machine(APP, &b).await["private_ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let gateway = b_ip.rsplit_once('.').unwrap().0.to_string() + ".1";
+    let (b_ip, gateway) = address_and_gateway(&edge, &b).await;
     let api_port = edge.running.api_addr.port();
     let script = format!(
         "nc -w 2 127.0.0.1 {api_port} </dev/null; echo api=$?; \
@@ -234,11 +238,7 @@ async fn egress_reaches_no_private_address() {
     edge.create_app(APP).await;
     let a = edge.started_machine(APP, IMAGE).await;
     let b = edge.started_machine(APP, IMAGE).await;
-    let b_ip = edge.machine(APP, &b).await["private_ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let gateway = b_ip.rsplit_once('.').unwrap().0.to_string() + ".1";
+    let (b_ip, gateway) = address_and_gateway(&edge, &b).await;
     let script = format!(
         "grep -c '^eth0\t00000000' /proc/net/route; \
          for target in {b_ip}:8080 {gateway}:{host_port} 10.1.2.3:80 169.254.169.254:80; do \
