@@ -7,12 +7,12 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use edgewake::config::Config;
 use edgewake::geo::Location;
+use edgewake::lifecycle::pick;
 use edgewake::machines::registry::NewMachine;
 use edgewake::machines::spec::MachineSpec;
 use edgewake::machines::store::Store;
 use edgewake::machines::{MachineState, Registry};
-use edgewake::proxy::pick;
-use edgewake::proxy::place::{Plan, Regions};
+use edgewake::proxy::place::{self, Regions};
 use serde_json::json;
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -71,7 +71,7 @@ fn placement(c: &mut Criterion) {
         let none = HashSet::new();
         group.bench_function(BenchmarkId::from_parameter(apps * MACHINES_PER_APP), |b| {
             b.iter(|| {
-                let plan = Plan::new(&regions, black_box(client), &headers);
+                let plan = place::plan(&regions, black_box(client), &headers);
                 let picked = pick::pick(&app, 80, &plan, &none, |_| false).unwrap();
                 black_box(picked.action)
             })

@@ -208,6 +208,7 @@ async fn main() {
     let options = Options {
         api_token: Some(TOKEN.into()),
         bin_dir: Some(bin_dir()),
+        ..Options::default()
     };
     let mut config = config(dir.path().join("data"));
     let sandboxed = std::env::var("WAKE_DRIVER").is_ok_and(|d| d == "sandbox");

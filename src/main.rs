@@ -130,7 +130,7 @@ fn sandbox_hook(hook: SandboxHook) -> anyhow::Result<()> {
     } = hook;
     let mut state = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut state)?;
-    let link = edgewake::sandbox::network::Link {
+    let link = edgewake::drivers::sandbox::network::Link {
         address,
         gateway,
         egress,
@@ -154,7 +154,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {
     let ca = edgewake::tls::dev_ca::generate(dir, hosts)?;
     for host in hosts {
-        let stem = edgewake::tls::certs::stem_for_host(host);
+        let stem = edgewake::tls::dev_ca::stem_for_host(host);
         println!(
             "wrote {0}/{stem}.crt and {0}/{stem}.key for {host}",
             dir.display()
@@ -190,7 +190,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let options = Options {
         api_token: token_from_env(),
-        bin_dir: None,
+        ..Options::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

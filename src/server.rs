@@ -4,16 +4,18 @@
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::drivers::Driver;
+use crate::drivers::process::ProcessDriver;
+use crate::drivers::sandbox::SandboxDriver;
+use crate::edge::{self, ConnectionLimits, Edge};
 use crate::geo::GeoDb;
-use crate::http::{self, ConnectionLimits, Edge};
 use crate::images::{IdMap, ImageStore, RegistryAuth};
-use crate::machines::driver::{Driver, parse_signal};
-use crate::machines::process::ProcessDriver;
+use crate::lifecycle::{Settings, Supervisor};
+use crate::machines::Registry;
 use crate::machines::store::Store;
-use crate::machines::{Registry, Settings, Supervisor, reaper};
 use crate::proxy::place::Regions;
-use crate::proxy::{Listener, Proxy, ProxySettings};
-use crate::sandbox::SandboxDriver;
+use crate::proxy::{Inbound, Proxy, ProxySettings};
+use crate::signals::parse_signal;
 use crate::tls::Tls;
 use crate::trusted::Trusted;
 use std::net::SocketAddr;
@@ -27,12 +29,15 @@ use tokio_util::sync::CancellationToken;
 pub const STATE_FILE: &str = "edgewake.db";
 
 /// What the caller may set beyond the config file.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Options {
     /// The API token; when absent, one kept in the data dir is used (or generated).
     pub api_token: Option<String>,
     /// Where `{bin_dir}` in the image catalog points; defaults to edgewake's own directory.
     pub bin_dir: Option<PathBuf>,
+    /// Runs machines with this driver instead of the configured one (tests pass the
+    /// in-memory `fake` driver).
+    pub driver: Option<Arc<dyn Driver>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +125,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         source,
     };
     std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
-    let supervisor = open_machines(&config, options.bin_dir)?;
+    let supervisor = open_machines(&config, options.bin_dir, options.driver)?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
@@ -162,7 +167,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 }
 
 /// Opens the state, the driver and the supervisor, and makes machine states true again.
-fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Supervisor>, StartError> {
+fn open_machines(
+    config: &Config,
+    bin_dir: Option<PathBuf>,
+    driver: Option<Arc<dyn Driver>>,
+) -> Result<Arc<Supervisor>, StartError> {
     let store = Store::open(&config.data_dir.join(STATE_FILE))?;
     let sandboxed = config.machines.driver == "sandbox";
     let range = match sandboxed {
@@ -171,9 +180,10 @@ fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Superv
     };
     let (registry, stored) = Registry::load(store, range)?;
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
-    let driver: Arc<dyn Driver> = match sandboxed {
-        true => Arc::new(sandbox_driver(config, &bin_dir)?),
-        false => Arc::new(
+    let driver: Arc<dyn Driver> = match (driver, sandboxed) {
+        (Some(driver), _) => driver,
+        (None, true) => Arc::new(sandbox_driver(config, &bin_dir)?),
+        (None, false) => Arc::new(
             ProcessDriver::new(&config.data_dir, config.images.clone()).with_bin_dir(bin_dir),
         ),
     };
@@ -232,6 +242,8 @@ fn settings(config: &Config) -> Settings {
         probe_interval: config.edge.probe_interval,
         stop_signal: parse_signal(&config.machines.stop_signal).expect("validated config"),
         stop_timeout: config.machines.stop_timeout,
+        queue_timeout: config.edge.queue_timeout,
+        max_queued: config.edge.max_queued,
     }
 }
 
@@ -270,8 +282,6 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
-            queue_timeout: edge_config.queue_timeout,
-            max_queued: edge_config.max_queued,
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -281,27 +291,26 @@ impl Served {
             cancel.clone(),
             limits(&config),
         ));
-        let reaper = tokio::spawn(reaper::run(
-            supervisor.clone(),
+        let reaper = tokio::spawn(supervisor.clone().reap_idle(
             edge_config.idle_timeout,
             edge_config.reap_interval,
             cancel.clone(),
         ));
         let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
         let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
-        let http_listener = Listener {
+        let http_inbound = Inbound {
             service_port: edge_config.http_service_port,
             scheme: "http",
             proxy_protocol: edge_config.http_proxy_protocol,
         };
-        let https_listener = Listener {
+        let https_inbound = Inbound {
             service_port: edge_config.https_service_port,
             scheme: "https",
             proxy_protocol: edge_config.https_proxy_protocol,
         };
         tokio::join!(
-            http::serve(sockets.http, edge.clone(), http_listener, None),
-            http::serve(sockets.https, edge.clone(), https_listener, Some(tls)),
+            edge::serve(sockets.http, edge.clone(), http_inbound, None),
+            edge::serve(sockets.https, edge.clone(), https_inbound, Some(tls)),
         );
         // The accept loops return only once cancelled: drain what is in flight.
         supervisor.close_all_tunnels().await;

@@ -216,7 +216,7 @@ async fn machines_are_walled_in() {
 
 /// This edgewake's nftables table is installed.
 fn assert_firewall(edge: &TestEdge) {
-    let table = edgewake::sandbox::network::table_name(&edge.config.sandbox.network);
+    let table = edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network);
     let listed = support::images::run("nft", &["list", "table", "inet", &table]);
     assert!(listed.contains("drop"), "{listed}");
 }
@@ -260,7 +260,7 @@ async fn egress_reaches_no_private_address() {
         );
     }
     // The deny-list itself dropped them (not some black hole on the way).
-    let table = edgewake::sandbox::network::table_name(&edge.config.sandbox.network);
+    let table = edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network);
     let listed = support::images::run("nft", &["list", "table", "inet", &table]);
     let counted = listed
         .lines()
@@ -372,6 +372,7 @@ async fn missing_runtime_is_named_at_start() {
     let options = edgewake::server::Options {
         api_token: Some(support::TOKEN.into()),
         bin_dir: Some(support::bin_dir()),
+        ..Default::default()
     };
     let error = edgewake::server::start(config, options)
         .await
@@ -398,6 +399,7 @@ async fn closed_data_dir_is_named_at_start() {
     let options = edgewake::server::Options {
         api_token: Some(support::TOKEN.into()),
         bin_dir: Some(support::bin_dir()),
+        ..Default::default()
     };
     let error = edgewake::server::start(config, options)
         .await

@@ -1,7 +1,7 @@
 //! Fly's error JSON, `{"error": "...", "status"?: "..."}`, and the JSON body extractor
 //! that turns malformed bodies into it.
 
-use crate::machines::driver::DriverError;
+use crate::drivers::DriverError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

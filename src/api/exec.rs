@@ -5,7 +5,7 @@ use super::error::{ApiError, ApiJson, ErrorBody};
 use super::lease::LeaseNonce;
 use super::lifecycle::operation_error;
 use super::openapi::MachinePath;
-use crate::machines::driver::ExecOutput;
+use crate::drivers::ExecOutput;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;

@@ -16,8 +16,9 @@ mod query;
 mod request_id;
 mod wait;
 
+use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
-use crate::machines::{App, Machine, Registry, Supervisor};
+use crate::machines::{App, Machine, Registry};
 use axum::Router;
 use error::ApiError;
 use std::sync::Arc;

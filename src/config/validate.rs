@@ -1,8 +1,8 @@
 //! Checks that span fields: every problem is collected, each naming its key.
 
 use super::Config;
-use crate::machines::addresses::AddressRange;
-use crate::machines::driver::parse_signal;
+use crate::addresses::AddressRange;
+use crate::signals::parse_signal;
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;

@@ -1,26 +1,16 @@
-//! A live machine: its record, its state (readable without locks by the proxy), its
-//! activity clock, and the lock that orders its starts and stops.
+//! A machine as every part sees it: its record, its state (readable without locks by
+//! the proxy), its config, its activity clock and its open tunnels. How it is started
+//! and stopped is the `lifecycle`'s business.
 
 use super::activity::{Activity, InFlight};
-use super::driver::Instance;
 use super::lease::LeaseSlot;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
 use super::tunnels::Tunnels;
-use crate::wake::WakeAttempt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
-
-/// What only one start or stop at a time may touch.
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    /// The running process, while there is one.
-    pub instance: Option<Instance>,
-    /// Bumped on every start, so a late exit of an old run is not taken for the new one.
-    pub generation: u64,
-}
 
 #[derive(Debug)]
 pub struct Machine {
@@ -37,11 +27,8 @@ pub struct Machine {
     pub activity: Arc<Activity>,
     record: Mutex<MachineRecord>,
     spec: RwLock<Arc<MachineSpec>>,
-    pub(crate) lifecycle: tokio::sync::Mutex<Lifecycle>,
     /// Open WebSockets and TCP tunnels, asked to close before a stop.
     pub tunnels: Tunnels,
-    /// The wake in progress, which every waiting request joins.
-    pub(crate) wake: Mutex<Option<WakeAttempt>>,
 }
 
 impl Machine {
@@ -59,9 +46,7 @@ impl Machine {
             activity: Arc::new(Activity::new()),
             record: Mutex::new(record),
             spec: RwLock::new(Arc::new(spec)),
-            lifecycle: tokio::sync::Mutex::new(Lifecycle::default()),
             tunnels: Tunnels::default(),
-            wake: Mutex::new(None),
         }
     }
 

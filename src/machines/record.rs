@@ -1,6 +1,6 @@
 //! The persisted shape of a machine, as Fly's Machines API shows it.
 
-use super::driver::Exit;
+use crate::drivers::Exit;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::Ipv4Addr;

@@ -3,11 +3,11 @@
 //! Later edges in several regions will share this through a distributed store, so it
 //! stays a small interface.
 
-use super::addresses::AddressRange;
 use super::machine::Machine;
 use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
 use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
+use crate::addresses::AddressRange;
 use crate::ids;
 use dashmap::DashMap;
 use std::collections::{HashSet, VecDeque};

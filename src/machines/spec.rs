@@ -1,9 +1,10 @@
 //! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
 //! beside it untouched, so unknown fields round-trip.
 
-use super::driver::{Guest, Init, parse_signal};
 use super::{go_duration, normalize};
 use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
+use crate::drivers::{Guest, Init};
+use crate::signals::parse_signal;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;

@@ -1,20 +1,23 @@
-//! Phase 5, forward: the request goes to the machine over a pooled client (HTTP/1.1, or
-//! h2c when the port says `h2_backend`), bodies streamed both ways; an in-flight guard
-//! rides along until the response body is done, so a machine is never idle while it is
-//! still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
+//! Forward: the request goes to the machine over the client connection's own upstream
+//! (HTTP/1.1) or a pooled client (HTTP/2 clients, upgrades, h2c when the port says
+//! `h2_backend`), bodies streamed both ways; an in-flight guard rides along until the
+//! response body is done, so a machine is never idle while it is still answering. An
+//! upgrade (WebSocket) the machine accepts becomes a tunnel.
 
 use super::headers::{self, Forwarded};
-use super::respond::ProxyError;
 use super::tunnel::{self, Carried};
-use super::upstream::ConnectionUpstream;
+use super::upstream::{
+    ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
+};
 use super::{ConnectionPermit, ProxyBody};
+use crate::lifecycle::Ready;
 use crate::machines::Machine;
-use crate::machines::activity::InFlight;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Empty};
+use hyper::body::{Body, Incoming};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,10 +26,8 @@ use std::time::Duration;
 
 /// How long an idle pooled connection to a machine is kept.
 pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
-/// How long connecting to a started machine may take.
-pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub type Upstream = Client<HttpConnector, Incoming>;
+pub type Upstream = Client<HttpConnector, MachineBody>;
 
 /// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`.
 pub struct Upstreams {
@@ -47,81 +48,150 @@ impl Upstreams {
     }
 }
 
-/// The machine a request was routed to, counted in flight.
-pub struct Routed {
-    pub machine: Arc<Machine>,
-    pub internal_port: u16,
-    pub h2_backend: bool,
-    /// `fly-prefer-instance-id` could not be honoured (the machine is told so).
-    pub preferred_unavailable: bool,
-    pub in_flight: InFlight,
+/// A request made ready for machines: headers rewritten for them, and what the client
+/// connection carried along taken out.
+pub struct Prepared {
+    req: Request<MachineBody>,
+    upgrade: Option<HeaderValue>,
+    client_upgrade: Option<OnUpgrade>,
+    permit: Option<ConnectionPermit>,
+    own_upstream: Option<Arc<ConnectionUpstream>>,
 }
 
-pub async fn forward(
-    upstreams: &Upstreams,
-    mut req: Request<Incoming>,
-    fwd: &Forwarded<'_>,
-    routed: Routed,
-    request_id: &str,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let machine = routed.machine.clone();
+/// A machine could not be reached; `again` is the request, when it may go to another.
+pub struct Unreached {
+    pub machine: String,
+    pub error: UpstreamError,
+    pub again: Option<Prepared>,
+}
+
+pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
     let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
-    *req.uri_mut() = machine_uri(req.uri(), &machine, routed.internal_port);
-    *req.version_mut() = if routed.h2_backend {
+    headers::to_machine(req.headers_mut(), fwd);
+    if let Some(protocol) = &upgrade {
+        restore_upgrade(req.headers_mut(), protocol);
+    }
+    Prepared {
+        req: req.map(Either::Left),
+        upgrade,
+        client_upgrade,
+        permit,
+        own_upstream,
+    }
+}
+
+pub async fn send(
+    upstreams: &Upstreams,
+    mut prepared: Prepared,
+    ready: Ready,
+    request_id: &str,
+) -> Result<Response<ProxyBody>, Unreached> {
+    let machine = ready.machine.clone();
+    let req = &mut prepared.req;
+    *req.uri_mut() = machine_uri(req.uri(), &machine, ready.internal_port);
+    *req.version_mut() = if ready.h2_backend {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
-    headers::to_machine(req.headers_mut(), fwd);
-    if routed.preferred_unavailable {
+    if ready.preferred_unavailable {
         req.headers_mut().insert(
             "fly-preferred-instance-unavailable",
             HeaderValue::from_static("true"),
         );
     }
-    if let Some(protocol) = &upgrade {
-        restore_upgrade(req.headers_mut(), protocol);
-    }
-    let upstream_error = |message| ProxyError::Upstream {
-        machine: machine.id.clone(),
-        message,
+    let response = match exchange(upstreams, &mut prepared, &ready).await {
+        Ok(response) => response,
+        Err(failure) => {
+            let again = failure.unsent.map(|req| Prepared { req, ..prepared });
+            let machine = machine.id.clone();
+            let error = failure.error;
+            return Err(Unreached {
+                machine,
+                error,
+                again,
+            });
+        }
     };
-    let mut response = match own_upstream.filter(|_| !routed.h2_backend && upgrade.is_none()) {
+    Ok(answer(response, prepared, ready, request_id))
+}
+
+/// Sends the request over the connection's own upstream or a pooled client. The
+/// request is taken out of `prepared`, and given back in the failure when unsent.
+async fn exchange(
+    upstreams: &Upstreams,
+    prepared: &mut Prepared,
+    ready: &Ready,
+) -> Result<Response<Incoming>, SendFailure> {
+    let req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let own = prepared.own_upstream.as_ref();
+    match own.filter(|_| !ready.h2_backend && prepared.upgrade.is_none()) {
         Some(own) => {
-            let addr = std::net::SocketAddr::from((machine.private_ip, routed.internal_port));
+            let addr = std::net::SocketAddr::from((ready.machine.private_ip, ready.internal_port));
+            let mut req = req;
             *req.uri_mut() = origin_form(req.uri());
-            own.send(addr, req)
-                .await
-                .map_err(|e| upstream_error(error_chain(&e)))?
+            own.send(addr, req).await
         }
         None => {
-            let client = if routed.h2_backend {
+            let client = if ready.h2_backend {
                 &upstreams.h2c
             } else {
                 &upstreams.http1
             };
-            client
-                .request(req)
-                .await
-                .map_err(|e| upstream_error(error_chain(&e)))?
+            let copy = resendable(&req, prepared.upgrade.is_some()).then(|| head_copy(&req));
+            client.request(req).await.map_err(|e| match e.is_connect() {
+                true => SendFailure {
+                    error: UpstreamError::connect(&e),
+                    unsent: copy,
+                },
+                false => SendFailure {
+                    error: UpstreamError::exchange(&e),
+                    unsent: None,
+                },
+            })
         }
-    };
-    if let (Some(protocol), Some(client_upgrade)) = (&upgrade, client_upgrade)
+    }
+}
+
+/// Whether a pooled request may be sent again: idempotent, no body, no upgrade. The
+/// pool consumes the request, so only such a request can be copied cheaply before.
+fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
+    !upgrade && req.method().is_idempotent() && req.body().is_end_stream()
+}
+
+fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// The machine's answer on its way to the client: a 101 becomes a tunnel; otherwise
+/// the edge's headers are added and the in-flight guard rides on the body.
+fn answer(
+    mut response: Response<Incoming>,
+    prepared: Prepared,
+    ready: Ready,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    if let (Some(protocol), Some(client_upgrade)) = (&prepared.upgrade, prepared.client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        let switched = switch_protocols(
+        return switch_protocols(
             response,
             client_upgrade,
             protocol,
-            routed,
+            ready,
             request_id,
-            permit,
+            prepared.permit,
         );
-        return Ok(switched);
     }
+    let machine = &ready.machine;
     headers::to_client(
         response.headers_mut(),
         &machine.id,
@@ -129,14 +199,14 @@ pub async fn forward(
         request_id,
     );
     let (parts, body) = response.into_parts();
-    let guard = routed.in_flight;
+    let guard = ready.in_flight;
     let body = body
         .map_frame(move |frame| {
             let _ = &guard; // held until the body is finished or dropped
             frame
         })
         .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// The protocol an HTTP/1.1 request asks to upgrade to, if any.
@@ -163,14 +233,14 @@ fn restore_upgrade(headers: &mut http::HeaderMap, protocol: &HeaderValue) {
 /// Answers the client's upgrade with the machine's 101 and joins the two connections.
 fn switch_protocols(
     mut response: Response<Incoming>,
-    client_upgrade: hyper::upgrade::OnUpgrade,
+    client_upgrade: OnUpgrade,
     protocol: &HeaderValue,
-    routed: Routed,
+    ready: Ready,
     request_id: &str,
     permit: Option<ConnectionPermit>,
 ) -> Response<ProxyBody> {
     let machine_upgrade = hyper::upgrade::on(&mut response);
-    let machine = &routed.machine;
+    let machine = &ready.machine;
     headers::to_client(
         response.headers_mut(),
         &machine.id,
@@ -184,7 +254,7 @@ fn switch_protocols(
     } else {
         Carried::Bytes
     };
-    let tunnel_guard = routed.machine.tunnels.open();
+    let tunnel_guard = ready.machine.tunnels.open();
     tokio::spawn(async move {
         let _permit = permit; // the tunnel still counts against the connection limit
         let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await) else {
@@ -195,7 +265,7 @@ fn switch_protocols(
             TokioIo::new(machine),
             carried,
             tunnel_guard,
-            routed.in_flight,
+            ready.in_flight,
         )
         .await;
     });
@@ -228,16 +298,4 @@ fn machine_uri(original: &Uri, machine: &Machine, port: u16) -> Uri {
         .path_and_query(path)
         .build()
         .expect("scheme, authority and path make a URI")
-}
-
-/// The error and its causes on one line, for the client and the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

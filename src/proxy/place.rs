@@ -4,12 +4,10 @@
 
 use crate::config::RegionConfig;
 use crate::geo::Location;
+use crate::lifecycle::pick::Order;
+use crate::lifecycle::{Pinned, Plan};
 use dashmap::DashMap;
 use http::HeaderMap;
-use std::sync::Arc;
-
-/// Region orders, shared: most requests reuse one computed before.
-pub type Order = Arc<[String]>;
 
 /// Located clients are grouped in cells of this many degrees for the order cache.
 const CELL_DEGREES: f64 = 0.1;
@@ -85,24 +83,6 @@ fn by_distance(regions: &[(String, Location)], from: Location) -> Order {
     ranked.into_iter().map(|(_, code)| code.clone()).collect()
 }
 
-/// Which machine the request asks for by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Instance {
-    Any,
-    Prefer(String),
-    Force(String),
-}
-
-/// Where a request may go, in order.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Regions to try, nearest (or preferred) first.
-    pub regions: Order,
-    /// Whether machines in regions not listed may serve as a last resort.
-    pub others_allowed: bool,
-    pub instance: Instance,
-}
-
 fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get(name)
@@ -121,51 +101,52 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_ascii_lowercase())
 }
 
-impl Plan {
-    /// The plan for a request from a client at `client`.
-    pub fn new(regions: &Regions, client: Option<Location>, headers: &HeaderMap) -> Plan {
-        let nearest = regions.nearest_first(client);
-        let forced = header_list(headers, "fly-force-region");
-        let instance = match (
-            header_value(headers, "fly-force-instance-id"),
-            header_value(headers, "fly-prefer-instance-id"),
-        ) {
-            (Some(id), _) => Instance::Force(id),
-            (None, Some(id)) => Instance::Prefer(id),
-            (None, None) => Instance::Any,
-        };
-        if !forced.is_empty() {
-            let regions = nearest
-                .iter()
-                .filter(|r| forced.contains(r))
-                .cloned()
-                .collect();
-            return Plan {
-                regions,
-                others_allowed: false,
-                instance,
-            };
-        }
-        let mut preferred = header_list(headers, "fly-prefer-region");
-        preferred.retain(|r| nearest.contains(r));
-        if preferred.is_empty() {
-            return Plan {
-                regions: nearest,
-                others_allowed: true,
-                instance,
-            };
-        }
-        let rest = nearest
+/// The plan for a request from a client at `client`.
+pub fn plan(regions: &Regions, client: Option<Location>, headers: &HeaderMap) -> Plan {
+    let nearest = regions.nearest_first(client);
+    let forced = header_list(headers, "fly-force-region");
+    let pinned = match (
+        header_value(headers, "fly-force-instance-id"),
+        header_value(headers, "fly-prefer-instance-id"),
+    ) {
+        (Some(id), _) => Pinned::Force(id),
+        (None, Some(id)) => Pinned::Prefer(id),
+        (None, None) => Pinned::Any,
+    };
+    if !forced.is_empty() {
+        let regions = nearest
             .iter()
-            .filter(|r| !preferred.contains(r))
+            .filter(|r| forced.contains(r))
             .cloned()
-            .collect::<Vec<_>>();
-        preferred.extend(rest);
-        Plan {
-            regions: preferred.into(),
+            .collect();
+        return Plan {
+            regions,
+            others_allowed: false,
+            pinned,
+            avoid: Vec::new(),
+        };
+    }
+    let mut preferred = header_list(headers, "fly-prefer-region");
+    preferred.retain(|r| nearest.contains(r));
+    if preferred.is_empty() {
+        return Plan {
+            regions: nearest,
             others_allowed: true,
-            instance,
-        }
+            pinned,
+            avoid: Vec::new(),
+        };
+    }
+    let rest = nearest
+        .iter()
+        .filter(|r| !preferred.contains(r))
+        .cloned()
+        .collect::<Vec<_>>();
+    preferred.extend(rest);
+    Plan {
+        regions: preferred.into(),
+        others_allowed: true,
+        pinned,
+        avoid: Vec::new(),
     }
 }
 
@@ -214,14 +195,14 @@ mod tests {
     fn routing_headers_shape_the_plan() {
         let mut headers = HeaderMap::new();
         headers.insert("fly-prefer-region", "SYD, nowhere".parse().unwrap());
-        let plan = Plan::new(&regions(), None, &headers);
+        let plan = super::plan(&regions(), None, &headers);
         assert_eq!(&plan.regions[..], ["syd", "ams", "cdg", "nrt"]);
         assert!(plan.others_allowed);
         headers.insert("fly-force-region", "nrt,cdg".parse().unwrap());
         headers.insert("fly-force-instance-id", "ABC".parse().unwrap());
-        let plan = Plan::new(&regions(), None, &headers);
+        let plan = super::plan(&regions(), None, &headers);
         assert_eq!(&plan.regions[..], ["cdg", "nrt"]);
         assert!(!plan.others_allowed);
-        assert_eq!(plan.instance, Instance::Force("abc".into()));
+        assert_eq!(plan.pinned, Pinned::Force("abc".into()));
     }
 }

@@ -2,7 +2,8 @@
 //! `Retry-After` where trying again can help.
 
 use super::ProxyBody;
-use crate::wake::WakeError;
+use super::upstream::UpstreamError;
+use crate::lifecycle::{AcquireError, WakeError};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -17,18 +18,13 @@ pub enum ProxyError {
     MissingHost,
     #[error("no app is served at {0}")]
     UnknownHost(String),
-    #[error("app {app} has no machine that can serve port {port}")]
-    NoMachines { app: String, port: u16 },
-    #[error("every machine of app {app} is at its hard limit; try again later")]
-    AtHardLimit { app: String },
-    #[error("app {app} has no machine {machine} (fly-force-instance-id)")]
-    UnknownInstance { app: String, machine: String },
-    #[error("machine {machine} cannot take the request now (fly-force-instance-id)")]
-    InstanceUnavailable { machine: String },
-    #[error("machine {machine}: {error}")]
-    Wake { machine: String, error: WakeError },
-    #[error("machine {machine} failed to answer: {message}")]
-    Upstream { machine: String, message: String },
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    #[error("machine {machine} failed to answer: {error}")]
+    Upstream {
+        machine: String,
+        error: UpstreamError,
+    },
 }
 
 impl ProxyError {
@@ -36,16 +32,7 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
-            ProxyError::NoMachines { .. } | ProxyError::AtHardLimit { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ProxyError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
-            ProxyError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Wake { error, .. } => match error {
-                WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
-                WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                WakeError::Gone | WakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            },
+            ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -56,6 +43,21 @@ impl ProxyError {
             self.status(),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
         )
+    }
+}
+
+fn acquire_status(error: &AcquireError) -> StatusCode {
+    match error {
+        AcquireError::NoMachines { .. } | AcquireError::AtHardLimit { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        AcquireError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
+        AcquireError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::Wake { error, .. } => match error {
+            WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
+            WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            WakeError::Gone | WakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        },
     }
 }
 
@@ -104,17 +106,17 @@ mod tests {
     /// A machine that dies while starting is a 502 without Retry-After; a slow one a 504 with it.
     #[test]
     fn wake_failures_map_to_gateway_statuses() {
-        let exited = ProxyError::Wake {
+        let exited = ProxyError::from(AcquireError::Wake {
             machine: "m".into(),
             error: WakeError::Exited("exit code 3".into()),
-        };
+        });
         let response = error_response(&exited);
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert!(response.headers().get("retry-after").is_none());
-        let slow = ProxyError::Wake {
+        let slow = ProxyError::from(AcquireError::Wake {
             machine: "m".into(),
             error: WakeError::Timeout(Duration::from_secs(1)),
-        };
+        });
         let response = error_response(&slow);
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(response.headers()["retry-after"], "1");
@@ -127,10 +129,10 @@ mod tests {
             error_response(&ProxyError::UnknownHost("x".into())).status(),
             StatusCode::NOT_FOUND
         );
-        let none = error_response(&ProxyError::NoMachines {
+        let none = error_response(&ProxyError::from(AcquireError::NoMachines {
             app: "a".into(),
             port: 80,
-        });
+        }));
         assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(none.headers().contains_key("retry-after"));
     }

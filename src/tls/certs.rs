@@ -25,12 +25,6 @@ pub enum CertError {
     SelfSigned(#[from] rcgen::Error),
 }
 
-/// The file stem for a host name (`*` cannot comfortably live in a file name).
-pub fn stem_for_host(host: &str) -> String {
-    host.strip_prefix("*.")
-        .map_or_else(|| host.to_string(), |rest| format!("_.{rest}"))
-}
-
 /// Certificates by exact name and by wildcard parent, plus the default.
 #[derive(Debug, Clone)]
 pub struct CertStore {
@@ -256,8 +250,8 @@ mod tests {
     /// Wildcard hosts are written `_.` in file names.
     #[test]
     fn wildcard_file_stems() {
-        assert_eq!(stem_for_host("*.example.com"), "_.example.com");
-        assert_eq!(stem_for_host("example.com"), "example.com");
+        assert_eq!(dev_ca::stem_for_host("*.example.com"), "_.example.com");
+        assert_eq!(dev_ca::stem_for_host("example.com"), "example.com");
     }
 
     /// A certificate with someone else's key is refused, so a reload keeps the old pair;

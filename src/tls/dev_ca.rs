@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 /// File stem of the development CA in the certs dir (never served as a leaf).
 pub const CA_STEM: &str = "edgewake-ca";
 
+/// The file stem for a host name (`*` cannot comfortably live in a file name).
+pub fn stem_for_host(host: &str) -> String {
+    host.strip_prefix("*.")
+        .map_or_else(|| host.to_string(), |rest| format!("_.{rest}"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DevCertError {
     #[error("cannot make a certificate: {0}")]
@@ -121,7 +127,7 @@ pub fn generate(dir: &Path, hosts: &[String]) -> Result<PathBuf, DevCertError> {
     for host in hosts {
         let key = KeyPair::generate()?;
         let cert = leaf_params(std::slice::from_ref(host))?.signed_by(&key, &ca)?;
-        let stem = super::certs::stem_for_host(host);
+        let stem = stem_for_host(host);
         write(&dir.join(format!("{stem}.crt")), &cert.pem())?;
         write_key(&dir.join(format!("{stem}.key")), &key.serialize_pem())?;
     }

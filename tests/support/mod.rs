@@ -126,6 +126,7 @@ impl TestEdge {
         let options = Options {
             api_token: Some(TOKEN.into()),
             bin_dir: Some(bin_dir()),
+            ..Options::default()
         };
         let running = server::start(config.clone(), options)
             .await

@@ -1,11 +1,11 @@
-//! HTTP serving for the edge: hyper-util's auto builder (HTTP/1.1, and HTTP/2 by ALPN or
+//! The edge's client connections: hyper-util's auto builder (HTTP/1.1, and HTTP/2 by ALPN or
 //! prior knowledge) per connection, TLS first on the HTTPS listener, a keep-alive idle
 //! timeout, and graceful shutdown that is awaited, so in-flight requests finish.
 
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::upstream::ConnectionUpstream;
-use crate::proxy::{ConnectionPermit, Listener, Proxy, ProxyBody};
+use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
 use http_body_util::BodyExt;
@@ -88,21 +88,21 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
 /// One client connection: where it came from, which listener took it, and its slot
 /// under the connection limit.
 #[derive(Clone)]
-struct Client {
+struct ClientConnection {
     peer: SocketAddr,
-    listener: Listener,
+    inbound: Inbound,
     permit: ConnectionPermit,
 }
 
-impl Client {
+impl ClientConnection {
     fn new(
         accepted_peer: SocketAddr,
-        listener: Listener,
+        inbound: Inbound,
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Client {
-        Client {
+    ) -> ClientConnection {
+        ClientConnection {
             peer: accepted_peer,
-            listener,
+            inbound,
             permit: ConnectionPermit(Arc::new(permit)),
         }
     }
@@ -115,9 +115,9 @@ impl Edge {
     async fn client_behind(
         &self,
         stream: &mut tokio::net::TcpStream,
-        mut client: Client,
-    ) -> Option<Client> {
-        if !client.listener.proxy_protocol || !self.trusted.contains(client.peer.ip()) {
+        mut client: ClientConnection,
+    ) -> Option<ClientConnection> {
+        if !client.inbound.proxy_protocol || !self.trusted.contains(client.peer.ip()) {
             return Some(client);
         }
         match crate::proxy_protocol::read_header(stream).await {
@@ -136,7 +136,7 @@ impl Edge {
 /// Accepts connections until cancelled. On the HTTPS listener (`tls` given) the
 /// handshake runs in the connection's task under its timeout; then HTTP, or raw TCP for
 /// services whose port has only the `tls` handler.
-pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: Option<Arc<Tls>>) {
+pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Option<Arc<Tls>>) {
     let cancel = edge.cancel.clone();
     listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
         let Accepted {
@@ -147,7 +147,7 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: O
         let (edge2, tls, client) = (
             edge.clone(),
             tls.clone(),
-            Client::new(peer, listener, permit),
+            ClientConnection::new(peer, inbound, permit),
         );
         edge.connections.spawn(async move {
             let Some(client) = edge2.client_behind(&mut stream, client).await else {
@@ -167,10 +167,10 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, listener: Listener, tls: O
 
 async fn serve_tls_connection(
     stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    client: Client,
+    client: ClientConnection,
     edge: Arc<Edge>,
 ) {
-    let port = client.listener.service_port;
+    let port = client.inbound.service_port;
     let sni = stream.get_ref().1.server_name().map(str::to_string);
     let raw = sni
         .as_deref()
@@ -183,7 +183,7 @@ async fn serve_tls_connection(
 
 /// Serves HTTP on one connection until it ends, is idle past the keep-alive timeout, or
 /// the edge shuts down.
-async fn serve_connection<I>(io: I, client: Client, edge: Arc<Edge>)
+async fn serve_connection<I>(io: I, client: ClientConnection, edge: Arc<Edge>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -202,7 +202,7 @@ where
             req.extensions_mut().insert(own_upstream.clone());
         }
         async move {
-            let response = proxy.handle(req, client.listener, client.peer).await;
+            let response = proxy.handle(req, client.inbound, client.peer).await;
             Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))
         }
     });

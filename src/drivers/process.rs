@@ -2,10 +2,9 @@
 //! command run on the machine's own loopback address. Not a security boundary: the
 //! command runs as edgewake's user, with edgewake's view of the filesystem.
 
-use super::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
-use super::exec;
-use super::log::MachineLog;
-use super::procfs;
+use super::shared::log::MachineLog;
+use super::shared::{exec, fly_env, procfs, remove_machine_dir};
+use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::config::ImageConfig;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
@@ -100,21 +99,6 @@ fn machine_env(launch: &Launch, scratch: &Path) -> Vec<(&'static str, String)> {
     env
 }
 
-/// What every driver tells a machine about itself (Fly's runtime environment names).
-pub(crate) fn fly_env(launch: &Launch) -> Vec<(&'static str, String)> {
-    vec![
-        ("PORT", launch.port.to_string()),
-        ("HOST", launch.private_ip.to_string()),
-        ("FLY_PRIVATE_IP", launch.private_ip.to_string()),
-        ("FLY_MACHINE_ID", launch.machine_id.clone()),
-        ("FLY_ALLOC_ID", launch.machine_id.clone()),
-        ("FLY_APP_NAME", launch.app.clone()),
-        ("FLY_REGION", launch.region.clone()),
-        ("FLY_IMAGE_REF", launch.image.clone()),
-        ("FLY_MACHINE_VERSION", launch.instance_id.clone()),
-    ]
-}
-
 /// A fresh, empty scratch directory: a start never sees the last run's files.
 fn fresh_scratch(machine_dir: &Path) -> std::io::Result<PathBuf> {
     let scratch = machine_dir.join("scratch");
@@ -148,16 +132,6 @@ fn watch_exit(mut child: Child) -> watch::Receiver<Option<Exit>> {
         let _ = tx.send(Some(exit));
     });
     rx
-}
-
-/// Removes a destroyed machine's directory (scratch, log, bundle), if there.
-pub(crate) async fn remove_machine_dir(machines_dir: &Path, machine_id: &str) {
-    let dir = machines_dir.join(machine_id);
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(machine = machine_id, "cannot remove {}: {e}", dir.display());
-    }
 }
 
 #[async_trait]

@@ -3,9 +3,9 @@
 //! (namespaces, cgroup limits, capabilities, seccomp, read-only kernel paths).
 
 use super::seccomp;
+use crate::drivers::shared::fly_env;
+use crate::drivers::{Init, Launch};
 use crate::images::{IdMap, RunConfig};
-use crate::machines::driver::{Init, Launch};
-use crate::machines::process::fly_env;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Capability, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
@@ -356,7 +356,7 @@ fn mounts(init: Option<&Path>) -> Result<Vec<Mount>, OciSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machines::driver::Guest;
+    use crate::drivers::Guest;
     use std::net::Ipv4Addr;
 
     fn image() -> RunConfig {

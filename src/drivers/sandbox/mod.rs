@@ -13,14 +13,13 @@ pub mod preflight;
 pub mod runtime;
 pub mod seccomp;
 
+use crate::addresses::AddressRange;
 use crate::config::SandboxConfig;
+use crate::drivers::shared::log::MachineLog;
+use crate::drivers::shared::{exec, procfs, remove_machine_dir};
+use crate::drivers::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::files::dir_with_mode;
 use crate::images::{IdMap, Image, ImageError, ImageStore};
-use crate::machines::addresses::AddressRange;
-use crate::machines::driver::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
-use crate::machines::log::MachineLog;
-use crate::machines::process::remove_machine_dir;
-use crate::machines::{exec, procfs};
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;

@@ -1,10 +1,17 @@
-//! The `Driver` trait: how a machine record becomes something running, and back.
+//! Drivers: how a machine record becomes something running, and back. The `Driver`
+//! trait and what it speaks in (`Launch`, `Instance`, `Exit`); the `process` and
+//! `sandbox` drivers side by side, what both use in `shared`, and the in-memory `fake`
+//! driver that lifecycle and race tests run on.
+
+pub mod fake;
+pub mod process;
+pub mod sandbox;
+pub mod shared;
 
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::str::FromStr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -123,7 +130,8 @@ pub enum DriverError {
     },
 }
 
-/// Realises machines. `process` runs local commands; later drivers run sandboxed images.
+/// Realises machines: `process` runs local commands, `sandbox` OCI images under runc,
+/// `fake` nothing at all (for tests).
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Makes the image ready to run (a sandbox pulls it); the API refuses machines whose
@@ -132,6 +140,11 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Starts one run of the machine. Filesystem changes of earlier runs are gone.
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError>;
+
+    /// Whether the started machine accepts connections at `addr` (the readiness probe).
+    async fn accepts(&self, _instance: &Instance, addr: SocketAddr) -> bool {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    }
 
     /// Sends `signal`, waits up to `timeout`, then kills. Returns how the machine ended.
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit;
@@ -160,32 +173,4 @@ pub trait Driver: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError>;
-}
-
-/// Reads a signal name (`SIGTERM`, `TERM`, `sigint`) or number (`15`).
-pub fn parse_signal(text: &str) -> Result<Signal, String> {
-    if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| format!("`{text}` is not a signal number"));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name).map_err(|_| format!("`{text}` is not a signal name like SIGTERM"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Signals are read by name in any case, with or without SIG, or by number.
-    #[test]
-    fn parses_signal_spellings() {
-        assert_eq!(parse_signal("SIGTERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("int").unwrap(), Signal::SIGINT);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert!(parse_signal("SIGNOPE").is_err());
-    }
 }

@@ -2,7 +2,7 @@
 //! hostile machine controls every binary it has) and, at the timeout or the cap, the
 //! command and everything it started are killed, not left running.
 
-use super::driver::{DriverError, ExecOutput};
+use crate::drivers::{DriverError, ExecOutput};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -92,7 +92,7 @@ async fn capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machines::procfs;
+    use crate::drivers::shared::procfs;
 
     /// A command that prints more than the cap is cut and killed; a slow one is killed
     /// at its timeout with its children.

@@ -1,14 +1,36 @@
-//! Phase 3, pick: within the nearest region that can take the request, a started machine
+//! Pick: within the nearest region that can take the request, a started machine
 //! under its soft limit with the fewest requests in flight; else the machine already
 //! waking; else one stopped machine to wake (a burst never wakes more than one); else a
 //! started machine between its soft and hard limits. Only when a region has nothing
 //! does the next one get the request. Cordoned machines get no traffic at all.
 
-use super::ProxyError;
-use super::place::{Instance, Plan};
+use super::AcquireError;
 use crate::machines::{App, Machine, MachineState};
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// Region codes in the order a request tries them, shared: most requests reuse one.
+pub type Order = Arc<[String]>;
+
+/// Which machine the request asks for by id (Fly's `fly-*-instance-id` headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    Any,
+    Prefer(String),
+    Force(String),
+}
+
+/// Where a request may go, in order: what the proxy's place phase decides.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Regions to try, nearest (or preferred) first.
+    pub regions: Order,
+    /// Whether machines in regions not listed may serve as a last resort.
+    pub others_allowed: bool,
+    pub pinned: Pinned,
+    /// Machines this request could not reach already (it goes to another).
+    pub avoid: Vec<String>,
+}
 
 /// What the proxy should do with the chosen machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +108,7 @@ pub fn pick(
     plan: &Plan,
     excluded: &HashSet<String>,
     waking: impl Fn(&Machine) -> bool,
-) -> Result<Picked, ProxyError> {
+) -> Result<Picked, AcquireError> {
     app.with_machines(|machines| {
         let serving: Vec<(&Arc<Machine>, Candidate)> = machines
             .iter()
@@ -98,18 +120,18 @@ pub fn pick(
             action,
             preferred_unavailable,
         };
-        match &plan.instance {
-            Instance::Force(id) => {
+        match &plan.pinned {
+            Pinned::Force(id) => {
                 return pick_forced(app, &serving, id).map(|chosen| picked(chosen, false));
             }
-            Instance::Prefer(id) => {
+            Pinned::Prefer(id) => {
                 if let Some(chosen) = among(&serving, |m| &m.id == id) {
                     return Ok(picked(chosen, false));
                 }
             }
-            Instance::Any => {}
+            Pinned::Any => {}
         }
-        let preferred_unavailable = matches!(plan.instance, Instance::Prefer(_));
+        let preferred_unavailable = matches!(plan.pinned, Pinned::Prefer(_));
         // Only the regions this app has machines in are worth a look (a handful of 35).
         let mut present: Vec<&str> = serving.iter().map(|(m, _)| m.region.as_str()).collect();
         present.sort_unstable();
@@ -131,11 +153,11 @@ pub fn pick(
             Some(chosen) => Ok(picked(chosen, preferred_unavailable)),
             // Waiting only helps when a machine the plan allows is full.
             None if serving.iter().any(|(m, c)| full(c) && allowed(m)) => {
-                Err(ProxyError::AtHardLimit {
+                Err(AcquireError::AtHardLimit {
                     app: app.record.name.clone(),
                 })
             }
-            None => Err(ProxyError::NoMachines {
+            None => Err(AcquireError::NoMachines {
                 app: app.record.name.clone(),
                 port: public_port,
             }),
@@ -150,10 +172,12 @@ fn candidate(
 ) -> Option<Candidate> {
     let spec = machine.spec();
     let service = spec.service_for_port(port)?;
+    let state = machine.state();
     Some(Candidate {
-        state: machine.state(),
+        state,
         in_flight: machine.activity.in_flight(),
-        waking: waking(machine),
+        // Only a machine that is not started can be waking; started ones skip the look.
+        waking: state != MachineState::Started && waking(machine),
         autostart: service.autostart,
         soft_limit: service.concurrency.soft_limit,
         hard_limit: service.concurrency.hard_limit,
@@ -175,15 +199,15 @@ fn pick_forced<'a>(
     app: &App,
     serving: &[(&'a Arc<Machine>, Candidate)],
     id: &str,
-) -> Result<(&'a Arc<Machine>, Action), ProxyError> {
+) -> Result<(&'a Arc<Machine>, Action), AcquireError> {
     let known = app.with_machines(|ms| ms.iter().any(|m| m.id == id && !m.is_gone()));
     if !known {
-        return Err(ProxyError::UnknownInstance {
+        return Err(AcquireError::UnknownInstance {
             app: app.record.name.clone(),
             machine: id.to_string(),
         });
     }
-    among(serving, |m| m.id == id).ok_or_else(|| ProxyError::InstanceUnavailable {
+    among(serving, |m| m.id == id).ok_or_else(|| AcquireError::InstanceUnavailable {
         machine: id.to_string(),
     })
 }

@@ -1,8 +1,8 @@
 //! The reaper stops machines that have had no request in flight for the idle timeout.
 
-use super::record::MachineState;
-use super::spec::{Autostop, MachineSpec};
-use super::supervisor::Supervisor;
+use super::{Supervisor, stop};
+use crate::machines::MachineState;
+use crate::machines::spec::{Autostop, MachineSpec};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ pub fn autostops(spec: &MachineSpec) -> bool {
 }
 
 /// Looks for idle machines every `interval` until `cancel` fires.
-pub async fn run(
+pub(super) async fn run(
     supervisor: Arc<Supervisor>,
     idle_timeout: Duration,
     interval: Duration,
@@ -33,7 +33,9 @@ pub async fn run(
                 && autostops(&machine.spec());
             if idle {
                 let supervisor = supervisor.clone();
-                tokio::spawn(async move { supervisor.stop_if_idle(&machine, idle_timeout).await });
+                tokio::spawn(async move {
+                    stop::stop_if_idle(&supervisor, &machine, idle_timeout).await
+                });
             }
         }
     }

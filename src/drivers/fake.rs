@@ -1,0 +1,353 @@
+//! The fake driver: machines that run nowhere. A start goes as the test scripts it —
+//! at once or slowly, failing, never listening, exiting while it boots — so lifecycle
+//! and race tests run on paused time without real processes. Starts can be held until
+//! the test lets them go, and a started machine can answer HTTP on its own address, for
+//! tests through the proxy.
+
+use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// Fake pids start here, far above any real one (Linux's pid_max is at most 2^22).
+const FIRST_PID: u32 = 10_000_000;
+
+/// How a started machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// It listens `after` the start returned (zero: at once).
+    Ready { after: Duration },
+    /// It starts but never listens (a wake times out).
+    Hang,
+    /// It exits with `code`, `after` the start returned, before listening.
+    Exit { after: Duration, code: i32 },
+}
+
+/// What a start does, and how long a stop takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// How long the driver's start itself takes (an image pull, a slow runtime).
+    pub start_takes: Duration,
+    /// The driver refuses to start the machine, with this message.
+    pub fail: Option<String>,
+    pub boot: Boot,
+    /// How long the machine takes to exit after its stop signal.
+    pub stop_takes: Duration,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            start_takes: Duration::ZERO,
+            fail: None,
+            boot: Boot::Ready {
+                after: Duration::ZERO,
+            },
+            stop_takes: Duration::ZERO,
+        }
+    }
+}
+
+/// One running fake machine.
+struct Run {
+    machine_id: String,
+    listens_at: Option<Instant>,
+    exit: watch::Sender<Option<Exit>>,
+    tasks: Vec<AbortHandle>,
+}
+
+#[derive(Default)]
+struct State {
+    default: Script,
+    scripts: HashMap<String, Script>,
+    runs: HashMap<u32, Run>,
+    starts: HashMap<String, usize>,
+    stops: HashMap<String, usize>,
+    serve_http: bool,
+}
+
+pub struct FakeDriver {
+    state: Mutex<State>,
+    next_pid: AtomicU32,
+    /// While `true`, starts wait (see `hold_starts`).
+    held: watch::Sender<bool>,
+}
+
+impl Default for FakeDriver {
+    fn default() -> FakeDriver {
+        FakeDriver {
+            state: Mutex::default(),
+            next_pid: AtomicU32::new(FIRST_PID),
+            held: watch::channel(false).0,
+        }
+    }
+}
+
+impl FakeDriver {
+    pub fn new() -> FakeDriver {
+        FakeDriver::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every machine without a script of its own starts so.
+    pub fn script_all(&self, script: Script) {
+        self.state().default = script;
+    }
+
+    /// This machine starts so.
+    pub fn script(&self, machine_id: &str, script: Script) {
+        self.state().scripts.insert(machine_id.into(), script);
+    }
+
+    /// Started machines answer every HTTP/1.1 request on their address and port with
+    /// 200 and their machine id as the body.
+    pub fn serve_http(&self) {
+        self.state().serve_http = true;
+    }
+
+    /// Starts wait from now until `release_starts`.
+    pub fn hold_starts(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release_starts(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// How many times the machine was started (whether or not it came up).
+    pub fn starts(&self, machine_id: &str) -> usize {
+        self.state().starts.get(machine_id).copied().unwrap_or(0)
+    }
+
+    /// How many starts have begun and are waiting at a hold or still running.
+    pub fn total_starts(&self) -> usize {
+        self.state().starts.values().sum()
+    }
+
+    /// How many times the machine was stopped by the driver.
+    pub fn stops(&self, machine_id: &str) -> usize {
+        self.state().stops.get(machine_id).copied().unwrap_or(0)
+    }
+
+    /// Whether the machine has a run that has not exited.
+    pub fn is_running(&self, machine_id: &str) -> bool {
+        self.state()
+            .runs
+            .values()
+            .any(|run| run.machine_id == machine_id)
+    }
+
+    /// The machine's run exits now with `code`, as a crash would.
+    pub fn crash(&self, machine_id: &str, code: i32) {
+        let mut state = self.state();
+        let pids: Vec<u32> = state
+            .runs
+            .iter()
+            .filter(|(_, run)| run.machine_id == machine_id)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in pids {
+            end_run(&mut state, pid, exited_with(code));
+        }
+    }
+
+    fn script_for(&self, machine_id: &str) -> Script {
+        let state = self.state();
+        state
+            .scripts
+            .get(machine_id)
+            .unwrap_or(&state.default)
+            .clone()
+    }
+
+    async fn wait_while_held(&self) {
+        let mut held = self.held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
+fn exited_with(code: i32) -> Exit {
+    Exit {
+        code: Some(code),
+        signal: None,
+        oom_killed: false,
+    }
+}
+
+fn killed_by(signal: Signal) -> Exit {
+    Exit {
+        code: None,
+        signal: Some(signal as i32),
+        oom_killed: false,
+    }
+}
+
+/// Ends a run: its exit is published and its tasks (HTTP server, scheduled exit) stop.
+fn end_run(state: &mut State, pid: u32, exit: Exit) {
+    if let Some(run) = state.runs.remove(&pid) {
+        run.tasks.iter().for_each(AbortHandle::abort);
+        run.exit.send_replace(Some(exit));
+        *state.stops.entry(run.machine_id).or_default() += 1;
+    }
+}
+
+#[async_trait]
+impl Driver for FakeDriver {
+    async fn check_image(&self, _image: &str) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn start(&self, launch: Launch) -> Result<Instance, DriverError> {
+        *self
+            .state()
+            .starts
+            .entry(launch.machine_id.clone())
+            .or_default() += 1;
+        self.wait_while_held().await;
+        let script = self.script_for(&launch.machine_id);
+        tokio::time::sleep(script.start_takes).await;
+        if let Some(message) = script.fail {
+            return Err(DriverError::Runtime(message));
+        }
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let (exit, exit_rx) = watch::channel(None);
+        let now = Instant::now();
+        let mut run = Run {
+            machine_id: launch.machine_id.clone(),
+            listens_at: None,
+            exit,
+            tasks: Vec::new(),
+        };
+        match script.boot {
+            Boot::Ready { after } => run.listens_at = Some(now + after),
+            Boot::Hang => {}
+            Boot::Exit { after, code } => {
+                let exit = run.exit.clone();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    exit.send_replace(Some(exited_with(code)));
+                });
+                run.tasks.push(task.abort_handle());
+            }
+        }
+        let mut state = self.state();
+        if state.serve_http && run.listens_at.is_some() {
+            let addr = SocketAddr::from((launch.private_ip, launch.port));
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(DriverError::Files)?;
+            let server = tokio::spawn(answer_http(listener, launch.machine_id.clone()));
+            run.tasks.push(server.abort_handle());
+        }
+        state.runs.insert(pid, run);
+        Ok(Instance::new(pid, exit_rx))
+    }
+
+    async fn accepts(&self, instance: &Instance, _addr: SocketAddr) -> bool {
+        let state = self.state();
+        let listens_at = state.runs.get(&instance.pid).and_then(|run| run.listens_at);
+        listens_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
+        if let Some(exit) = instance.exit_status() {
+            self.state().runs.remove(&instance.pid);
+            return exit;
+        }
+        let machine_id = match self.state().runs.get(&instance.pid) {
+            Some(run) => run.machine_id.clone(),
+            None => return Exit::UNKNOWN,
+        };
+        let stop_takes = self.script_for(&machine_id).stop_takes;
+        let exit = if stop_takes > timeout {
+            tokio::time::sleep(timeout).await;
+            killed_by(Signal::SIGKILL)
+        } else {
+            tokio::time::sleep(stop_takes).await;
+            killed_by(signal)
+        };
+        end_run(&mut self.state(), instance.pid, exit);
+        instance.exited().await
+    }
+
+    fn signal(&self, instance: &Instance, signal: Signal) {
+        if signal == Signal::SIGKILL {
+            end_run(&mut self.state(), instance.pid, killed_by(signal));
+        }
+    }
+
+    fn reap_orphan(&self, _machine_id: &str, _pid: u32) {}
+
+    async fn forget(&self, _machine_id: &str) {}
+
+    fn log_path(&self, _machine_id: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    async fn exec(
+        &self,
+        _launch: &Launch,
+        _instance: &Instance,
+        command: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        Ok(ExecOutput {
+            exit_code: 0,
+            exit_signal: None,
+            stdout: command.join(" "),
+            stderr: String::new(),
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 server: every request head gets 200 with the machine id.
+async fn answer_http(listener: tokio::net::TcpListener, machine_id: String) {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{machine_id}",
+        machine_id.len()
+    );
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let response = response.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut have = 0;
+            loop {
+                match stream.read(&mut buf[have..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => have += n,
+                }
+                while let Some(end) = find_head_end(&buf[..have]) {
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    buf.copy_within(end..have, 0);
+                    have -= end;
+                }
+                if have == buf.len() {
+                    return; // a head larger than the buffer: not a client of ours
+                }
+            }
+        });
+    }
+}
+
+fn find_head_end(data: &[u8]) -> Option<usize> {
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}

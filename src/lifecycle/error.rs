@@ -1,0 +1,56 @@
+//! Why lifecycle calls fail, each kept typed so the proxy and the API can say what it
+//! means (a status, whether a retry helps) in one place each.
+
+use crate::drivers::DriverError;
+use crate::machines::MachineState;
+use std::time::Duration;
+
+/// Why a wake failed. Cloned to every request that waited on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WakeError {
+    #[error("the machine exited while starting ({0})")]
+    Exited(String),
+    #[error("the machine could not start: {0}")]
+    StartFailed(String),
+    #[error("the machine did not listen within {0:?}")]
+    Timeout(Duration),
+    #[error("the machine is being destroyed")]
+    Gone,
+    #[error("edgewake is shutting down")]
+    ShuttingDown,
+}
+
+/// Why no machine could take the request.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("app {app} has no machine that can serve port {port}")]
+    NoMachines { app: String, port: u16 },
+    #[error("every machine of app {app} is at its hard limit; try again later")]
+    AtHardLimit { app: String },
+    #[error("app {app} has no machine {machine} (fly-force-instance-id)")]
+    UnknownInstance { app: String, machine: String },
+    #[error("machine {machine} cannot take the request now (fly-force-instance-id)")]
+    InstanceUnavailable { machine: String },
+    #[error("machine {machine}: {error}")]
+    Wake { machine: String, error: WakeError },
+}
+
+/// Why a lifecycle call could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    #[error("machine is {}, not started", .0.as_str())]
+    NotRunning(MachineState),
+    #[error(transparent)]
+    Start(#[from] WakeError),
+    #[error(transparent)]
+    Exec(DriverError),
+}
+
+/// Why an update was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("machine is at version {current}, not {expected}")]
+    StaleVersion { current: String, expected: String },
+    #[error("machine is being destroyed")]
+    Gone,
+}

@@ -1,0 +1,235 @@
+//! A machine's life in one place: start, wake (single-flight, then readiness), stop,
+//! idle stop, restart, update, recovery at boot. Each change runs under the machine's
+//! lifecycle lock, so none interleaves with another, and in a task of its own, so a
+//! caller that goes away (an API client hanging up) cannot cut it short.
+//!
+//! The `Supervisor` below is the whole interface: the request path asks it for a
+//! `ready` machine, the API for lifecycle changes, the server for recovery and
+//! shutdown. Each submodule holds the functions behind one group of calls.
+
+mod acquire;
+mod error;
+mod operations;
+pub mod pick;
+mod reaper;
+mod recovery;
+mod run;
+mod start;
+mod stop;
+mod update;
+mod wake;
+
+pub use acquire::Ready;
+pub use error::{AcquireError, OperationError, UpdateError, WakeError};
+pub use operations::SUSPEND_NOTE;
+pub use pick::{Pinned, Plan};
+pub use reaper::autostops;
+pub use start::describe_exit;
+pub use stop::StopRequest;
+pub use update::Update;
+
+use crate::drivers::{Driver, ExecOutput, Launch};
+use crate::machines::store::StoredMachine;
+use crate::machines::{App, EventSource, Machine, Registry};
+use dashmap::DashMap;
+use nix::sys::signal::Signal;
+use run::Runs;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Marks the exit events of machines that edgewake stopped because it was shutting down.
+pub const SHUTDOWN_REASON: &str = "edgewake shutdown";
+
+/// The port a machine is probed and reached on when its config names no service.
+pub const FALLBACK_INTERNAL_PORT: u16 = 8080;
+
+/// Timing and signals for starts and stops, and the queue for full machines.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub wake_timeout: Duration,
+    pub probe_interval: Duration,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    /// How long a request waits when every machine is at its hard limit.
+    pub queue_timeout: Duration,
+    /// How many requests per app may wait so.
+    pub max_queued: usize,
+}
+
+pub struct Supervisor {
+    pub registry: Arc<Registry>,
+    driver: Arc<dyn Driver>,
+    settings: Settings,
+    runs: Runs,
+    /// Requests waiting for room, per app.
+    queued: DashMap<String, usize>,
+    tasks: TaskTracker,
+    shutting_down: AtomicBool,
+}
+
+impl Supervisor {
+    pub fn new(registry: Arc<Registry>, driver: Arc<dyn Driver>, settings: Settings) -> Supervisor {
+        Supervisor {
+            registry,
+            driver,
+            settings,
+            runs: Runs::default(),
+            queued: DashMap::new(),
+            tasks: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn driver(&self) -> &dyn Driver {
+        &*self.driver
+    }
+
+    // The request path.
+
+    /// A started machine of `app` serving `port`, in the first region of `plan` that can
+    /// take the request, woken if it sleeps, and counted in flight.
+    pub async fn ready(
+        self: &Arc<Self>,
+        app: &App,
+        port: u16,
+        plan: &Plan,
+    ) -> Result<Ready, AcquireError> {
+        acquire::ready(self, app, port, plan).await
+    }
+
+    // The API.
+
+    /// Begins a wake without waiting for it (the API's start); requests that arrive
+    /// meanwhile join it.
+    pub fn begin_wake(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        wake::begin(self, machine, source);
+    }
+
+    /// Starts the machine unless it is started, sharing one start among all callers.
+    pub async fn wake(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        source: EventSource,
+    ) -> Result<(), WakeError> {
+        wake::wake(self, machine, source).await
+    }
+
+    /// Stops a machine (a no-op when it is not running) and waits until it has exited.
+    pub async fn stop(self: &Arc<Self>, machine: &Arc<Machine>, request: StopRequest) {
+        stop::stop(self, machine, request).await;
+    }
+
+    /// Fly's suspend, done as a stop whose first event is a `suspend` saying so.
+    pub async fn suspend(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        operations::suspend(self, machine, source).await;
+    }
+
+    /// Stops a started machine and starts it again, as one lifecycle change.
+    pub async fn restart(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        request: StopRequest,
+    ) -> Result<(), OperationError> {
+        operations::restart(self, machine, request).await
+    }
+
+    /// Sends a signal to a running machine's processes.
+    pub async fn signal(&self, machine: &Machine, signal: Signal) -> Result<(), OperationError> {
+        operations::signal(self, machine, signal).await
+    }
+
+    /// Runs a command inside a running machine (Fly's exec) and returns its output.
+    pub async fn exec(
+        &self,
+        machine: &Machine,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, OperationError> {
+        operations::exec(self, machine, command, timeout).await
+    }
+
+    /// Applies a new config (stopping a running machine first), then starts the machine
+    /// in the background unless the update says `skip_launch`.
+    pub async fn update(
+        self: &Arc<Self>,
+        machine: &Arc<Machine>,
+        update: Update,
+    ) -> Result<(), UpdateError> {
+        update::update(self, machine, update).await
+    }
+
+    /// Stops the machine if it runs, then marks it destroyed and forgets it.
+    pub async fn destroy(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
+        stop::destroy(self, machine, source).await;
+    }
+
+    /// Destroys every machine of an app that is no longer registered, then its state.
+    pub async fn destroy_app(self: &Arc<Self>, app: Arc<App>) {
+        stop::destroy_app(self, app).await;
+    }
+
+    // Edgewake's own.
+
+    /// Makes every stored machine's state true again after a restart or a crash.
+    pub fn recover(self: &Arc<Self>, stored: Vec<StoredMachine>) {
+        recovery::recover(self, stored);
+    }
+
+    /// Stops machines idle for `idle_timeout`, looking every `interval`, until `cancel`.
+    pub async fn reap_idle(
+        self: Arc<Self>,
+        idle_timeout: Duration,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
+        reaper::run(self, idle_timeout, interval, cancel).await;
+    }
+
+    /// Stops the machine only if it is still idle once no request can slip in.
+    pub async fn stop_if_idle(&self, machine: &Machine, idle_timeout: Duration) -> bool {
+        stop::stop_if_idle(self, machine, idle_timeout).await
+    }
+
+    /// Asks every open tunnel to close, at the start of a shutdown.
+    pub async fn close_all_tunnels(&self) {
+        stop::close_all_tunnels(self).await;
+    }
+
+    /// Refuses new starts, then stops every running machine and waits for its tasks.
+    pub async fn shutdown(self: &Arc<Self>) {
+        stop::shutdown(self).await;
+    }
+
+    /// What the driver needs to run the machine once, from its record and config.
+    fn launch(&self, machine: &Machine) -> Launch {
+        let spec = machine.spec();
+        let record = machine.record();
+        Launch {
+            machine_id: machine.id.clone(),
+            app: machine.app.clone(),
+            region: machine.region.clone(),
+            instance_id: record.instance_id.clone(),
+            private_ip: machine.private_ip,
+            image: spec.image.clone(),
+            env: spec.env.clone(),
+            port: internal_port(machine),
+            init: spec.init.clone(),
+            guest: spec.guest.resolve(),
+        }
+    }
+}
+
+/// The port the machine's code listens on: its first service's, else the fallback.
+fn internal_port(machine: &Machine) -> u16 {
+    let spec = machine.spec();
+    spec.internal_ports()
+        .first()
+        .copied()
+        .unwrap_or(FALLBACK_INTERNAL_PORT)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! Boot-time reconciliation: after a restart or a crash, every machine's state is made
+//! true again. Nothing survives edgewake, so every machine comes back `stopped` (and
+//! wakes on the next request), except that a machine with `restart.policy = "always"`
+//! that was running when edgewake went down is started again.
+
+use super::{SHUTDOWN_REASON, Supervisor, wake};
+use crate::drivers::Exit;
+use crate::machines::store::StoredMachine;
+use crate::machines::{EventSource, MachineEvent, MachineRecord, MachineState};
+use std::sync::Arc;
+
+pub(super) fn recover(sup: &Arc<Supervisor>, stored: Vec<StoredMachine>) {
+    for stored in stored {
+        let Some(machine) = sup.registry.machine(&stored.app, &stored.record.id) else {
+            continue;
+        };
+        if let Some(pid) = stored.pid {
+            sup.driver.reap_orphan(&machine.id, pid);
+            sup.registry.set_pid(&machine, None);
+        }
+        let was_running = was_running(&stored.record);
+        if is_live(stored.record.state) {
+            let event = MachineEvent::exit(Exit::UNKNOWN, false);
+            sup.registry
+                .transition(&machine, MachineState::Stopped, Some(event));
+        }
+        if was_running && machine.spec().restarts_always() {
+            let this = sup.clone();
+            sup.tasks.spawn(async move {
+                if let Err(e) = wake::wake(&this, &machine, EventSource::Edgewake).await {
+                    tracing::warn!(machine = %machine.id, "restart policy `always`: {e}");
+                }
+            });
+        }
+    }
+}
+
+fn is_live(state: MachineState) -> bool {
+    matches!(
+        state,
+        MachineState::Starting | MachineState::Started | MachineState::Stopping
+    )
+}
+
+/// Running when edgewake went down: a crash left it live, or a clean shutdown stopped it.
+fn was_running(record: &MachineRecord) -> bool {
+    is_live(record.state)
+        || record.events.first().is_some_and(|event| {
+            event
+                .request
+                .as_ref()
+                .and_then(|r| r.get("reason"))
+                .and_then(|r| r.as_str())
+                == Some(SHUTDOWN_REASON)
+        })
+}
