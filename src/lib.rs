@@ -13,7 +13,8 @@
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once).
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
-//!   umoci (`rootfs`, id-mapped for user namespaces), the `lock` shared with the CLI.
+//!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
+//!   `lock` shared with the CLI.
 //! - `drivers`: the `Driver` trait (`Launch`, `Instance`, `Exit`) and the drivers side
 //!   by side: `process` (a catalog command on the machine's own loopback address),
 //!   `sandbox` (OCI images under runc: the runtime spec in `bundle` and `seccomp`, the

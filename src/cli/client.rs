@@ -24,7 +24,7 @@ pub enum ClientError {
     Usage(String),
 }
 
-pub struct Client {
+pub struct ApiClient {
     base: String,
     token: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
@@ -48,10 +48,10 @@ pub fn base_url(given: &str) -> Result<String, ClientError> {
     Ok(url)
 }
 
-impl Client {
-    pub fn new(base: String, token: String) -> Client {
+impl ApiClient {
+    pub fn new(base: String, token: String) -> ApiClient {
         let http = HyperClient::builder(TokioExecutor::new()).build_http();
-        Client { base, token, http }
+        ApiClient { base, token, http }
     }
 
     /// Sends a request and returns the response, whatever its status.

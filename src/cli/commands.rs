@@ -1,6 +1,6 @@
 //! What each client command asks the API and prints.
 
-use super::client::{Client, ClientError, api_error};
+use super::client::{ApiClient, ClientError, api_error};
 use super::ports::{PortSpec, services};
 use super::table::{self, text};
 use super::{AppsCommand, MachineCommand, MachineRef};
@@ -42,7 +42,7 @@ fn machine_path(m: &MachineRef, rest: &str) -> String {
 }
 
 /// `status -a APP`: the app, then its machines.
-pub async fn status(client: &Client, app: &str) -> Result<(), ClientError> {
+pub async fn status(client: &ApiClient, app: &str) -> Result<(), ClientError> {
     let shown = client
         .json(Method::GET, &format!("/v1/apps/{app}"), None)
         .await?;
@@ -70,7 +70,7 @@ fn app_block(app: &Value) -> String {
     out
 }
 
-pub async fn apps(client: &Client, command: AppsCommand) -> Result<(), ClientError> {
+pub async fn apps(client: &ApiClient, command: AppsCommand) -> Result<(), ClientError> {
     match command {
         AppsCommand::Create { name, org } => {
             let body = json!({"app_name": name, "org_slug": org});
@@ -101,7 +101,7 @@ pub async fn apps(client: &Client, command: AppsCommand) -> Result<(), ClientErr
     Ok(())
 }
 
-pub async fn machine(client: &Client, command: MachineCommand) -> Result<(), ClientError> {
+pub async fn machine(client: &ApiClient, command: MachineCommand) -> Result<(), ClientError> {
     match command {
         MachineCommand::Run(args) => run(client, args).await,
         MachineCommand::List { app } => {
@@ -164,7 +164,7 @@ fn run_config(args: &RunArgs) -> Result<Value, ClientError> {
     Ok(json!({"image": args.image, "env": env, "services": services(&specs)}))
 }
 
-async fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
+async fn run(client: &ApiClient, args: RunArgs) -> Result<(), ClientError> {
     let mut body = json!({"config": run_config(&args)?, "skip_launch": args.skip_launch});
     if let Some(name) = &args.name {
         body["name"] = name.as_str().into();
@@ -185,7 +185,7 @@ async fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
 }
 
 /// `machine status`: the machine's facts, then its events.
-async fn show(client: &Client, m: &MachineRef) -> Result<(), ClientError> {
+async fn show(client: &ApiClient, m: &MachineRef) -> Result<(), ClientError> {
     let machine = client.json(Method::GET, &machine_path(m, ""), None).await?;
     let facts = [
         ("ID", "id"),
@@ -235,7 +235,7 @@ fn event_time(event: &Value) -> String {
 /// `machine wait`: the machine's current version is sent along (Fly needs it for
 /// `stopped`).
 async fn wait(
-    client: &Client,
+    client: &ApiClient,
     m: &MachineRef,
     state: &str,
     timeout: u32,
@@ -251,7 +251,7 @@ async fn wait(
 }
 
 /// `machine logs [--follow]`: prints the output as it arrives.
-async fn logs(client: &Client, m: &MachineRef, follow: bool) -> Result<(), ClientError> {
+async fn logs(client: &ApiClient, m: &MachineRef, follow: bool) -> Result<(), ClientError> {
     let path = machine_path(m, &format!("/logs?follow={follow}"));
     let response = client.send(Method::GET, &path, None).await?;
     let status = response.status();

@@ -11,7 +11,7 @@ mod ports;
 pub mod table;
 
 use clap::{Args, Subcommand};
-use client::{Client, ClientError};
+use client::{ApiClient, ClientError};
 use std::path::PathBuf;
 
 /// Where the API is and how to authenticate.
@@ -157,7 +157,7 @@ async fn dispatch(command: Command) -> Result<(), ClientError> {
     }
 }
 
-fn connect(conn: &Connection) -> Result<Client, ClientError> {
+fn connect(conn: &Connection) -> Result<ApiClient, ClientError> {
     let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
     let url = conn
         .api_url
@@ -174,7 +174,7 @@ fn connect(conn: &Connection) -> Result<Client, ClientError> {
                 "no API token: pass --token or set EDGEWAKE_API_TOKEN or FLY_API_TOKEN".into(),
             )
         })?;
-    Ok(Client::new(client::base_url(&url)?, token))
+    Ok(ApiClient::new(client::base_url(&url)?, token))
 }
 
 /// The token a local `edgewake serve` generated in its default data dir.

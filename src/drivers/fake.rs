@@ -61,6 +61,8 @@ struct Run {
     machine_id: String,
     listens_at: Option<Instant>,
     exit: watch::Sender<Option<Exit>>,
+    /// The HTTP server, when the driver serves HTTP.
+    server: Option<AbortHandle>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -162,6 +164,16 @@ impl FakeDriver {
         }
     }
 
+    /// The machine stops answering on its port but keeps running, as a machine whose
+    /// server died under a live supervisor would: connections to it are refused.
+    pub fn stop_listening(&self, machine_id: &str) {
+        let mut state = self.state();
+        let runs = state.runs.values_mut();
+        for run in runs.filter(|run| run.machine_id == machine_id) {
+            run.server.take().as_ref().map(AbortHandle::abort);
+        }
+    }
+
     fn script_for(&self, machine_id: &str) -> Script {
         let state = self.state();
         state
@@ -196,7 +208,10 @@ fn killed_by(signal: Signal) -> Exit {
 /// Ends a run: its exit is published and its tasks (HTTP server, scheduled exit) stop.
 fn end_run(state: &mut State, pid: u32, exit: Exit) {
     if let Some(run) = state.runs.remove(&pid) {
-        run.tasks.iter().for_each(AbortHandle::abort);
+        run.tasks
+            .iter()
+            .chain(&run.server)
+            .for_each(AbortHandle::abort);
         run.exit.send_replace(Some(exit));
         *state.stops.entry(run.machine_id).or_default() += 1;
     }
@@ -227,6 +242,7 @@ impl Driver for FakeDriver {
             machine_id: launch.machine_id.clone(),
             listens_at: None,
             exit,
+            server: None,
             tasks: Vec::new(),
         };
         match script.boot {
@@ -249,7 +265,7 @@ impl Driver for FakeDriver {
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(DriverError::Files)?;
             let server = tokio::spawn(answer_http(listener, launch.machine_id.clone()));
-            run.tasks.push(server.abort_handle());
+            run.server = Some(server.abort_handle());
         }
         state.runs.insert(pid, run);
         Ok(Instance::new(pid, exit_rx))

@@ -16,7 +16,7 @@ mod layout;
 mod lock;
 pub use lock::StoreLock;
 mod reference;
-mod registry;
+mod remote;
 mod rootfs;
 mod source;
 mod store;
@@ -24,7 +24,7 @@ mod tools;
 
 pub use error::ImageError;
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};
-pub use registry::RegistryAuth;
+pub use remote::RegistryAuth;
 pub use store::ImageStore;
 pub use tools::DEFAULT_TOOL_TIMEOUT;
 

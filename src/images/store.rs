@@ -5,7 +5,7 @@
 use super::layout::{self, Descriptor, Index};
 use super::tools::{self, SKOPEO, UMOCI};
 use super::{IdMap, Image, ImageError, ImageInfo, Reference, RegistryAuth, StoreLock};
-use super::{lock, registry, rootfs, source};
+use super::{lock, remote, rootfs, source};
 use dashmap::DashMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -203,7 +203,7 @@ impl ImageStore {
     async fn copy_from_registry(&self, reference: &Reference) -> Result<(), ImageError> {
         let name = reference.to_string();
         // Held until skopeo is done: dropping it removes the auth file.
-        let flags = registry::source_flags(&self.registries, &reference.registry, &self.root)?;
+        let flags = remote::source_flags(&self.registries, &reference.registry, &self.root)?;
         let mut args = vec!["copy".to_string(), "--quiet".to_string()];
         args.extend(flags.args.iter().cloned());
         args.push(format!("docker://{name}"));

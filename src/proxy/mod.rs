@@ -122,9 +122,14 @@ impl Proxy {
             edge_region: &self.settings.edge_region,
         };
         let mut prepared = forward::prepare(req, &fwd);
-        let mut attempts = 1;
+        let mut unreached = None;
         loop {
-            let ready = self.ready(&app, inbound.service_port, &plan).await?;
+            let ready = match self.ready(&app, inbound.service_port, &plan).await {
+                Ok(ready) => ready,
+                // Nothing else can take it: the machine that could not be reached is
+                // what the client should hear about.
+                Err(e) => return Err(unreached.unwrap_or(e)),
+            };
             let Unreached {
                 machine,
                 error,
@@ -133,13 +138,16 @@ impl Proxy {
                 Ok(response) => return Ok(response),
                 Err(unreached) => unreached,
             };
-            let Some(again) = again.filter(|_| attempts < MAX_CONNECT_ATTEMPTS) else {
-                return Err(ProxyError::Upstream { machine, error });
-            };
-            tracing::debug!(%machine, "unreachable, trying another machine: {error}");
-            plan.avoid.push(machine);
-            prepared = again;
-            attempts += 1;
+            plan.avoid.push(machine.clone());
+            let error = ProxyError::Upstream { machine, error };
+            match again {
+                Some(again) if plan.avoid.len() < MAX_CONNECT_ATTEMPTS => {
+                    tracing::debug!("trying another machine: {error}");
+                    unreached = Some(error);
+                    prepared = again;
+                }
+                _ => return Err(error),
+            }
         }
     }
 

@@ -7,11 +7,13 @@ pub mod sandbox;
 pub mod tls;
 
 use edgewake::config::{Config, ImageConfig};
+use edgewake::drivers::Driver;
 use edgewake::server::{self, Options, Running};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const TOKEN: &str = "test-token";
@@ -122,11 +124,27 @@ impl TestEdge {
         TestEdge::start_config(config, Some(dir)).await
     }
 
+    /// An edgewake whose machines run on `driver` (the in-memory fake, for faults no
+    /// real process can be made to show on cue).
+    pub async fn start_with_driver(driver: Arc<dyn Driver>) -> TestEdge {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        TestEdge::start_options(config, Some(dir), Some(driver)).await
+    }
+
     async fn start_config(config: Config, dir: Option<tempfile::TempDir>) -> TestEdge {
+        TestEdge::start_options(config, dir, None).await
+    }
+
+    async fn start_options(
+        config: Config,
+        dir: Option<tempfile::TempDir>,
+        driver: Option<Arc<dyn Driver>>,
+    ) -> TestEdge {
         let options = Options {
             api_token: Some(TOKEN.into()),
             bin_dir: Some(bin_dir()),
-            ..Options::default()
+            driver,
         };
         let running = server::start(config.clone(), options)
             .await
