@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //!
-//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `config`: the operator's TOML file: `raw` (the file as written) is read once into
+//!   typed values (addresses, durations, ranges, signal, driver), then validated; every
+//!   problem is reported at once, named by its key.
 //! - `listener`: socket2 listeners and the accept loop with its connection limit.
 //! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
 //!   development CA and self-signed fallback (`dev_ca`).

@@ -3,11 +3,11 @@
 //! order (stop accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, DriverKind};
 use crate::geo::GeoDb;
 use crate::http::{self, ConnectionLimits, Edge};
 use crate::images::{IdMap, ImageStore, RegistryAuth};
-use crate::machines::driver::{Driver, parse_signal};
+use crate::machines::driver::Driver;
 use crate::machines::process::ProcessDriver;
 use crate::machines::store::Store;
 use crate::machines::{Registry, Settings, Supervisor, reaper};
@@ -164,10 +164,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 /// Opens the state, the driver and the supervisor, and makes machine states true again.
 fn open_machines(config: &Config, bin_dir: Option<PathBuf>) -> Result<Arc<Supervisor>, StartError> {
     let store = Store::open(&config.data_dir.join(STATE_FILE))?;
-    let sandboxed = config.machines.driver == "sandbox";
+    let sandboxed = config.machines.driver == DriverKind::Sandbox;
     let range = match sandboxed {
-        true => &config.sandbox.network,
-        false => &config.machines.private_ip_range,
+        true => config.sandbox.network,
+        false => config.machines.private_ip_range,
     };
     let (registry, stored) = Registry::load(store, range)?;
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
@@ -230,7 +230,7 @@ fn settings(config: &Config) -> Settings {
     Settings {
         wake_timeout: config.edge.wake_timeout,
         probe_interval: config.edge.probe_interval,
-        stop_signal: parse_signal(&config.machines.stop_signal).expect("validated config"),
+        stop_signal: config.machines.stop_signal,
         stop_timeout: config.machines.stop_timeout,
     }
 }
@@ -263,7 +263,7 @@ impl Served {
             cancel,
         } = self;
         let edge_config = &config.edge;
-        let trusted = Trusted::parse(&edge_config.trusted_proxies);
+        let trusted = Trusted::new(edge_config.trusted_proxies.clone());
         let settings = ProxySettings {
             domains: edge_config.domains.clone(),
             edge_region: edge_config.region.clone(),
