@@ -30,7 +30,7 @@ fn shipped_regions() -> Regions {
 fn registry(dir: &std::path::Path, apps: usize) -> Registry {
     let config = Config::parse(include_str!("../config/edgewake.toml")).unwrap();
     let store = Store::open(&dir.join(format!("bench-{apps}.db"))).unwrap();
-    let (registry, _) = Registry::load(store, "127.0.0.0/8").unwrap();
+    let (registry, _) = Registry::load(store, "127.0.0.0/8".parse().unwrap()).unwrap();
     let service = json!({"image": "flyio/fastify-functions", "services": [{"internal_port": 8080, "ports": [{"port": 80}]}]});
     for a in 0..apps {
         registry.create_app(&format!("app-{a}"), "bench").unwrap();

@@ -33,7 +33,7 @@ fn config(data_dir: PathBuf) -> Config {
     config.api.listen = "127.0.0.1:0".parse().unwrap();
     config.edge.idle_timeout = Duration::from_secs(3600);
     config.tls.certs_dir = data_dir.join("certs");
-    config.machines.private_ip_range = "127.79.0.0/24".into();
+    config.machines.private_ip_range = "127.79.0.0/24".parse().unwrap();
     let runtime = ImageConfig {
         command: vec!["{bin_dir}/edgewake".into(), "functions".into()],
         env: BTreeMap::new(),

@@ -3,7 +3,9 @@
 //! with the range's first address as the host side of every link.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::Ipv4Addr;
+use std::str::FromStr;
 
 /// A CIDR block from which machine addresses are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,8 +16,23 @@ pub struct AddressRange {
 
 /// Offsets below this are never handed out: the network address and the gateway.
 const FIRST_MACHINE_OFFSET: u32 = 2;
+/// Longer prefixes leave no room for machines; shorter ones are more than a host needs.
+const PREFIX_LENGTHS: std::ops::RangeInclusive<u32> = 8..=29;
 
 impl AddressRange {
+    /// The block of `network`/`prefix_len`, if the prefix leaves room for machines.
+    /// `const`, so the config's defaults are ranges checked at compile time.
+    pub const fn new(network: Ipv4Addr, prefix_len: u32) -> Option<AddressRange> {
+        if prefix_len < *PREFIX_LENGTHS.start() || prefix_len > *PREFIX_LENGTHS.end() {
+            return None;
+        }
+        let size = 1u32 << (32 - prefix_len);
+        Some(AddressRange {
+            base: network.to_bits() & !(size - 1),
+            size,
+        })
+    }
+
     /// Parses `a.b.c.d/n`; the range must leave room for machines.
     pub fn parse(text: &str) -> Result<AddressRange, String> {
         let (addr, len) = text
@@ -24,16 +41,10 @@ impl AddressRange {
         let addr: Ipv4Addr = addr
             .parse()
             .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
-        let len: u32 = len
-            .parse()
+        len.parse()
             .ok()
-            .filter(|l| (8..=29).contains(l))
-            .ok_or_else(|| format!("prefix length `/{len}` must be between /8 and /29"))?;
-        let size = 1u32 << (32 - len);
-        Ok(AddressRange {
-            base: u32::from(addr) & !(size - 1),
-            size,
-        })
+            .and_then(|len| AddressRange::new(addr, len))
+            .ok_or_else(|| format!("prefix length `/{len}` must be between /8 and /29"))
     }
 
     /// Parses a range the process driver can bind: inside 127.0.0.0/8.
@@ -76,6 +87,23 @@ impl AddressRange {
         (FIRST_MACHINE_OFFSET..self.size - 1)
             .map(|offset| Ipv4Addr::from(self.base + offset))
             .find(|ip| !taken.contains(ip))
+    }
+}
+
+/// Any block with room for machines (tests and tools; the config checks the kind too).
+impl FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AddressRange, String> {
+        AddressRange::parse(text)
+    }
+}
+
+/// `a.b.c.d/n`, the network address first: what nftables and `ip route` are given.
+impl fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix_len = 32 - self.size.trailing_zeros();
+        write!(f, "{}/{prefix_len}", Ipv4Addr::from(self.base))
     }
 }
 
@@ -122,5 +150,15 @@ mod tests {
         let range = AddressRange::parse("172.30.0.0/16").unwrap();
         assert!(range.contains(Ipv4Addr::new(172, 30, 9, 9)));
         assert!(!range.contains(Ipv4Addr::new(172, 31, 0, 0)));
+    }
+
+    /// A range is written back as its network and prefix, whatever host bits it was
+    /// given, and reads back the same.
+    #[test]
+    fn displays_as_cidr() {
+        let range = AddressRange::parse("127.20.5.9/16").unwrap();
+        assert_eq!(range.to_string(), "127.20.0.0/16");
+        assert_eq!(range.to_string().parse::<AddressRange>(), Ok(range));
+        assert_eq!(AddressRange::new(Ipv4Addr::new(10, 0, 0, 0), 30), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use edgewake::config::{self, Config};
+use edgewake::config::{self, Config, DriverKind};
 use edgewake::server::{self, Options};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ struct ServeArgs {
     /// How machines run: `process` (local commands) or `sandbox` (OCI images under runc)
     /// [default: from config, else process]
     #[arg(long)]
-    driver: Option<String>,
+    driver: Option<DriverKind>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -180,14 +180,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.edge.https = args.https.unwrap_or(config.edge.https);
     config.api.listen = args.api.unwrap_or(config.api.listen);
     config.data_dir = args.data_dir.unwrap_or(config.data_dir);
-    if let Some(driver) = args.driver {
-        anyhow::ensure!(
-            config::DRIVERS.contains(&driver.as_str()),
-            "--driver {driver}: not a driver (known: {})",
-            config::DRIVERS.join(", ")
-        );
-        config.machines.driver = driver;
-    }
+    config.machines.driver = args.driver.unwrap_or(config.machines.driver);
     let options = Options {
         api_token: token_from_env(),
         ..Options::default()

@@ -3,7 +3,7 @@
 //! order (stop accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
@@ -15,7 +15,6 @@ use crate::machines::Registry;
 use crate::machines::store::Store;
 use crate::proxy::place::Regions;
 use crate::proxy::{Inbound, Proxy, ProxySettings};
-use crate::signals::parse_signal;
 use crate::tls::Tls;
 use crate::trusted::Trusted;
 use std::net::SocketAddr;
@@ -173,10 +172,10 @@ fn open_machines(
     driver: Option<Arc<dyn Driver>>,
 ) -> Result<Arc<Supervisor>, StartError> {
     let store = Store::open(&config.data_dir.join(STATE_FILE))?;
-    let sandboxed = config.machines.driver == "sandbox";
+    let sandboxed = config.machines.driver == DriverKind::Sandbox;
     let range = match sandboxed {
-        true => &config.sandbox.network,
-        false => &config.machines.private_ip_range,
+        true => config.sandbox.network,
+        false => config.machines.private_ip_range,
     };
     let (registry, stored) = Registry::load(store, range)?;
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
@@ -240,7 +239,7 @@ fn settings(config: &Config) -> Settings {
     Settings {
         wake_timeout: config.edge.wake_timeout,
         probe_interval: config.edge.probe_interval,
-        stop_signal: parse_signal(&config.machines.stop_signal).expect("validated config"),
+        stop_signal: config.machines.stop_signal,
         stop_timeout: config.machines.stop_timeout,
         queue_timeout: config.edge.queue_timeout,
         max_queued: config.edge.max_queued,
@@ -275,7 +274,7 @@ impl Served {
             cancel,
         } = self;
         let edge_config = &config.edge;
-        let trusted = Trusted::parse(&edge_config.trusted_proxies);
+        let trusted = Trusted::new(edge_config.trusted_proxies.clone());
         let settings = ProxySettings {
             domains: edge_config.domains.clone(),
             edge_region: edge_config.region.clone(),

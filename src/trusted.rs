@@ -11,14 +11,9 @@ use std::net::IpAddr;
 pub struct Trusted(Vec<IpNet>);
 
 impl Trusted {
-    /// From config entries (CIDRs or single addresses); validated before.
-    pub fn parse(entries: &[String]) -> Trusted {
-        let net = |e: &String| {
-            e.parse::<IpNet>()
-                .ok()
-                .or_else(|| e.parse::<IpAddr>().ok().map(IpNet::from))
-        };
-        Trusted(entries.iter().filter_map(net).collect())
+    /// The networks of `edge.trusted_proxies`.
+    pub fn new(networks: Vec<IpNet>) -> Trusted {
+        Trusted(networks)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -65,6 +60,10 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    fn trusting(networks: &[&str]) -> Trusted {
+        Trusted::new(networks.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
     fn xff(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", value.parse().unwrap());
@@ -74,7 +73,7 @@ mod tests {
     /// A trusted peer's X-Forwarded-For names the client, skipping trusted hops.
     #[test]
     fn trusted_peer_names_the_client() {
-        let trusted = Trusted::parse(&["10.0.0.0/8".into(), "192.0.2.1".into()]);
+        let trusted = trusting(&["10.0.0.0/8", "192.0.2.1/32"]);
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let client = trusted.client_ip(peer, &xff("198.51.100.7, 203.0.113.9, 192.0.2.1"));
         assert_eq!(client, "203.0.113.9".parse::<IpAddr>().unwrap());
@@ -84,7 +83,7 @@ mod tests {
     /// client's own entry left of it cannot win.
     #[test]
     fn odd_entries_do_not_let_the_client_choose() {
-        let trusted = Trusted::parse(&["10.0.0.0/8".into()]);
+        let trusted = trusting(&["10.0.0.0/8"]);
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let client = trusted.client_ip(peer, &xff("6.6.6.6, 203.0.113.9:443"));
         assert_eq!(client, "203.0.113.9".parse::<IpAddr>().unwrap());
@@ -96,7 +95,7 @@ mod tests {
     /// An untrusted peer's header is ignored.
     #[test]
     fn untrusted_peer_cannot_choose() {
-        let trusted = Trusted::parse(&["10.0.0.0/8".into()]);
+        let trusted = trusting(&["10.0.0.0/8"]);
         let peer: IpAddr = "203.0.113.50".parse().unwrap();
         assert_eq!(trusted.client_ip(peer, &xff("1.2.3.4")), peer);
     }

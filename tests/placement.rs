@@ -256,7 +256,7 @@ async fn proxy_protocol_from_trusted_peers_only() {
         move |c: &mut Config| {
             with_regions(c);
             c.edge.http_proxy_protocol = true;
-            c.edge.trusted_proxies = vec![trusted.to_string()];
+            c.edge.trusted_proxies = vec![trusted.parse().unwrap()];
         }
     };
     let edge = TestEdge::start_with(trusting("127.0.0.0/8")).await;

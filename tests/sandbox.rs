@@ -216,7 +216,8 @@ async fn machines_are_walled_in() {
 
 /// This edgewake's nftables table is installed.
 fn assert_firewall(edge: &TestEdge) {
-    let table = edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network);
+    let table =
+        edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network.to_string());
     let listed = support::images::run("nft", &["list", "table", "inet", &table]);
     assert!(listed.contains("drop"), "{listed}");
 }
@@ -260,7 +261,8 @@ async fn egress_reaches_no_private_address() {
         );
     }
     // The deny-list itself dropped them (not some black hole on the way).
-    let table = edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network);
+    let table =
+        edgewake::drivers::sandbox::network::table_name(&edge.config.sandbox.network.to_string());
     let listed = support::images::run("nft", &["list", "table", "inet", &table]);
     let counted = listed
         .lines()

@@ -1,18 +1,11 @@
 //! Durations written the way operators write them: `"4s"`, `"250ms"`, `"1m30s"`.
 
-use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
 /// Parses a human duration such as `"4s"` or `"1m30s"`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("`{text}` is not a duration like \"4s\" or \"250ms\": {e}"))
-}
-
-/// Serde adapter for `#[serde(deserialize_with = "duration::human")]`.
-pub fn human<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    parse(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

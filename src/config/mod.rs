@@ -1,24 +1,34 @@
-//! Operator configuration: `config/edgewake.toml`, parsed, then validated as a whole.
+//! Operator configuration: `config/edgewake.toml`, read once into typed values, then
+//! validated as a whole.
 //!
-//! Unknown keys are rejected (every one of them is named), durations are written like
-//! `"4s"`, and every default is a named constant beside its field.
+//! `raw` is the file as written; turning it into a `Config` parses every value that is
+//! text in the file (addresses, durations, ranges, the signal, the driver) exactly once,
+//! so nothing downstream parses again. Unknown keys are rejected, and every problem is
+//! reported at once, named by its key. Durations are written like `"4s"`, and every
+//! default is a named constant beside its field.
 
 pub mod duration;
+mod raw;
 mod validate;
 
+use crate::addresses::AddressRange;
+use ipnet::IpNet;
+use nix::sys::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub use validate::ConfigErrors;
 
 /// Where `edgewake serve` looks for its config unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "config/edgewake.toml";
-pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:80";
-pub const DEFAULT_HTTPS_ADDR: &str = "0.0.0.0:443";
-pub const DEFAULT_API_ADDR: &str = "127.0.0.1:4280";
+pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80);
+pub const DEFAULT_HTTPS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
+pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4280);
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Public port whose services the plain-HTTP listener serves, whatever it binds.
 pub const DEFAULT_HTTP_SERVICE_PORT: u16 = 80;
@@ -53,17 +63,19 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_QUEUED: usize = 256;
 /// How long a client may take to finish the TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_PRIVATE_IP_RANGE: &str = "127.20.0.0/16";
-pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
+/// 127.20.0.0/16 (a compile error if the prefix left no room for machines).
+pub const DEFAULT_PRIVATE_IP_RANGE: AddressRange =
+    AddressRange::new(Ipv4Addr::new(127, 20, 0, 0), 16).expect("a /16 has room");
+pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
 /// After the stop signal, a machine gets this long before SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_DRIVER: &str = "process";
-/// The drivers `machines.driver` can name.
-pub const DRIVERS: &[&str] = &["process", "sandbox"];
+pub const DEFAULT_DRIVER: DriverKind = DriverKind::Process;
 /// The OCI runtime the sandbox driver runs images with.
 pub const DEFAULT_SANDBOX_RUNTIME: &str = "runc";
-/// Sandboxed machines' addresses; the first is the host side of every machine's link.
-pub const DEFAULT_SANDBOX_NETWORK: &str = "172.30.0.0/16";
+/// Sandboxed machines' addresses, 172.30.0.0/16; the first is the host side of every
+/// machine's link.
+pub const DEFAULT_SANDBOX_NETWORK: AddressRange =
+    AddressRange::new(Ipv4Addr::new(172, 30, 0, 0), 16).expect("a /16 has room");
 /// Most processes (and threads) one sandboxed machine may have at once.
 pub const DEFAULT_SANDBOX_PIDS_LIMIT: u32 = 512;
 /// Size of a sandboxed machine's writable layer (tmpfs: memory-backed, charged to the
@@ -81,8 +93,7 @@ pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
 pub const DEFAULT_GUEST_CPUS: u32 = 1;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub edge: EdgeConfig,
@@ -97,8 +108,7 @@ pub struct Config {
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct EdgeConfig {
     pub http: SocketAddr,
     pub https: SocketAddr,
@@ -108,26 +118,19 @@ pub struct EdgeConfig {
     pub region: String,
     /// Apps are reached at `<app>.<domain>` for each of these.
     pub domains: Vec<String>,
-    #[serde(deserialize_with = "duration::human")]
     pub idle_timeout: Duration,
-    #[serde(deserialize_with = "duration::human")]
     pub wake_timeout: Duration,
-    #[serde(deserialize_with = "duration::human")]
     pub probe_interval: Duration,
-    #[serde(deserialize_with = "duration::human")]
     pub reap_interval: Duration,
-    #[serde(deserialize_with = "duration::human")]
     pub drain_timeout: Duration,
     pub max_connections: usize,
-    #[serde(deserialize_with = "duration::human")]
     pub header_read_timeout: Duration,
-    #[serde(deserialize_with = "duration::human")]
     pub keepalive_timeout: Duration,
     pub max_header_count: usize,
     pub max_header_bytes: usize,
-    /// Peers (CIDRs) whose PROXY protocol header or `X-Forwarded-For` names the client.
-    pub trusted_proxies: Vec<String>,
-    #[serde(deserialize_with = "duration::human")]
+    /// Peers (CIDRs; a single address is its /32 or /128) whose PROXY protocol header
+    /// or `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
     pub queue_timeout: Duration,
     pub max_queued: usize,
     /// Whether the HTTP / HTTPS listener expects a PROXY protocol header (v1 or v2) from
@@ -148,12 +151,10 @@ pub struct GeoConfig {
 }
 
 /// Certificates for the HTTPS listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     /// `<host>.crt` + `<host>.key` (PEM); a wildcard `*.example.com` is `_.example.com`.
     pub certs_dir: PathBuf,
-    #[serde(deserialize_with = "duration::human")]
     pub handshake_timeout: Duration,
 }
 
@@ -167,32 +168,69 @@ impl Default for TlsConfig {
 }
 
 /// The control plane's Machines API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
 }
 
 /// How machines are realised.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct MachinesConfig {
-    pub driver: String,
-    /// Loopback range (CIDR) from which each machine gets its own address.
-    pub private_ip_range: String,
-    pub stop_signal: String,
-    #[serde(deserialize_with = "duration::human")]
+    pub driver: DriverKind,
+    /// Loopback range from which each process-driver machine gets its own address.
+    pub private_ip_range: AddressRange,
+    pub stop_signal: Signal,
     pub stop_timeout: Duration,
 }
 
+/// How machines run (`machines.driver`, `serve --driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// Local processes on loopback addresses; not a security boundary.
+    Process,
+    /// OCI images under an OCI runtime, in their own namespaces.
+    Sandbox,
+}
+
+impl DriverKind {
+    pub const ALL: [DriverKind; 2] = [DriverKind::Process, DriverKind::Sandbox];
+
+    /// The name the config file and `--driver` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Process => "process",
+            DriverKind::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl FromStr for DriverKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DriverKind, String> {
+        DriverKind::ALL
+            .into_iter()
+            .find(|driver| driver.name() == text)
+            .ok_or_else(|| {
+                let known: Vec<_> = DriverKind::ALL.iter().map(|d| d.name()).collect();
+                format!("`{text}` is not a driver (known: {})", known.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The sandbox driver: OCI images run by an OCI runtime in their own namespaces.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// The OCI runtime binary (found on PATH, or a path).
     pub runtime: String,
-    /// Private IPv4 range (CIDR) from which each sandboxed machine gets its address.
-    pub network: String,
+    /// Private IPv4 range from which each sandboxed machine gets its address.
+    pub network: AddressRange,
     /// Whether machines may open connections beyond the host (NATed); never to the host
     /// itself or to other machines.
     pub egress: bool,
@@ -229,7 +267,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             runtime: DEFAULT_SANDBOX_RUNTIME.into(),
-            network: DEFAULT_SANDBOX_NETWORK.into(),
+            network: DEFAULT_SANDBOX_NETWORK,
             egress: false,
             pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
             rootfs_size_mb: DEFAULT_SANDBOX_ROOTFS_SIZE_MB,
@@ -291,8 +329,8 @@ impl Default for Config {
 impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
-            http: DEFAULT_HTTP_ADDR.parse().expect("valid default"),
-            https: DEFAULT_HTTPS_ADDR.parse().expect("valid default"),
+            http: DEFAULT_HTTP_ADDR,
+            https: DEFAULT_HTTPS_ADDR,
             http_service_port: DEFAULT_HTTP_SERVICE_PORT,
             https_service_port: DEFAULT_HTTPS_SERVICE_PORT,
             region: DEFAULT_EDGE_REGION.into(),
@@ -319,7 +357,7 @@ impl Default for EdgeConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: DEFAULT_API_ADDR.parse().expect("valid default"),
+            listen: DEFAULT_API_ADDR,
         }
     }
 }
@@ -327,9 +365,9 @@ impl Default for ApiConfig {
 impl Default for MachinesConfig {
     fn default() -> Self {
         MachinesConfig {
-            driver: DEFAULT_DRIVER.into(),
-            private_ip_range: DEFAULT_PRIVATE_IP_RANGE.into(),
-            stop_signal: DEFAULT_STOP_SIGNAL.into(),
+            driver: DEFAULT_DRIVER,
+            private_ip_range: DEFAULT_PRIVATE_IP_RANGE,
+            stop_signal: DEFAULT_STOP_SIGNAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
         }
     }
@@ -343,19 +381,20 @@ impl Config {
         Config::parse(&text)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses TOML text into typed values and validates them.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         let mut unknown = Vec::new();
         let de =
             toml::Deserializer::parse(text).map_err(|e| ConfigErrors::single(e.to_string()))?;
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        let parsed: Result<raw::RawConfig, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(written_key(&path)));
         let mut errors = ConfigErrors::default();
         for key in unknown {
             errors.push(format!("unknown key `{key}`"));
         }
         match parsed {
-            Ok(config) => {
+            Ok(raw) => {
+                let config = raw.into_config(&mut errors);
                 config.validate(&mut errors);
                 errors.into_result(config)
             }
@@ -365,12 +404,22 @@ impl Config {
             }
         }
     }
+}
 
-    /// The region this edge runs in.
-    pub fn edge_region(&self) -> &RegionConfig {
-        self.regions
-            .iter()
-            .find(|r| r.code == self.edge.region)
-            .expect("validated: the edge region is listed")
+/// A key as the operator writes it (`regions.0.altitude`); serde_ignored's own form also
+/// marks with `?` each `Option` of the raw shape that the key passed through.
+fn written_key(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    let (parent, part) = match path {
+        Path::Root => return String::new(),
+        Path::Seq { parent, index } => (parent, index.to_string()),
+        Path::Map { parent, key } => (parent, key.clone()),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => return written_key(parent),
+    };
+    match written_key(parent) {
+        parent if parent.is_empty() => part,
+        parent => format!("{parent}.{part}"),
     }
 }

@@ -38,7 +38,7 @@ fn settings() -> Settings {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db")).unwrap();
-    let (registry, _) = Registry::load(store, "127.77.0.0/24").unwrap();
+    let (registry, _) = Registry::load(store, "127.77.0.0/24".parse().unwrap()).unwrap();
     registry.create_app("app", "personal").unwrap();
     let fake = Arc::new(FakeDriver::new());
     let sup = Arc::new(Supervisor::new(

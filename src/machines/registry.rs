@@ -106,7 +106,6 @@ pub struct Registry {
     apps: DashMap<String, Arc<App>>,
     store: Store,
     addresses: AddressRange,
-    range_text: String,
     /// Orders creations, so names and addresses are checked and taken atomically.
     creating: Mutex<()>,
 }
@@ -116,14 +115,12 @@ impl Registry {
     /// supervisor then reconciles them with reality.
     pub fn load(
         store: Store,
-        range_text: &str,
+        addresses: AddressRange,
     ) -> Result<(Registry, Vec<StoredMachine>), StoreError> {
-        let addresses = AddressRange::parse(range_text).expect("validated config");
         let registry = Registry {
             apps: DashMap::new(),
             store,
             addresses,
-            range_text: range_text.to_string(),
             creating: Mutex::new(()),
         };
         for app in registry.store.apps()? {
@@ -214,7 +211,7 @@ impl Registry {
         let private_ip = self
             .addresses
             .allocate(&taken)
-            .ok_or_else(|| RegistryError::NoAddress(self.range_text.clone()))?;
+            .ok_or_else(|| RegistryError::NoAddress(self.addresses.to_string()))?;
         let now = now_rfc3339();
         let mut record = MachineRecord {
             id: ids::machine_id(),

@@ -70,7 +70,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.edge.wake_timeout = Duration::from_secs(10);
     config.edge.reap_interval = Duration::from_millis(50);
     config.edge.drain_timeout = Duration::from_secs(5);
-    config.machines.private_ip_range = random_loopback_range();
+    config.machines.private_ip_range = random_loopback_range().parse().unwrap();
     config.machines.stop_timeout = Duration::from_secs(2);
     let runtime = "{bin_dir}/edgewake-functions";
     config.images = BTreeMap::from([

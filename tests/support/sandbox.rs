@@ -96,8 +96,8 @@ pub fn random_sandbox_network() -> String {
 
 /// Runs machines with the sandbox driver, in their own network, with small limits.
 pub fn sandboxed(config: &mut Config) {
-    config.machines.driver = "sandbox".into();
-    config.sandbox.network = random_sandbox_network();
+    config.machines.driver = edgewake::config::DriverKind::Sandbox;
+    config.sandbox.network = random_sandbox_network().parse().unwrap();
     config.sandbox.pids_limit = 64;
 }
 

@@ -13,7 +13,6 @@ pub mod preflight;
 pub mod runtime;
 pub mod seccomp;
 
-use crate::addresses::AddressRange;
 use crate::config::SandboxConfig;
 use crate::drivers::shared::log::MachineLog;
 use crate::drivers::shared::{exec, procfs, remove_machine_dir};
@@ -73,14 +72,14 @@ impl SandboxDriver {
         for warning in &host.warnings {
             tracing::warn!("sandbox: {warning}");
         }
-        let range = AddressRange::parse_private(&config.network)?;
+        let range = config.network;
         let machines_dir = data_dir.join("machines");
         dir_with_mode(&machines_dir, 0o711)
             .map_err(|e| format!("{}: {e}", machines_dir.display()))?;
         if config.user_namespace {
             check_reachable(&machines_dir)?;
         }
-        network::install_firewall(&config.network, config.egress)?;
+        network::install_firewall(&range.to_string(), config.egress)?;
         Ok(SandboxDriver {
             images,
             runtime: Runtime::new(host.runtime, data_dir.join("runc")),
@@ -98,7 +97,7 @@ impl SandboxDriver {
                 hook_exe,
                 init: (!config.init.is_empty()).then(|| PathBuf::from(&config.init)),
             },
-            network: config.network.clone(),
+            network: range.to_string(),
             containers: Arc::new(DashMap::new()),
         })
     }

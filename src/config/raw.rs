@@ -1,0 +1,359 @@
+//! The config file as written, and its one conversion into typed values.
+//!
+//! Values the file holds as text (addresses, durations, ranges, the signal, the driver)
+//! are kept as text here, so serde cannot stop at the first bad one: `into_config` parses
+//! each once and notes every problem under its key. Every field is optional; an absent
+//! one takes its default from the typed `Default`s beside the named constants.
+
+use super::{
+    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
+    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+};
+use crate::addresses::AddressRange;
+use crate::signals::parse_signal;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawConfig {
+    data_dir: Option<PathBuf>,
+    edge: RawEdge,
+    api: RawApi,
+    tls: RawTls,
+    geo: GeoConfig,
+    machines: RawMachines,
+    sandbox: RawSandbox,
+    regions: Option<Vec<RegionConfig>>,
+    images: Option<BTreeMap<String, ImageConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawEdge {
+    http: Option<String>,
+    https: Option<String>,
+    http_service_port: Option<u16>,
+    https_service_port: Option<u16>,
+    region: Option<String>,
+    domains: Option<Vec<String>>,
+    idle_timeout: Option<String>,
+    wake_timeout: Option<String>,
+    probe_interval: Option<String>,
+    reap_interval: Option<String>,
+    drain_timeout: Option<String>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    keepalive_timeout: Option<String>,
+    max_header_count: Option<usize>,
+    max_header_bytes: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    queue_timeout: Option<String>,
+    max_queued: Option<usize>,
+    http_proxy_protocol: Option<bool>,
+    https_proxy_protocol: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawApi {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawTls {
+    certs_dir: Option<PathBuf>,
+    handshake_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawMachines {
+    driver: Option<String>,
+    private_ip_range: Option<String>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSandbox {
+    runtime: Option<String>,
+    network: Option<String>,
+    egress: Option<bool>,
+    pids_limit: Option<u32>,
+    rootfs_size_mb: Option<u64>,
+    init: Option<String>,
+    user_namespace: Option<bool>,
+    id_map_base: Option<u32>,
+    id_map_size: Option<u32>,
+    registries: Option<Vec<RegistryConfig>>,
+}
+
+impl RawConfig {
+    /// The typed config; each value that does not parse is noted in `errors`.
+    pub(super) fn into_config(self, errors: &mut ConfigErrors) -> Config {
+        let d = Config::default();
+        Config {
+            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            edge: self.edge.into_edge(d.edge, errors),
+            api: ApiConfig {
+                listen: errors.parsed("api.listen", self.api.listen, d.api.listen, address),
+            },
+            tls: self.tls.into_tls(d.tls, errors),
+            geo: self.geo,
+            machines: self.machines.into_machines(d.machines, errors),
+            sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
+            regions: self.regions.unwrap_or(d.regions),
+            images: self.images.unwrap_or(d.images),
+        }
+    }
+}
+
+impl RawEdge {
+    fn into_edge(self, d: EdgeConfig, errors: &mut ConfigErrors) -> EdgeConfig {
+        let time = duration::parse;
+        EdgeConfig {
+            http: errors.parsed("edge.http", self.http, d.http, address),
+            https: errors.parsed("edge.https", self.https, d.https, address),
+            http_service_port: self.http_service_port.unwrap_or(d.http_service_port),
+            https_service_port: self.https_service_port.unwrap_or(d.https_service_port),
+            region: self.region.unwrap_or(d.region),
+            domains: self.domains.unwrap_or(d.domains),
+            idle_timeout: errors.parsed(
+                "edge.idle_timeout",
+                self.idle_timeout,
+                d.idle_timeout,
+                time,
+            ),
+            wake_timeout: errors.parsed(
+                "edge.wake_timeout",
+                self.wake_timeout,
+                d.wake_timeout,
+                time,
+            ),
+            probe_interval: errors.parsed(
+                "edge.probe_interval",
+                self.probe_interval,
+                d.probe_interval,
+                time,
+            ),
+            reap_interval: errors.parsed(
+                "edge.reap_interval",
+                self.reap_interval,
+                d.reap_interval,
+                time,
+            ),
+            drain_timeout: errors.parsed(
+                "edge.drain_timeout",
+                self.drain_timeout,
+                d.drain_timeout,
+                time,
+            ),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: errors.parsed(
+                "edge.header_read_timeout",
+                self.header_read_timeout,
+                d.header_read_timeout,
+                time,
+            ),
+            keepalive_timeout: errors.parsed(
+                "edge.keepalive_timeout",
+                self.keepalive_timeout,
+                d.keepalive_timeout,
+                time,
+            ),
+            max_header_count: self.max_header_count.unwrap_or(d.max_header_count),
+            max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+            trusted_proxies: match self.trusted_proxies {
+                None => d.trusted_proxies,
+                Some(entries) => entries
+                    .iter()
+                    .filter_map(|entry| errors.ok("edge.trusted_proxies", network(entry)))
+                    .collect(),
+            },
+            queue_timeout: errors.parsed(
+                "edge.queue_timeout",
+                self.queue_timeout,
+                d.queue_timeout,
+                time,
+            ),
+            max_queued: self.max_queued.unwrap_or(d.max_queued),
+            http_proxy_protocol: self.http_proxy_protocol.unwrap_or(d.http_proxy_protocol),
+            https_proxy_protocol: self.https_proxy_protocol.unwrap_or(d.https_proxy_protocol),
+        }
+    }
+}
+
+impl RawTls {
+    fn into_tls(self, d: TlsConfig, errors: &mut ConfigErrors) -> TlsConfig {
+        TlsConfig {
+            certs_dir: self.certs_dir.unwrap_or(d.certs_dir),
+            handshake_timeout: errors.parsed(
+                "tls.handshake_timeout",
+                self.handshake_timeout,
+                d.handshake_timeout,
+                duration::parse,
+            ),
+        }
+    }
+}
+
+impl RawMachines {
+    fn into_machines(self, d: MachinesConfig, errors: &mut ConfigErrors) -> MachinesConfig {
+        MachinesConfig {
+            driver: errors.parsed("machines.driver", self.driver, d.driver, str::parse),
+            private_ip_range: errors.parsed(
+                "machines.private_ip_range",
+                self.private_ip_range,
+                d.private_ip_range,
+                AddressRange::parse_loopback,
+            ),
+            stop_signal: errors.parsed(
+                "machines.stop_signal",
+                self.stop_signal,
+                d.stop_signal,
+                parse_signal,
+            ),
+            stop_timeout: errors.parsed(
+                "machines.stop_timeout",
+                self.stop_timeout,
+                d.stop_timeout,
+                duration::parse,
+            ),
+        }
+    }
+}
+
+impl RawSandbox {
+    fn into_sandbox(self, d: SandboxConfig, errors: &mut ConfigErrors) -> SandboxConfig {
+        SandboxConfig {
+            runtime: self.runtime.unwrap_or(d.runtime),
+            network: errors.parsed(
+                "sandbox.network",
+                self.network,
+                d.network,
+                AddressRange::parse_private,
+            ),
+            egress: self.egress.unwrap_or(d.egress),
+            pids_limit: self.pids_limit.unwrap_or(d.pids_limit),
+            rootfs_size_mb: self.rootfs_size_mb.unwrap_or(d.rootfs_size_mb),
+            init: self.init.unwrap_or(d.init),
+            user_namespace: self.user_namespace.unwrap_or(d.user_namespace),
+            id_map_base: self.id_map_base.unwrap_or(d.id_map_base),
+            id_map_size: self.id_map_size.unwrap_or(d.id_map_size),
+            registries: self.registries.unwrap_or(d.registries),
+        }
+    }
+}
+
+/// A listener address: an IP and a port.
+fn address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:80"))
+}
+
+/// A CIDR block, or a single address standing for itself.
+fn network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{text}` is not an address or CIDR block"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::addresses::AddressRange;
+    use crate::config::{Config, DEFAULT_PRIVATE_IP_RANGE, DEFAULT_SANDBOX_NETWORK, DriverKind};
+    use nix::sys::signal::Signal;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    /// Each value written as text comes out as its type, ready to use.
+    #[test]
+    fn text_values_come_out_typed() {
+        let config = Config::parse(
+            r#"
+            [edge]
+            http = "127.0.0.1:8080"
+            idle_timeout = "1m30s"
+            trusted_proxies = ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"]
+            [api]
+            listen = "[::1]:4281"
+            [tls]
+            handshake_timeout = "250ms"
+            [machines]
+            driver = "sandbox"
+            private_ip_range = "127.33.0.0/24"
+            stop_signal = "int"
+            stop_timeout = "2s"
+            [sandbox]
+            network = "10.77.0.0/16"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.edge.http,
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.edge.idle_timeout, Duration::from_secs(90));
+        let trusted: Vec<_> = config
+            .edge
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert_eq!(
+            config.api.listen,
+            "[::1]:4281".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.tls.handshake_timeout, Duration::from_millis(250));
+        assert_eq!(config.machines.driver, DriverKind::Sandbox);
+        assert_eq!(
+            config.machines.private_ip_range.to_string(),
+            "127.33.0.0/24"
+        );
+        assert_eq!(config.machines.stop_signal, Signal::SIGINT);
+        assert_eq!(config.machines.stop_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.sandbox.network.gateway(),
+            Ipv4Addr::new(10, 77, 0, 1)
+        );
+    }
+
+    /// An empty file is exactly the built-in defaults.
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let parsed = Config::parse("").unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
+    /// The default ranges are of the kind their driver needs, as a written one must be.
+    #[test]
+    fn default_ranges_are_of_their_kind() {
+        let loopback = DEFAULT_PRIVATE_IP_RANGE.to_string();
+        assert_eq!(
+            AddressRange::parse_loopback(&loopback),
+            Ok(DEFAULT_PRIVATE_IP_RANGE)
+        );
+        let private = DEFAULT_SANDBOX_NETWORK.to_string();
+        assert_eq!(
+            AddressRange::parse_private(&private),
+            Ok(DEFAULT_SANDBOX_NETWORK)
+        );
+    }
+
+    /// The driver is read by name, and a wrong name lists the known ones.
+    #[test]
+    fn driver_names() {
+        for driver in DriverKind::ALL {
+            assert_eq!(driver.name().parse(), Ok(driver));
+        }
+        let err = "vm".parse::<DriverKind>().unwrap_err();
+        assert!(err.contains("process, sandbox"), "{err}");
+    }
+}
