@@ -2,6 +2,7 @@
 //! that turns malformed bodies into it.
 
 use crate::drivers::DriverError;
+use crate::machines::spec::SpecError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -64,6 +65,13 @@ impl ApiError {
     pub fn with_code(mut self, code: &'static str) -> ApiError {
         self.code = Some(code);
         self
+    }
+}
+
+/// A machine config the API refuses: the client's to fix.
+impl From<SpecError> for ApiError {
+    fn from(error: SpecError) -> ApiError {
+        ApiError::bad_request(error.to_string())
     }
 }
 

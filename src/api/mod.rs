@@ -61,7 +61,7 @@ impl ApiState {
     ) -> Result<(serde_json::Value, MachineSpec), ApiError> {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-        let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
+        let (config, spec) = MachineSpec::accept(config)?;
         let driver = self.supervisor.driver();
         driver
             .check_image(&spec.image)
