@@ -55,9 +55,10 @@ impl ApiError {
             DriverError::Registry(_) => StatusCode::BAD_GATEWAY,
             DriverError::ExecUnsupported => StatusCode::NOT_IMPLEMENTED,
             DriverError::ExecTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            DriverError::Runtime(_) | DriverError::Files(_) | DriverError::Spawn { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            DriverError::Runtime(_)
+            | DriverError::Bundle(_)
+            | DriverError::Files(_)
+            | DriverError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
     }

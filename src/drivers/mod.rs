@@ -117,6 +117,8 @@ pub enum DriverError {
     Registry(String),
     #[error("the sandbox cannot run the machine: {0}")]
     Runtime(String),
+    #[error("the sandbox cannot run the machine: {0}")]
+    Bundle(#[from] sandbox::bundle::BundleError),
     #[error("this driver cannot run commands in machines")]
     ExecUnsupported,
     #[error("the command ran past its {0:?} timeout and was killed")]

@@ -34,6 +34,35 @@ use tokio::sync::watch;
 /// How long a killed container may take to be reported gone before a stop gives up.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
+/// Why the sandbox driver cannot start on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Host(#[from] preflight::Unfit),
+    #[error("{}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} (mode {mode:o}) does not let others through: machines in user namespaces \
+         cannot mount their roots below it (chmod o+x it, or move data_dir)",
+        dir.display()
+    )]
+    Closed { dir: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
+}
+
+impl SetupError {
+    fn dir(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
+        move |source| SetupError::Dir {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 pub struct SandboxDriver {
     images: Arc<ImageStore>,
     runtime: Runtime,
@@ -67,15 +96,14 @@ impl SandboxDriver {
         config: &SandboxConfig,
         images: Arc<ImageStore>,
         hook_exe: PathBuf,
-    ) -> Result<SandboxDriver, String> {
+    ) -> Result<SandboxDriver, SetupError> {
         let host = preflight::check(config)?;
         for warning in &host.warnings {
             tracing::warn!("sandbox: {warning}");
         }
         let range = config.network;
         let machines_dir = data_dir.join("machines");
-        dir_with_mode(&machines_dir, 0o711)
-            .map_err(|e| format!("{}: {e}", machines_dir.display()))?;
+        dir_with_mode(&machines_dir, 0o711).map_err(SetupError::dir(&machines_dir))?;
         if config.user_namespace {
             check_reachable(&machines_dir)?;
         }
@@ -192,7 +220,7 @@ impl RunPlan {
             network_hook: (self.hook_exe.clone(), self.link(launch).hook_args()),
             init: self.init.clone(),
         };
-        let spec = bundle::runtime_spec(&run).map_err(DriverError::Runtime)?;
+        let spec = bundle::runtime_spec(&run)?;
         // The bundle holds the machine's environment (its secrets): root's alone.
         let bundle = dir.join("bundle");
         dir_with_mode(&bundle, 0o700).map_err(DriverError::Files)?;
@@ -204,21 +232,19 @@ impl RunPlan {
 
 /// In a user namespace, a machine's root user (an unprivileged id on the host) mounts
 /// its root: every directory above it must let others through (o+x).
-fn check_reachable(machines_dir: &Path) -> Result<(), String> {
+fn check_reachable(machines_dir: &Path) -> Result<(), SetupError> {
     use std::os::unix::fs::PermissionsExt;
-    let absolute = std::path::absolute(machines_dir).map_err(|e| e.to_string())?;
+    let absolute = std::path::absolute(machines_dir).map_err(SetupError::dir(machines_dir))?;
     for dir in absolute.ancestors().skip(1) {
         let mode = std::fs::metadata(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(SetupError::dir(dir))?
             .permissions()
             .mode();
         if mode & 0o001 == 0 {
-            return Err(format!(
-                "{} (mode {:o}) does not let others through: machines in user namespaces \
-                 cannot mount their roots below it (chmod o+x it, or move data_dir)",
-                dir.display(),
-                mode & 0o777
-            ));
+            return Err(SetupError::Closed {
+                dir: dir.to_path_buf(),
+                mode: mode & 0o777,
+            });
         }
     }
     Ok(())
