@@ -50,13 +50,15 @@ impl ApiError {
     /// sandbox did (500).
     pub fn from_driver(error: DriverError) -> ApiError {
         let status = match &error {
-            DriverError::UnknownImage(_) => StatusCode::BAD_REQUEST,
+            DriverError::UnknownImage(_) | DriverError::ExecNeedsCommand => StatusCode::BAD_REQUEST,
             DriverError::ImageNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DriverError::Registry(_) => StatusCode::BAD_GATEWAY,
             DriverError::ExecUnsupported => StatusCode::NOT_IMPLEMENTED,
             DriverError::ExecTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            DriverError::Runtime(_)
+            DriverError::ImageStore(_)
+            | DriverError::ImageRemoved
             | DriverError::Bundle(_)
+            | DriverError::Prepare(_)
             | DriverError::Files(_)
             | DriverError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -18,7 +18,7 @@ use crate::drivers::shared::log::MachineLog;
 use crate::drivers::shared::{exec, procfs, remove_machine_dir};
 use crate::drivers::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::files::dir_with_mode;
-use crate::images::{IdMap, Image, ImageError, ImageStore};
+use crate::images::{IdMap, Image, ImageStore};
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;
@@ -188,11 +188,9 @@ impl RunPlan {
         }
         let overlay = Overlay::in_dir(&dir, &image.rootfs);
         {
-            let _trees = images.hold_trees().map_err(image_error)?;
+            let _trees = images.hold_trees()?;
             if !image.rootfs.is_dir() {
-                return Err(DriverError::Runtime(
-                    "the image's files were removed meanwhile: start again".into(),
-                ));
+                return Err(DriverError::ImageRemoved);
             }
             overlay
                 .mount_fresh(self.id_map.map(|m| m.host_id), self.rootfs_size_mb)
@@ -266,39 +264,22 @@ fn decode_exit(code: Option<i32>, oom_killed: bool) -> Exit {
     }
 }
 
-fn image_error(error: ImageError) -> DriverError {
-    match error {
-        ImageError::NotFound(_) | ImageError::BadReference(_) => {
-            DriverError::ImageNotFound(error.to_string())
-        }
-        ImageError::Registry { .. } => DriverError::Registry(error.to_string()),
-        other => DriverError::Runtime(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl Driver for SandboxDriver {
     async fn check_image(&self, image: &str) -> Result<(), DriverError> {
-        self.images
-            .resolve(image)
-            .await
-            .map(|_| ())
-            .map_err(image_error)
+        self.images.resolve(image).await?;
+        Ok(())
     }
 
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError> {
-        let image = self
-            .images
-            .resolve(&launch.image)
-            .await
-            .map_err(image_error)?;
+        let image = self.images.resolve(&launch.image).await?;
         let (plan, runtime, images) =
             (self.plan.clone(), self.runtime.clone(), self.images.clone());
         let id = launch.machine_id.clone();
         let bundle =
             tokio::task::spawn_blocking(move || plan.prepare(&runtime, &images, &launch, &image))
                 .await
-                .map_err(|e| DriverError::Runtime(format!("preparing the run failed: {e}")))??;
+                .map_err(DriverError::Prepare)??;
         let log = MachineLog::open(&self.plan.machines_dir.join(&id).join("machine.log")).map_err(
             |e| {
                 Overlay::unmount_in(&self.plan.machines_dir.join(&id));
@@ -392,7 +373,7 @@ impl Driver for SandboxDriver {
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError> {
         if command.is_empty() {
-            return Err(DriverError::Runtime("exec needs a command".into()));
+            return Err(DriverError::ExecNeedsCommand);
         }
         let pid_file = self
             .plan
