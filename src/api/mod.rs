@@ -62,11 +62,7 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        let driver = self.supervisor.driver();
-        driver
-            .check_image(&spec.image)
-            .await
-            .map_err(ApiError::from_driver)?;
+        self.supervisor.driver().check_image(&spec.image).await?;
         Ok((config, spec))
     }
 
