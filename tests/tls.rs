@@ -221,7 +221,7 @@ async fn sighup_reloads_certificates() {
     std::fs::write(certs.join("broken.crt"), "not a certificate").unwrap();
     std::fs::write(certs.join("broken.key"), "not a key").unwrap();
     edge.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    edge.wait_for_log("certificate reload failed").await;
     let now = served_certificate(
         &connect(edge.https, HOST, trusting_anything())
             .await
@@ -233,17 +233,18 @@ async fn sighup_reloads_certificates() {
 }
 
 /// Connects until the served certificate is `expected` (a reload is asynchronous), for
-/// at most 5 s; returns the last one seen.
+/// at most 5 s; returns it.
 async fn served_until(addr: std::net::SocketAddr, expected: &[u8]) -> Vec<u8> {
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = served_certificate(&connect(addr, HOST, trusting_anything()).await.unwrap());
+    let what = "new connections to get the reloaded certificate";
+    wait::until(what, Duration::from_secs(5), async || {
+        let seen = served_certificate(&connect(addr, HOST, trusting_anything()).await.unwrap());
         if seen == expected {
-            break;
+            Ok(seen)
+        } else {
+            Err("the certificate from before")
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    seen
+    })
+    .await
 }
 
 /// A port with only the `tls` handler terminates TLS and passes the bytes to the

@@ -6,6 +6,7 @@ pub mod images;
 mod process;
 pub mod sandbox;
 pub mod tls;
+pub mod wait;
 
 pub use process::*;
 
@@ -270,18 +271,16 @@ impl TestEdge {
         state: &str,
         within: Duration,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
+        let what = format!("machine {id} to be {state}");
+        wait::until(&what, within, async || {
             let machine = self.machine(app, id).await;
             if machine["state"] == state {
-                return machine;
+                Ok(machine)
+            } else {
+                Err(machine)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "machine never became {state}: {machine}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// A request through the edge to `<app>.localhost`.

@@ -1,9 +1,13 @@
-//! The `edgewake` binary in a process of its own (for signals, crashes and restarts).
+//! The `edgewake` binary in a process of its own (for signals, crashes and restarts),
+//! with its log in a file the test can wait on.
 
-use super::{RUNTIME_IMAGE, TOKEN, random_loopback_range};
+use super::{RUNTIME_IMAGE, TOKEN, random_loopback_range, wait};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How long the binary may take to serve after it is spawned, and to exit after a signal.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A loopback port that was free a moment ago (for the edgewake binary's flags).
 pub fn free_port() -> u16 {
@@ -20,6 +24,8 @@ pub struct EdgewakeProcess {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub api: SocketAddr,
+    /// Its stderr (`RUST_LOG=warn`): shown when a test fails, waited on with `wait_for_log`.
+    log: PathBuf,
 }
 
 impl EdgewakeProcess {
@@ -39,6 +45,13 @@ impl EdgewakeProcess {
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
+        // Appended to: a restarted process's log follows the first one's.
+        let log = dir.join("edgewake.log");
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let (http, https, api) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
             .args(["serve", "--config", config.to_str().unwrap()])
@@ -53,6 +66,7 @@ impl EdgewakeProcess {
             ])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let process = EdgewakeProcess {
@@ -60,6 +74,7 @@ impl EdgewakeProcess {
             http: format!("127.0.0.1:{http}").parse().unwrap(),
             https: format!("127.0.0.1:{https}").parse().unwrap(),
             api: format!("127.0.0.1:{api}").parse().unwrap(),
+            log,
         };
         process.wait_until_serving().await;
         process
@@ -67,18 +82,12 @@ impl EdgewakeProcess {
 
     async fn wait_until_serving(&self) {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
-            let res = client
-                .get(format!("http://{}/v1/apps", self.api))
-                .bearer_auth(TOKEN)
-                .send()
-                .await;
-            if res.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("edgewake did not start serving");
+        let url = format!("http://{}/v1/apps", self.api);
+        wait::until_true("edgewake to serve its API", PROCESS_TIMEOUT, async || {
+            let res = client.get(&url).bearer_auth(TOKEN).send().await;
+            res.is_ok_and(|r| r.status().is_success())
+        })
+        .await
     }
 
     pub fn signal(&self, signal: &str) {
@@ -89,25 +98,50 @@ impl EdgewakeProcess {
         assert!(status.success());
     }
 
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Waits until the process has logged `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let what = format!("edgewake to log `{needle}`");
+        wait::until(&what, PROCESS_TIMEOUT, async || {
+            let log = self.log();
+            if log.contains(needle) {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        })
+        .await
+    }
+
     /// Waits for the process to exit and returns its exit code.
     pub async fn exit_code(mut self) -> Option<i32> {
-        for _ in 0..400 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
+        let child = &mut self.child;
+        let status = wait::until("edgewake to exit", PROCESS_TIMEOUT, async || {
+            match child.try_wait().unwrap() {
+                Some(status) => Ok(status),
+                None => Err("still running"),
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("edgewake did not exit");
+        })
+        .await;
+        status.code()
     }
 }
 
 /// A test that fails must not leave its edgewake running: it would keep the test
-/// runner's output pipe open (and CI waiting) for ever.
+/// runner's output pipe open (and CI waiting) for ever. Its log is shown then.
 impl Drop for EdgewakeProcess {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("edgewake's log ({}):\n{log}", self.log.display());
         }
     }
 }
