@@ -3,11 +3,13 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod images;
+mod machines;
 mod process;
 pub mod sandbox;
 pub mod tls;
 pub mod wait;
 
+pub use machines::*;
 pub use process::*;
 
 use edgewake::config::{Config, ImageConfig};
@@ -33,6 +35,8 @@ pub const SLOW_STOP_IMAGE: &str = "test/slow-stop";
 /// the runtime.
 pub const CHATTY_IMAGE: &str = "test/chatty";
 pub const CHATTY_MARKER: &str = "after-the-flood";
+/// How long a machine may take to boot (or to stop) before a test gives up on it.
+pub const BOOT: Duration = Duration::from_secs(10);
 
 /// The directory holding the built binaries (`edgewake`, `edgewake-functions`).
 pub fn bin_dir() -> PathBuf {
@@ -234,7 +238,7 @@ impl TestEdge {
     /// Creates a machine of `image` with the seed's services; returns its JSON.
     pub async fn create_machine(&self, app: &str, image: &str, skip_launch: bool) -> Value {
         let body = json!({"config": seed_config(image), "skip_launch": skip_launch});
-        let (status, machine) = self.post(&format!("/v1/apps/{app}/machines"), body).await;
+        let (status, machine) = self.post(&machines_path(app), body).await;
         assert_eq!(status, StatusCode::OK, "{machine}");
         machine
     }
@@ -249,16 +253,15 @@ impl TestEdge {
     /// started; returns its id.
     pub async fn started_machine_with(&self, app: &str, config: Value) -> String {
         let body = json!({"config": config});
-        let (status, machine) = self.post(&format!("/v1/apps/{app}/machines"), body).await;
+        let (status, machine) = self.post(&machines_path(app), body).await;
         assert_eq!(status, StatusCode::OK, "{machine}");
         let id = machine["id"].as_str().unwrap().to_string();
-        self.wait_for_state(app, &id, "started", Duration::from_secs(10))
-            .await;
+        self.wait_for_state(app, &id, "started", BOOT).await;
         id
     }
 
     pub async fn machine(&self, app: &str, id: &str) -> Value {
-        let (status, machine) = self.get(&format!("/v1/apps/{app}/machines/{id}")).await;
+        let (status, machine) = self.get(&machine_path(app, id, "")).await;
         assert_eq!(status, StatusCode::OK, "{machine}");
         machine
     }
@@ -292,73 +295,4 @@ impl TestEdge {
             .await
             .expect("edge answers")
     }
-}
-
-/// The seed's machine config: 443 (tls, http) and 80 (http) to internal port 8080.
-pub fn seed_config(image: &str) -> Value {
-    json!({
-        "image": image,
-        "env": {"APP_ENV": "production"},
-        "services": [{
-            "ports": [{"port": 443, "handlers": ["tls", "http"]}, {"port": 80, "handlers": ["http"]}],
-            "protocol": "tcp",
-            "internal_port": 8080
-        }]
-    })
-}
-
-/// How many events of `kind` the machine has.
-pub fn count_events(machine: &Value, kind: &str) -> usize {
-    machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .count()
-}
-
-/// Whether a process with this pid exists.
-pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
-/// Pids of live processes that run as machine `id` (their environment says so).
-pub fn machine_pids(id: &str) -> Vec<u32> {
-    let marker = format!("FLY_MACHINE_ID={id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
-        })
-        .filter(|pid| process_alive(*pid))
-        .collect()
-}
-
-/// `/v1/apps/{app}/machines/{id}{rest}`.
-pub fn machine_path(app: &str, id: &str, rest: &str) -> String {
-    format!("/v1/apps/{app}/machines/{id}{rest}")
-}
-
-/// Asserts an error answer: the status and a JSON body with a non-empty `error` string.
-pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
-    assert_eq!(status, expected, "{body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error string: {body}"));
-    assert!(!message.is_empty(), "{body}");
-}
-
-/// The id of a machine's JSON, as a String.
-pub fn id_of(machine: &Value) -> String {
-    machine["id"]
-        .as_str()
-        .expect("machine has an id")
-        .to_string()
 }
