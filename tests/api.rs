@@ -9,16 +9,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 use support::*;
 
-const BOOT: Duration = Duration::from_secs(10);
-
-fn machines_path(app: &str) -> String {
-    format!("/v1/apps/{app}/machines")
-}
-
-fn machine_path(app: &str, id: &str, rest: &str) -> String {
-    format!("/v1/apps/{app}/machines/{id}{rest}")
-}
-
 /// A request to the API with an optional bearer token and a raw body.
 async fn raw(
     edge: &TestEdge,
@@ -43,29 +33,6 @@ async fn raw(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-/// Asserts an error answer: the status and a JSON body with a non-empty `error` string.
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
-    assert_eq!(status, expected, "{body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error string: {body}"));
-    assert!(!message.is_empty(), "{body}");
-}
-
-fn event_types(machine: &Value) -> Vec<String> {
-    machine["events"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no events array: {machine}"))
-        .iter()
-        .map(|e| {
-            e["type"]
-                .as_str()
-                .unwrap_or_else(|| panic!("event without type: {e}"))
-                .to_string()
-        })
-        .collect()
 }
 
 /// Asserts every event has status, source and a ms timestamp, newest first.
@@ -93,10 +60,10 @@ fn assert_events_well_formed(machine: &Value) {
     }
 }
 
-fn position(types: &[String], kind: &str) -> usize {
+fn position(types: &[&str], kind: &str) -> usize {
     types
         .iter()
-        .position(|t| t == kind)
+        .position(|t| *t == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {types:?}"))
 }
 
@@ -409,15 +376,7 @@ async fn delete_running_machine_needs_force() {
     let (status, body) = edge.get(&machine_path(APP, id, "")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     assert!(machine_ids(&edge, APP).await.is_empty());
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !machine_pids(id).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deleted machine's process still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_no_process(id).await;
     edge.shutdown().await;
 }
 
@@ -657,15 +616,7 @@ async fn app_delete_with_running_machine_needs_force() {
     assert_error(status, &body, StatusCode::NOT_FOUND);
     let (_, list) = edge.get("/v1/apps?org_slug=personal").await;
     assert_eq!(list["total_apps"], 0, "{list}");
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !machine_pids(id).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "machine of a deleted app still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_no_process(id).await;
     edge.shutdown().await;
 }
 

@@ -5,23 +5,11 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// A started machine's id.
 async fn started(edge: &TestEdge) -> String {
     edge.started_machine(APP, RUNTIME_IMAGE).await
-}
-
-fn event_types(machine: &Value) -> Vec<&str> {
-    machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect()
 }
 
 /// A call with the lease nonce header (or none).

@@ -6,10 +6,7 @@ mod support;
 use edgewake::config::RegionConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 async fn edge_with_two_regions() -> TestEdge {
     TestEdge::start_with(|config| {

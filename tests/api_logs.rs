@@ -4,10 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// The logs hold what the machine printed; `offset` skips what was already read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

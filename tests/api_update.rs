@@ -4,10 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 fn config_with_env(env: Value) -> Value {
     let mut config = seed_config(RUNTIME_IMAGE);
@@ -62,12 +59,7 @@ async fn update_restarts_running_machine_on_new_config() {
         "{old_pids:?} -> {new_pids:?}"
     );
     let machine = edge.machine(APP, &id).await;
-    let kinds: Vec<&str> = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&machine);
     assert_eq!(
         &kinds[..4],
         ["start", "update", "exit", "update"],

@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::*;
 
-const BOOT: Duration = Duration::from_secs(10);
-
 /// A started machine of `image` and its JSON once started.
 async fn started_machine(edge: &TestEdge, image: &str) -> Value {
     edge.create_app(APP).await;

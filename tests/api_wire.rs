@@ -6,10 +6,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashSet;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// Every API answer — success, 401, 404, 405 — carries a distinct `fly-request-id`
 /// ending in the edge's region.

@@ -6,10 +6,7 @@ mod support;
 use edgewake::config::RegionConfig;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// What a CLI run printed and how it ended.
 struct Run {

@@ -150,12 +150,7 @@ async fn request_during_stop_waits_and_wakes() {
     assert_eq!(stop.await.unwrap(), StatusCode::OK);
     let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "started");
-    let kinds: Vec<&str> = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&machine);
     assert_eq!(
         &kinds[..3],
         ["start", "exit", "stop"],
