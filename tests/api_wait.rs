@@ -3,25 +3,17 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
-
-/// A started machine of `image` and its JSON once started.
-async fn started_machine(edge: &TestEdge, image: &str) -> Value {
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, image, false).await;
-    edge.wait_for_state(APP, &id_of(&machine), "started", BOOT)
-        .await
-}
 
 /// `wait?state=stopped` answers within a few ms of another call stopping the machine —
 /// not before the (one second) stop has finished, and not at a later poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_answers_when_another_call_stops_the_machine() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, SLOW_STOP_IMAGE).await;
-    let (id, version) = (id_of(&machine), machine["instance_id"].as_str().unwrap());
+    let Machine { id, json: machine } = edge.app_with_machine(SLOW_STOP_IMAGE).started().await;
+    let version = machine["instance_id"].as_str().unwrap();
     let path = machine_path(
         APP,
         &id,
@@ -65,8 +57,8 @@ async fn wait_answers_when_another_call_stops_the_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_times_out_with_408() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, RUNTIME_IMAGE).await;
-    let (id, version) = (id_of(&machine), machine["instance_id"].as_str().unwrap());
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let version = machine["instance_id"].as_str().unwrap();
     let begun = Instant::now();
     let (status, body) = edge
         .get(&machine_path(
@@ -90,8 +82,7 @@ async fn wait_times_out_with_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_waits_are_400() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     for query in [
         "state=started&timeout=0",
         "state=started&timeout=61",
@@ -117,9 +108,7 @@ async fn bad_waits_are_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_takes_state_lists() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).created().await;
     for query in [
         "state=started,settled&timeout=2",
         "state=destroyed&state=settled&timeout=2",
@@ -152,8 +141,7 @@ async fn wait_takes_state_lists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_from_event_id_needs_a_newer_event() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, RUNTIME_IMAGE).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
     let last = machine["events"][0]["id"].as_str().unwrap().to_string();
     let path = machine_path(
         APP,
@@ -181,7 +169,7 @@ async fn wait_from_event_id_needs_a_newer_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_destroyed() {
     let edge = TestEdge::start().await;
-    let id = id_of(&started_machine(&edge, RUNTIME_IMAGE).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let destroy = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         edge.delete(&machine_path(APP, &id, "?force=true")).await
@@ -201,7 +189,7 @@ async fn wait_for_destroyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_newest_first_with_limit() {
     let edge = TestEdge::start().await;
-    let id = id_of(&started_machine(&edge, RUNTIME_IMAGE).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     let machine = edge.machine(APP, &id).await;
     let all = machine["events"].as_array().unwrap();

@@ -11,27 +11,17 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests_then_stops_machines() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap().to_string();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     assert_eq!(edge.request(APP, "/warm").await.status(), StatusCode::OK);
 
-    let (client, addr) = (edge.client.clone(), edge.running.http_addr);
-    let slow = tokio::spawn(async move {
-        let res = client
-            .get(format!("http://{addr}/slow?sleep=700"))
-            .header("host", format!("{APP}.localhost"))
-            .send()
-            .await
-            .unwrap();
-        (res.status(), res.text().await.unwrap())
-    });
+    let addr = edge.running.http_addr;
+    let slow = spawn_request(edge.request_to(APP, "/slow?sleep=700"));
     tokio::time::sleep(Duration::from_millis(200)).await; // the request is now in flight
     edge.running.shutdown();
 
-    let (status, body) = slow.await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("/slow?sleep=700"), "{body}");
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.body.contains("/slow?sleep=700"), "{answer:?}");
     edge.running.stopped().await;
     assert!(
         machine_pids(&id).is_empty(),

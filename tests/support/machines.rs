@@ -1,9 +1,99 @@
-//! Machines in tests: reading their JSON (paths, events, errors) and finding their
-//! processes.
+//! Machines in tests: creating one as a test needs it (in a new app or an existing one,
+//! left `created`, launched or started), reading its JSON (paths, events, errors), and
+//! finding its processes.
 
-use super::{BOOT, wait};
+use super::{APP, BOOT, TestEdge, wait};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// A machine the API created: its id, and its JSON as the API last showed it (the
+/// create answer, or the machine once started).
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub id: String,
+    pub json: Value,
+}
+
+/// A machine to create, as Fly's create call takes it: the seed's config for an image,
+/// and what the test changes. `TestEdge::app_with_machine` or `TestEdge::new_machine`
+/// makes one; `created`, `launched` or `started` sends it.
+#[must_use = "nothing is created until `.created()`, `.launched()` or `.started()`"]
+pub struct NewMachine<'e> {
+    edge: &'e TestEdge,
+    app: String,
+    create_app: bool,
+    body: Value,
+}
+
+impl<'e> NewMachine<'e> {
+    pub(super) fn new(edge: &'e TestEdge, app: &str, image: &str, create_app: bool) -> Self {
+        NewMachine {
+            edge,
+            app: app.to_string(),
+            create_app,
+            body: json!({"config": seed_config(image)}),
+        }
+    }
+
+    /// Changes the machine's config (the seed's for the image).
+    pub fn config(mut self, change: impl FnOnce(&mut Value)) -> Self {
+        change(&mut self.body["config"]);
+        self
+    }
+
+    /// Sets a field of the create call beside `config`: `region`, `name`, `lease_ttl`…
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.body[field] = value.into();
+        self
+    }
+
+    /// Creates it with `skip_launch`: it stays `created` until a request or a start wakes
+    /// it. Returns the create answer.
+    pub async fn created(self) -> Machine {
+        self.with("skip_launch", true).send().await
+    }
+
+    /// Creates it booting at once, and returns the create answer without waiting for
+    /// the boot.
+    pub async fn launched(self) -> Machine {
+        self.send().await
+    }
+
+    /// Creates it booting at once and waits until it has started; returns it as started.
+    pub async fn started(self) -> Machine {
+        let edge = self.edge;
+        let app = self.app.clone();
+        let Machine { id, .. } = self.send().await;
+        let json = edge.wait_for_state(&app, &id, "started", BOOT).await;
+        Machine { id, json }
+    }
+
+    async fn send(self) -> Machine {
+        if self.create_app {
+            self.edge.create_app(&self.app).await;
+        }
+        let (status, json) = self.edge.post(&machines_path(&self.app), self.body).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        Machine {
+            id: id_of(&json),
+            json,
+        }
+    }
+}
+
+impl TestEdge {
+    /// Creates app `APP` and, in it, a machine of `image`: say how it differs from the
+    /// seed's, then `.created()`, `.launched()` or `.started()`.
+    pub fn app_with_machine(&self, image: &str) -> NewMachine<'_> {
+        NewMachine::new(self, APP, image, true)
+    }
+
+    /// A machine of `image` in `app`, which exists already: say how it differs from the
+    /// seed's, then `.created()`, `.launched()` or `.started()`.
+    pub fn new_machine(&self, app: &str, image: &str) -> NewMachine<'_> {
+        NewMachine::new(self, app, image, false)
+    }
+}
 
 /// The seed's machine config: 443 (tls, http) and 80 (http) to internal port 8080.
 pub fn seed_config(image: &str) -> Value {

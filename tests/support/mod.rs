@@ -1,5 +1,14 @@
 //! Test helpers: a real edgewake on port 0 with its own data dir and loopback range,
 //! real machine processes, and clients for its API and edge.
+//!
+//! - here: `TestEdge` (start, restart, API calls, requests through the edge) and the
+//!   test config with its images;
+//! - `machines`: a test's machine (`edge.app_with_machine(IMAGE).started()`), its JSON
+//!   (paths, events, errors) and its processes;
+//! - `wait`: waiting on a condition with a deadline, instead of sleeping;
+//! - `process`: the `edgewake` binary in a process of its own;
+//! - `images`, `sandbox`, `tls`: test images and a registry, the sandbox driver's
+//!   setup, TLS clients.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod images;
@@ -191,26 +200,24 @@ impl TestEdge {
         format!("http://{}{path}", self.running.api_addr)
     }
 
+    /// An API request with the test's token, to add to and send with [`answer`].
+    pub fn api_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.api_url(path))
+            .bearer_auth(TOKEN)
+    }
+
     pub async fn api(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, self.api_url(path))
-            .bearer_auth(TOKEN);
+        let mut req = self.api_request(method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.expect("API answers");
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(req).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -233,31 +240,6 @@ impl TestEdge {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    /// Creates a machine of `image` with the seed's services; returns its JSON.
-    pub async fn create_machine(&self, app: &str, image: &str, skip_launch: bool) -> Value {
-        let body = json!({"config": seed_config(image), "skip_launch": skip_launch});
-        let (status, machine) = self.post(&machines_path(app), body).await;
-        assert_eq!(status, StatusCode::OK, "{machine}");
-        machine
-    }
-
-    /// Creates a machine of `image` that boots at once and waits until it has started;
-    /// returns its id.
-    pub async fn started_machine(&self, app: &str, image: &str) -> String {
-        self.started_machine_with(app, seed_config(image)).await
-    }
-
-    /// Creates a machine with `config` that boots at once and waits until it has
-    /// started; returns its id.
-    pub async fn started_machine_with(&self, app: &str, config: Value) -> String {
-        let body = json!({"config": config});
-        let (status, machine) = self.post(&machines_path(app), body).await;
-        assert_eq!(status, StatusCode::OK, "{machine}");
-        let id = machine["id"].as_str().unwrap().to_string();
-        self.wait_for_state(app, &id, "started", BOOT).await;
-        id
     }
 
     pub async fn machine(&self, app: &str, id: &str) -> Value {
@@ -286,13 +268,55 @@ impl TestEdge {
         .await
     }
 
-    /// A request through the edge to `<app>.localhost`.
-    pub async fn request(&self, app: &str, path: &str) -> reqwest::Response {
+    /// A GET through the edge to `<app>.localhost`, to add to and send.
+    pub fn request_to(&self, app: &str, path: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("http://{}{path}", self.running.http_addr))
             .header("host", format!("{app}.localhost"))
+    }
+
+    /// A request through the edge to `<app>.localhost`.
+    pub async fn request(&self, app: &str, path: &str) -> reqwest::Response {
+        self.request_to(app, path)
             .send()
             .await
             .expect("edge answers")
     }
+}
+
+/// Sends an API request and reads its answer: the status and the JSON body (or the
+/// text, as a JSON string, when it is not JSON).
+pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let res = request.send().await.expect("API answers");
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// An answer read whole, and the moment it came.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    pub arrived: std::time::Instant,
+}
+
+/// Sends `request` on a task of its own, so the test goes on while it is in flight;
+/// the task gives the answer read whole.
+pub fn spawn_request(request: reqwest::RequestBuilder) -> tokio::task::JoinHandle<Answer> {
+    tokio::spawn(async move {
+        let res = request.send().await.expect("edge answers");
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = res.text().await.expect("the whole answer");
+        Answer {
+            status,
+            headers,
+            body,
+            arrived: std::time::Instant::now(),
+        }
+    })
 }
