@@ -148,20 +148,24 @@ async fn least_loaded_machine_gets_the_request() {
     let edge = TestEdge::start().await;
     let busy = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let light = edge.new_machine(APP, RUNTIME_IMAGE).started().await.id;
-    let slow = |id: &str| {
-        let req = edge.request_to(APP, "/?sleep=1500");
-        spawn_request(req.header("fly-force-instance-id", id))
-    };
-    let mut slows: Vec<_> = (0..5).map(|_| slow(&busy)).collect();
-    slows.push(slow(&light));
-    tokio::time::sleep(Duration::from_millis(400)).await; // all six are in flight
+    // An event stream is in flight from its first event until its last (a minute on).
+    let mut streams = Vec::new();
+    for id in [&busy, &busy, &busy, &busy, &busy, &light] {
+        let req = edge.request_to(APP, "/?stream=2&interval=60000");
+        let res = req
+            .header("fly-force-instance-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["edgewake-machine"], id.as_str());
+        streams.push(res);
+    }
     assert_eq!(
         from(&edge, "127.0.0.1", &[]).await,
         (StatusCode::OK, "ams".into(), light)
     );
-    for slow in slows {
-        assert_eq!(slow.await.unwrap().status, StatusCode::OK);
-    }
+    drop(streams);
     edge.shutdown().await;
 }
 

@@ -3,25 +3,28 @@
 mod support;
 
 use reqwest::StatusCode;
-use std::time::Duration;
 use support::*;
 
-/// A request in flight when shutdown begins still gets its answer; afterwards the edge
-/// accepts nothing and the machine's process is gone.
+/// A request in flight when shutdown begins still gets its whole answer; afterwards
+/// the edge accepts nothing and the machine's process is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests_then_stops_machines() {
     let edge = TestEdge::start().await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     assert_eq!(edge.request(APP, "/warm").await.status(), StatusCode::OK);
 
+    // An event stream: in flight from its first event until its last, 700 ms later.
+    let mut streaming = edge.request(APP, "/slow?stream=2&interval=700").await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let first = streaming.chunk().await.unwrap().expect("the first event");
     let addr = edge.running.http_addr;
-    let slow = spawn_request(edge.request_to(APP, "/slow?sleep=700"));
-    tokio::time::sleep(Duration::from_millis(200)).await; // the request is now in flight
     edge.running.shutdown();
 
-    let answer = slow.await.unwrap();
-    assert_eq!(answer.status, StatusCode::OK);
-    assert!(answer.body.contains("/slow?sleep=700"), "{answer:?}");
+    let mut body = first.to_vec();
+    while let Some(chunk) = streaming.chunk().await.expect("the answer is not cut") {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"data: 0\n\ndata: 1\n\n");
     edge.running.stopped().await;
     assert!(
         machine_pids(&id).is_empty(),
