@@ -6,7 +6,6 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::time::Duration;
 use support::*;
 
 /// A request to the API with an optional bearer token and a raw body.
@@ -274,9 +273,11 @@ async fn skip_launch_stays_created_until_started() {
         machine_pids(id).is_empty(),
         "a skip_launch machine runs a process"
     );
-    // Still created a little later: nothing boots it behind our back.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Still created once a machine launched after it has booted: nothing boots it
+    // behind our back.
+    edge.new_machine(APP, RUNTIME_IMAGE).started().await;
     assert_eq!(edge.machine(APP, id).await["state"], "created");
+    assert!(machine_pids(id).is_empty());
 
     let (status, body) = edge.post(&machine_path(APP, id, "/start"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

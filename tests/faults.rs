@@ -41,10 +41,11 @@ async fn no_machine_outlives_a_deleted_app() {
     let app = format!("/v1/apps/{APP}");
     let delete =
         spawn_request(edge.api_request(reqwest::Method::DELETE, &format!("{app}?force=true")));
-    // The machine takes 1 s to stop; well inside that, the app is already gone.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _) = edge.get(&app).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The machine takes 1 s to stop; the app is gone from the start of the delete.
+    wait::until_true("the app to be gone", BOOT, async || {
+        edge.get(&app).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
     let body = json!({"config": seed_config(RUNTIME_IMAGE)});
     let (status, created) = edge.post(&machines_path(APP), body).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{created}");

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::images::Registry;
 use support::sandbox::{import_test_image, push_test_image, sandboxed};
-use support::{APP, BOOT, Machine, TestEdge, machine_path, machines_path};
+use support::{APP, BOOT, Machine, TestEdge, machine_path, machines_path, wait};
 
 /// The test image, as imported into each test's store.
 const IMAGE: &str = "edgewake.test/functions:1";
@@ -124,7 +124,8 @@ async fn fork_bomb_is_held_by_the_pids_limit() {
         "b() { b | b & }; b; sleep 2; echo after",
     );
     let served = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = "the fork bomb to reach the pids limit";
+        wait::until_true(held, BOOT, async || forks_refused(&bomber) > 0).await;
         let response = edge.request(APP, "/").await;
         let status = response.status();
         let answer: Value = response.json().await.unwrap();

@@ -54,15 +54,28 @@ async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStr
 }
 
 /// A WebSocket wakes the machine, stays open past the idle timeout without the machine
-/// being stopped, and the machine stops once it closes.
+/// being stopped (while a machine without one is stopped for idleness, twice), and the
+/// machine stops once it closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_keeps_its_machine_awake() {
     let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    edge.create_app("witness").await;
+    let witness = edge
+        .new_machine("witness", RUNTIME_IMAGE)
+        .created()
+        .await
+        .id;
 
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // four idle timeouts
+    // The witness, last used after the echo, is stopped for idleness twice: the idle
+    // timeout has passed since the echo, and the reaper has looked at both since.
+    for _ in 0..2 {
+        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
+        edge.wait_for_state("witness", &witness, "stopped", BOOT)
+            .await;
+    }
     assert_eq!(edge.machine(APP, &id).await["state"], "started");
     echo(&mut socket, "still here").await;
 
