@@ -23,8 +23,9 @@ async fn wait_answers_when_another_call_stops_the_machine() {
         let answer = edge.get(&path).await;
         (answer, Instant::now())
     };
+    // Sent together with the wait: the wait is in before the stop ends (the stop takes a
+    // second), so it is answered by the stop, however the two calls are ordered.
     let stopper = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let sent = Instant::now();
         let answer = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
         (answer, sent, Instant::now())
@@ -151,9 +152,10 @@ async fn wait_from_event_id_needs_a_newer_event() {
     let (status, body) = edge.get(&path).await;
     assert_error(status, &body, StatusCode::REQUEST_TIMEOUT);
 
+    // The stop and start go with the wait: whether it is in before them or comes after,
+    // only their newer events can answer it.
     let path = path.replace("timeout=1", "timeout=20");
     let cycle = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
         edge.post(&machine_path(APP, &id, "/start"), json!({}))
             .await;
@@ -170,12 +172,10 @@ async fn wait_from_event_id_needs_a_newer_event() {
 async fn wait_for_destroyed() {
     let edge = TestEdge::start().await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
-    let destroy = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        edge.delete(&machine_path(APP, &id, "?force=true")).await
-    };
-    let path = machine_path(APP, &id, "/wait?state=destroyed&timeout=20");
-    let ((status, body), (deleted, _)) = tokio::join!(edge.get(&path), destroy);
+    // The delete goes with the wait: a wait that comes after it is answered too.
+    let wait = machine_path(APP, &id, "/wait?state=destroyed&timeout=20");
+    let force = machine_path(APP, &id, "?force=true");
+    let ((status, body), (deleted, _)) = tokio::join!(edge.get(&wait), edge.delete(&force));
     assert_eq!(
         (status, deleted),
         (StatusCode::OK, StatusCode::OK),
