@@ -74,6 +74,7 @@
 pub mod addresses;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod drivers;
 pub mod edge;

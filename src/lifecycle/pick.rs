@@ -2,7 +2,8 @@
 //! under its soft limit with the fewest requests in flight; else the machine already
 //! waking; else one stopped machine to wake (a burst never wakes more than one); else a
 //! started machine between its soft and hard limits. Only when a region has nothing
-//! does the next one get the request. Cordoned machines get no traffic at all.
+//! does the next one get the request. Cordoned machines get no traffic at all, nor do
+//! machines of a cluster node that is down.
 
 use super::AcquireError;
 use crate::machines::{App, Machine, MachineState};
@@ -113,6 +114,7 @@ pub fn pick(
         let serving: Vec<(&Arc<Machine>, Candidate)> = machines
             .iter()
             .filter(|m| !m.is_gone() && !m.is_cordoned() && !excluded.contains(&m.id))
+            .filter(|m| m.is_reachable())
             .filter_map(|m| Some((m, candidate(m, public_port, &waking)?)))
             .collect();
         let picked = |(machine, action): (&Arc<Machine>, Action), preferred_unavailable| Picked {

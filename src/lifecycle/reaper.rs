@@ -27,7 +27,7 @@ pub(super) async fn run(
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for machine in supervisor.registry.all_machines() {
+        for machine in supervisor.registry.local_machines() {
             let idle = machine.state() == MachineState::Started
                 && machine.activity.idle_for() >= idle_timeout
                 && autostops(&machine.spec());

@@ -1,82 +1,22 @@
 //! The registry: every app and machine, in memory for the proxy (read on each request)
-//! and in SQLite for restarts. The control plane writes it; the proxy only reads.
-//! Later edges in several regions will share this through a distributed store, so it
-//! stays a small interface.
+//! and, for the machines hosted here, in SQLite for restarts. The control plane writes
+//! it; the proxy only reads. In a cluster it is the node's whole view: machines hosted
+//! here, and records of machines other nodes host, learnt from the cluster's shared
+//! state (never written to SQLite); changes to machines hosted here are noted for the
+//! cluster's publisher.
 
+pub use super::app::App;
+use super::changes::Changes;
 use super::machine::Machine;
+use super::nodes::Node;
 use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
 use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
 use crate::addresses::AddressRange;
 use crate::ids;
 use dashmap::DashMap;
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
-
-/// How many destroyed machines an app remembers (for `include_deleted`); older ones are
-/// forgotten for good.
-pub const MAX_DESTROYED_KEPT: usize = 100;
-
-/// An app and its machines.
-#[derive(Debug)]
-pub struct App {
-    pub record: AppRecord,
-    machines: RwLock<Vec<Arc<Machine>>>,
-    /// Records of destroyed machines, oldest first: listed only when asked for.
-    destroyed: Mutex<VecDeque<MachineRecord>>,
-}
-
-impl App {
-    fn new(record: AppRecord) -> App {
-        App {
-            record,
-            machines: RwLock::new(Vec::new()),
-            destroyed: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Records of the app's destroyed machines, oldest first.
-    pub fn destroyed(&self) -> Vec<MachineRecord> {
-        let destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
-        destroyed.iter().cloned().collect()
-    }
-
-    /// Keeps a destroyed machine's record; returns the id of one forgotten to make room.
-    fn remember_destroyed(&self, record: MachineRecord) -> Option<String> {
-        let mut destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
-        destroyed.push_back(record);
-        (destroyed.len() > MAX_DESTROYED_KEPT)
-            .then(|| destroyed.pop_front().map(|r| r.id))
-            .flatten()
-    }
-
-    /// The app's machines, oldest first.
-    pub fn machines(&self) -> Vec<Arc<Machine>> {
-        self.machines
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Runs `f` over the machines without copying the list (the proxy's hot path).
-    pub fn with_machines<T>(&self, f: impl FnOnce(&[Arc<Machine>]) -> T) -> T {
-        f(&self.machines.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn push(&self, machine: Arc<Machine>) {
-        self.machines
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(machine);
-    }
-
-    fn remove(&self, id: &str) {
-        self.machines
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|m| m.id != id);
-    }
-}
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -102,12 +42,21 @@ pub struct NewMachine {
     pub cordoned: bool,
 }
 
+/// A machine record from another node that cannot be placed yet: its app is unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("app `{0}` is not known here yet")]
+pub struct UnknownApp(pub String);
+
 pub struct Registry {
     apps: DashMap<String, Arc<App>>,
+    /// The other nodes of a cluster, by name.
+    nodes: DashMap<String, Arc<Node>>,
     store: Store,
     addresses: AddressRange,
     /// Orders creations, so names and addresses are checked and taken atomically.
     creating: Mutex<()>,
+    /// Where changes to machines hosted here are noted, once someone shares them.
+    changes: OnceLock<Arc<Changes>>,
 }
 
 impl Registry {
@@ -119,9 +68,11 @@ impl Registry {
     ) -> Result<(Registry, Vec<StoredMachine>), StoreError> {
         let registry = Registry {
             apps: DashMap::new(),
+            nodes: DashMap::new(),
             store,
             addresses,
             creating: Mutex::new(()),
+            changes: OnceLock::new(),
         };
         for app in registry.store.apps()? {
             registry
@@ -140,7 +91,7 @@ impl Registry {
             }
         }
         for machine in &stored {
-            let spec = MachineSpec::from_config(&machine.record.config).unwrap_or_default();
+            let spec = spec_of(&machine.record);
             let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
             if let Some(app) = registry.apps.get(&machine.app) {
                 app.push(live);
@@ -164,25 +115,128 @@ impl Registry {
             .with_machines(|ms| ms.iter().find(|m| m.id == id).cloned())
     }
 
+    /// Every machine in the view, wherever it is hosted.
     pub fn all_machines(&self) -> Vec<Arc<Machine>> {
         self.apps.iter().flat_map(|a| a.machines()).collect()
     }
 
-    pub fn create_app(&self, name: &str, org_slug: &str) -> Result<AppRecord, RegistryError> {
-        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if self.apps.contains_key(name) {
-            return Err(RegistryError::AppTaken(name.into()));
+    /// The machines this node hosts (runs, stops, keeps in SQLite).
+    pub fn local_machines(&self) -> Vec<Arc<Machine>> {
+        let mut machines = self.all_machines();
+        machines.retain(|m| m.is_local());
+        machines
+    }
+
+    /// Changes to machines hosted here are noted from now on, for the caller to share.
+    pub fn share_changes(&self) -> Arc<Changes> {
+        self.changes.get_or_init(Arc::default).clone()
+    }
+
+    fn note(&self, machine: &Machine, record: &MachineRecord) {
+        if let Some(changes) = self.changes.get().filter(|_| machine.is_local()) {
+            changes.record(&machine.app, record);
         }
-        let record = AppRecord {
-            id: ids::app_id(),
-            name: name.into(),
-            org_slug: org_slug.into(),
-            created_at: now_rfc3339(),
-        };
+    }
+
+    /// Notes every machine hosted here as changed, so all are shared again.
+    pub fn republish(&self) {
+        for machine in self.local_machines() {
+            let record = machine.snapshot();
+            self.note(&machine, &record);
+        }
+    }
+
+    pub fn create_app(&self, name: &str, org_slug: &str) -> Result<AppRecord, RegistryError> {
+        self.add_app(AppRecord::new(name, org_slug))
+    }
+
+    /// Registers a new app (in a cluster, once its name is claimed). The same record
+    /// twice is one app: the cluster's view may bring it back before this returns.
+    pub fn add_app(&self, record: AppRecord) -> Result<AppRecord, RegistryError> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(app) = self.apps.get(&record.name) {
+            return match app.record.id == record.id {
+                true => Ok(record),
+                false => Err(RegistryError::AppTaken(record.name)),
+            };
+        }
         self.store.insert_app(&record)?;
-        self.apps
-            .insert(name.into(), Arc::new(App::new(record.clone())));
+        let name = record.name.clone();
+        self.apps.insert(name, Arc::new(App::new(record.clone())));
         Ok(record)
+    }
+
+    /// An app created on another node. Kept in SQLite too, so machines created here for
+    /// it still have their app after a restart while the cluster is unreachable.
+    pub fn learn_app(&self, record: AppRecord) -> Result<(), RegistryError> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.apps.contains_key(&record.name) {
+            return Ok(());
+        }
+        self.store.keep_app(&record)?;
+        let name = record.name.clone();
+        self.apps.insert(name, Arc::new(App::new(record)));
+        Ok(())
+    }
+
+    /// Another node, made on first mention.
+    pub fn node(&self, name: &str) -> Arc<Node> {
+        if let Some(node) = self.nodes.get(name) {
+            return node.clone();
+        }
+        let node = self.nodes.entry(name.to_string());
+        node.or_insert_with(|| Arc::new(Node::new(name))).clone()
+    }
+
+    /// The other nodes, by name.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        let mut nodes: Vec<_> = self.nodes.iter().map(|n| n.clone()).collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
+    }
+
+    /// Takes the record of a machine that `node` hosts, as it published it: new, newer,
+    /// or destroyed. A record for a machine hosted here is ignored (this node alone
+    /// writes those).
+    pub fn learn_machine(
+        &self,
+        app_name: &str,
+        record: MachineRecord,
+        node: &Arc<Node>,
+    ) -> Result<(), UnknownApp> {
+        let app = self
+            .app(app_name)
+            .ok_or_else(|| UnknownApp(app_name.into()))?;
+        let known = app.with_machines(|ms| ms.iter().find(|m| m.id == record.id).cloned());
+        match known {
+            Some(machine) if machine.is_local() => {}
+            Some(machine) if record.state == MachineState::Destroyed => {
+                machine.replace_record(record, None);
+                app.remove(&machine.id);
+            }
+            Some(machine) => {
+                let changed = machine.record().instance_id != record.instance_id;
+                let spec = changed.then(|| spec_of(&record));
+                machine.replace_record(record, spec);
+            }
+            None if record.state == MachineState::Destroyed => {}
+            None => {
+                let spec = spec_of(&record);
+                let machine = Machine::hosted_by(Some(node.clone()), app_name, record, spec);
+                app.push(Arc::new(machine));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a machine another node hosted and has forgotten.
+    pub fn forget_remote(&self, id: &str) {
+        for app in self.apps.iter() {
+            let remote = app.with_machines(|ms| ms.iter().any(|m| m.id == id && !m.is_local()));
+            if remote {
+                app.remove(id);
+            }
+        }
     }
 
     /// Takes an app out of routing and out of reach of new machines; its machines are
@@ -192,8 +246,15 @@ impl Registry {
         self.apps.remove(name).map(|(_, app)| app)
     }
 
-    pub fn forget_app(&self, name: &str) -> Result<(), RegistryError> {
-        Ok(self.store.delete_app(name)?)
+    /// Drops a deleted app's state, and in a cluster the records of its destroyed
+    /// machines.
+    pub fn forget_app(&self, app: &App) -> Result<(), RegistryError> {
+        if let Some(changes) = self.changes.get() {
+            for record in app.destroyed() {
+                changes.forgotten(&record.id);
+            }
+        }
+        Ok(self.store.delete_app(&app.record.name)?)
     }
 
     /// Creates a machine record in state `created`, with its own private address.
@@ -234,6 +295,7 @@ impl Registry {
         ));
         self.store.save_machine(&app.record.name, &record)?;
         let machine = Arc::new(Machine::new(&app.record.name, record, new.spec));
+        self.note(&machine, &machine.record());
         app.push(machine.clone());
         Ok(machine)
     }
@@ -248,6 +310,7 @@ impl Registry {
             record.push_event(event);
         }
         machine.set_state(state);
+        self.note(machine, &record);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }
@@ -264,6 +327,7 @@ impl Registry {
         let mut record = machine.record();
         let out = change(&mut record);
         record.updated_at = now_rfc3339();
+        self.note(machine, &record);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist the machine: {e}");
         }
@@ -286,8 +350,16 @@ impl Registry {
         };
         app.remove(&machine.id);
         if let Some(forgotten) = app.remember_destroyed(machine.snapshot()) {
+            if let Some(changes) = self.changes.get() {
+                changes.forgotten(&forgotten);
+            }
             self.store.delete_machine(&forgotten)?;
         }
         Ok(())
     }
+}
+
+/// The typed config of a stored or published record (checked when it was accepted).
+fn spec_of(record: &MachineRecord) -> MachineSpec {
+    MachineSpec::from_config(&record.config).unwrap_or_default()
 }
