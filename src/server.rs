@@ -3,6 +3,7 @@
 //! order (stop accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
+use crate::cluster::{self, Advertised, BackhaulKey, Cluster, ClusterError};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
@@ -60,6 +61,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error(transparent)]
     Sandbox(#[from] crate::drivers::sandbox::SetupError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -79,8 +82,11 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The backhaul listener, in a cluster.
+    pub backhaul_addr: Option<SocketAddr>,
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
+    pub cluster: Option<Arc<Cluster>>,
     pub tls: Arc<Tls>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
@@ -103,6 +109,7 @@ struct Sockets {
     http: TcpListener,
     https: TcpListener,
     api: TcpListener,
+    backhaul: Option<TcpListener>,
 }
 
 fn bind_all(config: &Config) -> Result<Sockets, StartError> {
@@ -113,7 +120,33 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
         http: bind("edge HTTP", config.edge.http)?,
         https: bind("edge HTTPS", config.edge.https)?,
         api: bind("Machines API", config.api.listen)?,
+        backhaul: match &config.cluster {
+            Some(cluster) => Some(bind("cluster backhaul", cluster.backhaul)?),
+            None => None,
+        },
     })
+}
+
+/// This node's membership of the cluster and the backhaul key, when `[cluster]` is set.
+async fn join_cluster(
+    config: &Config,
+    registry: &Arc<crate::machines::Registry>,
+    backhaul: Option<SocketAddr>,
+    api: SocketAddr,
+) -> Result<Option<(Arc<Cluster>, Arc<BackhaulKey>)>, StartError> {
+    let (Some(settings), Some(backhaul)) = (&config.cluster, backhaul) else {
+        return Ok(None);
+    };
+    let key = BackhaulKey::new(&cluster::secret_from_env(&settings.secret_env)?);
+    let ip = settings.advertised_ip();
+    let advertised = Advertised {
+        backhaul: SocketAddr::new(ip, backhaul.port()),
+        api: SocketAddr::new(ip, api.port()),
+    };
+    let region = &config.edge.region;
+    let joined = Cluster::join(settings, region, advertised, registry.clone()).await?;
+    tracing::info!(node = %settings.node, %region, "joining the cluster");
+    Ok(Some((joined, Arc::new(key))))
 }
 
 /// Starts edgewake; returns once every listener is bound.
@@ -135,6 +168,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.https),
         local(&sockets.api),
     );
+    let backhaul_addr = sockets.backhaul.as_ref().map(local);
+    let joined = join_cluster(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
+    let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
 
     let cancel = CancellationToken::new();
     let api_state = ApiState {
@@ -142,6 +178,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
+        cluster: cluster.clone(),
+        forwarder: api::forward::Forwarder::default(),
     };
     let geo = open_geo(&config)?;
     let served = Served {
@@ -150,6 +188,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         supervisor: supervisor.clone(),
         tls: tls.clone(),
         cancel: cancel.clone(),
+        cluster: joined,
     };
     let done = tokio::spawn(served.run(sockets, api_state));
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
@@ -157,8 +196,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         http_addr,
         https_addr,
         api_addr,
+        backhaul_addr,
         api_token,
         supervisor,
+        cluster,
         tls,
         cancel,
         done,
@@ -178,6 +219,10 @@ fn open_machines(
         false => config.machines.private_ip_range,
     };
     let (registry, stored) = Registry::load(store, range)?;
+    if config.cluster.is_some() {
+        // From recovery on, every change to a machine hosted here is shared.
+        registry.share_changes();
+    }
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
     let driver: Arc<dyn Driver> = match (driver, sandboxed) {
         (Some(driver), _) => driver,
@@ -266,6 +311,7 @@ struct Served {
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
     cancel: CancellationToken,
+    cluster: Option<(Arc<Cluster>, Arc<BackhaulKey>)>,
 }
 
 impl Served {
@@ -276,6 +322,7 @@ impl Served {
             supervisor,
             tls,
             cancel,
+            cluster,
         } = self;
         let edge_config = &config.edge;
         let trusted = Trusted::new(edge_config.trusted_proxies.clone());
@@ -285,6 +332,7 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            backhaul: cluster.as_ref().map(|(_, key)| key.clone()),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -301,19 +349,36 @@ impl Served {
         ));
         let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
         let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+        if let Some((cluster, _)) = &cluster {
+            cluster.run(supervisor.clone(), cancel.clone());
+        }
         let http_inbound = Inbound {
             service_port: edge_config.http_service_port,
             scheme: "http",
             proxy_protocol: edge_config.http_proxy_protocol,
+            backhaul: false,
         };
         let https_inbound = Inbound {
             service_port: edge_config.https_service_port,
             scheme: "https",
             proxy_protocol: edge_config.https_proxy_protocol,
+            backhaul: false,
+        };
+        let backhaul_inbound = Inbound {
+            service_port: 0,
+            scheme: "http",
+            proxy_protocol: false,
+            backhaul: true,
+        };
+        let backhaul = async {
+            if let Some(listener) = sockets.backhaul {
+                edge::serve(listener, edge.clone(), backhaul_inbound, None).await;
+            }
         };
         tokio::join!(
             edge::serve(sockets.http, edge.clone(), http_inbound, None),
             edge::serve(sockets.https, edge.clone(), https_inbound, Some(tls)),
+            backhaul,
         );
         // The accept loops return only once cancelled: drain what is in flight.
         supervisor.close_all_tunnels().await;
@@ -330,6 +395,9 @@ impl Served {
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);
         supervisor.shutdown().await;
+        if let Some((cluster, _)) = &cluster {
+            cluster.leave().await;
+        }
         supervisor.driver().close();
         tracing::info!("edgewake stopped");
     }

@@ -2,6 +2,7 @@
 //! domain error means (the one place for them), and the JSON body extractor that turns
 //! malformed bodies into it.
 
+use crate::cluster::ClusterError;
 use crate::drivers::DriverError;
 use crate::lifecycle::{OperationError, UpdateError};
 use crate::machines::lease::LeaseError;
@@ -137,6 +138,24 @@ impl From<RegistryError> for ApiError {
             RegistryError::NoAddress(_) | RegistryError::Store(_) => {
                 ApiError::internal(error.to_string())
             }
+        }
+    }
+}
+
+/// The cluster's shared state out of reach is a 503 (the change can be made again once
+/// it is back); a name another node claimed first is Fly's 422 `name_taken`.
+impl From<ClusterError> for ApiError {
+    fn from(error: ClusterError) -> ApiError {
+        match error {
+            ClusterError::AppTaken(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+                    .with_code("name_taken")
+            }
+            ClusterError::Unreachable | ClusterError::Kv { .. } | ClusterError::Connect(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+                    .with_code("unavailable")
+            }
+            ClusterError::Secret(_) => ApiError::internal(error.to_string()),
         }
     }
 }

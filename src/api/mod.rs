@@ -5,6 +5,7 @@ mod apps;
 pub mod auth;
 pub mod error;
 mod exec;
+pub mod forward;
 mod lease;
 mod lifecycle;
 mod list;
@@ -16,6 +17,7 @@ mod query;
 mod request_id;
 mod wait;
 
+use crate::cluster::Cluster;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -33,6 +35,10 @@ pub struct ApiState {
     pub token: Arc<str>,
     pub regions: Arc<[String]>,
     pub edge_region: Arc<str>,
+    /// In a cluster: the shared state, and where calls for other nodes' machines go.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Carries calls to the nodes that host their machines.
+    pub forwarder: forward::Forwarder,
 }
 
 impl ApiState {
@@ -113,10 +119,15 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
 /// with a `fly-request-id`, errors as Fly's JSON.
 pub fn router(state: ApiState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    // Token first, then (in a cluster) the node that answers.
+    let to_host = axum::middleware::from_fn_with_state(state.clone(), forward::to_host);
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
-            v1_routes().fallback(error::no_route).route_layer(auth),
+            v1_routes()
+                .fallback(error::no_route)
+                .route_layer(to_host)
+                .route_layer(auth),
         )
         .routes(routes!(openapi::document))
         .split_for_parts();

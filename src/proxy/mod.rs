@@ -7,6 +7,7 @@
 mod forward;
 pub mod headers;
 pub mod place;
+mod relay;
 mod respond;
 pub mod route;
 pub mod tunnel;
@@ -15,6 +16,7 @@ pub mod upstream;
 pub use respond::{ProxyError, error_response};
 pub use upstream::UpstreamError;
 
+use crate::cluster::BackhaulKey;
 use crate::geo::GeoDb;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
@@ -48,6 +50,8 @@ pub struct Inbound {
     pub scheme: &'static str,
     /// Trusted peers start their connections with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// The backhaul listener: requests other edges of the cluster relay, signed.
+    pub backhaul: bool,
 }
 
 pub struct Proxy {
@@ -64,14 +68,16 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// In a cluster: signs requests sent over the backhaul and checks those received.
+    pub backhaul: Option<Arc<BackhaulKey>>,
 }
 
 impl Proxy {
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
         Proxy {
             supervisor,
+            upstreams: Upstreams::new(settings.backhaul.clone()),
             settings,
-            upstreams: Upstreams::new(),
         }
     }
 
@@ -82,6 +88,9 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        if inbound.backhaul {
+            return self.relay(req, peer).await;
+        }
         let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
         match self.serve(req, inbound, peer, &request_id).await {
             Ok(response) => response,
@@ -185,6 +194,11 @@ impl Proxy {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
         };
+        if !ready.machine.is_local() {
+            // Raw TCP crosses no backhaul: the backhaul speaks HTTP.
+            let machine = &ready.machine.id;
+            return tracing::debug!(%machine, "TCP tunnel not opened: the machine is on another node");
+        }
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         match tokio::net::TcpStream::connect(addr).await {
             Ok(machine) => {

@@ -3,6 +3,7 @@
 
 use super::ProxyBody;
 use super::upstream::UpstreamError;
+use crate::cluster::BackhaulError;
 use crate::lifecycle::{AcquireError, WakeError};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -25,6 +26,13 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    /// A backhaul request without a valid cluster credential.
+    #[error("backhaul: {0}")]
+    Backhaul(BackhaulError),
+    /// A backhaul request for a machine this node does not host (the sender's view is
+    /// behind: it moved or was destroyed).
+    #[error("machine {0} is not hosted on this node")]
+    NotHostedHere(String),
 }
 
 impl ProxyError {
@@ -34,6 +42,8 @@ impl ProxyError {
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Backhaul(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotHostedHere(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
