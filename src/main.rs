@@ -32,6 +32,11 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The cluster this node belongs to (`[cluster]` in the config).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// The local image store: import, pull, list and remove images.
     Images(edgewake::cli::images::ImagesArgs),
     #[command(flatten)]
@@ -57,6 +62,19 @@ enum SandboxHook {
         gateway: std::net::Ipv4Addr,
         #[arg(long)]
         egress: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Every node that has sent a heartbeat: name, region, backhaul address, last
+    /// heartbeat, machines hosted; read from the cluster's NATS servers.
+    Status {
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +128,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster {
+            command: ClusterCommand::Status { config, json },
+        } => cluster_status(&config, json),
         Command::Functions => Ok(edgewake::functions::run()?),
         Command::SandboxHook { hook } => sandbox_hook(hook),
         Command::Client(command) => {
@@ -151,6 +172,35 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn cluster_status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(path).with_context(|| format!("config {}", path.display()))?;
+    let Some(cluster) = config.cluster else {
+        anyhow::bail!("{} has no [cluster] section: this is a single node", path.display());
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let nodes = runtime.block_on(edgewake::cluster::status::read(&cluster))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.region.clone(),
+                n.backhaul.to_string(),
+                format!("{} ({} ms ago)", n.last_heartbeat, n.heartbeat_age_ms),
+                if n.up { "up" } else { "down" }.to_string(),
+                n.machines.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NODE", "REGION", "BACKHAUL", "LAST HEARTBEAT", "STATE", "MACHINES"];
+    print!("{}", edgewake::cli::table::render(&header, &rows));
+    Ok(())
 }
 
 fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {

@@ -151,7 +151,10 @@ impl From<ClusterError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
                     .with_code("name_taken")
             }
-            ClusterError::Unreachable | ClusterError::Kv { .. } | ClusterError::Connect(_) => {
+            ClusterError::Unreachable
+            | ClusterError::RegionDown(_)
+            | ClusterError::Kv { .. }
+            | ClusterError::Connect(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
                     .with_code("unavailable")
             }

@@ -1,6 +1,8 @@
 //! The cluster's shared state: three JetStream KV buckets, made if absent, replicated
 //! over up to three servers, one value per key (history 1). Only stream fields NATS
-//! 2.9 knows are sent (async-nats is built without its `server_2_10` feature).
+//! 2.9 knows are sent (async-nats is built without its `server_2_10` feature), and the
+//! bucket's stream is made directly: async-nats's `create_key_value` first reads the
+//! account's info, whose answer from a 2.9 server it cannot parse.
 //!
 //! - `edgewake-apps`: app name → its record; claimed with create-if-absent.
 //! - `edgewake-machines`: machine id → its record, app and hosting node; written only
@@ -55,15 +57,27 @@ async fn bucket(
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
-    let config = kv::Config {
-        bucket: name.to_string(),
-        history: 1,
-        num_replicas: replicas,
+    // What `create_key_value` would make: one subject space per bucket, a rollup-able
+    // stream keeping `history` values per key, direct gets for fast reads.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
         storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        max_message_size: -1,
+        max_bytes: -1,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
+    match js.create_stream(config).await {
+        Ok(_) => js
+            .get_key_value(name)
+            .await
+            .map_err(|e| ClusterError::kv("open bucket", e)),
         // Another node made it in between.
         Err(error) => js
             .get_key_value(name)

@@ -10,6 +10,7 @@
 pub mod backhaul;
 mod kv;
 mod publish;
+pub mod status;
 mod view;
 
 pub use backhaul::{BackhaulError, BackhaulKey, Relayed};
@@ -21,7 +22,6 @@ use crate::machines::nodes::{Node, NodeFacts};
 use crate::machines::store::AppRecord;
 use async_nats::connection::State;
 use kv::Buckets;
-use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub enum ClusterError {
     Unreachable,
     #[error("app `{0}` already exists in the cluster")]
     AppTaken(String),
+    #[error("no node of region `{0}` is up; try again later")]
+    RegionDown(String),
     #[error("the cluster's shared state failed to {what}: {source}")]
     Kv {
         what: &'static str,
@@ -78,23 +80,6 @@ impl ClusterError {
 pub struct Advertised {
     pub backhaul: SocketAddr,
     pub api: SocketAddr,
-}
-
-/// One node as `edgewake cluster status` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct NodeStatus {
-    pub name: String,
-    pub region: String,
-    #[schema(value_type = String)]
-    pub backhaul: Option<SocketAddr>,
-    #[schema(value_type = String)]
-    pub api: Option<SocketAddr>,
-    /// When its last heartbeat was sent (RFC 3339), if one was seen.
-    pub last_heartbeat: Option<String>,
-    pub up: bool,
-    pub machines: usize,
-    /// Whether this is the node that answered.
-    pub this_node: bool,
 }
 
 /// This node's membership: its NATS connection, the buckets once open, and what it
@@ -138,10 +123,8 @@ impl Cluster {
                 tracing::info!("NATS: {event}");
                 async {}
             });
-        let servers: Vec<async_nats::ServerAddr> =
-            config.nats.iter().filter_map(|s| s.parse().ok()).collect();
         let client = options
-            .connect(servers.as_slice())
+            .connect(servers(config).as_slice())
             .await
             .map_err(ClusterError::Connect)?;
         Ok(Arc::new(Cluster {
@@ -259,7 +242,7 @@ impl Cluster {
         match in_region.iter().find(|n| n.is_up()) {
             Some(node) => Ok(Some((*node).clone())),
             None if in_region.is_empty() => Ok(None),
-            None => Err(ClusterError::Unreachable),
+            None => Err(ClusterError::RegionDown(region.to_string())),
         }
     }
 
@@ -273,40 +256,11 @@ impl Cluster {
             machines: self.registry.local_machines().len(),
         }
     }
-
-    /// Every node of the cluster, this one first.
-    pub fn status(&self) -> Vec<NodeStatus> {
-        let own = self.facts();
-        let mut all = vec![NodeStatus {
-            name: self.node.clone(),
-            region: own.region,
-            backhaul: Some(own.backhaul),
-            api: Some(own.api),
-            last_heartbeat: Some(rfc3339(own.heartbeat_ms)),
-            up: self.writable().is_ok(),
-            machines: own.machines,
-            this_node: true,
-        }];
-        for node in self.registry.nodes() {
-            let facts = node.facts().clone();
-            all.push(NodeStatus {
-                name: node.name.clone(),
-                region: facts.as_ref().map(|f| f.region.clone()).unwrap_or_default(),
-                backhaul: facts.as_ref().map(|f| f.backhaul),
-                api: facts.as_ref().map(|f| f.api),
-                last_heartbeat: facts.as_ref().map(|f| rfc3339(f.heartbeat_ms)),
-                up: node.is_up(),
-                machines: facts.as_ref().map_or(0, |f| f.machines),
-                this_node: false,
-            });
-        }
-        all
-    }
 }
 
-fn rfc3339(millis: u64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(millis);
-    humantime::format_rfc3339_millis(at).to_string()
+/// The NATS servers of the config (checked when it was read).
+fn servers(config: &ClusterConfig) -> Vec<async_nats::ServerAddr> {
+    config.nats.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 /// The cluster secret from the variable the config names.

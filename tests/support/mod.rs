@@ -8,9 +8,13 @@
 //! - `wait`: waiting on a condition with a deadline, instead of sleeping;
 //! - `process`: the `edgewake` binary in a process of its own;
 //! - `images`, `sandbox`, `tls`: test images and a registry, the sandbox driver's
-//!   setup, TLS clients.
+//!   setup, TLS clients;
+//! - `geo`: a geo database placing address ranges in cities;
+//! - `cluster`: a NATS JetStream cluster and edgewake nodes in processes of their own.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cluster;
+pub mod geo;
 pub mod images;
 mod machines;
 mod process;
