@@ -177,7 +177,10 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 fn cluster_status(path: &Path, json: bool) -> anyhow::Result<()> {
     let config = Config::load(path).with_context(|| format!("config {}", path.display()))?;
     let Some(cluster) = config.cluster else {
-        anyhow::bail!("{} has no [cluster] section: this is a single node", path.display());
+        anyhow::bail!(
+            "{} has no [cluster] section: this is a single node",
+            path.display()
+        );
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let nodes = runtime.block_on(edgewake::cluster::status::read(&cluster))?;
@@ -198,7 +201,14 @@ fn cluster_status(path: &Path, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["NODE", "REGION", "BACKHAUL", "LAST HEARTBEAT", "STATE", "MACHINES"];
+    let header = [
+        "NODE",
+        "REGION",
+        "BACKHAUL",
+        "LAST HEARTBEAT",
+        "STATE",
+        "MACHINES",
+    ];
     print!("{}", edgewake::cli::table::render(&header, &rows));
     Ok(())
 }

@@ -79,7 +79,10 @@ async fn answerer(
     match segments.as_slice() {
         ["apps", app, "machines", id, rest @ ..] => {
             let host_only = matches!(rest.first(), Some(&"lease" | &"logs"));
-            let remote = state.registry().machine(app, id).and_then(|m| m.node.clone());
+            let remote = state
+                .registry()
+                .machine(app, id)
+                .and_then(|m| m.node.clone());
             match remote.filter(|_| changes || host_only) {
                 Some(node) => Ok(Answerer::Node(node, req)),
                 None => Ok(Answerer::Here(req)),
@@ -133,7 +136,10 @@ async fn forward(
             format!("node {} cannot be reached; try again later", node.name),
         )
     };
-    let addr = node.api().filter(|_| node.is_up()).ok_or_else(unreachable)?;
+    let addr = node
+        .api()
+        .filter(|_| node.is_up())
+        .ok_or_else(unreachable)?;
     let (mut parts, body) = req.into_parts();
     let path = parts
         .extensions

@@ -33,10 +33,7 @@ pub(super) async fn pending(cluster: &Cluster, changes: &Changes) {
         return;
     }
     if let Err(unsent) = put_all(cluster, batch).await {
-        tracing::warn!(
-            "{} machine changes not shared before leaving",
-            unsent.len()
-        );
+        tracing::warn!("{} machine changes not shared before leaving", unsent.len());
     }
 }
 
@@ -61,7 +58,11 @@ async fn put_all(
                     record: record.clone(),
                 };
                 let value = serde_json::to_vec(&entry).expect("a machine entry serializes");
-                buckets.machines.put(&id, value.into()).await.map(|_| ())
+                buckets
+                    .machines
+                    .put(&id, value.into())
+                    .await
+                    .map(|_| ())
                     .map_err(async_nats::Error::from)
             }
             Change::Forgotten => buckets.machines.delete(&id).await.map_err(Into::into),

@@ -3,9 +3,12 @@
 //! network call), and each node's heartbeat says whether it is up. Every watch starts
 //! from each key's latest value, so a node that starts late, or reconnects, sees all.
 //!
-//! A node is down when no heartbeat has come for `heartbeat_timeout`. That is judged
-//! only while this node itself reaches NATS: cut off from it, the view stays as it last
-//! was (the others are likely fine; it is this node that cannot hear them).
+//! A node is down when its heartbeats stopped while this node's own kept coming back
+//! through the watch for longer than `heartbeat_timeout`: silence is judged against
+//! this node's own heartbeats, not the clock. Cut off from NATS, or while NATS elects
+//! new leaders, this node hears nothing, its own heartbeats included, and the view
+//! stays as it last was (the others are likely fine; it is this node that cannot hear
+//! them). When it hears again, every node gets a fresh timeout to be heard too.
 
 use super::kv::MachineEntry;
 use super::{Cluster, RETRY_DELAY};
@@ -21,6 +24,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The key filter for every key of a bucket.
+const ALL_KEYS: &str = ">";
+/// How often a watch is compared with its bucket's last revision.
+const WATCH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long starting a watch may take before it is tried again.
+const WATCH_START_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often heartbeats are judged.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -36,11 +45,16 @@ pub(super) struct View {
     supervisor: Arc<Supervisor>,
     /// Machines whose app has not arrived yet (the buckets are watched apart), by app.
     unplaced: Mutex<HashMap<String, Vec<MachineEntry>>>,
-    /// When each node's last heartbeat was sent, on this node's clock.
+    /// When each node's last heartbeat was sent (this node's own too), on this
+    /// node's clock.
     seen: Mutex<HashMap<String, Instant>>,
-    /// No node is judged down before this: heartbeats need a moment to arrive after
-    /// a (re)connection.
-    judge_after: Mutex<Instant>,
+}
+
+/// Whether the bucket holds revisions past `applied` (unknown counts as not behind:
+/// a bucket that cannot answer cannot be caught up with either).
+async fn falls_behind(store: &Store, applied: u64) -> bool {
+    let status = tokio::time::timeout(super::KV_TIMEOUT, store.status()).await;
+    matches!(status, Ok(Ok(status)) if status.info.state.last_sequence > applied)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,13 +63,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl View {
     pub fn new(cluster: Arc<Cluster>, supervisor: Arc<Supervisor>) -> Arc<View> {
-        let judge_after = Instant::now() + cluster.heartbeat_timeout;
         Arc::new(View {
             cluster,
             supervisor,
             unplaced: Mutex::default(),
             seen: Mutex::default(),
-            judge_after: Mutex::new(judge_after),
         })
     }
 
@@ -72,21 +84,40 @@ impl View {
         );
     }
 
-    /// Applies every entry of `store`, watching again after an error or a reconnection.
+    /// Applies every entry of `store`, watching again after an error, a reconnection,
+    /// or when the watch has fallen behind the bucket (a consumer NATS lost while it
+    /// elected new leaders can stay silent without an error).
     async fn watch(&self, store: &Store, bucket: Bucket, cancel: &CancellationToken) {
         let mut connections = self.cluster.connections.clone();
         loop {
             connections.borrow_and_update();
-            match store.watch_all().await {
-                Ok(mut entries) => loop {
+            let mut applied = 0;
+            let mut behind = false;
+            let mut checks = tokio::time::interval(WATCH_CHECK_INTERVAL);
+            checks.reset();
+            // With history: every key's latest value first, then each change
+            // (`watch_all` would give only changes made after it began).
+            let watch =
+                tokio::time::timeout(WATCH_START_TIMEOUT, store.watch_with_history(ALL_KEYS));
+            match watch.await {
+                Ok(Ok(mut entries)) => loop {
                     tokio::select! {
                         () = cancel.cancelled() => return,
-                        _ = connections.changed() => {
-                            *lock(&self.judge_after) = Instant::now() + self.cluster.heartbeat_timeout;
-                            break;
+                        _ = connections.changed() => break,
+                        _ = checks.tick() => {
+                            // Behind at two checks in a row: the watch is stuck.
+                            let now_behind = falls_behind(store, applied).await;
+                            if behind && now_behind {
+                                tracing::debug!("watch of {bucket:?} fell behind");
+                                break;
+                            }
+                            behind = now_behind;
                         }
                         entry = entries.next() => match entry {
-                            Some(Ok(entry)) => self.apply(bucket, entry),
+                            Some(Ok(entry)) => {
+                                applied = applied.max(entry.revision);
+                                self.apply(bucket, entry);
+                            }
                             Some(Err(e)) => {
                                 tracing::debug!("watch of {bucket:?} ended: {e}");
                                 break;
@@ -95,7 +126,8 @@ impl View {
                         },
                     }
                 },
-                Err(e) => tracing::debug!("cannot watch {bucket:?} yet: {e}"),
+                Ok(Err(e)) => tracing::debug!("cannot watch {bucket:?} yet: {e}"),
+                Err(_) => tracing::debug!("cannot watch {bucket:?} yet: timed out"),
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -105,6 +137,7 @@ impl View {
     }
 
     fn apply(&self, bucket: Bucket, entry: Entry) {
+        tracing::debug!(key = %entry.key, revision = entry.revision, "{bucket:?}: {:?}", entry.operation);
         let put = entry.operation == Operation::Put;
         let applied = match (bucket, put) {
             (Bucket::Apps, true) => self.app_created(&entry),
@@ -173,22 +206,39 @@ impl View {
     }
 
     fn heartbeat(&self, entry: &Entry) -> Result<(), serde_json::Error> {
-        if entry.key == self.cluster.node {
-            return Ok(());
-        }
         let facts: NodeFacts = serde_json::from_slice(&entry.value)?;
         // A heartbeat replayed from before this node watched is as old as it says.
+        let timeout = self.cluster.heartbeat_timeout;
         let age = Duration::from_millis(now_millis().saturating_sub(facts.heartbeat_ms));
-        let age = age.min(self.cluster.heartbeat_timeout * 2);
-        let sent = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let sent = Instant::now()
+            .checked_sub(age.min(timeout * 2))
+            .unwrap_or_else(Instant::now);
+        if entry.key == self.cluster.node {
+            self.heard_self(sent);
+            return Ok(());
+        }
         let node = self.cluster.registry.node(&entry.key);
         *node.facts() = Some(facts);
         lock(&self.seen).insert(entry.key.clone(), sent);
-        if !node.is_up() && age < self.cluster.heartbeat_timeout {
+        if !node.is_up() && age < timeout {
             tracing::info!(node = %node.name, "node is up");
             node.set_up(true);
         }
         Ok(())
+    }
+
+    /// This node's own heartbeat came back. After a silence longer than the timeout
+    /// (this node was cut off), every node's silence counts from now.
+    fn heard_self(&self, sent: Instant) {
+        let mut seen = lock(&self.seen);
+        let own = seen.insert(self.cluster.node.clone(), sent);
+        let deaf = own
+            .is_none_or(|own| sent.saturating_duration_since(own) > self.cluster.heartbeat_timeout);
+        if deaf {
+            for last in seen.values_mut() {
+                *last = (*last).max(sent);
+            }
+        }
     }
 
     /// A node that left cleanly took its heartbeat with it: it is down at once.
@@ -200,7 +250,7 @@ impl View {
         }
     }
 
-    /// Marks nodes down whose heartbeats stopped, while this node can hear them.
+    /// Marks nodes down whose heartbeats stopped while this node's went on.
     async fn judge_heartbeats(&self, cancel: &CancellationToken) {
         let mut tick = tokio::time::interval(HEALTH_CHECK_INTERVAL);
         loop {
@@ -208,15 +258,15 @@ impl View {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if self.cluster.writable().is_err() || Instant::now() < *lock(&self.judge_after) {
-                continue;
-            }
             let seen = lock(&self.seen).clone();
+            let Some(own) = seen.get(&self.cluster.node) else {
+                continue;
+            };
             for node in self.cluster.registry.nodes() {
-                let fresh = seen
-                    .get(&node.name)
-                    .is_some_and(|at| at.elapsed() < self.cluster.heartbeat_timeout);
-                if node.is_up() && !fresh {
+                let silent = seen.get(&node.name).is_some_and(|last| {
+                    own.saturating_duration_since(*last) > self.cluster.heartbeat_timeout
+                });
+                if node.is_up() && silent {
                     tracing::warn!(node = %node.name, "no heartbeat: node is down");
                     node.set_up(false);
                 }

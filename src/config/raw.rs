@@ -134,7 +134,9 @@ impl RawCluster {
     fn into_cluster(self, errors: &mut ConfigErrors) -> ClusterConfig {
         let mut required = |key: &str, present: bool| {
             if !present {
-                errors.push(format!("`cluster.{key}` is required in a `[cluster]` section"));
+                errors.push(format!(
+                    "`cluster.{key}` is required in a `[cluster]` section"
+                ));
             }
         };
         required("node", self.node.is_some());

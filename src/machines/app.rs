@@ -71,4 +71,3 @@ impl App {
             .retain(|m| m.id != id);
     }
 }
-

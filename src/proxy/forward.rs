@@ -148,13 +148,19 @@ pub async fn send(
         Some(node) => match node.backhaul() {
             Some(addr) => Target::Backhaul(addr),
             None => {
-                let error = UpstreamError::Connect(format!("node {} has no backhaul yet", node.name));
+                let error =
+                    UpstreamError::Connect(format!("node {} has no backhaul yet", node.name));
                 let machine = machine.id.clone();
                 let again = Some(prepared);
-                return Err(Unreached { machine, error, again });
+                return Err(Unreached {
+                    machine,
+                    error,
+                    again,
+                });
             }
         },
     };
+    tracing::trace!(machine = %machine.id, ?target, "sending");
     let req = &mut prepared.req;
     let authority = match target {
         Target::Machine => format!("{}:{}", machine.private_ip, ready.internal_port),

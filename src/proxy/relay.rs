@@ -14,7 +14,11 @@ use std::net::SocketAddr;
 
 impl Proxy {
     /// Serves one request from the backhaul listener; errors become responses.
-    pub(super) async fn relay(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    pub(super) async fn relay(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         let key = self.settings.backhaul.as_ref();
         let verified = key.map_or(Err(BackhaulError::Missing), |key| key.verify(req.headers()));
         let relayed = match verified {
@@ -31,7 +35,9 @@ impl Proxy {
                 tracing::debug!(%peer, "relayed request failed: {error}");
                 let mut response = error_response(&error);
                 if let Ok(value) = request_id.parse() {
-                    response.headers_mut().insert(headers::FLY_REQUEST_ID, value);
+                    response
+                        .headers_mut()
+                        .insert(headers::FLY_REQUEST_ID, value);
                 }
                 response
             }

@@ -16,8 +16,9 @@ use std::time::Duration;
 pub const SECRET: &str = "a-test-cluster-secret-of-some-length";
 /// A node is down after this long without a heartbeat (the shortest allowed).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the cluster may take to form, or to see a change everywhere.
-pub const SETTLE: Duration = Duration::from_secs(15);
+/// How long the cluster may take to form, or to see a change everywhere (NATS 2.9
+/// takes some 10 s to elect its leaders again after all its servers restart).
+pub const SETTLE: Duration = Duration::from_secs(30);
 /// Public addresses the geo database places in each city (sent as X-Forwarded-For by
 /// a trusted peer, as a load balancer in front of the edge would).
 pub const IN_SYDNEY: &str = "203.0.113.9";
@@ -120,8 +121,7 @@ impl Node {
     pub async fn start(dir: &Path, name: &str, region: &str, nats: &[String]) -> Node {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let [a] = edgewake::ids::random_bytes::<1>();
-        let ip: IpAddr = format!("127.0.{}.1", 10 + a % 200).parse().unwrap();
+        let ip = node_ip();
         let listeners = Listeners::free(ip);
         let backhaul = SocketAddr::new(ip, free_port());
         let config = node_config(&dir, name, region, nats, backhaul);
@@ -141,7 +141,13 @@ impl Node {
 
     /// Starts the node again on its data dir, addresses and config.
     pub async fn restart(&mut self) {
-        let env = [("EDGEWAKE_CLUSTER_SECRET", SECRET)];
+        let env = [
+            ("EDGEWAKE_CLUSTER_SECRET", SECRET),
+            (
+                "RUST_LOG",
+                "warn,edgewake::cluster=debug,edgewake::proxy=trace",
+            ),
+        ];
         let process =
             EdgewakeProcess::spawn_at(&self.dir, &self.config, self.listeners, &[], &env).await;
         self.process = Some(process);
@@ -248,7 +254,23 @@ pub async fn wait_until_formed(node: &Node, count: usize) {
     .await
 }
 
-fn node_config(dir: &Path, name: &str, region: &str, nats: &[String], backhaul: SocketAddr) -> String {
+/// A loopback address no other node of this test binary has (so two nodes starting
+/// at once cannot both take a port that was free on it a moment ago).
+fn node_ip() -> IpAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 250, "out of node addresses");
+    format!("127.0.{}.1", 2 + n).parse().unwrap()
+}
+
+fn node_config(
+    dir: &Path,
+    name: &str,
+    region: &str,
+    nats: &[String],
+    backhaul: SocketAddr,
+) -> String {
     let geo = dir.join("geo.mmdb");
     write_geo_db(&geo);
     let nats: Vec<String> = nats.iter().map(|url| format!("\"{url}\"")).collect();
