@@ -8,7 +8,6 @@ use edgewake::config::{Config, RegionConfig};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 use support::geo::{PARIS, SYDNEY, write_geo_db};
 use support::*;

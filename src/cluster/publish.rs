@@ -55,7 +55,7 @@ async fn put_all(
                 let entry = MachineEntry {
                     app: app.clone(),
                     node: cluster.node.clone(),
-                    record: record.clone(),
+                    record: (**record).clone(),
                 };
                 let value = serde_json::to_vec(&entry).expect("a machine entry serializes");
                 buckets

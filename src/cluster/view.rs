@@ -141,11 +141,20 @@ impl View {
         let put = entry.operation == Operation::Put;
         let applied = match (bucket, put) {
             (Bucket::Apps, true) => self.app_created(&entry),
-            (Bucket::Apps, false) => Ok(self.app_deleted(&entry.key)),
             (Bucket::Machines, true) => self.machine_changed(&entry),
-            (Bucket::Machines, false) => Ok(self.machine_forgotten(&entry.key)),
             (Bucket::Nodes, true) => self.heartbeat(&entry),
-            (Bucket::Nodes, false) => Ok(self.node_left(&entry.key)),
+            (Bucket::Apps, false) => {
+                self.app_deleted(&entry.key);
+                Ok(())
+            }
+            (Bucket::Machines, false) => {
+                self.machine_forgotten(&entry.key);
+                Ok(())
+            }
+            (Bucket::Nodes, false) => {
+                self.node_left(&entry.key);
+                Ok(())
+            }
         };
         if let Err(e) = applied {
             tracing::warn!(key = %entry.key, "unreadable entry in {bucket:?}: {e}");

@@ -12,7 +12,10 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Its record now (a destroyed machine's record says `destroyed`).
-    Record { app: String, record: MachineRecord },
+    Record {
+        app: String,
+        record: Box<MachineRecord>,
+    },
     /// Forgotten for good (a destroyed record that fell out of `include_deleted`).
     Forgotten,
 }
@@ -28,7 +31,7 @@ impl Changes {
     pub fn record(&self, app: &str, record: &MachineRecord) {
         let change = Change::Record {
             app: app.to_string(),
-            record: record.clone(),
+            record: Box::new(record.clone()),
         };
         self.note(record.id.clone(), change);
     }
