@@ -26,7 +26,8 @@
 //! - `machines`: machines as data — records and states, the typed config (`spec`,
 //!   `normalize`, `go_duration`: Fly's canonical answers), the `Registry` of apps and
 //!   machines (DashMap + SQLite `store`; destroyed records kept for
-//!   `include_deleted`), `lease`, `wait` (long poll on a state), the `activity` clock
+//!   `include_deleted`; in a cluster also other `nodes`' machines, and the `changes`
+//!   to share), `lease`, `wait` (long poll on a state), the `activity` clock
 //!   and `tunnels` (open WebSockets, closed before a stop).
 //! - `lifecycle`: a machine's life in one place. The `Supervisor` is its interface:
 //!   `ready` for the request path (`acquire`: `pick` a machine along the request's
@@ -35,11 +36,18 @@
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
 //!   lifecycle needs: its lock, its instance, its wake in progress.
+//! - `cluster`: several edges, one cluster (only with `[cluster]`): the shared state on
+//!   NATS JetStream KV (`kv`: apps, machines, nodes), the `view` that watches it into
+//!   the `Registry` and judges nodes by their heartbeats, the `publish`er of this node's
+//!   machines (their one writer) and heartbeat, the `backhaul` credential (HMAC), and
+//!   `status` for `edgewake cluster status`.
 //! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
 //!   development CA and self-signed fallback (`dev_ca`).
 //! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `route` (Host →
 //!   app), `place` (regions nearest the client, Fly's routing headers), the
-//!   lifecycle's `ready`, `forward` (headers, upgrades, the machine's answer),
+//!   lifecycle's `ready`, `forward` (headers, upgrades, the machine's answer; to a
+//!   machine on another node over its backhaul), `relay` (the hosting node's side of
+//!   the backhaul),
 //!   `respond` (errors → statuses); `upstream` is an HTTP/1.1 client connection's own
 //!   connection to its machine and says whether a failed request was sent; `tunnel`
 //!   pumps WebSockets and raw TCP after TLS.
@@ -48,7 +56,8 @@
 //!   graceful shutdown that is awaited.
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
-//!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   `metadata`, `lease`, `exec`; `forward` (in a cluster, calls for another node's
+//!   machines go to it); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
 //! - `server`: wiring and ordered shutdown.
@@ -66,7 +75,8 @@
 //! flight, and if the machine is stopped it joins the machine's single wake (driver
 //! start, then probes of `private_ip:internal_port`). Then `forward` streams it to the
 //! machine and the answer back; a request the machine never saw (no connection) goes to
-//! the next machine. The reaper stops machines with nothing in flight for the idle
+//! the next machine. In a cluster the pick runs over every node's machines; one hosted
+//! elsewhere is reached through its node's backhaul, where that node wakes it. The reaper stops machines with nothing in flight for the idle
 //! timeout.
 
 #![forbid(unsafe_code)]

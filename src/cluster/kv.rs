@@ -8,6 +8,9 @@
 //! - `edgewake-machines`: machine id → its record, app and hosting node; written only
 //!   by that node.
 //! - `edgewake-nodes`: node name → its heartbeat (`NodeFacts`).
+//!
+//! More shared state (certificates, for one) gets a bucket of its own the same way:
+//! `Cluster::bucket` opens or makes it with the same replication.
 
 use super::ClusterError;
 use crate::machines::MachineRecord;
@@ -49,7 +52,7 @@ impl Buckets {
     }
 }
 
-async fn bucket(
+pub async fn bucket(
     js: &jetstream::Context,
     name: &str,
     replicas: usize,

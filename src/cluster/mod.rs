@@ -178,6 +178,20 @@ impl Cluster {
         }
     }
 
+    /// Another bucket of shared state beside apps, machines and nodes, opened or made
+    /// with the same replication: the hook for what else the cluster shares (the
+    /// certificates, for one). Fails while NATS is unreachable.
+    pub async fn bucket(
+        &self,
+        name: &str,
+    ) -> Result<async_nats::jetstream::kv::Store, ClusterError> {
+        self.buckets()?;
+        let mut js = async_nats::jetstream::new(self.client.clone());
+        js.set_timeout(KV_TIMEOUT);
+        let replicas = self.servers.clamp(1, kv::MAX_REPLICAS);
+        kv::bucket(&js, name, replicas).await
+    }
+
     /// Publishes what is still pending and withdraws this node's heartbeat, so the
     /// others stop sending it requests at once; bounded by `LEAVE_TIMEOUT`.
     pub async fn leave(&self) {

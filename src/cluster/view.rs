@@ -137,7 +137,6 @@ impl View {
     }
 
     fn apply(&self, bucket: Bucket, entry: Entry) {
-        tracing::debug!(key = %entry.key, revision = entry.revision, "{bucket:?}: {:?}", entry.operation);
         let put = entry.operation == Operation::Put;
         let applied = match (bucket, put) {
             (Bucket::Apps, true) => self.app_created(&entry),

@@ -160,7 +160,6 @@ pub async fn send(
             }
         },
     };
-    tracing::trace!(machine = %machine.id, ?target, "sending");
     let req = &mut prepared.req;
     let authority = match target {
         Target::Machine => format!("{}:{}", machine.private_ip, ready.internal_port),

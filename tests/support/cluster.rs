@@ -111,6 +111,7 @@ pub struct Node {
     pub backhaul: SocketAddr,
     dir: PathBuf,
     config: String,
+    env: Vec<(String, String)>,
     process: Option<EdgewakeProcess>,
     client: reqwest::Client,
 }
@@ -119,6 +120,17 @@ impl Node {
     /// Starts node `name` in `region`, on a loopback address of its own, with the
     /// NATS servers at `nats`.
     pub async fn start(dir: &Path, name: &str, region: &str, nats: &[String]) -> Node {
+        Node::start_with(dir, name, region, nats, &[]).await
+    }
+
+    /// `start` with more environment for the process (`TOKIO_WORKER_THREADS`, ...).
+    pub async fn start_with(
+        dir: &Path,
+        name: &str,
+        region: &str,
+        nats: &[String],
+        env: &[(&str, &str)],
+    ) -> Node {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let ip = node_ip();
@@ -132,6 +144,7 @@ impl Node {
             backhaul,
             dir,
             config,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             process: None,
             client: reqwest::Client::new(),
         };
@@ -141,13 +154,11 @@ impl Node {
 
     /// Starts the node again on its data dir, addresses and config.
     pub async fn restart(&mut self) {
-        let env = [
+        let mut env = vec![
             ("EDGEWAKE_CLUSTER_SECRET", SECRET),
-            (
-                "RUST_LOG",
-                "warn,edgewake::cluster=debug,edgewake::proxy=trace",
-            ),
+            ("RUST_LOG", "warn,edgewake::cluster=info"),
         ];
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let process =
             EdgewakeProcess::spawn_at(&self.dir, &self.config, self.listeners, &[], &env).await;
         self.process = Some(process);
