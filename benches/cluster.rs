@@ -109,7 +109,8 @@ fn load_with_cpu(edge: &Node, a: &Node, b: &Node, seconds: u64) -> (Load, f64, f
     let (a0, b0) = (cpu_ticks(a.pid()), cpu_ticks(b.pid()));
     let load = wrk(edge, seconds);
     let (a1, b1) = (cpu_ticks(a.pid()), cpu_ticks(b.pid()));
-    let per = |ticks: u64| ticks as f64 / hz / load.requests * 1e6;
+    let requests = load.requests;
+    let per = |ticks: u64| ticks as f64 / hz / requests * 1e6;
     (load, per(a1 - a0), per(b1 - b0))
 }
 

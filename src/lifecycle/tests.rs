@@ -367,5 +367,8 @@ async fn remote_machines_are_sent_to_not_woken() {
 
     node.set_up(false);
     let ready = w.sup.ready(&w.app, 80, &plan).await.unwrap();
-    assert_eq!(ready.machine.id, local.id, "the down node's machine is skipped");
+    assert_eq!(
+        ready.machine.id, local.id,
+        "the down node's machine is skipped"
+    );
 }

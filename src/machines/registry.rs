@@ -398,7 +398,9 @@ mod tests {
         let node = registry.node("syd-1");
         let early = registry.learn_machine("shop", record("aa", MachineState::Stopped), &node);
         assert!(early.is_err(), "no app yet");
-        registry.learn_app(AppRecord::new("shop", "personal")).unwrap();
+        registry
+            .learn_app(AppRecord::new("shop", "personal"))
+            .unwrap();
         registry
             .learn_machine("shop", record("aa", MachineState::Stopped), &node)
             .unwrap();

@@ -92,19 +92,8 @@ impl Proxy {
             return self.relay(req, peer).await;
         }
         let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
-        match self.serve(req, inbound, peer, &request_id).await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(%peer, "proxy error: {error}");
-                let mut response = error_response(&error);
-                if let Ok(value) = request_id.parse() {
-                    response
-                        .headers_mut()
-                        .insert(headers::FLY_REQUEST_ID, value);
-                }
-                response
-            }
-        }
+        let served = self.serve(req, inbound, peer, &request_id).await;
+        answer(served, peer, &request_id)
     }
 
     async fn serve(
@@ -215,6 +204,24 @@ impl Proxy {
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
     }
+}
+
+/// The response, or the error's, naming the request.
+fn answer(
+    served: Result<Response<ProxyBody>, ProxyError>,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    served.unwrap_or_else(|error| {
+        tracing::debug!(%peer, "proxy error: {error}");
+        let mut response = error_response(&error);
+        if let Ok(value) = request_id.parse() {
+            response
+                .headers_mut()
+                .insert(headers::FLY_REQUEST_ID, value);
+        }
+        response
+    })
 }
 
 /// Whether the app's services on this (plain HTTP) port say `force_https`.

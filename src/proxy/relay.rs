@@ -5,7 +5,7 @@
 //! and sent the request as the other edge wrote it.
 
 use super::respond::{ProxyError, error_response};
-use super::{Proxy, ProxyBody, forward, headers};
+use super::{Proxy, ProxyBody, forward};
 use crate::cluster::{BackhaulError, Relayed};
 use crate::lifecycle::{Pinned, Plan};
 use http::{Request, Response};
@@ -29,19 +29,8 @@ impl Proxy {
             }
         };
         let request_id = relayed.request_id.clone();
-        match self.serve_relayed(req, relayed).await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(%peer, "relayed request failed: {error}");
-                let mut response = error_response(&error);
-                if let Ok(value) = request_id.parse() {
-                    response
-                        .headers_mut()
-                        .insert(headers::FLY_REQUEST_ID, value);
-                }
-                response
-            }
-        }
+        let served = self.serve_relayed(req, relayed).await;
+        super::answer(served, peer, &request_id)
     }
 
     async fn serve_relayed(

@@ -3,8 +3,9 @@
 //! its own config, data dir, loopback address and ports, sharing a geo database that
 //! places client addresses in Sydney, Paris and Amsterdam.
 
+use super::free_port;
 use super::geo::{AMSTERDAM, PARIS, SYDNEY, write_geo_db};
-use super::{EdgewakeProcess, Listeners, RUNTIME_IMAGE, SLOW_BOOT_IMAGE, TOKEN, free_port};
+use super::{Api, EdgewakeProcess, Listeners, RUNTIME_IMAGE, SLOW_BOOT_IMAGE};
 use super::{random_loopback_range, wait};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -114,6 +115,7 @@ pub struct Node {
     env: Vec<(String, String)>,
     process: Option<EdgewakeProcess>,
     client: reqwest::Client,
+    api: Api,
 }
 
 impl Node {
@@ -144,9 +146,13 @@ impl Node {
             backhaul,
             dir,
             config,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             process: None,
             client: reqwest::Client::new(),
+            api: Api::new(reqwest::Client::new(), listeners.api),
         };
         node.restart().await;
         node
@@ -175,38 +181,6 @@ impl Node {
     /// The node's process id (its machines are its children).
     pub fn pid(&self) -> u32 {
         self.process.as_ref().expect("the node runs").child.id()
-    }
-
-    pub fn api_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listeners.api)
-    }
-
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, self.api_url(path))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        super::answer(req).await
-    }
-
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.api(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.api(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.api(reqwest::Method::DELETE, path, None).await
     }
 
     /// A request through this node's edge to `<app>.localhost`, from a client at
@@ -247,6 +221,15 @@ impl Node {
             true => Ok(serde_json::from_slice(&output.stdout).unwrap()),
             false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
         }
+    }
+}
+
+/// A node's Machines API: `node.get(...)`, `node.post(...)`.
+impl std::ops::Deref for Node {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
