@@ -72,6 +72,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod drivers;
@@ -79,6 +80,7 @@ pub mod edge;
 pub mod files;
 pub mod functions;
 pub mod geo;
+pub mod hostnames;
 pub mod ids;
 pub mod images;
 pub mod lifecycle;

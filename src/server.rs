@@ -1,14 +1,21 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
-//! order (stop accepting, drain, stop machines).
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper and certificate reloads, and shuts everything down in order (stop
+//! accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::on_demand::OnDemandIssuer;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
+use crate::certificates::acme::{Acme, AcmeParts};
+use crate::certificates::keeper::Keeper;
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
 use crate::edge::{self, ConnectionLimits, Edge};
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::{Settings, Supervisor};
 use crate::machines::Registry;
@@ -37,6 +44,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +58,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -82,6 +94,7 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -128,6 +141,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let certificates = open_certificates(&config, &tls, &hostnames, &supervisor, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -136,9 +153,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
-    let cancel = CancellationToken::new();
     let api_state = ApiState {
         supervisor: supervisor.clone(),
+        certificates: certificates.clone(),
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
@@ -149,6 +166,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         geo,
         supervisor: supervisor.clone(),
         tls: tls.clone(),
+        hostnames,
+        certificates: certificates.clone(),
         cancel: cancel.clone(),
     };
     let done = tokio::spawn(served.run(sockets, api_state));
@@ -160,9 +179,49 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_token,
         supervisor,
         tls,
+        certificates,
         cancel,
         done,
     })
+}
+
+/// The certificates of hostnames added to apps, loaded from the data dir, with ACME
+/// (and its on-demand hook on the TLS listener) when `[acme]` says so.
+fn open_certificates(
+    config: &Config,
+    tls: &Arc<Tls>,
+    hostnames: &Arc<Hostnames>,
+    supervisor: &Supervisor,
+    backoff: Backoff,
+    cancel: &CancellationToken,
+) -> Arc<Certificates> {
+    let keeper = Arc::new(Keeper::new(tls.clone(), &config.data_dir));
+    let acme = config.acme.as_ref().map(|acme_config| {
+        let parts = AcmeParts {
+            keeper: keeper.clone(),
+            hostnames: hostnames.clone(),
+            challenges: tls.challenges().clone(),
+            cancel: cancel.clone(),
+        };
+        let acme = Acme::new(acme_config.clone(), config.data_dir.clone(), backoff, parts);
+        if acme_config.on_demand {
+            tls.set_on_demand(Arc::new(OnDemandIssuer::new(
+                acme.clone(),
+                supervisor.registry.clone(),
+                hostnames.clone(),
+                config.edge.domains.clone(),
+            )));
+        }
+        tracing::info!(directory = %acme_config.directory, "ACME certificates for added hostnames");
+        acme
+    });
+    let domains = config.edge.domains.clone();
+    Arc::new(Certificates::start(
+        hostnames.clone(),
+        keeper,
+        acme,
+        domains,
+    ))
 }
 
 /// Opens the state, the driver and the supervisor, and makes machine states true again.
@@ -261,6 +320,8 @@ struct Served {
     geo: GeoDb,
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
+    hostnames: Arc<Hostnames>,
+    certificates: Arc<Certificates>,
     cancel: CancellationToken,
 }
 
@@ -271,6 +332,8 @@ impl Served {
             geo,
             supervisor,
             tls,
+            hostnames,
+            certificates,
             cancel,
         } = self;
         let edge_config = &config.edge;
@@ -281,6 +344,8 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            hostnames,
+            challenges: tls.challenges().clone(),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -325,6 +390,9 @@ impl Served {
         }
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);
+        if let Some(acme) = certificates.acme() {
+            acme.stopped().await;
+        }
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");

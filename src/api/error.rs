@@ -133,7 +133,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ps", "process listings"),
     ("versions", "machine version history"),
     ("memory", "memory ballooning"),
-    ("certificates", "certificates through the API (use certs/)"),
     ("ip_assignments", "IP assignments"),
     ("deploy_token", "deploy tokens"),
     ("tokens", "tokens"),

@@ -65,21 +65,34 @@ impl CertStore {
     }
 }
 
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+/// Why a PEM chain and key cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("no certificate in the PEM chain")]
+    NoCertificate,
+    #[error("bad certificate PEM: {0}")]
+    Certificate(String),
+    #[error("bad private key PEM: {0}")]
+    Key(String),
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
+    #[error("the certificate cannot be read: {0}")]
+    X509(String),
+}
+
+/// A chain (leaf first) and its private key, ready to serve.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PemError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+        .map_err(|e| PemError::Certificate(e.to_string()))?;
     if chain.is_empty() {
-        return Err("no certificate in the file".into());
+        return Err(PemError::NoCertificate);
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
-    let signing = any_supported_type(&key).map_err(|e| format!("unusable private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| PemError::Key(e.to_string()))?;
+    let signing = any_supported_type(&key).map_err(|e| PemError::Key(e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing);
     // A renewal caught half-written (new certificate, old key) must not replace a good pair.
-    certified
-        .keys_match()
-        .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+    certified.keys_match().map_err(|_| PemError::KeyMismatch)?;
     Ok(certified)
 }
 
@@ -93,7 +106,7 @@ fn load_pair(crt: &Path) -> Result<Arc<CertifiedKey>, CertError> {
     let key_pem = std::fs::read(&key).map_err(|e| file_error(&key, e.to_string()))?;
     certified_key(&cert_pem, &key_pem)
         .map(Arc::new)
-        .map_err(|m| file_error(crt, m))
+        .map_err(|e| file_error(crt, e.to_string()))
 }
 
 /// Every `<host>.crt` with its `.key` in `dir` (a missing dir holds none).
@@ -182,12 +195,11 @@ pub fn fallback_hosts(domains: &[String]) -> Vec<String> {
 /// Makes the self-signed fallback certificate.
 pub fn make_fallback(hosts: &[String]) -> Result<Arc<CertifiedKey>, CertError> {
     let pair = dev_ca::self_signed(hosts)?;
-    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).map_err(|message| {
-        CertError::File {
+    let key =
+        certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).map_err(|e| CertError::File {
             path: PathBuf::from("<self-signed>"),
-            message,
-        }
-    })?;
+            message: e.to_string(),
+        })?;
     Ok(Arc::new(key))
 }
 
