@@ -12,6 +12,11 @@ use instant_acme::CertificateIdentifier;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The least wait before renewing a held certificate: a CA that issues certificates
+/// already due for renewal (back-dated, or very short-lived) must not be asked again
+/// in a loop.
+const MIN_RENEWAL_WAIT: Duration = Duration::from_secs(1);
+
 impl Acme {
     pub(super) async fn run(self: Arc<Self>, host: String, tracked: Arc<Tracked>) {
         let mut failures = 0u32;
@@ -49,7 +54,8 @@ impl Acme {
         match self.keeper.held(host).acme {
             Some(cert) => {
                 let rule = renewal_at(cert.not_before, cert.not_after);
-                renewal_time(rule, self.renewal_window(&cert).await, random_fraction())
+                let window = self.renewal_window(&cert).await;
+                renewal_time(rule, window, random_fraction()).max(now + MIN_RENEWAL_WAIT)
             }
             None => now,
         }
