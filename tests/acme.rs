@@ -14,7 +14,7 @@ use support::pebble::{Pebble, PebbleSetup};
 use support::tls::{
     connect, get, http1_over, send1, served_certificate, trusting, trusting_anything,
 };
-use support::{APP, RUNTIME_IMAGE, TestEdge, free_port, id_of};
+use support::{APP, RUNTIME_IMAGE, TestEdge, free_port};
 
 const HOST: &str = "shop.example.test";
 
@@ -44,7 +44,7 @@ async fn edge_with_pebble(
     let (http, tls) = ports(&edge);
     let pebble = setup.start(http, tls, validity).await;
     edge.create_app(APP).await;
-    let machine = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let machine = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
     (edge, pebble, machine)
 }
 
@@ -67,21 +67,17 @@ async fn request_acme(edge: &TestEdge, host: &str) -> Value {
     body
 }
 
-/// Polls the hostname until `done` holds for it.
+/// The hostname's detail once `done` holds for it.
 async fn wait_for(edge: &TestEdge, host: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let look = async || {
         let (status, detail) = edge.get(&certificate_path(host)).await;
         assert_eq!(status, 200, "{detail}");
-        if done(&detail) {
-            return detail;
+        match done(&detail) {
+            true => Ok(detail),
+            false => Err(detail),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never came: {detail}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    support::wait::until(&format!("{host} to settle"), Duration::from_secs(30), look).await
 }
 
 async fn wait_for_issued(edge: &TestEdge, host: &str) -> Value {
@@ -220,11 +216,8 @@ async fn renewal_serves_new_connections_while_old_ones_keep_working() {
     let first = served_certificate(&old);
     let mut old = http1_over(old).await;
     assert_eq!(send1(&mut old, get(HOST, "/")).await.0, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while presented(edge.running.https_addr, HOST).await == first {
-        assert!(tokio::time::Instant::now() < deadline, "never renewed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let renewed = async || presented(edge.running.https_addr, HOST).await != first;
+    support::wait::until_true("a renewed certificate", Duration::from_secs(20), renewed).await;
     assert!(
         std::time::SystemTime::now() < expires,
         "renewed only after expiry"

@@ -8,7 +8,7 @@ mod support;
 use serde_json::{Value, json};
 use std::process::Command;
 use support::tls::{connect, get, http1_over, send1, trusting};
-use support::{APP, RUNTIME_IMAGE, TOKEN, TestEdge, assert_error, id_of};
+use support::{APP, RUNTIME_IMAGE, TOKEN, TestEdge, assert_error};
 
 const HOST: &str = "shop.example.test";
 
@@ -40,7 +40,7 @@ async fn http_status(edge: &TestEdge, host: &str, path: &str) -> u16 {
 async fn custom_hostname_routes_and_serves_its_certificate() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    edge.started_machine(APP, RUNTIME_IMAGE).await;
+    edge.new_machine(APP, RUNTIME_IMAGE).started().await;
     let dir = tempfile::tempdir().unwrap();
     let (chain, key, ca) = signed(dir.path(), HOST);
     let (status, detail) = import(&edge, APP, HOST, &chain, &key).await;
@@ -138,7 +138,7 @@ async fn expired_certificate_is_refused() {
 async fn challenge_paths_never_wake_a_machine() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let machine = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let machine = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
     for host in [format!("{APP}.localhost"), HOST.to_string()] {
         let status = http_status(&edge, &host, "/.well-known/acme-challenge/some-token").await;
         assert_eq!(status, 404, "{host}");

@@ -6,8 +6,6 @@ use super::ApiState;
 use super::certificate_views::{self as views, CertificateDetail, DnsRecords, ListCertificates};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::openapi::{AppPath, CertificatePath, CertificatesListQuery};
-use crate::certificates::CertificateError;
-use crate::hostnames::HostnameError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,25 +18,6 @@ const DEFAULT_LIST_LIMIT: usize = 25;
 const MAX_LIST_LIMIT: usize = 500;
 /// How long `check` waits for DNS to answer.
 const DNS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The status each certificates error means.
-fn api_error(error: CertificateError) -> ApiError {
-    let status = match &error {
-        CertificateError::NotFound { .. } => StatusCode::NOT_FOUND,
-        CertificateError::Hostname(HostnameError::Invalid(..)) => StatusCode::BAD_REQUEST,
-        CertificateError::Hostname(HostnameError::Taken { .. }) => StatusCode::CONFLICT,
-        CertificateError::Hostname(HostnameError::Store(_)) | CertificateError::Disk(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        CertificateError::Hostname(HostnameError::EdgeDomain { .. })
-        | CertificateError::NoAcme
-        | CertificateError::Wildcard(_)
-        | CertificateError::Pem(_)
-        | CertificateError::NotCovering { .. }
-        | CertificateError::Expired(_) => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    ApiError::new(status, error.to_string())
-}
 
 impl ApiState {
     /// The CNAME a hostname of `app` should point at.
@@ -118,10 +97,7 @@ pub async fn request_acme(
 ) -> Result<(StatusCode, Json<CertificateDetail>), ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state
-        .certificates
-        .request_acme(name, &body.hostname)
-        .map_err(api_error)?;
+    let detail = state.certificates.request_acme(name, &body.hostname)?;
     tracing::info!(app = %name, host = %detail.hostname.name, "ACME certificate requested");
     Ok((
         StatusCode::CREATED,
@@ -156,10 +132,12 @@ pub async fn import_custom(
 ) -> Result<(StatusCode, Json<CertificateDetail>), ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state
-        .certificates
-        .import_custom(name, &body.hostname, &body.fullchain, &body.private_key)
-        .map_err(api_error)?;
+    let detail = state.certificates.import_custom(
+        name,
+        &body.hostname,
+        &body.fullchain,
+        &body.private_key,
+    )?;
     tracing::info!(app = %name, host = %detail.hostname.name, "custom certificate imported");
     Ok((
         StatusCode::CREATED,
@@ -176,7 +154,7 @@ pub async fn get(
 ) -> Result<Json<CertificateDetail>, ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state.certificates.get(name, &hostname).map_err(api_error)?;
+    let detail = state.certificates.get(name, &hostname)?;
     Ok(Json(state.certificate_detail(name, &detail)))
 }
 
@@ -190,10 +168,7 @@ pub async fn check(
 ) -> Result<Json<CertificateDetail>, ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state
-        .certificates
-        .check(name, &hostname)
-        .map_err(api_error)?;
+    let detail = state.certificates.check(name, &hostname)?;
     let mut shown = state.certificate_detail(name, &detail);
     shown.dns_records = Some(dns_records(&detail.hostname.name).await);
     Ok(Json(shown))
@@ -229,10 +204,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    state
-        .certificates
-        .remove(name, &hostname)
-        .map_err(api_error)?;
+    state.certificates.remove(name, &hostname)?;
     tracing::info!(app = %name, host = %hostname, "hostname removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -246,10 +218,7 @@ pub async fn delete_acme(
 ) -> Result<Json<CertificateDetail>, ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state
-        .certificates
-        .remove_acme(name, &hostname)
-        .map_err(api_error)?;
+    let detail = state.certificates.remove_acme(name, &hostname)?;
     Ok(Json(state.certificate_detail(name, &detail)))
 }
 
@@ -262,9 +231,6 @@ pub async fn delete_custom(
 ) -> Result<Json<CertificateDetail>, ApiError> {
     let app = state.app(&app)?;
     let name = &app.record.name;
-    let detail = state
-        .certificates
-        .remove_custom(name, &hostname)
-        .map_err(api_error)?;
+    let detail = state.certificates.remove_custom(name, &hostname)?;
     Ok(Json(state.certificate_detail(name, &detail)))
 }

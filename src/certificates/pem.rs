@@ -2,13 +2,22 @@
 //! leaf, and what the API and renewal need is read from the leaf once (validity, names,
 //! issuer, key type).
 
-pub use crate::tls::certs::PemError;
-use crate::tls::certs::certified_key;
+use crate::tls::certs::{PairError, certified_key};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use x509_parser::error::X509Error;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Why a certificate cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error(transparent)]
+    Pair(#[from] PairError),
+    #[error("the certificate cannot be read: {0}")]
+    X509(#[from] X509Error),
+}
 
 /// A usable certificate: what TLS serves, and the leaf's facts.
 #[derive(Debug, Clone)]
@@ -58,7 +67,7 @@ impl Cert {
         .iter()
         .filter_map(|marker| text.find(marker))
         .min()
-        .ok_or_else(|| PemError::Key("no private key".into()))?;
+        .unwrap_or(text.len()); // no key: refused as a missing key below
         Cert::parse(&text[..start], &text[start..])
     }
 
@@ -89,8 +98,10 @@ struct Facts {
 
 impl Facts {
     fn of(leaf: &CertificateDer<'_>) -> Result<Facts, PemError> {
-        let x509 = |e: &dyn std::fmt::Display| PemError::X509(e.to_string());
-        let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| x509(&e))?;
+        let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| match e {
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
+            x509_parser::nom::Err::Incomplete(_) => X509Error::InvalidCertificate,
+        })?;
         let time = |seconds: i64| UNIX_EPOCH + Duration::from_secs(seconds.max(0).unsigned_abs());
         let validity = cert.validity();
         let common_name = |name: &x509_parser::x509::X509Name<'_>| {
@@ -99,7 +110,7 @@ impl Facts {
                 .and_then(|cn| cn.as_str().ok())
                 .map(str::to_string)
         };
-        let mut names: Vec<String> = match cert.subject_alternative_name().map_err(|e| x509(&e))? {
+        let mut names: Vec<String> = match cert.subject_alternative_name()? {
             Some(san) => san
                 .value
                 .general_names
@@ -158,15 +169,15 @@ pub mod tests {
         let (_, other_key) = pair(&["b.example.test"]);
         assert!(matches!(
             Cert::parse(&chain, &other_key),
-            Err(PemError::KeyMismatch)
+            Err(PemError::Pair(PairError::KeyMismatch(_)))
         ));
         assert!(matches!(
             Cert::parse("", &other_key),
-            Err(PemError::NoCertificate)
+            Err(PemError::Pair(PairError::NoCertificate))
         ));
         assert!(matches!(
             Cert::parse(&chain, "not a key"),
-            Err(PemError::Key(_))
+            Err(PemError::Pair(PairError::KeyPem(_)))
         ));
     }
 }

@@ -22,6 +22,8 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Port(#[from] super::ports::PortSpecError),
 }
 
 pub struct ApiClient {

@@ -93,13 +93,15 @@ impl Acme {
         let cert = order::obtain(&account, host, kind, &self.challenges).await?;
         let wanted = || self.hostnames.get(host).is_some_and(|h| h.acme_requested);
         let expires = cert.not_after;
+        // Said before the certificate is served, so no reader sees it without; the
+        // status turns `issued` only after, so no waiter goes on before it is served.
+        tracked.status.send_modify(|s| s.validated_by = Some(kind));
         self.keeper
             .put(host, Source::Acme, cert, wanted)
             .map_err(OrderError::Keep)?;
-        tracked.status.send_modify(|s| {
-            s.status = AcmeStatus::Issued;
-            s.validated_by = Some(kind);
-        });
+        tracked
+            .status
+            .send_modify(|s| s.status = AcmeStatus::Issued);
         tracing::info!(%host, challenge = kind.as_str(), "certificate issued, valid until {}",
             humantime::format_rfc3339_seconds(expires));
         Ok(())
