@@ -2,9 +2,9 @@
 //! connection: hostnames change rarely and never inside a machine's transaction).
 
 use super::Hostname;
+use crate::machines::store::Database;
 use rusqlite::{Connection, params};
 use std::path::Path;
-use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state database (hostnames): {0}")]
@@ -17,20 +17,18 @@ const SCHEMA: &str = "
 ";
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    db: Database,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            db: Database::open(path, SCHEMA)?,
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.conn()
     }
 
     /// Writes a hostname (new or changed).
