@@ -5,10 +5,7 @@
 
 use crate::api::{self, ApiState};
 use crate::certificates::Certificates;
-use crate::certificates::acme::on_demand::OnDemandIssuer;
 use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
-use crate::certificates::acme::{Acme, AcmeParts};
-use crate::certificates::keeper::Keeper;
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
@@ -144,7 +141,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let cancel = CancellationToken::new();
     let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
     let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
-    let certificates = open_certificates(&config, &tls, &hostnames, &supervisor, backoff, &cancel);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -183,45 +181,6 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         cancel,
         done,
     })
-}
-
-/// The certificates of hostnames added to apps, loaded from the data dir, with ACME
-/// (and its on-demand hook on the TLS listener) when `[acme]` says so.
-fn open_certificates(
-    config: &Config,
-    tls: &Arc<Tls>,
-    hostnames: &Arc<Hostnames>,
-    supervisor: &Supervisor,
-    backoff: Backoff,
-    cancel: &CancellationToken,
-) -> Arc<Certificates> {
-    let keeper = Arc::new(Keeper::new(tls.clone(), &config.data_dir));
-    let acme = config.acme.as_ref().map(|acme_config| {
-        let parts = AcmeParts {
-            keeper: keeper.clone(),
-            hostnames: hostnames.clone(),
-            challenges: tls.challenges().clone(),
-            cancel: cancel.clone(),
-        };
-        let acme = Acme::new(acme_config.clone(), config.data_dir.clone(), backoff, parts);
-        if acme_config.on_demand {
-            tls.set_on_demand(Arc::new(OnDemandIssuer::new(
-                acme.clone(),
-                supervisor.registry.clone(),
-                hostnames.clone(),
-                config.edge.domains.clone(),
-            )));
-        }
-        tracing::info!(directory = %acme_config.directory, "ACME certificates for added hostnames");
-        acme
-    });
-    let domains = config.edge.domains.clone();
-    Arc::new(Certificates::start(
-        hostnames.clone(),
-        keeper,
-        acme,
-        domains,
-    ))
 }
 
 /// Opens the state, the driver and the supervisor, and makes machine states true again.

@@ -82,6 +82,9 @@ impl Keeper {
     ) -> std::io::Result<bool> {
         let mut held = self.held.entry(host.to_string()).or_default();
         if !wanted() {
+            drop(held);
+            self.held
+                .remove_if(host, |_, h| h.custom.is_none() && h.acme.is_none());
             return Ok(false);
         }
         self.disk.write(host, source, &cert.pem)?;

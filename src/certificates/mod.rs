@@ -9,14 +9,20 @@ pub mod disk;
 pub mod keeper;
 pub mod pem;
 
+use crate::config::Config;
 use crate::hostnames::{self, Hostname, HostnameError, Hostnames};
-use acme::Acme;
+use crate::machines::Registry;
+use crate::tls::Tls;
+use acme::on_demand::OnDemandIssuer;
 use acme::status::HostStatus;
+use acme::timing::Backoff;
+use acme::{Acme, AcmeParts};
 use disk::Source;
 use keeper::{Held, Keeper};
 use pem::{Cert, PemError};
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
@@ -60,19 +66,39 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    /// Loads every hostname's kept certificates and starts the ACME workers (a
-    /// hostname whose certificate is kept waits for its renewal time: no order).
-    pub fn start(
-        hostnames: Arc<Hostnames>,
-        keeper: Arc<Keeper>,
-        acme: Option<Arc<Acme>>,
-        domains: Vec<String>,
-    ) -> Certificates {
+    /// Loads every hostname's kept certificates and serves them; with `[acme]`, starts
+    /// ACME (each ACME hostname's worker: one whose certificate is kept waits for its
+    /// renewal time, no order) and, with `on_demand`, its hook on the TLS listener.
+    pub fn open(
+        config: &Config,
+        tls: &Arc<Tls>,
+        hostnames: &Arc<Hostnames>,
+        registry: Arc<Registry>,
+        backoff: Backoff,
+        cancel: &CancellationToken,
+    ) -> Arc<Certificates> {
+        let keeper = Arc::new(Keeper::new(tls.clone(), &config.data_dir));
+        let acme = config.acme.as_ref().map(|acme_config| {
+            let parts = AcmeParts {
+                keeper: keeper.clone(),
+                hostnames: hostnames.clone(),
+                challenges: tls.challenges().clone(),
+                cancel: cancel.clone(),
+            };
+            let acme = Acme::new(acme_config.clone(), config.data_dir.clone(), backoff, parts);
+            if acme_config.on_demand {
+                let domains = config.edge.domains.clone();
+                let hook = OnDemandIssuer::new(acme.clone(), registry, hostnames.clone(), domains);
+                tls.set_on_demand(Arc::new(hook));
+            }
+            tracing::info!(directory = %acme_config.directory, "ACME certificates for added hostnames");
+            acme
+        });
         let certificates = Certificates {
-            hostnames,
+            hostnames: hostnames.clone(),
             keeper,
             acme,
-            domains,
+            domains: config.edge.domains.clone(),
         };
         for host in certificates.hostnames.all() {
             certificates.keeper.load(&host.name);
@@ -82,7 +108,7 @@ impl Certificates {
                 acme.track(&host.name);
             }
         }
-        certificates
+        Arc::new(certificates)
     }
 
     pub fn acme(&self) -> Option<&Arc<Acme>> {
