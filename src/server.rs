@@ -1,8 +1,11 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
-//! order (stop accepting, drain, stop machines).
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper and certificate reloads, and shuts everything down in order (stop
+//! accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::cluster::{self, Advertised, BackhaulKey, Cluster, ClusterError};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
@@ -10,6 +13,7 @@ use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
 use crate::edge::{self, ConnectionLimits, Edge};
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::{Settings, Supervisor};
 use crate::machines::Registry;
@@ -38,6 +42,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -88,6 +97,7 @@ pub struct Running {
     pub supervisor: Arc<Supervisor>,
     pub cluster: Option<Arc<Cluster>>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -161,6 +171,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -172,9 +187,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let joined = join_cluster(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
     let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
 
-    let cancel = CancellationToken::new();
     let api_state = ApiState {
         supervisor: supervisor.clone(),
+        certificates: certificates.clone(),
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
@@ -187,6 +202,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         geo,
         supervisor: supervisor.clone(),
         tls: tls.clone(),
+        hostnames,
+        certificates: certificates.clone(),
         cancel: cancel.clone(),
         cluster: joined,
     };
@@ -201,6 +218,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         supervisor,
         cluster,
         tls,
+        certificates,
         cancel,
         done,
     })
@@ -310,6 +328,8 @@ struct Served {
     geo: GeoDb,
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
+    hostnames: Arc<Hostnames>,
+    certificates: Arc<Certificates>,
     cancel: CancellationToken,
     cluster: Option<(Arc<Cluster>, Arc<BackhaulKey>)>,
 }
@@ -321,6 +341,8 @@ impl Served {
             geo,
             supervisor,
             tls,
+            hostnames,
+            certificates,
             cancel,
             cluster,
         } = self;
@@ -333,6 +355,8 @@ impl Served {
             geo,
             trusted: trusted.clone(),
             backhaul: cluster.as_ref().map(|(_, key)| key.clone()),
+            hostnames,
+            challenges: tls.challenges().clone(),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -394,6 +418,9 @@ impl Served {
         }
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);
+        if let Some(acme) = certificates.acme() {
+            acme.stopped().await;
+        }
         supervisor.shutdown().await;
         if let Some((cluster, _)) = &cluster {
             cluster.leave().await;

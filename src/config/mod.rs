@@ -7,6 +7,8 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
+pub mod cluster;
 pub mod duration;
 mod raw;
 mod validate;
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use acme::{AcmeConfig, AcmeDirectory};
+pub use cluster::ClusterConfig;
 pub use validate::ConfigErrors;
 
 /// Where `edgewake serve` looks for its config unless `--config` says otherwise.
@@ -91,10 +95,6 @@ pub const DEFAULT_SANDBOX_ID_MAP_SIZE: u32 = 65_536;
 /// A machine config without `guest` gets Fly's smallest preset (shared-cpu-1x).
 pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
 pub const DEFAULT_GUEST_CPUS: u32 = 1;
-/// A node whose last heartbeat is older than this is down: its machines are skipped.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The environment variable holding the cluster's shared secret.
-pub const DEFAULT_CLUSTER_SECRET_ENV: &str = "EDGEWAKE_CLUSTER_SECRET";
 
 /// The whole configuration file.
 #[derive(Debug, Clone)]
@@ -111,31 +111,8 @@ pub struct Config {
     pub images: BTreeMap<String, ImageConfig>,
     /// Several edges sharing one state; `None` is the single node (SQLite only).
     pub cluster: Option<ClusterConfig>,
-}
-
-/// `[cluster]`: this node's place among several edges sharing state on NATS JetStream.
-/// The node's region is `edge.region`.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// Unique name of this node (`syd-1`): the key of its heartbeat and its machines.
-    pub node: String,
-    /// The NATS servers, tried in turn (`nats://host:port`).
-    pub nats: Vec<String>,
-    /// This node's backhaul listener, for requests other edges send to its machines.
-    pub backhaul: SocketAddr,
-    /// The address other nodes reach this node at (backhaul and API); default: the
-    /// backhaul's own address, which must then not be unspecified.
-    pub advertise: Option<IpAddr>,
-    /// The environment variable holding the shared secret (read at start).
-    pub secret_env: String,
-    pub heartbeat_timeout: Duration,
-}
-
-impl ClusterConfig {
-    /// The address other nodes reach this node at.
-    pub fn advertised_ip(&self) -> IpAddr {
-        self.advertise.unwrap_or(self.backhaul.ip())
-    }
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
@@ -354,6 +331,7 @@ impl Default for Config {
                 },
             )]),
             cluster: None,
+            acme: None,
         }
     }
 }

@@ -6,9 +6,8 @@
 //! one takes its default from the typed `Default`s beside the named constants.
 
 use super::{
-    ApiConfig, ClusterConfig, Config, ConfigErrors, DEFAULT_CLUSTER_SECRET_ENV,
-    DEFAULT_HEARTBEAT_TIMEOUT, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig, RegionConfig,
-    RegistryConfig, SandboxConfig, TlsConfig, duration,
+    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
+    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -30,18 +29,8 @@ pub(super) struct RawConfig {
     sandbox: RawSandbox,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
-    cluster: Option<RawCluster>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawCluster {
-    node: Option<String>,
-    nats: Option<Vec<String>>,
-    backhaul: Option<String>,
-    advertise: Option<String>,
-    secret_env: Option<String>,
-    heartbeat_timeout: Option<String>,
+    cluster: Option<super::cluster::RawCluster>,
+    acme: Option<super::acme::RawAcme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,41 +113,7 @@ impl RawConfig {
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
             cluster: self.cluster.map(|c| c.into_cluster(errors)),
-        }
-    }
-}
-
-impl RawCluster {
-    /// The typed section; `node`, `nats` and `backhaul` have no default and are noted
-    /// when missing.
-    fn into_cluster(self, errors: &mut ConfigErrors) -> ClusterConfig {
-        let mut required = |key: &str, present: bool| {
-            if !present {
-                errors.push(format!(
-                    "`cluster.{key}` is required in a `[cluster]` section"
-                ));
-            }
-        };
-        required("node", self.node.is_some());
-        required("nats", self.nats.is_some());
-        required("backhaul", self.backhaul.is_some());
-        let unset: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
-        ClusterConfig {
-            node: self.node.unwrap_or_default(),
-            nats: self.nats.unwrap_or_default(),
-            backhaul: errors.parsed("cluster.backhaul", self.backhaul, unset, address),
-            advertise: self
-                .advertise
-                .and_then(|text| errors.ok("cluster.advertise", ip(&text))),
-            secret_env: self
-                .secret_env
-                .unwrap_or_else(|| DEFAULT_CLUSTER_SECRET_ENV.into()),
-            heartbeat_timeout: errors.parsed(
-                "cluster.heartbeat_timeout",
-                self.heartbeat_timeout,
-                DEFAULT_HEARTBEAT_TIMEOUT,
-                duration::parse,
-            ),
+            acme: self.acme.map(|acme| acme.into_acme(errors)),
         }
     }
 }
@@ -301,15 +256,9 @@ impl RawSandbox {
 }
 
 /// A listener address: an IP and a port.
-fn address(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn address(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:80"))
-}
-
-/// An address without a port.
-fn ip(text: &str) -> Result<IpAddr, String> {
-    text.parse()
-        .map_err(|_| format!("`{text}` is not an IP address like 203.0.113.7"))
 }
 
 /// A CIDR block, or a single address standing for itself.

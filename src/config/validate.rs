@@ -6,11 +6,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-/// Longest node name (it is a key in the cluster's buckets and a DNS-like label).
-const MAX_NODE_NAME: usize = 63;
-/// Heartbeats go out every second; a shorter timeout would mark live nodes down.
-const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// hyper needs at least this much read buffer.
 const MIN_HEADER_BYTES: usize = 8192;
 
@@ -85,57 +80,11 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
-        self.validate_cluster(errors);
-    }
-
-    fn validate_cluster(&self, errors: &mut ConfigErrors) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
-        let node = &cluster.node;
-        let name_ok = node.len() <= MAX_NODE_NAME
-            && node
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !node.is_empty() && !name_ok {
-            errors.push(format!(
-                "`cluster.node`: `{node}` is not a node name (1-{MAX_NODE_NAME} lowercase letters, digits, `-`, `_`)"
-            ));
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self, errors);
         }
-        if cluster.nats.is_empty() {
-            errors.push("`cluster.nats` must list at least one NATS server".into());
-        }
-        for server in &cluster.nats {
-            let scheme_ok = ["nats://", "tls://"].iter().any(|s| server.starts_with(s));
-            if !scheme_ok || server.parse::<async_nats::ServerAddr>().is_err() {
-                errors.push(format!(
-                    "`cluster.nats`: `{server}` is not a server like nats://127.0.0.1:4222"
-                ));
-            }
-        }
-        if cluster.advertise.is_none() && cluster.backhaul.ip().is_unspecified() {
-            errors.push(format!(
-                "`cluster.advertise`: required when `cluster.backhaul` listens on {} (other nodes need an address to reach this one)",
-                cluster.backhaul.ip()
-            ));
-        }
-        if cluster.advertise.is_some_and(|ip| ip.is_unspecified()) {
-            errors.push("`cluster.advertise` must be an address other nodes can reach".into());
-        }
-        if cluster.secret_env.is_empty() {
-            errors.push("`cluster.secret_env` must name an environment variable".into());
-        }
-        if cluster.heartbeat_timeout < MIN_HEARTBEAT_TIMEOUT {
-            errors.push(format!(
-                "`cluster.heartbeat_timeout` must be at least {MIN_HEARTBEAT_TIMEOUT:?} (heartbeats go out every second)"
-            ));
-        }
-        let taken = [self.edge.http, self.edge.https, self.api.listen];
-        if cluster.backhaul.port() != 0 && taken.contains(&cluster.backhaul) {
-            errors.push(format!(
-                "`cluster.backhaul`: {} is already an edge or API listener",
-                cluster.backhaul
-            ));
+        if let Some(acme) = &self.acme {
+            acme.validate(errors);
         }
     }
 
@@ -335,63 +284,6 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
         assert_eq!(errors.problems().len(), 10, "{all}");
-    }
-
-    /// A `[cluster]` section as the issue writes it is read into its types.
-    #[test]
-    fn cluster_section_is_typed() {
-        let text = r#"
-            [cluster]
-            node = "syd-1"
-            nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
-            backhaul = "0.0.0.0:4281"
-            advertise = "203.0.113.7"
-            secret_env = "EDGEWAKE_CLUSTER_SECRET"
-            heartbeat_timeout = "5s"
-        "#;
-        let cluster = Config::parse(text).unwrap().cluster.unwrap();
-        assert_eq!(cluster.node, "syd-1");
-        assert_eq!(cluster.nats.len(), 2);
-        assert_eq!(cluster.backhaul.port(), 4281);
-        assert_eq!(cluster.advertised_ip().to_string(), "203.0.113.7");
-        assert_eq!(cluster.heartbeat_timeout.as_secs(), 5);
-        assert!(Config::parse("").unwrap().cluster.is_none());
-    }
-
-    /// Every wrong or missing key of `[cluster]` is named, all in one report.
-    #[test]
-    fn cluster_problems_are_named() {
-        let text = r#"
-            [cluster]
-            node = "Syd 1"
-            nats = ["http//nowhere"]
-            backhaul = "0.0.0.0:4281"
-            secret_env = ""
-            heartbeat_timeout = "1s"
-            colour = "blue"
-        "#;
-        let all = Config::parse(text).unwrap_err().to_string();
-        for needle in [
-            "`cluster.colour`",
-            "`cluster.node`: `Syd 1`",
-            "`cluster.nats`: `http//nowhere`",
-            "`cluster.advertise`: required",
-            "`cluster.secret_env`",
-            "`cluster.heartbeat_timeout`",
-        ] {
-            assert!(all.contains(needle), "missing {needle} in:\n{all}");
-        }
-        let all = Config::parse("[cluster]\nadvertise = \"nowhere\"\n")
-            .unwrap_err()
-            .to_string();
-        for needle in [
-            "`cluster.node` is required",
-            "`cluster.nats` is required",
-            "`cluster.backhaul` is required",
-            "`cluster.advertise`: `nowhere`",
-        ] {
-            assert!(all.contains(needle), "missing {needle} in:\n{all}");
-        }
     }
 
     /// A duration without a unit names the key it belongs to.
