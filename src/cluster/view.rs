@@ -13,6 +13,7 @@
 use super::kv::MachineEntry;
 use super::{Cluster, RETRY_DELAY};
 use crate::lifecycle::Supervisor;
+use crate::machines::MachineState;
 use crate::machines::nodes::NodeFacts;
 use crate::machines::record::now_millis;
 use crate::machines::store::AppRecord;
@@ -195,10 +196,12 @@ impl View {
     fn place(&self, machine: MachineEntry) {
         let node = self.cluster.registry.node(&machine.node);
         let registry = &self.cluster.registry;
-        if registry
+        let unplaced = registry
             .learn_machine(&machine.app, machine.record.clone(), &node)
-            .is_err()
-        {
+            .is_err();
+        // A destroyed machine of an unknown app (deleted, most likely) has no place to
+        // wait for.
+        if unplaced && machine.record.state != MachineState::Destroyed {
             let mut unplaced = lock(&self.unplaced);
             let waiting = unplaced.entry(machine.app.clone()).or_default();
             waiting.retain(|m| m.record.id != machine.record.id);

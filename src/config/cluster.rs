@@ -1,5 +1,5 @@
 //! `[cluster]`: this node's place among several edges sharing state on NATS JetStream
-//! (see `crate::cluster`). No `[cluster]` section: a single node, SQLite only. The
+//! (the `cluster` module). No `[cluster]` section: a single node, SQLite only. The
 //! node's region is `edge.region`.
 
 use super::raw::address;

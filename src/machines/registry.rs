@@ -345,6 +345,10 @@ impl Registry {
     /// for `include_deleted` listings, unless the app is gone too.
     pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
         let Some(app) = self.app(&machine.app) else {
+            // Its app is gone: nothing keeps the record, here or in the cluster.
+            if let Some(changes) = self.changes.get() {
+                changes.forgotten(&machine.id);
+            }
             self.store.delete_machine(&machine.id)?;
             return Ok(());
         };
