@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
+/// The data dir holds the state, the API token and machines' files: others may not
+/// list or read it, only pass through (a sandbox's user-namespaced root mounts its
+/// rootfs below it).
+pub const DATA_DIR_MODE: u32 = 0o711;
 
 /// What the caller may set beyond the config file.
 #[derive(Default, Clone)]
@@ -123,7 +127,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         path: data_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
+    crate::files::dir_with_mode(&data_dir, DATA_DIR_MODE).map_err(data_dir_error)?;
     let supervisor = open_machines(&config, options.bin_dir, options.driver)?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;

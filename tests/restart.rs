@@ -213,3 +213,20 @@ impl ApiClient {
         res.status()
     }
 }
+
+/// What edgewake keeps on disk is its own: the data dir cannot be listed by others and
+/// the state database (machines' environments) is readable by its owner only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_on_disk_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let mode = |name: &str| {
+        let path = edge.config.data_dir.join(name);
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o711, "others may pass through, not list");
+    assert_eq!(mode("edgewake.db"), 0o600);
+    assert_eq!(mode("edgewake.db-wal"), 0o600);
+    edge.shutdown().await;
+}

@@ -70,3 +70,19 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     file.write_all(token.as_bytes())?;
     file.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A generated token is kept readable by its owner only, and read back next time.
+    #[test]
+    fn generated_token_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = resolve_token(None, dir.path()).unwrap();
+        let meta = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(resolve_token(None, dir.path()).unwrap(), token);
+    }
+}
