@@ -67,13 +67,16 @@ async fn every_response_has_a_fly_request_id() {
     edge.shutdown().await;
 }
 
-/// `Authorization: FlyV1 <token>` (how fly-go sends macaroons) is accepted; a wrong
-/// token under that scheme is 401.
+/// `Authorization: FlyV1 <token>` (how fly-go sends macaroons) is accepted, and either
+/// scheme in any case (RFC 9110); a wrong token under that scheme is 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flyv1_scheme_is_accepted() {
     let edge = TestEdge::start().await;
     for (header, expected) in [
         (format!("FlyV1 {TOKEN}"), StatusCode::OK),
+        (format!("bearer {TOKEN}"), StatusCode::OK),
+        (format!("BEARER {TOKEN}"), StatusCode::OK),
+        (format!("flyv1 {TOKEN}"), StatusCode::OK),
         (
             "FlyV1 fm2_not-the-token".to_string(),
             StatusCode::UNAUTHORIZED,
@@ -231,5 +234,28 @@ async fn unsupported_fly_endpoints_say_so() {
         let (status, body) = edge.get(path).await;
         assert_error(status, &body, StatusCode::NOT_FOUND);
     }
+    edge.shutdown().await;
+}
+
+/// Without a token, a /v1 path no route takes is 401 like any other: whoever asks
+/// learns nothing of what the API has (no 404 or 501 before the token is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_check_the_token_first() {
+    let edge = TestEdge::start().await;
+    for path in [
+        "/v1/nothing/here",
+        "/v1/apps/x/volumes",
+        "/v1/apps/x/machines/0/ps",
+    ] {
+        let res = edge.client.get(edge.api_url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let res = edge
+        .client
+        .get(edge.api_url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the document stays open");
     edge.shutdown().await;
 }

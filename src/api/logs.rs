@@ -24,7 +24,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 const CHUNK: usize = 64 * 1024;
 
 /// The machine's captured output.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
+#[utoipa::path(get, operation_id = "Machines_logs", path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
     params(MachinePath, LogsQuery),
     responses((status = 200, description = "the output so far (and, with follow, as it comes)", content_type = "text/plain"),
         (status = 404, description = "no such app or machine", body = ErrorBody)))]

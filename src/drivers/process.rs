@@ -224,6 +224,7 @@ impl Driver for ProcessDriver {
         let kill: exec::Kill = Box::new(|pid| {
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         });
-        exec::run(child, timeout, kill).await
+        let output = exec::run(child, timeout, kill).await;
+        output.or_else(|e| exec::as_shell_would(program, e))
     }
 }

@@ -396,7 +396,7 @@ impl Driver for SandboxDriver {
         let kill: exec::Kill = Box::new(move |_| kill_exec(&runtime, &id, &file, &token));
         let output = exec::run(runc, timeout, kill).await;
         let _ = std::fs::remove_file(&pid_file);
-        output
+        output.map(runtime::exec_answer)
     }
 }
 
