@@ -81,12 +81,67 @@ impl AddressRange {
         u32::from(ip).wrapping_sub(self.base) < self.size
     }
 
-    /// The lowest machine address not in `taken` (never the network, gateway or
+    /// How many machine addresses the range has (not the network, gateway or
     /// broadcast address).
-    pub fn allocate(&self, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        (FIRST_MACHINE_OFFSET..self.size - 1)
-            .map(|offset| Ipv4Addr::from(self.base + offset))
-            .find(|ip| !taken.contains(ip))
+    fn machine_addresses(&self) -> u32 {
+        self.size - 1 - FIRST_MACHINE_OFFSET
+    }
+
+    /// The `n`th machine address, counting round the range.
+    fn machine_address(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + FIRST_MACHINE_OFFSET + n % self.machine_addresses())
+    }
+}
+
+/// The addresses of a range that machines hold, handed out round the range: a search
+/// starts after the last address handed out, so it does not walk every held address,
+/// and an address given back (a destroyed machine's, whose process may still be on its
+/// way out) is the last to be handed out again.
+#[derive(Debug)]
+pub struct AddressPool {
+    range: AddressRange,
+    held: HashSet<Ipv4Addr>,
+    /// Where the next search starts, counted in machine addresses.
+    next: u32,
+}
+
+impl AddressPool {
+    pub fn new(range: AddressRange) -> AddressPool {
+        AddressPool {
+            range,
+            held: HashSet::new(),
+            next: 0,
+        }
+    }
+
+    pub fn range(&self) -> AddressRange {
+        self.range
+    }
+
+    /// Marks an address as a machine's (one that existed before this pool).
+    pub fn hold(&mut self, ip: Ipv4Addr) {
+        self.held.insert(ip);
+    }
+
+    /// Gives a machine's address back.
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.held.remove(&ip);
+    }
+
+    /// The next address that no machine holds and nothing else uses (`busy`: a socket
+    /// listens there), held from now on; none when the range is full.
+    pub fn take(&mut self, busy: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let count = self.range.machine_addresses();
+        let n = (0..count)
+            .map(|i| self.next.wrapping_add(i) % count)
+            .find(|n| {
+                let ip = self.range.machine_address(*n);
+                !self.held.contains(&ip) && !busy.contains(&ip)
+            })?;
+        self.next = (n + 1) % count;
+        let ip = self.range.machine_address(n);
+        self.held.insert(ip);
+        Some(ip)
     }
 }
 
@@ -111,27 +166,32 @@ impl fmt::Display for AddressRange {
 mod tests {
     use super::*;
 
-    /// Addresses are handed out lowest first, after the gateway, and never twice.
+    /// Addresses are handed out after the gateway, never twice, skipping those held
+    /// and those something else listens on; one given back comes round last.
     #[test]
-    fn allocates_lowest_free() {
-        let range = AddressRange::parse_loopback("127.20.0.0/16").unwrap();
-        let mut taken = HashSet::new();
-        let first = range.allocate(&taken).unwrap();
-        assert_eq!(first, Ipv4Addr::new(127, 20, 0, 2));
+    fn hands_out_round_the_range() {
+        let range = AddressRange::parse_loopback("127.20.0.0/29").unwrap();
         assert_eq!(range.gateway(), Ipv4Addr::new(127, 20, 0, 1));
-        taken.insert(first);
-        assert_eq!(
-            range.allocate(&taken).unwrap(),
-            Ipv4Addr::new(127, 20, 0, 3)
-        );
+        let mut pool = AddressPool::new(range);
+        pool.hold(Ipv4Addr::new(127, 20, 0, 3));
+        let busy = HashSet::from([Ipv4Addr::new(127, 20, 0, 4)]);
+        let ip = |d| Some(Ipv4Addr::new(127, 20, 0, d));
+        assert_eq!(pool.take(&busy), ip(2));
+        assert_eq!(pool.take(&busy), ip(5));
+        pool.release(Ipv4Addr::new(127, 20, 0, 2));
+        assert_eq!(pool.take(&busy), ip(6));
+        assert_eq!(pool.take(&busy), ip(2), "given back, handed out last");
     }
 
     /// A full block yields nothing rather than reusing an address.
     #[test]
     fn full_range_is_exhausted() {
         let range = AddressRange::parse("127.9.9.0/29").unwrap();
-        let taken: HashSet<_> = (2..7).map(|d| Ipv4Addr::new(127, 9, 9, d)).collect();
-        assert_eq!(range.allocate(&taken), None);
+        let mut pool = AddressPool::new(range);
+        for d in 2..7 {
+            pool.hold(Ipv4Addr::new(127, 9, 9, d));
+        }
+        assert_eq!(pool.take(&HashSet::new()), None);
     }
 
     /// Each driver's range is checked: loopback for processes, private for sandboxes.

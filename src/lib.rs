@@ -6,7 +6,9 @@
 //! reverse (`tests/layers.rs` fails on an import cycle between top-level modules).
 //!
 //! - `ids`, `files`, `signals`, `addresses` (the private range machines get addresses
-//!   from), `geo` (MaxMind-format lookup, great-circle distance), `trusted` and
+//!   from, handed out round it, and the lock that claims it for one edgewake),
+//!   `listening` (which TCP sockets listen where, from `/proc/<pid>/net`), `geo`
+//!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit): leaves.
@@ -84,6 +86,7 @@ pub mod ids;
 pub mod images;
 pub mod lifecycle;
 pub mod listener;
+pub mod listening;
 pub mod machines;
 pub mod proxy;
 pub mod proxy_protocol;

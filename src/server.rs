@@ -182,6 +182,7 @@ fn open_machines(
         false => config.machines.private_ip_range,
     };
     let (registry, stored) = Registry::load(store, range)?;
+    let registry = registry.with_limits(config.limits);
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
     let driver: Arc<dyn Driver> = match (driver, sandboxed) {
         (Some(driver), _) => driver,

@@ -43,7 +43,10 @@ pub async fn logs(
         .ok_or_else(|| ApiError::not_found("this driver keeps no machine output"))?;
     let file = match File::open(&path).await {
         Ok(mut file) => {
-            file.seek(SeekFrom::Start(offset))
+            // Past the end is the end: nothing yet (a seek there could not even be
+            // asked for beyond i64::MAX).
+            let len = file.metadata().await.map_or(0, |m| m.len());
+            file.seek(SeekFrom::Start(offset.min(len)))
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot read the log: {e}")))?;
             Some(file)

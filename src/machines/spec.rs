@@ -32,15 +32,39 @@ pub struct GuestSpec {
     pub memory_mb: Option<u64>,
 }
 
+/// Fly's largest machine (performance-16x): 16 CPUs.
+pub const MAX_GUEST_CPUS: u32 = 16;
+/// Fly's largest machine: 8 GiB per performance CPU, 128 GiB.
+pub const MAX_GUEST_MEMORY_MB: u64 = 131_072;
+
 impl GuestSpec {
+    /// The limits to run with: unset (or 0) takes the default, and never more than Fly's
+    /// largest machine (`accept` refuses more; a record stored before that check is
+    /// held to it here, so the sandbox's byte counts cannot overflow).
     pub fn resolve(&self) -> Guest {
         Guest {
-            cpus: self.cpus.filter(|c| *c > 0).unwrap_or(DEFAULT_GUEST_CPUS),
+            cpus: self
+                .cpus
+                .filter(|c| *c > 0)
+                .unwrap_or(DEFAULT_GUEST_CPUS)
+                .min(MAX_GUEST_CPUS),
             memory_mb: self
                 .memory_mb
                 .filter(|m| *m > 0)
-                .unwrap_or(DEFAULT_GUEST_MEMORY_MB),
+                .unwrap_or(DEFAULT_GUEST_MEMORY_MB)
+                .min(MAX_GUEST_MEMORY_MB),
         }
+    }
+
+    /// Fly's bounds: at most 16 CPUs and 128 GiB.
+    fn check(&self) -> Result<(), SpecError> {
+        if let Some(cpus) = self.cpus.filter(|c| *c > MAX_GUEST_CPUS) {
+            return Err(SpecError::TooManyCpus(cpus));
+        }
+        if let Some(mb) = self.memory_mb.filter(|m| *m > MAX_GUEST_MEMORY_MB) {
+            return Err(SpecError::TooMuchMemory(mb));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +231,10 @@ pub enum SpecError {
     /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
     #[error("config.stop_config.signal: {0}")]
     StopSignal(String),
+    #[error("config.guest.cpus is {0}; a machine has at most {MAX_GUEST_CPUS}")]
+    TooManyCpus(u32),
+    #[error("config.guest.memory_mb is {0}; a machine has at most {MAX_GUEST_MEMORY_MB}")]
+    TooMuchMemory(u64),
 }
 
 impl MachineSpec {
@@ -218,6 +246,7 @@ impl MachineSpec {
         }
         normalize::normalize(&mut config)?;
         let spec = MachineSpec::from_config(&config)?;
+        spec.guest.check()?;
         Ok((config, spec))
     }
 
@@ -340,6 +369,28 @@ mod tests {
         let err = MachineSpec::accept(bad).unwrap_err();
         assert!(matches!(err, SpecError::StopSignal(_)), "{err}");
         assert!(err.to_string().contains("stop_config.signal"), "{err}");
+    }
+
+    /// A guest beyond Fly's largest machine is refused, naming the field; one stored
+    /// before that check runs at the largest size instead of overflowing.
+    #[test]
+    fn guest_is_bounded_as_fly_does() {
+        let mut config = seed_config();
+        config["guest"] = json!({"cpus": 16, "memory_mb": 131_072});
+        assert!(MachineSpec::accept(config.clone()).is_ok());
+        config["guest"] = json!({"cpus": 17});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.cpus"), "{err}");
+        config["guest"] = json!({"memory_mb": u64::MAX});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.memory_mb"), "{err}");
+        let stored = MachineSpec::from_config(&config).unwrap();
+        assert_eq!(stored.guest.resolve().memory_mb, MAX_GUEST_MEMORY_MB);
+        config["guest"] = json!({"cpus": u64::from(u32::MAX) + 1});
+        assert!(
+            MachineSpec::accept(config).is_err(),
+            "past u32 is refused too"
+        );
     }
 
     /// A config without an image is refused with a message naming the field.
