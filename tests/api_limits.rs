@@ -66,8 +66,8 @@ async fn quotas_bound_apps_and_machines() {
         "{body}"
     );
 
-    let first = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let first = edge.new_machine(APP, RUNTIME_IMAGE).created().await;
+    edge.new_machine(APP, RUNTIME_IMAGE).created().await;
     let body = json!({"config": seed_config(RUNTIME_IMAGE), "skip_launch": true});
     let path = format!("/v1/apps/{APP}/machines");
     let (status, answer) = edge.post(&path, body.clone()).await;
@@ -78,7 +78,7 @@ async fn quotas_bound_apps_and_machines() {
             .unwrap()
             .contains("machines_per_app")
     );
-    let (status, _) = edge.delete(&machine_path(APP, &id_of(&first), "")).await;
+    let (status, _) = edge.delete(&machine_path(APP, &first.id, "")).await;
     assert_eq!(status, StatusCode::OK);
     let (status, answer) = edge.post(&path, body).await;
     assert_eq!(status, StatusCode::OK, "room again: {answer}");
@@ -98,7 +98,7 @@ async fn no_address_left_is_insufficient_capacity() {
     edge.create_app(APP).await;
     // A /29 has 8 addresses: the network, the gateway, the broadcast and 5 machines.
     for _ in 0..5 {
-        edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+        edge.new_machine(APP, RUNTIME_IMAGE).created().await;
     }
     let body = json!({"config": seed_config(RUNTIME_IMAGE), "skip_launch": true});
     let (status, answer) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
