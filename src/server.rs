@@ -323,8 +323,11 @@ impl Served {
         // The accept loops return only once cancelled: drain what is in flight.
         supervisor.close_all_tunnels().await;
         edge.connections.close();
+        // One deadline for the edge and the API: shutdown takes at most the drain
+        // timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).
         let drain = edge_config.drain_timeout;
-        if tokio::time::timeout(drain, edge.connections.wait())
+        let drained = tokio::time::Instant::now() + drain;
+        if tokio::time::timeout_at(drained, edge.connections.wait())
             .await
             .is_err()
         {
@@ -332,8 +335,9 @@ impl Served {
                 "requests still in flight after {drain:?}; stopping the machines under them"
             );
         }
-        let _ = tokio::time::timeout(drain, api).await;
-        let _ = tokio::join!(reaper, reloads);
+        let _ = tokio::time::timeout_at(drained, api).await;
+        // An idle stop under way goes on; shutdown's own stop of that machine waits for it.
+        let _ = tokio::time::timeout_at(drained, async { tokio::join!(reaper, reloads) }).await;
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");

@@ -210,6 +210,38 @@ async fn stop_uses_stop_config_and_body_signal() {
     edge.shutdown().await;
 }
 
+/// No one can make a stop wait longer than Fly's 300 s: a longer `stop_config.timeout`,
+/// stop body `timeout` or restart `?timeout=` is a 400 naming it, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_timeouts_are_capped() {
+    let edge = TestEdge::start().await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["stop_config"] = json!({"timeout": "10000h"});
+    let body = json!({"config": config, "skip_launch": true});
+    let (status, answer) = edge.post(&machines_path(APP), body).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("stop_config.timeout")
+    );
+    let stop = json!({"timeout": "10000h"});
+    let (status, answer) = edge.post(&machine_path(APP, &id, "/stop"), stop).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    for query in ["?timeout=301", "?timeout=10000h"] {
+        let path = machine_path(APP, &id, &format!("/restart{query}"));
+        let (status, answer) = edge.post(&path, json!({})).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(edge.machine(APP, &id).await["state"], "started");
+    let limit = json!({"timeout": "5m"});
+    let (status, answer) = edge.post(&machine_path(APP, &id, "/stop"), limit).await;
+    assert_eq!(status, StatusCode::OK, "the limit itself is fine: {answer}");
+    edge.shutdown().await;
+}
+
 /// Fly endpoints edgewake does not have (volumes, secrets, ps...) answer 501 with
 /// Fly's error JSON naming the feature; an unknown path is a plain 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

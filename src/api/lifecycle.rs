@@ -6,6 +6,7 @@ use super::error::{ApiError, ApiJson, ErrorBody, MaybeJson};
 use super::lease::LeaseNonce;
 use super::openapi::{MachinePath, RestartQuery};
 use super::query::QueryPairs;
+use crate::config::MAX_STOP_TIMEOUT;
 use crate::lifecycle::StopRequest;
 use crate::machines::go_duration;
 use crate::machines::{EventSource, Machine, MachineState};
@@ -92,7 +93,20 @@ pub struct StopBody {
 }
 
 fn timeout_from_json(value: &Value) -> Result<Duration, ApiError> {
-    go_duration::from_json(value).map_err(|e| ApiError::bad_request(format!("timeout: {e}")))
+    let timeout = go_duration::from_json(value)
+        .map_err(|e| ApiError::bad_request(format!("timeout: {e}")))?;
+    bounded(timeout)
+}
+
+/// A stop timeout the caller asked for, if within Fly's limit: nobody may make a stop
+/// (and the call, and edgewake's shutdown) wait longer.
+fn bounded(timeout: Duration) -> Result<Duration, ApiError> {
+    if timeout > MAX_STOP_TIMEOUT {
+        return Err(ApiError::bad_request(format!(
+            "timeout: {timeout:?} is longer than the {MAX_STOP_TIMEOUT:?} a stop may wait"
+        )));
+    }
+    Ok(timeout)
 }
 
 /// A signal as Fly's clients send it: a name (`"SIGTERM"`) or a number (`9`).
@@ -151,7 +165,7 @@ pub async fn restart(
     if let Some(timeout) = query.get("timeout") {
         // Whole seconds, or a Go duration.
         request.timeout = Some(match timeout.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
+            Ok(secs) => bounded(Duration::from_secs(secs))?,
             Err(_) => timeout_from_json(&Value::from(timeout))?,
         });
     }

@@ -42,6 +42,8 @@ pub struct Script {
     pub boot: Boot,
     /// How long the machine takes to exit after its stop signal.
     pub stop_takes: Duration,
+    /// Not even SIGKILL ends it (a process stuck in the kernel): a stop never returns.
+    pub unkillable: bool,
 }
 
 impl Default for Script {
@@ -53,6 +55,7 @@ impl Default for Script {
                 after: Duration::ZERO,
             },
             stop_takes: Duration::ZERO,
+            unkillable: false,
         }
     }
 }
@@ -287,7 +290,11 @@ impl Driver for FakeDriver {
             Some(run) => run.machine_id.clone(),
             None => return Exit::UNKNOWN,
         };
-        let stop_takes = self.script_for(&machine_id).stop_takes;
+        let script = self.script_for(&machine_id);
+        if script.unkillable {
+            return std::future::pending().await;
+        }
+        let stop_takes = script.stop_takes;
         let exit = if stop_takes > timeout {
             tokio::time::sleep(timeout).await;
             killed_by(Signal::SIGKILL)

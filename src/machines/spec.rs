@@ -2,7 +2,7 @@
 //! beside it untouched, so unknown fields round-trip.
 
 use super::{go_duration, normalize};
-use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
+use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB, MAX_STOP_TIMEOUT};
 use crate::drivers::{Guest, Init};
 use crate::signals::parse_signal;
 use nix::sys::signal::Signal;
@@ -231,6 +231,8 @@ pub enum SpecError {
     /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
     #[error("config.stop_config.signal: {0}")]
     StopSignal(String),
+    #[error("config.stop_config.timeout is {0:?}; a stop waits at most {MAX_STOP_TIMEOUT:?}")]
+    StopTimeout(Duration),
     #[error("config.guest.cpus is {0}; a machine has at most {MAX_GUEST_CPUS}")]
     TooManyCpus(u32),
     #[error("config.guest.memory_mb is {0}; a machine has at most {MAX_GUEST_MEMORY_MB}")]
@@ -247,6 +249,9 @@ impl MachineSpec {
         normalize::normalize(&mut config)?;
         let spec = MachineSpec::from_config(&config)?;
         spec.guest.check()?;
+        if let Some(timeout) = spec.stop_config.timeout.filter(|t| *t > MAX_STOP_TIMEOUT) {
+            return Err(SpecError::StopTimeout(timeout));
+        }
         Ok((config, spec))
     }
 
@@ -355,7 +360,8 @@ mod tests {
         assert!(err.to_string().contains("autostop"), "{err}");
     }
 
-    /// stop_config takes Go duration strings or nanoseconds, and a signal name.
+    /// stop_config takes Go duration strings or nanoseconds, and a signal name; a
+    /// timeout past Fly's 300 s is refused.
     #[test]
     fn stop_config_accepts_strings_or_nanoseconds() {
         let mut config = seed_config();
@@ -364,6 +370,11 @@ mod tests {
         assert_eq!(config["stop_config"]["timeout"], "15s");
         assert_eq!(spec.stop_config.timeout, Some(Duration::from_secs(15)));
         assert_eq!(spec.stop_signal(), Some(Signal::SIGINT));
+        let mut long = seed_config();
+        long["stop_config"] = json!({"timeout": "10000h"});
+        let err = MachineSpec::accept(long).unwrap_err();
+        assert!(matches!(err, SpecError::StopTimeout(_)), "{err}");
+        assert!(err.to_string().contains("stop_config.timeout"), "{err}");
         let mut bad = seed_config();
         bad["stop_config"] = json!({"signal": "SIGNOPE"});
         let err = MachineSpec::accept(bad).unwrap_err();
