@@ -36,7 +36,8 @@
 //!   on failure, queue at the hard limit), and `start`, `stop`, `destroy`,
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
-//!   lifecycle needs: its lock, its instance, its wake in progress.
+//!   lifecycle needs: its lock, its instance, its wake in progress, its back-off after
+//!   failed starts.
 //! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
 //!   development CA and self-signed fallback (`dev_ca`).
 //! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `route` (Host →

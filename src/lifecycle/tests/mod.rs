@@ -14,6 +14,7 @@ use crate::machines::{MachineState, Registry};
 use serde_json::{Value, json};
 
 mod bounds;
+mod crash_loops;
 use std::sync::Arc;
 use std::time::Duration;
 
