@@ -128,7 +128,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         source,
     };
     crate::files::dir_with_mode(&data_dir, DATA_DIR_MODE).map_err(data_dir_error)?;
-    let supervisor = open_machines(&config, options.bin_dir, options.driver)?;
+    let supervisor = open_machines(&config, options.bin_dir, options.driver).await?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
@@ -170,7 +170,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 }
 
 /// Opens the state, the driver and the supervisor, and makes machine states true again.
-fn open_machines(
+async fn open_machines(
     config: &Config,
     bin_dir: Option<PathBuf>,
     driver: Option<Arc<dyn Driver>>,
@@ -196,7 +196,7 @@ fn open_machines(
         driver,
         settings(config),
     ));
-    supervisor.recover(stored);
+    supervisor.recover(stored).await;
     Ok(supervisor)
 }
 

@@ -78,6 +78,9 @@ struct State {
     starts: HashMap<String, usize>,
     stops: HashMap<String, usize>,
     serve_http: bool,
+    /// Runs a crashed edgewake left behind, by machine: how long each takes to die once
+    /// it is killed. While one is there, its machine's address is taken.
+    orphans: HashMap<String, Duration>,
 }
 
 pub struct FakeDriver {
@@ -168,6 +171,12 @@ impl FakeDriver {
         }
     }
 
+    /// The machine has a run left by a crashed edgewake, which takes `dies_after` to
+    /// be gone once killed; until then a start fails, its address in use.
+    pub fn leave_orphan(&self, machine_id: &str, dies_after: Duration) {
+        self.state().orphans.insert(machine_id.into(), dies_after);
+    }
+
     /// The machine stops answering on its port but keeps running, as a machine whose
     /// server died under a live supervisor would: connections to it are refused.
     pub fn stop_listening(&self, machine_id: &str) {
@@ -238,6 +247,12 @@ impl Driver for FakeDriver {
         tokio::time::sleep(script.start_takes).await;
         if let Some(error) = script.fail {
             return Err(error());
+        }
+        if self.state().orphans.contains_key(&launch.machine_id) {
+            return Err(DriverError::Spawn {
+                command: "fake".into(),
+                source: std::io::ErrorKind::AddrInUse.into(),
+            });
         }
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let (exit, exit_rx) = watch::channel(None);
@@ -312,7 +327,13 @@ impl Driver for FakeDriver {
         }
     }
 
-    fn reap_orphan(&self, _machine_id: &str, _pid: u32) {}
+    async fn reap_orphan(&self, machine_id: &str, _pid: u32) {
+        let dies_after = self.state().orphans.get(machine_id).copied();
+        if let Some(dies_after) = dies_after {
+            tokio::time::sleep(dies_after).await;
+            self.state().orphans.remove(machine_id);
+        }
+    }
 
     async fn forget(&self, _machine_id: &str) {}
 

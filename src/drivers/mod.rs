@@ -180,8 +180,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends `signal` to the running machine without waiting for anything.
     fn signal(&self, instance: &Instance, signal: Signal);
 
-    /// Kills what a crashed edgewake left running for this machine, if it is still there.
-    fn reap_orphan(&self, machine_id: &str, pid: u32);
+    /// Kills what a crashed edgewake left running for this machine, if it is still
+    /// there, and returns once it is gone (or the driver gives up on it, saying so): a
+    /// new run must not race the old one for the machine's address.
+    async fn reap_orphan(&self, machine_id: &str, pid: u32);
 
     /// Removes what the driver kept for a destroyed machine (files, logs).
     async fn forget(&self, machine_id: &str);

@@ -17,6 +17,10 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+/// How long the processes of a crashed edgewake's run may take to be gone after
+/// SIGKILL before the machine is started anyway.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
 /// Environment passed through from edgewake to every machine; everything else is set.
 const INHERITED_ENV: &[&str] = &["PATH", "LANG", "TZ"];
 
@@ -181,17 +185,25 @@ impl Driver for ProcessDriver {
         }
     }
 
-    fn reap_orphan(&self, machine_id: &str, pid: u32) {
+    async fn reap_orphan(&self, machine_id: &str, pid: u32) {
         // The leader may be gone while its children live on: look for every process
         // that runs as this machine, not only the recorded pid.
-        for orphan in procfs::with_env(&format!("FLY_MACHINE_ID={machine_id}")) {
+        let mark = format!("FLY_MACHINE_ID={machine_id}");
+        let orphans = procfs::with_env(&mark);
+        for orphan in &orphans {
             tracing::warn!(
                 machine = machine_id,
                 pid = orphan,
                 leader = pid,
                 "killing a process left by an earlier edgewake"
             );
-            let _ = nix::sys::signal::kill(Pid::from_raw(orphan as i32), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(*orphan as i32), Signal::SIGKILL);
+        }
+        if !orphans.is_empty() && !procfs::until_none_with_env(&mark, ORPHAN_GRACE).await {
+            tracing::error!(
+                machine = machine_id,
+                "processes of an earlier run outlived SIGKILL by {ORPHAN_GRACE:?}"
+            );
         }
     }
 
@@ -226,5 +238,39 @@ impl Driver for ProcessDriver {
         });
         let output = exec::run(child, timeout, kill).await;
         output.or_else(|e| exec::as_shell_would(program, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reaping a crashed edgewake's run kills every process of the machine (a wrapper
+    /// and its child) and returns only once none is left.
+    #[tokio::test]
+    async fn reap_orphan_returns_once_it_is_gone() {
+        let id = format!("orphan{}", std::process::id());
+        let mut orphan = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 31"])
+            .env("FLY_MACHINE_ID", &id)
+            .spawn()
+            .unwrap();
+        let mark = format!("FLY_MACHINE_ID={id}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while procfs::with_env(&mark).len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let driver = ProcessDriver::new(dir.path(), BTreeMap::new());
+        driver.reap_orphan(&id, orphan.id()).await;
+        assert!(
+            procfs::with_env(&mark).is_empty(),
+            "no process of the run is left"
+        );
+        let _ = orphan.wait();
     }
 }

@@ -338,14 +338,22 @@ impl Driver for SandboxDriver {
         }
     }
 
-    fn reap_orphan(&self, machine_id: &str, pid: u32) {
+    /// `runc delete --force` returns once the container is gone.
+    async fn reap_orphan(&self, machine_id: &str, pid: u32) {
         tracing::warn!(
             machine = machine_id,
             runc = pid,
             "removing a container left by an earlier edgewake"
         );
-        self.runtime.remove_blocking(machine_id);
-        Overlay::unmount_in(&self.plan.machines_dir.join(machine_id));
+        let (runtime, id) = (self.runtime.clone(), machine_id.to_string());
+        let dir = self.plan.machines_dir.join(machine_id);
+        let removed = tokio::task::spawn_blocking(move || {
+            runtime.remove_blocking(&id);
+            Overlay::unmount_in(&dir);
+        });
+        if let Err(e) = removed.await {
+            tracing::error!(machine = machine_id, "removing the container failed: {e}");
+        }
     }
 
     async fn forget(&self, machine_id: &str) {

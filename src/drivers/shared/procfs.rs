@@ -1,5 +1,5 @@
 //! The host's processes as `/proc` shows them: all of them, a process's descendants,
-//! those carrying a mark in their environment.
+//! those carrying a mark in their environment (and waiting for those to be gone).
 
 /// Every process on the host, by pid.
 pub fn processes() -> impl Iterator<Item = u32> {
@@ -46,6 +46,24 @@ pub fn with_env(entry: &str) -> Vec<u32> {
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
         })
         .collect()
+}
+
+/// How often a wait for processes to be gone looks again.
+const GONE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Waits until no live process holds `entry` in its environment (a zombie holds none:
+/// its memory, sockets included, is gone), for at most `within`; says whether none do.
+pub async fn until_none_with_env(entry: &str, within: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if with_env(entry).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(GONE_POLL).await;
+    }
 }
 
 #[cfg(test)]

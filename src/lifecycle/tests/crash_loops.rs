@@ -1,5 +1,6 @@
 //! A machine that keeps failing to start is not spawned once per request: starts are
 //! held off, longer after each failure in a row, until one succeeds or the API asks.
+//! After a crash of edgewake, a machine starts again only once its old run is gone.
 
 use super::*;
 use crate::lifecycle::run::{FIRST_START_BACKOFF, MAX_START_BACKOFF};
@@ -113,6 +114,30 @@ async fn api_start_and_success_reset_the_backoff() {
         left <= FIRST_START_BACKOFF,
         "counted from the first again: {left:?}"
     );
+}
+
+/// After a crash, a `restart.policy = "always"` machine that was running waits for
+/// the run the crash left behind to be gone (it dies 500 ms after being killed), then
+/// starts once and comes up, instead of racing it for its address.
+#[tokio::test(start_paused = true)]
+async fn restart_policy_always_waits_for_the_orphan() {
+    use crate::machines::store::StoredMachine;
+    let w = world();
+    let mut always = config(None);
+    always["restart"] = json!({"policy": "always"});
+    let machine = w.machine(always);
+    w.fake.leave_orphan(&machine.id, Duration::from_millis(500));
+    let mut record = machine.snapshot();
+    record.state = MachineState::Started;
+    let pid = Some(4242);
+    let stored = vec![StoredMachine {
+        app: machine.app.clone(),
+        record,
+        pid,
+    }];
+    w.sup.recover(stored).await;
+    wait_for_state(&machine, MachineState::Started).await;
+    assert_eq!(w.fake.starts(&machine.id), 1);
 }
 
 /// Waits (on paused time) until the machine is in `state`.
