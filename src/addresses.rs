@@ -4,8 +4,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::File;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// Where range claims are kept: the host's lock directory (FHS), else its temp dir.
+const LOCK_DIR: &str = "/run/lock";
 
 /// A CIDR block from which machine addresses are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +150,70 @@ impl AddressPool {
     }
 }
 
+/// One edgewake's claim on a range: while it is held, no other edgewake on this host
+/// can claim the same range (flock(2) on a file named by the range, which the kernel
+/// releases when the holder exits, however it exits). Two edgewakes handing out the
+/// same addresses would send one's requests to the other's machines.
+#[derive(Debug)]
+pub struct RangeClaim {
+    _file: File,
+}
+
+/// Why a range could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "the addresses {range} are in use by another edgewake on this host (it holds {}): \
+         give each edgewake its own range (machines.private_ip_range, sandbox.network)",
+        path.display()
+    )]
+    Taken { range: AddressRange, path: PathBuf },
+    #[error("cannot claim the addresses {range} ({}): {source}", path.display())]
+    Lock {
+        range: AddressRange,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl AddressRange {
+    /// Claims the range for this edgewake until the claim is dropped.
+    pub fn claim(&self) -> Result<RangeClaim, ClaimError> {
+        let dir = Path::new(LOCK_DIR);
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        self.claim_in(&dir)
+    }
+
+    fn claim_in(&self, dir: &Path) -> Result<RangeClaim, ClaimError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = self.to_string().replace('/', "_");
+        let path = dir.join(format!("edgewake-range-{name}.lock"));
+        let failed = |source| ClaimError::Lock {
+            range: *self,
+            path: path.clone(),
+            source,
+        };
+        // Readable by all: any user's edgewake must be able to find it taken.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(failed)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RangeClaim { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ClaimError::Taken { range: *self, path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
+        }
+    }
+}
+
 /// Any block with room for machines (tests and tools; the config checks the kind too).
 impl FromStr for AddressRange {
     type Err = String;
@@ -210,6 +279,22 @@ mod tests {
         let range = AddressRange::parse("172.30.0.0/16").unwrap();
         assert!(range.contains(Ipv4Addr::new(172, 30, 9, 9)));
         assert!(!range.contains(Ipv4Addr::new(172, 31, 0, 0)));
+    }
+
+    /// A claimed range cannot be claimed again until the claim is dropped; another
+    /// range can.
+    #[test]
+    fn a_range_is_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = AddressRange::parse("127.63.0.0/24").unwrap();
+        let claim = range.claim_in(dir.path()).unwrap();
+        let err = range.claim_in(dir.path()).unwrap_err();
+        assert!(matches!(err, ClaimError::Taken { .. }), "{err}");
+        assert!(err.to_string().contains("127.63.0.0/24"), "{err}");
+        let other = AddressRange::parse("127.63.1.0/24").unwrap();
+        assert!(other.claim_in(dir.path()).is_ok());
+        drop(claim);
+        assert!(range.claim_in(dir.path()).is_ok());
     }
 
     /// A range is written back as its network and prefix, whatever host bits it was

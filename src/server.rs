@@ -2,6 +2,7 @@
 //! listeners, runs the reaper and certificate reloads, and shuts everything down in
 //! order (stop accepting, drain, stop machines).
 
+use crate::addresses::RangeClaim;
 use crate::api::{self, ApiState};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
@@ -64,6 +65,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error(transparent)]
     Sandbox(#[from] crate::drivers::sandbox::SetupError),
+    #[error(transparent)]
+    Range(#[from] crate::addresses::ClaimError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -128,7 +131,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         source,
     };
     crate::files::dir_with_mode(&data_dir, DATA_DIR_MODE).map_err(data_dir_error)?;
-    let supervisor = open_machines(&config, options.bin_dir, options.driver).await?;
+    let (supervisor, claim) = open_machines(&config, options.bin_dir, options.driver).await?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
@@ -154,6 +157,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         supervisor: supervisor.clone(),
         tls: tls.clone(),
         cancel: cancel.clone(),
+        claim,
     };
     let done = tokio::spawn(served.run(sockets, api_state));
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
@@ -169,18 +173,21 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     })
 }
 
-/// Opens the state, the driver and the supervisor, and makes machine states true again.
+/// Claims the machines' address range, opens the state, the driver and the
+/// supervisor, and makes machine states true again. The claim comes first: an
+/// edgewake that would share its range with a running one touches nothing.
 async fn open_machines(
     config: &Config,
     bin_dir: Option<PathBuf>,
     driver: Option<Arc<dyn Driver>>,
-) -> Result<Arc<Supervisor>, StartError> {
-    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
+) -> Result<(Arc<Supervisor>, RangeClaim), StartError> {
     let sandboxed = config.machines.driver == DriverKind::Sandbox;
     let range = match sandboxed {
         true => config.sandbox.network,
         false => config.machines.private_ip_range,
     };
+    let claim = range.claim()?;
+    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
     let (registry, stored) = Registry::load(store, range)?;
     let registry = registry.with_limits(config.limits);
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
@@ -197,7 +204,7 @@ async fn open_machines(
         settings(config),
     ));
     supervisor.recover(stored).await;
-    Ok(supervisor)
+    Ok((supervisor, claim))
 }
 
 /// The directory of the running edgewake binary.
@@ -271,6 +278,8 @@ struct Served {
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
     cancel: CancellationToken,
+    /// Held until every machine has stopped: then another edgewake may take the range.
+    claim: RangeClaim,
 }
 
 impl Served {
@@ -281,6 +290,7 @@ impl Served {
             supervisor,
             tls,
             cancel,
+            claim,
         } = self;
         let edge_config = &config.edge;
         let trusted = Trusted::new(edge_config.trusted_proxies.clone());
@@ -340,6 +350,7 @@ impl Served {
         let _ = tokio::time::timeout_at(drained, async { tokio::join!(reaper, reloads) }).await;
         supervisor.shutdown().await;
         supervisor.driver().close();
+        drop(claim);
         tracing::info!("edgewake stopped");
     }
 }

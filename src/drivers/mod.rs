@@ -170,6 +170,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError>;
 
     /// Whether the started machine accepts connections at `addr` (the readiness probe).
+    /// A driver that can tell should also check that what accepts is the machine
+    /// (`shared::sockets`): the default only connects.
     async fn accepts(&self, _instance: &Instance, addr: SocketAddr) -> bool {
         tokio::net::TcpStream::connect(addr).await.is_ok()
     }

@@ -3,7 +3,7 @@
 //! command runs as edgewake's user, with edgewake's view of the filesystem.
 
 use super::shared::log::MachineLog;
-use super::shared::{exec, fly_env, procfs, remove_machine_dir};
+use super::shared::{exec, fly_env, procfs, remove_machine_dir, sockets};
 use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::config::ImageConfig;
 use async_trait::async_trait;
@@ -163,6 +163,12 @@ impl Driver for ProcessDriver {
         log.pump(child.stderr.take().expect("piped"));
         let pid = child.id().unwrap_or_default();
         Ok(Instance::new(pid, watch_exit(child)))
+    }
+
+    /// The machine listens at `addr` itself: a socket there held by its process tree
+    /// (another edgewake's machine, or anything else, may answer at a loopback address).
+    async fn accepts(&self, instance: &Instance, addr: std::net::SocketAddr) -> bool {
+        sockets::machine_accepts(instance, addr).await
     }
 
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {

@@ -15,7 +15,7 @@ pub mod seccomp;
 
 use crate::config::SandboxConfig;
 use crate::drivers::shared::log::MachineLog;
-use crate::drivers::shared::{exec, procfs, remove_machine_dir};
+use crate::drivers::shared::{exec, procfs, remove_machine_dir, sockets};
 use crate::drivers::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::files::dir_with_mode;
 use crate::images::{IdMap, Image, ImageStore};
@@ -307,6 +307,12 @@ impl Driver for SandboxDriver {
         Ok(Instance::new(pid, self.watch_exit(child, id, pid)))
     }
 
+    /// The machine listens at `addr` itself: a socket there in its own network
+    /// namespace, held by its processes (under `runc run`).
+    async fn accepts(&self, instance: &Instance, addr: std::net::SocketAddr) -> bool {
+        sockets::machine_accepts(instance, addr).await
+    }
+
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
         if let Some(exit) = instance.exit_status() {
             return exit;
@@ -420,7 +426,7 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
     let Some(init) = runtime.init_pid(id) else {
         return;
     };
-    let Some(machine_ns) = pid_namespace(init) else {
+    let Some(machine_ns) = procfs::namespace(&init.to_string(), "pid") else {
         return;
     };
     let mark = format!("{EXEC_MARK}={token}");
@@ -433,14 +439,10 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
     doomed.sort_unstable();
     doomed.dedup();
     for pid in doomed {
-        if pid != init && pid_namespace(pid).as_ref() == Some(&machine_ns) {
+        if pid != init && procfs::namespace(&pid.to_string(), "pid").as_ref() == Some(&machine_ns) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
-}
-
-fn pid_namespace(pid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// The namespace of `kind` (`net`, `pid`…) a process (`self`, or a pid) is in, as the
+/// kernel names it (`net:[4026531840]`): equal names, the same namespace.
+pub fn namespace(pid: &str, kind: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()
+}
+
 /// A process's parent, from `/proc/<pid>/stat` (the field after the command's `)`).
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
