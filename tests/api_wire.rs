@@ -280,12 +280,6 @@ async fn unknown_paths_check_the_token_first() {
         let res = edge.client.get(edge.api_url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    let res = edge
-        .client
-        .get(edge.api_url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "the document stays open");
+    // The document stays open: tests/api_openapi.rs fetches it without a token.
     edge.shutdown().await;
 }
