@@ -1,13 +1,17 @@
 //! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
-//! order (stop accepting, drain, stop machines).
+//! listeners, runs the reaper, applies reloaded configs (`reload`), and shuts
+//! everything down in order (stop accepting, drain, stop machines).
 
-use crate::api::{self, ApiState};
+mod reload;
+
+pub use reload::{ReloadError, Reloaded};
+
+use crate::api::{self, ApiState, RegionList};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, ConnectionLimits, Edge};
+use crate::edge::{self, ConnectionLimits, Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::{Settings, Supervisor};
@@ -17,6 +21,7 @@ use crate::proxy::place::Regions;
 use crate::proxy::{Inbound, Proxy, ProxySettings};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,7 +68,7 @@ pub enum StartError {
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
-fn open_geo(config: &Config) -> Result<GeoDb, StartError> {
+fn open_geo(config: &Config) -> Result<GeoDb, crate::geo::GeoError> {
     let geo = GeoDb::open(config.geo.ipv4_db.as_deref(), config.geo.ipv6_db.as_deref())?;
     if geo.is_empty() {
         tracing::info!(
@@ -82,6 +87,7 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    live: Arc<Live>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -90,6 +96,17 @@ impl Running {
     /// Begins a graceful shutdown.
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Applies a config read again (SIGHUP) and the certificates: what can change live
+    /// does, what cannot is kept and named in the answer; on an error nothing changed.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        reload::reload(&self.live, config)
+    }
+
+    /// The config in force: the one started with, plus what reloads changed.
+    pub fn config(&self) -> Config {
+        self.live.config()
     }
 
     /// Waits until shutdown has finished: requests drained, machines stopped.
@@ -137,21 +154,14 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     );
 
     let cancel = CancellationToken::new();
+    let geo = open_geo(&config)?;
+    let live = Arc::new(Live::new(config, geo, &supervisor, &tls, &cancel));
     let api_state = ApiState {
         supervisor: supervisor.clone(),
         token: api_token.clone().into(),
-        regions: config.regions.iter().map(|r| r.code.clone()).collect(),
-        edge_region: config.edge.region.clone().into(),
+        regions: live.regions.clone(),
     };
-    let geo = open_geo(&config)?;
-    let served = Served {
-        config,
-        geo,
-        supervisor: supervisor.clone(),
-        tls: tls.clone(),
-        cancel: cancel.clone(),
-    };
-    let done = tokio::spawn(served.run(sockets, api_state));
+    let done = tokio::spawn(serve(live.clone(), sockets, api_state, cancel.clone()));
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
     Ok(Running {
         http_addr,
@@ -160,6 +170,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_token,
         supervisor,
         tls,
+        live,
         cancel,
         done,
     })
@@ -237,6 +248,8 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
 
 fn settings(config: &Config) -> Settings {
     Settings {
+        idle_timeout: config.edge.idle_timeout,
+        reap_interval: config.edge.reap_interval,
         wake_timeout: config.edge.wake_timeout,
         probe_interval: config.edge.probe_interval,
         stop_signal: config.machines.stop_signal,
@@ -255,80 +268,129 @@ fn limits(config: &Config) -> ConnectionLimits {
     }
 }
 
-/// What the serving task owns.
-struct Served {
-    config: Config,
-    geo: GeoDb,
-    supervisor: Arc<Supervisor>,
-    tls: Arc<Tls>,
-    cancel: CancellationToken,
+fn proxy_settings(config: &Config, geo: GeoDb) -> ProxySettings {
+    let edge = &config.edge;
+    ProxySettings {
+        domains: edge.domains.clone(),
+        edge_region: edge.region.clone(),
+        regions: Regions::new(&config.regions, &edge.region),
+        geo,
+        trusted: Trusted::new(edge.trusted_proxies.clone()),
+    }
 }
 
-impl Served {
-    async fn run(self, sockets: Sockets, api_state: ApiState) {
-        let Served {
-            config,
-            geo,
-            supervisor,
-            tls,
-            cancel,
-        } = self;
-        let edge_config = &config.edge;
-        let trusted = Trusted::new(edge_config.trusted_proxies.clone());
-        let settings = ProxySettings {
-            domains: edge_config.domains.clone(),
-            edge_region: edge_config.region.clone(),
-            regions: Regions::new(&config.regions, &edge_config.region),
-            geo,
-            trusted: trusted.clone(),
-        };
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
-        let edge = Arc::new(Edge::new(
-            proxy,
-            trusted,
-            edge_config.max_connections,
-            cancel.clone(),
-            limits(&config),
-        ));
-        let reaper = tokio::spawn(supervisor.clone().reap_idle(
-            edge_config.idle_timeout,
-            edge_config.reap_interval,
-            cancel.clone(),
-        ));
-        let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
-        let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
-        let http_inbound = Inbound {
-            service_port: edge_config.http_service_port,
-            scheme: "http",
-            proxy_protocol: edge_config.http_proxy_protocol,
-        };
-        let https_inbound = Inbound {
-            service_port: edge_config.https_service_port,
-            scheme: "https",
-            proxy_protocol: edge_config.https_proxy_protocol,
-        };
-        tokio::join!(
-            edge::serve(sockets.http, edge.clone(), http_inbound, None),
-            edge::serve(sockets.https, edge.clone(), https_inbound, Some(tls)),
-        );
-        // The accept loops return only once cancelled: drain what is in flight.
-        supervisor.close_all_tunnels().await;
-        edge.connections.close();
-        let drain = edge_config.drain_timeout;
-        if tokio::time::timeout(drain, edge.connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "requests still in flight after {drain:?}; stopping the machines under them"
-            );
-        }
-        let _ = tokio::time::timeout(drain, api).await;
-        let _ = tokio::join!(reaper, reloads);
-        supervisor.shutdown().await;
-        supervisor.driver().close();
-        tracing::info!("edgewake stopped");
+fn edge_settings(config: &Config) -> EdgeSettings {
+    EdgeSettings::new(
+        Trusted::new(config.edge.trusted_proxies.clone()),
+        limits(config),
+    )
+}
+
+fn region_list(config: &Config) -> RegionList {
+    RegionList {
+        codes: config.regions.iter().map(|r| r.code.clone()).collect(),
+        edge: config.edge.region.clone(),
     }
+}
+
+/// What a reload reaches: every part that reads settings a reload may change, and the
+/// config in force.
+pub(crate) struct Live {
+    proxy: Arc<Proxy>,
+    edge: Arc<Edge>,
+    tls: Arc<Tls>,
+    supervisor: Arc<Supervisor>,
+    regions: Arc<ArcSwap<RegionList>>,
+    config: std::sync::Mutex<Config>,
+}
+
+impl Live {
+    fn new(
+        config: Config,
+        geo: GeoDb,
+        supervisor: &Arc<Supervisor>,
+        tls: &Arc<Tls>,
+        cancel: &CancellationToken,
+    ) -> Live {
+        let proxy = Arc::new(Proxy::new(supervisor.clone(), proxy_settings(&config, geo)));
+        let edge = Arc::new(Edge::new(
+            proxy.clone(),
+            config.edge.max_connections,
+            cancel.clone(),
+            edge_settings(&config),
+        ));
+        Live {
+            proxy,
+            edge,
+            tls: tls.clone(),
+            supervisor: supervisor.clone(),
+            regions: Arc::new(ArcSwap::from_pointee(region_list(&config))),
+            config: std::sync::Mutex::new(config),
+        }
+    }
+
+    /// Puts a (validated) config's live settings in force everywhere they are read.
+    fn apply(&self, config: &Config, geo: GeoDb) {
+        self.supervisor.set_settings(settings(config));
+        self.proxy.set_settings(proxy_settings(config, geo));
+        self.edge.set_settings(edge_settings(config));
+        self.edge.set_max_connections(config.edge.max_connections);
+        self.tls.set_handshake_timeout(config.tls.handshake_timeout);
+        self.regions.store(Arc::new(region_list(config)));
+    }
+
+    fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Serves until cancelled, then shuts down in order: stop accepting, drain requests
+/// (up to the drain timeout in force), stop the machines.
+async fn serve(live: Arc<Live>, sockets: Sockets, api_state: ApiState, cancel: CancellationToken) {
+    let config = live.config();
+    let supervisor = live.supervisor.clone();
+    let edge = live.edge.clone();
+    let reaper = tokio::spawn(supervisor.clone().reap_idle(cancel.clone()));
+    let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+    let http_inbound = Inbound {
+        service_port: config.edge.http_service_port,
+        scheme: "http",
+        proxy_protocol: config.edge.http_proxy_protocol,
+    };
+    let https_inbound = Inbound {
+        service_port: config.edge.https_service_port,
+        scheme: "https",
+        proxy_protocol: config.edge.https_proxy_protocol,
+    };
+    tokio::join!(
+        edge::serve(sockets.http, edge.clone(), http_inbound, None),
+        edge::serve(
+            sockets.https,
+            edge.clone(),
+            https_inbound,
+            Some(live.tls.clone())
+        ),
+    );
+    // The accept loops return only once cancelled: drain what is in flight.
+    supervisor.close_all_tunnels().await;
+    edge.connections.close();
+    let drain = live.config().edge.drain_timeout;
+    if tokio::time::timeout(drain, edge.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {drain:?}; stopping the machines under them"
+        );
+    }
+    let _ = tokio::time::timeout(drain, api).await;
+    let _ = reaper.await;
+    supervisor.shutdown().await;
+    supervisor.driver().close();
+    tracing::info!("edgewake stopped");
 }
 
 async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
@@ -336,22 +398,4 @@ async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationT
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await;
-}
-
-/// SIGHUP reloads the certificates; a bad file keeps the old ones and says why.
-async fn reload_on_sighup(tls: Arc<Tls>, cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return tracing::warn!("cannot listen for SIGHUP: certificates will not reload");
-    };
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = hangups.recv() => {
-                if let Err(e) = tls.reload() {
-                    tracing::error!("certificate reload failed, keeping the old certificates: {e}");
-                }
-            }
-        }
-    }
 }

@@ -19,6 +19,7 @@ mod wait;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
+use arc_swap::ArcSwap;
 use axum::Router;
 use error::ApiError;
 use std::sync::Arc;
@@ -31,8 +32,15 @@ use utoipa_axum::routes;
 pub struct ApiState {
     pub supervisor: Arc<Supervisor>,
     pub token: Arc<str>,
-    pub regions: Arc<[String]>,
-    pub edge_region: Arc<str>,
+    /// Swapped by a config reload.
+    pub regions: Arc<ArcSwap<RegionList>>,
+}
+
+/// The regions new machines may be placed in, and the edge's own (the default).
+#[derive(Debug, Clone)]
+pub struct RegionList {
+    pub codes: Vec<String>,
+    pub edge: String,
 }
 
 impl ApiState {
@@ -72,19 +80,20 @@ impl ApiState {
 
     /// The region a new machine goes to: the first of a preference list, else the edge's.
     fn region(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        let regions = self.regions.load();
         let Some(first) = requested
             .and_then(|r| r.split(',').next())
             .map(str::trim)
             .filter(|r| !r.is_empty())
         else {
-            return Ok(self.edge_region.to_string());
+            return Ok(regions.edge.clone());
         };
-        if self.regions.iter().any(|r| r == first) {
+        if regions.codes.iter().any(|r| r == first) {
             Ok(first.to_string())
         } else {
             Err(ApiError::bad_request(format!(
                 "unknown region `{first}` (configured: {})",
-                self.regions.join(", ")
+                regions.codes.join(", ")
             )))
         }
     }

@@ -1,5 +1,8 @@
 //! flyctl's `--port` syntax, `port[:machinePort][/protocol[:handler...]]`
-//! (`443:8080/tcp:tls:http`), turned into a machine config's `services`.
+//! (`443:8080/tcp:tls:http`), turned into a machine config's `services`. A bare port
+//! other than 80 and 443 (`-p 8080`) is the machine's: the edge serves it on 80 (http)
+//! and 443 (tls, http), as `fly launch`'s http service is; ports 80 and 443 given
+//! without handlers get those same handlers.
 
 use serde_json::{Value, json};
 
@@ -12,7 +15,27 @@ pub struct PortSpec {
     pub handlers: Vec<String>,
 }
 
+/// The edge's public ports and the handlers they get when none are given.
+const WEB_PORTS: [(u16, &[&str]); 2] = [(80, &["http"]), (443, &["tls", "http"])];
+
 impl PortSpec {
+    /// One `--port` flag: one spec, or two for a bare machine port.
+    pub fn parse_flag(text: &str) -> Result<Vec<PortSpec>, String> {
+        let bare = text.parse::<u16>().ok();
+        match bare.filter(|p| WEB_PORTS.iter().all(|(web, _)| web != p)) {
+            Some(internal_port) => Ok(WEB_PORTS
+                .iter()
+                .map(|(port, handlers)| PortSpec {
+                    port: *port,
+                    internal_port,
+                    protocol: "tcp".into(),
+                    handlers: handlers.iter().map(|h| h.to_string()).collect(),
+                })
+                .collect()),
+            None => PortSpec::parse(text).map(|spec| vec![spec]),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<PortSpec, String> {
         let bad = |why: &str| format!("--port `{text}`: {why} (e.g. 443:8080/tcp:tls:http)");
         let (ports, rest) = text.split_once('/').unwrap_or((text, "tcp"));
@@ -24,11 +47,17 @@ impl PortSpec {
         if protocol != "tcp" && protocol != "udp" {
             return Err(bad("protocol must be tcp or udp"));
         }
+        let mut handlers: Vec<String> = parts.map(str::to_string).collect();
+        if handlers.is_empty()
+            && let Some((_, web)) = WEB_PORTS.iter().find(|(web, _)| *web == port)
+        {
+            handlers = web.iter().map(|h| h.to_string()).collect();
+        }
         Ok(PortSpec {
             port,
             internal_port,
             protocol,
-            handlers: parts.map(str::to_string).collect(),
+            handlers,
         })
     }
 }
@@ -74,5 +103,27 @@ mod tests {
         assert_eq!(services.len(), 2);
         assert_eq!(services[0]["ports"].as_array().unwrap().len(), 2);
         assert_eq!(services[1]["internal_port"], 5432);
+    }
+
+    /// `-p 8080` is the machine's port, served on 80 and 443 with web handlers; 80 and
+    /// 443 without handlers get those same handlers.
+    #[test]
+    fn bare_port_is_served_on_the_web_ports() {
+        let specs = PortSpec::parse_flag("8080").unwrap();
+        let seen: Vec<_> = specs
+            .iter()
+            .map(|s| (s.port, s.internal_port, s.handlers.join(",")))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (80, 8080, "http".to_string()),
+                (443, 8080, "tls,http".to_string())
+            ]
+        );
+        let https = PortSpec::parse_flag("443:3000").unwrap();
+        assert_eq!(https[0].handlers, ["tls", "http"]);
+        assert_eq!(PortSpec::parse_flag("80").unwrap()[0].internal_port, 80);
+        assert_eq!(services(&specs).len(), 1);
     }
 }

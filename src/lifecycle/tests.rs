@@ -26,6 +26,8 @@ struct World {
 
 fn settings() -> Settings {
     Settings {
+        idle_timeout: IDLE,
+        reap_interval: Duration::from_millis(250),
         wake_timeout: WAKE_TIMEOUT,
         probe_interval: Duration::from_millis(5),
         stop_signal: Signal::SIGTERM,

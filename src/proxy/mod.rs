@@ -19,6 +19,7 @@ use crate::geo::GeoDb;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
 use crate::trusted::Trusted;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::{Unreached, Upstreams};
 use headers::Forwarded;
@@ -52,7 +53,10 @@ pub struct Inbound {
 
 pub struct Proxy {
     supervisor: Arc<Supervisor>,
-    settings: ProxySettings,
+    /// Swapped whole by a reload. A request reads it once (a few uncontended atomic
+    /// operations, no reference count touched) in its synchronous first phases and lets
+    /// go of it before its first await.
+    settings: ArcSwap<ProxySettings>,
     upstreams: Upstreams,
 }
 
@@ -70,9 +74,14 @@ impl Proxy {
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
         Proxy {
             supervisor,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             upstreams: Upstreams::new(),
         }
+    }
+
+    /// Replaces the settings (a config reload); requests already placed keep their plan.
+    pub fn set_settings(&self, settings: ProxySettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// Serves one request; errors become responses.
@@ -82,7 +91,11 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
+        let request_id = format!(
+            "{}-{}",
+            crate::ids::ulid(),
+            self.settings.load().edge_region
+        );
         match self.serve(req, inbound, peer, &request_id).await {
             Ok(response) => response,
             Err(error) => {
@@ -106,22 +119,24 @@ impl Proxy {
         request_id: &str,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let app = self.route(&host)?;
+        let settings = self.settings.load();
+        let app = self.route(&settings, &host)?;
         if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
             return Ok(respond::redirect_to_https(&host, req.uri()));
         }
-        let client_ip = self.settings.trusted.client_ip(peer.ip(), req.headers());
-        let location = self.settings.geo.locate(client_ip);
-        let mut plan = place::plan(&self.settings.regions, location, req.headers());
+        let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+        let location = settings.geo.locate(client_ip);
+        let mut plan = place::plan(&settings.regions, location, req.headers());
         let fwd = Forwarded {
             client_ip,
             peer_ip: peer.ip(),
             host: &host,
             scheme: inbound.scheme,
             public_port: inbound.service_port,
-            edge_region: &self.settings.edge_region,
+            edge_region: &settings.edge_region,
         };
         let mut prepared = forward::prepare(req, &fwd);
+        drop(settings);
         let mut unreached = None;
         loop {
             let ready = match self.ready(&app, inbound.service_port, &plan).await {
@@ -151,9 +166,9 @@ impl Proxy {
         }
     }
 
-    fn route(&self, host: &str) -> Result<Arc<App>, ProxyError> {
+    fn route(&self, settings: &ProxySettings, host: &str) -> Result<Arc<App>, ProxyError> {
         let registry = &self.supervisor.registry;
-        route::route(registry, &self.settings.domains, host)
+        route::route(registry, &settings.domains, host)
     }
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {
@@ -163,7 +178,9 @@ impl Proxy {
     /// The app at `host` if its service on `port` terminates TLS and passes bytes on
     /// (`handlers = ["tls"]`), rather than speaking HTTP.
     pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
-        let app = self.route(&host.to_ascii_lowercase()).ok()?;
+        let app = self
+            .route(&self.settings.load(), &host.to_ascii_lowercase())
+            .ok()?;
         let passthrough = app.with_machines(|machines| {
             machines.iter().any(|m| {
                 m.spec()
@@ -179,8 +196,11 @@ impl Proxy {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let location = self.settings.geo.locate(peer.ip());
-        let plan = place::plan(&self.settings.regions, location, &http::HeaderMap::new());
+        let plan = {
+            let settings = self.settings.load();
+            let location = settings.geo.locate(peer.ip());
+            place::plan(&settings.regions, location, &http::HeaderMap::new())
+        };
         let ready = match self.ready(app, port, &plan).await {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),

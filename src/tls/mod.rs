@@ -11,6 +11,7 @@ use rustls::ServerConfig;
 use rustls::sign::CertifiedKey;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -23,7 +24,8 @@ pub struct Tls {
     certs_dir: PathBuf,
     fallback: Arc<CertifiedKey>,
     fallback_hosts: Vec<String>,
-    handshake_timeout: Duration,
+    /// Milliseconds; a reload may change it (`set_handshake_timeout`).
+    handshake_timeout_ms: AtomicU64,
 }
 
 impl Tls {
@@ -36,15 +38,21 @@ impl Tls {
         log_fallback(&uncovered);
         let resolver = Arc::new(SniResolver::new(store));
         let acceptor = TlsAcceptor::from(Arc::new(server_config(resolver.clone())));
-        let handshake_timeout = config.tls.handshake_timeout;
         Ok(Tls {
             acceptor,
             resolver,
             certs_dir,
             fallback,
             fallback_hosts,
-            handshake_timeout,
+            handshake_timeout_ms: AtomicU64::new(millis(config.tls.handshake_timeout)),
         })
+    }
+
+    /// Applies to handshakes that begin after it (a config reload).
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        // Relaxed: a lone value with nothing else published beside it.
+        self.handshake_timeout_ms
+            .store(millis(timeout), Ordering::Relaxed);
     }
 
     /// Reads the certs dir again. New connections get the new certificates; open ones
@@ -60,7 +68,8 @@ impl Tls {
 
     /// Runs the handshake, giving up after the handshake timeout.
     pub async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
+        let timeout = Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed));
+        match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
             Ok(result) => result,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -68,6 +77,10 @@ impl Tls {
             )),
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn log_fallback(uncovered: &[String]) {
