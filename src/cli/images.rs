@@ -6,6 +6,8 @@ use crate::images::{ImageError, ImageInfo, ImageStore, RegistryAuth};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
+/// How often `images pull` redraws its progress line.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Size units, as `docker images` prints them (powers of 1000).
 const SIZE_UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
 
@@ -77,7 +79,8 @@ async fn dispatch(store: &ImageStore, command: ImagesCommand) -> Result<(), Imag
             }
         }
         ImagesCommand::Pull { reference } => {
-            let info = store.pull(&reference).await?;
+            let info =
+                with_progress(&reference, &store.layout_dir(), store.pull(&reference)).await?;
             println!("pulled {} {}", info.reference, info.digest);
         }
         ImagesCommand::List => print!("{}", images_table(&store.list()?)),
@@ -87,6 +90,54 @@ async fn dispatch(store: &ImageStore, command: ImagesCommand) -> Result<(), Imag
         }
     }
     Ok(())
+}
+
+/// Runs a pull; on a terminal, a line on stderr shows the bytes written into the store
+/// so far and the time taken (skopeo says nothing until it is done).
+async fn with_progress<T>(
+    reference: &str,
+    layout: &Path,
+    pull: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return pull.await;
+    }
+    let blobs = layout.join("blobs");
+    let before = tree_size(&blobs);
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tokio::pin!(pull);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut pull => break outcome,
+            _ = tick.tick() => {
+                let received = tree_size(&blobs).saturating_sub(before);
+                eprint!(
+                    "\rPulling {reference}: {} received, {}s ",
+                    human_size(received),
+                    started.elapsed().as_secs()
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+    };
+    eprint!("\r\x1b[2K");
+    outcome
+}
+
+/// Bytes in the files under `dir` (0 where it cannot be read).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// REFERENCE, DIGEST, SIZE.

@@ -142,7 +142,7 @@ pub fn serve(
     });
     // Blocking threads still reading a machine's output (a process that outlived its
     // stop) must not hold the exit: the state is saved, nothing is left to wait for.
-    runtime.shutdown_background();
+    drop(runtime);
     outcome
 }
 

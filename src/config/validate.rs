@@ -205,6 +205,24 @@ mod tests {
         assert!(config.images.contains_key("flyio/fastify-functions"));
     }
 
+    /// The shipped file differs from the built-in defaults only in the keys its header
+    /// lists (data_dir, certs_dir, idle_timeout, regions, images).
+    #[test]
+    fn shipped_config_differs_only_where_it_says() {
+        let text = include_str!("../../config/edgewake.toml");
+        let mut shipped = Config::parse(text).unwrap();
+        let defaults = Config::default();
+        for key in ["data_dir", "certs_dir", "idle_timeout", "regions", "images"] {
+            assert!(text.contains(&format!("#   {key} ")), "{key} not listed");
+        }
+        shipped.data_dir = defaults.data_dir.clone();
+        shipped.tls.certs_dir = defaults.tls.certs_dir.clone();
+        shipped.edge.idle_timeout = defaults.edge.idle_timeout;
+        shipped.regions = defaults.regions.clone();
+        shipped.images = defaults.images.clone();
+        assert_eq!(shipped, defaults);
+    }
+
     /// Every unknown key and every invalid value is reported, not just the first.
     #[test]
     fn reports_every_problem() {
