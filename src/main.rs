@@ -193,3 +193,33 @@ fn token_from_env() -> Option<String> {
         .iter()
         .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and option of every command a user sees has help text.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "edgewake", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+    }
+
+    /// The command line is well-formed (clap's own checks: no clashing flags).
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

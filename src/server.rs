@@ -160,6 +160,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         supervisor: supervisor.clone(),
         token: api_token.clone().into(),
         regions: live.regions.clone(),
+        stopping: cancel.clone(),
     };
     let done = tokio::spawn(serve(live.clone(), sockets, api_state, cancel.clone()));
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");

@@ -34,6 +34,9 @@ pub struct ApiState {
     pub token: Arc<str>,
     /// Swapped by a config reload.
     pub regions: Arc<ArcSwap<RegionList>>,
+    /// Fires when the server begins to shut down: answers that would stream for ever
+    /// (followed logs) end then, so the API's drain does not wait for them.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The regions new machines may be placed in, and the edge's own (the default).
