@@ -196,7 +196,7 @@ async fn machine_commands_drive_a_machine() {
 
     let refused = cli(&edge, &["machine", "destroy", &id, "-a", APP]).await;
     assert!(
-        !refused.ok && refused.stderr.contains("pass force=true"),
+        !refused.ok && refused.stderr.contains("pass --force"),
         "{}",
         refused.stderr
     );

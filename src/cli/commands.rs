@@ -43,7 +43,7 @@ pub async fn find_machine(
         .cloned()
         .ok_or_else(|| {
             ClientError::Usage(format!(
-                "app {app} has no machine with the id or name `{given}` \
+                "machine `{given}` not found in app {app}, by id or by name \
                  (`edgewake machine list -a {app}` lists them)"
             ))
         })

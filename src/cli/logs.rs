@@ -91,6 +91,10 @@ pub async fn app_logs(client: &ApiClient, app: &str, follow: bool) -> Result<(),
         tokio::spawn(follow_one(client.clone(), source, offset, lines.clone()));
     }
     let watcher = tokio::spawn(join_new_machines(client, app.to_string(), seen, lines));
+    eprintln!(
+        "Following {} machine(s) of {app}; machines created from now on join in (Ctrl-C to stop)",
+        machines.len()
+    );
     let mut stdout = std::io::stdout();
     while let Some(line) = printed.recv().await {
         let _ = writeln!(stdout, "{line}");
