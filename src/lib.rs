@@ -49,7 +49,8 @@
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
-//!   keys), `error` (Fly's error JSON, and the status each driver error means).
+//!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
+//!   status, so handlers just use `?`).
 //! - `server`: wiring and ordered shutdown.
 //! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
 //!   with a small hyper-util HTTP `client`; `images` works on the local store.

@@ -145,6 +145,8 @@ fn sandbox_hook(hook: SandboxHook) -> anyhow::Result<()> {
         gateway,
         egress,
     };
+    // The message already holds its causes: as a plain message, runc's report of the
+    // hook's stderr says them once (a chain would print them twice).
     link.wire(&state).map_err(anyhow::Error::msg)
 }
 

@@ -63,8 +63,8 @@ pub enum StartError {
     Certificates(#[from] crate::tls::certs::CertError),
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
-    #[error("{0}")]
-    Sandbox(String),
+    #[error(transparent)]
+    Sandbox(#[from] crate::drivers::sandbox::SetupError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -227,8 +227,12 @@ fn sandbox_driver(config: &Config, bin_dir: &std::path::Path) -> Result<SandboxD
         }),
     );
     let hook = bin_dir.join("edgewake");
-    SandboxDriver::new(&config.data_dir, &config.sandbox, Arc::new(images), hook)
-        .map_err(StartError::Sandbox)
+    Ok(SandboxDriver::new(
+        &config.data_dir,
+        &config.sandbox,
+        Arc::new(images),
+        hook,
+    )?)
 }
 
 /// Registry credentials from config; `password_env` is read now.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use support::{free_port, random_loopback_range};
+use support::{free_port, random_loopback_range, wait};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -121,12 +121,14 @@ impl Server {
             log,
             _log_dir: log_dir,
         };
+        // Logged once every listener is bound.
         server
             .until(
-                |_| std::net::TcpStream::connect(api).is_ok(),
-                "API listening",
+                |log| log.contains("edgewake is serving"),
+                "edgewake to serve",
             )
             .await;
+        assert!(std::net::TcpStream::connect(api).is_ok(), "the API listens");
         server
     }
 
@@ -134,17 +136,13 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Polls `ready` (given the log) under the deadline.
+    /// Waits until the log shows `ready`.
     async fn until(&self, ready: impl Fn(&str) -> bool, what: &str) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while !ready(&self.log()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never: {what}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait::until(what, DEADLINE, async || {
+            let log = self.log();
+            if ready(&log) { Ok(()) } else { Err(log) }
+        })
+        .await
     }
 
     fn signal(&self, signal: &str) {
@@ -161,17 +159,12 @@ impl Server {
     /// SIGTERM, then the exit code.
     async fn stop(mut self) -> Option<i32> {
         self.signal("-TERM");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "edgewake did not exit"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.child;
+        let status = wait::until("edgewake to exit", DEADLINE, async || {
+            child.try_wait().unwrap().ok_or("still running")
+        })
+        .await;
+        status.code()
     }
 }
 
@@ -184,24 +177,18 @@ impl Drop for Server {
 
 /// Polls the CLI's `machine status -j` until the machine is in `state`.
 async fn until_state(cwd: &Path, env: &[(&str, &str)], machine: &str, state: &str) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let (ok, out, err) = output(edgewake(
-            cwd,
-            &["machine", "status", machine, "-a", "web", "-j"],
-            env,
-        ));
+    let args = ["machine", "status", machine, "-a", "web", "-j"];
+    wait::until(&format!("{machine} {state}"), DEADLINE, async || {
+        let (ok, out, err) = output(edgewake(cwd, &args, env));
         assert!(ok, "{err}");
         let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
         if shown["state"] == state {
-            return;
+            Ok(())
+        } else {
+            Err(out)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {state}: {out}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Started in the directory that holds `config/edgewake.toml`, the server says which
@@ -424,12 +411,19 @@ async fn followed_log_does_not_hold_shutdown() {
     assert!(output(edgewake(cwd, &run, &env)).0);
     until_state(cwd, &env, "m1", "started").await;
     let mut follow = edgewake(cwd, &["m", "logs", "m1", "-a", "web", "-f"], &env)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    server
-        .until(|log| log.contains("machine started"), "started")
-        .await;
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(
+        first.contains("listening"),
+        "the follow is under way: {first}"
+    );
     assert_eq!(server.stop().await, Some(0));
-    assert!(follow.wait().unwrap().success());
+    let followed = follow.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&followed.stderr);
+    assert!(followed.status.success(), "{:?} {err}", followed.status);
 }

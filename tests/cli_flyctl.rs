@@ -6,10 +6,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// What a CLI run printed and how it ended.
 struct Run {
@@ -116,8 +113,7 @@ async fn aliases_json_quiet_and_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_operations() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let name = edge.machine(APP, &id).await["name"]
         .as_str()
         .unwrap()
@@ -217,8 +213,7 @@ async fn machine_operations() {
 async fn app_logs_follow_every_machine() {
     use tokio::io::AsyncBufReadExt;
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let first = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let first = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let mut logs = command(&edge, &["logs", "-a", APP])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -234,7 +229,7 @@ async fn app_logs_follow_every_machine() {
             .unwrap()
             .starts_with("Following 1 machine")
     );
-    let second = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let second = edge.new_machine(APP, RUNTIME_IMAGE).started().await.id;
     edge.post(&machine_path(APP, &first, "/restart"), json!({}))
         .await;
     let mut heard = Vec::new();

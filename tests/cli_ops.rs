@@ -5,11 +5,7 @@ mod support;
 
 use edgewake::config::RegionConfig;
 use reqwest::StatusCode;
-use serde_json::json;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// What a CLI run printed and how it ended.
 struct Run {
@@ -61,15 +57,14 @@ async fn status_shows_app_and_machines_table() {
     })
     .await;
     ok(cli(&edge, &["apps", "create", APP]).await);
-    let mut machines = Vec::new();
-    for (name, region) in [("web-ams", "ams"), ("web-lhr", "lhr")] {
-        let body = json!({"name": name, "region": region, "config": seed_config(RUNTIME_IMAGE), "skip_launch": region == "lhr"});
-        let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-        assert_eq!(status, StatusCode::OK);
-        machines.push(machine);
-    }
-    edge.wait_for_state(APP, &id_of(&machines[0]), "started", BOOT)
-        .await;
+    let machine = |name: &str, region: &str| {
+        let new = edge.new_machine(APP, RUNTIME_IMAGE).with("name", name);
+        new.with("region", region)
+    };
+    let machines = [
+        machine("web-ams", "ams").started().await.json,
+        machine("web-lhr", "lhr").created().await.json,
+    ];
 
     let out = ok(cli(&edge, &["status", "-a", APP]).await);
     let lines: Vec<&str> = out.lines().collect();
@@ -211,8 +206,7 @@ async fn machine_commands_drive_a_machine() {
 async fn machine_logs_and_follow() {
     use tokio::io::AsyncReadExt;
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     assert!(ok(cli(&edge, &["machine", "logs", &id, "-a", APP]).await).contains("listening on"));
 
     let mut follow = command(&edge, &["machine", "logs", &id, "-a", APP, "--follow"])

@@ -72,12 +72,8 @@ impl ApiState {
     ) -> Result<(serde_json::Value, MachineSpec), ApiError> {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
-        let (config, spec) = MachineSpec::accept(config).map_err(ApiError::bad_request)?;
-        let driver = self.supervisor.driver();
-        driver
-            .check_image(&spec.image)
-            .await
-            .map_err(ApiError::from_driver)?;
+        let (config, spec) = MachineSpec::accept(config)?;
+        self.supervisor.driver().check_image(&spec.image).await?;
         Ok((config, spec))
     }
 

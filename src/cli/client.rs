@@ -25,6 +25,8 @@ pub enum ClientError {
     Usage(String),
     #[error("config {0}")]
     Config(#[from] crate::config::locate::LoadError),
+    #[error(transparent)]
+    Port(#[from] super::ports::PortSpecError),
 }
 
 #[derive(Clone)]

@@ -209,8 +209,7 @@ fn run_config(args: &RunArgs) -> Result<Value, ClientError> {
         .ports
         .iter()
         .map(|p| PortSpec::parse_flag(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ClientError::Usage)?
+        .collect::<Result<Vec<_>, _>>()?
         .concat();
     Ok(json!({"image": args.image, "env": env, "services": services(&specs)}))
 }

@@ -18,9 +18,28 @@ pub struct PortSpec {
 /// The edge's public ports and the handlers they get when none are given.
 const WEB_PORTS: [(u16, &[&str]); 2] = [(80, &["http"]), (443, &["tls", "http"])];
 
+/// A `--port` flag that does not parse, with the flag as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--port `{text}`: {problem} (e.g. 443:8080/tcp:tls:http)")]
+pub struct PortSpecError {
+    pub text: String,
+    pub problem: PortProblem,
+}
+
+/// Which part of a `--port` flag is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PortProblem {
+    #[error("bad public port")]
+    PublicPort,
+    #[error("bad machine port")]
+    MachinePort,
+    #[error("protocol must be tcp or udp")]
+    Protocol,
+}
+
 impl PortSpec {
     /// One `--port` flag: one spec, or two for a bare machine port.
-    pub fn parse_flag(text: &str) -> Result<Vec<PortSpec>, String> {
+    pub fn parse_flag(text: &str) -> Result<Vec<PortSpec>, PortSpecError> {
         let bare = text.parse::<u16>().ok();
         match bare.filter(|p| WEB_PORTS.iter().all(|(web, _)| web != p)) {
             Some(internal_port) => Ok(WEB_PORTS
@@ -36,16 +55,21 @@ impl PortSpec {
         }
     }
 
-    pub fn parse(text: &str) -> Result<PortSpec, String> {
-        let bad = |why: &str| format!("--port `{text}`: {why} (e.g. 443:8080/tcp:tls:http)");
+    pub fn parse(text: &str) -> Result<PortSpec, PortSpecError> {
+        let bad = |problem| PortSpecError {
+            text: text.to_string(),
+            problem,
+        };
         let (ports, rest) = text.split_once('/').unwrap_or((text, "tcp"));
         let (public, internal) = ports.split_once(':').unwrap_or((ports, ports));
-        let port: u16 = public.parse().map_err(|_| bad("bad public port"))?;
-        let internal_port: u16 = internal.parse().map_err(|_| bad("bad machine port"))?;
+        let port: u16 = public.parse().map_err(|_| bad(PortProblem::PublicPort))?;
+        let internal_port: u16 = internal
+            .parse()
+            .map_err(|_| bad(PortProblem::MachinePort))?;
         let mut parts = rest.split(':');
         let protocol = parts.next().unwrap_or("tcp").to_string();
         if protocol != "tcp" && protocol != "udp" {
-            return Err(bad("protocol must be tcp or udp"));
+            return Err(bad(PortProblem::Protocol));
         }
         let mut handlers: Vec<String> = parts.map(str::to_string).collect();
         if handlers.is_empty()
@@ -97,8 +121,14 @@ mod tests {
         let plain = PortSpec::parse("80:8080/tcp:http").unwrap();
         let bare = PortSpec::parse("5432").unwrap();
         assert_eq!((bare.internal_port, bare.protocol.as_str()), (5432, "tcp"));
-        assert!(PortSpec::parse("http").is_err());
-        assert!(PortSpec::parse("80/sctp").is_err());
+        let problem = |text| PortSpec::parse(text).unwrap_err().problem;
+        assert_eq!(problem("http"), PortProblem::PublicPort);
+        assert_eq!(problem("80:x"), PortProblem::MachinePort);
+        assert_eq!(problem("80/sctp"), PortProblem::Protocol);
+        assert_eq!(
+            PortSpec::parse("80/sctp").unwrap_err().to_string(),
+            "--port `80/sctp`: protocol must be tcp or udp (e.g. 443:8080/tcp:tls:http)"
+        );
         let services = services(&[tls, plain, bare]);
         assert_eq!(services.len(), 2);
         assert_eq!(services[0]["ports"].as_array().unwrap().len(), 2);

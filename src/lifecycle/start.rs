@@ -52,7 +52,7 @@ pub(super) async fn start_locked(
             let event = MachineEvent::exit(Exit::UNKNOWN, false);
             sup.registry
                 .transition(machine, MachineState::Stopped, Some(event));
-            return Err(WakeError::StartFailed(e.to_string()));
+            return Err(WakeError::StartFailed(Arc::new(e)));
         }
     };
     sup.registry.set_pid(machine, Some(instance.pid));
@@ -122,7 +122,7 @@ async fn until_ready(
     let timeout = sup.settings().wake_timeout;
     tokio::select! {
         biased;
-        exit = instance.exited() => Err(WakeError::Exited(describe_exit(exit))),
+        exit = instance.exited() => Err(WakeError::Exited(exit)),
         () = probe(sup, instance, addr) => Ok(()),
         () = tokio::time::sleep(timeout) => Err(WakeError::Timeout(timeout)),
     }

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
+use crate::drivers::{DriverError, Exit};
 use crate::machines::registry::NewMachine;
 use crate::machines::spec::MachineSpec;
 use crate::machines::store::Store;
@@ -128,16 +129,29 @@ async fn herd_shares_one_failed_start() {
     let machine = w.machine(config(None));
     w.fake.script_all(Script {
         start_takes: Duration::from_secs(1),
-        fail: Some("no such image".into()),
+        fail: Some(|| DriverError::UnknownImage("nothing/here".into())),
         ..Script::default()
     });
     let outcomes = w.herd(20).await;
+    let mut failures = Vec::new();
     for outcome in outcomes {
-        let Err(AcquireError::Wake { error, .. }) = outcome else {
+        let Err(AcquireError::Wake {
+            error: WakeError::StartFailed(failure),
+            ..
+        }) = outcome
+        else {
             panic!("every request sees the failed start");
         };
-        assert!(matches!(error, WakeError::StartFailed(_)));
+        assert!(
+            matches!(*failure, DriverError::UnknownImage(_)),
+            "{failure}"
+        );
+        failures.push(failure);
     }
+    assert!(
+        failures.iter().all(|f| Arc::ptr_eq(f, &failures[0])),
+        "the driver's one error is shared, not one per request"
+    );
     assert_eq!(w.fake.starts(&machine.id), 1);
     assert_eq!(machine.state(), MachineState::Stopped);
 }
@@ -162,7 +176,10 @@ async fn crash_while_starting_fails_the_herd_fast() {
         let Err(AcquireError::Wake { error, .. }) = outcome else {
             panic!("every request sees the exit");
         };
-        assert_eq!(error, WakeError::Exited("exit code 3".into()));
+        assert!(
+            matches!(error, WakeError::Exited(Exit { code: Some(3), .. })),
+            "{error}"
+        );
     }
     assert_eq!(w.fake.starts(&machine.id), 1);
     assert_eq!(machine.state(), MachineState::Stopped);
@@ -180,7 +197,10 @@ async fn hanging_machine_times_out() {
     let Err(AcquireError::Wake { error, .. }) = w.ready().await else {
         panic!("the wake fails");
     };
-    assert_eq!(error, WakeError::Timeout(WAKE_TIMEOUT));
+    assert!(
+        matches!(error, WakeError::Timeout(t) if t == WAKE_TIMEOUT),
+        "{error}"
+    );
     assert!(!w.fake.is_running(&machine.id));
     assert_eq!(machine.state(), MachineState::Stopped);
 }

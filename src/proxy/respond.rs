@@ -108,7 +108,11 @@ mod tests {
     fn wake_failures_map_to_gateway_statuses() {
         let exited = ProxyError::from(AcquireError::Wake {
             machine: "m".into(),
-            error: WakeError::Exited("exit code 3".into()),
+            error: WakeError::Exited(crate::drivers::Exit {
+                code: Some(3),
+                signal: None,
+                oom_killed: false,
+            }),
         });
         let response = error_response(&exited);
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);

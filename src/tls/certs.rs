@@ -14,8 +14,13 @@ use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Pair { path: PathBuf, source: PairError },
     #[error("cannot read certs dir {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -23,6 +28,23 @@ pub enum CertError {
     },
     #[error("cannot make the self-signed certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
+    #[error("cannot use the self-signed certificate: {0}")]
+    SelfSignedPair(#[source] PairError),
+}
+
+/// Why a certificate and its key cannot serve together.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("bad certificate PEM: {0}")]
+    CertificatePem(#[source] rustls_pki_types::pem::Error),
+    #[error("no certificate in the file")]
+    NoCertificate,
+    #[error("bad private key PEM: {0}")]
+    KeyPem(#[source] rustls_pki_types::pem::Error),
+    #[error("unusable private key: {0}")]
+    UnusableKey(#[source] rustls::Error),
+    #[error("the key does not belong to the certificate: {0}")]
+    KeyMismatch(#[source] rustls::Error),
 }
 
 /// Certificates by exact name and by wildcard parent, plus the default.
@@ -62,35 +84,36 @@ impl CertStore {
     }
 }
 
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PairError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+        .map_err(PairError::CertificatePem)?;
     if chain.is_empty() {
-        return Err("no certificate in the file".into());
+        return Err(PairError::NoCertificate);
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
-    let signing = any_supported_type(&key).map_err(|e| format!("unusable private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(PairError::KeyPem)?;
+    let signing = any_supported_type(&key).map_err(PairError::UnusableKey)?;
     let certified = CertifiedKey::new(chain, signing);
     // A renewal caught half-written (new certificate, old key) must not replace a good pair.
-    certified
-        .keys_match()
-        .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+    certified.keys_match().map_err(PairError::KeyMismatch)?;
     Ok(certified)
 }
 
 fn load_pair(crt: &Path) -> Result<Arc<CertifiedKey>, CertError> {
     let key = crt.with_extension("key");
-    let file_error = |path: &Path, message: String| CertError::File {
-        path: path.to_path_buf(),
-        message,
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
     };
-    let cert_pem = std::fs::read(crt).map_err(|e| file_error(crt, e.to_string()))?;
-    let key_pem = std::fs::read(&key).map_err(|e| file_error(&key, e.to_string()))?;
+    let (cert_pem, key_pem) = (read(crt)?, read(&key)?);
     certified_key(&cert_pem, &key_pem)
         .map(Arc::new)
-        .map_err(|m| file_error(crt, m))
+        .map_err(|source| CertError::Pair {
+            path: crt.to_path_buf(),
+            source,
+        })
 }
 
 /// Every `<host>.crt` with its `.key` in `dir` (a missing dir holds none).
@@ -179,12 +202,8 @@ pub fn fallback_hosts(domains: &[String]) -> Vec<String> {
 /// Makes the self-signed fallback certificate.
 pub fn make_fallback(hosts: &[String]) -> Result<Arc<CertifiedKey>, CertError> {
     let pair = dev_ca::self_signed(hosts)?;
-    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).map_err(|message| {
-        CertError::File {
-            path: PathBuf::from("<self-signed>"),
-            message,
-        }
-    })?;
+    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes())
+        .map_err(CertError::SelfSignedPair)?;
     Ok(Arc::new(key))
 }
 
@@ -275,8 +294,18 @@ mod tests {
             dir.path().join("a.example.com.key"),
         )
         .unwrap();
-        let err = load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("does not belong"), "{err}");
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CertError::Pair {
+                    source: PairError::KeyMismatch(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not belong"), "{err}");
     }
 
     /// Generated development certificates load back from the directory, CA skipped.
