@@ -23,7 +23,7 @@ pub struct Reloaded {
 pub enum ReloadError {
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
-    #[error("certificates: {0}")]
+    #[error("certificate reload failed (the certificates in use stay): {0}")]
     Certificates(#[from] crate::tls::certs::CertError),
 }
 
