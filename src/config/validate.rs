@@ -223,6 +223,14 @@ mod tests {
         assert_eq!(shipped, defaults);
     }
 
+    /// The system config the systemd unit and the container image install is valid,
+    /// with absolute paths only.
+    #[test]
+    fn packaged_config_is_valid() {
+        let config = Config::parse(include_str!("../../packaging/edgewake.toml")).unwrap();
+        assert!(config.data_dir.is_absolute() && config.tls.certs_dir.is_absolute());
+    }
+
     /// Every unknown key and every invalid value is reported, not just the first.
     #[test]
     fn reports_every_problem() {
