@@ -10,7 +10,9 @@
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit): leaves.
-//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `config`: the operator's TOML file, parsed then validated (every problem at once);
+//!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
+//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
@@ -51,9 +53,14 @@
 //!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
-//! - `server`: wiring and ordered shutdown.
-//! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
-//!   with a small hyper-util HTTP `client`; `images` works on the local store.
+//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
+//!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
+//! - `cli`: the command line. `serve` runs the server as a process (config found and
+//!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
+//!   reloads) and `reload` signals it; the client commands with flyctl's habits
+//!   (`status`, `apps`, `machine` and its `operations`, `logs -a`) talk to the API with
+//!   a small hyper-util HTTP `client`; `images` works on the local store.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path

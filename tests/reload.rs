@@ -41,7 +41,12 @@ async fn live_settings_change_and_fixed_ones_are_kept() {
     config.edge.http = "127.0.0.1:1".parse().unwrap();
     let reloaded = edge.running.reload(config.clone()).unwrap();
     assert_eq!(reloaded.kept, ["edge.http"]);
-    assert!(reloaded.changed.iter().any(|c| c.starts_with("edge.domains")));
+    assert!(
+        reloaded
+            .changed
+            .iter()
+            .any(|c| c.starts_with("edge.domains"))
+    );
     assert_eq!(status_at(&edge, &other_domain).await, StatusCode::OK);
     let body = json!({"region": "lhr", "config": seed_config(RUNTIME_IMAGE), "skip_launch": true});
     let (status, machine) = edge.post(&machines_path(APP), body).await;
@@ -55,6 +60,10 @@ async fn live_settings_change_and_fixed_ones_are_kept() {
     bad.geo.ipv4_db = Some(not_a_database.path().to_path_buf());
     let refused = edge.running.reload(bad).unwrap_err();
     assert!(matches!(refused, ReloadError::Geo(_)), "{refused}");
-    assert_eq!(status_at(&edge, &other_domain).await, StatusCode::OK, "unchanged");
+    assert_eq!(
+        status_at(&edge, &other_domain).await,
+        StatusCode::OK,
+        "unchanged"
+    );
     edge.shutdown().await;
 }
