@@ -7,8 +7,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::cli::{self, Run};
 use support::{free_port, random_loopback_range, wait};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -73,34 +74,16 @@ command = ["{{bin_dir}}/edgewake", "functions"]
     }
 }
 
-/// `edgewake ARGS` run in `cwd` with none of the variables that would find the API
-/// another way, plus `env`.
+/// `edgewake ARGS` run in `cwd` with `env` (and nothing else pointing it elsewhere).
 fn edgewake(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edgewake"));
-    command.args(args).current_dir(cwd);
-    for key in [
-        "EDGEWAKE_CONFIG",
-        "EDGEWAKE_API_URL",
-        "EDGEWAKE_API_TOKEN",
-        "FLY_API_HOSTNAME",
-        "FLY_API_TOKEN",
-        "FLY_APP",
-        "RUST_LOG",
-    ] {
-        command.env_remove(key);
-    }
+    let mut command = cli::edgewake(cwd, args);
     command.envs(env.iter().copied());
     command
 }
 
 fn output(mut command: Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (status.success(), text(stdout), text(stderr))
+    let run = Run::of(command.output().unwrap());
+    (run.succeeded(), run.stdout, run.stderr)
 }
 
 /// A running `edgewake serve`, its stderr going to a file the test reads.

@@ -8,56 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
 
-/// What a CLI run printed and how it ended.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts success and returns stdout.
-    fn ok(self) -> String {
-        assert_eq!(self.code, Some(0), "failed: {}", self.stderr);
-        self.stdout
-    }
-
-    fn json(self) -> Value {
-        let out = self.ok();
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-}
-
-fn command(edge: &TestEdge, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgewake"));
-    command
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .env_remove("EDGEWAKE_API_URL")
-        .env_remove("EDGEWAKE_API_TOKEN")
-        .env_remove("EDGEWAKE_CONFIG")
-        .env_remove("FLY_APP")
-        .env("FLY_API_HOSTNAME", edge.running.api_addr.to_string())
-        .env("FLY_API_TOKEN", TOKEN);
-    command
-}
-
-async fn cli(edge: &TestEdge, args: &[&str]) -> Run {
-    let out = command(edge, args).output().await.unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `m run -p 8080` makes a machine the edge serves on port 80; `app`/`apps`,
 /// `machines`/`m` and `ls` are aliases; `-j` prints the API's JSON and `-q` ids (or
 /// names) only; a machine is found by its name as well as its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliases_json_quiet_and_names() {
     let edge = TestEdge::start().await;
-    cli(&edge, &["app", "create", APP]).await.ok();
+    edge.cli(&["app", "create", APP]).await.ok();
     let run = [
         "m",
         "run",
@@ -69,23 +26,22 @@ async fn aliases_json_quiet_and_names() {
         "-p",
         "8080",
     ];
-    cli(&edge, &run).await.ok();
-    let apps = cli(&edge, &["apps", "ls", "-j"]).await.json();
+    edge.cli(&run).await.ok();
+    let apps = edge.cli(&["apps", "ls", "-j"]).await.json();
     assert_eq!(apps["apps"][0]["name"], APP, "{apps}");
     assert_eq!(
-        cli(&edge, &["apps", "ls", "-q"]).await.ok(),
+        edge.cli(&["apps", "ls", "-q"]).await.ok(),
         format!("{APP}\n")
     );
 
-    let listed = cli(&edge, &["machines", "ls", "-a", APP, "-j"])
-        .await
-        .json();
+    let listed = edge.cli(&["machines", "ls", "-a", APP, "-j"]).await.json();
     let id = listed[0]["id"].as_str().unwrap().to_string();
     assert_eq!(
-        cli(&edge, &["m", "list", "-a", APP, "-q"]).await.ok(),
+        edge.cli(&["m", "list", "-a", APP, "-q"]).await.ok(),
         format!("{id}\n")
     );
-    let by_name = cli(&edge, &["machine", "status", "web", "-a", APP, "-j"])
+    let by_name = edge
+        .cli(&["machine", "status", "web", "-a", APP, "-j"])
         .await
         .json();
     assert_eq!(by_name["id"], id.as_str());
@@ -95,10 +51,10 @@ async fn aliases_json_quiet_and_names() {
     edge.wait_for_state(APP, &id, "started", BOOT).await;
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
 
-    let status = cli(&edge, &["status", "-a", APP, "-j"]).await.json();
+    let status = edge.cli(&["status", "-a", APP, "-j"]).await.json();
     assert_eq!(status["name"], APP);
     assert_eq!(status["machines"][0]["id"], id.as_str());
-    let missing = cli(&edge, &["m", "status", "nobody", "-a", APP]).await;
+    let missing = edge.cli(&["m", "status", "nobody", "-a", APP]).await;
     assert_eq!(missing.code, Some(1));
     assert!(
         missing.stderr.contains("machine `nobody` not found"),
@@ -119,7 +75,7 @@ async fn machine_operations() {
         .unwrap()
         .to_string();
 
-    cli(&edge, &["m", "restart", &name, "-a", APP]).await.ok();
+    edge.cli(&["m", "restart", &name, "-a", APP]).await.ok();
     assert_eq!(count_events(&edge.machine(APP, &id).await, "restart"), 1);
 
     let update = [
@@ -133,7 +89,7 @@ async fn machine_operations() {
         "--vm-memory",
         "512",
     ];
-    assert!(cli(&edge, &update).await.ok().contains("Updated machine"));
+    assert!(edge.cli(&update).await.ok().contains("Updated machine"));
     let machine = edge.wait_for_state(APP, &id, "started", BOOT).await;
     assert_eq!(machine["config"]["env"]["APP_GREETING"], "hi");
     assert_eq!(
@@ -155,22 +111,23 @@ async fn machine_operations() {
         "-c",
         "echo out; echo err >&2; exit 7",
     ];
-    let ran = cli(&edge, &exec).await;
+    let ran = edge.cli(&exec).await;
     assert_eq!(
         (ran.code, ran.stdout.as_str(), ran.stderr.as_str()),
         (Some(7), "out\n", "err\n")
     );
 
-    cli(&edge, &["m", "cordon", &id, "-a", APP]).await.ok();
+    edge.cli(&["m", "cordon", &id, "-a", APP]).await.ok();
     assert_eq!(edge.machine(APP, &id).await["cordoned"], true);
-    cli(&edge, &["m", "uncordon", &id, "-a", APP]).await.ok();
+    edge.cli(&["m", "uncordon", &id, "-a", APP]).await.ok();
     assert_eq!(edge.machine(APP, &id).await["cordoned"], false);
 
-    let cloned = cli(&edge, &["m", "clone", &id, "-a", APP, "--name", "twin"])
+    let cloned = edge
+        .cli(&["m", "clone", &id, "-a", APP, "--name", "twin"])
         .await
         .ok();
     assert!(cloned.contains("twin"), "{cloned}");
-    let listed = cli(&edge, &["m", "ls", "-a", APP, "-j"]).await.json();
+    let listed = edge.cli(&["m", "ls", "-a", APP, "-j"]).await.json();
     let twin = listed
         .as_array()
         .unwrap()
@@ -179,14 +136,16 @@ async fn machine_operations() {
         .unwrap();
     assert_eq!(twin["config"]["env"]["APP_GREETING"], "hi");
 
-    let none = cli(&edge, &["m", "leases", "view", &id, "-a", APP])
+    let none = edge
+        .cli(&["m", "leases", "view", &id, "-a", APP])
         .await
         .ok();
     assert!(none.contains("has no lease"), "{none}");
     let lease = json!({"ttl": 60, "description": "deploying"});
     let (status, _) = edge.post(&machine_path(APP, &id, "/lease"), lease).await;
     assert_eq!(status, StatusCode::CREATED);
-    let shown = cli(&edge, &["m", "leases", "view", &id, "-a", APP])
+    let shown = edge
+        .cli(&["m", "leases", "view", &id, "-a", APP])
         .await
         .ok();
     assert!(
@@ -194,14 +153,14 @@ async fn machine_operations() {
         "{shown}"
     );
 
-    let refused = cli(&edge, &["m", "rm", "twin", "-a", APP]).await;
+    let refused = edge.cli(&["m", "rm", "twin", "-a", APP]).await;
     assert_eq!(refused.code, Some(1));
     assert!(
         refused.stderr.contains("--force") && !refused.stderr.contains("force=true"),
         "{}",
         refused.stderr
     );
-    cli(&edge, &["m", "destroy", "twin", "-a", APP, "--force"])
+    edge.cli(&["m", "destroy", "twin", "-a", APP, "--force"])
         .await
         .ok();
     edge.shutdown().await;
@@ -214,7 +173,8 @@ async fn app_logs_follow_every_machine() {
     use tokio::io::AsyncBufReadExt;
     let edge = TestEdge::start().await;
     let first = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
-    let mut logs = command(&edge, &["logs", "-a", APP])
+    let mut logs = edge
+        .cli_command(&["logs", "-a", APP])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -260,11 +220,9 @@ async fn app_logs_follow_every_machine() {
 async fn unknown_image_shows_the_catalog_hint() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let run = cli(
-        &edge,
-        &["m", "run", "me/my-server", "-a", APP, "-p", "8080"],
-    )
-    .await;
+    let run = edge
+        .cli(&["m", "run", "me/my-server", "-a", APP, "-p", "8080"])
+        .await;
     assert_eq!(run.code, Some(1));
     for needle in [
         "[images.\"me/my-server\"] command =",

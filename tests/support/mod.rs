@@ -11,6 +11,7 @@
 //!   setup, TLS clients.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
 pub mod images;
 mod machines;
 mod process;
