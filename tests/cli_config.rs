@@ -31,15 +31,16 @@ impl Site {
             http: port(),
             range: random_loopback_range(),
         };
-        site.write_config("60s", "");
+        site.write_config("info", "60s", "");
         site
     }
 
-    /// The site's config, under `config/edgewake.toml`, with `extra` lines in [edge].
-    fn write_config(&self, idle: &str, extra: &str) {
+    /// The site's config, under `config/edgewake.toml`, logging at `level`, with `extra`
+    /// lines in [edge].
+    fn write_config(&self, level: &str, idle: &str, extra: &str) {
         let text = format!(
             r#"data_dir = "../state"
-log_level = "info"
+log_level = "{level}"
 [edge]
 http = "{http}"
 https = "127.0.0.1:{https}"
@@ -201,8 +202,10 @@ async fn config_found_from_anywhere() {
     let flag = ["--config", config, "apps", "list", "-q"];
     let (ok, out, err) = output(edgewake(elsewhere.path(), &flag, &[]));
     assert!(ok && out.trim() == "web", "{out}{err}");
-    let (ok, _, err) = output(edgewake(elsewhere.path(), &["images", "list"], &env));
+    let (ok, _, err) = output(edgewake(elsewhere.path(), &["images", "ls"], &env));
     assert!(ok, "{err}");
+    let (ok, out, _) = output(edgewake(elsewhere.path(), &["check-config"], &env));
+    assert!(ok && out.contains("(from $EDGEWAKE_CONFIG): ok"), "{out}");
     assert!(!elsewhere.path().join("data").exists(), "no stray ./data");
 
     let (ok, _, err) = output(edgewake(elsewhere.path(), &["apps", "list"], &[]));
@@ -257,7 +260,8 @@ async fn reload_changes_idle_timeout_and_refuses_broken_file() {
     assert!(ok, "{err}");
     until_state(cwd.path(), &env, "m1", "started").await;
 
-    site.write_config("1s", "http_service_port = 8080");
+    assert!(!server.log().contains("DEBUG"), "{}", server.log());
+    site.write_config("info,edgewake=debug", "1s", "http_service_port = 8080");
     let (ok, out, err) = run(&["reload"]);
     assert!(ok && out.contains("Sent SIGHUP"), "{out}{err}");
     server
@@ -265,6 +269,18 @@ async fn reload_changes_idle_timeout_and_refuses_broken_file() {
             |log| log.contains("edge.idle_timeout: 60s → 1s"),
             "reloaded",
         )
+        .await;
+    // The new log level shows debug lines: a request for an unknown app.
+    let unknown = format!("http://{}/", site.http);
+    let client = reqwest::Client::new();
+    client
+        .get(&unknown)
+        .header("host", "nobody.localhost")
+        .send()
+        .await
+        .unwrap();
+    server
+        .until(|log| log.contains("DEBUG"), "a debug line")
         .await;
     assert!(
         server
@@ -376,7 +392,7 @@ fn config_error_prints_no_backtrace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followed_log_does_not_hold_shutdown() {
     let site = Site::new();
-    site.write_config("60s", "drain_timeout = \"60s\"");
+    site.write_config("info", "60s", "drain_timeout = \"60s\"");
     let config = site.config();
     let env = [("EDGEWAKE_CONFIG", config.to_str().unwrap())];
     let cwd = site.dir.path();

@@ -211,6 +211,13 @@ async fn app_logs_follow_every_machine() {
     let mut expected = vec![format!("app[{first}]"), format!("app[{second}]")];
     expected.sort();
     assert_eq!(heard, expected);
+    let told = edge.cli(&["logs", "-a", APP, "--no-tail"]).await.ok();
+    let prefix = format!("app[{second}] ams ");
+    assert!(
+        told.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains("listening")),
+        "{told}"
+    );
     edge.shutdown().await;
 }
 
