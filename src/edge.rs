@@ -87,7 +87,7 @@ impl Edge {
 
     /// Resizes the connection limit. More room is there at once; less is taken back as
     /// connections close (a task holds the difference and gives it up for good), so
-    /// open connections are never cut.
+    /// open connections are never cut. Called within the runtime (it spawns that task).
     pub fn set_max_connections(&self, max: usize) {
         let mut current = self
             .max_connections

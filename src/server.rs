@@ -2,26 +2,25 @@
 //! listeners, runs the reaper, applies reloaded configs (`reload`), and shuts
 //! everything down in order (stop accepting, drain, stop machines).
 
+mod live;
 mod reload;
 
+use live::Live;
 pub use reload::{ReloadError, Reloaded};
 
-use crate::api::{self, ApiState, RegionList};
+use crate::api::{self, ApiState};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, ConnectionLimits, Edge, EdgeSettings};
+use crate::edge;
 use crate::geo::GeoDb;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
-use crate::lifecycle::{Settings, Supervisor};
+use crate::lifecycle::Supervisor;
 use crate::machines::Registry;
 use crate::machines::store::Store;
-use crate::proxy::place::Regions;
-use crate::proxy::{Inbound, Proxy, ProxySettings};
+use crate::proxy::Inbound;
 use crate::tls::Tls;
-use crate::trusted::Trusted;
-use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,6 +99,7 @@ impl Running {
 
     /// Applies a config read again (SIGHUP) and the certificates: what can change live
     /// does, what cannot is kept and named in the answer; on an error nothing changed.
+    /// Called within the runtime.
     pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
         reload::reload(&self.live, config)
     }
@@ -201,7 +201,7 @@ fn open_machines(
     let supervisor = Arc::new(Supervisor::new(
         Arc::new(registry),
         driver,
-        settings(config),
+        live::settings(config),
     ));
     supervisor.recover(stored);
     Ok(supervisor)
@@ -249,107 +249,6 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
             insecure: r.insecure,
         })
         .collect()
-}
-
-fn settings(config: &Config) -> Settings {
-    Settings {
-        idle_timeout: config.edge.idle_timeout,
-        reap_interval: config.edge.reap_interval,
-        wake_timeout: config.edge.wake_timeout,
-        probe_interval: config.edge.probe_interval,
-        stop_signal: config.machines.stop_signal,
-        stop_timeout: config.machines.stop_timeout,
-        queue_timeout: config.edge.queue_timeout,
-        max_queued: config.edge.max_queued,
-    }
-}
-
-fn limits(config: &Config) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: config.edge.header_read_timeout,
-        keepalive_timeout: config.edge.keepalive_timeout,
-        max_header_count: config.edge.max_header_count,
-        max_header_bytes: config.edge.max_header_bytes,
-    }
-}
-
-fn proxy_settings(config: &Config, geo: GeoDb) -> ProxySettings {
-    let edge = &config.edge;
-    ProxySettings {
-        domains: edge.domains.clone(),
-        edge_region: edge.region.clone(),
-        regions: Regions::new(&config.regions, &edge.region),
-        geo,
-        trusted: Trusted::new(edge.trusted_proxies.clone()),
-    }
-}
-
-fn edge_settings(config: &Config) -> EdgeSettings {
-    EdgeSettings::new(
-        Trusted::new(config.edge.trusted_proxies.clone()),
-        limits(config),
-    )
-}
-
-fn region_list(config: &Config) -> RegionList {
-    RegionList {
-        codes: config.regions.iter().map(|r| r.code.clone()).collect(),
-        edge: config.edge.region.clone(),
-    }
-}
-
-/// What a reload reaches: every part that reads settings a reload may change, and the
-/// config in force.
-pub(crate) struct Live {
-    proxy: Arc<Proxy>,
-    edge: Arc<Edge>,
-    tls: Arc<Tls>,
-    supervisor: Arc<Supervisor>,
-    regions: Arc<ArcSwap<RegionList>>,
-    config: std::sync::Mutex<Config>,
-}
-
-impl Live {
-    fn new(
-        config: Config,
-        geo: GeoDb,
-        supervisor: &Arc<Supervisor>,
-        tls: &Arc<Tls>,
-        cancel: &CancellationToken,
-    ) -> Live {
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), proxy_settings(&config, geo)));
-        let edge = Arc::new(Edge::new(
-            proxy.clone(),
-            config.edge.max_connections,
-            cancel.clone(),
-            edge_settings(&config),
-        ));
-        Live {
-            proxy,
-            edge,
-            tls: tls.clone(),
-            supervisor: supervisor.clone(),
-            regions: Arc::new(ArcSwap::from_pointee(region_list(&config))),
-            config: std::sync::Mutex::new(config),
-        }
-    }
-
-    /// Puts a (validated) config's live settings in force everywhere they are read.
-    fn apply(&self, config: &Config, geo: GeoDb) {
-        self.supervisor.set_settings(settings(config));
-        self.proxy.set_settings(proxy_settings(config, geo));
-        self.edge.set_settings(edge_settings(config));
-        self.edge.set_max_connections(config.edge.max_connections);
-        self.tls.set_handshake_timeout(config.tls.handshake_timeout);
-        self.regions.store(Arc::new(region_list(config)));
-    }
-
-    fn config(&self) -> Config {
-        self.config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
 }
 
 /// Serves until cancelled, then shuts down in order: stop accepting, drain requests

@@ -114,6 +114,9 @@ pub fn serve(
     let logs = init_logging();
     let config = args.apply(located.load()?);
     logs.apply(&config);
+    if let LogFilter::Environment = logs {
+        tracing::info!("RUST_LOG sets what is logged: the config's log_level is not used");
+    }
     match &located {
         Located::File { .. } => tracing::info!("config {located}"),
         Located::Nowhere => tracing::warn!(
