@@ -91,12 +91,17 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let request_id = format!(
-            "{}-{}",
-            crate::ids::ulid(),
-            self.settings.load().edge_region
-        );
-        match self.serve(req, inbound, peer, &request_id).await {
+        // The settings' one read for this request, let go of before the first await.
+        let settings = self.settings.load();
+        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let admitted = self.admit(&settings, req, inbound, peer);
+        drop(settings);
+        let outcome = match admitted {
+            Ok(Admitted::Answered(response)) => Ok(response),
+            Ok(Admitted::Routed(routed)) => self.serve(routed, inbound, &request_id).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(%peer, "proxy error: {error}");
@@ -111,22 +116,24 @@ impl Proxy {
         }
     }
 
-    async fn serve(
+    /// The phases that need no waiting: route (Host → app), the `force_https` answer,
+    /// place (the client's regions), and the request made ready for a machine.
+    fn admit(
         &self,
+        settings: &ProxySettings,
         req: Request<Incoming>,
         inbound: Inbound,
         peer: SocketAddr,
-        request_id: &str,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Admitted, ProxyError> {
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let settings = self.settings.load();
-        let app = self.route(&settings, &host)?;
+        let app = self.route(settings, &host)?;
         if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
-            return Ok(respond::redirect_to_https(&host, req.uri()));
+            let redirect = respond::redirect_to_https(&host, req.uri());
+            return Ok(Admitted::Answered(redirect));
         }
         let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
         let location = settings.geo.locate(client_ip);
-        let mut plan = place::plan(&settings.regions, location, req.headers());
+        let plan = place::plan(&settings.regions, location, req.headers());
         let fwd = Forwarded {
             client_ip,
             peer_ip: peer.ip(),
@@ -135,8 +142,27 @@ impl Proxy {
             public_port: inbound.service_port,
             edge_region: &settings.edge_region,
         };
-        let mut prepared = forward::prepare(req, &fwd);
-        drop(settings);
+        let prepared = forward::prepare(req, &fwd);
+        Ok(Admitted::Routed(Routed {
+            app,
+            plan,
+            prepared,
+        }))
+    }
+
+    /// A ready machine (woken if need be), then the request forwarded to it; a request
+    /// the machine never saw goes to the next one.
+    async fn serve(
+        &self,
+        routed: Routed,
+        inbound: Inbound,
+        request_id: &str,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Routed {
+            app,
+            mut plan,
+            mut prepared,
+        } = routed;
         let mut unreached = None;
         loop {
             let ready = match self.ready(&app, inbound.service_port, &plan).await {
@@ -221,6 +247,23 @@ impl Proxy {
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
     }
+}
+
+/// What the synchronous phases decided.
+// Made and moved once per request: boxing the large variant would add an allocation to
+// every request to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+enum Admitted {
+    /// Answered without a machine (the redirect to https).
+    Answered(Response<ProxyBody>),
+    Routed(Routed),
+}
+
+/// A request routed and placed, ready to be sent to a machine of its app.
+struct Routed {
+    app: Arc<App>,
+    plan: Plan,
+    prepared: forward::Prepared,
 }
 
 /// Whether the app's services on this (plain HTTP) port say `force_https`.
