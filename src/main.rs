@@ -4,9 +4,9 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 use edgewake::cli::serve::{self, ServeArgs};
-use edgewake::config::{self, Located};
+use edgewake::config::Located;
 use edgewake::server;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -38,11 +38,6 @@ enum Command {
         /// The data dir of the edgewake to reload [default: from the config]
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-    },
-    /// Development certificates for the HTTPS listener.
-    Certs {
-        #[command(subcommand)]
-        command: CertsCommand,
     },
     /// The local image store: import, pull, list and remove images.
     Images(edgewake::cli::images::ImagesArgs),
@@ -77,20 +72,6 @@ enum SandboxHook {
     },
 }
 
-#[derive(Subcommand)]
-enum CertsCommand {
-    /// Write a local CA (made once) and a certificate it signs for each HOST into the
-    /// certs dir (`*.example.com` becomes `_.example.com.crt`).
-    Generate {
-        /// Names the certificate is for: `app.example.com`, `*.example.com`, `localhost`.
-        #[arg(required = true)]
-        hosts: Vec<String>,
-        /// Where to write the files.
-        #[arg(long, default_value = config::DEFAULT_CERTS_DIR)]
-        dir: PathBuf,
-    },
-}
-
 /// Every error ends here as one message on stderr and exit code 1: no backtrace, even
 /// with RUST_BACKTRACE set (those are for bugs, which panic).
 fn main() -> ExitCode {
@@ -110,9 +91,6 @@ fn run(command: Command, located: Located) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => return Ok(check_config(&located)),
         Command::Serve(args) => serve::serve(located, args, token_from_env())?,
         Command::Reload { data_dir } => serve::send_reload(&located, data_dir)?,
-        Command::Certs {
-            command: CertsCommand::Generate { hosts, dir },
-        } => generate_certs(&hosts, &dir)?,
         Command::Images(args) => {
             let config = located.load()?;
             let registries = server::registry_auth(&config.sandbox.registries);
@@ -147,6 +125,8 @@ fn sandbox_hook(hook: SandboxHook) -> anyhow::Result<()> {
     };
     // The message already holds its causes: as a plain message, runc's report of the
     // hook's stderr says them once (a chain would print them twice).
+    // The message already holds its causes: as a plain message, runc's report of the
+    // hook's stderr says them once (a chain would print them twice).
     link.wire(&state).map_err(anyhow::Error::msg)
 }
 
@@ -165,28 +145,6 @@ fn check_config(located: &Located) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {
-    let ca = edgewake::tls::dev_ca::generate(dir, hosts)?;
-    for host in hosts {
-        let stem = edgewake::tls::dev_ca::stem_for_host(host);
-        println!(
-            "wrote {0}/{stem}.crt and {0}/{stem}.key for {host}",
-            dir.display()
-        );
-    }
-    println!("signed by the development CA {}", ca.display());
-    println!(
-        "trust it for one command:  curl --cacert {} https://<app>.localhost/",
-        ca.display()
-    );
-    println!(
-        "or system-wide (Debian):   cp {} /usr/local/share/ca-certificates/ && update-ca-certificates",
-        ca.display()
-    );
-    println!("a running edgewake picks the new files up on SIGHUP");
-    Ok(())
 }
 
 /// `EDGEWAKE_API_TOKEN`, else Fly's `FLY_API_TOKEN`.

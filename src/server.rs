@@ -1,6 +1,7 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper, applies reloaded configs (`reload`), and shuts
-//! everything down in order (stop accepting, drain, stop machines).
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
+//! order (stop accepting, drain, stop machines).
 
 mod live;
 mod reload;
@@ -9,12 +10,15 @@ use live::Live;
 pub use reload::{ReloadError, Reloaded};
 
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
 use crate::edge;
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::Supervisor;
 use crate::machines::Registry;
@@ -41,6 +45,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -86,6 +95,7 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
     live: Arc<Live>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
@@ -145,6 +155,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -153,16 +168,30 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
-    let cancel = CancellationToken::new();
     let geo = open_geo(&config)?;
-    let live = Arc::new(Live::new(config, geo, &supervisor, &tls, &cancel));
+    let live = Arc::new(Live::new(
+        config,
+        geo,
+        &supervisor,
+        &tls,
+        hostnames,
+        &cancel,
+    ));
     let api_state = ApiState {
         supervisor: supervisor.clone(),
+        certificates: certificates.clone(),
         token: api_token.clone().into(),
         regions: live.regions.clone(),
         stopping: cancel.clone(),
     };
-    let done = tokio::spawn(serve(live.clone(), sockets, api_state, cancel.clone()));
+    let served = serve(
+        live.clone(),
+        sockets,
+        api_state,
+        certificates.clone(),
+        cancel.clone(),
+    );
+    let done = tokio::spawn(served);
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
     Ok(Running {
         http_addr,
@@ -171,6 +200,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_token,
         supervisor,
         tls,
+        certificates,
         live,
         cancel,
         done,
@@ -253,7 +283,13 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
 
 /// Serves until cancelled, then shuts down in order: stop accepting, drain requests
 /// (up to the drain timeout in force), stop the machines.
-async fn serve(live: Arc<Live>, sockets: Sockets, api_state: ApiState, cancel: CancellationToken) {
+async fn serve(
+    live: Arc<Live>,
+    sockets: Sockets,
+    api_state: ApiState,
+    certificates: Arc<Certificates>,
+    cancel: CancellationToken,
+) {
     let config = live.config();
     let supervisor = live.supervisor.clone();
     let edge = live.edge.clone();
@@ -292,6 +328,9 @@ async fn serve(live: Arc<Live>, sockets: Sockets, api_state: ApiState, cancel: C
     }
     let _ = tokio::time::timeout(drain, api).await;
     let _ = reaper.await;
+    if let Some(acme) = certificates.acme() {
+        acme.stopped().await;
+    }
     supervisor.shutdown().await;
     supervisor.driver().close();
     tracing::info!("edgewake stopped");

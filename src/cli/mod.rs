@@ -1,6 +1,7 @@
 //! The operator's command line, with flyctl's habits: `status`, `apps …`, `machine …`
-//! (also `machines`, `m`), `logs`, all talking to the Machines API like any other
-//! client; `serve` and `reload` for the server itself, `images` on the local store.
+//! (also `machines`, `m`), `logs`, `certs …`, all talking to the Machines API like any
+//! other client; `serve` and `reload` for the server itself, `images` on the local
+//! store.
 //!
 //! The API's address is `--api-url`, else `EDGEWAKE_API_URL`, else Fly's
 //! `FLY_API_HOSTNAME`, else the config's `api.listen`; the token is `--token`, else
@@ -9,6 +10,7 @@
 //! name. An error prints the API's message and exits 1.
 
 mod apps;
+pub mod certs;
 pub mod client;
 mod commands;
 pub mod images;
@@ -83,6 +85,13 @@ pub enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Hostnames of an app and their certificates (custom domains, ACME).
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Follow the output of every machine of an app, each line stamped with the time it
     /// arrived, the machine and its region (machines created meanwhile join in).
     Logs {
@@ -123,6 +132,17 @@ async fn dispatch(command: Command, located: &Located) -> Result<ExitCode, Clien
         Command::Machine { command, conn } => {
             return machine::run(&connect(&conn, located)?, command).await;
         }
+        Command::Certs {
+            command: certs::CertsCommand::Generate { hosts, dir },
+            ..
+        } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => located.load()?.tls.certs_dir,
+            };
+            certs::generate(&hosts, &dir)?;
+        }
+        Command::Certs { command, conn } => certs::run(&connect(&conn, located)?, command).await?,
         Command::Logs { app, no_tail, conn } => {
             logs::app_logs(&connect(&conn, located)?, &app, !no_tail).await?;
         }

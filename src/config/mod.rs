@@ -7,6 +7,7 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
 pub mod duration;
 pub mod locate;
 mod raw;
@@ -24,6 +25,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
+pub use acme::{AcmeConfig, AcmeDirectory};
 pub use locate::{ConfigSource, Located};
 pub use validate::ConfigErrors;
 
@@ -117,6 +119,8 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
@@ -335,6 +339,7 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            acme: None,
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: route (Host →
-//! app), place (regions nearest the client), ready (the lifecycle picks a machine and
+//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: an ACME HTTP-01
+//! validation is answered by the edge itself (`challenge`), before anything else; route
+//! (Host → app), place (regions nearest the client), ready (the lifecycle picks a machine and
 //! wakes it if it sleeps), forward (to the machine, and the answer back), respond
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
+mod challenge;
 mod forward;
 pub mod headers;
 pub mod place;
@@ -12,12 +14,14 @@ pub mod route;
 pub mod tunnel;
 pub mod upstream;
 
-pub use respond::{ProxyError, error_response};
+pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
+use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -68,6 +72,10 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// Hostnames added to apps (custom domains).
+    pub hostnames: Arc<Hostnames>,
+    /// ACME HTTP-01 answers, served on the HTTP listener.
+    pub challenges: Arc<Challenges>,
 }
 
 impl Proxy {
@@ -125,6 +133,11 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Result<Admitted, ProxyError> {
+        if inbound.scheme == "http"
+            && let Some(answer) = challenge::answer(&settings.challenges, &req)
+        {
+            return Ok(Admitted::Answered(answer));
+        }
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
         let app = self.route(settings, &host)?;
         if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
@@ -194,7 +207,7 @@ impl Proxy {
 
     fn route(&self, settings: &ProxySettings, host: &str) -> Result<Arc<App>, ProxyError> {
         let registry = &self.supervisor.registry;
-        route::route(registry, &settings.domains, host)
+        route::route(registry, &settings.hostnames, &settings.domains, host)
     }
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {

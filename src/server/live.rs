@@ -5,6 +5,7 @@ use crate::api::RegionList;
 use crate::config::Config;
 use crate::edge::{ConnectionLimits, Edge, EdgeSettings};
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
 use crate::proxy::place::Regions;
 use crate::proxy::{Proxy, ProxySettings};
@@ -36,7 +37,12 @@ fn limits(config: &Config) -> ConnectionLimits {
     }
 }
 
-fn proxy_settings(config: &Config, geo: GeoDb) -> ProxySettings {
+fn proxy_settings(
+    config: &Config,
+    geo: GeoDb,
+    hostnames: &Arc<Hostnames>,
+    tls: &Tls,
+) -> ProxySettings {
     let edge = &config.edge;
     ProxySettings {
         domains: edge.domains.clone(),
@@ -44,6 +50,8 @@ fn proxy_settings(config: &Config, geo: GeoDb) -> ProxySettings {
         regions: Regions::new(&config.regions, &edge.region),
         geo,
         trusted: Trusted::new(edge.trusted_proxies.clone()),
+        hostnames: hostnames.clone(),
+        challenges: tls.challenges().clone(),
     }
 }
 
@@ -69,6 +77,8 @@ pub(super) struct Live {
     pub(super) tls: Arc<Tls>,
     pub(super) supervisor: Arc<Supervisor>,
     pub(super) regions: Arc<ArcSwap<RegionList>>,
+    /// Custom hostnames and ACME answers: the proxy's, kept across reloads.
+    hostnames: Arc<Hostnames>,
     pub(super) config: std::sync::Mutex<Config>,
 }
 
@@ -78,9 +88,11 @@ impl Live {
         geo: GeoDb,
         supervisor: &Arc<Supervisor>,
         tls: &Arc<Tls>,
+        hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
     ) -> Live {
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), proxy_settings(&config, geo)));
+        let settings = proxy_settings(&config, geo, &hostnames, tls);
+        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
             proxy.clone(),
             config.edge.max_connections,
@@ -93,6 +105,7 @@ impl Live {
             tls: tls.clone(),
             supervisor: supervisor.clone(),
             regions: Arc::new(ArcSwap::from_pointee(region_list(&config))),
+            hostnames,
             config: std::sync::Mutex::new(config),
         }
     }
@@ -100,7 +113,8 @@ impl Live {
     /// Puts a (validated) config's live settings in force everywhere they are read.
     pub(super) fn apply(&self, config: &Config, geo: GeoDb) {
         self.supervisor.set_settings(settings(config));
-        self.proxy.set_settings(proxy_settings(config, geo));
+        let settings = proxy_settings(config, geo, &self.hostnames, &self.tls);
+        self.proxy.set_settings(settings);
         self.edge.set_settings(edge_settings(config));
         self.edge.set_max_connections(config.edge.max_connections);
         self.tls.set_handshake_timeout(config.tls.handshake_timeout);

@@ -67,6 +67,7 @@ fn keep_fixed(running: &Config, mut file: Config) -> (Config, Vec<&'static str>)
         "machines.private_ip_range" => machines.private_ip_range;
         "sandbox" => sandbox;
         "images" => images;
+        "acme" => acme;
     }
     (file, kept)
 }
