@@ -21,7 +21,7 @@ async fn second_edgewake_cannot_share_a_range() {
     let options = || Options {
         api_token: Some(TOKEN.into()),
         bin_dir: Some(bin_dir()),
-        driver: None,
+        ..Options::default()
     };
     let error = match server::start(config.clone(), options()).await {
         Ok(_) => panic!("two edgewakes hold the same range"),

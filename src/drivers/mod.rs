@@ -111,7 +111,14 @@ impl Instance {
 /// caller's image (unknown, not found), the registry, or this host.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("unknown image `{0}`: it is not in the image catalog")]
+    /// The process driver runs catalog entries only; the message says how to go on.
+    #[error(
+        "unknown image `{0}`: the process driver runs only the images in its catalog. Add \
+         one to the config and restart edgewake: [images.\"{0}\"] command = [\"sh\", \"-c\", \
+         \"exec python3 -m http.server --bind $FLY_PRIVATE_IP $PORT\"] (your program, \
+         listening on $FLY_PRIVATE_IP:$PORT); or run OCI images with `edgewake serve \
+         --driver sandbox`"
+    )]
     UnknownImage(String),
     /// No such image or tag, or a reference that names none.
     #[error(transparent)]

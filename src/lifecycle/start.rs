@@ -159,7 +159,7 @@ async fn until_ready(
     instance: &Instance,
 ) -> Result<(), WakeError> {
     let Some(addr) = addr else { return Ok(()) };
-    let timeout = sup.settings.wake_timeout;
+    let timeout = sup.settings().wake_timeout;
     tokio::select! {
         biased;
         exit = instance.exited() => Err(WakeError::Exited(exit)),
@@ -169,8 +169,9 @@ async fn until_ready(
 }
 
 async fn probe(sup: &Supervisor, instance: &Instance, addr: SocketAddr) {
+    let interval = sup.settings().probe_interval;
     while !sup.driver.accepts(instance, addr).await {
-        tokio::time::sleep(sup.settings.probe_interval).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -117,11 +117,11 @@ async fn halt(
     let signal = request
         .signal
         .or(spec.stop_signal())
-        .unwrap_or(sup.settings.stop_signal);
+        .unwrap_or(sup.settings().stop_signal);
     let timeout = request
         .timeout
         .or(spec.stop_config.timeout)
-        .unwrap_or(sup.settings.stop_timeout)
+        .unwrap_or(sup.settings().stop_timeout)
         .min(MAX_STOP_TIMEOUT); // a config stored before the API checked it
     let stopped = tokio::time::timeout(
         timeout + KILL_GRACE,

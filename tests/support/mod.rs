@@ -11,8 +11,10 @@
 //!   setup, TLS clients.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
 pub mod images;
 mod machines;
+pub mod pebble;
 mod process;
 pub mod sandbox;
 pub mod tls;
@@ -147,6 +149,15 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+fn test_options(driver: Option<Arc<dyn Driver>>) -> Options {
+    Options {
+        api_token: Some(TOKEN.into()),
+        bin_dir: Some(bin_dir()),
+        driver,
+        acme_backoff: None,
+    }
+}
+
 /// A running edgewake and clients for it.
 pub struct TestEdge {
     pub running: Running,
@@ -184,6 +195,21 @@ impl TestEdge {
         TestEdge::start_options(config, Some(dir), Some(driver)).await
     }
 
+    /// An edgewake whose failed ACME orders are retried after `backoff` (doubling).
+    pub async fn start_with_acme_backoff(
+        tweak: impl FnOnce(&mut Config),
+        backoff: edgewake::certificates::acme::timing::Backoff,
+    ) -> TestEdge {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let options = Options {
+            acme_backoff: Some(backoff),
+            ..test_options(None)
+        };
+        TestEdge::start_with_options(config, Some(dir), options).await
+    }
+
     async fn start_config(config: Config, dir: Option<tempfile::TempDir>) -> TestEdge {
         TestEdge::start_options(config, dir, None).await
     }
@@ -193,15 +219,18 @@ impl TestEdge {
         dir: Option<tempfile::TempDir>,
         driver: Option<Arc<dyn Driver>>,
     ) -> TestEdge {
+        TestEdge::start_with_options(config, dir, test_options(driver)).await
+    }
+
+    async fn start_with_options(
+        config: Config,
+        dir: Option<tempfile::TempDir>,
+        options: Options,
+    ) -> TestEdge {
         let mut config = config;
-        let options = || Options {
-            api_token: Some(TOKEN.into()),
-            bin_dir: Some(bin_dir()),
-            driver: driver.clone(),
-        };
         let mut draws = 1;
         let running = loop {
-            match server::start(config.clone(), options()).await {
+            match server::start(config.clone(), options.clone()).await {
                 Ok(running) => break running,
                 Err(StartError::Range(ClaimError::Taken { range, .. }))
                     if was_drawn(&range.to_string()) && draws < MAX_RANGE_DRAWS =>
