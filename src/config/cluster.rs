@@ -18,7 +18,7 @@ const MAX_NODE_NAME: usize = 63;
 const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The section, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// Unique name of this node (`syd-1`): the key of its heartbeat and its machines.
     pub node: String,

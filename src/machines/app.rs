@@ -4,7 +4,7 @@
 use super::machine::Machine;
 use super::record::MachineRecord;
 use super::store::AppRecord;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// How many destroyed machines an app remembers (for `include_deleted`); older ones are
@@ -16,6 +16,8 @@ pub const MAX_DESTROYED_KEPT: usize = 100;
 pub struct App {
     pub record: AppRecord,
     machines: RwLock<Vec<Arc<Machine>>>,
+    /// The machines' names (they never change), so a create checks one in O(1).
+    names: Mutex<HashSet<String>>,
     /// Records of destroyed machines, oldest first: listed only when asked for.
     destroyed: Mutex<VecDeque<MachineRecord>>,
 }
@@ -25,8 +27,13 @@ impl App {
         App {
             record,
             machines: RwLock::new(Vec::new()),
+            names: Mutex::new(HashSet::new()),
             destroyed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    pub(super) fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records of the app's destroyed machines, oldest first.
@@ -58,16 +65,18 @@ impl App {
     }
 
     pub(super) fn push(&self, machine: Arc<Machine>) {
+        self.names().insert(machine.record().name.clone());
         self.machines
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(machine);
     }
 
-    pub(super) fn remove(&self, id: &str) {
+    pub(super) fn remove(&self, machine: &Machine) {
         self.machines
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|m| m.id != id);
+            .retain(|m| m.id != machine.id);
+        self.names().remove(&machine.record().name);
     }
 }

@@ -12,7 +12,8 @@ use super::nodes::Node;
 use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
 use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
-use crate::addresses::AddressRange;
+use crate::addresses::{AddressPool, AddressRange};
+use crate::config::LimitsConfig;
 use crate::ids;
 use dashmap::DashMap;
 use std::collections::HashSet;
@@ -26,8 +27,14 @@ pub enum RegistryError {
     NameTaken(String),
     #[error("app `{0}` is being deleted")]
     AppGone(String),
-    #[error("no private address left in {0}")]
+    #[error("no private address left in {0}: destroy machines or widen the range")]
     NoAddress(String),
+    #[error("there are {0} apps, the most `limits.apps` allows")]
+    TooManyApps(usize),
+    #[error("app `{app}` has {max} machines, the most `limits.machines_per_app` allows")]
+    TooManyMachines { app: String, max: usize },
+    #[error("no free generated name after {0} tries: give the machine a name")]
+    NoFreeName(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,12 +54,18 @@ pub struct NewMachine {
 #[error("app `{0}` is not known here yet")]
 pub struct UnknownApp(pub String);
 
+/// How many generated names a create tries before it gives up. With the name space
+/// `ids::machine_name` draws from, even an app of 100,000 machines fails a try less
+/// than once in 400, so 32 tries in a row never all collide.
+const MAX_NAME_ATTEMPTS: usize = 32;
+
 pub struct Registry {
     apps: DashMap<String, Arc<App>>,
     /// The other nodes of a cluster, by name.
     nodes: DashMap<String, Arc<Node>>,
     store: Store,
-    addresses: AddressRange,
+    addresses: Mutex<AddressPool>,
+    limits: LimitsConfig,
     /// Orders creations, so names and addresses are checked and taken atomically.
     creating: Mutex<()>,
     /// Where changes to machines hosted here are noted, once someone shares them.
@@ -70,7 +83,8 @@ impl Registry {
             apps: DashMap::new(),
             nodes: DashMap::new(),
             store,
-            addresses,
+            addresses: Mutex::new(AddressPool::new(addresses)),
+            limits: LimitsConfig::default(),
             creating: Mutex::new(()),
             changes: OnceLock::new(),
         };
@@ -91,6 +105,7 @@ impl Registry {
             }
         }
         for machine in &stored {
+            registry.pool().hold(machine.record.private_ip);
             let spec = spec_of(&machine.record);
             let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
             if let Some(app) = registry.apps.get(&machine.app) {
@@ -98,6 +113,16 @@ impl Registry {
             }
         }
         Ok((registry, stored))
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, AddressPool> {
+        self.addresses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The registry holding creations to `limits` (else the defaults).
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Registry {
+        self.limits = limits;
+        self
     }
 
     pub fn app(&self, name: &str) -> Option<Arc<App>> {
@@ -160,6 +185,9 @@ impl Registry {
                 false => Err(RegistryError::AppTaken(record.name)),
             };
         }
+        if self.apps.len() >= self.limits.apps {
+            return Err(RegistryError::TooManyApps(self.limits.apps));
+        }
         self.store.insert_app(&record)?;
         let name = record.name.clone();
         self.apps.insert(name, Arc::new(App::new(record.clone())));
@@ -212,7 +240,7 @@ impl Registry {
             Some(machine) if machine.is_local() => {}
             Some(machine) if record.state == MachineState::Destroyed => {
                 machine.replace_record(record, None);
-                app.remove(&machine.id);
+                app.remove(&machine);
             }
             Some(machine) => {
                 let changed = machine.record().instance_id != record.instance_id;
@@ -232,9 +260,10 @@ impl Registry {
     /// Drops a machine another node hosted and has forgotten.
     pub fn forget_remote(&self, id: &str) {
         for app in self.apps.iter() {
-            let remote = app.with_machines(|ms| ms.iter().any(|m| m.id == id && !m.is_local()));
-            if remote {
-                app.remove(id);
+            let remote =
+                app.with_machines(|ms| ms.iter().find(|m| m.id == id && !m.is_local()).cloned());
+            if let Some(machine) = remote {
+                app.remove(&machine);
             }
         }
     }
@@ -264,15 +293,22 @@ impl Registry {
         new: NewMachine,
     ) -> Result<Arc<Machine>, RegistryError> {
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        let name = new.name.unwrap_or_else(ids::machine_name);
-        if app.with_machines(|ms| ms.iter().any(|m| m.record().name == name)) {
-            return Err(RegistryError::NameTaken(name));
+        let max = self.limits.machines_per_app;
+        if app.with_machines(<[_]>::len) >= max {
+            let app = app.record.name.clone();
+            return Err(RegistryError::TooManyMachines { app, max });
         }
-        let taken: HashSet<_> = self.all_machines().iter().map(|m| m.private_ip).collect();
-        let private_ip = self
-            .addresses
-            .allocate(&taken)
-            .ok_or_else(|| RegistryError::NoAddress(self.addresses.to_string()))?;
+        let name = {
+            let names = app.names();
+            match new.name {
+                Some(name) if names.contains(&name) => {
+                    return Err(RegistryError::NameTaken(name));
+                }
+                Some(name) => name,
+                None => free_name(&names)?,
+            }
+        };
+        let private_ip = self.take_address()?;
         let now = now_rfc3339();
         let mut record = MachineRecord {
             id: ids::machine_id(),
@@ -293,11 +329,24 @@ impl Registry {
             MachineState::Created,
             super::EventSource::User,
         ));
-        self.store.save_machine(&app.record.name, &record)?;
+        if let Err(e) = self.store.save_machine(&app.record.name, &record) {
+            self.pool().release(private_ip);
+            return Err(e.into());
+        }
         let machine = Arc::new(Machine::new(&app.record.name, record, new.spec));
         self.note(&machine, &machine.record());
         app.push(machine.clone());
         Ok(machine)
+    }
+
+    /// A private address for a new machine: one no machine holds and no socket (of
+    /// another edgewake, or anything else on this host) listens on.
+    fn take_address(&self) -> Result<std::net::Ipv4Addr, RegistryError> {
+        let mut pool = self.pool();
+        let range = pool.range();
+        let busy = crate::listening::addresses_in(range);
+        pool.take(&busy)
+            .ok_or_else(|| RegistryError::NoAddress(range.to_string()))
     }
 
     /// Moves a machine to `state`, logs `event`, and persists the record. The record is
@@ -344,6 +393,7 @@ impl Registry {
     /// Takes a destroyed machine out of its app. Its record stays (state `destroyed`)
     /// for `include_deleted` listings, unless the app is gone too.
     pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
+        self.pool().release(machine.private_ip);
         let Some(app) = self.app(&machine.app) else {
             // Its app is gone: nothing keeps the record, here or in the cluster.
             if let Some(changes) = self.changes.get() {
@@ -352,7 +402,7 @@ impl Registry {
             self.store.delete_machine(&machine.id)?;
             return Ok(());
         };
-        app.remove(&machine.id);
+        app.remove(machine);
         if let Some(forgotten) = app.remember_destroyed(machine.snapshot()) {
             if let Some(changes) = self.changes.get() {
                 changes.forgotten(&forgotten);
@@ -368,58 +418,14 @@ fn spec_of(record: &MachineRecord) -> MachineSpec {
     MachineSpec::from_config(&record.config).unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::machines::record::ImageRef;
-
-    fn record(id: &str, state: MachineState) -> MachineRecord {
-        MachineRecord {
-            id: id.into(),
-            name: format!("m-{id}"),
-            state,
-            region: "syd".into(),
-            instance_id: "v1".into(),
-            private_ip: "127.9.0.2".parse().unwrap(),
-            config: serde_json::json!({"image": "img"}),
-            image_ref: ImageRef::parse("img"),
-            created_at: now_rfc3339(),
-            updated_at: now_rfc3339(),
-            events: Vec::new(),
-            cordoned: false,
-        }
-    }
-
-    /// Another node's machine enters the view, changes in place, and leaves it when
-    /// destroyed, without ever being written to this node's SQLite; its changes are not
-    /// this node's to share. A record waits for its app.
-    #[test]
-    fn remote_machines_live_in_the_view_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let (registry, _) = Registry::load(store, "127.9.0.0/24".parse().unwrap()).unwrap();
-        let changes = registry.share_changes();
-        let node = registry.node("syd-1");
-        let early = registry.learn_machine("shop", record("aa", MachineState::Stopped), &node);
-        assert!(early.is_err(), "no app yet");
-        registry
-            .learn_app(AppRecord::new("shop", "personal"))
-            .unwrap();
-        registry
-            .learn_machine("shop", record("aa", MachineState::Stopped), &node)
-            .unwrap();
-        let machine = registry.machine("shop", "aa").unwrap();
-        registry
-            .learn_machine("shop", record("aa", MachineState::Started), &node)
-            .unwrap();
-        assert_eq!(machine.state(), MachineState::Started, "changed in place");
-        assert!(registry.local_machines().is_empty());
-        assert!(registry.store.machines().unwrap().is_empty());
-        assert_eq!(registry.store.apps().unwrap().len(), 1, "the app is kept");
-        assert!(changes.take().is_empty());
-        registry
-            .learn_machine("shop", record("aa", MachineState::Destroyed), &node)
-            .unwrap();
-        assert!(registry.machine("shop", "aa").is_none());
-    }
+/// A generated name no machine of the app has: a collision is tried again, not
+/// reported (the caller asked for no name in particular).
+fn free_name(names: &HashSet<String>) -> Result<String, RegistryError> {
+    std::iter::repeat_with(ids::machine_name)
+        .take(MAX_NAME_ATTEMPTS)
+        .find(|name| !names.contains(name))
+        .ok_or(RegistryError::NoFreeName(MAX_NAME_ATTEMPTS))
 }
+
+#[cfg(test)]
+mod tests;

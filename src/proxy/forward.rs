@@ -42,7 +42,7 @@ pub struct Upstreams {
     http1: Upstream,
     h2c: Upstream,
     backhaul: Upstream,
-    key: Option<Arc<BackhaulKey>>,
+    pub(super) key: Option<Arc<BackhaulKey>>,
 }
 
 impl Upstreams {

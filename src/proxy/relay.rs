@@ -19,7 +19,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let key = self.settings.backhaul.as_ref();
+        let key = self.upstreams.key.as_ref();
         let verified = key.map_or(Err(BackhaulError::Missing), |key| key.verify(req.headers()));
         let relayed = match verified {
             Ok(relayed) => relayed,
