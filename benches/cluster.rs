@@ -160,6 +160,12 @@ fn main() {
         wait_until_formed(&a, 3).await;
         let (status, body) = a.post("/v1/apps", json!({"app_name": APP})).await;
         assert!(status.is_success(), "{body}");
+        for node in [&b, &c] {
+            wait::until_true("the app everywhere", SETTLE, async || {
+                node.get(&format!("/v1/apps/{APP}")).await.0.is_success()
+            })
+            .await;
+        }
         let mut config = seed_config(RUNTIME_IMAGE);
         config["services"][0]["autostop"] = Value::from(false);
         let create = |region: &str| json!({"config": config, "region": region});

@@ -84,7 +84,8 @@
 //!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
 //!   reloads) and `reload` signals it; the client commands with flyctl's habits
 //!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
-//!   a small hyper-util HTTP `client`; `images` works on the local store.
+//!   a small hyper-util HTTP `client`; `images` works on the local store; `cluster status`
+//!   reads the nodes from the cluster's NATS.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path

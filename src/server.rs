@@ -1,5 +1,6 @@
 //! Wiring: opens state, recovers machines, loads the hostnames and their certificates
-//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners
+//! (and in a cluster the backhaul, with a connection limit of its own, and joins it),
 //! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
 //! order (stop accepting, drain, stop machines).
 
@@ -18,7 +19,7 @@ use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge;
+use crate::edge::{self, Edge};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
@@ -377,9 +378,19 @@ async fn serve(
         proxy_protocol: false,
         backhaul: true,
     };
+    // The backhaul's connections are counted apart from the public ones: a flood on
+    // either listener cannot take the other's slots.
+    let backhaul_edge = config.cluster.as_ref().map(|c| {
+        Arc::new(Edge::new(
+            live.proxy.clone(),
+            c.max_backhaul_connections,
+            cancel.clone(),
+            live::edge_settings(&config),
+        ))
+    });
     let backhaul = async {
-        if let Some(listener) = sockets.backhaul {
-            edge::serve(listener, edge.clone(), backhaul_inbound, None).await;
+        if let (Some(listener), Some(backhaul_edge)) = (sockets.backhaul, &backhaul_edge) {
+            edge::serve(listener, backhaul_edge.clone(), backhaul_inbound, None).await;
         }
     };
     tokio::join!(
@@ -395,14 +406,21 @@ async fn serve(
     // The accept loops return only once cancelled: drain what is in flight.
     supervisor.close_all_tunnels().await;
     edge.connections.close();
+    let backhaul_connections = backhaul_edge.map(|b| b.connections.clone());
+    if let Some(connections) = &backhaul_connections {
+        connections.close();
+    }
+    let all_drained = async {
+        edge.connections.wait().await;
+        if let Some(connections) = &backhaul_connections {
+            connections.wait().await;
+        }
+    };
     // One deadline for the edge, the API and the reaper: shutdown takes at most the
     // drain timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).
     let drain = live.config().edge.drain_timeout;
     let drained = tokio::time::Instant::now() + drain;
-    if tokio::time::timeout_at(drained, edge.connections.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout_at(drained, all_drained).await.is_err() {
         tracing::warn!(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );

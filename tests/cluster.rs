@@ -135,6 +135,19 @@ async fn apps_machines_and_requests_cross_the_cluster() {
         (StatusCode::OK, "cdg", cdg.as_str())
     );
 
+    let misdirected = w
+        .ams
+        .api_request(reqwest::Method::POST, &machine_path(APP, &syd, "/stop"))
+        .header("edgewake-forwarded-by", "cdg-1")
+        .json(&json!({}));
+    let (status, body) = answer(misdirected).await;
+    assert_error(status, &body, StatusCode::MISDIRECTED_REQUEST);
+    let (_, machine) = w.syd.get(&machine_path(APP, &syd, "")).await;
+    assert_eq!(
+        machine["state"], "started",
+        "not stopped by a node that does not host it"
+    );
+
     let (status, body) = w
         .cdg
         .post(&machine_path(APP, &syd, "/stop"), json!({}))
@@ -158,17 +171,47 @@ async fn apps_machines_and_requests_cross_the_cluster() {
     }
     wait_until_no_process(&syd).await;
 
-    let raw = reqwest::Client::new()
-        .get(format!("http://{}/", w.syd.backhaul))
+    let raw = unsigned(&w.syd, &cdg).send().await.unwrap();
+    assert_eq!(raw.status(), StatusCode::FORBIDDEN);
+    drop(w.nats);
+}
+
+/// A backhaul request naming a machine, without the cluster's credential.
+fn unsigned(node: &Node, machine: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .get(format!("http://{}/", node.backhaul))
         .header("host", format!("{APP}.localhost"))
         .header("edgewake-backhaul-app", APP)
-        .header("edgewake-backhaul-machine", &cdg)
+        .header("edgewake-backhaul-machine", machine)
         .header("edgewake-backhaul-port", "80")
         .header("fly-request-id", "forged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(raw.status(), StatusCode::FORBIDDEN);
+}
+
+/// The backhaul holds at most `cluster.max_backhaul_connections` connections: with
+/// that many held open by strangers, one more waits unanswered while the node's public
+/// edge goes on serving, and is answered (refused: it is unsigned) once one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backhaul_holds_a_bounded_number_of_connections() {
+    let w = world().await;
+    let all = [&w.ams, &w.syd, &w.cdg];
+    create_app(&w.ams, &all).await;
+    let cdg = machine_in(&w.ams, "cdg", &all).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_BACKHAUL_CONNECTIONS {
+        held.push(
+            tokio::net::TcpStream::connect(w.syd.backhaul)
+                .await
+                .unwrap(),
+        );
+    }
+    let (status, _, machine, _) = served(w.syd.request(APP, "/", IN_FRANCE)).await;
+    assert_eq!((status, machine.as_str()), (StatusCode::OK, cdg.as_str()));
+    let mut extra = tokio::spawn(unsigned(&w.syd, &cdg).send());
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut extra).await;
+    assert!(waited.is_err(), "answered past the limit: {waited:?}");
+    drop(held.pop());
+    let refused = extra.await.unwrap().unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     drop(w.nats);
 }
 

@@ -60,7 +60,13 @@ pub async fn to_host(
         cluster.writable()?;
     }
     if req.headers().contains_key(FORWARDED_BY) {
-        return Ok(next.run(req).await);
+        // Another node sent it here as to the host: answered here, never sent on. A
+        // machine this node does not host (the caller's view was behind, or the header
+        // came from a client) is refused, not changed here: only its host writes it.
+        return match machine_host(&state, &req, changes) {
+            Some(node) => Err(misdirected(&node)),
+            None => Ok(next.run(req).await),
+        };
     }
     match answerer(&state, &cluster, req, changes).await? {
         Answerer::Here(req) => Ok(next.run(req).await),
@@ -74,25 +80,41 @@ async fn answerer(
     req: Request,
     changes: bool,
 ) -> Result<Answerer, ApiError> {
+    if let Some(node) = machine_host(state, &req, changes) {
+        return Ok(Answerer::Node(node, req));
+    }
     let path = full_path(&req);
     let segments: Vec<&str> = path.trim_start_matches("/v1").split('/').skip(1).collect();
     match segments.as_slice() {
-        ["apps", app, "machines", id, rest @ ..] => {
-            let host_only = matches!(rest.first(), Some(&"lease" | &"logs"));
-            let remote = state
-                .registry()
-                .machine(app, id)
-                .and_then(|m| m.node.clone());
-            match remote.filter(|_| changes || host_only) {
-                Some(node) => Ok(Answerer::Node(node, req)),
-                None => Ok(Answerer::Here(req)),
-            }
-        }
         ["apps", _, "machines"] if req.method() == Method::POST => {
             create_answerer(state, cluster, req).await
         }
         _ => Ok(Answerer::Here(req)),
     }
+}
+
+/// The node hosting the machine a call is about, when that call is its host's to
+/// answer (a change, its lease, its logs) and the host is another node.
+fn machine_host(state: &ApiState, req: &Request, changes: bool) -> Option<Arc<Node>> {
+    let path = full_path(req);
+    let segments: Vec<&str> = path.trim_start_matches("/v1").split('/').skip(1).collect();
+    let ["apps", app, "machines", id, rest @ ..] = segments.as_slice() else {
+        return None;
+    };
+    let host_only = matches!(rest.first(), Some(&"lease" | &"logs"));
+    let machine = state.registry().machine(app, id)?;
+    machine.node.clone().filter(|_| changes || host_only)
+}
+
+/// A forwarded call that reached a node not hosting its machine.
+fn misdirected(node: &Node) -> ApiError {
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!(
+            "the machine is hosted by node {}, not by this one; call any node without `{FORWARDED_BY}`",
+            node.name
+        ),
+    )
 }
 
 /// A create goes to a node of the requested region (else this node's region).

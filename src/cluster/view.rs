@@ -33,6 +33,10 @@ const WATCH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const WATCH_START_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often heartbeats are judged.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// Most machine records kept waiting for their app: past it a record is dropped (its
+/// host publishes it again on its next reconnection), so what peers publish cannot
+/// grow this node's memory without end.
+pub const MAX_UNPLACED: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 enum Bucket {
@@ -203,6 +207,10 @@ impl View {
         // wait for.
         if unplaced && machine.record.state != MachineState::Destroyed {
             let mut unplaced = lock(&self.unplaced);
+            if unplaced.values().map(Vec::len).sum::<usize>() >= MAX_UNPLACED {
+                let id = &machine.record.id;
+                return tracing::warn!(machine = %id, app = %machine.app, "too many machines wait for their app: dropped");
+            }
             let waiting = unplaced.entry(machine.app.clone()).or_default();
             waiting.retain(|m| m.record.id != machine.record.id);
             waiting.push(machine);

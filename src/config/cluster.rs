@@ -10,6 +10,10 @@ use std::time::Duration;
 
 /// A node whose heartbeats stopped this long ago is down: its machines are skipped.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections the backhaul listener holds at once (other edges' pooled
+/// connections; apart from the edge's own `max_connections`, so neither side can
+/// starve the other).
+pub const DEFAULT_MAX_BACKHAUL_CONNECTIONS: usize = 1024;
 /// The environment variable holding the cluster's shared secret.
 pub const DEFAULT_CLUSTER_SECRET_ENV: &str = "EDGEWAKE_CLUSTER_SECRET";
 /// Longest node name (it is a key in the cluster's buckets and a DNS-like label).
@@ -32,6 +36,7 @@ pub struct ClusterConfig {
     /// The environment variable holding the shared secret (read at start).
     pub secret_env: String,
     pub heartbeat_timeout: Duration,
+    pub max_backhaul_connections: usize,
 }
 
 impl ClusterConfig {
@@ -51,6 +56,7 @@ pub(super) struct RawCluster {
     advertise: Option<String>,
     secret_env: Option<String>,
     heartbeat_timeout: Option<String>,
+    max_backhaul_connections: Option<usize>,
 }
 
 impl RawCluster {
@@ -84,6 +90,9 @@ impl RawCluster {
                 DEFAULT_HEARTBEAT_TIMEOUT,
                 duration::parse,
             ),
+            max_backhaul_connections: self
+                .max_backhaul_connections
+                .unwrap_or(DEFAULT_MAX_BACKHAUL_CONNECTIONS),
         }
     }
 }
@@ -124,6 +133,9 @@ impl ClusterConfig {
             errors.push(format!(
                 "`cluster.heartbeat_timeout` must be at least {MIN_HEARTBEAT_TIMEOUT:?} (heartbeats go out every second)"
             ));
+        }
+        if self.max_backhaul_connections == 0 {
+            errors.push("`cluster.max_backhaul_connections` must be at least 1".into());
         }
         let taken = [config.edge.http, config.edge.https, config.api.listen];
         if self.backhaul.port() != 0 && taken.contains(&self.backhaul) {
@@ -171,6 +183,10 @@ mod tests {
         assert_eq!(cluster.backhaul.port(), 4281);
         assert_eq!(cluster.advertised_ip().to_string(), "203.0.113.7");
         assert_eq!(cluster.heartbeat_timeout.as_secs(), 5);
+        assert_eq!(
+            cluster.max_backhaul_connections,
+            super::DEFAULT_MAX_BACKHAUL_CONNECTIONS
+        );
         assert!(Config::parse("").unwrap().cluster.is_none());
     }
 
@@ -184,6 +200,7 @@ mod tests {
             backhaul = "0.0.0.0:4281"
             secret_env = ""
             heartbeat_timeout = "1s"
+            max_backhaul_connections = 0
             colour = "blue"
         "#;
         let all = Config::parse(text).unwrap_err().to_string();
@@ -194,6 +211,7 @@ mod tests {
             "`cluster.advertise`: required",
             "`cluster.secret_env`",
             "`cluster.heartbeat_timeout`",
+            "`cluster.max_backhaul_connections` must be at least 1",
         ] {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }

@@ -56,7 +56,7 @@ fn proxy_settings(
     }
 }
 
-fn edge_settings(config: &Config) -> EdgeSettings {
+pub(super) fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings::new(
         Trusted::new(config.edge.trusted_proxies.clone()),
         limits(config),

@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const SECRET: &str = "a-test-cluster-secret-of-some-length";
 /// A node is down after this long without a heartbeat (the shortest allowed).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The nodes' `cluster.max_backhaul_connections`: more than a test's herd needs,
+/// few enough for a test to fill.
+pub const MAX_BACKHAUL_CONNECTIONS: usize = 256;
 /// How long the cluster may take to form, or to see a change everywhere (NATS 2.9
 /// takes some 10 s to elect its leaders again after all its servers restart).
 pub const SETTLE: Duration = Duration::from_secs(30);
@@ -294,6 +297,7 @@ node = "{name}"
 nats = [{nats}]
 backhaul = "{backhaul}"
 heartbeat_timeout = "{timeout}s"
+max_backhaul_connections = {MAX_BACKHAUL_CONNECTIONS}
 {regions}
 [images."{RUNTIME_IMAGE}"]
 command = ["{{bin_dir}}/edgewake-functions"]
