@@ -85,6 +85,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod listener;
 pub mod machines;
+pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod server;

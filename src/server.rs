@@ -142,6 +142,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
+        shutdown: cancel.clone(),
     };
     let geo = open_geo(&config)?;
     let served = Served {

@@ -11,6 +11,7 @@ mod list;
 mod logs;
 mod machines;
 mod metadata;
+mod observe;
 pub mod openapi;
 mod query;
 mod request_id;
@@ -33,6 +34,8 @@ pub struct ApiState {
     pub token: Arc<str>,
     pub regions: Arc<[String]>,
     pub edge_region: Arc<str>,
+    /// Cancelled when edgewake begins to shut down (`/readyz` says so).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -119,6 +122,9 @@ pub fn router(state: ApiState) -> Router {
             v1_routes().fallback(error::no_route).route_layer(auth),
         )
         .routes(routes!(openapi::document))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

@@ -31,6 +31,7 @@ pub use update::Update;
 use crate::drivers::{Driver, ExecOutput, Launch};
 use crate::machines::store::StoredMachine;
 use crate::machines::{App, EventSource, Machine, Registry};
+use crate::metrics::Metrics;
 use dashmap::DashMap;
 use nix::sys::signal::Signal;
 use run::Runs;
@@ -61,6 +62,8 @@ pub struct Settings {
 
 pub struct Supervisor {
     pub registry: Arc<Registry>,
+    /// What the operator sees at `/metrics`; everyone who counts shares it.
+    pub metrics: Arc<Metrics>,
     driver: Arc<dyn Driver>,
     settings: Settings,
     runs: Runs,
@@ -74,6 +77,7 @@ impl Supervisor {
     pub fn new(registry: Arc<Registry>, driver: Arc<dyn Driver>, settings: Settings) -> Supervisor {
         Supervisor {
             registry,
+            metrics: Arc::new(Metrics::new()),
             driver,
             settings,
             runs: Runs::default(),

@@ -3,6 +3,7 @@
 //! and stopped is the `lifecycle`'s business.
 
 use super::activity::{Activity, InFlight};
+use super::checks::{MachineChecks, SharedChecks};
 use super::lease::LeaseSlot;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
@@ -29,6 +30,8 @@ pub struct Machine {
     spec: RwLock<Arc<MachineSpec>>,
     /// Open WebSockets and TCP tunnels, asked to close before a stop.
     pub tunnels: Tunnels,
+    /// The current run of its health checks and what they found.
+    pub checks: SharedChecks,
 }
 
 impl Machine {
@@ -47,6 +50,7 @@ impl Machine {
             record: Mutex::new(record),
             spec: RwLock::new(Arc::new(spec)),
             tunnels: Tunnels::default(),
+            checks: Arc::new(MachineChecks::default()),
         }
     }
 
@@ -73,14 +77,22 @@ impl Machine {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the record, for the API.
+    /// A copy of the record with its checks' last results, for the API.
     pub fn snapshot(&self) -> MachineRecord {
-        self.record().clone()
+        let mut record = self.record().clone();
+        record.checks = self.checks.snapshot();
+        record
     }
 
     /// Counts a request in; the caller must check the state afterwards (see `reaper`).
     pub fn enter(&self) -> InFlight {
         InFlight::enter(&self.activity)
+    }
+
+    /// Counts a request in that must not keep the machine awake (a monitor's): it
+    /// holds off a stop while in flight but does not restart the idle clock.
+    pub fn enter_quietly(&self) -> InFlight {
+        InFlight::enter_quietly(&self.activity)
     }
 
     pub fn is_cordoned(&self) -> bool {

@@ -226,6 +226,7 @@ impl Registry {
             updated_at: now,
             events: Vec::new(),
             cordoned: new.cordoned,
+            checks: Vec::new(),
         };
         record.push_event(MachineEvent::new(
             "launch",
