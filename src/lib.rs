@@ -73,6 +73,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod drivers;

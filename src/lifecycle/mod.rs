@@ -19,7 +19,7 @@ mod stop;
 mod update;
 mod wake;
 
-pub use acquire::Ready;
+pub use acquire::{Manner, OnSleep, Ready};
 pub use error::{AcquireError, OperationError, UpdateError, WakeError};
 pub use operations::SUSPEND_NOTE;
 pub use pick::{Pinned, Plan};
@@ -101,7 +101,19 @@ impl Supervisor {
         port: u16,
         plan: &Plan,
     ) -> Result<Ready, AcquireError> {
-        acquire::ready(self, app, port, plan).await
+        acquire::ready(self, app, port, plan, Manner::default()).await
+    }
+
+    /// `ready`, for a request that may not wake a machine, or must not wait for one
+    /// (`AcquireError::Asleep` then), or must not keep one awake.
+    pub async fn ready_in(
+        self: &Arc<Self>,
+        app: &App,
+        port: u16,
+        plan: &Plan,
+        manner: Manner,
+    ) -> Result<Ready, AcquireError> {
+        acquire::ready(self, app, port, plan, manner).await
     }
 
     // The API.

@@ -60,7 +60,9 @@ pub(super) async fn start_locked(
         fail_start(sup, machine, &instance).await;
         return Err(e);
     }
-    machine.activity.touch();
+    machine.activity.reset();
+    // Before `started`: no request may find it started and not yet checked.
+    crate::checks::begin(machine, sup.settings.wake_timeout);
     watch_exit(sup, machine, running.generation, instance.clone());
     running.instance = Some(instance);
     let mut event = MachineEvent::new(kind, MachineState::Started, source);

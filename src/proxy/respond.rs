@@ -48,9 +48,11 @@ impl ProxyError {
 
 fn acquire_status(error: &AcquireError) -> StatusCode {
     match error {
-        AcquireError::NoMachines { .. } | AcquireError::AtHardLimit { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        AcquireError::NoMachines { .. }
+        | AcquireError::AtHardLimit { .. }
+        | AcquireError::Unhealthy { .. }
+        | AcquireError::Asleep { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::NotHealthy { .. } => StatusCode::GATEWAY_TIMEOUT,
         AcquireError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
         AcquireError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         AcquireError::Wake { error, .. } => match error {
