@@ -87,6 +87,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod machines;
 pub mod metrics;
+pub mod observe;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod server;

@@ -8,6 +8,7 @@
 //! default is a named constant beside its field.
 
 pub mod duration;
+pub mod operator;
 mod raw;
 mod validate;
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
 
 /// Where `edgewake serve` looks for its config unless `--config` says otherwise.
@@ -105,6 +107,10 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    pub wake: WakeConfig,
+    pub no_wake: NoWakeConfig,
+    pub replay: ReplayConfig,
+    pub log: LogConfig,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
@@ -322,6 +328,10 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            wake: WakeConfig::default(),
+            no_wake: NoWakeConfig::default(),
+            replay: ReplayConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{
     ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
-    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration, operator,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -29,6 +29,10 @@ pub(super) struct RawConfig {
     sandbox: RawSandbox,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    wake: operator::RawWake,
+    no_wake: operator::RawNoWake,
+    replay: operator::RawReplay,
+    log: operator::RawLog,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +114,10 @@ impl RawConfig {
             sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            wake: self.wake.into_wake(errors),
+            no_wake: self.no_wake.into_no_wake(errors),
+            replay: self.replay.into_replay(),
+            log: self.log.into_log(errors),
         }
     }
 }

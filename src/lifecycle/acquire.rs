@@ -209,11 +209,27 @@ fn leave_asleep(
 ) -> AcquireError {
     let waking = on_sleep == OnSleep::Begin;
     if waking && machine.state() != MachineState::Started {
-        wake::begin(sup, machine, EventSource::Edgewake);
+        wake::begin(sup, machine, EventSource::Edgewake, "request");
     }
     AcquireError::Asleep {
         app: app.record.name.clone(),
         waking,
+    }
+}
+
+/// Begins the wake a request would begin, without a request (see `Supervisor::wake_early`).
+pub(super) fn wake_early(sup: &Arc<Supervisor>, app: &App, port: u16, plan: &Plan) {
+    let waking = |m: &Machine| sup.runs.is_waking(m);
+    let Ok(picked) = pick::pick(app, port, plan, &HashSet::new(), waking) else {
+        return;
+    };
+    let machine = picked.machine;
+    let asleep = matches!(
+        machine.state(),
+        MachineState::Stopped | MachineState::Created
+    );
+    if picked.action == Action::Wake && asleep && !sup.runs.is_waking(&machine) {
+        wake::begin(sup, &machine, EventSource::Edgewake, "early");
     }
 }
 

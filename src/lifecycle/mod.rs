@@ -8,6 +8,7 @@
 //! shutdown. Each submodule holds the functions behind one group of calls.
 
 mod acquire;
+mod awake;
 mod error;
 mod operations;
 pub mod pick;
@@ -121,7 +122,21 @@ impl Supervisor {
     /// Begins a wake without waiting for it (the API's start); requests that arrive
     /// meanwhile join it.
     pub fn begin_wake(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
-        wake::begin(self, machine, source);
+        wake::begin(self, machine, source, wake::reason_of(source));
+    }
+
+    /// Begins waking the machine a request for `app` on `port` would wake, before the
+    /// request has come (the TLS ClientHello named the app). Does nothing when a
+    /// machine already serves or none may be woken.
+    pub fn wake_early(self: &Arc<Self>, app: &App, port: u16, plan: &Plan) {
+        acquire::wake_early(self, app, port, plan);
+    }
+
+    /// Counts the machine busy for `period` from now (its keep-awake signal, `how`:
+    /// `header` or `api`): the reaper leaves it running that long, and idle time counts
+    /// from then. The start of a kept-awake period is recorded as an event.
+    pub fn keep_awake(&self, machine: &Machine, period: Duration, how: &'static str) {
+        awake::keep_awake(self, machine, period, how);
     }
 
     /// Starts the machine unless it is started, sharing one start among all callers.

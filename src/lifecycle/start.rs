@@ -70,7 +70,7 @@ pub(super) async fn start_locked(
     event.request = Some(serde_json::json!({ "boot_us": began.elapsed().as_micros() as u64 }));
     sup.registry
         .transition(machine, MachineState::Started, Some(event));
-    tracing::info!(machine = %machine.id, app = %machine.app, "machine started");
+    tracing::debug!(machine = %machine.id, app = %machine.app, "machine started");
     Ok(())
 }
 
@@ -109,7 +109,7 @@ fn watch_exit(sup: &Arc<Supervisor>, machine: &Arc<Machine>, generation: u64, in
         let event = MachineEvent::exit(exit, false);
         sup.registry
             .transition(&machine, MachineState::Stopped, Some(event));
-        tracing::info!(machine = %machine.id, "machine exited by itself ({})", describe_exit(exit));
+        crate::observe::lifecycle::stopped(&sup.metrics, &machine, "exit", &describe_exit(exit));
     });
 }
 
