@@ -6,6 +6,13 @@
 //! Knobs (for the seed walk-through and for tests):
 //! - `?sleep=MS` waits before answering; `?stream=N&interval=MS` sends N server-sent
 //!   events, one per interval; `GET /exit` answers, then the process exits 0.
+//! - `?header=NAME:VALUE` (repeatable) adds a header to the answer (a keep-awake, say);
+//!   `?replay=VALUE` answers with `fly-replay: VALUE` unless the request was replayed
+//!   already (as a router app does).
+//! - `/health` answers 200 while healthy, else 503; `/health/fail` and `/health/pass`
+//!   switch it; env `HEALTHY_AFTER_MS` makes it healthy only that long after start.
+//! - `/keepawake?for=2s` asks the edge to keep this machine up, calling the API with
+//!   the machine's own token (`EDGEWAKE_API_URL`, `EDGEWAKE_MACHINE_TOKEN`).
 //! - env `STARTUP_DELAY_MS` waits before listening (a slow boot); `EXIT_AFTER_IDLE`
 //!   (e.g. `60s`) exits by itself after that long without a request, as the seed's
 //!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
@@ -46,6 +53,10 @@ struct Machine {
     /// Milliseconds after `started` of the last request.
     last_request_ms: AtomicU64,
     exit: Notify,
+    /// `/health` fails while set.
+    unhealthy: std::sync::atomic::AtomicBool,
+    /// `/health` fails until this long after start.
+    healthy_after: Duration,
 }
 
 /// Runs the function runtime until it is told to exit, goes idle, or is terminated.
@@ -82,6 +93,12 @@ async fn serve() -> std::io::Result<()> {
         started: Instant::now(),
         last_request_ms: AtomicU64::new(0),
         exit: Notify::new(),
+        unhealthy: std::sync::atomic::AtomicBool::new(false),
+        healthy_after: Duration::from_millis(
+            env("HEALTHY_AFTER_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ),
     });
     let idle_exit = env("EXIT_AFTER_IDLE").and_then(|v| humantime::parse_duration(&v).ok());
     let drain = Duration::from_millis(
@@ -120,6 +137,13 @@ async fn handle(
     if req.uri().path() == "/ws" {
         return Ok(websocket_echo(req));
     }
+    if let Some(answer) = health(&machine, req.uri().path()) {
+        return Ok(answer);
+    }
+    if req.uri().path() == "/keepawake" {
+        return Ok(keep_awake(&machine, req.uri().query().unwrap_or("")).await);
+    }
+    let replayed = req.headers().contains_key("fly-replay-src");
     machine.touch();
     let query = Query::parse(req.uri().query().unwrap_or(""));
     if let Some(ms) = query.sleep_ms {
@@ -141,7 +165,103 @@ async fn handle(
         });
     }
     machine.touch();
-    Ok(json_response(StatusCode::OK, &described))
+    let mut response = json_response(StatusCode::OK, &described);
+    add_headers(&mut response, &query, replayed);
+    Ok(response)
+}
+
+/// The headers `?header=` and `?replay=` ask for.
+fn add_headers(response: &mut Response<Body>, query: &Query, replayed: bool) {
+    let replay = query.replay.as_ref().filter(|_| !replayed);
+    let pairs = query
+        .headers
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .chain(replay.map(|r| ("fly-replay", r.as_str())));
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+}
+
+/// `/health`, `/health/fail`, `/health/pass`.
+fn health(machine: &Machine, path: &str) -> Option<Response<Body>> {
+    match path {
+        "/health/fail" => machine.unhealthy.store(true, Ordering::SeqCst),
+        "/health/pass" => machine.unhealthy.store(false, Ordering::SeqCst),
+        "/health" => {}
+        _ => return None,
+    }
+    let healthy = !machine.unhealthy.load(Ordering::SeqCst)
+        && machine.started.elapsed() >= machine.healthy_after;
+    let status = match healthy {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Some(json_response(status, &json!({"healthy": healthy})))
+}
+
+/// Calls the edge's keepawake for this machine with its own token; answers with the
+/// API's status and body.
+async fn keep_awake(machine: &Machine, query: &str) -> Response<Body> {
+    let period = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("for="))
+        .unwrap_or("1m");
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let url = format!(
+        "{}/v1/apps/{}/machines/{}/keepawake",
+        env("EDGEWAKE_API_URL"),
+        machine.app,
+        machine.id
+    );
+    let body = json!({ "for": period }).to_string();
+    match post(&url, &env("EDGEWAKE_MACHINE_TOKEN"), body).await {
+        Ok((status, text)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            json_response(status, &value)
+        }
+        Err(e) => json_response(StatusCode::BAD_GATEWAY, &json!({"error": e})),
+    }
+}
+
+/// A small POST with a bearer token over HTTP/1.1.
+async fn post(url: &str, token: &str, body: String) -> Result<(u16, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let authority = uri.authority().ok_or("no host in the API URL")?.to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| format!("{authority}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = Request::post(uri.path())
+        .header("host", authority)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&bytes.to_bytes()).into_owned(),
+    ))
 }
 
 /// `/ws`: accepts a WebSocket upgrade and echoes every text and binary message.
@@ -251,6 +371,8 @@ struct Query {
     sleep_ms: Option<u64>,
     stream: Option<u64>,
     interval_ms: u64,
+    headers: Vec<String>,
+    replay: Option<String>,
 }
 
 impl Query {
@@ -259,6 +381,8 @@ impl Query {
             sleep_ms: None,
             stream: None,
             interval_ms: 100,
+            headers: Vec::new(),
+            replay: None,
         };
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -267,11 +391,21 @@ impl Query {
                 "sleep" => parsed.sleep_ms = number,
                 "stream" => parsed.stream = number,
                 "interval" => parsed.interval_ms = number.unwrap_or(100),
+                "header" => parsed.headers.push(decode(value)),
+                "replay" => parsed.replay = Some(decode(value)),
                 _ => {}
             }
         }
         parsed
     }
+}
+
+/// A query value with `%XX` and `+` decoded.
+fn decode(value: &str) -> String {
+    form_urlencoded::parse(format!("v={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 impl Machine {

@@ -176,8 +176,15 @@ fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
     let mut config = load_for_serve(&args.config)?;
+    // The config says the log's format, so it is read first (its one warning again after).
+    init_logging(config.log.format);
+    if !args.config.exists() {
+        tracing::warn!(
+            "{} not found: using built-in defaults",
+            args.config.display()
+        );
+    }
     config.edge.http = args.http.unwrap_or(config.edge.http);
     config.edge.https = args.https.unwrap_or(config.edge.https);
     config.api.listen = args.api.unwrap_or(config.api.listen);
@@ -215,12 +222,16 @@ fn token_from_env() -> Option<String> {
         .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
 }
 
-fn init_logging() {
+/// Logs to stderr in the config's format (text without colour off a terminal, or JSON
+/// lines); `RUST_LOG` picks what is logged, `info` by default.
+fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(edgewake::observe::format::layer(format))
+        .with(filter)
         .init();
 }
 

@@ -136,6 +136,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
+    supervisor.set_api_url(machine_api_url(api_addr));
     let cancel = CancellationToken::new();
     let api_state = ApiState {
         supervisor: supervisor.clone(),
@@ -143,6 +144,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
         shutdown: cancel.clone(),
+        keep_awake_max: config.wake.keep_awake_max,
     };
     let geo = open_geo(&config)?;
     let served = Served {
@@ -280,12 +282,18 @@ impl Served {
         } = self;
         let edge_config = &config.edge;
         let trusted = Trusted::new(edge_config.trusted_proxies.clone());
+        let wake_page = wake_page_template(&config);
         let settings = ProxySettings {
             domains: edge_config.domains.clone(),
             edge_region: edge_config.region.clone(),
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            wake: config.wake.clone(),
+            no_wake: config.no_wake.clone(),
+            replay: config.replay.clone(),
+            wake_page,
+            access_log: config.log.access,
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -333,6 +341,30 @@ impl Served {
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");
+    }
+}
+
+/// The API's URL as machines on this host reach it (an unspecified listen address is
+/// reached on loopback).
+fn machine_api_url(api: SocketAddr) -> String {
+    let ip = match api.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, api.port()))
+}
+
+/// The operator's wake page, if the config names one (checked readable at load; a file
+/// gone since falls back to the built-in page, saying so).
+fn wake_page_template(config: &Config) -> Option<String> {
+    let path = config.wake.page_template.as_ref()?;
+    match std::fs::read_to_string(path) {
+        Ok(template) => Some(template),
+        Err(e) => {
+            tracing::error!("wake page {}: {e}; using the built-in page", path.display());
+            None
+        }
     }
 }
 

@@ -18,17 +18,8 @@ pub async fn require_token(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("FlyV1 "))
-        })
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+    match bearer(req.headers()) {
+        Some(token) if ids::constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
             Ok(next.run(req).await)
         }
         _ => Err(ApiError::new(
@@ -38,8 +29,16 @@ pub async fn require_token(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token an `Authorization: Bearer` (or `FlyV1`) header presents.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("FlyV1 "))
+        })
+        .map(str::trim)
 }
 
 /// The API token: the given one, else the one kept in the data dir, else a new one

@@ -5,6 +5,7 @@ mod apps;
 pub mod auth;
 pub mod error;
 mod exec;
+mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub edge_region: Arc<str>,
     /// Cancelled when edgewake begins to shut down (`/readyz` says so).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
+    pub keep_awake_max: std::time::Duration,
 }
 
 impl ApiState {
@@ -125,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(observe::metrics))
         .routes(routes!(observe::healthz))
         .routes(routes!(observe::readyz))
+        // Outside `/v1`'s token check: a machine calls it with its own token.
+        .routes(routes!(keepawake::keep_awake))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

@@ -45,6 +45,11 @@ use tokio_util::task::TaskTracker;
 /// Marks the exit events of machines that edgewake stopped because it was shutting down.
 pub const SHUTDOWN_REASON: &str = "edgewake shutdown";
 
+/// The variable holding a machine's own API token (for `keepawake`).
+pub const MACHINE_TOKEN_ENV: &str = "EDGEWAKE_MACHINE_TOKEN";
+/// The variable holding the API's URL, as machines reach it.
+pub const API_URL_ENV: &str = "EDGEWAKE_API_URL";
+
 /// The port a machine is probed and reached on when its config names no service.
 pub const FALLBACK_INTERNAL_PORT: u16 = 8080;
 
@@ -72,6 +77,7 @@ pub struct Supervisor {
     queued: DashMap<String, usize>,
     tasks: TaskTracker,
     shutting_down: AtomicBool,
+    api_url: std::sync::OnceLock<String>,
 }
 
 impl Supervisor {
@@ -85,6 +91,7 @@ impl Supervisor {
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
+            api_url: std::sync::OnceLock::new(),
         }
     }
 
@@ -234,9 +241,21 @@ impl Supervisor {
         stop::shutdown(self).await;
     }
 
-    /// What the driver needs to run the machine once, from its record and config.
+    /// Where machines reach the API (`EDGEWAKE_API_URL` in their environment), once
+    /// its listener is bound.
+    pub fn set_api_url(&self, url: String) {
+        let _ = self.api_url.set(url);
+    }
+
+    /// What the driver needs to run the machine once, from its record and config, with
+    /// the run's own API token in its environment (`EDGEWAKE_MACHINE_TOKEN`).
     fn launch(&self, machine: &Machine) -> Launch {
         let spec = machine.spec();
+        let mut env = spec.env.clone();
+        env.insert(MACHINE_TOKEN_ENV.into(), machine.issue_token());
+        if let Some(url) = self.api_url.get() {
+            env.insert(API_URL_ENV.into(), url.clone());
+        }
         let record = machine.record();
         Launch {
             machine_id: machine.id.clone(),
@@ -245,7 +264,7 @@ impl Supervisor {
             instance_id: record.instance_id.clone(),
             private_ip: machine.private_ip,
             image: spec.image.clone(),
-            env: spec.env.clone(),
+            env,
             port: internal_port(machine),
             init: spec.init.clone(),
             guest: spec.guest.resolve(),

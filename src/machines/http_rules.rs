@@ -19,14 +19,25 @@ pub struct HttpRules {
     pub wake_early: Option<bool>,
 }
 
-impl HttpRules {
-    /// These rules, each unset field taken from `fallback`.
-    pub fn or(&self, fallback: &HttpRules) -> HttpRules {
-        HttpRules {
-            wake_page: self.wake_page.or(fallback.wake_page),
-            no_wake: self.no_wake.clone().or_else(|| fallback.no_wake.clone()),
-            wake_early: self.wake_early.or(fallback.wake_early),
-        }
+/// The rules of a port, each unset field read from its service's (no copies: read on
+/// every request).
+#[derive(Debug, Clone, Copy)]
+pub struct RulesView<'a> {
+    pub port: &'a HttpRules,
+    pub service: &'a HttpRules,
+}
+
+impl<'a> RulesView<'a> {
+    pub fn wake_page(&self) -> Option<bool> {
+        self.port.wake_page.or(self.service.wake_page)
+    }
+
+    pub fn no_wake(&self) -> Option<&'a NoWakeRules> {
+        self.port.no_wake.as_ref().or(self.service.no_wake.as_ref())
+    }
+
+    pub fn wake_early(&self) -> Option<bool> {
+        self.port.wake_early.or(self.service.wake_early)
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Machine {
     pub tunnels: Tunnels,
     /// The current run of its health checks and what they found.
     pub checks: SharedChecks,
+    /// The token the machine's own code presents to the API (`keepawake`); new at
+    /// every start, given in its environment.
+    token: Mutex<Option<String>>,
 }
 
 impl Machine {
@@ -51,6 +54,7 @@ impl Machine {
             spec: RwLock::new(Arc::new(spec)),
             tunnels: Tunnels::default(),
             checks: Arc::new(MachineChecks::default()),
+            token: Mutex::new(None),
         }
     }
 
@@ -93,6 +97,21 @@ impl Machine {
     /// holds off a stop while in flight but does not restart the idle clock.
     pub fn enter_quietly(&self) -> InFlight {
         InFlight::enter_quietly(&self.activity)
+    }
+
+    /// A new token for the run about to start (the old one stops working).
+    pub fn issue_token(&self) -> String {
+        let token = crate::ids::api_token();
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        token
+    }
+
+    /// Whether `presented` is the current run's token.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        let token = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        token
+            .as_deref()
+            .is_some_and(|t| crate::ids::constant_time_eq(t.as_bytes(), presented.as_bytes()))
     }
 
     pub fn is_cordoned(&self) -> bool {

@@ -2,7 +2,7 @@
 //! beside it untouched, so unknown fields round-trip.
 
 use super::checks::{CheckSpec, NamedCheck};
-pub use super::http_rules::{HttpRules, NoWakeRules};
+pub use super::http_rules::{HttpRules, NoWakeRules, RulesView};
 use super::{go_duration, normalize};
 use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
 use crate::drivers::{Guest, Init};
@@ -312,11 +312,11 @@ impl MachineSpec {
 
     /// The request rules for a public port: the port's `http_options`, each unset
     /// field taken from its service's.
-    pub fn http_rules(&self, public_port: u16) -> HttpRules {
-        match self.port_for(public_port) {
-            Some((service, port)) => port.http_options.rules.or(&service.http_options.rules),
-            None => HttpRules::default(),
-        }
+    pub fn http_rules(&self, public_port: u16) -> Option<RulesView<'_>> {
+        self.port_for(public_port).map(|(service, port)| RulesView {
+            port: &port.http_options.rules,
+            service: &service.http_options.rules,
+        })
     }
 
     /// The TCP service that exposes `public_port`, if any.

@@ -29,7 +29,10 @@ pub fn matches(
         return true;
     }
     let Some(rules) = rules else { return false };
-    rules.methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str()))
+    rules
+        .methods
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method.as_str()))
         || rules.paths.iter().any(|p| path_matches(p, path))
         || agent_matches(&rules.user_agents, agent)
 }
@@ -67,15 +70,25 @@ pub fn answer(
         true => Bytes::new(),
         false => Bytes::from(format!("edgewake: {app} is asleep\n")),
     };
-    let mut response = Response::new(Full::new(text).map_err(|never| match never {}).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(text)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .or_else(|| StatusCode::from_u16(operator.status).ok())
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let headers = response.headers_mut();
     headers.insert(ASLEEP_HEADER, HeaderValue::from_static("true"));
-    headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -97,9 +110,16 @@ mod tests {
     #[test]
     fn operator_list_catches_monitors() {
         let op = NoWakeConfig::default();
-        let monitor = headers("Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)");
+        let monitor =
+            headers("Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)");
         assert!(matches(None, &op, &Method::GET, "/", &monitor));
-        assert!(!matches(None, &op, &Method::GET, "/", &headers("curl/8.5.0")));
+        assert!(!matches(
+            None,
+            &op,
+            &Method::GET,
+            "/",
+            &headers("curl/8.5.0")
+        ));
         let opted_out = NoWakeRules {
             operator_defaults: Some(false),
             ..NoWakeRules::default()
@@ -135,6 +155,9 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()["edgewake-asleep"], "true");
         assert_eq!(r.headers()["retry-after"], "2");
-        assert_eq!(answer("shop", Some(200), &op, 2, false).status(), StatusCode::OK);
+        assert_eq!(
+            answer("shop", Some(200), &op, 2, false).status(),
+            StatusCode::OK
+        );
     }
 }

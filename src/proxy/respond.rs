@@ -25,6 +25,8 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    #[error("cannot replay the request: {0}")]
+    Replay(#[from] super::replay::ReplayError),
 }
 
 impl ProxyError {
@@ -34,6 +36,8 @@ impl ProxyError {
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Replay(super::replay::ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

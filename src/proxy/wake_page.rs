@@ -101,19 +101,28 @@ impl WakePage {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs),
+        );
         headers.insert(
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        headers.insert(super::no_wake::ASLEEP_HEADER, HeaderValue::from_static("waking"));
+        headers.insert(
+            super::no_wake::ASLEEP_HEADER,
+            HeaderValue::from_static("waking"),
+        );
         response
     }
 }
 
 /// App names are DNS labels already; escaped anyway, since the page is HTML.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -123,7 +132,10 @@ mod tests {
     fn with(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.insert(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -134,14 +146,32 @@ mod tests {
     fn browsers_get_the_page() {
         let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
         assert!(is_navigation(&Method::GET, &with(&[("accept", chrome)])));
-        assert!(is_navigation(&Method::GET, &with(&[("accept", chrome), ("sec-fetch-mode", "navigate")])));
+        assert!(is_navigation(
+            &Method::GET,
+            &with(&[("accept", chrome), ("sec-fetch-mode", "navigate")])
+        ));
         assert!(!is_navigation(&Method::POST, &with(&[("accept", chrome)])));
         assert!(!is_navigation(&Method::GET, &with(&[("accept", "*/*")])));
-        assert!(!is_navigation(&Method::GET, &with(&[("accept", "application/json")])));
-        assert!(!is_navigation(&Method::GET, &with(&[("accept", chrome), ("sec-fetch-mode", "cors")])));
-        assert!(!is_navigation(&Method::GET, &with(&[("accept", chrome), ("x-requested-with", "XMLHttpRequest")])));
-        assert!(!is_navigation(&Method::GET, &with(&[("accept", chrome), ("upgrade", "websocket")])));
-        assert!(!is_navigation(&Method::GET, &with(&[("accept", "application/json, text/html;q=0.5")])));
+        assert!(!is_navigation(
+            &Method::GET,
+            &with(&[("accept", "application/json")])
+        ));
+        assert!(!is_navigation(
+            &Method::GET,
+            &with(&[("accept", chrome), ("sec-fetch-mode", "cors")])
+        ));
+        assert!(!is_navigation(
+            &Method::GET,
+            &with(&[("accept", chrome), ("x-requested-with", "XMLHttpRequest")])
+        ));
+        assert!(!is_navigation(
+            &Method::GET,
+            &with(&[("accept", chrome), ("upgrade", "websocket")])
+        ));
+        assert!(!is_navigation(
+            &Method::GET,
+            &with(&[("accept", "application/json, text/html;q=0.5")])
+        ));
     }
 
     /// The template gets the app and the retry delay; the answer is a 503 not cached.
