@@ -327,6 +327,7 @@ async fn describe(machine: &Machine, req: Request<Incoming>) -> Value {
         "headers": headers,
         "body_bytes": body_bytes,
         "env": machine.app_env,
+        "uptime_ms": machine.started.elapsed().as_millis() as u64,
     })
 }
 

@@ -235,11 +235,13 @@ impl MachineChecks {
         token
     }
 
-    /// Ends the run (a stop): no check runs against a machine that is not started.
+    /// Ends the run (a stop): no check runs against a machine that is not started,
+    /// and it has no results to show.
     pub fn end(&self) {
         if let Some(old) = self.run_slot().take() {
             old.cancel();
         }
+        self.results().clear();
         self.set_health(Health::Routable);
     }
 
