@@ -106,3 +106,28 @@ async fn replay_to_another_app_and_hop_limit() {
     assert!(res.text().await.unwrap().contains("fly-replay hops"));
     edge.shutdown().await;
 }
+
+/// Kept bodies share a budget: a body that fits `max_body` but not what is left of the
+/// budget is not kept, so its replay is a 502 rather than more memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_budget_bounds_kept_bodies() {
+    let edge = TestEdge::start_with(|c| {
+        c.replay.max_body = 1024;
+        c.replay.budget = 500;
+    })
+    .await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let res = edge
+        .client
+        .post(format!(
+            "http://{}/x?replay=elsewhere%3Dtrue",
+            edge.running.http_addr
+        ))
+        .header("host", format!("{APP}.localhost"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    edge.shutdown().await;
+}
