@@ -70,30 +70,50 @@ pub fn answer(
         true => Bytes::new(),
         false => Bytes::from(format!("edgewake: {app} is asleep\n")),
     };
-    let mut response = Response::new(
-        Full::new(text)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status
+    let status = status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .or_else(|| StatusCode::from_u16(operator.status).ok())
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let headers = response.headers_mut();
-    headers.insert(ASLEEP_HEADER, HeaderValue::from_static("true"));
-    headers.insert(
-        http::header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    let asleep = EdgeAnswer {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        asleep: "true",
+        retry_after_secs,
+    };
+    asleep.response(text)
+}
+
+/// An answer the edge gives for a sleeping app (this one's, or the wake page):
+/// never cached, saying when to come back and that the app sleeps (or is waking).
+pub(super) struct EdgeAnswer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    /// The `edgewake-asleep` value: `true`, or `waking`.
+    pub asleep: &'static str,
+    pub retry_after_secs: u32,
+}
+
+impl EdgeAnswer {
+    pub fn response(&self, body: Bytes) -> Response<ProxyBody> {
+        let body = Full::new(body).map_err(|never| match never {});
+        let mut response = Response::new(body.boxed_unsync());
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(ASLEEP_HEADER, HeaderValue::from_static(self.asleep));
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(self.retry_after_secs),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        response
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! replace (`wake.page_template`): `{{app}}` and `{{retry_after}}` are filled in.
 
 use super::ProxyBody;
+use super::no_wake::EdgeAnswer;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, Method, Response, StatusCode};
 
 /// The built-in page. Its script asks for the same URL with `fetch` (which the edge
 /// holds until the machine answers, since fetch is not a navigation) and reloads then;
@@ -93,27 +93,13 @@ impl WakePage {
             .template
             .replace("{{app}}", &escape(app))
             .replace("{{retry_after}}", &retry_after_secs.to_string());
-        let body = Full::new(Bytes::from(html)).map_err(|never| match never {});
-        let mut response = Response::new(body.boxed_unsync());
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        headers.insert(
-            http::header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs),
-        );
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        headers.insert(
-            super::no_wake::ASLEEP_HEADER,
-            HeaderValue::from_static("waking"),
-        );
-        response
+        let waking = EdgeAnswer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            content_type: "text/html; charset=utf-8",
+            asleep: "waking",
+            retry_after_secs,
+        };
+        waking.response(Bytes::from(html))
     }
 }
 
