@@ -7,6 +7,7 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
 pub mod duration;
 pub mod operator;
 mod raw;
@@ -24,6 +25,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
+pub use acme::{AcmeConfig, AcmeDirectory};
 pub use validate::ConfigErrors;
 
 /// Where `edgewake serve` looks for its config unless `--config` says otherwise.
@@ -111,6 +113,8 @@ pub struct Config {
     pub no_wake: NoWakeConfig,
     pub replay: ReplayConfig,
     pub log: LogConfig,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
@@ -332,6 +336,7 @@ impl Default for Config {
             no_wake: NoWakeConfig::default(),
             replay: ReplayConfig::default(),
             log: LogConfig::default(),
+            acme: None,
         }
     }
 }

@@ -33,6 +33,7 @@ pub(super) struct RawConfig {
     no_wake: operator::RawNoWake,
     replay: operator::RawReplay,
     log: operator::RawLog,
+    acme: Option<super::acme::RawAcme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +119,7 @@ impl RawConfig {
             no_wake: self.no_wake.into_no_wake(errors),
             replay: self.replay.into_replay(),
             log: self.log.into_log(errors),
+            acme: self.acme.map(|acme| acme.into_acme(errors)),
         }
     }
 }
