@@ -151,7 +151,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
-    supervisor.set_api_url(machine_api_url(api_addr));
+    supervisor.set_api_url(api_addr);
     let api_state = ApiState {
         supervisor: supervisor.clone(),
         certificates: certificates.clone(),
@@ -304,7 +304,7 @@ impl Served {
         } = self;
         let edge_config = &config.edge;
         let trusted = Trusted::new(edge_config.trusted_proxies.clone());
-        let wake_page = wake_page_template(&config);
+        let wake_page = crate::proxy::wake_page::read_template(&config.wake);
         let settings = ProxySettings {
             domains: edge_config.domains.clone(),
             edge_region: edge_config.region.clone(),
@@ -368,30 +368,6 @@ impl Served {
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");
-    }
-}
-
-/// The API's URL as machines on this host reach it (an unspecified listen address is
-/// reached on loopback).
-fn machine_api_url(api: SocketAddr) -> String {
-    let ip = match api.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
-        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, api.port()))
-}
-
-/// The operator's wake page, if the config names one (checked readable at load; a file
-/// gone since falls back to the built-in page, saying so).
-fn wake_page_template(config: &Config) -> Option<String> {
-    let path = config.wake.page_template.as_ref()?;
-    match std::fs::read_to_string(path) {
-        Ok(template) => Some(template),
-        Err(e) => {
-            tracing::error!("wake page {}: {e}; using the built-in page", path.display());
-            None
-        }
     }
 }
 

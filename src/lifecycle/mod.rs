@@ -242,8 +242,14 @@ impl Supervisor {
     }
 
     /// Where machines reach the API (`EDGEWAKE_API_URL` in their environment), once
-    /// its listener is bound.
-    pub fn set_api_url(&self, url: String) {
+    /// its listener is bound at `api` (an unspecified address is reached on loopback).
+    pub fn set_api_url(&self, api: std::net::SocketAddr) {
+        let ip = match api.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let url = format!("http://{}", std::net::SocketAddr::new(ip, api.port()));
         let _ = self.api_url.set(url);
     }
 

@@ -5,6 +5,7 @@
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
+mod asleep;
 mod challenge;
 mod forward;
 pub mod headers;
@@ -27,7 +28,7 @@ pub use upstream::UpstreamError;
 use crate::config::{NoWakeConfig, ReplayConfig, WakeConfig};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
-use crate::lifecycle::{AcquireError, Manner, OnSleep, Plan, Ready, Supervisor};
+use crate::lifecycle::{AcquireError, Manner, Plan, Ready, Supervisor};
 use crate::machines::App;
 use crate::machines::spec::MachineSpec;
 use crate::metrics::InFlightGauge;
@@ -72,7 +73,7 @@ pub struct Proxy {
     settings: ProxySettings,
     upstreams: Upstreams,
     replay_budget: replay::Budget,
-    page: wake_page::WakePage,
+    sleeping: asleep::Sleeping,
 }
 
 /// What the proxy knows about the edge and its clients.
@@ -96,6 +97,18 @@ pub struct ProxySettings {
     pub access_log: bool,
 }
 
+/// What to do with a machine's answer.
+enum Answered {
+    Client(Response<ProxyBody>),
+    Replay(Request<MachineBody>),
+}
+
+/// Where a request is going, which a replay moves.
+struct Route<'a> {
+    plan: &'a mut Plan,
+    app: &'a mut Arc<App>,
+}
+
 /// The request on its way to a machine: as the client sent it (not yet kept for a
 /// replay), sent again after a replay, or prepared and not reached (for another).
 enum Outgoing {
@@ -109,7 +122,11 @@ impl Proxy {
         Proxy {
             supervisor,
             replay_budget: replay::Budget::new(settings.replay.budget),
-            page: wake_page::WakePage::new(settings.wake_page.clone()),
+            sleeping: asleep::Sleeping::new(
+                settings.wake.clone(),
+                settings.no_wake.clone(),
+                settings.wake_page.clone(),
+            ),
             settings,
             upstreams: Upstreams::new(),
         }
@@ -174,7 +191,8 @@ impl Proxy {
         let location = self.settings.geo.locate(client_ip);
         let mut plan = place::plan(&self.settings.regions, location, req.headers());
         let spec = serving_spec(&app, port);
-        let mut manner = self.manner(spec.as_deref(), port, &req);
+        let rules = spec.as_deref().and_then(|s| s.http_rules(port));
+        let mut manner = self.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
         let fwd = Forwarded {
             client_ip,
@@ -185,49 +203,42 @@ impl Proxy {
             edge_region: &self.settings.edge_region,
         };
         let mut outgoing = Outgoing::Fresh(req);
-        let mut kept = None;
-        let mut hops = 0;
+        let mut replays = replay::Replays {
+            limits: &self.settings.replay,
+            kept: None,
+            hops: 0,
+        };
         let mut unreached = None;
         loop {
             let ready = match self.supervisor.ready_in(&app, port, &plan, manner).await {
                 Ok(ready) => ready,
                 Err(AcquireError::Asleep { waking, .. }) => {
-                    return Ok(self.asleep(&app.record.name, spec.as_deref(), port, waking, head));
+                    let metrics = &self.supervisor.metrics;
+                    let name = &app.record.name;
+                    return Ok(self.sleeping.answer(metrics, name, rules, waking, head));
                 }
                 // Nothing else can take it: the machine that could not be reached is
                 // what the client should hear about.
                 Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
             served.add_wait(ready.waited);
-            let prepared = match outgoing {
-                Outgoing::Fresh(req) => {
-                    let (req, copy) =
-                        replay::keep(req, &self.settings.replay, &self.replay_budget).await?;
-                    kept = Some(copy);
-                    forward::prepare(req, &fwd)
-                }
-                Outgoing::Again(req) => forward::prepare(req, &fwd),
-                Outgoing::Prepared(prepared) => prepared,
-            };
+            let prepared = self.prepare(outgoing, &fwd, &mut replays).await?;
             let machine = ready.machine.clone();
             let Unreached {
                 machine: missed,
                 error,
                 again,
             } = match forward::send(&self.upstreams, prepared, ready, request_id).await {
-                Ok(mut response) => {
-                    served.machine = machine.id.clone();
-                    served.region = machine.region.clone();
-                    let max = self.settings.wake.keep_awake_max;
-                    keep_awake::take(&self.supervisor, &machine, response.headers_mut(), max);
-                    let Some(target) = replay::requested(&response) else {
-                        return Ok(response);
+                Ok(response) => {
+                    let route = Route {
+                        plan: &mut plan,
+                        app: &mut app,
                     };
-                    hops += 1;
-                    let again =
-                        self.replay(target, hops, kept.as_ref(), &machine, &mut plan, &mut app);
-                    outgoing = Outgoing::Again(again.inspect_err(|e| self.count_replay(&app, e))?);
-                    served.app = app.record.name.clone();
+                    let answered = self.answered(response, &machine, served, &mut replays, route);
+                    match answered? {
+                        Answered::Client(response) => return Ok(response),
+                        Answered::Replay(again) => outgoing = Outgoing::Again(again),
+                    }
                     // A replay goes where the machine said, waking what it must.
                     manner = Manner::default();
                     unreached = None;
@@ -251,109 +262,56 @@ impl Proxy {
         }
     }
 
-    /// How this request treats a sleeping machine: a no-wake request neither wakes it
-    /// nor keeps it awake; a browser's navigation gets the wake page where the app asks.
-    fn manner(&self, spec: Option<&MachineSpec>, port: u16, req: &Request<Incoming>) -> Manner {
-        let rules = spec.and_then(|s| s.http_rules(port));
-        let no_wake = rules.and_then(|r| r.no_wake());
-        let path = req.uri().path();
-        if no_wake::matches(
-            no_wake,
-            &self.settings.no_wake,
-            req.method(),
-            path,
-            req.headers(),
-        ) {
-            return Manner {
-                on_sleep: OnSleep::Leave,
-                quiet: true,
-            };
-        }
-        let page = rules
-            .and_then(|r| r.wake_page())
-            .unwrap_or(self.settings.wake.page);
-        let on_sleep = match page && wake_page::is_navigation(req.method(), req.headers()) {
-            true => OnSleep::Begin,
-            false => OnSleep::Wake,
-        };
-        Manner {
-            on_sleep,
-            quiet: false,
-        }
-    }
-
-    /// The edge's own answer while the app sleeps: the wake page (its wake begun), or
-    /// the sleeping answer to a no-wake request.
-    fn asleep(
+    /// The machine answered: its keep-awake is taken out and applied; the answer goes to
+    /// the client, unless it asks for a replay: then the request to send next, with the
+    /// route moved where it points.
+    fn answered(
         &self,
-        app: &str,
-        spec: Option<&MachineSpec>,
-        port: u16,
-        waking: bool,
-        head: bool,
-    ) -> Response<ProxyBody> {
-        let metrics = &self.supervisor.metrics;
-        let retry = self.settings.wake.retry_after_secs;
-        if waking {
-            crate::metrics::Metrics::count(&metrics.edge_answers, app, "wake_page");
-            return self.page.response(app, retry);
-        }
-        crate::metrics::Metrics::count(&metrics.edge_answers, app, "no_wake");
-        let rules = spec.and_then(|s| s.http_rules(port));
-        let status = rules.and_then(|r| r.no_wake()).and_then(|r| r.status);
-        no_wake::answer(app, status, &self.settings.no_wake, retry, head)
-    }
-
-    /// Turns a machine's fly-replay into the request to send next, moving the plan
-    /// (and the app) where it points.
-    fn replay(
-        &self,
-        target: Result<replay::Target, replay::ReplayError>,
-        hops: usize,
-        kept: Option<&replay::Kept>,
-        machine: &crate::machines::Machine,
-        plan: &mut Plan,
-        app: &mut Arc<App>,
-    ) -> Result<Request<MachineBody>, replay::ReplayError> {
-        let target = target?;
-        if hops > self.settings.replay.max_hops {
-            return Err(replay::ReplayError::TooMany(self.settings.replay.max_hops));
-        }
-        let kept = kept.ok_or(replay::ReplayError::BodyNotKept)?;
-        let again = kept.again(&machine.id, &machine.region, target.state.as_deref())?;
-        if let Some(name) = &target.app {
-            *app = self
-                .supervisor
-                .registry
-                .app(name)
-                .ok_or_else(|| replay::ReplayError::NoApp(name.clone()))?;
-        }
-        *plan = target.plan(plan, &machine.id);
-        crate::metrics::Metrics::count(
-            &self.supervisor.metrics.replays,
-            &app.record.name,
-            "replayed",
-        );
-        Ok(again)
-    }
-
-    fn count_replay(&self, app: &App, error: &replay::ReplayError) {
-        let outcome = match error {
-            replay::ReplayError::TooMany(_) => "too_many",
-            replay::ReplayError::BodyNotKept | replay::ReplayError::Body(_) => "body",
-            replay::ReplayError::NoApp(_) | replay::ReplayError::NoTarget(_) => "no_target",
+        mut response: Response<ProxyBody>,
+        machine: &Arc<crate::machines::Machine>,
+        served: &mut Served,
+        replays: &mut replay::Replays<'_>,
+        route: Route<'_>,
+    ) -> Result<Answered, ProxyError> {
+        served.machine = machine.id.clone();
+        served.region = machine.region.clone();
+        let max = self.settings.wake.keep_awake_max;
+        keep_awake::take(&self.supervisor, machine, response.headers_mut(), max);
+        let Some(target) = replay::requested(&response) else {
+            return Ok(Answered::Client(response));
         };
-        crate::metrics::Metrics::count(&self.supervisor.metrics.replays, &app.record.name, outcome);
+        let (registry, metrics) = (&self.supervisor.registry, &self.supervisor.metrics);
+        let again = replays.next(target, machine, route.plan, route.app, registry, metrics)?;
+        served.app = route.app.record.name.clone();
+        Ok(Answered::Replay(again))
+    }
+
+    /// The request ready for its machine; the client's, the first time, kept for a
+    /// replay on the way (after the wake, so the wake never waits for the body).
+    async fn prepare(
+        &self,
+        outgoing: Outgoing,
+        fwd: &Forwarded<'_>,
+        replays: &mut replay::Replays<'_>,
+    ) -> Result<Prepared, ProxyError> {
+        Ok(match outgoing {
+            Outgoing::Fresh(req) => {
+                let (req, kept) = replay::keep(req, replays.limits, &self.replay_budget).await?;
+                replays.kept = Some(kept);
+                forward::prepare(req, fwd)
+            }
+            Outgoing::Again(req) => forward::prepare(req, fwd),
+            Outgoing::Prepared(prepared) => prepared,
+        })
     }
 
     /// Begins waking the app a TLS ClientHello names, if it asks to be woken so early.
     pub fn wake_early(&self, host: &str, port: u16, peer: SocketAddr) {
         let Ok(app) = self.route(host) else { return };
         let spec = serving_spec(&app, port);
-        let rules = spec.as_deref().and_then(|s| s.http_rules(port));
-        if !rules
-            .and_then(|r| r.wake_early())
-            .unwrap_or(self.settings.wake.early)
+        if !self
+            .sleeping
+            .wakes_early(spec.as_deref().and_then(|s| s.http_rules(port)))
         {
             return;
         }

@@ -8,6 +8,8 @@
 use super::upstream::MachineBody;
 use crate::config::ReplayConfig;
 use crate::lifecycle::{Pinned, Plan};
+use crate::machines::{App, Machine, Registry};
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -213,6 +215,61 @@ impl Kept {
             parts.headers.insert(FLY_REPLAY_SRC, value);
         }
         Ok(Request::from_parts(parts, Either::Right(Full::new(body))))
+    }
+}
+
+/// Where the edge is in one request's replays, and what bounds them.
+pub struct Replays<'a> {
+    pub limits: &'a ReplayConfig,
+    pub kept: Option<Kept>,
+    pub hops: usize,
+}
+
+impl Replays<'_> {
+    /// Turns a machine's fly-replay into the request to send next, moving the plan (and
+    /// the app) where it points; counts the outcome by app.
+    pub fn next(
+        &mut self,
+        target: Result<Target, ReplayError>,
+        machine: &Machine,
+        plan: &mut Plan,
+        app: &mut Arc<App>,
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> Result<Request<MachineBody>, ReplayError> {
+        let outcome = self.follow(target, machine, plan, app, registry);
+        let word = match &outcome {
+            Ok(_) => "replayed",
+            Err(ReplayError::TooMany(_)) => "too_many",
+            Err(ReplayError::BodyNotKept | ReplayError::Body(_)) => "body",
+            Err(ReplayError::NoApp(_) | ReplayError::NoTarget(_)) => "no_target",
+        };
+        Metrics::count(&metrics.replays, &app.record.name, word);
+        outcome
+    }
+
+    fn follow(
+        &mut self,
+        target: Result<Target, ReplayError>,
+        machine: &Machine,
+        plan: &mut Plan,
+        app: &mut Arc<App>,
+        registry: &Registry,
+    ) -> Result<Request<MachineBody>, ReplayError> {
+        let target = target?;
+        self.hops += 1;
+        if self.hops > self.limits.max_hops {
+            return Err(ReplayError::TooMany(self.limits.max_hops));
+        }
+        let kept = self.kept.as_ref().ok_or(ReplayError::BodyNotKept)?;
+        let again = kept.again(&machine.id, &machine.region, target.state.as_deref())?;
+        if let Some(name) = &target.app {
+            *app = registry
+                .app(name)
+                .ok_or_else(|| ReplayError::NoApp(name.clone()))?;
+        }
+        *plan = target.plan(plan, &machine.id);
+        Ok(again)
     }
 }
 

@@ -103,6 +103,19 @@ impl WakePage {
     }
 }
 
+/// The operator's page, if the config names one (checked readable at load; a file
+/// gone since falls back to the built-in page, saying so).
+pub fn read_template(wake: &crate::config::WakeConfig) -> Option<String> {
+    let path = wake.page_template.as_ref()?;
+    match std::fs::read_to_string(path) {
+        Ok(template) => Some(template),
+        Err(e) => {
+            tracing::error!("wake page {}: {e}; using the built-in page", path.display());
+            None
+        }
+    }
+}
+
 /// App names are DNS labels already; escaped anyway, since the page is HTML.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
