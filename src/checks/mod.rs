@@ -11,7 +11,7 @@
 mod probe;
 
 use crate::machines::Machine;
-use crate::machines::checks::{CheckResult, CheckStatus, Health, NamedCheck};
+use crate::machines::checks::{CheckResult, CheckStatus, Health, MachineChecks, NamedCheck};
 use crate::machines::record::now_rfc3339;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -149,11 +149,47 @@ fn status_word(status: CheckStatus) -> &'static str {
 
 /// Waits until the machine's checks let it take requests, for at most `within`.
 pub async fn until_routable(machine: &Machine, within: Duration) -> Result<(), HealthError> {
-    let mut health = machine.checks.watch();
+    until_checks_pass(&machine.checks, within).await
+}
+
+async fn until_checks_pass(checks: &MachineChecks, within: Duration) -> Result<(), HealthError> {
+    let mut health = checks.watch();
     let wait = health.wait_for(|h| *h != Health::Settling);
     match tokio::time::timeout(within, wait).await {
         Ok(Ok(h)) if *h == Health::Routable => Ok(()),
         Ok(_) => Err(HealthError::Failing),
         Err(_) => Err(HealthError::NotHealthy(within)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request waiting on a woken machine goes on the moment its checks pass, fails
+    /// at once if they fail, and gives up at its deadline while they settle.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_checks() {
+        let checks = Arc::new(MachineChecks::default());
+        assert!(
+            until_checks_pass(&checks, Duration::from_secs(1))
+                .await
+                .is_ok(),
+            "no checks"
+        );
+        checks.begin(&["c".to_string()], true);
+        let waiter = tokio::spawn({
+            let checks = checks.clone();
+            async move { until_checks_pass(&checks, Duration::from_secs(5)).await }
+        });
+        tokio::time::advance(Duration::from_secs(2)).await;
+        checks.set_health(Health::Routable);
+        assert!(waiter.await.unwrap().is_ok());
+        checks.set_health(Health::Failing);
+        let failing = until_checks_pass(&checks, Duration::from_secs(5)).await;
+        assert!(matches!(failing, Err(HealthError::Failing)));
+        checks.set_health(Health::Settling);
+        let slow = until_checks_pass(&checks, Duration::from_secs(5)).await;
+        assert!(matches!(slow, Err(HealthError::NotHealthy(_))));
     }
 }
