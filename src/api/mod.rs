@@ -21,6 +21,7 @@ mod request_id;
 mod wait;
 
 use crate::certificates::Certificates;
+use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -72,7 +73,13 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        self.supervisor.driver().check_image(&spec.image).await?;
+        let checked = self.supervisor.driver().check_image(&spec.image).await;
+        if let Err(e @ (DriverError::Registry(_) | DriverError::ImageNotFound(_))) = &checked {
+            // The operator's log has a line per failed pull; the client gets the status.
+            tracing::warn!(image = %spec.image, "pull failed: {e}");
+            self.supervisor.metrics.driver_error("pull");
+        }
+        checked?;
         Ok((config, spec))
     }
 

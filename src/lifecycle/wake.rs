@@ -4,6 +4,7 @@
 use super::error::WakeError;
 use super::run::WakeAttempt;
 use super::{Supervisor, start};
+use crate::drivers::DriverError;
 use crate::machines::{EventSource, Machine};
 use crate::observe;
 use std::sync::Arc;
@@ -91,8 +92,12 @@ fn report(
         Ok(()) => None,
         Err(error) => Some((failure_kind(error), error as &dyn std::fmt::Display)),
     };
-    if let Err(WakeError::StartFailed(_)) = result {
-        sup.metrics.driver_error("start");
+    if let Err(WakeError::StartFailed(error)) = result {
+        let operation = match **error {
+            DriverError::Registry(_) | DriverError::ImageNotFound(_) => "pull",
+            _ => "start",
+        };
+        sup.metrics.driver_error(operation);
     }
     observe::lifecycle::woke(&sup.metrics, machine, reason, began.elapsed(), failure);
 }
