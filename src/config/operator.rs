@@ -96,7 +96,7 @@ impl Default for WakeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoWakeConfig {
     pub status: u16,
-    /// The list every app gets unless it says `operator_defaults = false`.
+    /// The list every app gets unless it says `operator_defaults = false` (lower-cased).
     pub user_agents: Vec<String>,
 }
 
@@ -106,7 +106,7 @@ impl Default for NoWakeConfig {
             status: DEFAULT_NO_WAKE_STATUS,
             user_agents: DEFAULT_NO_WAKE_USER_AGENTS
                 .iter()
-                .map(|s| s.to_string())
+                .map(|s| s.to_ascii_lowercase())
                 .collect(),
         }
     }
@@ -214,9 +214,14 @@ impl RawNoWake {
                 "`no_wake.status`: {status} is not an HTTP status (200-599)"
             ));
         }
+        // Lower-cased here, once: they are matched against every request's user agent.
+        let user_agents = self
+            .user_agents
+            .map(|list| list.iter().map(|s| s.to_ascii_lowercase()).collect())
+            .unwrap_or(d.user_agents);
         NoWakeConfig {
             status,
-            user_agents: self.user_agents.unwrap_or(d.user_agents),
+            user_agents,
         }
     }
 }
@@ -279,7 +284,7 @@ mod tests {
         assert!(config.wake.page);
         assert_eq!(config.wake.keep_awake_max, Duration::from_secs(600));
         assert_eq!(config.no_wake.status, 204);
-        assert_eq!(config.no_wake.user_agents, ["MyMonitor"]);
+        assert_eq!(config.no_wake.user_agents, ["mymonitor"]);
         assert_eq!(config.replay.max_body, 4096);
         assert_eq!(
             (config.log.format, config.log.access),
