@@ -30,7 +30,7 @@ pub async fn healthz() -> &'static str {
     responses((status = 200, description = "serving", content_type = "text/plain"),
         (status = 503, description = "shutting down", content_type = "text/plain")))]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, &'static str) {
-    if state.shutdown.is_cancelled() {
+    if state.stopping.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ready\n")

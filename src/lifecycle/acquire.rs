@@ -89,12 +89,14 @@ async fn queue(
     plan: &Plan,
     manner: Manner,
 ) -> Result<Ready, AcquireError> {
-    let max = sup.settings.max_queued;
+    let max = sup.settings().max_queued;
     let Some(_place) = QueuePlace::take(sup, &app.record.name, max) else {
         sup.metrics.queue_rejected(&app.record.name);
-        return ready_once(sup, app, port, plan, manner).await;
+        return Err(AcquireError::AtHardLimit {
+            app: app.record.name.clone(),
+        });
     };
-    let deadline = Instant::now() + sup.settings.queue_timeout;
+    let deadline = Instant::now() + sup.settings().queue_timeout;
     loop {
         tokio::time::sleep(QUEUE_POLL).await;
         match ready_once(sup, app, port, plan, manner).await {
@@ -190,7 +192,7 @@ async fn wake_healthy(sup: &Arc<Supervisor>, machine: &Arc<Machine>) -> Result<(
             machine: machine.id.clone(),
             error,
         })?;
-    let left = sup.settings.wake_timeout.saturating_sub(began.elapsed());
+    let left = sup.settings().wake_timeout.saturating_sub(began.elapsed());
     crate::checks::until_routable(machine, left)
         .await
         .map_err(|error| AcquireError::NotHealthy {

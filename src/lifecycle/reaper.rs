@@ -7,7 +7,6 @@ use crate::machines::spec::{Autostop, MachineSpec};
 use crate::machines::{Machine, MachineState};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Whether idle machines with this config are stopped: every service autostops (a
@@ -16,19 +15,17 @@ pub fn autostops(spec: &MachineSpec) -> bool {
     !spec.services.is_empty() && spec.services.iter().all(|s| s.autostop == Autostop::Stop)
 }
 
-/// Looks for idle machines every `interval` until `cancel` fires.
-pub(super) async fn run(
-    supervisor: Arc<Supervisor>,
-    idle_timeout: Duration,
-    interval: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Looks for idle machines every `reap_interval` until `cancel` fires; both timings are
+/// read from the settings at each round, so a reload applies at the next one.
+pub(super) async fn run(supervisor: Arc<Supervisor>, cancel: CancellationToken) {
     loop {
+        let (idle_timeout, interval) = {
+            let settings = supervisor.settings();
+            (settings.idle_timeout, settings.reap_interval)
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(interval) => {}
         }
         let machines = supervisor.registry.all_machines();
         let mut running = running_by_region(&machines);

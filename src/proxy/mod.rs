@@ -5,7 +5,7 @@
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
-mod asleep;
+pub mod asleep;
 mod challenge;
 mod forward;
 pub mod headers;
@@ -25,7 +25,7 @@ pub use report::WAKE_HEADER;
 pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
-use crate::config::{NoWakeConfig, ReplayConfig, WakeConfig};
+use crate::config::ReplayConfig;
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{AcquireError, Manner, Plan, Ready, Supervisor};
@@ -34,6 +34,7 @@ use crate::machines::spec::MachineSpec;
 use crate::metrics::InFlightGauge;
 use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::{Prepared, Unreached, Upstreams};
 use headers::Forwarded;
@@ -70,10 +71,12 @@ pub struct Inbound {
 
 pub struct Proxy {
     supervisor: Arc<Supervisor>,
-    settings: ProxySettings,
+    /// Swapped whole by a reload. A request takes it once and keeps it to its end (one
+    /// reference count), so a reload never changes the rules under a request.
+    settings: ArcSwap<ProxySettings>,
     upstreams: Upstreams,
+    /// Bytes of request bodies kept for a replay, shared by all requests (sized at start).
     replay_budget: replay::Budget,
-    sleeping: asleep::Sleeping,
 }
 
 /// What the proxy knows about the edge and its clients.
@@ -88,11 +91,10 @@ pub struct ProxySettings {
     pub hostnames: Arc<Hostnames>,
     /// ACME HTTP-01 answers, served on the HTTP listener.
     pub challenges: Arc<Challenges>,
-    pub wake: WakeConfig,
-    pub no_wake: NoWakeConfig,
+    /// How a sleeping app is treated: wake rules, the operator's no-wake list and wake
+    /// page (`wake.page_template`, read at start and at each reload).
+    pub sleeping: asleep::Sleeping,
     pub replay: ReplayConfig,
-    /// The operator's wake page (`wake.page_template`, read at start), else the built-in.
-    pub wake_page: Option<String>,
     /// Whether each request gets an access-log line.
     pub access_log: bool,
 }
@@ -122,14 +124,14 @@ impl Proxy {
         Proxy {
             supervisor,
             replay_budget: replay::Budget::new(settings.replay.budget),
-            sleeping: asleep::Sleeping::new(
-                settings.wake.clone(),
-                settings.no_wake.clone(),
-                settings.wake_page.clone(),
-            ),
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             upstreams: Upstreams::new(),
         }
+    }
+
+    /// Replaces the settings (a config reload); requests already placed keep theirs.
+    pub fn set_settings(&self, settings: ProxySettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// Serves one request; errors become responses.
@@ -142,14 +144,15 @@ impl Proxy {
         let began = Instant::now();
         let metrics = &self.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
-        let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
-        let asked = self.settings.access_log.then(|| Asked {
+        let settings = self.settings.load_full();
+        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let asked = settings.access_log.then(|| Asked {
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
         });
         let mut served = Served::default();
         let response = match self
-            .serve(req, inbound, peer, &request_id, &mut served)
+            .serve(&settings, req, inbound, peer, &request_id, &mut served)
             .await
         {
             Ok(response) => response,
@@ -169,6 +172,7 @@ impl Proxy {
 
     async fn serve(
         &self,
+        settings: &ProxySettings,
         req: Request<Incoming>,
         inbound: Inbound,
         peer: SocketAddr,
@@ -176,23 +180,23 @@ impl Proxy {
         served: &mut Served,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if inbound.scheme == "http"
-            && let Some(answer) = challenge::answer(&self.settings.challenges, &req)
+            && let Some(answer) = challenge::answer(&settings.challenges, &req)
         {
             return Ok(answer);
         }
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let mut app = self.route(&host)?;
+        let mut app = self.route(settings, &host)?;
         served.app = app.record.name.clone();
         let port = inbound.service_port;
         if inbound.scheme == "http" && forces_https(&app, port) {
             return Ok(respond::redirect_to_https(&host, req.uri()));
         }
-        let client_ip = self.settings.trusted.client_ip(peer.ip(), req.headers());
-        let location = self.settings.geo.locate(client_ip);
-        let mut plan = place::plan(&self.settings.regions, location, req.headers());
+        let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+        let location = settings.geo.locate(client_ip);
+        let mut plan = place::plan(&settings.regions, location, req.headers());
         let spec = serving_spec(&app, port);
         let rules = spec.as_deref().and_then(|s| s.http_rules(port));
-        let mut manner = self.sleeping.manner(rules, &req);
+        let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
         let fwd = Forwarded {
             client_ip,
@@ -200,11 +204,11 @@ impl Proxy {
             host: &host,
             scheme: inbound.scheme,
             public_port: port,
-            edge_region: &self.settings.edge_region,
+            edge_region: &settings.edge_region,
         };
         let mut outgoing = Outgoing::Fresh(req);
         let mut replays = replay::Replays {
-            limits: &self.settings.replay,
+            limits: &settings.replay,
             kept: None,
             hops: 0,
         };
@@ -215,7 +219,7 @@ impl Proxy {
                 Err(AcquireError::Asleep { waking, .. }) => {
                     let metrics = &self.supervisor.metrics;
                     let name = &app.record.name;
-                    return Ok(self.sleeping.answer(metrics, name, rules, waking, head));
+                    return Ok(settings.sleeping.answer(metrics, name, rules, waking, head));
                 }
                 // Nothing else can take it: the machine that could not be reached is
                 // what the client should hear about.
@@ -234,7 +238,9 @@ impl Proxy {
                         plan: &mut plan,
                         app: &mut app,
                     };
-                    let answered = self.answered(response, &machine, served, &mut replays, route);
+                    let max = settings.sleeping.wake.keep_awake_max;
+                    let answered =
+                        self.answered(response, &machine, served, &mut replays, route, max);
                     match answered? {
                         Answered::Client(response) => return Ok(response),
                         Answered::Replay(again) => outgoing = Outgoing::Again(again),
@@ -272,10 +278,10 @@ impl Proxy {
         served: &mut Served,
         replays: &mut replay::Replays<'_>,
         route: Route<'_>,
+        max: std::time::Duration,
     ) -> Result<Answered, ProxyError> {
         served.machine = machine.id.clone();
         served.region = machine.region.clone();
-        let max = self.settings.wake.keep_awake_max;
         keep_awake::take(&self.supervisor, machine, response.headers_mut(), max);
         let Some(target) = replay::requested(&response) else {
             return Ok(Answered::Client(response));
@@ -307,23 +313,25 @@ impl Proxy {
 
     /// Begins waking the app a TLS ClientHello names, if it asks to be woken so early.
     pub fn wake_early(&self, host: &str, port: u16, peer: SocketAddr) {
-        let Ok(app) = self.route(host) else { return };
+        let settings = self.settings.load();
+        let Ok(app) = self.route(&settings, host) else {
+            return;
+        };
         let spec = serving_spec(&app, port);
-        if !self
+        if !settings
             .sleeping
             .wakes_early(spec.as_deref().and_then(|s| s.http_rules(port)))
         {
             return;
         }
-        let location = self.settings.geo.locate(peer.ip());
-        let plan = place::plan(&self.settings.regions, location, &http::HeaderMap::new());
+        let location = settings.geo.locate(peer.ip());
+        let plan = place::plan(&settings.regions, location, &http::HeaderMap::new());
         self.supervisor.wake_early(&app, port, &plan);
     }
 
-    fn route(&self, host: &str) -> Result<Arc<App>, ProxyError> {
+    fn route(&self, settings: &ProxySettings, host: &str) -> Result<Arc<App>, ProxyError> {
         let registry = &self.supervisor.registry;
-        let hostnames = &self.settings.hostnames;
-        route::route(registry, hostnames, &self.settings.domains, host)
+        route::route(registry, &settings.hostnames, &settings.domains, host)
     }
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {
@@ -333,7 +341,9 @@ impl Proxy {
     /// The app at `host` if its service on `port` terminates TLS and passes bytes on
     /// (`handlers = ["tls"]`), rather than speaking HTTP.
     pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
-        let app = self.route(&host.to_ascii_lowercase()).ok()?;
+        let app = self
+            .route(&self.settings.load(), &host.to_ascii_lowercase())
+            .ok()?;
         let passthrough = app.with_machines(|machines| {
             machines.iter().any(|m| {
                 m.spec()
@@ -349,8 +359,11 @@ impl Proxy {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let location = self.settings.geo.locate(peer.ip());
-        let plan = place::plan(&self.settings.regions, location, &http::HeaderMap::new());
+        let plan = {
+            let settings = self.settings.load();
+            let location = settings.geo.locate(peer.ip());
+            place::plan(&settings.regions, location, &http::HeaderMap::new())
+        };
         let ready = match self.ready(app, port, &plan).await {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
