@@ -211,7 +211,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let backhaul_addr = sockets.backhaul.as_ref().map(local);
     let joined = join_cluster(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
     let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
+
+    supervisor.set_api_url(api_addr);
     let geo = open_geo(&config)?;
+    let keep_awake_max = config.wake.keep_awake_max;
     let backhaul_key = joined.map(|(_, key)| key);
     let live = Arc::new(Live::new(
         config,
@@ -230,6 +233,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         stopping: cancel.clone(),
         cluster: cluster.clone(),
         forwarder: api::forward::Forwarder::default(),
+        keep_awake_max,
     };
     let served = serve(
         live.clone(),

@@ -8,12 +8,14 @@ mod certificates;
 pub mod error;
 mod exec;
 pub mod forward;
+mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
 mod logs;
 mod machines;
 mod metadata;
+mod observe;
 pub mod openapi;
 mod query;
 mod request_id;
@@ -21,6 +23,7 @@ mod wait;
 
 use crate::certificates::Certificates;
 use crate::cluster::Cluster;
+use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -47,6 +50,8 @@ pub struct ApiState {
     pub cluster: Option<Arc<Cluster>>,
     /// Carries calls to the nodes that host their machines.
     pub forwarder: forward::Forwarder,
+    /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
+    pub keep_awake_max: std::time::Duration,
 }
 
 /// The regions new machines may be placed in, and the edge's own (the default).
@@ -83,7 +88,13 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        self.supervisor.driver().check_image(&spec.image).await?;
+        let checked = self.supervisor.driver().check_image(&spec.image).await;
+        if let Err(e @ (DriverError::Registry(_) | DriverError::ImageNotFound(_))) = &checked {
+            // The operator's log has a line per failed pull; the client gets the status.
+            tracing::warn!(image = %spec.image, "pull failed: {e}");
+            self.supervisor.metrics.driver_error("pull");
+        }
+        checked?;
         Ok((config, spec))
     }
 
@@ -159,6 +170,11 @@ pub fn router(state: ApiState) -> Router {
                 .layer(auth),
         )
         .routes(routes!(openapi::document))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
+        // Outside `/v1`'s token check: a machine calls it with its own token.
+        .routes(routes!(keepawake::keep_awake))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

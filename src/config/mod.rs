@@ -11,6 +11,7 @@ pub mod acme;
 pub mod cluster;
 pub mod duration;
 pub mod locate;
+pub mod operator;
 mod raw;
 mod validate;
 
@@ -29,6 +30,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 pub use acme::{AcmeConfig, AcmeDirectory};
 pub use cluster::ClusterConfig;
 pub use locate::{ConfigSource, Located};
+pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
 
 /// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`
@@ -131,6 +133,10 @@ pub struct Config {
     pub images: BTreeMap<String, ImageConfig>,
     /// Several edges sharing one state; `None` is the single node (SQLite only).
     pub cluster: Option<ClusterConfig>,
+    pub wake: WakeConfig,
+    pub no_wake: NoWakeConfig,
+    pub replay: ReplayConfig,
+    pub log: LogConfig,
     /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
     pub acme: Option<AcmeConfig>,
 }
@@ -369,6 +375,10 @@ impl Default for Config {
                 },
             )]),
             cluster: None,
+            wake: WakeConfig::default(),
+            no_wake: NoWakeConfig::default(),
+            replay: ReplayConfig::default(),
+            log: LogConfig::default(),
             acme: None,
         }
     }

@@ -5,7 +5,9 @@
 pub mod activity;
 mod app;
 pub mod changes;
+pub mod checks;
 pub mod go_duration;
+pub mod http_rules;
 pub mod lease;
 mod machine;
 pub mod nodes;

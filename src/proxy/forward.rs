@@ -20,7 +20,7 @@ use crate::lifecycle::Ready;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Empty};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
@@ -93,7 +93,7 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
+pub fn prepare(req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
     take_connection_parts(req, fwd.public_port, |headers| {
         headers::to_machine(headers, fwd)
     })
@@ -103,7 +103,7 @@ pub fn prepare(req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
 /// machine there (client address, that edge's region), so only what the backhaul
 /// added and what described the hop between the nodes is taken off.
 pub fn prepare_relayed(req: Request<Incoming>, public_port: u16) -> Prepared {
-    take_connection_parts(req, public_port, |headers| {
+    take_connection_parts(req.map(Either::Left), public_port, |headers| {
         headers::strip_hop_by_hop(headers);
         for name in backhaul::HEADERS {
             headers.remove(name);
@@ -114,7 +114,7 @@ pub fn prepare_relayed(req: Request<Incoming>, public_port: u16) -> Prepared {
 
 /// Takes out what the client connection carried along, and rewrites the headers.
 fn take_connection_parts(
-    mut req: Request<Incoming>,
+    mut req: Request<MachineBody>,
     public_port: u16,
     rewrite: impl FnOnce(&mut http::HeaderMap),
 ) -> Prepared {
@@ -127,7 +127,7 @@ fn take_connection_parts(
         restore_upgrade(req.headers_mut(), protocol);
     }
     Prepared {
-        req: req.map(Either::Left),
+        req,
         upgrade,
         client_upgrade,
         permit,
@@ -210,7 +210,10 @@ async fn exchange(
     ready: &Ready,
     target: Target,
 ) -> Result<Response<Incoming>, SendFailure> {
-    let req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let req = std::mem::replace(
+        &mut prepared.req,
+        Request::new(Either::Right(Full::default())),
+    );
     let own = prepared.own_upstream.as_ref();
     let direct = target == Target::Machine && !ready.h2_backend && prepared.upgrade.is_none();
     match own.filter(|_| direct) {
@@ -248,7 +251,7 @@ fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
 }
 
 fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
-    let mut copy = Request::new(Either::Right(Empty::new()));
+    let mut copy = Request::new(Either::Right(Full::default()));
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();

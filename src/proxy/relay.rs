@@ -2,7 +2,8 @@
 //! machine hosted here. Its signature is checked first (a request without one never
 //! reaches a machine); then the machine is woken if it sleeps (joining the wake in
 //! progress, as a local request would), counted in flight here, so idle stop sees it,
-//! and sent the request as the other edge wrote it.
+//! and sent the request as the other edge wrote it. The machine's keep-awake is kept
+//! here; a fly-replay goes back to the edge that took the request, which replays it.
 
 use super::respond::{ProxyError, error_response};
 use super::{Proxy, ProxyBody, forward};
@@ -55,12 +56,17 @@ impl Proxy {
             avoid: Vec::new(),
         };
         let ready = self.ready(&app, relayed.port, &plan).await?;
+        let machine = ready.machine.clone();
         let prepared = forward::prepare_relayed(req, relayed.port);
-        forward::send(&self.upstreams, prepared, ready, &relayed.request_id)
+        let mut response = forward::send(&self.upstreams, prepared, ready, &relayed.request_id)
             .await
             .map_err(|unreached| ProxyError::Upstream {
                 machine: unreached.machine,
                 error: unreached.error,
-            })
+            })?;
+        // A keep-awake asked by the machine is kept where its idle stop is decided: here.
+        let max = self.settings.load().sleeping.wake.keep_awake_max;
+        super::keep_awake::take(&self.supervisor, &machine, response.headers_mut(), max);
+        Ok(response)
     }
 }

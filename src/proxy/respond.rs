@@ -34,6 +34,8 @@ pub enum ProxyError {
     /// behind: it moved or was destroyed).
     #[error("machine {0} is not hosted on this node")]
     NotHostedHere(String),
+    #[error("cannot replay the request: {0}")]
+    Replay(#[from] super::replay::ReplayError),
 }
 
 impl ProxyError {
@@ -45,6 +47,8 @@ impl ProxyError {
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Backhaul(_) => StatusCode::FORBIDDEN,
             ProxyError::NotHostedHere(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Replay(super::replay::ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -68,9 +72,11 @@ impl ProxyError {
 
 fn acquire_status(error: &AcquireError) -> StatusCode {
     match error {
-        AcquireError::NoMachines { .. } | AcquireError::AtHardLimit { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        AcquireError::NoMachines { .. }
+        | AcquireError::AtHardLimit { .. }
+        | AcquireError::Unhealthy { .. }
+        | AcquireError::Asleep { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::NotHealthy { .. } => StatusCode::GATEWAY_TIMEOUT,
         AcquireError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
         AcquireError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         AcquireError::Wake { error, .. } => match error {

@@ -62,13 +62,31 @@ impl EdgewakeProcess {
         EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
     }
 
+    /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
+    /// what `rust_log` says.
+    pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range()) + more;
+        EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
+    }
+
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_logging(dir, config_text, extra, "warn").await
+    }
+
+    async fn spawn_logging(
+        dir: &Path,
+        config_text: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> EdgewakeProcess {
         let listeners = Listeners::free("127.0.0.1".parse().unwrap());
-        EdgewakeProcess::spawn_at(dir, config_text, listeners, extra, &[]).await
+        let env = [("RUST_LOG", rust_log)];
+        EdgewakeProcess::spawn_at(dir, config_text, listeners, extra, &env).await
     }
 
     /// Starts `edgewake serve` with `config_text` (written to `dir`) on `listeners`,
-    /// with `env` beside the test token, and waits until its API answers.
+    /// with `env` beside the test token (`RUST_LOG=warn` unless it says otherwise), and
+    /// waits until its API answers.
     pub async fn spawn_at(
         dir: &Path,
         config_text: &str,

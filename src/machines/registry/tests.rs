@@ -17,6 +17,7 @@ fn record(id: &str, state: MachineState) -> MachineRecord {
         updated_at: now_rfc3339(),
         events: Vec::new(),
         cordoned: false,
+        checks: Vec::new(),
     }
 }
 
