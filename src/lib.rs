@@ -89,7 +89,8 @@
 //!   node's machines go to it); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
-//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//! - `server`: wiring and ordered shutdown; `membership` joins the cluster and serves
+//!   the backhaul listener (with `[cluster]`); `reload` applies a config read again: the
 //!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
 //!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
 //! - `cli`: the command line. `serve` runs the server as a process (config found and

@@ -5,21 +5,23 @@
 //! order (stop accepting, drain, stop machines).
 
 mod live;
+mod membership;
 mod reload;
 
 use live::Live;
+use membership::Backhaul;
 pub use reload::{ReloadError, Reloaded};
 
 use crate::addresses::RangeClaim;
 use crate::api::{self, ApiState};
 use crate::certificates::Certificates;
 use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
-use crate::cluster::{self, Advertised, BackhaulKey, Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, Edge};
+use crate::edge;
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
@@ -162,28 +164,6 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
     })
 }
 
-/// This node's membership of the cluster and the backhaul key, when `[cluster]` is set.
-async fn join_cluster(
-    config: &Config,
-    registry: &Arc<crate::machines::Registry>,
-    backhaul: Option<SocketAddr>,
-    api: SocketAddr,
-) -> Result<Option<(Arc<Cluster>, Arc<BackhaulKey>)>, StartError> {
-    let (Some(settings), Some(backhaul)) = (&config.cluster, backhaul) else {
-        return Ok(None);
-    };
-    let key = BackhaulKey::new(&cluster::secret_from_env(&settings.secret_env)?);
-    let ip = settings.advertised_ip();
-    let advertised = Advertised {
-        backhaul: SocketAddr::new(ip, backhaul.port()),
-        api: SocketAddr::new(ip, api.port()),
-    };
-    let region = &config.edge.region;
-    let joined = Cluster::join(settings, region, advertised, registry.clone()).await?;
-    tracing::info!(node = %settings.node, %region, "joining the cluster");
-    Ok(Some((joined, Arc::new(key))))
-}
-
 /// Starts edgewake; returns once every listener is bound.
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
     let data_dir = config.data_dir.clone();
@@ -209,7 +189,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
     let backhaul_addr = sockets.backhaul.as_ref().map(local);
-    let joined = join_cluster(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
+    let joined = membership::join(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
     let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
 
     supervisor.set_api_url(api_addr);
@@ -376,27 +356,8 @@ async fn serve(
         proxy_protocol: config.edge.https_proxy_protocol,
         backhaul: false,
     };
-    let backhaul_inbound = Inbound {
-        service_port: 0,
-        scheme: "http",
-        proxy_protocol: false,
-        backhaul: true,
-    };
-    // The backhaul's connections are counted apart from the public ones: a flood on
-    // either listener cannot take the other's slots.
-    let backhaul_edge = config.cluster.as_ref().map(|c| {
-        Arc::new(Edge::new(
-            live.proxy.clone(),
-            c.max_backhaul_connections,
-            cancel.clone(),
-            live::edge_settings(&config),
-        ))
-    });
-    let backhaul = async {
-        if let (Some(listener), Some(backhaul_edge)) = (sockets.backhaul, &backhaul_edge) {
-            edge::serve(listener, backhaul_edge.clone(), backhaul_inbound, None).await;
-        }
-    };
+    let backhaul = Backhaul::new(sockets.backhaul, &config, &live, &cancel);
+    let backhaul_connections = backhaul.connections();
     tokio::join!(
         edge::serve(sockets.http, edge.clone(), http_inbound, None),
         edge::serve(
@@ -405,20 +366,15 @@ async fn serve(
             https_inbound,
             Some(live.tls.clone())
         ),
-        backhaul,
+        backhaul.serve(),
     );
     // The accept loops return only once cancelled: drain what is in flight.
     supervisor.close_all_tunnels().await;
     edge.connections.close();
-    let backhaul_connections = backhaul_edge.map(|b| b.connections.clone());
-    if let Some(connections) = &backhaul_connections {
-        connections.close();
-    }
+    backhaul_connections.close();
     let all_drained = async {
         edge.connections.wait().await;
-        if let Some(connections) = &backhaul_connections {
-            connections.wait().await;
-        }
+        backhaul_connections.wait().await;
     };
     // One deadline for the edge, the API and the reaper: shutdown takes at most the
     // drain timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).

@@ -167,7 +167,7 @@ impl Proxy {
         let outcome = self
             .serve(&settings, req, inbound, peer, &request_id, &mut served)
             .await;
-        let response = answer(outcome, peer, &request_id);
+        let response = respond::answer(outcome, peer, &request_id);
         report::finish(response, served, asked, &request_id, metrics, began)
     }
 
@@ -390,24 +390,6 @@ impl Proxy {
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
     }
-}
-
-/// The response, or the error's, naming the request.
-fn answer(
-    served: Result<Response<ProxyBody>, ProxyError>,
-    peer: SocketAddr,
-    request_id: &str,
-) -> Response<ProxyBody> {
-    served.unwrap_or_else(|error| {
-        tracing::debug!(%peer, "proxy error: {error}");
-        let mut response = error_response(&error);
-        if let Ok(value) = request_id.parse() {
-            response
-                .headers_mut()
-                .insert(headers::FLY_REQUEST_ID, value);
-        }
-        response
-    })
 }
 
 /// The config of a machine of the app serving `port`: where the app's rules for

@@ -31,7 +31,7 @@ impl Proxy {
         };
         let request_id = relayed.request_id.clone();
         let served = self.serve_relayed(req, relayed).await;
-        super::answer(served, peer, &request_id)
+        super::respond::answer(served, peer, &request_id)
     }
 
     async fn serve_relayed(

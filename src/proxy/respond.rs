@@ -129,6 +129,24 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     response
 }
 
+/// The response, or the error's, naming the request.
+pub(super) fn answer(
+    served: Result<Response<ProxyBody>, ProxyError>,
+    peer: std::net::SocketAddr,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    served.unwrap_or_else(|error| {
+        tracing::debug!(%peer, "proxy error: {error}");
+        let mut response = error_response(&error);
+        if let Ok(value) = request_id.parse() {
+            response
+                .headers_mut()
+                .insert(super::headers::FLY_REQUEST_ID, value);
+        }
+        response
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
