@@ -97,6 +97,13 @@ fn wrk(edge: &Node, seconds: u64) -> Load {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0.0);
+    // A run answered with errors measured something else (refusals are cheap): stop.
+    let refused = text.lines().any(|l| l.trim_start().starts_with("Non-2xx"));
+    assert!(!refused, "wrk saw error answers: {text}");
+    if let Some(errors) = text.lines().find(|l| l.contains("Socket errors")) {
+        println!("  (wrk: {})", errors.trim());
+    }
+    assert!(requests > 0.0, "wrk served nothing: {text}");
     Load {
         rps: field("Requests/sec").parse().unwrap_or(0.0),
         p99_ms: latency(field("99%")),
