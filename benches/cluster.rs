@@ -282,6 +282,10 @@ fn main() {
             of(&|r| r.relayed.p99_ms / r.direct.p99_ms),
             of(&|r| ms(r.across_wake) - ms(r.local_wake)),
         );
+        // Stopped, not killed: a killed node leaves its machines running.
+        for node in [a, b, c] {
+            node.stop().await;
+        }
         drop(nats);
     });
 }
