@@ -5,7 +5,8 @@
 //!
 //! Knobs (for the seed walk-through and for tests):
 //! - `?sleep=MS` waits before answering; `?stream=N&interval=MS` sends N server-sent
-//!   events, one per interval; `GET /exit` answers, then the process exits 0.
+//!   events, one per interval; `?bytes=N` answers N bytes (a large download);
+//!   `GET /exit` answers, then the process exits 0.
 //! - env `STARTUP_DELAY_MS` waits before listening (a slow boot); `EXIT_AFTER_IDLE`
 //!   (e.g. `60s`) exits by itself after that long without a request, as the seed's
 //!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
@@ -123,6 +124,9 @@ async fn handle(
     if let Some(ms) = query.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    if let Some(size) = query.bytes {
+        return Ok(download(size));
+    }
     if let Some(events) = query.stream {
         return Ok(stream_events(
             events,
@@ -216,6 +220,22 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
         .expect("valid response")
 }
 
+/// `size` bytes of `x`, streamed in pieces of at most 64 KiB.
+fn download(size: u64) -> Response<Body> {
+    const PIECE: u64 = 64 * 1024;
+    let piece = Bytes::from(vec![b'x'; PIECE as usize]);
+    let pieces = (0..size.div_ceil(PIECE)).map(move |i| {
+        let len = (size - i * PIECE).min(PIECE) as usize;
+        Ok::<_, Infallible>(Frame::data(piece.slice(..len)))
+    });
+    Response::builder()
+        .header("content-length", size)
+        .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+            pieces,
+        ))))
+        .expect("valid response")
+}
+
 /// `count` server-sent events, `interval` apart, written as they happen.
 fn stream_events(count: u64, interval: Duration) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
@@ -249,6 +269,7 @@ struct Query {
     sleep_ms: Option<u64>,
     stream: Option<u64>,
     interval_ms: u64,
+    bytes: Option<u64>,
 }
 
 impl Query {
@@ -257,6 +278,7 @@ impl Query {
             sleep_ms: None,
             stream: None,
             interval_ms: 100,
+            bytes: None,
         };
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -265,6 +287,7 @@ impl Query {
                 "sleep" => parsed.sleep_ms = number,
                 "stream" => parsed.stream = number,
                 "interval" => parsed.interval_ms = number.unwrap_or(100),
+                "bytes" => parsed.bytes = number,
                 _ => {}
             }
         }

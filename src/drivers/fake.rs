@@ -2,13 +2,15 @@
 //! at once or slowly, failing, never listening, exiting while it boots — so lifecycle
 //! and race tests run on paused time without real processes. Starts can be held until
 //! the test lets them go, and a started machine can answer HTTP on its own address, for
-//! tests through the proxy.
+//! tests through the proxy (answers, too, can be held; the connections it was sent are
+//! counted).
 
 use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -81,6 +83,15 @@ pub struct FakeDriver {
     next_pid: AtomicU32,
     /// While `true`, starts wait (see `hold_starts`).
     held: watch::Sender<bool>,
+    answers: Arc<Answers>,
+}
+
+/// What the machines' HTTP servers share with the test.
+struct Answers {
+    /// While `true`, a request's answer waits, and its connection is not read.
+    held: watch::Sender<bool>,
+    /// Per machine: connections open now, and the most ever open at once.
+    open: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl Default for FakeDriver {
@@ -89,6 +100,10 @@ impl Default for FakeDriver {
             state: Mutex::default(),
             next_pid: AtomicU32::new(FIRST_PID),
             held: watch::channel(false).0,
+            answers: Arc::new(Answers {
+                held: watch::channel(false).0,
+                open: Mutex::default(),
+            }),
         }
     }
 }
@@ -116,6 +131,26 @@ impl FakeDriver {
     /// 200 and their machine id as the body.
     pub fn serve_http(&self) {
         self.state().serve_http = true;
+    }
+
+    /// From now until `release_answers`, machines read a request's head and then wait:
+    /// they neither answer nor read anything more.
+    pub fn hold_answers(&self) {
+        self.answers.held.send_replace(true);
+    }
+
+    pub fn release_answers(&self) {
+        self.answers.held.send_replace(false);
+    }
+
+    /// How many connections to the machine are open now.
+    pub fn open_connections(&self, machine_id: &str) -> usize {
+        self.answers.counts(machine_id).0
+    }
+
+    /// The most connections to the machine that were ever open at once.
+    pub fn most_connections(&self, machine_id: &str) -> usize {
+        self.answers.counts(machine_id).1
     }
 
     /// Starts wait from now until `release_starts`.
@@ -264,7 +299,8 @@ impl Driver for FakeDriver {
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(DriverError::Files)?;
-            let server = tokio::spawn(answer_http(listener, launch.machine_id.clone()));
+            let answers = self.answers.clone();
+            let server = tokio::spawn(answer_http(listener, launch.machine_id.clone(), answers));
             run.server = Some(server.abort_handle());
         }
         state.runs.insert(pid, run);
@@ -328,8 +364,46 @@ impl Driver for FakeDriver {
     }
 }
 
+impl Answers {
+    fn counts(&self, machine_id: &str) -> (usize, usize) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(machine_id).copied().unwrap_or_default()
+    }
+
+    /// Counts a connection open until the guard is dropped.
+    fn opened(self: &Arc<Answers>, machine_id: &str) -> OpenConnection {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (now, most) = open.entry(machine_id.to_string()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+        OpenConnection {
+            answers: self.clone(),
+            machine_id: machine_id.to_string(),
+        }
+    }
+
+    async fn wait_while_held(&self) {
+        let mut held = self.held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
+struct OpenConnection {
+    answers: Arc<Answers>,
+    machine_id: String,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = self.answers.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((now, _)) = open.get_mut(&self.machine_id) {
+            *now -= 1;
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 server: every request head gets 200 with the machine id.
-async fn answer_http(listener: tokio::net::TcpListener, machine_id: String) {
+async fn answer_http(listener: tokio::net::TcpListener, machine_id: String, answers: Arc<Answers>) {
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{machine_id}",
         machine_id.len()
@@ -338,8 +412,10 @@ async fn answer_http(listener: tokio::net::TcpListener, machine_id: String) {
         let Ok((mut stream, _)) = listener.accept().await else {
             return;
         };
-        let response = response.clone();
+        let (response, answers) = (response.clone(), answers.clone());
+        let open = answers.opened(&machine_id);
         tokio::spawn(async move {
+            let _open = open;
             let mut buf = vec![0u8; 16 * 1024];
             let mut have = 0;
             loop {
@@ -348,6 +424,7 @@ async fn answer_http(listener: tokio::net::TcpListener, machine_id: String) {
                     Ok(n) => have += n,
                 }
                 while let Some(end) = find_head_end(&buf[..have]) {
+                    answers.wait_while_held().await;
                     if stream.write_all(response.as_bytes()).await.is_err() {
                         return;
                     }

@@ -127,8 +127,17 @@ impl TestEdge {
     /// An edgewake whose machines run on `driver` (the in-memory fake, for faults no
     /// real process can be made to show on cue).
     pub async fn start_with_driver(driver: Arc<dyn Driver>) -> TestEdge {
+        TestEdge::start_with_driver_and(driver, |_| {}).await
+    }
+
+    /// An edgewake on `driver` with `tweak` applied to its config.
+    pub async fn start_with_driver_and(
+        driver: Arc<dyn Driver>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestEdge {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
         TestEdge::start_options(config, Some(dir), Some(driver)).await
     }
 
