@@ -9,7 +9,7 @@
 //!   from), `geo` (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
-//!   connection limit): leaves.
+//!   connection limit, the open-file limit raised at start and shared out): leaves.
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once).
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
@@ -37,19 +37,27 @@
 //!   lifecycle needs: its lock, its instance, its wake in progress.
 //! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
 //!   development CA and self-signed fallback (`dev_ca`).
-//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `route` (Host →
-//!   app), `place` (regions nearest the client, Fly's routing headers), the
-//!   lifecycle's `ready`, `forward` (headers, upgrades, the machine's answer),
-//!   `respond` (errors → statuses); `upstream` is an HTTP/1.1 client connection's own
-//!   connection to its machine and says whether a failed request was sent; `tunnel`
-//!   pumps WebSockets and raw TCP after TLS.
+//! - `connection`: the policies every HTTP connection lives under, apart from any one
+//!   HTTP implementation: `pace` (how slow a peer may be: per-wait timeouts and a
+//!   minimum rate, for bodies and writes), `serve` (one hyper connection under a
+//!   `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, a graceful close
+//!   cut after its grace).
+//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `admit` (CONNECT,
+//!   transfer codings, a malformed first chunk: refused before any wake), `route` (the
+//!   one authority a request names → app), `place` (regions nearest the client, Fly's
+//!   routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
+//!   machine's answer), `respond` (errors → statuses and short bodies); `upstream` is
+//!   an HTTP/1.1 client connection's own connection to its machine, the budget of
+//!   connections to machines, and says whether a failed request was sent; `pool` the
+//!   bounded per-machine pool the other requests share; `tunnel` pumps WebSockets and
+//!   raw TCP after TLS.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
-//!   hyper-util's HTTP/1.1 + HTTP/2 server, keep-alive idle timeout, header limits,
-//!   graceful shutdown that is awaited.
+//!   HTTP/1.1 + HTTP/2 under the edge's `connection` policy.
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
-//!   keys), `error` (Fly's error JSON, and the status each driver error means).
+//!   keys), `error` (Fly's error JSON, and the status each driver error means);
+//!   `listen` serves it under its own connection cap and timeouts.
 //! - `server`: wiring and ordered shutdown.
 //! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
 //!   with a small hyper-util HTTP `client`; `images` works on the local store.
@@ -74,6 +82,7 @@ pub mod addresses;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod drivers;
 pub mod edge;
 pub mod files;

@@ -4,13 +4,15 @@
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, DriverKind};
+use crate::connection::{ClientPolicy, MachinePolicy, Pace, UpstreamLimits};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, ConnectionLimits, Edge};
+use crate::edge::{self, Edge};
 use crate::geo::GeoDb;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::{Settings, Supervisor};
+use crate::listener::Shares;
 use crate::machines::Registry;
 use crate::machines::store::Store;
 use crate::proxy::place::Regions;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
@@ -117,7 +120,8 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
 }
 
 /// Starts edgewake; returns once every listener is bound.
-pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
+pub async fn start(mut config: Config, options: Options) -> Result<Running, StartError> {
+    fit_descriptors(&mut config);
     let data_dir = config.data_dir.clone();
     let data_dir_error = |source| StartError::DataDir {
         path: data_dir.clone(),
@@ -246,12 +250,74 @@ fn settings(config: &Config) -> Settings {
     }
 }
 
-fn limits(config: &Config) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: config.edge.header_read_timeout,
-        keepalive_timeout: config.edge.keepalive_timeout,
-        max_header_count: config.edge.max_header_count,
-        max_header_bytes: config.edge.max_header_bytes,
+/// Raises the open-file limit, and lowers the edge's connection limits where they do not
+/// fit under it (saying so), so that clients and machines cannot take the descriptors
+/// the API and edgewake itself need.
+fn fit_descriptors(config: &mut Config) {
+    let limit = crate::listener::raise_fd_limit();
+    let edge = &mut config.edge;
+    let wanted = Shares {
+        clients: edge.max_connections,
+        upstream: edge.max_upstream_connections,
+    };
+    let granted = crate::listener::share_descriptors(limit, config.api.max_connections, wanted);
+    if granted != wanted {
+        tracing::warn!(
+            limit,
+            "edge.max_connections ({}) and edge.max_upstream_connections ({}) do not fit under the open-file limit: lowered to {} and {} (raise the hard limit, e.g. systemd's LimitNOFILE, to keep them)",
+            wanted.clients,
+            wanted.upstream,
+            granted.clients,
+            granted.upstream
+        );
+    }
+    edge.max_connections = granted.clients;
+    edge.max_upstream_connections = granted.upstream;
+}
+
+/// How the edge's client connections are served.
+fn edge_policy(config: &Config) -> ClientPolicy {
+    let edge = &config.edge;
+    ClientPolicy {
+        header_read_timeout: edge.header_read_timeout,
+        idle_timeout: edge.keepalive_timeout,
+        max_header_count: edge.max_header_count,
+        max_header_bytes: edge.max_header_bytes,
+        shutdown_grace: edge.drain_timeout,
+        h2_keepalive_interval: edge.h2_keepalive_interval,
+        h2_keepalive_timeout: edge.h2_keepalive_timeout,
+        body: Pace {
+            timeout: edge.client_body_timeout,
+            min_rate: edge.client_min_rate,
+        },
+        send: Pace {
+            timeout: edge.client_send_timeout,
+            min_rate: edge.client_min_rate,
+        },
+    }
+}
+
+/// The API's connections: the edge's policy with the API's own header and idle timeouts.
+fn api_policy(config: &Config) -> ClientPolicy {
+    ClientPolicy {
+        header_read_timeout: config.api.header_read_timeout,
+        idle_timeout: config.api.idle_timeout,
+        ..edge_policy(config)
+    }
+}
+
+fn machine_policy(config: &Config) -> MachinePolicy {
+    MachinePolicy {
+        read: Pace::timeout(config.edge.machine_read_timeout),
+        send: Pace::timeout(config.edge.machine_send_timeout),
+    }
+}
+
+fn upstream_limits(config: &Config) -> UpstreamLimits {
+    UpstreamLimits {
+        max_connections: config.edge.max_upstream_connections,
+        max_per_machine: config.edge.max_machine_connections,
+        queue_timeout: config.edge.queue_timeout,
     }
 }
 
@@ -281,6 +347,9 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            client_body: edge_policy(&config).body,
+            upstream_limits: upstream_limits(&config),
+            machine_policy: machine_policy(&config),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -288,7 +357,7 @@ impl Served {
             trusted,
             edge_config.max_connections,
             cancel.clone(),
-            limits(&config),
+            edge_policy(&config),
         ));
         let reaper = tokio::spawn(supervisor.clone().reap_idle(
             edge_config.idle_timeout,
@@ -296,7 +365,15 @@ impl Served {
             cancel.clone(),
         ));
         let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
-        let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+        let api_connections = TaskTracker::new();
+        let api = tokio::spawn(api::listen::serve(
+            sockets.api,
+            api::router(api_state),
+            config.api.max_connections,
+            api_policy(&config),
+            cancel.clone(),
+            api_connections.clone(),
+        ));
         let http_inbound = Inbound {
             service_port: edge_config.http_service_port,
             scheme: "http",
@@ -323,19 +400,14 @@ impl Served {
                 "requests still in flight after {drain:?}; stopping the machines under them"
             );
         }
-        let _ = tokio::time::timeout(drain, api).await;
+        let _ = api.await;
+        api_connections.close();
+        let _ = tokio::time::timeout(drain, api_connections.wait()).await;
         let _ = tokio::join!(reaper, reloads);
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");
     }
-}
-
-async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
-    let app = api::router(state);
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await;
 }
 
 /// SIGHUP reloads the certificates; a bad file keeps the old ones and says why.

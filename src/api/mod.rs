@@ -8,6 +8,7 @@ mod exec;
 mod lease;
 mod lifecycle;
 mod list;
+pub mod listen;
 mod logs;
 mod machines;
 mod metadata;

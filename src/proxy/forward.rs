@@ -1,50 +1,44 @@
 //! Forward: the request goes to the machine over the client connection's own upstream
-//! (HTTP/1.1) or a pooled client (HTTP/2 clients, upgrades, h2c when the port says
-//! `h2_backend`), bodies streamed both ways; an in-flight guard rides along until the
-//! response body is done, so a machine is never idle while it is still answering. An
-//! upgrade (WebSocket) the machine accepts becomes a tunnel.
+//! (HTTP/1.1) or the bounded pool (HTTP/2 clients, upgrades, h2c when the port says
+//! `h2_backend`), bodies streamed both ways and paced (`MachinePolicy`); an in-flight
+//! guard rides along until the response body is done, so a machine is never idle while
+//! it is still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 
 use super::headers::{self, Forwarded};
+use super::pool::{Lease, Pools};
 use super::tunnel::{self, Carried};
 use super::upstream::{
-    ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
+    Budget, ClientBody, ConnectionUpstream, MachineBody, SendFailure, UpstreamError,
 };
 use super::{ConnectionPermit, ProxyBody};
+use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::lifecycle::Ready;
-use crate::machines::Machine;
-use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Empty};
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// How long an idle pooled connection to a machine is kept.
-pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
-
-pub type Upstream = Client<HttpConnector, MachineBody>;
-
-/// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`.
+/// Everything that reaches machines: the budget of connections, the pools, the pace.
 pub struct Upstreams {
-    http1: Upstream,
-    h2c: Upstream,
+    pub budget: Budget,
+    pools: Pools,
+    pub policy: MachinePolicy,
 }
 
 impl Upstreams {
-    pub fn new() -> Upstreams {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(UPSTREAM_POOL_IDLE);
-        let http1 = builder.build(connector.clone());
-        let h2c = builder.http2_only(true).build(connector);
-        Upstreams { http1, h2c }
+    pub fn new(limits: UpstreamLimits, policy: MachinePolicy) -> Upstreams {
+        let budget = Budget::new(limits.max_connections);
+        Upstreams {
+            pools: Pools::new(budget.clone(), limits, policy.send),
+            budget,
+            policy,
+        }
     }
 }
 
@@ -52,6 +46,8 @@ impl Upstreams {
 /// connection carried along taken out.
 pub struct Prepared {
     req: Request<MachineBody>,
+    /// The authority the request was routed by (an h2c machine gets it as `:authority`).
+    authority: HeaderValue,
     upgrade: Option<HeaderValue>,
     client_upgrade: Option<OnUpgrade>,
     permit: Option<ConnectionPermit>,
@@ -65,7 +61,7 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
+pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
@@ -75,6 +71,7 @@ pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
         restore_upgrade(req.headers_mut(), protocol);
     }
     Prepared {
+        authority: fwd.authority.clone(),
         req: req.map(Either::Left),
         upgrade,
         client_upgrade,
@@ -89,107 +86,107 @@ pub async fn send(
     ready: Ready,
     request_id: &str,
 ) -> Result<Response<ProxyBody>, Unreached> {
-    let machine = ready.machine.clone();
-    let req = &mut prepared.req;
-    *req.uri_mut() = machine_uri(req.uri(), &machine, ready.internal_port);
-    *req.version_mut() = if ready.h2_backend {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
     if ready.preferred_unavailable {
-        req.headers_mut().insert(
+        prepared.req.headers_mut().insert(
             "fly-preferred-instance-unavailable",
             HeaderValue::from_static("true"),
         );
     }
-    let response = match exchange(upstreams, &mut prepared, &ready).await {
-        Ok(response) => response,
+    let (response, lease) = match answered(upstreams, &mut prepared, &ready).await {
+        Ok(answer) => answer,
         Err(failure) => {
             let again = failure.unsent.map(|req| Prepared { req, ..prepared });
-            let machine = machine.id.clone();
-            let error = failure.error;
             return Err(Unreached {
-                machine,
-                error,
+                machine: ready.machine.id.clone(),
+                error: failure.error,
                 again,
             });
         }
     };
-    Ok(answer(response, prepared, ready, request_id))
+    Ok(answer(
+        response, lease, prepared, ready, request_id, upstreams,
+    ))
 }
 
-/// Sends the request over the connection's own upstream or a pooled client. The
-/// request is taken out of `prepared`, and given back in the failure when unsent.
-async fn exchange(
+/// The machine's answer (its head), waited for within the read timeout counted from
+/// when the client last sent part of its body: a slow upload is the client's pace to
+/// keep, not the machine's.
+async fn answered(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
-) -> Result<Response<Incoming>, SendFailure> {
-    let req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
-    let own = prepared.own_upstream.as_ref();
-    match own.filter(|_| !ready.h2_backend && prepared.upgrade.is_none()) {
-        Some(own) => {
-            let addr = std::net::SocketAddr::from((ready.machine.private_ip, ready.internal_port));
-            let mut req = req;
-            *req.uri_mut() = origin_form(req.uri());
-            own.send(addr, req).await
-        }
-        None => {
-            let client = if ready.h2_backend {
-                &upstreams.h2c
-            } else {
-                &upstreams.http1
-            };
-            let copy = resendable(&req, prepared.upgrade.is_some()).then(|| head_copy(&req));
-            client.request(req).await.map_err(|e| match e.is_connect() {
-                true => SendFailure {
-                    error: UpstreamError::connect(&e),
-                    unsent: copy,
-                },
-                false => SendFailure {
-                    error: UpstreamError::exchange(&e),
-                    unsent: None,
-                },
-            })
+) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+    let read = upstreams.policy.read.timeout;
+    let progress = match prepared.req.body() {
+        Either::Left(body) => body.progress(),
+        Either::Right(_) => None,
+    };
+    let mut exchange = pin!(exchange(upstreams, prepared, ready));
+    let mut deadline = tokio::time::Instant::now() + read;
+    loop {
+        tokio::select! {
+            result = &mut exchange => return result,
+            () = tokio::time::sleep_until(deadline) => {
+                match progress.as_ref().map(|p| p.last() + read).filter(|d| *d > deadline) {
+                    Some(later) => deadline = later,
+                    None => return Err(SendFailure {
+                        error: UpstreamError::Timeout(format!("no answer within {read:?}")),
+                        unsent: None,
+                    }),
+                }
+            }
         }
     }
 }
 
-/// Whether a pooled request may be sent again: idempotent, no body, no upgrade. The
-/// pool consumes the request, so only such a request can be copied cheaply before.
-fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
-    !upgrade && req.method().is_idempotent() && req.body().is_end_stream()
-}
-
-fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
-    let mut copy = Request::new(Either::Right(Empty::new()));
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
+/// Sends the request over the connection's own upstream or the pool. The request is
+/// taken out of `prepared`, and given back in the failure when unsent.
+async fn exchange(
+    upstreams: &Upstreams,
+    prepared: &mut Prepared,
+    ready: &Ready,
+) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+    let mut req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
+    if ready.h2_backend {
+        *req.uri_mut() = h2_uri(req.uri(), &prepared.authority);
+        *req.version_mut() = Version::HTTP_2;
+        req.headers_mut().remove(HOST); // `:authority` says it
+        let (response, lease) = upstreams.pools.send_h2(addr, req).await?;
+        return Ok((response, Some(lease)));
+    }
+    *req.uri_mut() = origin_form(req.uri());
+    *req.version_mut() = Version::HTTP_11;
+    let own = prepared.own_upstream.as_ref();
+    match own.filter(|_| prepared.upgrade.is_none()) {
+        Some(own) => {
+            let send = upstreams.policy.send;
+            let response = own.send(addr, req, &upstreams.budget, send).await?;
+            Ok((response, None))
+        }
+        None => {
+            let (response, lease) = upstreams.pools.send_http1(addr, req).await?;
+            Ok((response, Some(lease)))
+        }
+    }
 }
 
 /// The machine's answer on its way to the client: a 101 becomes a tunnel; otherwise
-/// the edge's headers are added and the in-flight guard rides on the body.
+/// the edge's headers are added, the body is paced, and the in-flight guard and the
+/// pool lease ride on it.
 fn answer(
     mut response: Response<Incoming>,
+    lease: Option<Lease>,
     prepared: Prepared,
     ready: Ready,
     request_id: &str,
+    upstreams: &Upstreams,
 ) -> Response<ProxyBody> {
     if let (Some(protocol), Some(client_upgrade)) = (&prepared.upgrade, prepared.client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        return switch_protocols(
-            response,
-            client_upgrade,
-            protocol,
-            ready,
-            request_id,
-            prepared.permit,
-        );
+        let held = (prepared.permit, lease);
+        return switch_protocols(response, client_upgrade, protocol, ready, request_id, held);
     }
     let machine = &ready.machine;
     headers::to_client(
@@ -199,12 +196,9 @@ fn answer(
         request_id,
     );
     let (parts, body) = response.into_parts();
-    let guard = ready.in_flight;
-    let body = body
-        .map_frame(move |frame| {
-            let _ = &guard; // held until the body is finished or dropped
-            frame
-        })
+    let paced = PacedBody::new(body, upstreams.policy.read);
+    let body = Guarded::new(paced, (ready.in_flight, lease))
+        .map_err(BoxError::from)
         .boxed_unsync();
     Response::from_parts(parts, body)
 }
@@ -231,13 +225,14 @@ fn restore_upgrade(headers: &mut http::HeaderMap, protocol: &HeaderValue) {
 }
 
 /// Answers the client's upgrade with the machine's 101 and joins the two connections.
-fn switch_protocols(
+/// `held` (the client connection's slot, the pool's lease) lasts as long as the tunnel.
+fn switch_protocols<H: Send + 'static>(
     mut response: Response<Incoming>,
     client_upgrade: OnUpgrade,
     protocol: &HeaderValue,
     ready: Ready,
     request_id: &str,
-    permit: Option<ConnectionPermit>,
+    held: H,
 ) -> Response<ProxyBody> {
     let machine_upgrade = hyper::upgrade::on(&mut response);
     let machine = &ready.machine;
@@ -256,7 +251,7 @@ fn switch_protocols(
     };
     let tunnel_guard = ready.machine.tunnels.open();
     tokio::spawn(async move {
-        let _permit = permit; // the tunnel still counts against the connection limit
+        let _held = held; // the tunnel still counts against the connection limits
         let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await) else {
             return;
         };
@@ -285,17 +280,16 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-fn machine_uri(original: &Uri, machine: &Machine, port: u16) -> Uri {
-    let authority = Authority::try_from(format!("{}:{port}", machine.private_ip))
-        .expect("ip:port is an authority");
+/// `http://<authority><path>`: an h2c machine's request names the authority the client's
+/// was routed by.
+fn h2_uri(original: &Uri, authority: &HeaderValue) -> Uri {
     let path = original
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .expect("scheme, authority and path make a URI")
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = http::uri::Authority::try_from(authority.as_bytes()).ok();
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).unwrap_or_else(|_| original.clone())
 }

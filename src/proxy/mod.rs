@@ -1,12 +1,15 @@
-//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: route (Host →
-//! app), place (regions nearest the client), ready (the lifecycle picks a machine and
-//! wakes it if it sleeps), forward (to the machine, and the answer back), respond
-//! (errors become statuses). An idempotent request whose machine could not be reached
-//! at all is sent to the next machine.
+//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: admit (what is
+//! refused before anything else), route (its authority → app), place (regions nearest
+//! the client), ready (the lifecycle picks a machine and wakes it if it sleeps),
+//! forward (to the machine, and the answer back), respond (errors become statuses). An
+//! idempotent request whose machine could not be reached at all is sent to the next
+//! machine.
 
+mod admit;
 mod forward;
 pub mod headers;
 pub mod place;
+mod pool;
 mod respond;
 pub mod route;
 pub mod tunnel;
@@ -15,6 +18,7 @@ pub mod upstream;
 pub use respond::{ProxyError, error_response};
 pub use upstream::UpstreamError;
 
+use crate::connection::{BoxError, MachinePolicy, Pace, PacedBody, UpstreamLimits};
 use crate::geo::GeoDb;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
@@ -25,11 +29,12 @@ use headers::Forwarded;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use place::Regions;
+use route::Target;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The body of every response the proxy sends.
-pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// How many machines a request tries when it cannot connect to one (it was not sent,
 /// so another machine may take it).
@@ -64,18 +69,27 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// How slowly a client may send a request body.
+    pub client_body: Pace,
+    /// How machines are reached: how many connections, how paced.
+    pub upstream_limits: UpstreamLimits,
+    pub machine_policy: MachinePolicy,
 }
 
 impl Proxy {
+    /// A proxy for `supervisor`'s machines; spawns the pool's idle sweeper, so it is made
+    /// inside the runtime.
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
+        let upstreams = Upstreams::new(settings.upstream_limits, settings.machine_policy);
         Proxy {
             supervisor,
             settings,
-            upstreams: Upstreams::new(),
+            upstreams,
         }
     }
 
-    /// Serves one request; errors become responses.
+    /// Serves one request; errors become responses: a short message and the request id
+    /// for the client, the details for the log.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -86,14 +100,8 @@ impl Proxy {
         match self.serve(req, inbound, peer, &request_id).await {
             Ok(response) => response,
             Err(error) => {
-                tracing::debug!(%peer, "proxy error: {error}");
-                let mut response = error_response(&error);
-                if let Ok(value) = request_id.parse() {
-                    response
-                        .headers_mut()
-                        .insert(headers::FLY_REQUEST_ID, value);
-                }
-                response
+                respond::log(&error, &request_id, peer);
+                error_response(&error, &request_id)
             }
         }
     }
@@ -105,18 +113,22 @@ impl Proxy {
         peer: SocketAddr,
         request_id: &str,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let app = self.route(&host)?;
+        admit::admit(&req)?;
+        let target = Target::of(&req)?;
+        let app = self.route(&target.host)?;
         if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
-            return Ok(respond::redirect_to_https(&host, req.uri()));
+            return Ok(respond::redirect_to_https(&target.host, req.uri()));
         }
+        let mut req = req.map(|body| PacedBody::new(body, self.settings.client_body));
+        admit::first_chunk(&mut req).await?;
         let client_ip = self.settings.trusted.client_ip(peer.ip(), req.headers());
         let location = self.settings.geo.locate(client_ip);
         let mut plan = place::plan(&self.settings.regions, location, req.headers());
         let fwd = Forwarded {
             client_ip,
             peer_ip: peer.ip(),
-            host: &host,
+            host: &target.host,
+            authority: &target.authority,
             scheme: inbound.scheme,
             public_port: inbound.service_port,
             edge_region: &self.settings.edge_region,
@@ -186,7 +198,9 @@ impl Proxy {
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
         };
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
-        match tokio::net::TcpStream::connect(addr).await {
+        let upstreams = &self.upstreams;
+        let send = upstreams.policy.send;
+        match upstream::connect_tcp(addr, &upstreams.budget, send).await {
             Ok(machine) => {
                 let guard = ready.machine.tunnels.open();
                 tunnel::pump(
