@@ -5,7 +5,7 @@
 use crate::connection::{self, ClientPolicy, Guarded, PacedIo};
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
-use crate::proxy::upstream::ConnectionUpstream;
+use crate::proxy::upstream::{ConnectionUpstream, UPSTREAM_POOL_IDLE};
 use crate::proxy::{ConnectionPermit, Inbound, Proxy};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
@@ -161,6 +161,14 @@ where
     let activity = Arc::new(Activity::new());
     let (proxy, requests, conn_client) = (edge.proxy.clone(), activity.clone(), client.clone());
     let own_upstream = Arc::new(ConnectionUpstream::default());
+    let upstream = own_upstream.clone();
+    // A client that has gone quiet does not keep a connection to a machine (a socket,
+    // its buffers, a budget slot): no longer than the pool keeps an idle one.
+    let while_idle = move |idle| {
+        if idle >= UPSTREAM_POOL_IDLE {
+            upstream.release_if_unused();
+        }
+    };
     let service = service_fn(move |mut req| {
         let (proxy, request, client) = (
             proxy.clone(),
@@ -180,6 +188,7 @@ where
         io,
         service,
         &activity,
+        while_idle,
         &edge.builder,
         &edge.policy,
         &edge.cancel,

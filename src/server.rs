@@ -365,6 +365,7 @@ impl Served {
             cancel.clone(),
         ));
         let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
+        let trims = tokio::spawn(crate::memory::give_back_after_bursts(cancel.clone()));
         let api_connections = TaskTracker::new();
         let api = tokio::spawn(api::listen::serve(
             sockets.api,
@@ -403,7 +404,7 @@ impl Served {
         let _ = api.await;
         api_connections.close();
         let _ = tokio::time::timeout(drain, api_connections.wait()).await;
-        let _ = tokio::join!(reaper, reloads);
+        let _ = tokio::join!(reaper, reloads, trims);
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");

@@ -370,3 +370,27 @@ async fn a_stream_flood_leaves_the_api_its_descriptors() {
         stream.abort();
     }
 }
+
+/// A client connection that goes quiet lets its connection to the machine go (its
+/// socket, buffers and budget slot), and makes a new one on its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_client_connection_lets_its_machine_connection_go() {
+    let (edge, fake, id) = edge_with_fake_machine(|_| {}).await;
+    let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut answer = vec![0u8; 4096];
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    assert!(tcp.read(&mut answer).await.unwrap() > 0);
+    assert_eq!(fake.open_connections(&id), 1);
+    eventually("the machine connection closed", || {
+        fake.open_connections(&id) == 0
+    })
+    .await;
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "the client connection still serves"
+    );
+    edge.shutdown().await;
+}

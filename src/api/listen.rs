@@ -43,8 +43,16 @@ pub async fn serve(
                 let answer = api.call(req);
                 async move { Ok::<_, std::convert::Infallible>(answered(answer.await, request)) }
             });
+            let nothing_held = |_| {};
             connection::serve_connection(
-                stream, service, &activity, &builder, &policy, &cancel, peer,
+                stream,
+                service,
+                &activity,
+                nothing_held,
+                &builder,
+                &policy,
+                &cancel,
+                peer,
             )
             .await;
         });

@@ -42,13 +42,20 @@ pub fn builder(policy: &ClientPolicy) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// How often an open connection looks at how long it has been idle, at most.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
 /// Serves `service` on `io` until the connection ends, is idle (nothing in flight on
 /// `activity`) for the idle timeout, or `cancel` fires. Writes to the client are paced
-/// by `policy.send`. The service counts its requests on `activity` (see `Guarded`).
+/// by `policy.send`. The service counts its requests on `activity` (see `Guarded`);
+/// `while_idle` is told, every few seconds, how long the connection has been idle (so
+/// what it holds for requests can be let go while there are none).
+#[allow(clippy::too_many_arguments)] // one connection's parts, each from elsewhere
 pub async fn serve_connection<I, S, B>(
     io: I,
     service: S,
     activity: &Activity,
+    while_idle: impl Fn(Duration),
     builder: &auto::Builder<TokioExecutor>,
     policy: &ClientPolicy,
     cancel: &CancellationToken,
@@ -67,7 +74,7 @@ pub async fn serve_connection<I, S, B>(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle_timeout = policy.idle_timeout;
-    let check_every = (idle_timeout / 4).max(Duration::from_millis(10));
+    let check_every = (idle_timeout / 4).clamp(Duration::from_millis(10), IDLE_CHECK);
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -78,8 +85,12 @@ pub async fn serve_connection<I, S, B>(
             }
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(check_every) => {
-                if activity.idle_for() >= idle_timeout {
+                let idle = activity.idle_for();
+                if idle >= idle_timeout {
                     break;
+                }
+                if idle > Duration::ZERO {
+                    while_idle(idle);
                 }
             }
         }

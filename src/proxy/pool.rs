@@ -7,7 +7,7 @@
 //! than slots (every connection is a request's, or idle after one); h2c backends
 //! share one connection. Idle connections close after `UPSTREAM_POOL_IDLE`.
 
-use super::upstream::{self, Budget, MachineBody, SendFailure, UpstreamError};
+use super::upstream::{self, Budget, MachineBody, SendFailure, UPSTREAM_POOL_IDLE, UpstreamError};
 use crate::connection::{Pace, UpstreamLimits};
 use dashmap::DashMap;
 use http::{Request, Response};
@@ -16,12 +16,8 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-
-/// How long an idle pooled connection to a machine is kept.
-pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
 
 type Machines = DashMap<SocketAddr, Arc<MachinePool>>;
 

@@ -24,6 +24,9 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// How long connecting to a started machine may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle connection to a machine is kept: in the pool, or by a client
+/// connection with no request.
+pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// A client's request body, paced (`edge.client_body_timeout`, `client_min_rate`).
 pub type ClientBody = PacedBody<Incoming>;
