@@ -4,7 +4,7 @@
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, DriverKind};
-use crate::connection::{ClientPolicy, MachinePolicy, Pace, UpstreamLimits};
+use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
@@ -275,52 +275,6 @@ fn fit_descriptors(config: &mut Config) {
     edge.max_upstream_connections = granted.upstream;
 }
 
-/// How the edge's client connections are served.
-fn edge_policy(config: &Config) -> ClientPolicy {
-    let edge = &config.edge;
-    ClientPolicy {
-        header_read_timeout: edge.header_read_timeout,
-        idle_timeout: edge.keepalive_timeout,
-        max_header_count: edge.max_header_count,
-        max_header_bytes: edge.max_header_bytes,
-        shutdown_grace: edge.drain_timeout,
-        h2_keepalive_interval: edge.h2_keepalive_interval,
-        h2_keepalive_timeout: edge.h2_keepalive_timeout,
-        body: Pace {
-            timeout: edge.client_body_timeout,
-            min_rate: edge.client_min_rate,
-        },
-        send: Pace {
-            timeout: edge.client_send_timeout,
-            min_rate: edge.client_min_rate,
-        },
-    }
-}
-
-/// The API's connections: the edge's policy with the API's own header and idle timeouts.
-fn api_policy(config: &Config) -> ClientPolicy {
-    ClientPolicy {
-        header_read_timeout: config.api.header_read_timeout,
-        idle_timeout: config.api.idle_timeout,
-        ..edge_policy(config)
-    }
-}
-
-fn machine_policy(config: &Config) -> MachinePolicy {
-    MachinePolicy {
-        read: Pace::timeout(config.edge.machine_read_timeout),
-        send: Pace::timeout(config.edge.machine_send_timeout),
-    }
-}
-
-fn upstream_limits(config: &Config) -> UpstreamLimits {
-    UpstreamLimits {
-        max_connections: config.edge.max_upstream_connections,
-        max_per_machine: config.edge.max_machine_connections,
-        queue_timeout: config.edge.queue_timeout,
-    }
-}
-
 /// What the serving task owns.
 struct Served {
     config: Config,
@@ -347,9 +301,9 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
-            client_body: edge_policy(&config).body,
-            upstream_limits: upstream_limits(&config),
-            machine_policy: machine_policy(&config),
+            client_body: ClientPolicy::for_edge(&config).body,
+            upstream_limits: UpstreamLimits::from_config(&config),
+            machine_policy: MachinePolicy::from_config(&config),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -357,7 +311,7 @@ impl Served {
             trusted,
             edge_config.max_connections,
             cancel.clone(),
-            edge_policy(&config),
+            ClientPolicy::for_edge(&config),
         ));
         let reaper = tokio::spawn(supervisor.clone().reap_idle(
             edge_config.idle_timeout,
@@ -371,7 +325,7 @@ impl Served {
             sockets.api,
             api::router(api_state),
             config.api.max_connections,
-            api_policy(&config),
+            ClientPolicy::for_api(&config),
             cancel.clone(),
             api_connections.clone(),
         ));

@@ -11,7 +11,6 @@ use edgewake::drivers::fake::FakeDriver;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2;
 use reqwest::StatusCode;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -150,22 +149,6 @@ async fn connections_to_machines_stay_within_the_budget() {
     edge.shutdown().await;
 }
 
-/// Reads from the API connection until it is closed; fails if that takes over 5 s.
-async fn closed_by_api(tcp: &mut TcpStream) {
-    let mut buf = vec![0u8; 4096];
-    let closing = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), closing)
-        .await
-        .expect("the API closed the connection");
-}
-
 /// An API client that never finishes its headers, or goes quiet after a request, is
 /// closed after the API's timeouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +163,7 @@ async fn api_closes_silent_and_idle_connections() {
         .write_all(b"GET /v1/apps HTTP/1.1\r\nHost: api")
         .await
         .unwrap();
-    closed_by_api(&mut silent).await;
+    closed_within(&mut silent, Duration::from_secs(5)).await;
 
     let mut idle = TcpStream::connect(edge.running.api_addr).await.unwrap();
     let request =
@@ -193,7 +176,7 @@ async fn api_closes_silent_and_idle_connections() {
         "{}",
         String::from_utf8_lossy(&answer[..n])
     );
-    closed_by_api(&mut idle).await;
+    closed_within(&mut idle, Duration::from_secs(5)).await;
     edge.shutdown().await;
 }
 
@@ -233,72 +216,15 @@ async fn api_connections_are_capped() {
     edge.shutdown().await;
 }
 
-/// `edgewake serve` run by `sh` after `ulimits` (e.g. `ulimit -n 1024`), with a runtime
-/// machine catalog; its API address and the child.
-struct Limited {
-    child: std::process::Child,
-    http: std::net::SocketAddr,
-    api: std::net::SocketAddr,
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Limited {
-    async fn spawn(dir: &Path, ulimits: &str) -> Limited {
-        let config = dir.join("edgewake.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\n[tls]\ncerts_dir = \"{}\"\n[machines]\nprivate_ip_range = \"{}\"\n[images.\"{RUNTIME_IMAGE}\"]\ncommand = [\"{{bin_dir}}/edgewake-functions\"]\n",
-                dir.join("data").display(),
-                dir.join("certs").display(),
-                random_loopback_range(),
-            ),
-        )
-        .unwrap();
-        let (http, https, api) = (free_port(), free_port(), free_port());
-        let script = format!("{ulimits} && exec \"$0\" \"$@\"");
-        let child = std::process::Command::new("sh")
-            .args(["-c", &script, env!("CARGO_BIN_EXE_edgewake"), "serve"])
-            .args(["--config", config.to_str().unwrap()])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--https", &format!("127.0.0.1:{https}")])
-            .args(["--api", &format!("127.0.0.1:{api}")])
-            .env("EDGEWAKE_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap();
-        let limited = Limited {
-            child,
-            http: format!("127.0.0.1:{http}").parse().unwrap(),
-            api: format!("127.0.0.1:{api}").parse().unwrap(),
-        };
-        let client = reqwest::Client::new();
-        let url = format!("http://{}/v1/apps", limited.api);
-        for _ in 0..400 {
-            if client.get(&url).bearer_auth(TOKEN).send().await.is_ok() {
-                return limited;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("edgewake did not start");
-    }
-
-    /// The API answers `GET /v1/apps` within `within`.
-    async fn api_answers(&self, within: Duration) -> bool {
-        let client = reqwest::Client::builder().timeout(within).build().unwrap();
-        let res = client
-            .get(format!("http://{}/v1/apps", self.api))
-            .bearer_auth(TOKEN)
-            .send()
-            .await;
-        res.is_ok_and(|r| r.status() == StatusCode::OK)
-    }
+/// Whether the API of `edge` answers `GET /v1/apps` within `within`.
+async fn api_answers(edge: &EdgewakeProcess, within: Duration) -> bool {
+    let client = reqwest::Client::builder().timeout(within).build().unwrap();
+    let res = client
+        .get(format!("http://{}/v1/apps", edge.api))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    res.is_ok_and(|r| r.status() == StatusCode::OK)
 }
 
 /// The soft and hard open-file limits of a process.
@@ -316,7 +242,9 @@ fn open_file_limits(pid: u32) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_file_limit_is_raised_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let edge = Limited::spawn(dir.path(), "ulimit -Sn 256").await;
+    let edge =
+        EdgewakeProcess::spawn_limited(dir.path(), &random_loopback_range(), "ulimit -Sn 256")
+            .await;
     let (soft, hard) = open_file_limits(edge.child.id());
     assert_eq!(soft, hard);
     assert_ne!(soft, "256");
@@ -327,7 +255,9 @@ async fn the_open_file_limit_is_raised_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_flood_leaves_the_api_its_descriptors() {
     let dir = tempfile::tempdir().unwrap();
-    let edge = Limited::spawn(dir.path(), "ulimit -n 1024").await;
+    let edge =
+        EdgewakeProcess::spawn_limited(dir.path(), &random_loopback_range(), "ulimit -n 1024")
+            .await;
     let api = |path: &str| format!("http://{}{path}", edge.api);
     let client = reqwest::Client::new();
     let app = serde_json::json!({"app_name": APP, "org_slug": "personal"});
@@ -363,7 +293,7 @@ async fn a_stream_flood_leaves_the_api_its_descriptors() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // the flood is in flight
     assert!(
-        edge.api_answers(Duration::from_secs(2)).await,
+        api_answers(&edge, Duration::from_secs(2)).await,
         "the API did not answer during the flood"
     );
     for stream in &flood {

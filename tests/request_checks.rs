@@ -58,6 +58,17 @@ async fn assert_still_asleep(edge: &TestEdge, id: &str) {
     assert_eq!(count_events(&machine, "start"), 0, "{machine}");
 }
 
+/// Sends `request` to an edge whose machine sleeps; asserts it is answered `status` and
+/// the machine was not woken; returns the answer.
+async fn refused_before_waking(request: &str, status: u16) -> String {
+    let (edge, id) = edge_with_sleeping_machine().await;
+    let answer = raw(&edge, request).await;
+    assert_eq!(status_of(&answer), status, "{answer}");
+    assert_still_asleep(&edge, &id).await;
+    edge.shutdown().await;
+    answer
+}
+
 /// An absolute-form request is routed by its URI, and the machine's Host says that
 /// authority, not the Host header the client also sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,17 +91,13 @@ async fn absolute_form_forwards_the_authority_it_was_routed_by() {
 /// Two Host headers are a bad request (RFC 9112 §3.2), answered without waking anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_headers_are_a_bad_request() {
-    let (edge, id) = edge_with_sleeping_machine().await;
-    let answer = raw(
-        &edge,
+    refused_before_waking(
         &format!(
             "GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
         ),
+        400,
     )
     .await;
-    assert_eq!(status_of(&answer), 400, "{answer}");
-    assert_still_asleep(&edge, &id).await;
-    edge.shutdown().await;
 }
 
 /// Over HTTP/2, a `host` that names another authority than `:authority` is a bad
@@ -128,53 +135,33 @@ async fn h2_authority_and_host_must_agree() {
 /// is not woken for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_is_not_allowed() {
-    let (edge, id) = edge_with_sleeping_machine().await;
-    let answer = raw(
-        &edge,
+    let answer = refused_before_waking(
         &format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\nConnection: close\r\n\r\n"),
+        405,
     )
     .await;
-    assert_eq!(status_of(&answer), 405, "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("\r\nallow: "),
-        "{answer}"
-    );
-    assert_still_asleep(&edge, &id).await;
-    edge.shutdown().await;
+    let allow = answer.to_ascii_lowercase().contains("\r\nallow: ");
+    assert!(allow, "{answer}");
 }
 
 /// A transfer coding other than a final `chunked` is answered 501, not passed on
 /// undecoded (RFC 9112 §6.1), and wakes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_transfer_coding_is_not_implemented() {
-    let (edge, id) = edge_with_sleeping_machine().await;
-    let answer = raw(
-        &edge,
-        &format!(
-            "POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-        ),
-    )
-    .await;
-    assert_eq!(status_of(&answer), 501, "{answer}");
-    assert_still_asleep(&edge, &id).await;
-    edge.shutdown().await;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    refused_before_waking(&request, 501).await;
 }
 
 /// A chunk whose size is not hexadecimal is the client's error: 400, and the machine
 /// is not woken for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_chunk_size_is_a_bad_request() {
-    let (edge, id) = edge_with_sleeping_machine().await;
-    let answer = raw(
-        &edge,
-        &format!(
-            "POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
-        ),
-    )
-    .await;
-    assert_eq!(status_of(&answer), 400, "{answer}");
-    assert_still_asleep(&edge, &id).await;
-    edge.shutdown().await;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    );
+    refused_before_waking(&request, 400).await;
 }
 
 /// A well-formed chunked upload still reaches its machine whole.

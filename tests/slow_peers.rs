@@ -17,23 +17,6 @@ const SHORT: Duration = Duration::from_millis(300);
 /// The client preface of HTTP/2 with prior knowledge, then an empty SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
-/// Reads (and ignores) whatever the edge sends, never answering, until it closes the
-/// connection; fails if it has not within `within`.
-async fn closed_within(tcp: &mut TcpStream, within: Duration) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let closing = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, closing)
-        .await
-        .expect("the edge closed the connection");
-}
-
 /// An HTTP/2 client that never acknowledges the edge's GOAWAY (nor its PING) is cut
 /// once the grace after an idle close has run out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +46,16 @@ async fn h2_client_not_answering_pings_is_closed() {
     tcp.write_all(H2_PREFACE).await.unwrap();
     closed_within(&mut tcp, Duration::from_secs(5)).await;
     edge.shutdown().await;
+}
+
+/// The start of the edge's answer on `from_edge`, within 10 s.
+async fn answer_start(from_edge: &mut tokio::net::tcp::OwnedReadHalf) -> String {
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), from_edge.read(&mut answer))
+        .await
+        .expect("the edge answered")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
 /// An edge with short client timeouts, a minimum rate and a short idle stop, and one
@@ -95,12 +88,7 @@ async fn dripping_upload_is_cut_and_its_machine_sleeps() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), from_edge.read(&mut answer))
-        .await
-        .expect("the edge answered the drip")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = answer_start(&mut from_edge).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
         .await;
@@ -169,12 +157,7 @@ async fn machine_that_stops_reading_is_a_gateway_timeout() {
         let chunk = vec![b'x'; 64 * 1024];
         while to_edge.write_all(&chunk).await.is_ok() {}
     });
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), from_edge.read(&mut answer))
-        .await
-        .expect("the edge answered while the upload was stuck")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = answer_start(&mut from_edge).await;
     assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
     upload.abort();
     fake.release_answers();

@@ -1,16 +1,19 @@
 //! Connection policies: the limits and timeouts every HTTP connection edgewake serves
 //! (the edge's clients, the Machines API) and every connection it makes to a machine
 //! lives under, kept apart from the protocol code so that any HTTP/1.1 path reuses
-//! them. `pace` enforces how slow a peer may be (bodies, writes); `serve` drives one
+//! them. `pace` enforces how slow a peer may be (bodies; `io` writes); `serve` drives one
 //! hyper connection under a `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive
 //! PINGs, and a graceful shutdown that is cut after its grace.
 
+pub mod io;
 pub mod pace;
 pub mod serve;
 
-pub use pace::{BodyError, BoxError, Pace, PacedBody, PacedIo, Progress, TooSlow};
+pub use io::PacedIo;
+pub use pace::{BodyError, BoxError, Pace, PacedBody, Progress, TooSlow};
 pub use serve::{Guarded, builder, serve_connection};
 
+use crate::config::Config;
 use std::time::Duration;
 
 /// How a client connection is served.
@@ -56,4 +59,56 @@ pub struct UpstreamLimits {
     pub max_per_machine: usize,
     /// How long a request waits for a pooled connection before it gives up (503).
     pub queue_timeout: Duration,
+}
+
+impl ClientPolicy {
+    /// How the edge's client connections are served.
+    pub fn for_edge(config: &Config) -> ClientPolicy {
+        let edge = &config.edge;
+        ClientPolicy {
+            header_read_timeout: edge.header_read_timeout,
+            idle_timeout: edge.keepalive_timeout,
+            max_header_count: edge.max_header_count,
+            max_header_bytes: edge.max_header_bytes,
+            shutdown_grace: edge.drain_timeout,
+            h2_keepalive_interval: edge.h2_keepalive_interval,
+            h2_keepalive_timeout: edge.h2_keepalive_timeout,
+            body: Pace {
+                timeout: edge.client_body_timeout,
+                min_rate: edge.client_min_rate,
+            },
+            send: Pace {
+                timeout: edge.client_send_timeout,
+                min_rate: edge.client_min_rate,
+            },
+        }
+    }
+
+    /// The API's connections: the edge's policy with the API's header and idle timeouts.
+    pub fn for_api(config: &Config) -> ClientPolicy {
+        ClientPolicy {
+            header_read_timeout: config.api.header_read_timeout,
+            idle_timeout: config.api.idle_timeout,
+            ..ClientPolicy::for_edge(config)
+        }
+    }
+}
+
+impl MachinePolicy {
+    pub fn from_config(config: &Config) -> MachinePolicy {
+        MachinePolicy {
+            read: Pace::timeout(config.edge.machine_read_timeout),
+            send: Pace::timeout(config.edge.machine_send_timeout),
+        }
+    }
+}
+
+impl UpstreamLimits {
+    pub fn from_config(config: &Config) -> UpstreamLimits {
+        UpstreamLimits {
+            max_connections: config.edge.max_upstream_connections,
+            max_per_machine: config.edge.max_machine_connections,
+            queue_timeout: config.edge.queue_timeout,
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! client that never acknowledges cannot keep its slot.
 
 use super::ClientPolicy;
-use super::pace::PacedIo;
+use super::io::PacedIo;
 use crate::machines::activity::{Activity, InFlight};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::Service;

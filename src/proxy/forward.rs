@@ -8,7 +8,7 @@ use super::headers::{self, Forwarded};
 use super::pool::{Lease, Pools};
 use super::tunnel::{self, Carried};
 use super::upstream::{
-    Budget, ClientBody, ConnectionUpstream, MachineBody, SendFailure, UpstreamError,
+    self, Budget, ClientBody, ConnectionUpstream, MachineBody, SendFailure, UpstreamError,
 };
 use super::{ConnectionPermit, ProxyBody};
 use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
@@ -157,13 +157,15 @@ async fn exchange(
     }
     *req.uri_mut() = origin_form(req.uri());
     *req.version_mut() = Version::HTTP_11;
-    let own = prepared.own_upstream.as_ref();
-    match own.filter(|_| prepared.upgrade.is_none()) {
-        Some(own) => {
-            let send = upstreams.policy.send;
-            let response = own.send(addr, req, &upstreams.budget, send).await?;
-            Ok((response, None))
-        }
+    let (budget, send) = (&upstreams.budget, upstreams.policy.send);
+    if prepared.upgrade.is_some() {
+        // A connection of its own, which the tunnel keeps: it counts against the
+        // budget, never against a machine's pool (a WebSocket is not a pooled request).
+        let response = upstream::send_once(addr, req, budget, send).await?;
+        return Ok((response, None));
+    }
+    match prepared.own_upstream.as_ref() {
+        Some(own) => Ok((own.send(addr, req, budget, send).await?, None)),
         None => {
             let (response, lease) = upstreams.pools.send_http1(addr, req).await?;
             Ok((response, Some(lease)))

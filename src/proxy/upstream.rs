@@ -189,6 +189,23 @@ pub async fn connect_http1(
     Ok(sender)
 }
 
+/// Sends `req` on a new connection of its own (an upgrade, whose tunnel keeps it).
+pub async fn send_once(
+    addr: SocketAddr,
+    req: Request<MachineBody>,
+    budget: &Budget,
+    send: Pace,
+) -> Result<Response<Incoming>, SendFailure> {
+    let mut sender = match connect_http1(addr, budget, send).await {
+        Ok(sender) => sender,
+        Err(error) => return Err(SendFailure::unsent(error, req)),
+    };
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| SendFailure::sent(&e))
+}
+
 struct Cached {
     addr: SocketAddr,
     sender: http1::SendRequest<MachineBody>,

@@ -348,6 +348,24 @@ pub fn machine_pids(id: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Reads (and ignores) whatever the peer sends, never answering, until it closes the
+/// connection; fails if it has not within `within`.
+pub async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let closing = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, closing)
+        .await
+        .expect("the connection was closed");
+}
+
 /// A loopback port that was free a moment ago (for the edgewake binary's flags).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -379,11 +397,35 @@ impl EdgewakeProcess {
         EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
     }
 
+    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
+    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
+        let config = process_config(dir, range);
+        EdgewakeProcess::spawn_under(dir, &config, &[], Some(ulimits)).await
+    }
+
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_under(dir, config_text, extra, None).await
+    }
+
+    async fn spawn_under(
+        dir: &Path,
+        config_text: &str,
+        extra: &[&str],
+        ulimits: Option<&str>,
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         let (http, https, api) = (free_port(), free_port(), free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
+        let binary = env!("CARGO_BIN_EXE_edgewake");
+        let mut command = match ulimits {
+            None => std::process::Command::new(binary),
+            Some(ulimits) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
+        let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
             .args([
