@@ -67,6 +67,8 @@ async fn serve() -> std::io::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or([0, 0, 0, 0].into());
     let port: u16 = env("PORT").and_then(|v| v.parse().ok()).unwrap_or(8080);
+    // Before listening: a stop can come the moment the port is open.
+    let terminated = terminated();
     // The edge's own listener settings: a backlog deep enough for a herd of first requests.
     let listener = crate::listener::bind(SocketAddr::new(ip, port))?;
     println!("edgewake-functions listening on {}", listener.local_addr()?);
@@ -92,7 +94,7 @@ async fn serve() -> std::io::Result<()> {
         () = accept(listener, machine.clone()) => {}
         () = machine.exit.notified() => println!("exiting on request"),
         () = exit_when_idle(&machine, idle_exit) => println!("idle: exiting"),
-        () = async { terminated().await; tokio::time::sleep(drain).await } => println!("terminated"),
+        () = async { terminated.await; tokio::time::sleep(drain).await } => println!("terminated"),
     }
     Ok(())
 }
@@ -322,12 +324,17 @@ async fn exit_when_idle(machine: &Machine, after: Option<Duration>) {
     }
 }
 
-async fn terminated() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at the call, not when the
+/// future is first polled: until then either signal would kill at once, skipping the
+/// drain (`SHUTDOWN_DELAY_MS`).
+fn terminated() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -12,7 +12,9 @@
 //!   connection limit, the open-file limit raised at start and shared out), `memory`
 //!   (free memory handed back to the system after bursts; the one module with
 //!   `unsafe`): leaves.
-//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `config`: the operator's TOML file, parsed then validated (every problem at once);
+//!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
+//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
@@ -37,38 +39,57 @@
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
 //!   lifecycle needs: its lock, its instance, its wake in progress.
-//! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
-//!   development CA and self-signed fallback (`dev_ca`).
+//! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
+//!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
+//!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
+//!   picks the certificates installed at run time (`managed`), `certs/` (reloadable),
+//!   the development CA and self-signed fallback (`dev_ca`).
+//! - `hostnames`: hostnames added to apps (custom domains), one app each, in memory for
+//!   routing and in the state database (`store`).
 //! - `connection`: the policies every HTTP connection lives under, apart from any one
 //!   HTTP implementation: `pace` (how slow a peer may be: per-wait timeouts and a
-//!   minimum rate, for bodies and writes), `serve` (one hyper connection under a
+//!   minimum rate, for bodies; `io` for writes), `serve` (one hyper connection under a
 //!   `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, a graceful close
 //!   cut after its grace).
-//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `admit` (CONNECT,
+//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `challenge` (ACME
+//!   HTTP-01 answered before anything else, never waking a machine), `checks` (CONNECT,
 //!   transfer codings, a malformed first chunk: refused before any wake), `route` (the
-//!   one authority a request names → app), `place` (regions nearest the client, Fly's
-//!   routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
-//!   machine's answer), `respond` (errors → statuses and short bodies); `upstream` is
-//!   an HTTP/1.1 client connection's own connection to its machine, the budget of
-//!   connections to machines, and says whether a failed request was sent; `pool` the
-//!   bounded per-machine pool the other requests share; `tunnel` pumps WebSockets and
-//!   raw TCP after TLS.
+//!   one authority a request names → app: `<app>.<domain>` or an added hostname),
+//!   `place` (regions nearest the client, Fly's routing headers), the lifecycle's
+//!   `ready`, `forward` (headers, upgrades, the machine's answer), `respond` (errors →
+//!   statuses and short bodies); `upstream` is an HTTP/1.1 client connection's own
+//!   connection to its machine, the budget of connections to machines, and says whether
+//!   a failed request was sent; `pool` the bounded per-machine pool the other requests
+//!   share; `tunnel` pumps WebSockets and raw TCP after TLS.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
 //!   HTTP/1.1 + HTTP/2 under the edge's `connection` policy.
+//! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
+//!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
+//!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,
+//!   one `order`, each hostname's `worker` (backoff and renewal `timing`, `status`), and
+//!   the guarded `on_demand` hook.
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
-//!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
-//!   keys), `error` (Fly's error JSON, and the status each driver error means);
-//!   `listen` serves it under its own connection cap and timeouts.
-//! - `server`: wiring and ordered shutdown.
-//! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
-//!   with a small hyper-util HTTP `client`; `images` works on the local store.
+//!   `metadata`, `lease`, `exec`, `certificates` (Fly's shapes in
+//!   `certificate_views`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
+//!   status, so handlers just use `?`); `listen` serves it under its own connection
+//!   cap and timeouts.
+//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
+//!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
+//! - `cli`: the command line. `serve` runs the server as a process (config found and
+//!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
+//!   reloads) and `reload` signals it; the client commands with flyctl's habits
+//!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
+//!   a small hyper-util HTTP `client`; `images` works on the local store.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
 //!
 //! The listener accepts (a trusted peer's PROXY header names the client); `edge`
-//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` routes `<app>.<domain>` to an
+//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` answers an ACME HTTP-01
+//! validation itself, else routes `<app>.<domain>` (or a hostname added to an app) to an
 //! app, places the client (regions nearest first) and asks the lifecycle for a ready
 //! machine: `pick` takes, in the first region that can serve, its started machine with
 //! the fewest requests in flight, or one stopped machine; the request counts itself in
@@ -79,11 +100,12 @@
 //! timeout.
 
 // Denied, not forbidden, so that `memory` alone may call into the allocator (its doc
-// says why); no other module may allow it.
+// says why); tests/layers.rs fails if any other file allows it.
 #![deny(unsafe_code)]
 
 pub mod addresses;
 pub mod api;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod connection;
@@ -92,6 +114,7 @@ pub mod edge;
 pub mod files;
 pub mod functions;
 pub mod geo;
+pub mod hostnames;
 pub mod ids;
 pub mod images;
 pub mod lifecycle;

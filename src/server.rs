@@ -1,24 +1,32 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
 //! order (stop accepting, drain, stop machines).
 
+mod live;
+mod reload;
+
+use live::Live;
+pub use reload::{ReloadError, Reloaded};
+
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::config::{Config, DriverKind};
-use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
+use crate::connection::ClientPolicy;
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, Edge};
+use crate::edge;
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
-use crate::lifecycle::{Settings, Supervisor};
+use crate::lifecycle::Supervisor;
 use crate::listener::Shares;
 use crate::machines::Registry;
 use crate::machines::store::Store;
-use crate::proxy::place::Regions;
-use crate::proxy::{Inbound, Proxy, ProxySettings};
+use crate::proxy::Inbound;
 use crate::tls::Tls;
-use crate::trusted::Trusted;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +48,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +62,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -61,12 +74,12 @@ pub enum StartError {
     Certificates(#[from] crate::tls::certs::CertError),
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
-    #[error("{0}")]
-    Sandbox(String),
+    #[error(transparent)]
+    Sandbox(#[from] crate::drivers::sandbox::SetupError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
-fn open_geo(config: &Config) -> Result<GeoDb, StartError> {
+fn open_geo(config: &Config) -> Result<GeoDb, crate::geo::GeoError> {
     let geo = GeoDb::open(config.geo.ipv4_db.as_deref(), config.geo.ipv6_db.as_deref())?;
     if geo.is_empty() {
         tracing::info!(
@@ -85,6 +98,8 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
+    live: Arc<Live>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -93,6 +108,18 @@ impl Running {
     /// Begins a graceful shutdown.
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Applies a config read again (SIGHUP) and the certificates: what can change live
+    /// does, what cannot is kept and named in the answer; on an error nothing changed.
+    /// Called within the runtime.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        reload::reload(&self.live, config)
+    }
+
+    /// The config in force: the one started with, plus what reloads changed.
+    pub fn config(&self) -> Config {
+        self.live.config()
     }
 
     /// Waits until shutdown has finished: requests drained, machines stopped.
@@ -132,6 +159,11 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -140,22 +172,30 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
         local(&sockets.api),
     );
 
-    let cancel = CancellationToken::new();
-    let api_state = ApiState {
-        supervisor: supervisor.clone(),
-        token: api_token.clone().into(),
-        regions: config.regions.iter().map(|r| r.code.clone()).collect(),
-        edge_region: config.edge.region.clone().into(),
-    };
     let geo = open_geo(&config)?;
-    let served = Served {
+    let live = Arc::new(Live::new(
         config,
         geo,
+        &supervisor,
+        &tls,
+        hostnames,
+        &cancel,
+    ));
+    let api_state = ApiState {
         supervisor: supervisor.clone(),
-        tls: tls.clone(),
-        cancel: cancel.clone(),
+        certificates: certificates.clone(),
+        token: api_token.clone().into(),
+        regions: live.regions.clone(),
+        stopping: cancel.clone(),
     };
-    let done = tokio::spawn(served.run(sockets, api_state));
+    let served = serve(
+        live.clone(),
+        sockets,
+        api_state,
+        certificates.clone(),
+        cancel.clone(),
+    );
+    let done = tokio::spawn(served);
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
     Ok(Running {
         http_addr,
@@ -164,6 +204,8 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
         api_token,
         supervisor,
         tls,
+        certificates,
+        live,
         cancel,
         done,
     })
@@ -193,7 +235,7 @@ fn open_machines(
     let supervisor = Arc::new(Supervisor::new(
         Arc::new(registry),
         driver,
-        settings(config),
+        live::settings(config),
     ));
     supervisor.recover(stored);
     Ok(supervisor)
@@ -219,8 +261,12 @@ fn sandbox_driver(config: &Config, bin_dir: &std::path::Path) -> Result<SandboxD
         }),
     );
     let hook = bin_dir.join("edgewake");
-    SandboxDriver::new(&config.data_dir, &config.sandbox, Arc::new(images), hook)
-        .map_err(StartError::Sandbox)
+    Ok(SandboxDriver::new(
+        &config.data_dir,
+        &config.sandbox,
+        Arc::new(images),
+        hook,
+    )?)
 }
 
 /// Registry credentials from config; `password_env` is read now.
@@ -237,17 +283,6 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
             insecure: r.insecure,
         })
         .collect()
-}
-
-fn settings(config: &Config) -> Settings {
-    Settings {
-        wake_timeout: config.edge.wake_timeout,
-        probe_interval: config.edge.probe_interval,
-        stop_signal: config.machines.stop_signal,
-        stop_timeout: config.machines.stop_timeout,
-        queue_timeout: config.edge.queue_timeout,
-        max_queued: config.edge.max_queued,
-    }
 }
 
 /// Raises the open-file limit, and lowers the edge's connection limits where they do not
@@ -275,110 +310,68 @@ fn fit_descriptors(config: &mut Config) {
     edge.max_upstream_connections = granted.upstream;
 }
 
-/// What the serving task owns.
-struct Served {
-    config: Config,
-    geo: GeoDb,
-    supervisor: Arc<Supervisor>,
-    tls: Arc<Tls>,
+/// Serves until cancelled, then shuts down in order: stop accepting, drain requests
+/// (up to the drain timeout in force), stop the machines.
+async fn serve(
+    live: Arc<Live>,
+    sockets: Sockets,
+    api_state: ApiState,
+    certificates: Arc<Certificates>,
     cancel: CancellationToken,
-}
-
-impl Served {
-    async fn run(self, sockets: Sockets, api_state: ApiState) {
-        let Served {
-            config,
-            geo,
-            supervisor,
-            tls,
-            cancel,
-        } = self;
-        let edge_config = &config.edge;
-        let trusted = Trusted::new(edge_config.trusted_proxies.clone());
-        let settings = ProxySettings {
-            domains: edge_config.domains.clone(),
-            edge_region: edge_config.region.clone(),
-            regions: Regions::new(&config.regions, &edge_config.region),
-            geo,
-            trusted: trusted.clone(),
-            client_body: ClientPolicy::for_edge(&config).body,
-            upstream_limits: UpstreamLimits::from_config(&config),
-            machine_policy: MachinePolicy::from_config(&config),
-        };
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
-        let edge = Arc::new(Edge::new(
-            proxy,
-            trusted,
-            edge_config.max_connections,
-            cancel.clone(),
-            ClientPolicy::for_edge(&config),
-        ));
-        let reaper = tokio::spawn(supervisor.clone().reap_idle(
-            edge_config.idle_timeout,
-            edge_config.reap_interval,
-            cancel.clone(),
-        ));
-        let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
-        let trims = tokio::spawn(crate::memory::give_back_after_bursts(cancel.clone()));
-        let api_connections = TaskTracker::new();
-        let api = tokio::spawn(api::listen::serve(
-            sockets.api,
-            api::router(api_state),
-            config.api.max_connections,
-            ClientPolicy::for_api(&config),
-            cancel.clone(),
-            api_connections.clone(),
-        ));
-        let http_inbound = Inbound {
-            service_port: edge_config.http_service_port,
-            scheme: "http",
-            proxy_protocol: edge_config.http_proxy_protocol,
-        };
-        let https_inbound = Inbound {
-            service_port: edge_config.https_service_port,
-            scheme: "https",
-            proxy_protocol: edge_config.https_proxy_protocol,
-        };
-        tokio::join!(
-            edge::serve(sockets.http, edge.clone(), http_inbound, None),
-            edge::serve(sockets.https, edge.clone(), https_inbound, Some(tls)),
-        );
-        // The accept loops return only once cancelled: drain what is in flight.
-        supervisor.close_all_tunnels().await;
-        edge.connections.close();
-        let drain = edge_config.drain_timeout;
-        if tokio::time::timeout(drain, edge.connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "requests still in flight after {drain:?}; stopping the machines under them"
-            );
-        }
-        let _ = api.await;
-        api_connections.close();
-        let _ = tokio::time::timeout(drain, api_connections.wait()).await;
-        let _ = tokio::join!(reaper, reloads, trims);
-        supervisor.shutdown().await;
-        supervisor.driver().close();
-        tracing::info!("edgewake stopped");
-    }
-}
-
-/// SIGHUP reloads the certificates; a bad file keeps the old ones and says why.
-async fn reload_on_sighup(tls: Arc<Tls>, cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return tracing::warn!("cannot listen for SIGHUP: certificates will not reload");
+) {
+    let config = live.config();
+    let supervisor = live.supervisor.clone();
+    let edge = live.edge.clone();
+    let reaper = tokio::spawn(supervisor.clone().reap_idle(cancel.clone()));
+    let trims = tokio::spawn(crate::memory::give_back_after_bursts(cancel.clone()));
+    let api_connections = TaskTracker::new();
+    let api = tokio::spawn(api::listen::serve(
+        sockets.api,
+        api::router(api_state),
+        config.api.max_connections,
+        ClientPolicy::for_api(&config),
+        cancel.clone(),
+        api_connections.clone(),
+    ));
+    let http_inbound = Inbound {
+        service_port: config.edge.http_service_port,
+        scheme: "http",
+        proxy_protocol: config.edge.http_proxy_protocol,
     };
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = hangups.recv() => {
-                if let Err(e) = tls.reload() {
-                    tracing::error!("certificate reload failed, keeping the old certificates: {e}");
-                }
-            }
-        }
+    let https_inbound = Inbound {
+        service_port: config.edge.https_service_port,
+        scheme: "https",
+        proxy_protocol: config.edge.https_proxy_protocol,
+    };
+    tokio::join!(
+        edge::serve(sockets.http, edge.clone(), http_inbound, None),
+        edge::serve(
+            sockets.https,
+            edge.clone(),
+            https_inbound,
+            Some(live.tls.clone())
+        ),
+    );
+    // The accept loops return only once cancelled: drain what is in flight.
+    supervisor.close_all_tunnels().await;
+    edge.connections.close();
+    let drain = live.config().edge.drain_timeout;
+    if tokio::time::timeout(drain, edge.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {drain:?}; stopping the machines under them"
+        );
     }
+    let _ = api.await;
+    api_connections.close();
+    let _ = tokio::time::timeout(drain, api_connections.wait()).await;
+    let _ = tokio::join!(reaper, trims);
+    if let Some(acme) = certificates.acme() {
+        acme.stopped().await;
+    }
+    supervisor.shutdown().await;
+    supervisor.driver().close();
+    tracing::info!("edgewake stopped");
 }

@@ -6,18 +6,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
-
-fn machines_path(app: &str) -> String {
-    format!("/v1/apps/{app}/machines")
-}
-
-fn machine_path(app: &str, id: &str, rest: &str) -> String {
-    format!("/v1/apps/{app}/machines/{id}{rest}")
-}
 
 /// A request to the API with an optional bearer token and a raw body.
 async fn raw(
@@ -36,36 +25,7 @@ async fn raw(
             .header("content-type", "application/json")
             .body(body.to_string());
     }
-    let res = req.send().await.expect("API answers");
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Asserts an error answer: the status and a JSON body with a non-empty `error` string.
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
-    assert_eq!(status, expected, "{body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error string: {body}"));
-    assert!(!message.is_empty(), "{body}");
-}
-
-fn event_types(machine: &Value) -> Vec<String> {
-    machine["events"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no events array: {machine}"))
-        .iter()
-        .map(|e| {
-            e["type"]
-                .as_str()
-                .unwrap_or_else(|| panic!("event without type: {e}"))
-                .to_string()
-        })
-        .collect()
+    answer(req).await
 }
 
 /// Asserts every event has status, source and a ms timestamp, newest first.
@@ -93,10 +53,10 @@ fn assert_events_well_formed(machine: &Value) {
     }
 }
 
-fn position(types: &[String], kind: &str) -> usize {
+fn position(types: &[&str], kind: &str) -> usize {
     types
         .iter()
-        .position(|t| t == kind)
+        .position(|t| *t == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {types:?}"))
 }
 
@@ -106,7 +66,7 @@ async fn machine_ids(edge: &TestEdge, app: &str) -> Vec<String> {
     list.as_array()
         .unwrap_or_else(|| panic!("machine list is not an array: {list}"))
         .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
+        .map(id_of)
         .collect()
 }
 
@@ -130,8 +90,8 @@ async fn app_lifecycle_create_get_list_by_org_delete() {
     assert!(app["id"].as_str().is_some_and(|s| !s.is_empty()), "{app}");
     assert_eq!(app["organization"]["slug"], "personal");
 
-    let machine = edge.create_machine("alpha", RUNTIME_IMAGE, true).await;
-    assert_eq!(machine["state"], "created");
+    let machine = edge.new_machine("alpha", RUNTIME_IMAGE).created().await;
+    assert_eq!(machine.json["state"], "created");
 
     let (status, list) = edge.get("/v1/apps?org_slug=personal").await;
     assert_eq!(status, StatusCode::OK, "{list}");
@@ -284,22 +244,20 @@ async fn machine_list_is_per_app() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
     edge.create_app("other-app").await;
-    let a = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let b = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let c = edge.create_machine("other-app", RUNTIME_IMAGE, true).await;
-    assert_ne!(a["id"], b["id"]);
+    let a = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
+    let b = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
+    let c = edge
+        .new_machine("other-app", RUNTIME_IMAGE)
+        .created()
+        .await
+        .id;
+    assert_ne!(a, b);
     let mut ids = machine_ids(&edge, APP).await;
     ids.sort();
-    let mut expected = vec![
-        a["id"].as_str().unwrap().to_string(),
-        b["id"].as_str().unwrap().to_string(),
-    ];
+    let mut expected = vec![a, b];
     expected.sort();
     assert_eq!(ids, expected);
-    assert_eq!(
-        machine_ids(&edge, "other-app").await,
-        [c["id"].as_str().unwrap()]
-    );
+    assert_eq!(machine_ids(&edge, "other-app").await, [c]);
     edge.shutdown().await;
 }
 
@@ -307,18 +265,19 @@ async fn machine_list_is_per_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_launch_stays_created_until_started() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    let id = id.as_str();
     assert_eq!(machine["state"], "created", "{machine}");
-    let id = machine["id"].as_str().unwrap();
     assert_eq!(count_events(&machine, "start"), 0, "{machine}");
     assert!(
         machine_pids(id).is_empty(),
         "a skip_launch machine runs a process"
     );
-    // Still created a little later: nothing boots it behind our back.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Still created once a machine launched after it has booted: nothing boots it
+    // behind our back.
+    edge.new_machine(APP, RUNTIME_IMAGE).started().await;
     assert_eq!(edge.machine(APP, id).await["state"], "created");
+    assert!(machine_pids(id).is_empty());
 
     let (status, body) = edge.post(&machine_path(APP, id, "/start"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -333,10 +292,7 @@ async fn skip_launch_stays_created_until_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_start() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap();
-    edge.wait_for_state(APP, id, "started", BOOT).await;
+    let id = &edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
 
     let (status, body) = edge.post(&machine_path(APP, id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -374,10 +330,8 @@ async fn stop_then_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_on_running_machine_is_409() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap();
-    let before = edge.wait_for_state(APP, id, "started", BOOT).await;
+    let Machine { id, json: before } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let id = id.as_str();
 
     let (status, body) = edge.post(&machine_path(APP, id, "/start"), json!({})).await;
     assert_error(status, &body, StatusCode::CONFLICT);
@@ -394,10 +348,7 @@ async fn start_on_running_machine_is_409() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_running_machine_needs_force() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap();
-    edge.wait_for_state(APP, id, "started", BOOT).await;
+    let id = &edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
 
     let (status, body) = edge.delete(&machine_path(APP, id, "")).await;
     assert_error(status, &body, StatusCode::CONFLICT);
@@ -409,15 +360,7 @@ async fn delete_running_machine_needs_force() {
     let (status, body) = edge.get(&machine_path(APP, id, "")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     assert!(machine_ids(&edge, APP).await.is_empty());
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !machine_pids(id).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deleted machine's process still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_no_process(id).await;
     edge.shutdown().await;
 }
 
@@ -426,15 +369,12 @@ async fn delete_running_machine_needs_force() {
 async fn delete_non_running_machine_needs_no_force() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let created = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let created_id = created["id"].as_str().unwrap();
+    let created_id = &edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
     let (status, body) = edge.delete(&machine_path(APP, created_id, "")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"ok": true}));
 
-    let running = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = running["id"].as_str().unwrap();
-    edge.wait_for_state(APP, id, "started", BOOT).await;
+    let id = &edge.new_machine(APP, RUNTIME_IMAGE).started().await.id;
     let (status, body) = edge.post(&machine_path(APP, id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     edge.wait_for_state(APP, id, "stopped", BOOT).await;
@@ -462,10 +402,7 @@ async fn machine_name_taken_is_422() {
     let (status, err) = edge.post(&machines_path(APP), body.clone()).await;
     assert_error(status, &err, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(err["status"], "name_taken", "{err}");
-    assert_eq!(
-        machine_ids(&edge, APP).await,
-        [first["id"].as_str().unwrap()]
-    );
+    assert_eq!(machine_ids(&edge, APP).await, [id_of(&first)]);
 
     let (status, other) = edge.post(&machines_path("other-app"), body).await;
     assert_eq!(status, StatusCode::OK, "{other}");
@@ -477,9 +414,7 @@ async fn machine_name_taken_is_422() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_wrong_token_is_401() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = &edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let create_app = r#"{"app_name":"sneaky","org_slug":"personal"}"#;
     let calls = [
         (
@@ -628,10 +563,8 @@ async fn unknown_app_or_machine_is_404() {
 
     // A machine of one app is not found under another.
     edge.create_app("other-app").await;
-    let machine = edge.create_machine("other-app", RUNTIME_IMAGE, true).await;
-    let (status, body) = edge
-        .get(&machine_path(APP, machine["id"].as_str().unwrap(), ""))
-        .await;
+    let other = edge.new_machine("other-app", RUNTIME_IMAGE).created().await;
+    let (status, body) = edge.get(&machine_path(APP, &other.id, "")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     edge.shutdown().await;
 }
@@ -640,10 +573,7 @@ async fn unknown_app_or_machine_is_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_delete_with_running_machine_needs_force() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap();
-    edge.wait_for_state(APP, id, "started", BOOT).await;
+    let id = &edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
 
     let (status, body) = edge.delete(&format!("/v1/apps/{APP}")).await;
     assert_error(status, &body, StatusCode::CONFLICT);
@@ -657,15 +587,7 @@ async fn app_delete_with_running_machine_needs_force() {
     assert_error(status, &body, StatusCode::NOT_FOUND);
     let (_, list) = edge.get("/v1/apps?org_slug=personal").await;
     assert_eq!(list["total_apps"], 0, "{list}");
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !machine_pids(id).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "machine of a deleted app still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_no_process(id).await;
     edge.shutdown().await;
 }
 
@@ -673,9 +595,8 @@ async fn app_delete_with_running_machine_needs_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_reaches_machine_created_by_api() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).launched().await.id;
+    let id = id.as_str();
 
     let res = edge.request(APP, "/").await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -5,24 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
-
-/// A started machine's id.
-async fn started(edge: &TestEdge) -> String {
-    edge.started_machine(APP, RUNTIME_IMAGE).await
-}
-
-fn event_types(machine: &Value) -> Vec<&str> {
-    machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect()
-}
 
 /// A call with the lease nonce header (or none).
 async fn with_nonce(
@@ -32,23 +15,14 @@ async fn with_nonce(
     nonce: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = edge
-        .client
-        .request(method, edge.api_url(path))
-        .bearer_auth(TOKEN);
+    let mut req = edge.api_request(method, path);
     if let Some(nonce) = nonce {
         req = req.header("fly-machine-lease-nonce", nonce);
     }
     if let Some(body) = body {
         req = req.json(&body);
     }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(req).await
 }
 
 /// Restart runs a new process for the machine and answers once it serves again; a
@@ -56,8 +30,7 @@ async fn with_nonce(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_runs_a_new_process() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = started(&edge).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let before = machine_pids(&id);
     assert_eq!(before.len(), 1, "{before:?}");
 
@@ -98,8 +71,7 @@ async fn restart_runs_a_new_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_reaches_the_process() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = started(&edge).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let (status, body) = edge
         .post(&machine_path(APP, &id, "/signal"), json!({"signal": 9}))
         .await;
@@ -151,8 +123,7 @@ async fn signal_reaches_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_stops_and_says_so() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = started(&edge).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let (status, body) = edge
         .post(&machine_path(APP, &id, "/suspend"), json!({}))
         .await;
@@ -172,8 +143,8 @@ async fn suspend_stops_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cordoned_machine_gets_no_traffic() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let (a, b) = (started(&edge).await, started(&edge).await);
+    let a = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let b = edge.new_machine(APP, RUNTIME_IMAGE).started().await.id;
     let served_by = |res: &reqwest::Response| {
         res.headers()["edgewake-machine"]
             .to_str()
@@ -217,12 +188,12 @@ async fn cordoned_machine_gets_no_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_service_registration_means_cordoned() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let body = json!({"config": seed_config(RUNTIME_IMAGE), "skip_launch": true, "skip_service_registration": true});
-    let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-    assert_eq!(status, StatusCode::OK, "{machine}");
+    let Machine { id, json: machine } = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .with("skip_service_registration", true)
+        .created()
+        .await;
     assert_eq!(machine["cordoned"], true);
-    let id = id_of(&machine);
     assert_eq!(
         edge.request(APP, "/").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -239,9 +210,8 @@ async fn skip_service_registration_means_cordoned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_get_set_delete_and_bulk() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let (id, version) = (id_of(&machine), machine["instance_id"].clone());
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    let version = machine["instance_id"].clone();
     let meta = |rest: &str| machine_path(APP, &id, &format!("/metadata{rest}"));
 
     let (status, _) = edge.post(&meta("/role"), json!({"value": "worker"})).await;
@@ -282,8 +252,7 @@ async fn metadata_get_set_delete_and_bulk() {
 async fn lease_blocks_changes_without_its_nonce() {
     use reqwest::Method as M;
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = started(&edge).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let lease_path = machine_path(APP, &id, "/lease");
     let body = json!({"ttl": 60, "description": "deploy"});
     let (status, lease) = edge.post(&lease_path, body).await;
@@ -373,11 +342,12 @@ async fn lease_blocks_changes_without_its_nonce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_with_lease_ttl_returns_the_nonce() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let body = json!({"config": seed_config(RUNTIME_IMAGE), "skip_launch": true, "lease_ttl": 30});
-    let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    let Machine { id, json: machine } = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .with("lease_ttl", 30)
+        .created()
+        .await;
     let nonce = machine["nonce"].as_str().expect("nonce in the answer");
-    let id = id_of(&machine);
     let (status, body) = edge
         .post(&machine_path(APP, &id, "/start"), json!({}))
         .await;
@@ -394,8 +364,7 @@ async fn create_with_lease_ttl_returns_the_nonce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_a_command_in_the_machine() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = started(&edge).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let path = machine_path(APP, &id, "/exec");
     let body = json!({"command": ["sh", "-c", "echo $FLY_MACHINE_ID; echo oops >&2; exit 4"]});
     let (status, output) = edge.post(&path, body).await;

@@ -6,10 +6,7 @@ mod support;
 use edgewake::config::RegionConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 async fn edge_with_two_regions() -> TestEdge {
     TestEdge::start_with(|config| {
@@ -23,19 +20,16 @@ async fn edge_with_two_regions() -> TestEdge {
     .await
 }
 
-/// Creates a machine in `region` with `metadata`; returns its id.
-async fn machine(edge: &TestEdge, region: &str, metadata: Value, skip_launch: bool) -> String {
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["metadata"] = metadata;
-    let body = json!({"config": config, "region": region, "skip_launch": skip_launch});
-    let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-    assert_eq!(status, StatusCode::OK, "{machine}");
-    id_of(&machine)
+/// A machine in `region` with `metadata`, of the app `APP` (which exists).
+fn machine<'e>(edge: &'e TestEdge, region: &str, metadata: Value) -> NewMachine<'e> {
+    edge.new_machine(APP, RUNTIME_IMAGE)
+        .with("region", region)
+        .config(|c| c["metadata"] = metadata)
 }
 
 /// The ids a listing with `query` returns, sorted.
 async fn listed(edge: &TestEdge, query: &str) -> Vec<String> {
-    let (status, list) = edge.get(&format!("/v1/apps/{APP}/machines?{query}")).await;
+    let (status, list) = edge.get(&format!("{}?{query}", machines_path(APP))).await;
     assert_eq!(status, StatusCode::OK, "{query}: {list}");
     let mut ids: Vec<String> = list.as_array().unwrap().iter().map(id_of).collect();
     ids.sort();
@@ -54,12 +48,16 @@ fn sorted(ids: &[&String]) -> Vec<String> {
 async fn list_filters_by_region_state_and_metadata() {
     let edge = edge_with_two_regions().await;
     edge.create_app(APP).await;
-    let web = machine(&edge, "ams", json!({"role": "web"}), true).await;
-    let db_lhr = machine(&edge, "lhr", json!({"role": "db"}), false).await;
-    let db_ams = machine(&edge, "ams", json!({"role": "db", "tier": "gold"}), false).await;
-    for id in [&db_lhr, &db_ams] {
-        edge.wait_for_state(APP, id, "started", BOOT).await;
-    }
+    let web = machine(&edge, "ams", json!({"role": "web"}))
+        .created()
+        .await
+        .id;
+    let db_lhr = machine(&edge, "lhr", json!({"role": "db"}))
+        .started()
+        .await
+        .id;
+    let gold = json!({"role": "db", "tier": "gold"});
+    let db_ams = machine(&edge, "ams", gold).started().await.id;
     assert_eq!(listed(&edge, "").await, sorted(&[&web, &db_lhr, &db_ams]));
     assert_eq!(listed(&edge, "region=lhr").await, [db_lhr.as_str()]);
     assert_eq!(listed(&edge, "state=created").await, [web.as_str()]);
@@ -93,10 +91,9 @@ async fn list_filters_by_region_state_and_metadata() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_summary_omits_config_and_events() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let (_, list) = edge
-        .get(&format!("/v1/apps/{APP}/machines?summary=true"))
+        .get(&format!("{}?summary=true", machines_path(APP)))
         .await;
     let machine = &list[0];
     assert_eq!(machine["id"], id.as_str());
@@ -107,7 +104,7 @@ async fn list_summary_omits_config_and_events() {
         "{machine}"
     );
     let (status, body) = edge
-        .get(&format!("/v1/apps/{APP}/machines?summary=perhaps"))
+        .get(&format!("{}?summary=perhaps", machines_path(APP)))
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST);
     edge.shutdown().await;
@@ -118,9 +115,8 @@ async fn list_summary_omits_config_and_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroyed_machines_listed_with_include_deleted() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let kept = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
-    let gone = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let kept = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    let gone = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
     let (status, _) = edge.delete(&machine_path(APP, &gone, "")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed(&edge, "").await, [kept.as_str()]);
@@ -145,7 +141,7 @@ async fn destroyed_machines_listed_with_include_deleted() {
     );
     let (status, body) = edge.get(&machine_path(APP, &gone, "")).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let second = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let second = edge.new_machine(APP, RUNTIME_IMAGE).created().await.id;
     assert_eq!(listed(&edge, "").await, sorted(&[&kept, &second]));
     edge.shutdown().await;
 }
@@ -155,9 +151,8 @@ async fn destroyed_machines_listed_with_include_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_list_has_fly_shape() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    edge.new_machine(APP, RUNTIME_IMAGE).created().await;
     let (status, list) = edge.get("/v1/apps?org_slug=personal").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["total_apps"], 1);

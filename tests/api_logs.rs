@@ -4,17 +4,13 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// The logs hold what the machine printed; `offset` skips what was already read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_hold_the_machine_output() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let (status, body) = edge.get(&machine_path(APP, &id, "/logs")).await;
     assert_eq!(
         (status, body),
@@ -43,8 +39,7 @@ async fn logs_hold_the_machine_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followed_logs_stream_new_output_until_destroyed() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let mut res = follow(&edge, &id).await;
     let mut seen = String::new();
     let mut read_until = async |needle_count: usize, seen: &mut String| {
@@ -80,8 +75,7 @@ async fn followed_logs_stream_new_output_until_destroyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followed_logs_survive_rotation() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, CHATTY_IMAGE).await;
+    let id = edge.app_with_machine(CHATTY_IMAGE).started().await.id;
     let mut res = follow(&edge, &id).await;
     let (status, _) = edge
         .post(&machine_path(APP, &id, "/restart"), json!({}))
@@ -114,10 +108,9 @@ async fn followed_logs_survive_rotation() {
 
 /// The machine's log, followed.
 async fn follow(edge: &TestEdge, id: &str) -> reqwest::Response {
+    let path = machine_path(APP, id, "/logs?follow=true");
     let res = edge
-        .client
-        .get(edge.api_url(&machine_path(APP, id, "/logs?follow=true")))
-        .bearer_auth(TOKEN)
+        .api_request(reqwest::Method::GET, &path)
         .send()
         .await
         .unwrap();

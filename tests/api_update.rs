@@ -4,10 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 fn config_with_env(env: Value) -> Value {
     let mut config = seed_config(RUNTIME_IMAGE);
@@ -27,11 +24,8 @@ async fn runtime_answer(edge: &TestEdge) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_restarts_running_machine_on_new_config() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
     let old_version = machine["instance_id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
     assert_eq!(
         runtime_answer(&edge).await["env"],
         json!({"APP_ENV": "production"})
@@ -62,12 +56,7 @@ async fn update_restarts_running_machine_on_new_config() {
         "{old_pids:?} -> {new_pids:?}"
     );
     let machine = edge.machine(APP, &id).await;
-    let kinds: Vec<&str> = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&machine);
     assert_eq!(
         &kinds[..4],
         ["start", "update", "exit", "update"],
@@ -81,8 +70,7 @@ async fn update_restarts_running_machine_on_new_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_with_skip_launch_leaves_it_stopped() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, RUNTIME_IMAGE).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     let body = json!({"config": config_with_env(json!({"APP_ENV": "next"})), "skip_launch": true});
     let (status, updated) = edge.post(&machine_path(APP, &id, ""), body).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
@@ -99,8 +87,7 @@ async fn update_with_skip_launch_leaves_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_starts_a_machine_that_is_not_running() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let body = json!({"config": config_with_env(json!({"APP_ENV": "now"}))});
     let (status, _) = edge.post(&machine_path(APP, &id, ""), body).await;
     assert_eq!(status, StatusCode::OK);
@@ -113,9 +100,7 @@ async fn update_starts_a_machine_that_is_not_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_guards() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).created().await;
     let (name, region) = (machine["name"].clone(), machine["region"].clone());
     let config = config_with_env(json!({"APP_ENV": "changed"}));
     let stale = "01AAAAAAAAAAAAAAAAAAAAAAAA";

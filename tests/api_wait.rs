@@ -3,27 +3,17 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
-
-/// A started machine of `image` and its JSON once started.
-async fn started_machine(edge: &TestEdge, image: &str) -> Value {
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, image, false).await;
-    edge.wait_for_state(APP, &id_of(&machine), "started", BOOT)
-        .await
-}
 
 /// `wait?state=stopped` answers within a few ms of another call stopping the machine —
 /// not before the (one second) stop has finished, and not at a later poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_answers_when_another_call_stops_the_machine() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, SLOW_STOP_IMAGE).await;
-    let (id, version) = (id_of(&machine), machine["instance_id"].as_str().unwrap());
+    let Machine { id, json: machine } = edge.app_with_machine(SLOW_STOP_IMAGE).started().await;
+    let version = machine["instance_id"].as_str().unwrap();
     let path = machine_path(
         APP,
         &id,
@@ -33,8 +23,9 @@ async fn wait_answers_when_another_call_stops_the_machine() {
         let answer = edge.get(&path).await;
         (answer, Instant::now())
     };
+    // Sent together with the wait: the wait is in before the stop ends (the stop takes a
+    // second), so it is answered by the stop, however the two calls are ordered.
     let stopper = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let sent = Instant::now();
         let answer = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
         (answer, sent, Instant::now())
@@ -67,8 +58,8 @@ async fn wait_answers_when_another_call_stops_the_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_times_out_with_408() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, RUNTIME_IMAGE).await;
-    let (id, version) = (id_of(&machine), machine["instance_id"].as_str().unwrap());
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let version = machine["instance_id"].as_str().unwrap();
     let begun = Instant::now();
     let (status, body) = edge
         .get(&machine_path(
@@ -92,8 +83,7 @@ async fn wait_times_out_with_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_waits_are_400() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, RUNTIME_IMAGE, true).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     for query in [
         "state=started&timeout=0",
         "state=started&timeout=61",
@@ -119,9 +109,7 @@ async fn bad_waits_are_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_takes_state_lists() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).created().await;
     for query in [
         "state=started,settled&timeout=2",
         "state=destroyed&state=settled&timeout=2",
@@ -154,8 +142,7 @@ async fn wait_takes_state_lists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_from_event_id_needs_a_newer_event() {
     let edge = TestEdge::start().await;
-    let machine = started_machine(&edge, RUNTIME_IMAGE).await;
-    let id = id_of(&machine);
+    let Machine { id, json: machine } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
     let last = machine["events"][0]["id"].as_str().unwrap().to_string();
     let path = machine_path(
         APP,
@@ -165,9 +152,10 @@ async fn wait_from_event_id_needs_a_newer_event() {
     let (status, body) = edge.get(&path).await;
     assert_error(status, &body, StatusCode::REQUEST_TIMEOUT);
 
+    // The stop and start go with the wait: whether it is in before them or comes after,
+    // only their newer events can answer it.
     let path = path.replace("timeout=1", "timeout=20");
     let cycle = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
         edge.post(&machine_path(APP, &id, "/start"), json!({}))
             .await;
@@ -183,13 +171,11 @@ async fn wait_from_event_id_needs_a_newer_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_destroyed() {
     let edge = TestEdge::start().await;
-    let id = id_of(&started_machine(&edge, RUNTIME_IMAGE).await);
-    let destroy = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        edge.delete(&machine_path(APP, &id, "?force=true")).await
-    };
-    let path = machine_path(APP, &id, "/wait?state=destroyed&timeout=20");
-    let ((status, body), (deleted, _)) = tokio::join!(edge.get(&path), destroy);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    // The delete goes with the wait: a wait that comes after it is answered too.
+    let wait = machine_path(APP, &id, "/wait?state=destroyed&timeout=20");
+    let force = machine_path(APP, &id, "?force=true");
+    let ((status, body), (deleted, _)) = tokio::join!(edge.get(&wait), edge.delete(&force));
     assert_eq!(
         (status, deleted),
         (StatusCode::OK, StatusCode::OK),
@@ -203,7 +189,7 @@ async fn wait_for_destroyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_newest_first_with_limit() {
     let edge = TestEdge::start().await;
-    let id = id_of(&started_machine(&edge, RUNTIME_IMAGE).await);
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     let machine = edge.machine(APP, &id).await;
     let all = machine["events"].as_array().unwrap();

@@ -6,10 +6,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashSet;
-use std::time::Duration;
 use support::*;
-
-const BOOT: Duration = Duration::from_secs(10);
 
 /// Every API answer — success, 401, 404, 405 — carries a distinct `fly-request-id`
 /// ending in the edge's region.
@@ -116,17 +113,18 @@ async fn app_create_accepts_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_answers_as_fly_does() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["stop_config"] = json!({"timeout": 15_000_000_000u64, "signal": "SIGINT"});
-    config["services"][0]["autostop"] = json!("stop");
-    config["services"][0]["checks"] =
-        json!([{"type": "tcp", "interval": "15s", "timeout": 2_000_000_000u64}]);
-    config["x_future_field"] = json!({"nested": [1, 2]});
-    let body = json!({"config": config, "skip_launch": true});
-    let (status, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-    assert_eq!(status, StatusCode::OK, "{machine}");
-    let got = edge.machine(APP, &id_of(&machine)).await["config"].clone();
+    let machine = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|config| {
+            config["stop_config"] = json!({"timeout": 15_000_000_000u64, "signal": "SIGINT"});
+            config["services"][0]["autostop"] = json!("stop");
+            config["services"][0]["checks"] =
+                json!([{"type": "tcp", "interval": "15s", "timeout": 2_000_000_000u64}]);
+            config["x_future_field"] = json!({"nested": [1, 2]});
+        })
+        .created()
+        .await;
+    let got = edge.machine(APP, &machine.id).await["config"].clone();
     assert_eq!(
         got["stop_config"],
         json!({"timeout": "15s", "signal": "SIGINT"})
@@ -137,16 +135,17 @@ async fn config_answers_as_fly_does() {
     assert_eq!(got["x_future_field"], json!({"nested": [1, 2]}));
 
     for (field, value) in [("autostop", json!("suspend")), ("autostop", json!(false))] {
-        let mut config = seed_config(RUNTIME_IMAGE);
-        config["services"][0][field] = value.clone();
-        let body = json!({"config": config, "skip_launch": true});
-        let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-        assert_eq!(machine["config"]["services"][0][field], value);
+        let machine = edge
+            .new_machine(APP, RUNTIME_IMAGE)
+            .config(|c| c["services"][0][field] = value.clone())
+            .created()
+            .await;
+        assert_eq!(machine.json["config"]["services"][0][field], value);
     }
     let mut config = seed_config(RUNTIME_IMAGE);
     config["stop_config"] = json!({"timeout": "a while"});
     let body = json!({"config": config});
-    let (status, body) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    let (status, body) = edge.post(&machines_path(APP), body).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -163,16 +162,15 @@ async fn config_answers_as_fly_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_uses_stop_config_and_body_signal() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["stop_config"] = json!({"signal": "SIGKILL", "timeout": "5s"});
-    let body = json!({"config": config});
-    let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
-    let id = id_of(&machine);
+    let id = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["stop_config"] = json!({"signal": "SIGKILL", "timeout": "5s"}))
+        .started()
+        .await
+        .id;
     let exit_signal =
         |m: &serde_json::Value| m["events"][0]["request"]["exit_event"]["signal"].clone();
 
-    edge.wait_for_state(APP, &id, "started", BOOT).await;
     edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(
         exit_signal(&edge.machine(APP, &id).await),

@@ -64,8 +64,7 @@ async fn edge_with_fake_machine(
     let fake = Arc::new(FakeDriver::new());
     fake.serve_http();
     let edge = TestEdge::start_with_driver_and(fake.clone(), tweak).await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, "fake").await;
+    let id = edge.app_with_machine("fake").started().await.id;
     (edge, fake, id)
 }
 
@@ -163,7 +162,7 @@ async fn api_closes_silent_and_idle_connections() {
         .write_all(b"GET /v1/apps HTTP/1.1\r\nHost: api")
         .await
         .unwrap();
-    closed_within(&mut silent, Duration::from_secs(5)).await;
+    wait::closed_within(&mut silent, Duration::from_secs(5)).await;
 
     let mut idle = TcpStream::connect(edge.running.api_addr).await.unwrap();
     let request =
@@ -176,7 +175,7 @@ async fn api_closes_silent_and_idle_connections() {
         "{}",
         String::from_utf8_lossy(&answer[..n])
     );
-    closed_within(&mut idle, Duration::from_secs(5)).await;
+    wait::closed_within(&mut idle, Duration::from_secs(5)).await;
     edge.shutdown().await;
 }
 

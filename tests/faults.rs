@@ -13,22 +13,18 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_completes_when_the_client_hangs_up() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
+    let id = edge.app_with_machine(SLOW_STOP_IMAGE).started().await.id;
 
-    let url = edge.api_url(&format!("/v1/apps/{APP}/machines/{id}/stop"));
+    let stop = machine_path(APP, &id, "/stop");
     let hasty = edge
-        .client
-        .post(url)
-        .bearer_auth(TOKEN)
+        .api_request(reqwest::Method::POST, &stop)
         .timeout(Duration::from_millis(200));
     assert!(
         hasty.send().await.is_err(),
         "the client gave up before the 1 s stop"
     );
 
-    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     assert!(machine_pids(&id).is_empty());
     tokio::time::timeout(Duration::from_secs(10), edge.shutdown())
         .await
@@ -40,23 +36,21 @@ async fn stop_completes_when_the_client_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_machine_outlives_a_deleted_app() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
+    let id = edge.app_with_machine(SLOW_STOP_IMAGE).started().await.id;
 
-    let url = edge.api_url(&format!("/v1/apps/{APP}?force=true"));
-    let delete = tokio::spawn(edge.client.delete(url).bearer_auth(TOKEN).send());
-    // The machine takes 1 s to stop; well inside that, the app is already gone.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _) = edge.get(&format!("/v1/apps/{APP}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let app = format!("/v1/apps/{APP}");
+    let delete =
+        spawn_request(edge.api_request(reqwest::Method::DELETE, &format!("{app}?force=true")));
+    // The machine takes 1 s to stop; the app is gone from the start of the delete.
+    wait::until_true("the app to be gone", BOOT, async || {
+        edge.get(&app).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
     let body = json!({"config": seed_config(RUNTIME_IMAGE)});
-    let (status, created) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    let (status, created) = edge.post(&machines_path(APP), body).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{created}");
 
-    assert_eq!(
-        delete.await.unwrap().unwrap().status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(delete.await.unwrap().status, StatusCode::ACCEPTED);
     assert!(
         machine_pids(&id).is_empty(),
         "the app's machine was stopped"
@@ -77,13 +71,10 @@ async fn children_die_with_the_machine() {
         c.images.insert("test/wrapper".into(), image);
     })
     .await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, "test/wrapper", true).await;
-    let id = machine["id"].as_str().unwrap().to_string();
+    let id = edge.app_with_machine("test/wrapper").created().await.id;
 
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
-    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     assert!(
         machine_pids(&id).is_empty(),
         "the wrapper's server died with it"

@@ -240,8 +240,13 @@ async fn remove_keeps_trees_still_named() {
     assert_eq!(store.resolve("two").await.unwrap().rootfs, image.rootfs);
 }
 
+/// How many blobs `dir` holds: none if it is gone; panics if it cannot be read.
 fn blob_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |d| d.count())
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => panic!("cannot read {}: {e}", dir.display()),
+    }
 }
 
 /// With an id map, the tree is unpacked apart, every file owned by the shifted ids.

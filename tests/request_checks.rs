@@ -46,9 +46,8 @@ fn json_body(answer: &str) -> Value {
 /// An edge with the app and one stopped machine of the bundled runtime; its id.
 async fn edge_with_sleeping_machine() -> (TestEdge, String) {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    (edge, id_of(&machine))
+    let machine = edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    (edge, machine.id)
 }
 
 /// Asserts that the machine was never started.
@@ -200,8 +199,7 @@ async fn assert_short_error(res: reqwest::Response, status: StatusCode, secrets:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_wake_shows_no_internals() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = id_of(&edge.create_machine(APP, CRASH_IMAGE, true).await);
+    let id = edge.app_with_machine(CRASH_IMAGE).created().await.id;
     let res = edge.request(APP, "/").await;
     assert_short_error(res, StatusCode::BAD_GATEWAY, &[&id, "exit", "sh -c"]).await;
     edge.shutdown().await;
@@ -214,8 +212,7 @@ async fn unreachable_machine_shows_no_internals() {
     let fake = Arc::new(FakeDriver::new());
     fake.serve_http();
     let edge = TestEdge::start_with_driver(fake.clone()).await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, "fake").await;
+    let id = edge.app_with_machine("fake").started().await.id;
     fake.stop_listening(&id);
     let res = edge.request(APP, "/").await;
     assert_short_error(res, StatusCode::BAD_GATEWAY, &[&id, "refused", "127."]).await;

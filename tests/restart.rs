@@ -5,7 +5,6 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
 
 /// A clean restart keeps every app and machine; running machines come back `stopped`
@@ -13,14 +12,10 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_apps_and_machines() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
+    let Machine { id, json: running } = edge.app_with_machine(RUNTIME_IMAGE).started().await;
     edge.create_app("other").await;
-    let running = edge.create_machine(APP, RUNTIME_IMAGE, false).await;
-    let idle = edge.create_machine("other", RUNTIME_IMAGE, true).await;
-    let id = running["id"].as_str().unwrap().to_string();
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
-    let before: Vec<Value> = [edge.machine(APP, &id).await, idle.clone()].into();
+    let idle = edge.new_machine("other", RUNTIME_IMAGE).created().await;
+    let before = [running, idle.json];
 
     let edge = edge.restart().await;
     assert!(
@@ -31,7 +26,7 @@ async fn restart_keeps_apps_and_machines() {
     assert_eq!(apps["total_apps"], 2);
     let after = edge.machine(APP, &id).await;
     assert_eq!(after["state"], "stopped");
-    let idle_after = edge.machine("other", idle["id"].as_str().unwrap()).await;
+    let idle_after = edge.machine("other", &idle.id).await;
     assert_eq!(idle_after["state"], "created");
     for (old, new) in before.iter().zip([&after, &idle_after]) {
         for key in [
@@ -57,14 +52,15 @@ async fn restart_keeps_apps_and_machines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_policy_always_comes_back_started() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["restart"] = json!({"policy": "always"});
-    let id = edge.started_machine_with(APP, config).await;
+    let id = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["restart"] = json!({"policy": "always"}))
+        .started()
+        .await
+        .id;
 
     let edge = edge.restart().await;
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "started", BOOT).await;
     assert_eq!(machine_pids(&id).len(), 1);
     edge.shutdown().await;
 }
@@ -82,7 +78,7 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
         .await;
     let machine = api
         .post(
-            &format!("/v1/apps/{APP}/machines"),
+            &machines_path(APP),
             json!({"config": seed_config(RUNTIME_IMAGE)}),
         )
         .await;
@@ -104,7 +100,7 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
         machine_pids(&id).is_empty(),
         "the orphan was killed at boot"
     );
-    let machine = api.get(&format!("/v1/apps/{APP}/machines/{id}")).await;
+    let machine = api.get(&machine_path(APP, &id, "")).await;
     assert_eq!(machine["state"], "stopped");
     assert_eq!(api.edge_get(second.http, APP).await, StatusCode::OK);
     assert_eq!(machine_pids(&id).len(), 1);
@@ -130,7 +126,7 @@ async fn sandbox_crash_leaves_no_container_behind() {
     let api = ApiClient::new(first.api);
     api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
         .await;
-    let path = format!("/v1/apps/{APP}/machines");
+    let path = machines_path(APP);
     let machine = api.post(&path, json!({"config": seed_config(image)})).await;
     let id = machine["id"].as_str().unwrap().to_string();
     assert_eq!(api.edge_get(first.http, APP).await, StatusCode::OK);

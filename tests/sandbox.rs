@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::images::Registry;
 use support::sandbox::{import_test_image, push_test_image, sandboxed};
-use support::{APP, TestEdge, machine_path, seed_config};
+use support::{APP, BOOT, Machine, TestEdge, machine_path, machines_path, wait};
 
 /// The test image, as imported into each test's store.
 const IMAGE: &str = "edgewake.test/functions:1";
+/// How long a machine may take to fill its memory and be killed for it.
+const OOM_KILL: Duration = Duration::from_secs(20);
 
 async fn sandbox_edge() -> TestEdge {
     TestEdge::start_with(|config| {
@@ -62,15 +64,13 @@ async fn registry_image_wakes_through_the_edge() {
     let registry = Registry::start(dir.path(), None);
     let image = push_test_image(&registry, "functions", "v1");
     let edge = TestEdge::start_with(sandboxed).await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, &image, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = &edge.app_with_machine(&image).created().await.id;
     let response = edge.request(APP, "/hello").await;
     let status = response.status();
     let text = response.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{text}");
     let answer: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(answer["machine_id"], id);
+    assert_eq!(answer["machine_id"], id.as_str());
     assert_eq!(answer["path"], "/hello");
     let machine = edge.machine(APP, id).await;
     assert_eq!(machine["state"], "started");
@@ -88,8 +88,7 @@ async fn registry_image_wakes_through_the_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_gone_after_stop_and_start() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, IMAGE).await;
+    let id = edge.app_with_machine(IMAGE).started().await.id;
     let output = exec(
         &edge,
         APP,
@@ -100,14 +99,12 @@ async fn writes_are_gone_after_stop_and_start() {
     assert_eq!(stdout(&output), "/tmp\nfrom-image\nkept\n", "{output}");
     let (status, body) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     let (status, body) = edge
         .post(&machine_path(APP, &id, "/start"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    edge.wait_for_state(APP, &id, "started", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "started", BOOT).await;
     let output = exec(&edge, APP, &id, "cat /tmp/note; echo status=$?").await;
     assert!(stdout(&output).contains("status=1"), "{output}");
     edge.shutdown().await;
@@ -117,10 +114,9 @@ async fn writes_are_gone_after_stop_and_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fork_bomb_is_held_by_the_pids_limit() {
     let edge = sandbox_edge().await;
+    let calm = edge.app_with_machine(IMAGE).started().await.id;
     edge.create_app("bomber").await;
-    edge.create_app(APP).await;
-    let bomber = edge.started_machine("bomber", IMAGE).await;
-    let calm = edge.started_machine(APP, IMAGE).await;
+    let bomber = edge.new_machine("bomber", IMAGE).started().await.id;
     let bomb = exec(
         &edge,
         "bomber",
@@ -128,7 +124,8 @@ async fn fork_bomb_is_held_by_the_pids_limit() {
         "b() { b | b & }; b; sleep 2; echo after",
     );
     let served = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = "the fork bomb to reach the pids limit";
+        wait::until_true(held, BOOT, async || forks_refused(&bomber) > 0).await;
         let response = edge.request(APP, "/").await;
         let status = response.status();
         let answer: Value = response.json().await.unwrap();
@@ -141,15 +138,20 @@ async fn fork_bomb_is_held_by_the_pids_limit() {
         output["stderr"].as_str().unwrap().contains("can't fork"),
         "{output}"
     );
-    let events =
-        std::fs::read_to_string(format!("/sys/fs/cgroup/pids/edgewake/{bomber}/pids.events"))
-            .or_else(|_| {
-                std::fs::read_to_string(format!("/sys/fs/cgroup/edgewake/{bomber}/pids.events"))
-            })
-            .unwrap();
-    let refused: u64 = events.trim().strip_prefix("max ").unwrap().parse().unwrap();
-    assert!(refused > 0, "pids.events: {events}");
+    assert!(forks_refused(&bomber) > 0);
     edge.shutdown().await;
+}
+
+/// How many forks the machine's pids limit has refused (its cgroup's `pids.events`, in
+/// cgroup v1's or v2's place).
+fn forks_refused(id: &str) -> u64 {
+    let events = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/edgewake/{id}/pids.events"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/edgewake/{id}/pids.events")))
+        .unwrap_or_else(|e| panic!("no pids.events for machine {id}: {e}"));
+    let refused = events.trim().strip_prefix("max ");
+    refused
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("pids.events: {events}"))
 }
 
 /// Allocating twice `memory_mb` gets the machine OOM-killed: its state is stopped and
@@ -157,16 +159,18 @@ async fn fork_bomb_is_held_by_the_pids_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hog_is_oom_killed() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(IMAGE);
-    config["guest"] = json!({"memory_mb": 64, "cpus": 1});
     // The server listens (so the machine starts), then the shell allocates 128 MB.
-    config["init"] = json!({"exec": ["sh", "-c",
-        "edgewake-functions & sleep 1; x=$(head -c 134217728 /dev/zero | tr '\\0' a); echo survived"]});
-    let id = edge.started_machine_with(APP, config).await;
-    let machine = edge
-        .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
-        .await;
+    let hog = "edgewake-functions & sleep 1; x=$(head -c 134217728 /dev/zero | tr '\\0' a); echo survived";
+    let id = edge
+        .app_with_machine(IMAGE)
+        .config(|c| {
+            c["guest"] = json!({"memory_mb": 64, "cpus": 1});
+            c["init"] = json!({"exec": ["sh", "-c", hog]});
+        })
+        .started()
+        .await
+        .id;
+    let machine = edge.wait_for_state(APP, &id, "stopped", OOM_KILL).await;
     let exit = exit_event(&machine);
     assert_eq!(exit["oom_killed"], true, "{exit}");
     assert_eq!(exit["signal"], 9, "{exit}");
@@ -184,9 +188,8 @@ async fn machines_are_walled_in() {
     let host_port = host_service.local_addr().unwrap().port();
     let secret = edge.config.data_dir.join("host-secret");
     std::fs::write(&secret, "do not read").unwrap();
-    edge.create_app(APP).await;
-    let a = edge.started_machine(APP, IMAGE).await;
-    let b = edge.started_machine(APP, IMAGE).await;
+    let a = edge.app_with_machine(IMAGE).started().await.id;
+    let b = edge.new_machine(APP, IMAGE).started().await.id;
     let (b_ip, gateway) = address_and_gateway(&edge, &b).await;
     let api_port = edge.running.api_addr.port();
     let script = format!(
@@ -236,9 +239,8 @@ async fn egress_reaches_no_private_address() {
     assert_firewall(&edge);
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let host_port = host_service.local_addr().unwrap().port();
-    edge.create_app(APP).await;
-    let a = edge.started_machine(APP, IMAGE).await;
-    let b = edge.started_machine(APP, IMAGE).await;
+    let a = edge.app_with_machine(IMAGE).started().await.id;
+    let b = edge.new_machine(APP, IMAGE).started().await.id;
     let (b_ip, gateway) = address_and_gateway(&edge, &b).await;
     let script = format!(
         "grep -c '^eth0\t00000000' /proc/net/route; \
@@ -285,8 +287,8 @@ async fn missing_images_fail_the_create() {
     let missing = format!("{}/nothing:v1", registry.host);
     let (status, body) = edge
         .post(
-            &format!("/v1/apps/{APP}/machines"),
-            json!({"config": seed_config(&missing)}),
+            &machines_path(APP),
+            json!({"config": support::seed_config(&missing)}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -297,12 +299,12 @@ async fn missing_images_fail_the_create() {
     let unreachable = format!("127.0.0.1:{}/nothing:v1", support::free_port());
     let (status, body) = edge
         .post(
-            &format!("/v1/apps/{APP}/machines"),
-            json!({"config": seed_config(&unreachable)}),
+            &machines_path(APP),
+            json!({"config": support::seed_config(&unreachable)}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    let (_, machines) = edge.get(&format!("/v1/apps/{APP}/machines")).await;
+    let (_, machines) = edge.get(&machines_path(APP)).await;
     assert_eq!(machines, json!([]));
     edge.shutdown().await;
 }
@@ -316,9 +318,7 @@ async fn failed_start_leaves_nothing_half_started() {
     let registry = Registry::start(dir.path(), None);
     let image = push_test_image(&registry, "functions", "v1");
     let edge = TestEdge::start_with(sandboxed).await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, &image, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = &edge.app_with_machine(&image).created().await.id;
     drop(registry);
     let data_dir = edge.config.data_dir.to_str().unwrap().to_string();
     support::images::run(
@@ -349,8 +349,7 @@ async fn failed_start_leaves_nothing_half_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_machines_keep_their_image() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, IMAGE).await;
+    let id = edge.app_with_machine(IMAGE).started().await.id;
     let data_dir = edge.config.data_dir.to_str().unwrap().to_string();
     let rm = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
@@ -365,8 +364,7 @@ async fn running_machines_keep_their_image() {
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
     let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     assert!(rm().status.success());
     edge.shutdown().await;
 }
@@ -378,16 +376,7 @@ async fn missing_runtime_is_named_at_start() {
     let mut config = support::test_config(dir.path());
     sandboxed(&mut config);
     config.sandbox.runtime = "/nonexistent/runc".into();
-    let options = edgewake::server::Options {
-        api_token: Some(support::TOKEN.into()),
-        bin_dir: Some(support::bin_dir()),
-        ..Default::default()
-    };
-    let error = edgewake::server::start(config, options)
-        .await
-        .err()
-        .expect("refused");
-    let message = error.to_string();
+    let message = refused_start(config).await;
     assert!(
         message.contains("`/nonexistent/runc` is not installed"),
         "{message}"
@@ -405,6 +394,13 @@ async fn closed_data_dir_is_named_at_start() {
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut config = support::test_config(&closed.join("data"));
     sandboxed(&mut config);
+    let message = refused_start(config).await;
+    assert!(message.contains(closed.to_str().unwrap()), "{message}");
+    assert!(message.contains("o+x"), "{message}");
+}
+
+/// Why edgewake refuses to start with `config` (it must refuse).
+async fn refused_start(config: edgewake::config::Config) -> String {
     let options = edgewake::server::Options {
         api_token: Some(support::TOKEN.into()),
         bin_dir: Some(support::bin_dir()),
@@ -414,9 +410,7 @@ async fn closed_data_dir_is_named_at_start() {
         .await
         .err()
         .expect("refused");
-    let message = error.to_string();
-    assert!(message.contains(closed.to_str().unwrap()), "{message}");
-    assert!(message.contains("o+x"), "{message}");
+    error.to_string()
 }
 
 /// An exec past its timeout answers 408 and leaves nothing running; a machine cannot
@@ -425,8 +419,7 @@ async fn closed_data_dir_is_named_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_disk_and_files_are_bounded() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, IMAGE).await;
+    let id = edge.app_with_machine(IMAGE).started().await.id;
     let path = machine_path(APP, &id, "/exec");
     // A child in the background, an orphan (double-forked, reparented to the init) and
     // one waited for: all three go at the timeout.
@@ -469,16 +462,16 @@ async fn exec_disk_and_files_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_signal_reaches_the_program() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(IMAGE);
-    config["init"] = json!({"exec": ["sh", "-c", "edgewake-functions & wait"]});
-    let id = edge.started_machine_with(APP, config).await;
+    let id = edge
+        .app_with_machine(IMAGE)
+        .config(|c| c["init"] = json!({"exec": ["sh", "-c", "edgewake-functions & wait"]}))
+        .started()
+        .await
+        .id;
     let began = std::time::Instant::now();
     let (status, body) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let machine = edge
-        .wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
-        .await;
+    let machine = edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     assert!(
         began.elapsed() < edge.config.machines.stop_timeout,
         "stopped by the timeout"
@@ -493,16 +486,15 @@ async fn stop_signal_reaches_the_program() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writable_layer_counts_as_memory() {
     let edge = sandbox_edge().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(IMAGE);
-    config["guest"] = json!({"memory_mb": 48, "cpus": 1});
-    let id = edge.started_machine_with(APP, config).await;
+    let Machine { id, .. } = edge
+        .app_with_machine(IMAGE)
+        .config(|c| c["guest"] = json!({"memory_mb": 48, "cpus": 1}))
+        .started()
+        .await;
     let body =
         json!({"command": ["sh", "-c", "head -c 100000000 /dev/zero > /tmp/fill"], "timeout": 20});
     let _ = edge.post(&machine_path(APP, &id, "/exec"), body).await;
-    let machine = edge
-        .wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
-        .await;
+    let machine = edge.wait_for_state(APP, &id, "stopped", OOM_KILL).await;
     let exit = exit_event(&machine);
     assert_eq!(exit["oom_killed"], true, "{exit}");
     edge.shutdown().await;

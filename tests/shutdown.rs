@@ -3,35 +3,28 @@
 mod support;
 
 use reqwest::StatusCode;
-use std::time::Duration;
 use support::*;
 
-/// A request in flight when shutdown begins still gets its answer; afterwards the edge
-/// accepts nothing and the machine's process is gone.
+/// A request in flight when shutdown begins still gets its whole answer; afterwards
+/// the edge accepts nothing and the machine's process is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests_then_stops_machines() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap().to_string();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     assert_eq!(edge.request(APP, "/warm").await.status(), StatusCode::OK);
 
-    let (client, addr) = (edge.client.clone(), edge.running.http_addr);
-    let slow = tokio::spawn(async move {
-        let res = client
-            .get(format!("http://{addr}/slow?sleep=700"))
-            .header("host", format!("{APP}.localhost"))
-            .send()
-            .await
-            .unwrap();
-        (res.status(), res.text().await.unwrap())
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await; // the request is now in flight
+    // An event stream: in flight from its first event until its last, 700 ms later.
+    let mut streaming = edge.request(APP, "/slow?stream=2&interval=700").await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let first = streaming.chunk().await.unwrap().expect("the first event");
+    let addr = edge.running.http_addr;
     edge.running.shutdown();
 
-    let (status, body) = slow.await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("/slow?sleep=700"), "{body}");
+    let mut body = first.to_vec();
+    while let Some(chunk) = streaming.chunk().await.expect("the answer is not cut") {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"data: 0\n\ndata: 1\n\n");
     edge.running.stopped().await;
     assert!(
         machine_pids(&id).is_empty(),

@@ -29,7 +29,7 @@ async fn h2_client_ignoring_goaway_is_cut_after_the_grace() {
     .await;
     let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
     tcp.write_all(H2_PREFACE).await.unwrap();
-    closed_within(&mut tcp, Duration::from_secs(5)).await;
+    wait::closed_within(&mut tcp, Duration::from_secs(5)).await;
     edge.shutdown().await;
 }
 
@@ -44,7 +44,7 @@ async fn h2_client_not_answering_pings_is_closed() {
     .await;
     let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
     tcp.write_all(H2_PREFACE).await.unwrap();
-    closed_within(&mut tcp, Duration::from_secs(5)).await;
+    wait::closed_within(&mut tcp, Duration::from_secs(5)).await;
     edge.shutdown().await;
 }
 
@@ -68,9 +68,8 @@ async fn edge_for_slow_clients() -> (TestEdge, String) {
         c.edge.idle_timeout = SHORT;
     })
     .await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    (edge, id_of(&machine))
+    let machine = edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    (edge, machine.id)
 }
 
 /// An upload dripping a byte every 100 ms (each gap under the body timeout, the whole
@@ -111,7 +110,7 @@ async fn client_that_stops_reading_is_cut_and_its_machine_sleeps() {
     // The client reads nothing more: the edge's writes stall until it gives up.
     edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(10))
         .await;
-    closed_within(&mut tcp, Duration::from_secs(10)).await;
+    wait::closed_within(&mut tcp, Duration::from_secs(10)).await;
     edge.shutdown().await;
 }
 
@@ -120,8 +119,7 @@ async fn client_that_stops_reading_is_cut_and_its_machine_sleeps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_that_does_not_answer_is_a_gateway_timeout() {
     let edge = TestEdge::start_with(|c| c.edge.machine_read_timeout = SHORT).await;
-    edge.create_app(APP).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
     let began = tokio::time::Instant::now();
     let res = edge.request(APP, "/?sleep=10000").await;
     assert_eq!(res.status(), reqwest::StatusCode::GATEWAY_TIMEOUT);
@@ -145,8 +143,7 @@ async fn machine_that_stops_reading_is_a_gateway_timeout() {
         c.edge.machine_read_timeout = Duration::from_secs(30);
     })
     .await;
-    edge.create_app(APP).await;
-    edge.started_machine(APP, "fake").await;
+    edge.app_with_machine("fake").started().await;
     fake.hold_answers();
     let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
     let (mut from_edge, mut to_edge) = tcp.into_split();

@@ -18,8 +18,7 @@ const HOST: &str = "user-functions.localhost";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_delivers_events_as_they_are_written() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
     let mut res = edge.request(APP, "/events?stream=3&interval=500").await;
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let first = res.chunk().await.unwrap().unwrap();
@@ -55,24 +54,34 @@ async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStr
 }
 
 /// A WebSocket wakes the machine, stays open past the idle timeout without the machine
-/// being stopped, and the machine stops once it closes.
+/// being stopped (while a machine without one is stopped for idleness, twice), and the
+/// machine stops once it closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_keeps_its_machine_awake() {
     let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    edge.create_app("witness").await;
+    let witness = edge
+        .new_machine("witness", RUNTIME_IMAGE)
+        .created()
+        .await
+        .id;
 
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // four idle timeouts
-    assert_eq!(edge.machine(APP, id).await["state"], "started");
+    // The witness, last used after the echo, is stopped for idleness twice: the idle
+    // timeout has passed since the echo, and the reaper has looked at both since.
+    for _ in 0..2 {
+        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
+        edge.wait_for_state("witness", &witness, "stopped", BOOT)
+            .await;
+    }
+    assert_eq!(edge.machine(APP, &id).await["state"], "started");
     echo(&mut socket, "still here").await;
 
     socket.close(None).await.unwrap();
     drop(socket);
-    edge.wait_for_state(APP, id, "stopped", Duration::from_secs(10))
-        .await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     edge.shutdown().await;
 }
 
@@ -81,15 +90,11 @@ async fn websocket_keeps_its_machine_awake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_machine_closes_its_websockets() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
 
-    let (status, _) = edge
-        .post(&format!("/v1/apps/{APP}/machines/{id}/stop"), json!({}))
-        .await;
+    let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
         .await
@@ -105,8 +110,7 @@ async fn stopping_a_machine_closes_its_websockets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_upload_reaches_the_machine() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
     let size = 16 * 1024 * 1024;
     let res = edge
         .client
@@ -129,15 +133,12 @@ async fn h2c_clients_and_h2_backends() {
     let edge = TestEdge::start().await;
     for (app, h2_backend) in [("plain", false), ("grpc", true)] {
         edge.create_app(app).await;
-        let mut config = seed_config(RUNTIME_IMAGE);
-        config["services"][0]["ports"][1]["http_options"] = json!({"h2_backend": h2_backend});
-        let (status, _) = edge
-            .post(
-                &format!("/v1/apps/{app}/machines"),
-                json!({"config": config}),
-            )
+        edge.new_machine(app, RUNTIME_IMAGE)
+            .config(|c| {
+                c["services"][0]["ports"][1]["http_options"] = json!({"h2_backend": h2_backend})
+            })
+            .launched()
             .await;
-        assert_eq!(status, StatusCode::OK);
     }
     let tcp = tokio::net::TcpStream::connect(edge.running.http_addr)
         .await

@@ -29,8 +29,7 @@ async fn https_request_wakes_the_machine() {
     })
     .await;
     let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
 
     let stream = connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]))
         .await
@@ -39,11 +38,11 @@ async fn https_request_wakes_the_machine() {
     let (status, body) = send1(&mut sender, get(HOST, "/secure")).await;
     assert_eq!(status, StatusCode::OK);
     let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["machine_id"], machine["id"]);
+    assert_eq!(body["machine_id"], id.as_str());
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
     assert_eq!(body["headers"]["x-forwarded-ssl"], "on");
     assert_eq!(body["headers"]["x-forwarded-port"], "443");
-    let machine = edge.machine(APP, machine["id"].as_str().unwrap()).await;
+    let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 1);
     edge.shutdown().await;
 }
@@ -111,8 +110,7 @@ async fn hundred_http2_streams_on_one_connection() {
     })
     .await;
     let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
-    edge.create_app(APP).await;
-    edge.create_machine(APP, RUNTIME_IMAGE, true).await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
     let stream = connect(edge.running.https_addr, HOST, trusting(&ca, &[b"h2"]))
         .await
         .unwrap();
@@ -163,11 +161,12 @@ async fn stalled_handshake_is_closed_after_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_https_redirects() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["services"][0]["ports"][1]["force_https"] = true.into();
-    let body = serde_json::json!({"config": config, "skip_launch": true});
-    let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    let id = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["services"][0]["ports"][1]["force_https"] = true.into())
+        .created()
+        .await
+        .id;
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -184,10 +183,7 @@ async fn force_https_redirects() {
         res.headers()["location"],
         format!("https://{HOST}/some/path?q=1")
     );
-    assert_eq!(
-        edge.machine(APP, machine["id"].as_str().unwrap()).await["state"],
-        "created"
-    );
+    assert_eq!(edge.machine(APP, &id).await["state"], "created");
     edge.shutdown().await;
 }
 
@@ -221,7 +217,7 @@ async fn sighup_reloads_certificates() {
     std::fs::write(certs.join("broken.crt"), "not a certificate").unwrap();
     std::fs::write(certs.join("broken.key"), "not a key").unwrap();
     edge.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    edge.wait_for_log("certificate reload failed").await;
     let now = served_certificate(
         &connect(edge.https, HOST, trusting_anything())
             .await
@@ -233,17 +229,18 @@ async fn sighup_reloads_certificates() {
 }
 
 /// Connects until the served certificate is `expected` (a reload is asynchronous), for
-/// at most 5 s; returns the last one seen.
+/// at most 5 s; returns it.
 async fn served_until(addr: std::net::SocketAddr, expected: &[u8]) -> Vec<u8> {
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = served_certificate(&connect(addr, HOST, trusting_anything()).await.unwrap());
+    let what = "new connections to get the reloaded certificate";
+    wait::until(what, Duration::from_secs(5), async || {
+        let seen = served_certificate(&connect(addr, HOST, trusting_anything()).await.unwrap());
         if seen == expected {
-            break;
+            Ok(seen)
+        } else {
+            Err("the certificate from before")
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    seen
+    })
+    .await
 }
 
 /// A port with only the `tls` handler terminates TLS and passes the bytes to the
@@ -255,11 +252,12 @@ async fn tls_only_port_passes_bytes_through() {
     })
     .await;
     let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
-    edge.create_app(APP).await;
-    let mut config = seed_config(RUNTIME_IMAGE);
-    config["services"][0]["ports"][0]["handlers"] = serde_json::json!(["tls"]);
-    let body = serde_json::json!({"config": config, "skip_launch": true});
-    let (_, machine) = edge.post(&format!("/v1/apps/{APP}/machines"), body).await;
+    let id = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["services"][0]["ports"][0]["handlers"] = serde_json::json!(["tls"]))
+        .created()
+        .await
+        .id;
 
     let stream = connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]))
         .await
@@ -268,7 +266,8 @@ async fn tls_only_port_passes_bytes_through() {
     assert_eq!(status, StatusCode::OK);
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
-        body["machine_id"], machine["id"],
+        body["machine_id"],
+        id.as_str(),
         "the stopped machine was woken"
     );
     assert!(

@@ -14,9 +14,8 @@ async fn edge_with_a_deaf_machine() -> (TestEdge, Arc<FakeDriver>, String, Strin
     let fake = Arc::new(FakeDriver::new());
     fake.serve_http();
     let edge = TestEdge::start_with_driver(fake.clone()).await;
-    edge.create_app(APP).await;
-    let deaf = edge.started_machine(APP, "fake").await;
-    let live = edge.started_machine(APP, "fake").await;
+    let deaf = edge.app_with_machine("fake").started().await.id;
+    let live = edge.new_machine(APP, "fake").started().await.id;
     fake.stop_listening(&deaf);
     (edge, fake, deaf, live)
 }
@@ -50,9 +49,7 @@ async fn unsent_requests_go_to_the_next_machine() {
 async fn forced_to_an_unreachable_machine_is_a_bad_gateway() {
     let (edge, _fake, deaf, _live) = edge_with_a_deaf_machine().await;
     let res = edge
-        .client
-        .get(format!("http://{}/", edge.running.http_addr))
-        .header("host", format!("{APP}.localhost"))
+        .request_to(APP, "/")
         .header("fly-force-instance-id", &deaf)
         .send()
         .await

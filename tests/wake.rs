@@ -13,10 +13,9 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_wakes_stopped_machine() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
-    assert_eq!(count_events(&machine, "start"), 0);
+    let machine = edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    let id = machine.id.as_str();
+    assert_eq!(count_events(&machine.json, "start"), 0);
 
     let res = edge.request(APP, "/hello?x=1").await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -39,32 +38,15 @@ async fn request_wakes_stopped_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herd_shares_one_start() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, SLOW_BOOT_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap().to_string();
+    let id = edge.app_with_machine(SLOW_BOOT_IMAGE).created().await.id;
 
-    let requests = (0..200).map(|i| {
-        let (client, addr) = (edge.client.clone(), edge.running.http_addr);
-        tokio::spawn(async move {
-            let res = client
-                .get(format!("http://{addr}/herd/{i}"))
-                .header("host", format!("{APP}.localhost"))
-                .send()
-                .await
-                .unwrap();
-            (
-                res.status(),
-                res.headers()["edgewake-machine"]
-                    .to_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-    });
-    for request in requests.collect::<Vec<_>>() {
-        let (status, served_by) = request.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(served_by, id);
+    let requests: Vec<_> = (0..200)
+        .map(|i| spawn_request(edge.request_to(APP, &format!("/herd/{i}"))))
+        .collect();
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.headers["edgewake-machine"], id.as_str());
     }
     let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 1, "{machine}");
@@ -77,9 +59,7 @@ async fn herd_shares_one_start() {
 async fn crashing_machine_fails_fast_with_502() {
     let wake_timeout = Duration::from_secs(30);
     let edge = TestEdge::start_with(|c| c.edge.wake_timeout = wake_timeout).await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, CRASH_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(CRASH_IMAGE).created().await.id;
 
     let began = Instant::now();
     let res = edge.request(APP, "/").await;
@@ -99,7 +79,7 @@ async fn crashing_machine_fails_fast_with_502() {
         "{text}"
     );
 
-    let machine = edge.machine(APP, id).await;
+    let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "stopped");
     let exit = &machine["events"][0];
     assert_eq!(exit["type"], "exit");
@@ -112,20 +92,19 @@ async fn crashing_machine_fails_fast_with_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_machine_stops_and_wakes_again() {
     let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
 
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
-    let stopped = edge
-        .wait_for_state(APP, id, "stopped", Duration::from_secs(10))
-        .await;
+    let stopped = edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     assert_eq!(stopped["events"][1]["type"], "stop");
     assert_eq!(stopped["events"][1]["source"], "flyd");
-    assert!(machine_pids(id).is_empty(), "the machine's process is gone");
+    assert!(
+        machine_pids(&id).is_empty(),
+        "the machine's process is gone"
+    );
 
     assert_eq!(edge.request(APP, "/again").await.status(), StatusCode::OK);
-    let machine = edge.machine(APP, id).await;
+    let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 2);
     edge.shutdown().await;
 }
@@ -135,34 +114,18 @@ async fn idle_machine_stops_and_wakes_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_during_stop_waits_and_wakes() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let id = edge.started_machine(APP, SLOW_STOP_IMAGE).await;
+    let id = edge.app_with_machine(SLOW_STOP_IMAGE).started().await.id;
 
-    let stop_path = format!("/v1/apps/{APP}/machines/{id}/stop");
-    let (client, url) = (edge.client.clone(), edge.api_url(&stop_path));
-    let stop = tokio::spawn(async move {
-        client
-            .post(url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    edge.wait_for_state(APP, &id, "stopping", Duration::from_secs(5))
-        .await;
+    let stop_path = machine_path(APP, &id, "/stop");
+    let stop = spawn_request(edge.api_request(reqwest::Method::POST, &stop_path));
+    edge.wait_for_state(APP, &id, "stopping", BOOT).await;
 
     let res = edge.request(APP, "/during-stop").await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(stop.await.unwrap(), StatusCode::OK);
+    assert_eq!(stop.await.unwrap().status, StatusCode::OK);
     let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "started");
-    let kinds: Vec<&str> = machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = event_types(&machine);
     assert_eq!(
         &kinds[..3],
         ["start", "exit", "stop"],
@@ -180,15 +143,15 @@ async fn no_request_fails_across_idle_stops() {
         c.edge.reap_interval = Duration::from_millis(5);
     })
     .await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     for i in 0..60u64 {
         let res = edge.request(APP, &format!("/{i}")).await;
         assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        // The behaviour under test: the next request comes 0 to 30 ms later, before,
+        // during or after the idle stop (20 ms idle, reaped every 5 ms).
         tokio::time::sleep(Duration::from_millis(i % 4 * 10)).await;
     }
-    let machine = edge.machine(APP, id).await;
+    let machine = edge.machine(APP, &id).await;
     assert!(
         count_events(&machine, "stop") >= 2,
         "the machine was stopped between requests: {machine}"
@@ -201,21 +164,17 @@ async fn no_request_fails_across_idle_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_that_exits_by_itself_is_woken() {
     let edge = TestEdge::start().await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, RUNTIME_IMAGE, true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
 
     assert_eq!(edge.request(APP, "/exit").await.status(), StatusCode::OK);
-    let stopped = edge
-        .wait_for_state(APP, id, "stopped", Duration::from_secs(10))
-        .await;
+    let stopped = edge.wait_for_state(APP, &id, "stopped", BOOT).await;
     let exit = &stopped["events"][0];
     assert_eq!(exit["type"], "exit");
     assert_eq!(exit["request"]["exit_event"]["exit_code"], 0);
     assert_eq!(exit["request"]["exit_event"]["requested_stop"], false);
 
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
-    assert_eq!(count_events(&edge.machine(APP, id).await, "start"), 2);
+    assert_eq!(count_events(&edge.machine(APP, &id).await, "start"), 2);
     edge.shutdown().await;
 }
 
@@ -247,15 +206,13 @@ async fn machine_that_never_listens_times_out_with_504() {
         c.images.insert("test/sleeper".into(), sleeper);
     })
     .await;
-    edge.create_app(APP).await;
-    let machine = edge.create_machine(APP, "test/sleeper", true).await;
-    let id = machine["id"].as_str().unwrap();
+    let id = edge.app_with_machine("test/sleeper").created().await.id;
     let res = edge.request(APP, "/").await;
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(res.headers().contains_key("retry-after"));
-    assert_eq!(edge.machine(APP, id).await["state"], "stopped");
+    assert_eq!(edge.machine(APP, &id).await["state"], "stopped");
     assert!(
-        machine_pids(id).is_empty(),
+        machine_pids(&id).is_empty(),
         "the machine's process was killed"
     );
     edge.shutdown().await;

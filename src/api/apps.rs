@@ -3,7 +3,6 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::openapi::{AppDeleteQuery, AppPath, AppsListQuery};
-use crate::machines::registry::RegistryError;
 use crate::machines::store::AppRecord;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -88,16 +87,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::bad_request("app_name is required"))?;
     check_app_name(&name)?;
     let org = body.org_slug.unwrap_or_else(|| "personal".into());
-    let record = state
-        .registry()
-        .create_app(&name, &org)
-        .map_err(|e| match e {
-            RegistryError::AppTaken(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-                    .with_code("name_taken")
-            }
-            other => ApiError::internal(other.to_string()),
-        })?;
+    let record = state.registry().create_app(&name, &org)?;
     tracing::info!(app = %name, "app created");
     Ok((StatusCode::CREATED, Json(app_json(&record, 0))))
 }
@@ -172,6 +162,7 @@ pub async fn delete(
     }
     // Out of routing and of reach of new machines first, so none outlives the app.
     if let Some(app) = state.registry().remove_app(&app.record.name) {
+        state.certificates.remove_app(&app.record.name);
         state.supervisor.destroy_app(app).await;
     }
     tracing::info!(app = %app.record.name, "app deleted");

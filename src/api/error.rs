@@ -1,7 +1,14 @@
-//! Fly's error JSON, `{"error": "...", "status"?: "..."}`, and the JSON body extractor
-//! that turns malformed bodies into it.
+//! Fly's error JSON, `{"error": "...", "status"?: "..."}`: the status and code each
+//! domain error means (the one place for them), and the JSON body extractor that turns
+//! malformed bodies into it.
 
+use crate::certificates::CertificateError;
 use crate::drivers::DriverError;
+use crate::hostnames::HostnameError;
+use crate::lifecycle::{OperationError, UpdateError};
+use crate::machines::lease::LeaseError;
+use crate::machines::registry::RegistryError;
+use crate::machines::spec::SpecError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -44,26 +51,118 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// Why a driver could not take or run a machine, as the status that says so: the
-    /// caller's image is wrong (400/422), the registry failed (502), or edgewake's own
-    /// sandbox did (500).
-    pub fn from_driver(error: DriverError) -> ApiError {
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
+    }
+}
+
+// What each domain error means to an API client: its status, and Fly's `status` code
+// where Fly has one. Handlers only use `?`; every mapping is here.
+
+/// A machine config the API refuses: the client's to fix.
+impl From<SpecError> for ApiError {
+    fn from(error: SpecError) -> ApiError {
+        ApiError::bad_request(error.to_string())
+    }
+}
+
+/// Why a driver could not take or run a machine: the caller's image or command is wrong
+/// (400/422), the registry failed (502), exec cannot be done here (501) or in time
+/// (408), or edgewake's own host did (500).
+impl From<DriverError> for ApiError {
+    fn from(error: DriverError) -> ApiError {
         let status = match &error {
-            DriverError::UnknownImage(_) => StatusCode::BAD_REQUEST,
+            DriverError::UnknownImage(_) | DriverError::ExecNeedsCommand => StatusCode::BAD_REQUEST,
             DriverError::ImageNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DriverError::Registry(_) => StatusCode::BAD_GATEWAY,
             DriverError::ExecUnsupported => StatusCode::NOT_IMPLEMENTED,
             DriverError::ExecTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            DriverError::Runtime(_) | DriverError::Files(_) | DriverError::Spawn { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            DriverError::ImageStore(_)
+            | DriverError::ImageRemoved
+            | DriverError::Bundle(_)
+            | DriverError::Prepare(_)
+            | DriverError::Files(_)
+            | DriverError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
     }
+}
 
-    pub fn with_code(mut self, code: &'static str) -> ApiError {
-        self.code = Some(code);
-        self
+/// A lifecycle call on a machine in the wrong state is a conflict (409); a restart whose
+/// start failed is edgewake's (500); an exec answers as its driver error does.
+impl From<OperationError> for ApiError {
+    fn from(error: OperationError) -> ApiError {
+        match error {
+            OperationError::NotRunning(_) => ApiError::conflict(error.to_string()),
+            OperationError::Start(e) => {
+                ApiError::internal(format!("the machine did not start again: {e}"))
+            }
+            OperationError::Exec(e) => e.into(),
+        }
+    }
+}
+
+/// A stale `current_version` fails its precondition (412); a machine being destroyed
+/// cannot be updated (409).
+impl From<UpdateError> for ApiError {
+    fn from(error: UpdateError) -> ApiError {
+        let status = match error {
+            UpdateError::StaleVersion { .. } => StatusCode::PRECONDITION_FAILED,
+            UpdateError::Gone => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+/// Someone else's lease is a conflict (409); no lease at all is not found (404).
+impl From<LeaseError> for ApiError {
+    fn from(error: LeaseError) -> ApiError {
+        let status = match error {
+            LeaseError::Held => StatusCode::CONFLICT,
+            LeaseError::NotHeld => StatusCode::NOT_FOUND,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+/// A taken name is Fly's 422 `name_taken`; an app being deleted is gone (404); the
+/// address range or the state database failing is edgewake's (500).
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> ApiError {
+        match error {
+            RegistryError::AppTaken(_) | RegistryError::NameTaken(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+                    .with_code("name_taken")
+            }
+            RegistryError::AppGone(_) => ApiError::not_found(error.to_string()),
+            RegistryError::NoAddress(_) | RegistryError::Store(_) => {
+                ApiError::internal(error.to_string())
+            }
+        }
+    }
+}
+
+/// Another app's hostname is a conflict (409); what is not a hostname is 400; a name or
+/// certificate edgewake cannot take, or ACME without `[acme]`, is 422; the state
+/// database or the data dir failing is edgewake's (500).
+impl From<CertificateError> for ApiError {
+    fn from(error: CertificateError) -> ApiError {
+        let status = match &error {
+            CertificateError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CertificateError::Hostname(HostnameError::Invalid(..)) => StatusCode::BAD_REQUEST,
+            CertificateError::Hostname(HostnameError::Taken { .. }) => StatusCode::CONFLICT,
+            CertificateError::Hostname(HostnameError::Store(_)) | CertificateError::Disk(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            CertificateError::Hostname(HostnameError::EdgeDomain { .. })
+            | CertificateError::NoAcme
+            | CertificateError::Wildcard(_)
+            | CertificateError::Pem(_)
+            | CertificateError::NotCovering { .. }
+            | CertificateError::Expired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, error.to_string())
     }
 }
 
@@ -133,7 +232,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ps", "process listings"),
     ("versions", "machine version history"),
     ("memory", "memory ballooning"),
-    ("certificates", "certificates through the API (use certs/)"),
     ("ip_assignments", "IP assignments"),
     ("deploy_token", "deploy tokens"),
     ("tokens", "tokens"),
@@ -157,5 +255,75 @@ pub async fn no_route(uri: axum::http::Uri) -> ApiError {
         )
         .with_code("unimplemented"),
         None => ApiError::not_found("no such endpoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::WakeError;
+    use crate::machines::MachineState;
+    use std::time::Duration;
+
+    fn status_and_code(error: impl Into<ApiError>) -> (StatusCode, Option<&'static str>) {
+        let error = error.into();
+        (error.status, error.code)
+    }
+
+    /// Each domain error answers with Fly's status, and its code where Fly has one.
+    #[test]
+    fn domain_errors_answer_as_fly_does() {
+        let taken = RegistryError::NameTaken("web".into());
+        assert_eq!(
+            status_and_code(taken),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name_taken"))
+        );
+        let stale = UpdateError::StaleVersion {
+            current: "b".into(),
+            expected: "a".into(),
+        };
+        assert_eq!(status_and_code(stale).0, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(status_and_code(LeaseError::Held).0, StatusCode::CONFLICT);
+        assert_eq!(
+            status_and_code(LeaseError::NotHeld).0,
+            StatusCode::NOT_FOUND
+        );
+        let stopped = OperationError::NotRunning(MachineState::Stopped);
+        assert_eq!(status_and_code(stopped).0, StatusCode::CONFLICT);
+        let restart = OperationError::Start(WakeError::ShuttingDown);
+        assert_eq!(
+            status_and_code(restart).0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let slow = OperationError::Exec(DriverError::ExecTimeout(Duration::from_secs(1)));
+        assert_eq!(status_and_code(slow).0, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            status_and_code(SpecError::NoImage),
+            (StatusCode::BAD_REQUEST, None)
+        );
+    }
+
+    /// A driver error's status says whose it is: the caller's image, the registry, or
+    /// this host.
+    #[test]
+    fn driver_errors_say_whose_fault() {
+        use crate::images::ImageError;
+        let missing = DriverError::from(ImageError::NotFound("r/x:v1".into()));
+        assert_eq!(status_and_code(missing).0, StatusCode::UNPROCESSABLE_ENTITY);
+        let registry = DriverError::from(ImageError::Registry {
+            reference: "r/x:v1".into(),
+            reason: "connection refused".into(),
+        });
+        let answer = ApiError::from(registry);
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            answer
+                .message
+                .starts_with("cannot get the image: pulling r/x:v1"),
+            "{}",
+            answer.message
+        );
+        let store = DriverError::from(ImageError::InUse("r/x:v1".into()));
+        assert_eq!(status_and_code(store).0, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -3,7 +3,6 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::lease::LeaseNonce;
-use super::lifecycle::operation_error;
 use super::openapi::MachinePath;
 use crate::drivers::ExecOutput;
 use axum::Json;
@@ -54,10 +53,6 @@ pub async fn exec(
         .map_or(DEFAULT_EXEC_TIMEOUT, Duration::from_secs)
         .min(MAX_EXEC_TIMEOUT);
     let argv = body.argv()?;
-    let output = state
-        .supervisor
-        .exec(&machine, &argv, timeout)
-        .await
-        .map_err(operation_error)?;
+    let output = state.supervisor.exec(&machine, &argv, timeout).await?;
     Ok(Json(output))
 }

@@ -43,14 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LeaseNonce {
 impl LeaseNonce {
     /// A change to `machine` may go ahead only without a live lease or with its nonce.
     pub fn allows(&self, machine: &Machine) -> Result<(), ApiError> {
-        machine.lease.check(self.0.as_deref()).map_err(lease_error)
-    }
-}
-
-pub fn lease_error(error: LeaseError) -> ApiError {
-    match error {
-        LeaseError::Held => ApiError::conflict(error.to_string()),
-        LeaseError::NotHeld => ApiError::not_found(error.to_string()),
+        Ok(machine.lease.check(self.0.as_deref())?)
     }
 }
 
@@ -97,8 +90,7 @@ pub async fn acquire(
     let description = body.description.unwrap_or_default();
     let (lease, new) = machine
         .lease
-        .acquire(ttl, &description, nonce.0.as_deref())
-        .map_err(lease_error)?;
+        .acquire(ttl, &description, nonce.0.as_deref())?;
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -114,10 +106,7 @@ pub async fn show(
     Path((app, id)): Path<(String, String)>,
 ) -> Result<Json<LeaseResponse<LeaseView>>, ApiError> {
     let machine = state.machine(&app, &id)?;
-    let lease = machine
-        .lease
-        .current()
-        .ok_or_else(|| lease_error(LeaseError::NotHeld))?;
+    let lease = machine.lease.current().ok_or(LeaseError::NotHeld)?;
     Ok(success(lease))
 }
 
@@ -134,9 +123,6 @@ pub async fn release(
     nonce: LeaseNonce,
 ) -> Result<Json<LeaseResponse<Released>>, ApiError> {
     let machine = state.machine(&app, &id)?;
-    machine
-        .lease
-        .release(nonce.0.as_deref())
-        .map_err(lease_error)?;
+    machine.lease.release(nonce.0.as_deref())?;
     Ok(success(Released { ok: true }))
 }

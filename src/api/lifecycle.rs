@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiJson, ErrorBody, MaybeJson};
 use super::lease::LeaseNonce;
 use super::openapi::{MachinePath, RestartQuery};
 use super::query::QueryPairs;
-use crate::lifecycle::{OperationError, StopRequest};
+use crate::lifecycle::StopRequest;
 use crate::machines::go_duration;
 use crate::machines::{EventSource, Machine, MachineState};
 use crate::signals::parse_signal;
@@ -47,16 +47,6 @@ impl ApiState {
         let machine = self.machine(app, id)?;
         nonce.allows(&machine)?;
         Ok(machine)
-    }
-}
-
-pub(super) fn operation_error(error: OperationError) -> ApiError {
-    match error {
-        OperationError::NotRunning(_) => ApiError::conflict(error.to_string()),
-        OperationError::Start(e) => {
-            ApiError::internal(format!("the machine did not start again: {e}"))
-        }
-        OperationError::Exec(e) => ApiError::from_driver(e),
     }
 }
 
@@ -168,11 +158,7 @@ pub async fn restart(
     if query.flag("force_stop")? {
         request.signal = Some(Signal::SIGKILL);
     }
-    state
-        .supervisor
-        .restart(&machine, request)
-        .await
-        .map_err(operation_error)?;
+    state.supervisor.restart(&machine, request).await?;
     Ok(ok())
 }
 
@@ -194,11 +180,7 @@ pub async fn signal(
 ) -> Result<Json<OkBody>, ApiError> {
     let machine = state.machine_to_change(&app, &id, &nonce)?;
     let signal = signal_from_json(&body.signal)?;
-    state
-        .supervisor
-        .signal(&machine, signal)
-        .await
-        .map_err(operation_error)?;
+    state.supervisor.signal(&machine, signal).await?;
     Ok(ok())
 }
 

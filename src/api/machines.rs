@@ -2,15 +2,14 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use super::lease::{LeaseNonce, MAX_LEASE_TTL, lease_error};
+use super::lease::{LeaseNonce, MAX_LEASE_TTL};
 use super::lifecycle::OkBody;
 use super::openapi::{AppPath, MachineDeleteQuery, MachinePath};
-use crate::lifecycle::{Update, UpdateError};
-use crate::machines::registry::{NewMachine, RegistryError};
+use crate::lifecycle::Update;
+use crate::machines::registry::NewMachine;
 use crate::machines::{EventSource, MachineRecord};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,17 +45,7 @@ pub async fn create(
         spec,
         cordoned: body.skip_service_registration,
     };
-    let machine = state
-        .registry()
-        .create_machine(&app, new)
-        .map_err(|e| match e {
-            RegistryError::NameTaken(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-                    .with_code("name_taken")
-            }
-            RegistryError::AppGone(_) => ApiError::not_found(e.to_string()),
-            other => ApiError::internal(other.to_string()),
-        })?;
+    let machine = state.registry().create_machine(&app, new)?;
     tracing::info!(machine = %machine.id, app = %machine.app, "machine created");
     let nonce = match body.lease_ttl {
         Some(secs) => Some(take_lease(&machine, secs)?),
@@ -77,8 +66,7 @@ fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, A
     let ttl = std::time::Duration::from_secs(secs.max(1)).min(MAX_LEASE_TTL);
     let (lease, _) = machine
         .lease
-        .acquire(ttl, "lease taken at creation", None)
-        .map_err(lease_error)?;
+        .acquire(ttl, "lease taken at creation", None)?;
     Ok(lease.nonce)
 }
 
@@ -124,16 +112,7 @@ pub async fn update(
         skip_launch: body.skip_launch,
         cordoned: body.skip_service_registration,
     };
-    state
-        .supervisor
-        .update(&machine, update)
-        .await
-        .map_err(|e| match e {
-            UpdateError::StaleVersion { .. } => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
-            }
-            UpdateError::Gone => ApiError::conflict(e.to_string()),
-        })?;
+    state.supervisor.update(&machine, update).await?;
     Ok(Json(machine.snapshot()))
 }
 

@@ -45,7 +45,7 @@ impl WaitRequest {
         let version = query.get("version").or(query.get("instance_id"));
         if goals.contains(&Goal::Stopped) && version.is_none() {
             return Err(invalid(
-                "waiting for `stopped` needs the machine's `instance_id` (or `version`)".into(),
+                "waiting for `stopped` needs the machine's `instance_id` (or `version`)",
             ));
         }
         Ok(WaitRequest {
@@ -57,8 +57,9 @@ impl WaitRequest {
     }
 }
 
-fn invalid(message: String) -> ApiError {
-    ApiError::bad_request(message).with_code("invalid_argument")
+/// A wait's argument that cannot be used: Fly's 400 with `invalid_argument`.
+fn invalid(problem: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(problem.to_string()).with_code("invalid_argument")
 }
 
 /// Whole seconds (`30`) or a Go duration (`"30s"`), within [1s, 1m0s].

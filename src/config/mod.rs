@@ -7,7 +7,9 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
 pub mod duration;
+pub mod locate;
 mod raw;
 mod validate;
 
@@ -21,11 +23,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
+pub use acme::{AcmeConfig, AcmeDirectory};
+pub use locate::{ConfigSource, Located};
 pub use validate::ConfigErrors;
 
-/// Where `edgewake serve` looks for its config unless `--config` says otherwise.
+/// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`
+/// (relative to the current directory), then `SYSTEM_CONFIG_PATH`.
 pub const DEFAULT_CONFIG_PATH: &str = "config/edgewake.toml";
+/// The config of an installed edgewake (the systemd unit's).
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/edgewake/edgewake.toml";
+/// What is logged: `info`, `warn`, or per target (`warn,edgewake=debug`).
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::INFO;
 pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80);
 pub const DEFAULT_HTTPS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
 pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4280);
@@ -120,10 +130,14 @@ pub const DEFAULT_SANDBOX_ID_MAP_SIZE: u32 = 65_536;
 pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
 pub const DEFAULT_GUEST_CPUS: u32 = 1;
 
-/// The whole configuration file.
-#[derive(Debug, Clone)]
+/// The whole configuration file. Relative paths in a file are relative to the file's
+/// own directory (so the file means the same wherever edgewake is started); built-in
+/// defaults are relative to the current directory.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// What is logged (`RUST_LOG`, when set, wins).
+    pub log_level: Targets,
     pub edge: EdgeConfig,
     pub api: ApiConfig,
     pub tls: TlsConfig,
@@ -133,10 +147,12 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EdgeConfig {
     pub http: SocketAddr,
     pub https: SocketAddr,
@@ -179,7 +195,7 @@ pub struct EdgeConfig {
 
 /// MaxMind-format databases locating clients. Without them, every client is placed at
 /// the edge's own region.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct GeoConfig {
     /// Database for IPv4 clients (also used for IPv6 when `ipv6_db` is not set).
@@ -189,7 +205,7 @@ pub struct GeoConfig {
 }
 
 /// Certificates for the HTTPS listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     /// `<host>.crt` + `<host>.key` (PEM); a wildcard `*.example.com` is `_.example.com`.
     pub certs_dir: PathBuf,
@@ -206,7 +222,7 @@ impl Default for TlsConfig {
 }
 
 /// The control plane's Machines API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
@@ -215,7 +231,7 @@ pub struct ApiConfig {
 }
 
 /// How machines are realised.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachinesConfig {
     pub driver: DriverKind,
     /// Loopback range from which each process-driver machine gets its own address.
@@ -266,7 +282,7 @@ impl fmt::Display for DriverKind {
 }
 
 /// The sandbox driver: OCI images run by an OCI runtime in their own namespaces.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SandboxConfig {
     /// The OCI runtime binary (found on PATH, or a path).
     pub runtime: String,
@@ -288,7 +304,7 @@ pub struct SandboxConfig {
 }
 
 /// How to reach one image registry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RegistryConfig {
     /// `registry.example.com` or `host:port`, as written in image references.
     pub host: String,
@@ -322,7 +338,7 @@ impl Default for SandboxConfig {
 }
 
 /// A region machines can be placed in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RegionConfig {
     pub code: String,
     #[serde(default)]
@@ -333,7 +349,7 @@ pub struct RegionConfig {
 
 /// What the process driver runs for an image reference. `{bin_dir}` in the command is
 /// replaced by the directory of the running edgewake binary.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ImageConfig {
     pub command: Vec<String>,
     #[serde(default)]
@@ -344,6 +360,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_level: Targets::new().with_default(DEFAULT_LOG_LEVEL),
             edge: EdgeConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
@@ -363,6 +380,7 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            acme: None,
         }
     }
 }
@@ -427,15 +445,24 @@ impl Default for MachinesConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file, reporting every problem at once.
+    /// Reads and validates a config file, reporting every problem at once. Relative
+    /// paths in it are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
-        Config::parse(&text)
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Config::parse_in(&text, &dir)
     }
 
-    /// Parses TOML text into typed values and validates them.
+    /// Parses TOML text into typed values and validates them; relative paths stay
+    /// relative to the current directory.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(text, Path::new(""))
+    }
+
+    /// `parse`, with relative paths written in the text taken from `dir`.
+    fn parse_in(text: &str, dir: &Path) -> Result<Config, ConfigErrors> {
         let mut unknown = Vec::new();
         let de =
             toml::Deserializer::parse(text).map_err(|e| ConfigErrors::single(e.to_string()))?;
@@ -447,7 +474,7 @@ impl Config {
         }
         match parsed {
             Ok(raw) => {
-                let config = raw.into_config(&mut errors);
+                let config = raw.into_config(dir, &mut errors);
                 config.validate(&mut errors);
                 errors.into_result(config)
             }

@@ -80,6 +80,9 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
+        if let Some(acme) = &self.acme {
+            acme.validate(errors);
+        }
     }
 
     fn validate_edge(&self, errors: &mut ConfigErrors) {
@@ -221,6 +224,32 @@ mod tests {
         assert_eq!(config.edge.idle_timeout.as_secs(), 4);
         assert!(config.edge.domains.iter().any(|d| d == "localhost"));
         assert!(config.images.contains_key("flyio/fastify-functions"));
+    }
+
+    /// The shipped file differs from the built-in defaults only in the keys its header
+    /// lists (data_dir, certs_dir, idle_timeout, regions, images).
+    #[test]
+    fn shipped_config_differs_only_where_it_says() {
+        let text = include_str!("../../config/edgewake.toml");
+        let mut shipped = Config::parse(text).unwrap();
+        let defaults = Config::default();
+        for key in ["data_dir", "certs_dir", "idle_timeout", "regions", "images"] {
+            assert!(text.contains(&format!("#   {key} ")), "{key} not listed");
+        }
+        shipped.data_dir = defaults.data_dir.clone();
+        shipped.tls.certs_dir = defaults.tls.certs_dir.clone();
+        shipped.edge.idle_timeout = defaults.edge.idle_timeout;
+        shipped.regions = defaults.regions.clone();
+        shipped.images = defaults.images.clone();
+        assert_eq!(shipped, defaults);
+    }
+
+    /// The system config the systemd unit and the container image install is valid,
+    /// with absolute paths only.
+    #[test]
+    fn packaged_config_is_valid() {
+        let config = Config::parse(include_str!("../../packaging/edgewake.toml")).unwrap();
+        assert!(config.data_dir.is_absolute() && config.tls.certs_dir.is_absolute());
     }
 
     /// Every unknown key and every invalid value is reported, not just the first.

@@ -57,8 +57,6 @@ pub struct UpstreamLimits {
     /// To one machine, for requests that share pooled connections (HTTP/2 clients,
     /// upgrades, h2c backends); more requests wait for one to be free.
     pub max_per_machine: usize,
-    /// How long a request waits for a pooled connection before it gives up (503).
-    pub queue_timeout: Duration,
 }
 
 impl ClientPolicy {
@@ -108,7 +106,6 @@ impl UpstreamLimits {
         UpstreamLimits {
             max_connections: config.edge.max_upstream_connections,
             max_per_machine: config.edge.max_machine_connections,
-            queue_timeout: config.edge.queue_timeout,
         }
     }
 }

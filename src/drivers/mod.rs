@@ -8,6 +8,7 @@ pub mod process;
 pub mod sandbox;
 pub mod shared;
 
+use crate::images::ImageError;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
@@ -106,28 +107,62 @@ impl Instance {
     }
 }
 
-/// Why a driver could not start a machine.
+/// Why a driver could not take, start or exec in a machine, and whose the fault is: the
+/// caller's image (unknown, not found), the registry, or this host.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("unknown image `{0}`: it is not in the image catalog")]
+    /// The process driver runs catalog entries only; the message says how to go on.
+    #[error(
+        "unknown image `{0}`: the process driver runs only the images in its catalog. Add \
+         one to the config and restart edgewake: [images.\"{0}\"] command = [\"sh\", \"-c\", \
+         \"exec python3 -m http.server --bind $FLY_PRIVATE_IP $PORT\"] (your program, \
+         listening on $FLY_PRIVATE_IP:$PORT); or run OCI images with `edgewake serve \
+         --driver sandbox`"
+    )]
     UnknownImage(String),
-    #[error("image not found: {0}")]
-    ImageNotFound(String),
+    /// No such image or tag, or a reference that names none.
+    #[error(transparent)]
+    ImageNotFound(ImageError),
     #[error("cannot get the image: {0}")]
-    Registry(String),
+    Registry(#[source] ImageError),
+    /// The local image store failed: its tools, its files, its lock.
+    #[error("the image store failed: {0}")]
+    ImageStore(#[source] ImageError),
+    /// The image was removed from the store between its lookup and the mount.
+    #[error("the image's files were removed while the run was prepared: start again")]
+    ImageRemoved,
     #[error("the sandbox cannot run the machine: {0}")]
-    Runtime(String),
+    Bundle(#[from] sandbox::bundle::BundleError),
+    /// The blocking task that prepares a run panicked or was cancelled.
+    #[error("preparing the run failed: {0}")]
+    Prepare(#[source] tokio::task::JoinError),
+    #[error("exec needs a command")]
+    ExecNeedsCommand,
     #[error("this driver cannot run commands in machines")]
     ExecUnsupported,
     #[error("the command ran past its {0:?} timeout and was killed")]
     ExecTimeout(Duration),
     #[error("cannot prepare the machine's files: {0}")]
-    Files(std::io::Error),
+    Files(#[source] std::io::Error),
     #[error("cannot run `{command}`: {source}")]
     Spawn {
         command: String,
         source: std::io::Error,
     },
+}
+
+/// An image the store cannot give, by whose fault: the reference names nothing (the
+/// caller's), the registry failed, or the store itself did.
+impl From<ImageError> for DriverError {
+    fn from(error: ImageError) -> DriverError {
+        match error {
+            ImageError::NotFound(_) | ImageError::BadReference(_) => {
+                DriverError::ImageNotFound(error)
+            }
+            ImageError::Registry { .. } => DriverError::Registry(error),
+            other => DriverError::ImageStore(other),
+        }
+    }
 }
 
 /// Realises machines: `process` runs local commands, `sandbox` OCI images under runc,

@@ -211,9 +211,7 @@ impl Driver for ProcessDriver {
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError> {
         let scratch = self.machines_dir.join(&launch.machine_id).join("scratch");
-        let (program, args) = command
-            .split_first()
-            .ok_or_else(|| DriverError::Runtime("exec needs a command".into()))?;
+        let (program, args) = command.split_first().ok_or(DriverError::ExecNeedsCommand)?;
         let mut child = Command::new(program);
         child
             .args(args)

@@ -1,17 +1,20 @@
 //! Why lifecycle calls fail, each kept typed so the proxy and the API can say what it
 //! means (a status, whether a retry helps) in one place each.
 
-use crate::drivers::DriverError;
+use super::start::describe_exit;
+use crate::drivers::{DriverError, Exit};
 use crate::machines::MachineState;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Why a wake failed. Cloned to every request that waited on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a wake failed. Cloned to every request that waited on it, so the driver's error
+/// is shared, not copied (it may hold an `io::Error`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WakeError {
-    #[error("the machine exited while starting ({0})")]
-    Exited(String),
+    #[error("the machine exited while starting ({})", describe_exit(*.0))]
+    Exited(Exit),
     #[error("the machine could not start: {0}")]
-    StartFailed(String),
+    StartFailed(#[source] Arc<DriverError>),
     #[error("the machine did not listen within {0:?}")]
     Timeout(Duration),
     #[error("the machine is being destroyed")]

@@ -52,7 +52,7 @@ pub(super) async fn start_locked(
             let event = MachineEvent::exit(Exit::UNKNOWN, false);
             sup.registry
                 .transition(machine, MachineState::Stopped, Some(event));
-            return Err(WakeError::StartFailed(e.to_string()));
+            return Err(WakeError::StartFailed(Arc::new(e)));
         }
     };
     sup.registry.set_pid(machine, Some(instance.pid));
@@ -119,18 +119,19 @@ async fn until_ready(
     instance: &Instance,
 ) -> Result<(), WakeError> {
     let Some(addr) = addr else { return Ok(()) };
-    let timeout = sup.settings.wake_timeout;
+    let timeout = sup.settings().wake_timeout;
     tokio::select! {
         biased;
-        exit = instance.exited() => Err(WakeError::Exited(describe_exit(exit))),
+        exit = instance.exited() => Err(WakeError::Exited(exit)),
         () = probe(sup, instance, addr) => Ok(()),
         () = tokio::time::sleep(timeout) => Err(WakeError::Timeout(timeout)),
     }
 }
 
 async fn probe(sup: &Supervisor, instance: &Instance, addr: SocketAddr) {
+    let interval = sup.settings().probe_interval;
     while !sup.driver.accepts(instance, addr).await {
-        tokio::time::sleep(sup.settings.probe_interval).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

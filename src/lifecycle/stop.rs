@@ -106,11 +106,11 @@ async fn halt(
     let signal = request
         .signal
         .or(spec.stop_signal())
-        .unwrap_or(sup.settings.stop_signal);
+        .unwrap_or(sup.settings().stop_signal);
     let timeout = request
         .timeout
         .or(spec.stop_config.timeout)
-        .unwrap_or(sup.settings.stop_timeout);
+        .unwrap_or(sup.settings().stop_timeout);
     let exit = sup.driver.stop(instance, signal, timeout).await;
     sup.registry.set_pid(machine, None);
     exit

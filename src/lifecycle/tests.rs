@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
+use crate::drivers::{DriverError, Exit};
 use crate::machines::registry::NewMachine;
 use crate::machines::spec::MachineSpec;
 use crate::machines::store::Store;
@@ -26,6 +27,8 @@ struct World {
 
 fn settings() -> Settings {
     Settings {
+        idle_timeout: IDLE,
+        reap_interval: Duration::from_millis(250),
         wake_timeout: WAKE_TIMEOUT,
         probe_interval: Duration::from_millis(5),
         stop_signal: Signal::SIGTERM,
@@ -126,16 +129,29 @@ async fn herd_shares_one_failed_start() {
     let machine = w.machine(config(None));
     w.fake.script_all(Script {
         start_takes: Duration::from_secs(1),
-        fail: Some("no such image".into()),
+        fail: Some(|| DriverError::UnknownImage("nothing/here".into())),
         ..Script::default()
     });
     let outcomes = w.herd(20).await;
+    let mut failures = Vec::new();
     for outcome in outcomes {
-        let Err(AcquireError::Wake { error, .. }) = outcome else {
+        let Err(AcquireError::Wake {
+            error: WakeError::StartFailed(failure),
+            ..
+        }) = outcome
+        else {
             panic!("every request sees the failed start");
         };
-        assert!(matches!(error, WakeError::StartFailed(_)));
+        assert!(
+            matches!(*failure, DriverError::UnknownImage(_)),
+            "{failure}"
+        );
+        failures.push(failure);
     }
+    assert!(
+        failures.iter().all(|f| Arc::ptr_eq(f, &failures[0])),
+        "the driver's one error is shared, not one per request"
+    );
     assert_eq!(w.fake.starts(&machine.id), 1);
     assert_eq!(machine.state(), MachineState::Stopped);
 }
@@ -160,7 +176,10 @@ async fn crash_while_starting_fails_the_herd_fast() {
         let Err(AcquireError::Wake { error, .. }) = outcome else {
             panic!("every request sees the exit");
         };
-        assert_eq!(error, WakeError::Exited("exit code 3".into()));
+        assert!(
+            matches!(error, WakeError::Exited(Exit { code: Some(3), .. })),
+            "{error}"
+        );
     }
     assert_eq!(w.fake.starts(&machine.id), 1);
     assert_eq!(machine.state(), MachineState::Stopped);
@@ -178,7 +197,10 @@ async fn hanging_machine_times_out() {
     let Err(AcquireError::Wake { error, .. }) = w.ready().await else {
         panic!("the wake fails");
     };
-    assert_eq!(error, WakeError::Timeout(WAKE_TIMEOUT));
+    assert!(
+        matches!(error, WakeError::Timeout(t) if t == WAKE_TIMEOUT),
+        "{error}"
+    );
     assert!(!w.fake.is_running(&machine.id));
     assert_eq!(machine.state(), MachineState::Stopped);
 }
@@ -319,4 +341,32 @@ async fn avoided_machines_are_not_picked() {
     plan.avoid.push(first.id.clone());
     let ready = w.sup.ready(&w.app, 80, &plan).await.unwrap();
     assert_eq!(ready.machine.id, second.id);
+}
+
+/// The reaper reads its timings at every round: an idle timeout shortened while it runs
+/// (a reload) stops a machine the old one would have kept.
+#[tokio::test(start_paused = true)]
+async fn reaper_takes_a_new_idle_timeout() {
+    let w = world();
+    let machine = w.machine(config(None));
+    drop(w.ready().await.unwrap());
+    let cancel = CancellationToken::new();
+    let reaper = tokio::spawn(w.sup.clone().reap_idle(cancel.clone()));
+    tokio::time::sleep(IDLE / 2).await;
+    assert_eq!(machine.state(), MachineState::Started);
+    w.sup.set_settings(Settings {
+        idle_timeout: IDLE / 4,
+        ..settings()
+    });
+    // Under the old timeout the machine has 2 s left: it must stop within 1.5 s.
+    for _ in 0..30 {
+        if machine.state() == MachineState::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(machine.state(), MachineState::Stopped);
+    assert_eq!(w.fake.stops(&machine.id), 1);
+    cancel.cancel();
+    reaper.await.unwrap();
 }

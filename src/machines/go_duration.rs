@@ -1,26 +1,35 @@
 //! Durations as Fly's API writes them: Go duration strings (`"15s"`, `"1m30s"`,
 //! `"1.5s"`, `"250ms"`) or integer nanoseconds, read either way and written as strings.
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 use std::time::Duration;
 
+/// Why a value is not a duration; each keeps what was given, to be named back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration like \"15s\", \"1m30s\" or \"250ms\"")]
+    Text(String),
+    #[error("{0} is not a whole, non-negative number of nanoseconds")]
+    Nanos(Number),
+    #[error("{0} is not a duration (\"15s\" or nanoseconds)")]
+    NotADuration(Value),
+}
+
 /// Reads a config duration: a Go duration string or a whole number of nanoseconds.
-pub fn from_json(value: &Value) -> Result<Duration, String> {
+pub fn from_json(value: &Value) -> Result<Duration, DurationError> {
     match value {
         Value::String(text) => parse(text),
         Value::Number(n) => n
             .as_u64()
             .map(Duration::from_nanos)
-            .ok_or_else(|| format!("{n} is not a whole, non-negative number of nanoseconds")),
-        other => Err(format!(
-            "{other} is not a duration (\"15s\" or nanoseconds)"
-        )),
+            .ok_or_else(|| DurationError::Nanos(n.clone())),
+        other => Err(DurationError::NotADuration(other.clone())),
     }
 }
 
 /// Parses Go's duration syntax: one or more `<decimal><unit>`, units ns, us, µs, ms, s, m, h.
-pub fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration like \"15s\", \"1m30s\" or \"250ms\"");
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError::Text(text.to_string());
     if text == "0" {
         return Ok(Duration::ZERO);
     }
@@ -115,8 +124,14 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(from_json(&json!("10s")).unwrap(), Duration::from_secs(10));
-        assert!(from_json(&json!(-5)).is_err());
-        assert!(from_json(&json!(true)).is_err());
+        assert!(matches!(
+            from_json(&json!(-5)),
+            Err(DurationError::Nanos(_))
+        ));
+        assert_eq!(
+            from_json(&json!(true)),
+            Err(DurationError::NotADuration(json!(true)))
+        );
     }
 
     /// Formatting matches Go's Duration.String() and round-trips through parse.

@@ -7,15 +7,24 @@
 //!   `services[].checks[]` and `checks{}`): integer nanoseconds or Go strings become Go
 //!   strings (`15000000000` → `"15s"`).
 
-use super::go_duration;
+use super::go_duration::{self, DurationError};
 use serde_json::Value;
+
+/// A duration in the config that does not parse, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{path}`: {source}")]
+pub struct BadDuration {
+    /// Where the duration is, as a client would write it (`config.stop_config.timeout`).
+    pub path: String,
+    pub source: DurationError,
+}
 
 /// Fields of a check that hold durations.
 const CHECK_DURATIONS: [&str; 3] = ["interval", "timeout", "grace_period"];
 
 /// Rewrites the canonical fields in place; a duration that does not parse is an error
 /// naming its path.
-pub fn normalize(config: &mut Value) -> Result<(), String> {
+pub fn normalize(config: &mut Value) -> Result<(), BadDuration> {
     if let Some(timeout) = config.pointer_mut("/stop_config/timeout") {
         duration(timeout, "config.stop_config.timeout")?;
     }
@@ -43,7 +52,7 @@ fn autostop(service: &mut Value) {
     }
 }
 
-fn checks_in_list(checks: Option<&mut Value>, path: &str) -> Result<(), String> {
+fn checks_in_list(checks: Option<&mut Value>, path: &str) -> Result<(), BadDuration> {
     let Some(checks) = checks.and_then(Value::as_array_mut) else {
         return Ok(());
     };
@@ -53,7 +62,7 @@ fn checks_in_list(checks: Option<&mut Value>, path: &str) -> Result<(), String> 
     Ok(())
 }
 
-fn check_durations(check: &mut Value, path: &str) -> Result<(), String> {
+fn check_durations(check: &mut Value, path: &str) -> Result<(), BadDuration> {
     for field in CHECK_DURATIONS {
         if let Some(value) = check.get_mut(field) {
             duration(value, &format!("{path}.{field}"))?;
@@ -62,11 +71,14 @@ fn check_durations(check: &mut Value, path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn duration(value: &mut Value, path: &str) -> Result<(), String> {
+fn duration(value: &mut Value, path: &str) -> Result<(), BadDuration> {
     if value.is_null() {
         return Ok(());
     }
-    let parsed = go_duration::from_json(value).map_err(|e| format!("`{path}`: {e}"))?;
+    let parsed = go_duration::from_json(value).map_err(|source| BadDuration {
+        path: path.to_string(),
+        source,
+    })?;
     *value = Value::String(go_duration::format(parsed));
     Ok(())
 }
@@ -113,6 +125,7 @@ mod tests {
     fn bad_duration_names_its_path() {
         let mut config = json!({"stop_config": {"timeout": "soon"}});
         let err = normalize(&mut config).unwrap_err();
-        assert!(err.contains("config.stop_config.timeout"), "{err}");
+        assert_eq!(err.path, "config.stop_config.timeout");
+        assert_eq!(err.source, DurationError::Text("soon".into()));
     }
 }

@@ -191,12 +191,30 @@ impl Port {
     }
 }
 
+/// Why a machine config is refused; each names the field a client must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("config must be an object")]
+    NotAnObject,
+    #[error(transparent)]
+    Duration(#[from] normalize::BadDuration),
+    #[error("invalid config: {0}")]
+    Invalid(#[source] serde_json::Error),
+    #[error("config.image is required")]
+    NoImage,
+    #[error("config.services[{0}].internal_port must be 1-65535")]
+    NoInternalPort(usize),
+    /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
+    #[error("config.stop_config.signal: {0}")]
+    StopSignal(String),
+}
+
 impl MachineSpec {
     /// Takes a config from the API: rewrites the fields Fly answers canonically (see
     /// `normalize`), then reads and checks it.
-    pub fn accept(mut config: Value) -> Result<(Value, MachineSpec), String> {
+    pub fn accept(mut config: Value) -> Result<(Value, MachineSpec), SpecError> {
         if !config.is_object() {
-            return Err("config must be an object".into());
+            return Err(SpecError::NotAnObject);
         }
         normalize::normalize(&mut config)?;
         let spec = MachineSpec::from_config(&config)?;
@@ -204,21 +222,19 @@ impl MachineSpec {
     }
 
     /// Reads and checks a config as given to the API.
-    pub fn from_config(config: &Value) -> Result<MachineSpec, String> {
+    pub fn from_config(config: &Value) -> Result<MachineSpec, SpecError> {
         if !config.is_object() {
-            return Err("config must be an object".into());
+            return Err(SpecError::NotAnObject);
         }
-        let spec = MachineSpec::deserialize(config).map_err(|e| format!("invalid config: {e}"))?;
+        let spec = MachineSpec::deserialize(config).map_err(SpecError::Invalid)?;
         if spec.image.trim().is_empty() {
-            return Err("config.image is required".into());
+            return Err(SpecError::NoImage);
         }
-        for service in &spec.services {
-            if service.internal_port == 0 {
-                return Err("config.services[].internal_port must be 1-65535".into());
-            }
+        if let Some(i) = spec.services.iter().position(|s| s.internal_port == 0) {
+            return Err(SpecError::NoInternalPort(i));
         }
         if let Some(signal) = &spec.stop_config.signal {
-            parse_signal(signal).map_err(|e| format!("config.stop_config.signal: {e}"))?;
+            parse_signal(signal).map_err(SpecError::StopSignal)?;
         }
         Ok(spec)
     }
@@ -305,11 +321,9 @@ mod tests {
         }
         let mut config = seed_config();
         config["services"][0]["autostop"] = json!("sometimes");
-        assert!(
-            MachineSpec::from_config(&config)
-                .unwrap_err()
-                .contains("autostop")
-        );
+        let err = MachineSpec::from_config(&config).unwrap_err();
+        assert!(matches!(err, SpecError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("autostop"), "{err}");
     }
 
     /// stop_config takes Go duration strings or nanoseconds, and a signal name.
@@ -323,17 +337,29 @@ mod tests {
         assert_eq!(spec.stop_signal(), Some(Signal::SIGINT));
         let mut bad = seed_config();
         bad["stop_config"] = json!({"signal": "SIGNOPE"});
-        assert!(
-            MachineSpec::accept(bad)
-                .unwrap_err()
-                .contains("stop_config.signal")
-        );
+        let err = MachineSpec::accept(bad).unwrap_err();
+        assert!(matches!(err, SpecError::StopSignal(_)), "{err}");
+        assert!(err.to_string().contains("stop_config.signal"), "{err}");
     }
 
     /// A config without an image is refused with a message naming the field.
     #[test]
     fn image_is_required() {
         let err = MachineSpec::from_config(&json!({"env": {}})).unwrap_err();
-        assert!(err.contains("config.image"), "{err}");
+        assert!(matches!(err, SpecError::NoImage), "{err}");
+        assert!(err.to_string().contains("config.image"), "{err}");
+    }
+
+    /// A service without its machine port is refused, naming which service.
+    #[test]
+    fn internal_port_is_required_per_service() {
+        let mut config = seed_config();
+        let second = json!({"internal_port": 0, "ports": [{"port": 81}]});
+        config["services"].as_array_mut().unwrap().push(second);
+        let err = MachineSpec::from_config(&config).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.services[1].internal_port must be 1-65535"
+        );
     }
 }

@@ -22,10 +22,15 @@ pub enum Goal {
     Settled,
 }
 
-impl FromStr for Goal {
-    type Err = String;
+/// A `wait?state=` that names no state a client can wait for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state `{0}`: use started, stopped, suspended, destroyed, failed or settled")]
+pub struct UnknownGoal(pub String);
 
-    fn from_str(text: &str) -> Result<Goal, String> {
+impl FromStr for Goal {
+    type Err = UnknownGoal;
+
+    fn from_str(text: &str) -> Result<Goal, UnknownGoal> {
         Ok(match text {
             "started" => Goal::Started,
             "stopped" => Goal::Stopped,
@@ -33,11 +38,7 @@ impl FromStr for Goal {
             "destroyed" => Goal::Destroyed,
             "failed" => Goal::Failed,
             "settled" => Goal::Settled,
-            other => {
-                return Err(format!(
-                    "unknown state `{other}`: use started, stopped, suspended, destroyed, failed or settled"
-                ));
-            }
+            other => return Err(UnknownGoal(other.to_string())),
         })
     }
 }

@@ -5,7 +5,7 @@
 //! it is still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 
 use super::headers::{self, Forwarded};
-use super::pool::{Lease, Pools};
+use super::pool::{Lease, Pools, Queueing};
 use super::tunnel::{self, Carried};
 use super::upstream::{
     self, Budget, ClientBody, ConnectionUpstream, MachineBody, SendFailure, UpstreamError,
@@ -23,21 +23,38 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Everything that reaches machines: the budget of connections, the pools, the pace.
+/// Everything that reaches machines: the budget of connections and the pools.
 pub struct Upstreams {
     pub budget: Budget,
     pools: Pools,
-    pub policy: MachinePolicy,
 }
 
 impl Upstreams {
-    pub fn new(limits: UpstreamLimits, policy: MachinePolicy) -> Upstreams {
+    pub fn new(limits: UpstreamLimits) -> Upstreams {
         let budget = Budget::new(limits.max_connections);
         Upstreams {
-            pools: Pools::new(budget.clone(), limits, policy.send),
+            pools: Pools::new(budget.clone(), limits),
             budget,
-            policy,
+        }
+    }
+}
+
+/// How a request's exchange with its machine is paced: the settings in force when it
+/// was admitted (a reload applies to requests admitted after it).
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub machine: MachinePolicy,
+    /// How long it waits for a pooled connection to its machine.
+    pub queue_timeout: Duration,
+}
+
+impl Pacing {
+    fn queueing(&self) -> Queueing {
+        Queueing {
+            timeout: self.queue_timeout,
+            send: self.machine.send,
         }
     }
 }
@@ -52,6 +69,18 @@ pub struct Prepared {
     client_upgrade: Option<OnUpgrade>,
     permit: Option<ConnectionPermit>,
     own_upstream: Option<Arc<ConnectionUpstream>>,
+    pacing: Pacing,
+}
+
+impl Prepared {
+    /// Reads a chunked body's first chunk ahead, so a malformed or missing one fails
+    /// before any machine is woken for it.
+    pub async fn first_chunk(&mut self) -> Result<(), super::ProxyError> {
+        match self.req.body_mut() {
+            Either::Left(body) => super::checks::first_chunk(body).await,
+            Either::Right(_) => Ok(()),
+        }
+    }
 }
 
 /// A machine could not be reached; `again` is the request, when it may go to another.
@@ -61,7 +90,7 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>) -> Prepared {
+pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
@@ -77,6 +106,7 @@ pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>) -> Prepared {
         client_upgrade,
         permit,
         own_upstream,
+        pacing,
     }
 }
 
@@ -103,9 +133,7 @@ pub async fn send(
             });
         }
     };
-    Ok(answer(
-        response, lease, prepared, ready, request_id, upstreams,
-    ))
+    Ok(answer(response, lease, prepared, ready, request_id))
 }
 
 /// The machine's answer (its head), waited for within the read timeout counted from
@@ -116,7 +144,7 @@ async fn answered(
     prepared: &mut Prepared,
     ready: &Ready,
 ) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
-    let read = upstreams.policy.read.timeout;
+    let read = prepared.pacing.machine.read.timeout;
     let progress = match prepared.req.body() {
         Either::Left(body) => body.progress(),
         Either::Right(_) => None,
@@ -152,12 +180,15 @@ async fn exchange(
         *req.uri_mut() = h2_uri(req.uri(), &prepared.authority);
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(HOST); // `:authority` says it
-        let (response, lease) = upstreams.pools.send_h2(addr, req).await?;
+        let (response, lease) = upstreams
+            .pools
+            .send_h2(addr, req, prepared.pacing.queueing())
+            .await?;
         return Ok((response, Some(lease)));
     }
     *req.uri_mut() = origin_form(req.uri());
     *req.version_mut() = Version::HTTP_11;
-    let (budget, send) = (&upstreams.budget, upstreams.policy.send);
+    let (budget, send) = (&upstreams.budget, prepared.pacing.machine.send);
     if prepared.upgrade.is_some() {
         // A connection of its own, which the tunnel keeps: it counts against the
         // budget, never against a machine's pool (a WebSocket is not a pooled request).
@@ -167,7 +198,10 @@ async fn exchange(
     match prepared.own_upstream.as_ref() {
         Some(own) => Ok((own.send(addr, req, budget, send).await?, None)),
         None => {
-            let (response, lease) = upstreams.pools.send_http1(addr, req).await?;
+            let (response, lease) = upstreams
+                .pools
+                .send_http1(addr, req, prepared.pacing.queueing())
+                .await?;
             Ok((response, Some(lease)))
         }
     }
@@ -182,7 +216,6 @@ fn answer(
     prepared: Prepared,
     ready: Ready,
     request_id: &str,
-    upstreams: &Upstreams,
 ) -> Response<ProxyBody> {
     if let (Some(protocol), Some(client_upgrade)) = (&prepared.upgrade, prepared.client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -198,7 +231,7 @@ fn answer(
         request_id,
     );
     let (parts, body) = response.into_parts();
-    let paced = PacedBody::new(body, upstreams.policy.read);
+    let paced = PacedBody::new(body, prepared.pacing.machine.read);
     let body = Guarded::new(paced, (ready.in_flight, lease))
         .map_err(BoxError::from)
         .boxed_unsync();

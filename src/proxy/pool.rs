@@ -16,6 +16,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -25,8 +26,15 @@ type Machines = DashMap<SocketAddr, Arc<MachinePool>>;
 pub struct Pools {
     machines: Arc<Machines>,
     budget: Budget,
-    limits: UpstreamLimits,
-    send: Pace,
+    max_per_machine: usize,
+}
+
+/// How one request uses the pool (from the settings in force when it came): how long it
+/// waits for a slot, how writes to the machine are paced.
+#[derive(Debug, Clone, Copy)]
+pub struct Queueing {
+    pub timeout: Duration,
+    pub send: Pace,
 }
 
 /// One machine's pooled connections.
@@ -73,14 +81,13 @@ impl Drop for Lease {
 impl Pools {
     /// Pools opening connections within `budget`; a task closes idle connections until
     /// the pools are dropped.
-    pub fn new(budget: Budget, limits: UpstreamLimits, send: Pace) -> Pools {
+    pub fn new(budget: Budget, limits: UpstreamLimits) -> Pools {
         let machines = Arc::new(Machines::new());
         tokio::spawn(close_idle(Arc::downgrade(&machines)));
         Pools {
             machines,
             budget,
-            limits,
-            send,
+            max_per_machine: limits.max_per_machine,
         }
     }
 
@@ -88,7 +95,7 @@ impl Pools {
         if let Some(pool) = self.machines.get(&addr) {
             return pool.clone();
         }
-        let max = self.limits.max_per_machine;
+        let max = self.max_per_machine;
         let entry = self.machines.entry(addr).or_insert_with(|| {
             Arc::new(MachinePool {
                 slots: Arc::new(Semaphore::new(max)),
@@ -101,12 +108,15 @@ impl Pools {
     }
 
     /// A slot for one request to the machine, waiting up to the queue timeout.
-    async fn slot(&self, pool: &MachinePool) -> Result<OwnedSemaphorePermit, UpstreamError> {
+    async fn slot(
+        pool: &MachinePool,
+        queue_timeout: Duration,
+    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
         if let Ok(slot) = pool.slots.clone().try_acquire_owned() {
             return Ok(slot);
         }
         let wait = pool.slots.clone().acquire_owned();
-        match tokio::time::timeout(self.limits.queue_timeout, wait).await {
+        match tokio::time::timeout(queue_timeout, wait).await {
             Ok(Ok(slot)) => Ok(slot),
             _ => Err(UpstreamError::Busy(
                 "every pooled connection to the machine stayed busy",
@@ -120,9 +130,10 @@ impl Pools {
         &self,
         addr: SocketAddr,
         mut req: Request<MachineBody>,
+        queueing: Queueing,
     ) -> Result<(Response<Incoming>, Lease), SendFailure> {
         let pool = self.pool(addr);
-        let slot = match self.slot(&pool).await {
+        let slot = match Pools::slot(&pool, queueing.timeout).await {
             Ok(slot) => slot,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };
@@ -139,7 +150,7 @@ impl Pools {
                 },
             }
         }
-        let mut sender = match upstream::connect_http1(addr, &self.budget, self.send).await {
+        let mut sender = match upstream::connect_http1(addr, &self.budget, queueing.send).await {
             Ok(sender) => sender,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };
@@ -154,13 +165,14 @@ impl Pools {
         &self,
         addr: SocketAddr,
         req: Request<MachineBody>,
+        queueing: Queueing,
     ) -> Result<(Response<Incoming>, Lease), SendFailure> {
         let pool = self.pool(addr);
-        let slot = match self.slot(&pool).await {
+        let slot = match Pools::slot(&pool, queueing.timeout).await {
             Ok(slot) => slot,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };
-        let mut sender = match pool.h2_sender(addr, &self.budget, self.send).await {
+        let mut sender = match pool.h2_sender(addr, &self.budget, queueing.send).await {
             Ok(sender) => sender,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };

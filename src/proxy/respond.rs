@@ -4,7 +4,7 @@
 //! to the log under the same request id.
 
 use super::ProxyBody;
-use super::admit::ALLOWED_METHODS;
+use super::checks::ALLOWED_METHODS;
 use super::upstream::{ClientFault, UpstreamError};
 use crate::connection::BodyError;
 use crate::lifecycle::{AcquireError, WakeError};
@@ -158,22 +158,28 @@ pub fn redirect_to_https(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
     response
 }
 
-/// The response the client gets for a proxy error.
+/// A plain-text answer of the edge's own.
+pub fn text_response(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The response the client gets for a proxy error: a few words and the request id.
 pub fn error_response(error: &ProxyError, request_id: &str) -> Response<ProxyBody> {
     let text = format!(
         "edgewake: {}\nrequest id: {request_id}\n",
         error.public_message()
     );
-    let body = Full::new(Bytes::from(text))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = error.status();
+    let mut response = text_response(error.status(), text);
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(super::headers::FLY_REQUEST_ID, value);
     }
@@ -216,7 +222,11 @@ mod tests {
     fn wake_failures_map_to_gateway_statuses() {
         let exited = ProxyError::from(AcquireError::Wake {
             machine: "m".into(),
-            error: WakeError::Exited("exit code 3".into()),
+            error: WakeError::Exited(crate::drivers::Exit {
+                code: Some(3),
+                signal: None,
+                oom_killed: false,
+            }),
         });
         let response = error_response(&exited, "r1");
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);

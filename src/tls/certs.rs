@@ -3,6 +3,7 @@
 //! then the wildcard of its parent, then the default certificate.
 
 use super::dev_ca::{self, CA_STEM};
+use super::managed::Managed;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -14,8 +15,13 @@ use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Pair { path: PathBuf, source: PairError },
     #[error("cannot read certs dir {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -23,6 +29,23 @@ pub enum CertError {
     },
     #[error("cannot make the self-signed certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
+    #[error("cannot use the self-signed certificate: {0}")]
+    SelfSignedPair(#[source] PairError),
+}
+
+/// Why a certificate and its key cannot serve together.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("bad certificate PEM: {0}")]
+    CertificatePem(#[source] rustls_pki_types::pem::Error),
+    #[error("no certificate in the file")]
+    NoCertificate,
+    #[error("bad private key PEM: {0}")]
+    KeyPem(#[source] rustls_pki_types::pem::Error),
+    #[error("unusable private key: {0}")]
+    UnusableKey(#[source] rustls::Error),
+    #[error("the key does not belong to the certificate: {0}")]
+    KeyMismatch(#[source] rustls::Error),
 }
 
 /// Certificates by exact name and by wildcard parent, plus the default.
@@ -36,17 +59,19 @@ pub struct CertStore {
 impl CertStore {
     /// The certificate for an SNI name: exact, then `*.parent`, then the default.
     pub fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = name.map(str::to_ascii_lowercase) else {
-            return self.default.clone();
-        };
-        if let Some(cert) = self.exact.get(&name) {
-            return cert.clone();
+        name.map(str::to_ascii_lowercase)
+            .and_then(|name| self.covering(&name).cloned())
+            .unwrap_or_else(|| self.default.clone())
+    }
+
+    /// The certificate whose name covers `name` (lower-case), if any: exact, then
+    /// `*.parent`; never the default.
+    pub fn covering(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        if let Some(cert) = self.exact.get(name) {
+            return Some(cert);
         }
-        let parent = name.split_once('.').map(|(_, parent)| parent);
-        parent
-            .and_then(|p| self.wildcard.get(p))
-            .unwrap_or(&self.default)
-            .clone()
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent)
     }
 
     /// Whether `<app>.<domain>` names have a certificate of their own.
@@ -62,35 +87,37 @@ impl CertStore {
     }
 }
 
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+/// A chain (leaf first) and its private key, ready to serve.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PairError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+        .map_err(PairError::CertificatePem)?;
     if chain.is_empty() {
-        return Err("no certificate in the file".into());
+        return Err(PairError::NoCertificate);
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
-    let signing = any_supported_type(&key).map_err(|e| format!("unusable private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(PairError::KeyPem)?;
+    let signing = any_supported_type(&key).map_err(PairError::UnusableKey)?;
     let certified = CertifiedKey::new(chain, signing);
     // A renewal caught half-written (new certificate, old key) must not replace a good pair.
-    certified
-        .keys_match()
-        .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+    certified.keys_match().map_err(PairError::KeyMismatch)?;
     Ok(certified)
 }
 
 fn load_pair(crt: &Path) -> Result<Arc<CertifiedKey>, CertError> {
     let key = crt.with_extension("key");
-    let file_error = |path: &Path, message: String| CertError::File {
-        path: path.to_path_buf(),
-        message,
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
     };
-    let cert_pem = std::fs::read(crt).map_err(|e| file_error(crt, e.to_string()))?;
-    let key_pem = std::fs::read(&key).map_err(|e| file_error(&key, e.to_string()))?;
+    let (cert_pem, key_pem) = (read(crt)?, read(&key)?);
     certified_key(&cert_pem, &key_pem)
         .map(Arc::new)
-        .map_err(|m| file_error(crt, m))
+        .map_err(|source| CertError::Pair {
+            path: crt.to_path_buf(),
+            source,
+        })
 }
 
 /// Every `<host>.crt` with its `.key` in `dir` (a missing dir holds none).
@@ -179,25 +206,24 @@ pub fn fallback_hosts(domains: &[String]) -> Vec<String> {
 /// Makes the self-signed fallback certificate.
 pub fn make_fallback(hosts: &[String]) -> Result<Arc<CertifiedKey>, CertError> {
     let pair = dev_ca::self_signed(hosts)?;
-    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes()).map_err(|message| {
-        CertError::File {
-            path: PathBuf::from("<self-signed>"),
-            message,
-        }
-    })?;
+    let key = certified_key(pair.cert.as_bytes(), pair.key.as_bytes())
+        .map_err(CertError::SelfSignedPair)?;
     Ok(Arc::new(key))
 }
 
-/// rustls's certificate resolver over a store that reloads replace whole.
+/// rustls's certificate resolver: the certificates the API installed (`managed`),
+/// then the certs dir's store, which reloads replace whole.
 #[derive(Debug)]
 pub struct SniResolver {
     store: RwLock<Arc<CertStore>>,
+    managed: Arc<Managed>,
 }
 
 impl SniResolver {
-    pub fn new(store: CertStore) -> SniResolver {
+    pub fn new(store: CertStore, managed: Arc<Managed>) -> SniResolver {
         SniResolver {
             store: RwLock::new(Arc::new(store)),
+            managed,
         }
     }
 
@@ -208,11 +234,19 @@ impl SniResolver {
     pub fn store(&self) -> Arc<CertStore> {
         self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The certificate served for an SNI name.
+    pub fn certificate(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let name = name.map(str::to_ascii_lowercase);
+        name.as_deref()
+            .and_then(|n| self.managed.find(n))
+            .unwrap_or_else(|| self.store().find(name.as_deref()))
+    }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.store().find(hello.server_name()))
+        Some(self.certificate(hello.server_name()))
     }
 }
 
@@ -275,8 +309,18 @@ mod tests {
             dir.path().join("a.example.com.key"),
         )
         .unwrap();
-        let err = load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("does not belong"), "{err}");
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CertError::Pair {
+                    source: PairError::KeyMismatch(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not belong"), "{err}");
     }
 
     /// Generated development certificates load back from the directory, CA skipped.

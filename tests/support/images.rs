@@ -1,12 +1,12 @@
 //! Test helpers for the image store: test images built with umoci (no Docker), archives
 //! made from them with skopeo, and a real `docker-registry` on a free loopback port.
 
-use super::free_port;
+use super::{free_port, wait};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The tag the test layout gives its image.
 pub const LAYOUT_TAG: &str = "v1";
@@ -148,12 +148,8 @@ fn registry_config(dir: &Path, host: &str, htpasswd: Option<&str>) -> String {
 }
 
 fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + REGISTRY_START_TIMEOUT;
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("docker-registry to listen on {addr}");
+    wait::until_true_blocking(&what, REGISTRY_START_TIMEOUT, || {
+        TcpStream::connect(addr).is_ok()
+    });
 }

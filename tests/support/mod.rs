@@ -1,10 +1,27 @@
 //! Test helpers: a real edgewake on port 0 with its own data dir and loopback range,
 //! real machine processes, and clients for its API and edge.
+//!
+//! - here: `TestEdge` (start, restart, API calls, requests through the edge) and the
+//!   test config with its images;
+//! - `machines`: a test's machine (`edge.app_with_machine(IMAGE).started()`), its JSON
+//!   (paths, events, errors) and its processes;
+//! - `wait`: waiting on a condition with a deadline, instead of sleeping;
+//! - `process`: the `edgewake` binary in a process of its own;
+//! - `images`, `sandbox`, `tls`: test images and a registry, the sandbox driver's
+//!   setup, TLS clients.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
 pub mod images;
+mod machines;
+pub mod pebble;
+mod process;
 pub mod sandbox;
 pub mod tls;
+pub mod wait;
+
+pub use machines::*;
+pub use process::*;
 
 use edgewake::config::{Config, ImageConfig};
 use edgewake::drivers::Driver;
@@ -29,6 +46,8 @@ pub const SLOW_STOP_IMAGE: &str = "test/slow-stop";
 /// the runtime.
 pub const CHATTY_IMAGE: &str = "test/chatty";
 pub const CHATTY_MARKER: &str = "after-the-flood";
+/// How long a machine may take to boot (or to stop) before a test gives up on it.
+pub const BOOT: Duration = Duration::from_secs(10);
 
 /// The directory holding the built binaries (`edgewake`, `edgewake-functions`).
 pub fn bin_dir() -> PathBuf {
@@ -104,6 +123,15 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+fn test_options(driver: Option<Arc<dyn Driver>>) -> Options {
+    Options {
+        api_token: Some(TOKEN.into()),
+        bin_dir: Some(bin_dir()),
+        driver,
+        acme_backoff: None,
+    }
+}
+
 /// A running edgewake and clients for it.
 pub struct TestEdge {
     pub running: Running,
@@ -141,6 +169,21 @@ impl TestEdge {
         TestEdge::start_options(config, Some(dir), Some(driver)).await
     }
 
+    /// An edgewake whose failed ACME orders are retried after `backoff` (doubling).
+    pub async fn start_with_acme_backoff(
+        tweak: impl FnOnce(&mut Config),
+        backoff: edgewake::certificates::acme::timing::Backoff,
+    ) -> TestEdge {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let options = Options {
+            acme_backoff: Some(backoff),
+            ..test_options(None)
+        };
+        TestEdge::start_with_options(config, Some(dir), options).await
+    }
+
     async fn start_config(config: Config, dir: Option<tempfile::TempDir>) -> TestEdge {
         TestEdge::start_options(config, dir, None).await
     }
@@ -150,11 +193,14 @@ impl TestEdge {
         dir: Option<tempfile::TempDir>,
         driver: Option<Arc<dyn Driver>>,
     ) -> TestEdge {
-        let options = Options {
-            api_token: Some(TOKEN.into()),
-            bin_dir: Some(bin_dir()),
-            driver,
-        };
+        TestEdge::start_with_options(config, dir, test_options(driver)).await
+    }
+
+    async fn start_with_options(
+        config: Config,
+        dir: Option<tempfile::TempDir>,
+        options: Options,
+    ) -> TestEdge {
         let running = server::start(config.clone(), options)
             .await
             .expect("edgewake starts");
@@ -192,26 +238,24 @@ impl TestEdge {
         format!("http://{}{path}", self.running.api_addr)
     }
 
+    /// An API request with the test's token, to add to and send with [`answer`].
+    pub fn api_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.api_url(path))
+            .bearer_auth(TOKEN)
+    }
+
     pub async fn api(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, self.api_url(path))
-            .bearer_auth(TOKEN);
+        let mut req = self.api_request(method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.expect("API answers");
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(req).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -236,34 +280,8 @@ impl TestEdge {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
-    /// Creates a machine of `image` with the seed's services; returns its JSON.
-    pub async fn create_machine(&self, app: &str, image: &str, skip_launch: bool) -> Value {
-        let body = json!({"config": seed_config(image), "skip_launch": skip_launch});
-        let (status, machine) = self.post(&format!("/v1/apps/{app}/machines"), body).await;
-        assert_eq!(status, StatusCode::OK, "{machine}");
-        machine
-    }
-
-    /// Creates a machine of `image` that boots at once and waits until it has started;
-    /// returns its id.
-    pub async fn started_machine(&self, app: &str, image: &str) -> String {
-        self.started_machine_with(app, seed_config(image)).await
-    }
-
-    /// Creates a machine with `config` that boots at once and waits until it has
-    /// started; returns its id.
-    pub async fn started_machine_with(&self, app: &str, config: Value) -> String {
-        let body = json!({"config": config});
-        let (status, machine) = self.post(&format!("/v1/apps/{app}/machines"), body).await;
-        assert_eq!(status, StatusCode::OK, "{machine}");
-        let id = machine["id"].as_str().unwrap().to_string();
-        self.wait_for_state(app, &id, "started", Duration::from_secs(10))
-            .await;
-        id
-    }
-
     pub async fn machine(&self, app: &str, id: &str) -> Value {
-        let (status, machine) = self.get(&format!("/v1/apps/{app}/machines/{id}")).await;
+        let (status, machine) = self.get(&machine_path(app, id, "")).await;
         assert_eq!(status, StatusCode::OK, "{machine}");
         machine
     }
@@ -276,269 +294,67 @@ impl TestEdge {
         state: &str,
         within: Duration,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
+        let what = format!("machine {id} to be {state}");
+        wait::until(&what, within, async || {
             let machine = self.machine(app, id).await;
             if machine["state"] == state {
-                return machine;
+                Ok(machine)
+            } else {
+                Err(machine)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "machine never became {state}: {machine}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
+    }
+
+    /// A GET through the edge to `<app>.localhost`, to add to and send.
+    pub fn request_to(&self, app: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("http://{}{path}", self.running.http_addr))
+            .header("host", format!("{app}.localhost"))
     }
 
     /// A request through the edge to `<app>.localhost`.
     pub async fn request(&self, app: &str, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("http://{}{path}", self.running.http_addr))
-            .header("host", format!("{app}.localhost"))
+        self.request_to(app, path)
             .send()
             .await
             .expect("edge answers")
     }
 }
 
-/// The seed's machine config: 443 (tls, http) and 80 (http) to internal port 8080.
-pub fn seed_config(image: &str) -> Value {
-    json!({
-        "image": image,
-        "env": {"APP_ENV": "production"},
-        "services": [{
-            "ports": [{"port": 443, "handlers": ["tls", "http"]}, {"port": 80, "handlers": ["http"]}],
-            "protocol": "tcp",
-            "internal_port": 8080
-        }]
-    })
-}
-
-/// How many events of `kind` the machine has.
-pub fn count_events(machine: &Value, kind: &str) -> usize {
-    machine["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .count()
-}
-
-/// Whether a process with this pid exists.
-pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
-/// Pids of live processes that run as machine `id` (their environment says so).
-pub fn machine_pids(id: &str) -> Vec<u32> {
-    let marker = format!("FLY_MACHINE_ID={id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
-        })
-        .filter(|pid| process_alive(*pid))
-        .collect()
-}
-
-/// Reads (and ignores) whatever the peer sends, never answering, until it closes the
-/// connection; fails if it has not within `within`.
-pub async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 64 * 1024];
-    let closing = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, closing)
-        .await
-        .expect("the connection was closed");
-}
-
-/// A loopback port that was free a moment ago (for the edgewake binary's flags).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The `edgewake` binary running `serve` in its own process.
-pub struct EdgewakeProcess {
-    pub child: std::process::Child,
-    pub http: std::net::SocketAddr,
-    pub https: std::net::SocketAddr,
-    pub api: std::net::SocketAddr,
-}
-
-impl EdgewakeProcess {
-    /// Starts `edgewake serve` with the test config written to `dir`, and waits until
-    /// its API answers.
-    pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
-    }
-
-    /// Starts `edgewake serve --driver sandbox` with machines in `network`.
-    pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
-        let config = process_config(dir, &random_loopback_range())
-            + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
-        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
-    }
-
-    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
-    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
-        let config = process_config(dir, range);
-        EdgewakeProcess::spawn_under(dir, &config, &[], Some(ulimits)).await
-    }
-
-    async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_under(dir, config_text, extra, None).await
-    }
-
-    async fn spawn_under(
-        dir: &Path,
-        config_text: &str,
-        extra: &[&str],
-        ulimits: Option<&str>,
-    ) -> EdgewakeProcess {
-        let config = dir.join("edgewake.toml");
-        std::fs::write(&config, config_text).unwrap();
-        let (http, https, api) = (free_port(), free_port(), free_port());
-        let binary = env!("CARGO_BIN_EXE_edgewake");
-        let mut command = match ulimits {
-            None => std::process::Command::new(binary),
-            Some(ulimits) => {
-                let mut sh = std::process::Command::new("sh");
-                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
-                sh
-            }
-        };
-        let child = command
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .args(extra)
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http}"),
-                "--api",
-                &format!("127.0.0.1:{api}"),
-                "--https",
-                &format!("127.0.0.1:{https}"),
-            ])
-            .env("EDGEWAKE_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap();
-        let process = EdgewakeProcess {
-            child,
-            http: format!("127.0.0.1:{http}").parse().unwrap(),
-            https: format!("127.0.0.1:{https}").parse().unwrap(),
-            api: format!("127.0.0.1:{api}").parse().unwrap(),
-        };
-        process.wait_until_serving().await;
-        process
-    }
-
-    async fn wait_until_serving(&self) {
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            let res = client
-                .get(format!("http://{}/v1/apps", self.api))
-                .bearer_auth(TOKEN)
-                .send()
-                .await;
-            if res.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("edgewake did not start serving");
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit and returns its exit code.
-    pub async fn exit_code(mut self) -> Option<i32> {
-        for _ in 0..400 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("edgewake did not exit");
-    }
-}
-
-/// A test that fails must not leave its edgewake running: it would keep the test
-/// runner's output pipe open (and CI waiting) for ever.
-impl Drop for EdgewakeProcess {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn process_config(dir: &Path, range: &str) -> String {
-    format!(
-        r#"
-data_dir = "{data}"
-[tls]
-certs_dir = "{certs}"
-[edge]
-region = "ams"
-idle_timeout = "60s"
-[machines]
-private_ip_range = "{range}"
-stop_timeout = "2s"
-[[regions]]
-code = "ams"
-latitude = 52.374
-longitude = 4.890
-[images."{RUNTIME_IMAGE}"]
-command = ["{{bin_dir}}/edgewake", "functions"]
-"#,
-        data = dir.join("data").display(),
-        certs = dir.join("certs").display(),
+/// Sends an API request and reads its answer: the status and the JSON body (or the
+/// text, as a JSON string, when it is not JSON).
+pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let res = request.send().await.expect("API answers");
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
 
-/// `/v1/apps/{app}/machines/{id}{rest}`.
-pub fn machine_path(app: &str, id: &str, rest: &str) -> String {
-    format!("/v1/apps/{app}/machines/{id}{rest}")
+/// An answer read whole, and the moment it came.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    pub arrived: std::time::Instant,
 }
 
-/// Asserts an error answer: the status and a JSON body with a non-empty `error` string.
-pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
-    assert_eq!(status, expected, "{body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error string: {body}"));
-    assert!(!message.is_empty(), "{body}");
-}
-
-/// The id of a machine's JSON, as a String.
-pub fn id_of(machine: &Value) -> String {
-    machine["id"]
-        .as_str()
-        .expect("machine has an id")
-        .to_string()
+/// Sends `request` on a task of its own, so the test goes on while it is in flight;
+/// the task gives the answer read whole.
+pub fn spawn_request(request: reqwest::RequestBuilder) -> tokio::task::JoinHandle<Answer> {
+    tokio::spawn(async move {
+        let res = request.send().await.expect("edge answers");
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = res.text().await.expect("the whole answer");
+        Answer {
+            status,
+            headers,
+            body,
+            arrived: std::time::Instant::now(),
+        }
+    })
 }

@@ -36,12 +36,13 @@ pub enum Boot {
 }
 
 /// What a start does, and how long a stop takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Script {
     /// How long the driver's start itself takes (an image pull, a slow runtime).
     pub start_takes: Duration,
-    /// The driver refuses to start the machine, with this message.
-    pub fail: Option<String>,
+    /// The driver refuses to start the machine with the error this makes (made anew
+    /// each time: a `DriverError` may hold an `io::Error`, which cannot be cloned).
+    pub fail: Option<fn() -> DriverError>,
     pub boot: Boot,
     /// How long the machine takes to exit after its stop signal.
     pub stop_takes: Duration,
@@ -261,8 +262,8 @@ impl Driver for FakeDriver {
         self.wait_while_held().await;
         let script = self.script_for(&launch.machine_id);
         tokio::time::sleep(script.start_takes).await;
-        if let Some(message) = script.fail {
-            return Err(DriverError::Runtime(message));
+        if let Some(error) = script.fail {
+            return Err(error());
         }
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let (exit, exit_rx) = watch::channel(None);

@@ -56,10 +56,31 @@ pub struct RunSpec<'a> {
 /// Where the init is mounted inside machines.
 pub const INIT_PATH: &str = "/.edgewake/init";
 
+/// Why a run's spec cannot be made: the image and the machine's config do not say what
+/// to run or as whom, or the spec does not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("the image names no entrypoint or command, and config.init gives none")]
+    NoCommand,
+    #[error(transparent)]
+    Id(#[from] UnknownId),
+    #[error("cannot write the runtime spec: {0}")]
+    Spec(#[from] OciSpecError),
+}
+
+/// The image's `user` names someone its own files do not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownId {
+    #[error("user `{0}` is not in the image's /etc/passwd")]
+    User(String),
+    #[error("group `{0}` is not in the image's /etc/group")]
+    Group(String),
+}
+
 /// The program a run starts: `init.exec`, else entrypoint + command, each from `init`
 /// when given. As with `docker run --entrypoint`, a new entrypoint drops the image's
 /// command.
-pub fn argv(init: &Init, image: &RunConfig) -> Result<Vec<String>, String> {
+pub fn argv(init: &Init, image: &RunConfig) -> Result<Vec<String>, BundleError> {
     let argv = match (&init.exec, &init.entrypoint, &init.cmd) {
         (Some(exec), _, _) => exec.clone(),
         (None, Some(entrypoint), cmd) => {
@@ -72,14 +93,14 @@ pub fn argv(init: &Init, image: &RunConfig) -> Result<Vec<String>, String> {
         .concat(),
     };
     if argv.is_empty() {
-        return Err("the image names no entrypoint or command, and config.init gives none".into());
+        return Err(BundleError::NoCommand);
     }
     Ok(argv)
 }
 
 /// The image's `user` (`name`, `uid`, `uid:gid`, `name:group`) as numeric ids, names
 /// looked up in the image's own `/etc/passwd` and `/etc/group`.
-pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), String> {
+pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), UnknownId> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok((0, 0));
     };
@@ -94,7 +115,7 @@ pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), S
         Err(_) => entry
             .as_ref()
             .and_then(|e| e.get(2)?.parse().ok())
-            .ok_or_else(|| format!("user `{name}` is not in the image's /etc/passwd"))?,
+            .ok_or_else(|| UnknownId::User(name.to_string()))?,
     };
     let gid = match group {
         Some(g) => match g.parse::<u32>() {
@@ -103,7 +124,7 @@ pub fn user_ids(user: Option<&str>, image_rootfs: &Path) -> Result<(u32, u32), S
                 let groups = image_file(image_rootfs, "group");
                 lookup(&groups, g)
                     .and_then(|e| e.get(2)?.parse().ok())
-                    .ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?
+                    .ok_or_else(|| UnknownId::Group(g.to_string()))?
             }
         },
         None => entry.and_then(|e| e.get(3)?.parse().ok()).unwrap_or(uid),
@@ -174,13 +195,13 @@ fn environment(run: &RunSpec) -> Vec<String> {
 }
 
 /// The whole runtime spec of one run.
-pub fn runtime_spec(run: &RunSpec) -> Result<Spec, String> {
+pub fn runtime_spec(run: &RunSpec) -> Result<Spec, BundleError> {
     let mut argv = argv(&run.launch.init, run.image)?;
     if run.init.is_some() {
         argv.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
     let (uid, gid) = user_ids(run.image.user.as_deref(), run.image_rootfs)?;
-    build(run, argv, uid, gid).map_err(|e| format!("cannot write the runtime spec: {e}"))
+    Ok(build(run, argv, uid, gid)?)
 }
 
 fn build(run: &RunSpec, argv: Vec<String>, uid: u32, gid: u32) -> Result<Spec, OciSpecError> {
@@ -409,7 +430,10 @@ mod tests {
             ..Init::default()
         };
         assert_eq!(argv_of(exec), ["/bin/other"]);
-        assert!(argv(&Init::default(), &RunConfig::default()).is_err());
+        assert!(matches!(
+            argv(&Init::default(), &RunConfig::default()),
+            Err(BundleError::NoCommand)
+        ));
     }
 
     /// Users are read as numbers or looked up in the image's own files.
@@ -427,7 +451,10 @@ mod tests {
         assert_eq!(user_ids(Some("app"), root.path()), Ok((1000, 1001)));
         assert_eq!(user_ids(Some("app:staff"), root.path()), Ok((1000, 50)));
         assert_eq!(user_ids(Some("7:8"), root.path()), Ok((7, 8)));
-        assert!(user_ids(Some("nobody-here"), root.path()).is_err());
+        assert_eq!(
+            user_ids(Some("nobody-here"), root.path()),
+            Err(UnknownId::User("nobody-here".into()))
+        );
     }
 
     /// A hostile image cannot make edgewake read host files, hang on a FIFO or read
@@ -446,7 +473,10 @@ mod tests {
             nix::sys::stat::Mode::S_IRWXU,
         )
         .unwrap();
-        assert!(user_ids(Some("0:staff"), image.path()).is_err());
+        assert_eq!(
+            user_ids(Some("0:staff"), image.path()),
+            Err(UnknownId::Group("staff".into()))
+        );
         let linked = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(host.path(), linked.path().join("etc")).unwrap();
         assert!(user_ids(Some("secret"), linked.path()).is_err());

@@ -18,7 +18,7 @@ use crate::drivers::shared::log::MachineLog;
 use crate::drivers::shared::{exec, procfs, remove_machine_dir};
 use crate::drivers::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::files::dir_with_mode;
-use crate::images::{IdMap, Image, ImageError, ImageStore};
+use crate::images::{IdMap, Image, ImageStore};
 use async_trait::async_trait;
 use bundle::RunSpec;
 use dashmap::DashMap;
@@ -33,6 +33,35 @@ use tokio::sync::watch;
 
 /// How long a killed container may take to be reported gone before a stop gives up.
 const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the sandbox driver cannot start on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Host(#[from] preflight::Unfit),
+    #[error("{}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} (mode {mode:o}) does not let others through: machines in user namespaces \
+         cannot mount their roots below it (chmod o+x it, or move data_dir)",
+        dir.display()
+    )]
+    Closed { dir: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
+}
+
+impl SetupError {
+    fn dir(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
+        move |source| SetupError::Dir {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 pub struct SandboxDriver {
     images: Arc<ImageStore>,
@@ -67,15 +96,14 @@ impl SandboxDriver {
         config: &SandboxConfig,
         images: Arc<ImageStore>,
         hook_exe: PathBuf,
-    ) -> Result<SandboxDriver, String> {
+    ) -> Result<SandboxDriver, SetupError> {
         let host = preflight::check(config)?;
         for warning in &host.warnings {
             tracing::warn!("sandbox: {warning}");
         }
         let range = config.network;
         let machines_dir = data_dir.join("machines");
-        dir_with_mode(&machines_dir, 0o711)
-            .map_err(|e| format!("{}: {e}", machines_dir.display()))?;
+        dir_with_mode(&machines_dir, 0o711).map_err(SetupError::dir(&machines_dir))?;
         if config.user_namespace {
             check_reachable(&machines_dir)?;
         }
@@ -160,11 +188,9 @@ impl RunPlan {
         }
         let overlay = Overlay::in_dir(&dir, &image.rootfs);
         {
-            let _trees = images.hold_trees().map_err(image_error)?;
+            let _trees = images.hold_trees()?;
             if !image.rootfs.is_dir() {
-                return Err(DriverError::Runtime(
-                    "the image's files were removed meanwhile: start again".into(),
-                ));
+                return Err(DriverError::ImageRemoved);
             }
             overlay
                 .mount_fresh(self.id_map.map(|m| m.host_id), self.rootfs_size_mb)
@@ -192,7 +218,7 @@ impl RunPlan {
             network_hook: (self.hook_exe.clone(), self.link(launch).hook_args()),
             init: self.init.clone(),
         };
-        let spec = bundle::runtime_spec(&run).map_err(DriverError::Runtime)?;
+        let spec = bundle::runtime_spec(&run)?;
         // The bundle holds the machine's environment (its secrets): root's alone.
         let bundle = dir.join("bundle");
         dir_with_mode(&bundle, 0o700).map_err(DriverError::Files)?;
@@ -204,21 +230,19 @@ impl RunPlan {
 
 /// In a user namespace, a machine's root user (an unprivileged id on the host) mounts
 /// its root: every directory above it must let others through (o+x).
-fn check_reachable(machines_dir: &Path) -> Result<(), String> {
+fn check_reachable(machines_dir: &Path) -> Result<(), SetupError> {
     use std::os::unix::fs::PermissionsExt;
-    let absolute = std::path::absolute(machines_dir).map_err(|e| e.to_string())?;
+    let absolute = std::path::absolute(machines_dir).map_err(SetupError::dir(machines_dir))?;
     for dir in absolute.ancestors().skip(1) {
         let mode = std::fs::metadata(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(SetupError::dir(dir))?
             .permissions()
             .mode();
         if mode & 0o001 == 0 {
-            return Err(format!(
-                "{} (mode {:o}) does not let others through: machines in user namespaces \
-                 cannot mount their roots below it (chmod o+x it, or move data_dir)",
-                dir.display(),
-                mode & 0o777
-            ));
+            return Err(SetupError::Closed {
+                dir: dir.to_path_buf(),
+                mode: mode & 0o777,
+            });
         }
     }
     Ok(())
@@ -240,39 +264,22 @@ fn decode_exit(code: Option<i32>, oom_killed: bool) -> Exit {
     }
 }
 
-fn image_error(error: ImageError) -> DriverError {
-    match error {
-        ImageError::NotFound(_) | ImageError::BadReference(_) => {
-            DriverError::ImageNotFound(error.to_string())
-        }
-        ImageError::Registry { .. } => DriverError::Registry(error.to_string()),
-        other => DriverError::Runtime(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl Driver for SandboxDriver {
     async fn check_image(&self, image: &str) -> Result<(), DriverError> {
-        self.images
-            .resolve(image)
-            .await
-            .map(|_| ())
-            .map_err(image_error)
+        self.images.resolve(image).await?;
+        Ok(())
     }
 
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError> {
-        let image = self
-            .images
-            .resolve(&launch.image)
-            .await
-            .map_err(image_error)?;
+        let image = self.images.resolve(&launch.image).await?;
         let (plan, runtime, images) =
             (self.plan.clone(), self.runtime.clone(), self.images.clone());
         let id = launch.machine_id.clone();
         let bundle =
             tokio::task::spawn_blocking(move || plan.prepare(&runtime, &images, &launch, &image))
                 .await
-                .map_err(|e| DriverError::Runtime(format!("preparing the run failed: {e}")))??;
+                .map_err(DriverError::Prepare)??;
         let log = MachineLog::open(&self.plan.machines_dir.join(&id).join("machine.log")).map_err(
             |e| {
                 Overlay::unmount_in(&self.plan.machines_dir.join(&id));
@@ -366,7 +373,7 @@ impl Driver for SandboxDriver {
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError> {
         if command.is_empty() {
-            return Err(DriverError::Runtime("exec needs a command".into()));
+            return Err(DriverError::ExecNeedsCommand);
         }
         let pid_file = self
             .plan

@@ -16,6 +16,49 @@ use std::process::{Command, Stdio};
 /// Host-side interfaces of machine links are named this, then the address in hex.
 pub const INTERFACE_PREFIX: &str = "ewm";
 
+/// Why a machine's link or the machines' firewall could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("bad container state: {0}")]
+    State(#[source] serde_json::Error),
+    #[error("the container state has no pid")]
+    NoPid,
+    /// `lines` are what `program` was given, to see which one it refused.
+    #[error("`{program} -batch` failed on:\n{lines}{source}")]
+    Batch {
+        program: String,
+        lines: String,
+        source: CommandError,
+    },
+    #[error("nft refused the machine firewall: {0}")]
+    Firewall(#[source] CommandError),
+    #[error("cannot turn on IPv4 forwarding for egress: {0}")]
+    Forwarding(#[source] std::io::Error),
+}
+
+/// Why a program run with input on stdin did not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write to {program}: {source}")]
+    Input {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} failed: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    /// It ran and refused; its stderr says why.
+    #[error("{stderr}")]
+    Refused { program: String, stderr: String },
+}
+
 /// One machine's link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
@@ -82,12 +125,10 @@ impl Link {
     }
 
     /// Wires the link for the container whose runtime state (JSON with `pid`) is given.
-    pub fn wire(&self, state_json: &str) -> Result<(), String> {
+    pub fn wire(&self, state_json: &str) -> Result<(), NetworkError> {
         let state: serde_json::Value =
-            serde_json::from_str(state_json).map_err(|e| format!("bad container state: {e}"))?;
-        let pid = state["pid"]
-            .as_u64()
-            .ok_or("the container state has no pid")? as u32;
+            serde_json::from_str(state_json).map_err(NetworkError::State)?;
+        let pid = state["pid"].as_u64().ok_or(NetworkError::NoPid)? as u32;
         let hif = self.host_interface();
         if Path::new("/sys/class/net").join(&hif).exists() {
             run_batch(&["ip"], &format!("link del {hif}\n"))?; // left by a crashed run
@@ -105,35 +146,51 @@ impl Link {
 }
 
 /// Runs `program… -batch -` with `lines` on stdin.
-fn run_batch(program: &[&str], lines: &str) -> Result<(), String> {
+fn run_batch(program: &[&str], lines: &str) -> Result<(), NetworkError> {
     let mut args: Vec<&str> = program[1..].to_vec();
     args.extend(["-batch", "-"]);
-    run_with_input(program[0], &args, lines)
-        .map_err(|e| format!("`{} -batch` failed on:\n{lines}{e}", program.join(" ")))
+    run_with_input(program[0], &args, lines).map_err(|source| NetworkError::Batch {
+        program: program.join(" "),
+        lines: lines.to_string(),
+        source,
+    })
 }
 
 /// Runs `program args` with `input` on stdin; its stderr is the error.
-fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), String> {
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), CommandError> {
+    let program_name = || program.to_string();
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|source| CommandError::Spawn {
+            program: program_name(),
+            source,
+        })?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(input.as_bytes())
-        .map_err(|e| format!("cannot write to {program}: {e}"))?;
+        .map_err(|source| CommandError::Input {
+            program: program_name(),
+            source,
+        })?;
     let output = child
         .wait_with_output()
-        .map_err(|e| format!("{program} failed: {e}"))?;
+        .map_err(|source| CommandError::Wait {
+            program: program_name(),
+            source,
+        })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        Err(CommandError::Refused {
+            program: program_name(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -229,12 +286,11 @@ pub fn firewall_rules(range: &str, egress: bool, host_networks: &[String]) -> St
 /// never be answered by whatever the default route leads to (a proxy, the internet)
 /// before its link exists. With egress, turns on IPv4 forwarding (host-wide; it is left
 /// on).
-pub fn install_firewall(range: &str, egress: bool) -> Result<(), String> {
+pub fn install_firewall(range: &str, egress: bool) -> Result<(), NetworkError> {
     run_nft(&firewall_rules(range, egress, &host_networks()))?;
     run_batch(&["ip"], &format!("route replace unreachable {range}\n"))?;
     if egress {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .map_err(|e| format!("cannot turn on IPv4 forwarding for egress: {e}"))?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(NetworkError::Forwarding)?;
     }
     Ok(())
 }
@@ -249,9 +305,8 @@ fn remove_range_route(range: &str) {
     let _ = run_batch(&["ip"], &format!("route del unreachable {range}\n"));
 }
 
-fn run_nft(script: &str) -> Result<(), String> {
-    run_with_input("nft", &["-f", "-"], script)
-        .map_err(|e| format!("nft refused the machine firewall: {e}"))
+fn run_nft(script: &str) -> Result<(), NetworkError> {
+    run_with_input("nft", &["-f", "-"], script).map_err(NetworkError::Firewall)
 }
 
 #[cfg(test)]
@@ -298,7 +353,11 @@ mod tests {
     /// The hook reads the container's pid from the runtime's state.
     #[test]
     fn hook_needs_a_pid() {
-        assert!(link(false).wire("{}").unwrap_err().contains("no pid"));
+        assert!(matches!(link(false).wire("{}"), Err(NetworkError::NoPid)));
+        assert!(matches!(
+            link(false).wire("not json"),
+            Err(NetworkError::State(_))
+        ));
         assert!(link(false).hook_args().contains(&"--gateway".to_string()));
     }
 }

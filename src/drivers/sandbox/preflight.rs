@@ -60,66 +60,95 @@ fn runtime_warning(runtime: &Path) -> Option<String> {
     })
 }
 
-/// Checks the host, listing every problem in one message.
-pub fn check(config: &SandboxConfig) -> Result<Host, String> {
-    let mut problems = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        problems.push(
-            "edgewake runs as root for the sandbox driver (it mounts overlays and makes network interfaces)"
-                .to_string(),
-        );
-    }
+/// What the host lacks for the sandbox, each with how to get it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error(
+        "edgewake runs as root for the sandbox driver (it mounts overlays and makes network interfaces)"
+    )]
+    Root,
+    #[error("the OCI runtime `{0}` is not installed (Debian: apt-get install runc)")]
+    Runtime(String),
+    #[error("`{tool}` is not installed (Debian: apt-get install {package})")]
+    Tool {
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error(
+        "the machine init `{0}` is not installed (Debian: apt-get install tini; or set sandbox.init = \"\")"
+    )]
+    Init(String),
+    #[error("the kernel has no overlay file system (modprobe overlay)")]
+    Overlay,
+    #[error("the cgroup controller `{0}` is not mounted")]
+    Controller(&'static str),
+    #[error(
+        "user namespaces are disabled (sysctl user.max_user_namespaces); enable them or set sandbox.user_namespace = false"
+    )]
+    UserNamespaces,
+}
+
+/// Every piece the host lacks, found at once (fixing one at a time would take as many
+/// restarts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the sandbox driver cannot run here:{}", list(.0))]
+pub struct Unfit(pub Vec<Missing>);
+
+fn list(missing: &[Missing]) -> String {
+    missing.iter().map(|m| format!("\n  - {m}")).collect()
+}
+
+/// Checks the host, listing every problem in one error.
+pub fn check(config: &SandboxConfig) -> Result<Host, Unfit> {
     let runtime = find_program(&config.runtime);
+    let mut missing = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push(Missing::Root);
+    }
     if runtime.is_none() {
-        problems.push(format!(
-            "the OCI runtime `{}` is not installed (Debian: apt-get install runc)",
-            config.runtime
-        ));
+        missing.push(Missing::Runtime(config.runtime.clone()));
     }
-    for (tool, package) in TOOLS {
-        if find_program(tool).is_none() {
-            problems.push(format!(
-                "`{tool}` is not installed (Debian: apt-get install {package})"
-            ));
-        }
-    }
+    missing.extend(missing_tools());
     if !config.init.is_empty() && !Path::new(&config.init).is_file() {
-        problems.push(format!(
-            "the machine init `{}` is not installed (Debian: apt-get install tini; or set sandbox.init = \"\")",
-            config.init
-        ));
+        missing.push(Missing::Init(config.init.clone()));
     }
+    missing.extend(missing_kernel_parts(config.user_namespace));
+    match runtime {
+        Some(runtime) if missing.is_empty() => Ok(Host {
+            warnings: runtime_warning(&runtime).into_iter().collect(),
+            runtime,
+            limit_swap: swap_accounting(),
+        }),
+        _ => Err(Unfit(missing)),
+    }
+}
+
+fn missing_tools() -> impl Iterator<Item = Missing> {
+    TOOLS
+        .iter()
+        .filter(|(tool, _)| find_program(tool).is_none())
+        .map(|&(tool, package)| Missing::Tool { tool, package })
+}
+
+/// The overlay file system, the cgroup controllers and (when used) user namespaces.
+fn missing_kernel_parts(user_namespace: bool) -> Vec<Missing> {
+    let mut missing = Vec::new();
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems
         .lines()
         .any(|l| l.trim_end().ends_with("overlay"))
     {
-        problems.push("the kernel has no overlay file system (modprobe overlay)".into());
+        missing.push(Missing::Overlay);
     }
     for controller in ["memory", "pids", "cpu"] {
         if !has_controller(controller) {
-            problems.push(format!(
-                "the cgroup controller `{controller}` is not mounted"
-            ));
+            missing.push(Missing::Controller(controller));
         }
     }
-    if config.user_namespace && !user_namespaces_allowed() {
-        problems.push(
-            "user namespaces are disabled (sysctl user.max_user_namespaces); enable them or set sandbox.user_namespace = false"
-                .into(),
-        );
+    if user_namespace && !user_namespaces_allowed() {
+        missing.push(Missing::UserNamespaces);
     }
-    match runtime {
-        Some(runtime) if problems.is_empty() => Ok(Host {
-            warnings: runtime_warning(&runtime).into_iter().collect(),
-            runtime,
-            limit_swap: swap_accounting(),
-        }),
-        _ => Err(format!(
-            "the sandbox driver cannot run here:\n  - {}",
-            problems.join("\n  - ")
-        )),
-    }
+    missing
 }
 
 /// `name` if it is a path to a file, else the first match on PATH.
@@ -163,7 +192,18 @@ mod tests {
             runtime: "/nonexistent/runc-nope".into(),
             ..SandboxConfig::default()
         };
-        let message = check(&config).unwrap_err();
+        let unfit = check(&config).unwrap_err();
+        assert!(
+            unfit
+                .0
+                .contains(&Missing::Runtime("/nonexistent/runc-nope".into())),
+            "{unfit}"
+        );
+        let message = unfit.to_string();
+        assert!(
+            message.starts_with("the sandbox driver cannot run here:\n  - "),
+            "{message}"
+        );
         assert!(
             message.contains("`/nonexistent/runc-nope` is not installed"),
             "{message}"

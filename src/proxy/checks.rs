@@ -1,4 +1,4 @@
-//! Phase 0, admit: what is refused before anything is routed or woken. CONNECT (no
+//! Checks: what is refused before anything is routed or woken. CONNECT (no
 //! app's HTTP port is a forward proxy: tunnels are ports whose only handler is `tls`,
 //! and never reach HTTP), a transfer coding other than one final `chunked` (RFC 9112
 //! §6.1: 501, rather than a body passed on still encoded), and a chunked body whose
@@ -16,7 +16,7 @@ pub const ALLOWED_METHODS: HeaderValue =
     HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE");
 
 /// Refuses what no machine should be sent.
-pub fn admit<B>(req: &Request<B>) -> Result<(), ProxyError> {
+pub fn refuse<B>(req: &Request<B>) -> Result<(), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
@@ -28,13 +28,15 @@ pub fn admit<B>(req: &Request<B>) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Reads a chunked body's first chunk ahead (a body of known length cannot be
-/// malformed, and is not waited for).
-pub async fn first_chunk(req: &mut Request<ClientBody>) -> Result<(), ProxyError> {
-    if !req.headers().contains_key(TRANSFER_ENCODING) {
-        return Ok(());
-    }
-    req.body_mut().peek().await.map_err(|e| match e {
+/// Whether the request's body is chunked (one of known length cannot be malformed, and
+/// is not read ahead).
+pub fn is_chunked<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(TRANSFER_ENCODING)
+}
+
+/// Reads a chunked body's first chunk ahead, so a broken one fails here.
+pub async fn first_chunk(body: &mut ClientBody) -> Result<(), ProxyError> {
+    body.peek().await.map_err(|e| match e {
         BodyError::TooSlow(_) => ProxyError::RequestTimeout(e),
         BodyError::Source(_) => ProxyError::BadRequestBody(e),
     })
@@ -56,11 +58,11 @@ mod tests {
     #[test]
     fn methods_and_codings() {
         assert!(matches!(
-            admit(&request(Method::CONNECT, &[])),
+            refuse(&request(Method::CONNECT, &[])),
             Err(ProxyError::MethodNotAllowed)
         ));
-        assert!(admit(&request(Method::POST, &["chunked"])).is_ok());
-        assert!(admit(&request(Method::POST, &["Chunked"])).is_ok());
+        assert!(refuse(&request(Method::POST, &["chunked"])).is_ok());
+        assert!(refuse(&request(Method::POST, &["Chunked"])).is_ok());
         for codings in [
             &["gzip, chunked"][..],
             &["gzip", "chunked"],
@@ -68,7 +70,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    admit(&request(Method::POST, codings)),
+                    refuse(&request(Method::POST, codings)),
                     Err(ProxyError::UnsupportedTransferCoding)
                 ),
                 "{codings:?}"

@@ -1,0 +1,195 @@
+//! The `edgewake` binary in a process of its own (for signals, crashes and restarts),
+//! with its log in a file the test can wait on.
+
+use super::{RUNTIME_IMAGE, TOKEN, random_loopback_range, wait};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long the binary may take to serve after it is spawned, and to exit after a signal.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loopback port that was free a moment ago (for the edgewake binary's flags).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `edgewake` binary running `serve` in its own process.
+pub struct EdgewakeProcess {
+    pub child: std::process::Child,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub api: SocketAddr,
+    /// Its stderr (`RUST_LOG=warn`): shown when a test fails, waited on with `wait_for_log`.
+    log: PathBuf,
+}
+
+impl EdgewakeProcess {
+    /// Starts `edgewake serve` with the test config written to `dir`, and waits until
+    /// its API answers.
+    pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
+    }
+
+    /// Starts `edgewake serve --driver sandbox` with machines in `network`.
+    pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range())
+            + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
+        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
+    }
+
+    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
+    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
+        let config = process_config(dir, range);
+        EdgewakeProcess::spawn_under(dir, &config, &[], Some(ulimits)).await
+    }
+
+    async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_under(dir, config_text, extra, None).await
+    }
+
+    async fn spawn_under(
+        dir: &Path,
+        config_text: &str,
+        extra: &[&str],
+        ulimits: Option<&str>,
+    ) -> EdgewakeProcess {
+        let config = dir.join("edgewake.toml");
+        std::fs::write(&config, config_text).unwrap();
+        // Appended to: a restarted process's log follows the first one's.
+        let log = dir.join("edgewake.log");
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let (http, https, api) = (free_port(), free_port(), free_port());
+        let binary = env!("CARGO_BIN_EXE_edgewake");
+        let mut command = match ulimits {
+            None => std::process::Command::new(binary),
+            Some(ulimits) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
+        let child = command
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http}"),
+                "--api",
+                &format!("127.0.0.1:{api}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
+            ])
+            .env("EDGEWAKE_API_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let process = EdgewakeProcess {
+            child,
+            http: format!("127.0.0.1:{http}").parse().unwrap(),
+            https: format!("127.0.0.1:{https}").parse().unwrap(),
+            api: format!("127.0.0.1:{api}").parse().unwrap(),
+            log,
+        };
+        process.wait_until_serving().await;
+        process
+    }
+
+    async fn wait_until_serving(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/v1/apps", self.api);
+        wait::until_true("edgewake to serve its API", PROCESS_TIMEOUT, async || {
+            let res = client.get(&url).bearer_auth(TOKEN).send().await;
+            res.is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Waits until the process has logged `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let what = format!("edgewake to log `{needle}`");
+        wait::until(&what, PROCESS_TIMEOUT, async || {
+            let log = self.log();
+            if log.contains(needle) {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        })
+        .await
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn exit_code(mut self) -> Option<i32> {
+        let child = &mut self.child;
+        let status = wait::until("edgewake to exit", PROCESS_TIMEOUT, async || {
+            match child.try_wait().unwrap() {
+                Some(status) => Ok(status),
+                None => Err("still running"),
+            }
+        })
+        .await;
+        status.code()
+    }
+}
+
+/// A test that fails must not leave its edgewake running: it would keep the test
+/// runner's output pipe open (and CI waiting) for ever. Its log is shown then.
+impl Drop for EdgewakeProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("edgewake's log ({}):\n{log}", self.log.display());
+        }
+    }
+}
+
+fn process_config(dir: &Path, range: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+[tls]
+certs_dir = "{certs}"
+[edge]
+region = "ams"
+idle_timeout = "60s"
+[machines]
+private_ip_range = "{range}"
+stop_timeout = "2s"
+[[regions]]
+code = "ams"
+latitude = 52.374
+longitude = 4.890
+[images."{RUNTIME_IMAGE}"]
+command = ["{{bin_dir}}/edgewake", "functions"]
+"#,
+        data = dir.join("data").display(),
+        certs = dir.join("certs").display(),
+    )
+}
