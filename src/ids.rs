@@ -52,47 +52,160 @@ pub fn ulid() -> String {
 }
 
 /// A bearer token with 256 bits of randomness.
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn api_token() -> String {
     hex(&random_bytes::<32>())
 }
 
-const ADJECTIVES: &[&str] = &[
+const ADJECTIVES: [&str; 64] = [
     "aged",
-    "bold",
+    "ancient",
+    "bitter",
+    "black",
+    "blue",
+    "broken",
     "calm",
-    "damp",
+    "cool",
+    "crimson",
+    "curly",
+    "dark",
+    "dawn",
+    "delicate",
+    "dry",
     "eager",
+    "empty",
     "fancy",
+    "floral",
+    "frosty",
     "gentle",
-    "hidden",
+    "green",
+    "holy",
     "icy",
     "jolly",
-    "keen",
-    "lively",
+    "late",
+    "lingering",
+    "little",
+    "long",
+    "lucky",
     "misty",
+    "muddy",
     "nameless",
     "odd",
-    "proud",
+    "old",
+    "orange",
+    "plain",
+    "polished",
+    "purple",
     "quiet",
+    "rapid",
+    "restless",
     "rough",
+    "round",
+    "shiny",
     "shy",
+    "silent",
+    "snowy",
+    "soft",
+    "sparkling",
+    "spring",
+    "square",
+    "still",
+    "summer",
+    "super",
+    "throbbing",
+    "tight",
     "tiny",
+    "wandering",
     "weathered",
+    "wild",
+    "winter",
+    "wispy",
+    "yellow",
+    "young",
 ];
-const NOUNS: &[&str] = &[
-    "wind", "river", "meadow", "forest", "sun", "leaf", "moon", "field", "brook", "cloud", "dawn",
-    "flower", "frost", "glade", "lake", "night", "pond", "rain", "sea", "snow", "star", "wave",
+const NOUNS: [&str; 64] = [
+    "art",
+    "band",
+    "base",
+    "bird",
+    "boat",
+    "bonus",
+    "breeze",
+    "brook",
+    "butterfly",
+    "cake",
+    "cherry",
+    "cloud",
+    "darkness",
+    "dawn",
+    "disk",
+    "dream",
+    "feather",
+    "field",
+    "firefly",
+    "flower",
+    "forest",
+    "frog",
+    "glade",
+    "glitter",
+    "hall",
+    "hat",
+    "heart",
+    "hill",
+    "lab",
+    "lake",
+    "limit",
+    "meadow",
+    "mode",
+    "moon",
+    "mountain",
+    "mouse",
+    "night",
+    "paper",
+    "poetry",
+    "pond",
+    "rain",
+    "recipe",
+    "rice",
+    "river",
+    "sea",
+    "shape",
+    "silence",
+    "smoke",
+    "snow",
+    "sound",
+    "star",
+    "sun",
+    "sunset",
+    "surf",
+    "thunder",
+    "tooth",
+    "truth",
+    "union",
+    "violet",
+    "voice",
+    "waterfall",
+    "wave",
+    "wind",
+    "wood",
 ];
 
-/// A name like Fly's generated ones: `aged-wind-2649`.
+/// Generated names end in a number below this (four digits, as Fly's).
+const NAME_NUMBERS: u64 = 10_000;
+
+/// A name like Fly's generated ones: `aged-wind-2649`, one of 64 × 64 × 10,000 (about
+/// 41 million, so a collision is rare even in a large app; the registry tries again).
 pub fn machine_name() -> String {
-    let [a, n, x, y] = random_bytes::<4>();
-    let number = u16::from_le_bytes([x, y]) % 10_000;
-    format!(
-        "{}-{}-{number}",
-        ADJECTIVES[a as usize % ADJECTIVES.len()],
-        NOUNS[n as usize % NOUNS.len()]
-    )
+    let draw = fast_u64();
+    // Two 6-bit indexes (64 words each: no bias), then the number from the rest.
+    let adjective = ADJECTIVES[(draw & 63) as usize];
+    let noun = NOUNS[((draw >> 6) & 63) as usize];
+    let number = (draw >> 12) % NAME_NUMBERS;
+    format!("{adjective}-{noun}-{number}")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod certificate_views;
 mod certificates;
 pub mod error;
 mod exec;
+mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
@@ -14,12 +15,14 @@ pub mod listen;
 mod logs;
 mod machines;
 mod metadata;
+mod observe;
 pub mod openapi;
 mod query;
 mod request_id;
 mod wait;
 
 use crate::certificates::Certificates;
+use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -42,6 +45,8 @@ pub struct ApiState {
     /// Fires when the server begins to shut down: answers that would stream for ever
     /// (followed logs) end then, so the API's drain does not wait for them.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
+    pub keep_awake_max: std::time::Duration,
 }
 
 /// The regions new machines may be placed in, and the edge's own (the default).
@@ -78,7 +83,13 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        self.supervisor.driver().check_image(&spec.image).await?;
+        let checked = self.supervisor.driver().check_image(&spec.image).await;
+        if let Err(e @ (DriverError::Registry(_) | DriverError::ImageNotFound(_))) = &checked {
+            // The operator's log has a line per failed pull; the client gets the status.
+            tracing::warn!(image = %spec.image, "pull failed: {e}");
+            self.supervisor.metrics.driver_error("pull");
+        }
+        checked?;
         Ok((config, spec))
     }
 
@@ -122,7 +133,11 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(wait::events))
         .routes(routes!(logs::logs))
         .routes(routes!(lease::acquire, lease::show, lease::release))
-        .routes(routes!(metadata::list, metadata::update))
+        .routes(routes!(
+            metadata::list,
+            metadata::update,
+            metadata::update_put
+        ))
         .routes(routes!(metadata::get, metadata::set, metadata::delete))
         .routes(routes!(certificates::list))
         .routes(routes!(certificates::request_acme))
@@ -140,9 +155,16 @@ pub fn router(state: ApiState) -> Router {
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
-            v1_routes().fallback(error::no_route).route_layer(auth),
+            // `layer`, not `route_layer`: a path no route takes is refused without a
+            // token too, so the API's shape is not shown to whoever asks.
+            v1_routes().fallback(error::no_route).layer(auth),
         )
         .routes(routes!(openapi::document))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
+        // Outside `/v1`'s token check: a machine calls it with its own token.
+        .routes(routes!(keepawake::keep_awake))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

@@ -6,8 +6,8 @@
 //! one takes its default from the typed `Default`s beside the named constants.
 
 use super::{
-    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
-    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, LimitsConfig,
+    MachinesConfig, RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration, operator,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -29,8 +29,13 @@ pub(super) struct RawConfig {
     geo: GeoConfig,
     machines: RawMachines,
     sandbox: RawSandbox,
+    limits: RawLimits,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    wake: operator::RawWake,
+    no_wake: operator::RawNoWake,
+    replay: operator::RawReplay,
+    log: operator::RawLog,
     acme: Option<super::acme::RawAcme>,
 }
 
@@ -96,6 +101,13 @@ struct RawMachines {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+struct RawLimits {
+    apps: Option<usize>,
+    machines_per_app: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct RawSandbox {
     runtime: Option<String>,
     network: Option<String>,
@@ -127,8 +139,19 @@ impl RawConfig {
             },
             machines: self.machines.into_machines(d.machines, errors),
             sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
+            limits: LimitsConfig {
+                apps: self.limits.apps.unwrap_or(d.limits.apps),
+                machines_per_app: self
+                    .limits
+                    .machines_per_app
+                    .unwrap_or(d.limits.machines_per_app),
+            },
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            wake: self.wake.into_wake(errors),
+            no_wake: self.no_wake.into_no_wake(errors),
+            replay: self.replay.into_replay(),
+            log: self.log.into_log(errors),
             acme: self.acme.map(|acme| {
                 let mut acme = acme.into_acme(errors);
                 acme.directory_ca = acme.directory_ca.map(within);

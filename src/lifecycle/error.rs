@@ -17,6 +17,10 @@ pub enum WakeError {
     StartFailed(#[source] Arc<DriverError>),
     #[error("the machine did not listen within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the machine failed to start; starts are held off for {0:?} (an API start tries at once)"
+    )]
+    BackingOff(Duration),
     #[error("the machine is being destroyed")]
     Gone,
     #[error("edgewake is shutting down")]
@@ -36,6 +40,17 @@ pub enum AcquireError {
     InstanceUnavailable { machine: String },
     #[error("machine {machine}: {error}")]
     Wake { machine: String, error: WakeError },
+    #[error("no machine of app {app} passes its health checks; try again later")]
+    Unhealthy { app: String },
+    #[error("machine {machine} was woken but {error}")]
+    NotHealthy {
+        machine: String,
+        error: crate::checks::HealthError,
+    },
+    /// The request may not wake a machine, or must not wait for one (the proxy answers
+    /// it itself: the sleeping answer, or the wake page while `waking`).
+    #[error("app {app} is asleep")]
+    Asleep { app: String, waking: bool },
 }
 
 /// Why a lifecycle call could not be done.

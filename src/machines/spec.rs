@@ -1,8 +1,10 @@
 //! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
 //! beside it untouched, so unknown fields round-trip.
 
+use super::checks::{CheckSpec, NamedCheck};
+pub use super::http_rules::{HttpRules, NoWakeRules, RulesView};
 use super::{go_duration, normalize};
-use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
+use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB, MAX_STOP_TIMEOUT};
 use crate::drivers::{Guest, Init};
 use crate::signals::parse_signal;
 use nix::sys::signal::Signal;
@@ -22,6 +24,8 @@ pub struct MachineSpec {
     pub stop_config: StopConfig,
     pub init: Init,
     pub guest: GuestSpec,
+    /// Fly's top-level checks, by name (only `kind = "readiness"` ones gate routing).
+    pub checks: BTreeMap<String, CheckSpec>,
 }
 
 /// Fly's `guest`; unset fields take the operator's defaults (Fly's shared-cpu-1x).
@@ -32,15 +36,39 @@ pub struct GuestSpec {
     pub memory_mb: Option<u64>,
 }
 
+/// Fly's largest machine (performance-16x): 16 CPUs.
+pub const MAX_GUEST_CPUS: u32 = 16;
+/// Fly's largest machine: 8 GiB per performance CPU, 128 GiB.
+pub const MAX_GUEST_MEMORY_MB: u64 = 131_072;
+
 impl GuestSpec {
+    /// The limits to run with: unset (or 0) takes the default, and never more than Fly's
+    /// largest machine (`accept` refuses more; a record stored before that check is
+    /// held to it here, so the sandbox's byte counts cannot overflow).
     pub fn resolve(&self) -> Guest {
         Guest {
-            cpus: self.cpus.filter(|c| *c > 0).unwrap_or(DEFAULT_GUEST_CPUS),
+            cpus: self
+                .cpus
+                .filter(|c| *c > 0)
+                .unwrap_or(DEFAULT_GUEST_CPUS)
+                .min(MAX_GUEST_CPUS),
             memory_mb: self
                 .memory_mb
                 .filter(|m| *m > 0)
-                .unwrap_or(DEFAULT_GUEST_MEMORY_MB),
+                .unwrap_or(DEFAULT_GUEST_MEMORY_MB)
+                .min(MAX_GUEST_MEMORY_MB),
         }
+    }
+
+    /// Fly's bounds: at most 16 CPUs and 128 GiB.
+    fn check(&self) -> Result<(), SpecError> {
+        if let Some(cpus) = self.cpus.filter(|c| *c > MAX_GUEST_CPUS) {
+            return Err(SpecError::TooManyCpus(cpus));
+        }
+        if let Some(mb) = self.memory_mb.filter(|m| *m > MAX_GUEST_MEMORY_MB) {
+            return Err(SpecError::TooMuchMemory(mb));
+        }
+        Ok(())
     }
 }
 
@@ -54,7 +82,9 @@ pub struct StopConfig {
     pub timeout: Option<Duration>,
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Duration>, D::Error> {
     match Value::deserialize(de)? {
         Value::Null => Ok(None),
         value => go_duration::from_json(&value)
@@ -77,6 +107,16 @@ pub struct Service {
     pub autostop: Autostop,
     #[serde(default)]
     pub concurrency: Concurrency,
+    /// The reaper leaves at least this many machines of the app running in each
+    /// region (Fly: in the primary region only).
+    #[serde(default)]
+    pub min_machines_running: usize,
+    /// Checks that gate routing to this service.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// Defaults for the `http_options` of this service's ports (a port's own win).
+    #[serde(default)]
+    pub http_options: HttpOptions,
 }
 
 /// Fly's default soft limit: above it, a machine is preferred less and a stopped sibling
@@ -122,12 +162,15 @@ pub struct Port {
     pub http_options: HttpOptions,
 }
 
-/// Per-port HTTP options (Fly's `http_options`); edgewake reads `h2_backend`.
+/// Per-port HTTP options (Fly's `http_options`): `h2_backend`, and edgewake's own
+/// rules for requests that find the machine asleep (see `http_rules`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HttpOptions {
     /// Reach the machine over HTTP/2 without TLS (h2c, prior knowledge), e.g. for gRPC.
     #[serde(default)]
     pub h2_backend: bool,
+    #[serde(flatten)]
+    pub rules: HttpRules,
 }
 
 /// Whether idle machines of a service are stopped. Accepts `true`/`false` and Fly's
@@ -207,6 +250,15 @@ pub enum SpecError {
     /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
     #[error("config.stop_config.signal: {0}")]
     StopSignal(String),
+    /// A check the config gives cannot run as written; the message names the field.
+    #[error("{0}")]
+    Check(String),
+    #[error("config.stop_config.timeout is {0:?}; a stop waits at most {MAX_STOP_TIMEOUT:?}")]
+    StopTimeout(Duration),
+    #[error("config.guest.cpus is {0}; a machine has at most {MAX_GUEST_CPUS}")]
+    TooManyCpus(u32),
+    #[error("config.guest.memory_mb is {0}; a machine has at most {MAX_GUEST_MEMORY_MB}")]
+    TooMuchMemory(u64),
 }
 
 impl MachineSpec {
@@ -218,6 +270,10 @@ impl MachineSpec {
         }
         normalize::normalize(&mut config)?;
         let spec = MachineSpec::from_config(&config)?;
+        spec.guest.check()?;
+        if let Some(timeout) = spec.stop_config.timeout.filter(|t| *t > MAX_STOP_TIMEOUT) {
+            return Err(SpecError::StopTimeout(timeout));
+        }
         Ok((config, spec))
     }
 
@@ -236,7 +292,65 @@ impl MachineSpec {
         if let Some(signal) = &spec.stop_config.signal {
             parse_signal(signal).map_err(SpecError::StopSignal)?;
         }
+        if let Some(problem) = spec.check_problem() {
+            return Err(SpecError::Check(problem));
+        }
         Ok(spec)
+    }
+
+    fn check_problem(&self) -> Option<String> {
+        let top = self
+            .checks
+            .iter()
+            .find_map(|(name, c)| c.problem(&format!("config.checks.{name}")));
+        top.or_else(|| {
+            self.services.iter().enumerate().find_map(|(i, s)| {
+                s.checks
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, c)| c.problem(&format!("config.services[{i}].checks[{j}]")))
+            })
+        })
+    }
+
+    /// Every check of the machine, named as Fly names them (`servicecheck-00-http-8080`
+    /// for service checks), with the port it goes to and whether it gates routing.
+    pub fn named_checks(&self) -> Vec<NamedCheck> {
+        let fallback = self.internal_ports().first().copied().unwrap_or(8080);
+        let top = self.checks.iter().map(|(name, spec)| NamedCheck {
+            name: name.clone(),
+            port: spec.port.unwrap_or(fallback),
+            gates: spec.is_readiness(),
+            spec: spec.clone(),
+        });
+        let mut index = 0;
+        let mut service_checks = Vec::new();
+        for service in &self.services {
+            for spec in &service.checks {
+                let port = spec.port.unwrap_or(service.internal_port);
+                let kind = match spec.check_type {
+                    super::checks::CheckType::Tcp => "tcp",
+                    super::checks::CheckType::Http => "http",
+                };
+                service_checks.push(NamedCheck {
+                    name: format!("servicecheck-{index:02}-{kind}-{port}"),
+                    port,
+                    gates: true,
+                    spec: spec.clone(),
+                });
+                index += 1;
+            }
+        }
+        top.chain(service_checks).collect()
+    }
+
+    /// The request rules for a public port: the port's `http_options`, each unset
+    /// field taken from its service's.
+    pub fn http_rules(&self, public_port: u16) -> Option<RulesView<'_>> {
+        self.port_for(public_port).map(|(service, port)| RulesView {
+            port: &port.http_options.rules,
+            service: &service.http_options.rules,
+        })
     }
 
     /// The TCP service that exposes `public_port`, if any.
@@ -326,7 +440,8 @@ mod tests {
         assert!(err.to_string().contains("autostop"), "{err}");
     }
 
-    /// stop_config takes Go duration strings or nanoseconds, and a signal name.
+    /// stop_config takes Go duration strings or nanoseconds, and a signal name; a
+    /// timeout past Fly's 300 s is refused.
     #[test]
     fn stop_config_accepts_strings_or_nanoseconds() {
         let mut config = seed_config();
@@ -335,11 +450,38 @@ mod tests {
         assert_eq!(config["stop_config"]["timeout"], "15s");
         assert_eq!(spec.stop_config.timeout, Some(Duration::from_secs(15)));
         assert_eq!(spec.stop_signal(), Some(Signal::SIGINT));
+        let mut long = seed_config();
+        long["stop_config"] = json!({"timeout": "10000h"});
+        let err = MachineSpec::accept(long).unwrap_err();
+        assert!(matches!(err, SpecError::StopTimeout(_)), "{err}");
+        assert!(err.to_string().contains("stop_config.timeout"), "{err}");
         let mut bad = seed_config();
         bad["stop_config"] = json!({"signal": "SIGNOPE"});
         let err = MachineSpec::accept(bad).unwrap_err();
         assert!(matches!(err, SpecError::StopSignal(_)), "{err}");
         assert!(err.to_string().contains("stop_config.signal"), "{err}");
+    }
+
+    /// A guest beyond Fly's largest machine is refused, naming the field; one stored
+    /// before that check runs at the largest size instead of overflowing.
+    #[test]
+    fn guest_is_bounded_as_fly_does() {
+        let mut config = seed_config();
+        config["guest"] = json!({"cpus": 16, "memory_mb": 131_072});
+        assert!(MachineSpec::accept(config.clone()).is_ok());
+        config["guest"] = json!({"cpus": 17});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.cpus"), "{err}");
+        config["guest"] = json!({"memory_mb": u64::MAX});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.memory_mb"), "{err}");
+        let stored = MachineSpec::from_config(&config).unwrap();
+        assert_eq!(stored.guest.resolve().memory_mb, MAX_GUEST_MEMORY_MB);
+        config["guest"] = json!({"cpus": u64::from(u32::MAX) + 1});
+        assert!(
+            MachineSpec::accept(config).is_err(),
+            "past u32 is refused too"
+        );
     }
 
     /// A config without an image is refused with a message naming the field.

@@ -7,16 +7,14 @@
 use super::headers::{self, Forwarded};
 use super::pool::{Lease, Pools, Queueing};
 use super::tunnel::{self, Carried};
-use super::upstream::{
-    self, Budget, ClientBody, ConnectionUpstream, MachineBody, SendFailure, UpstreamError,
-};
+use super::upstream::{self, Budget, ConnectionUpstream, MachineBody, SendFailure, UpstreamError};
 use super::{ConnectionPermit, ProxyBody};
 use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::lifecycle::Ready;
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Empty};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -72,17 +70,6 @@ pub struct Prepared {
     pacing: Pacing,
 }
 
-impl Prepared {
-    /// Reads a chunked body's first chunk ahead, so a malformed or missing one fails
-    /// before any machine is woken for it.
-    pub async fn first_chunk(&mut self) -> Result<(), super::ProxyError> {
-        match self.req.body_mut() {
-            Either::Left(body) => super::checks::first_chunk(body).await,
-            Either::Right(_) => Ok(()),
-        }
-    }
-}
-
 /// A machine could not be reached; `again` is the request, when it may go to another.
 pub struct Unreached {
     pub machine: String,
@@ -90,7 +77,7 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
+pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
@@ -101,7 +88,7 @@ pub fn prepare(mut req: Request<ClientBody>, fwd: &Forwarded<'_>, pacing: Pacing
     }
     Prepared {
         authority: fwd.authority.clone(),
-        req: req.map(Either::Left),
+        req,
         upgrade,
         client_upgrade,
         permit,
@@ -174,7 +161,10 @@ async fn exchange(
     prepared: &mut Prepared,
     ready: &Ready,
 ) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
-    let mut req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let mut req = std::mem::replace(
+        &mut prepared.req,
+        Request::new(Either::Right(Full::default())),
+    );
     let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
     if ready.h2_backend {
         *req.uri_mut() = h2_uri(req.uri(), &prepared.authority);

@@ -5,6 +5,7 @@
 
 use super::ProxyBody;
 use super::checks::ALLOWED_METHODS;
+use super::replay::ReplayError;
 use super::upstream::{ClientFault, UpstreamError};
 use crate::connection::BodyError;
 use crate::lifecycle::{AcquireError, WakeError};
@@ -13,8 +14,9 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
 
-/// Seconds a client should wait before retrying a request that found no machine ready.
-const RETRY_AFTER_SECS: &str = "1";
+/// Seconds a client should wait before retrying a request that found no machine ready
+/// (unless its machine's starts are held off for longer).
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// Why the proxy could not forward a request, and which side it was on.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    #[error("cannot replay the request: {0}")]
+    Replay(#[from] super::replay::ReplayError),
 }
 
 impl ProxyError {
@@ -54,6 +58,11 @@ impl ProxyError {
             ProxyError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { error, .. } => upstream_status(error),
+            ProxyError::Replay(ReplayError::Body(BodyError::TooSlow(_))) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
+            ProxyError::Replay(ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -69,29 +78,47 @@ impl ProxyError {
             ProxyError::RequestTimeout(_) => "the request body was sent too slowly",
             ProxyError::Acquire(error) => acquire_message(error),
             ProxyError::Upstream { error, .. } => upstream_message(error),
+            ProxyError::Replay(ReplayError::Body(BodyError::TooSlow(_))) => {
+                "the request body was sent too slowly"
+            }
+            ProxyError::Replay(ReplayError::Body(_)) => "the request body is malformed",
+            ProxyError::Replay(_) => "the app's fly-replay could not be followed",
         }
     }
 
-    /// Whether the same request may succeed if simply sent again a moment later.
-    fn retry_helps(&self) -> bool {
-        matches!(
+    /// When the same request may succeed if simply sent again, in seconds: after a
+    /// machine's start back-off, else a moment later.
+    fn retry_after(&self) -> Option<u64> {
+        if let ProxyError::Acquire(AcquireError::Wake {
+            error: WakeError::BackingOff(left),
+            ..
+        }) = self
+        {
+            return Some(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        }
+        let helps = matches!(
             self.status(),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-        )
+        );
+        helps.then_some(RETRY_AFTER_SECS)
     }
 }
 
 fn acquire_status(error: &AcquireError) -> StatusCode {
     match error {
-        AcquireError::NoMachines { .. } | AcquireError::AtHardLimit { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        AcquireError::NoMachines { .. }
+        | AcquireError::AtHardLimit { .. }
+        | AcquireError::Unhealthy { .. }
+        | AcquireError::Asleep { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::NotHealthy { .. } => StatusCode::GATEWAY_TIMEOUT,
         AcquireError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
         AcquireError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         AcquireError::Wake { error, .. } => match error {
             WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
             WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            WakeError::Gone | WakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            WakeError::BackingOff(_) | WakeError::Gone | WakeError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         },
     }
 }
@@ -102,6 +129,7 @@ fn acquire_message(error: &AcquireError) -> &'static str {
         AcquireError::Wake { error, .. } => match error {
             WakeError::Exited(_) | WakeError::StartFailed(_) => "the app failed to start",
             WakeError::Timeout(_) => "the app did not start in time",
+            WakeError::BackingOff(_) => "the app is failing to start; try again later",
             WakeError::Gone | WakeError::ShuttingDown => "no machine is available; try again",
         },
         _ => "no machine is available; try again",
@@ -183,11 +211,8 @@ pub fn error_response(error: &ProxyError, request_id: &str) -> Response<ProxyBod
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(super::headers::FLY_REQUEST_ID, value);
     }
-    if error.retry_helps() {
-        headers.insert(
-            http::header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+    if let Some(secs) = error.retry_after() {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if matches!(error, ProxyError::MethodNotAllowed) {
         headers.insert(http::header::ALLOW, ALLOWED_METHODS);
@@ -205,6 +230,7 @@ fn client_body_failed(error: &ProxyError) -> bool {
         error,
         ProxyError::BadRequestBody(_)
             | ProxyError::RequestTimeout(_)
+            | ProxyError::Replay(ReplayError::Body(_))
             | ProxyError::Upstream {
                 error: UpstreamError::ClientBody(..),
                 ..
@@ -238,6 +264,19 @@ mod tests {
         let response = error_response(&slow, "r2");
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    /// A machine whose starts are held off is a 503 whose Retry-After is the rest of
+    /// the back-off, in whole seconds rounded up.
+    #[test]
+    fn backing_off_says_when_to_retry() {
+        let held = ProxyError::from(AcquireError::Wake {
+            machine: "m".into(),
+            error: WakeError::BackingOff(Duration::from_millis(3_200)),
+        });
+        let response = error_response(&held, "r0");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "4");
     }
 
     /// Unknown hosts are 404; apps without machines are 503 with Retry-After.

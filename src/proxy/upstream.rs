@@ -12,7 +12,7 @@
 
 use crate::connection::{BodyError, Pace, PacedBody, PacedIo, TooSlow};
 use http::{Request, Response};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -31,8 +31,9 @@ pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
 /// A client's request body, paced (`edge.client_body_timeout`, `client_min_rate`).
 pub type ClientBody = PacedBody<Incoming>;
 
-/// A request body on its way to a machine: the client's, or none (a request sent again).
-pub type MachineBody = Either<ClientBody, Empty<Bytes>>;
+/// A request body on its way to a machine: the client's as it streams, or one held
+/// whole (a request sent again, or kept for a fly-replay).
+pub type MachineBody = Either<ClientBody, Full<Bytes>>;
 
 /// A connection to a machine: its socket, writes paced, holding its budget slot.
 pub type MachineIo = PacedIo<TcpStream>;

@@ -8,7 +8,9 @@ use crate::edge::{Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
+use crate::proxy::asleep::Sleeping;
 use crate::proxy::place::Regions;
+use crate::proxy::wake_page;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
@@ -47,6 +49,13 @@ fn proxy_settings(
         client_body: ClientPolicy::for_edge(config).body,
         machine: MachinePolicy::from_config(config),
         pool_queue_timeout: edge.queue_timeout,
+        sleeping: Sleeping::new(
+            config.wake.clone(),
+            config.no_wake.clone(),
+            wake_page::read_template(&config.wake),
+        ),
+        replay: config.replay.clone(),
+        access_log: config.log.access,
     }
 }
 

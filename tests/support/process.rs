@@ -42,20 +42,29 @@ impl EdgewakeProcess {
         EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
     }
 
+    /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
+    /// what `rust_log` says.
+    pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range()) + more;
+        EdgewakeProcess::spawn_under(dir, &config, &[], rust_log, None).await
+    }
+
     /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
     pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
         let config = process_config(dir, range);
-        EdgewakeProcess::spawn_under(dir, &config, &[], Some(ulimits)).await
+        EdgewakeProcess::spawn_under(dir, &config, &[], "warn", Some(ulimits)).await
     }
 
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_under(dir, config_text, extra, None).await
+        EdgewakeProcess::spawn_under(dir, config_text, extra, "warn", None).await
     }
 
+    /// Starts `edgewake serve` logging what `rust_log` says, under `ulimits` if given.
     async fn spawn_under(
         dir: &Path,
         config_text: &str,
         extra: &[&str],
+        rust_log: &str,
         ulimits: Option<&str>,
     ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
@@ -89,7 +98,7 @@ impl EdgewakeProcess {
                 &format!("127.0.0.1:{https}"),
             ])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stderr(stderr)
             .spawn()
             .unwrap();
