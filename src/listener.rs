@@ -125,6 +125,12 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// This process's soft limit on open files (`u64::MAX` when it cannot be read).
+pub fn fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft)
+}
+
 /// How many client connections and connections to machines the edge may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shares {

@@ -23,7 +23,6 @@ use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::Supervisor;
-use crate::listener::Shares;
 use crate::machines::Registry;
 use crate::machines::store::Store;
 use crate::proxy::Inbound;
@@ -155,7 +154,7 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
 
 /// Starts edgewake; returns once every listener is bound.
 pub async fn start(mut config: Config, options: Options) -> Result<Running, StartError> {
-    fit_descriptors(&mut config);
+    live::fit_descriptors(&mut config, crate::listener::raise_fd_limit());
     let data_dir = config.data_dir.clone();
     let data_dir_error = |source| StartError::DataDir {
         path: data_dir.clone(),
@@ -298,31 +297,6 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
             insecure: r.insecure,
         })
         .collect()
-}
-
-/// Raises the open-file limit, and lowers the edge's connection limits where they do not
-/// fit under it (saying so), so that clients and machines cannot take the descriptors
-/// the API and edgewake itself need.
-fn fit_descriptors(config: &mut Config) {
-    let limit = crate::listener::raise_fd_limit();
-    let edge = &mut config.edge;
-    let wanted = Shares {
-        clients: edge.max_connections,
-        upstream: edge.max_upstream_connections,
-    };
-    let granted = crate::listener::share_descriptors(limit, config.api.max_connections, wanted);
-    if granted != wanted {
-        tracing::warn!(
-            limit,
-            "edge.max_connections ({}) and edge.max_upstream_connections ({}) do not fit under the open-file limit: lowered to {} and {} (raise the hard limit, e.g. systemd's LimitNOFILE, to keep them)",
-            wanted.clients,
-            wanted.upstream,
-            granted.clients,
-            granted.upstream
-        );
-    }
-    edge.max_connections = granted.clients;
-    edge.max_upstream_connections = granted.upstream;
 }
 
 /// Serves until cancelled, then shuts down in order: stop accepting, drain requests

@@ -78,11 +78,7 @@ impl ProxyError {
             ProxyError::RequestTimeout(_) => "the request body was sent too slowly",
             ProxyError::Acquire(error) => acquire_message(error),
             ProxyError::Upstream { error, .. } => upstream_message(error),
-            ProxyError::Replay(ReplayError::Body(BodyError::TooSlow(_))) => {
-                "the request body was sent too slowly"
-            }
-            ProxyError::Replay(ReplayError::Body(_)) => "the request body is malformed",
-            ProxyError::Replay(_) => "the app's fly-replay could not be followed",
+            ProxyError::Replay(error) => replay_message(error),
         }
     }
 
@@ -133,6 +129,18 @@ fn acquire_message(error: &AcquireError) -> &'static str {
             WakeError::Gone | WakeError::ShuttingDown => "no machine is available; try again",
         },
         _ => "no machine is available; try again",
+    }
+}
+
+/// A replay's failure names no machine or app: what the app's developer needs to see.
+fn replay_message(error: &ReplayError) -> &'static str {
+    match error {
+        ReplayError::TooMany(_) => "more fly-replay hops than allowed",
+        ReplayError::BodyNotKept => "the request body was too large to keep for a fly-replay",
+        ReplayError::NoApp(_) => "fly-replay names an app not served here",
+        ReplayError::NoTarget(_) => "fly-replay names no target",
+        ReplayError::Body(BodyError::TooSlow(_)) => "the request body was sent too slowly",
+        ReplayError::Body(_) => "the request body is malformed",
     }
 }
 

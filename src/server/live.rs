@@ -8,6 +8,7 @@ use crate::edge::{Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
+use crate::listener::Shares;
 use crate::proxy::asleep::Sleeping;
 use crate::proxy::place::Regions;
 use crate::proxy::wake_page;
@@ -29,6 +30,30 @@ pub(super) fn settings(config: &Config) -> Settings {
         queue_timeout: config.edge.queue_timeout,
         max_queued: config.edge.max_queued,
     }
+}
+
+/// Lowers the edge's connection limits where they do not fit under `limit` open files
+/// (saying so), so that clients and machines cannot take the descriptors the API and
+/// edgewake itself need. At start and at every reload.
+pub(super) fn fit_descriptors(config: &mut Config, limit: u64) {
+    let edge = &mut config.edge;
+    let wanted = Shares {
+        clients: edge.max_connections,
+        upstream: edge.max_upstream_connections,
+    };
+    let granted = crate::listener::share_descriptors(limit, config.api.max_connections, wanted);
+    if granted != wanted {
+        tracing::warn!(
+            limit,
+            "edge.max_connections ({}) and edge.max_upstream_connections ({}) do not fit under the open-file limit: lowered to {} and {} (raise the hard limit, e.g. systemd's LimitNOFILE, to keep them)",
+            wanted.clients,
+            wanted.upstream,
+            granted.clients,
+            granted.upstream
+        );
+    }
+    edge.max_connections = granted.clients;
+    edge.max_upstream_connections = granted.upstream;
 }
 
 fn proxy_settings(
