@@ -75,7 +75,7 @@
 //!   connection's own connection to its machine, the budget of connections to
 //!   machines, and says whether a failed request was sent; `pool` the bounded
 //!   per-machine pool the other requests share; `tunnel` pumps WebSockets and raw TCP
-//!   after TLS.
+//!   after TLS (`raw_tcp`: a `tls`-only port's stream joined to a woken machine).
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
 //!   HTTP/1.1 + HTTP/2 under the edge's `connection` policy.
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
