@@ -107,6 +107,17 @@ impl Pools {
         entry.clone()
     }
 
+    /// The machine's pool and a slot in it for one request.
+    async fn enter(
+        &self,
+        addr: SocketAddr,
+        queue_timeout: Duration,
+    ) -> Result<(Arc<MachinePool>, OwnedSemaphorePermit), UpstreamError> {
+        let pool = self.pool(addr);
+        let slot = Pools::slot(&pool, queue_timeout).await?;
+        Ok((pool, slot))
+    }
+
     /// A slot for one request to the machine, waiting up to the queue timeout.
     async fn slot(
         pool: &MachinePool,
@@ -132,9 +143,8 @@ impl Pools {
         mut req: Request<MachineBody>,
         queueing: Queueing,
     ) -> Result<(Response<Incoming>, Lease), SendFailure> {
-        let pool = self.pool(addr);
-        let slot = match Pools::slot(&pool, queueing.timeout).await {
-            Ok(slot) => slot,
+        let (pool, slot) = match self.enter(addr, queueing.timeout).await {
+            Ok(entered) => entered,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };
         while let Some(mut sender) = pool.take_idle() {
@@ -167,9 +177,8 @@ impl Pools {
         req: Request<MachineBody>,
         queueing: Queueing,
     ) -> Result<(Response<Incoming>, Lease), SendFailure> {
-        let pool = self.pool(addr);
-        let slot = match Pools::slot(&pool, queueing.timeout).await {
-            Ok(slot) => slot,
+        let (pool, slot) = match self.enter(addr, queueing.timeout).await {
+            Ok(entered) => entered,
             Err(error) => return Err(SendFailure::unsent(error, req)),
         };
         let mut sender = match pool.h2_sender(addr, &self.budget, queueing.send).await {
