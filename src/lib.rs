@@ -34,7 +34,8 @@
 //! - `machines`: machines as data — records and states, the typed config (`spec`,
 //!   `normalize`, `go_duration`: Fly's canonical answers), the `Registry` of apps and
 //!   machines (DashMap + SQLite `store`; destroyed records kept for
-//!   `include_deleted`), `lease`, `wait` (long poll on a state), the `activity` clock
+//!   `include_deleted`; in a cluster also other `nodes`' machines, and the `changes`
+//!   to share), `lease`, `wait` (long poll on a state), the `activity` clock
 //!   (with keep-awake), `tunnels` (open WebSockets, closed before a stop), `checks`
 //!   (health check configs, results and the health they add up to) and `http_rules`
 //!   (an app's wake page, no-wake and wake-early options).
@@ -50,6 +51,11 @@
 //!   idle `reaper` (never under `min_machines_running`) for the API and the server,
 //!   `awake` (keep-awake). `run` holds what each machine's lifecycle needs: its lock,
 //!   its instance, its wake in progress, its back-off after failed starts.
+//! - `cluster`: several edges, one cluster (only with `[cluster]`): the shared state on
+//!   NATS JetStream KV (`kv`: apps, machines, nodes), the `view` that watches it into
+//!   the `Registry` and judges nodes by their heartbeats, the `publish`er of this node's
+//!   machines (their one writer) and heartbeat, the `backhaul` credential (HMAC), and
+//!   `status` for `edgewake cluster status`.
 //! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
 //!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
 //!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
@@ -67,15 +73,17 @@
 //!   transfer codings, a malformed first chunk: refused before any wake), `route` (the
 //!   one authority a request names → app: `<app>.<domain>` or an added hostname),
 //!   `place` (regions nearest the client, Fly's routing headers), the lifecycle's
-//!   `ready`, `forward` (headers, upgrades, the machine's answer), `respond` (errors →
-//!   statuses and short bodies); around them `no_wake` and `wake_page` (requests the
-//!   edge answers while an app sleeps), `keep_awake` and `replay` (what a machine's
-//!   answer asks of the edge), `report` (wake headers, metrics, access line),
-//!   `wake_early` (the ClientHello's server name); `upstream` is an HTTP/1.1 client
-//!   connection's own connection to its machine, the budget of connections to
-//!   machines, and says whether a failed request was sent; `pool` the bounded
-//!   per-machine pool the other requests share; `tunnel` pumps WebSockets and raw TCP
-//!   after TLS (`raw_tcp`: a `tls`-only port's stream joined to a woken machine).
+//!   `ready`, `forward` (headers, upgrades, the machine's answer; `to_node`: to a
+//!   machine on another node over its backhaul), `relay` (the hosting node's side of
+//!   the backhaul), `respond` (errors → statuses and short bodies); around them
+//!   `no_wake` and `wake_page` (requests the edge answers while an app sleeps),
+//!   `keep_awake` and `replay` (what a machine's answer asks of the edge), `report`
+//!   (wake headers, metrics, access line), `wake_early` (the ClientHello's server
+//!   name); `upstream` is an HTTP/1.1 client connection's own connection to its
+//!   machine, the budget of connections to machines, and says whether a failed
+//!   request was sent; `pool` the bounded per-machine pool the other requests share;
+//!   `tunnel` pumps WebSockets and raw TCP after TLS (`raw_tcp`: a `tls`-only port's
+//!   stream joined to a woken machine).
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
 //!   HTTP/1.1 + HTTP/2 under the edge's `connection` policy.
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
@@ -87,18 +95,21 @@
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`, `certificates` (Fly's shapes in
 //!   `certificate_views`), `keepawake` (with a machine's own token), `observe`
-//!   (`/metrics`, `/healthz`, `/readyz`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   (`/metrics`, `/healthz`, `/readyz`), `forward` (in a cluster, calls for another
+//!   node's machines go to it); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`); `listen` serves it under its own connection
 //!   cap and timeouts.
-//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//! - `server`: wiring and ordered shutdown; `membership` joins the cluster and serves
+//!   the backhaul listener (with `[cluster]`); `reload` applies a config read again: the
 //!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
 //!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
 //! - `cli`: the command line. `serve` runs the server as a process (config found and
 //!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
 //!   reloads) and `reload` signals it; the client commands with flyctl's habits
 //!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
-//!   a small hyper-util HTTP `client`; `images` works on the local store.
+//!   a small hyper-util HTTP `client`; `images` works on the local store; `cluster status`
+//!   reads the nodes from the cluster's NATS.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
@@ -112,7 +123,8 @@
 //! flight, and if the machine is stopped it joins the machine's single wake (driver
 //! start, then probes of `private_ip:internal_port`). Then `forward` streams it to the
 //! machine and the answer back; a request the machine never saw (no connection) goes to
-//! the next machine. The reaper stops machines with nothing in flight for the idle
+//! the next machine. In a cluster the pick runs over every node's machines; one hosted
+//! elsewhere is reached through its node's backhaul, where that node wakes it. The reaper stops machines with nothing in flight for the idle
 //! timeout.
 
 // Denied, not forbidden, so that `memory` alone may call into the allocator (its doc
@@ -124,6 +136,7 @@ pub mod api;
 pub mod certificates;
 pub mod checks;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod drivers;

@@ -3,13 +3,18 @@
 //! `h2_backend`), bodies streamed both ways and paced (`MachinePolicy`); an in-flight
 //! guard rides along until the response body is done, so a machine is never idle while
 //! it is still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
+//!
+//! A machine another node hosts is reached through that node's backhaul instead
+//! (`to_node`): the same request, headers already written for the machine, signed.
 
 use super::headers::{self, Forwarded};
+use super::to_node::{self, Backhaul, Target};
 use super::pool::{Lease, Pools, Queueing};
 use super::tunnel::{self, Carried};
 use super::upstream::{self, Budget, ConnectionUpstream, MachineBody, SendFailure, UpstreamError};
 use super::{ConnectionPermit, ProxyBody};
 use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
+use crate::cluster::{BackhaulKey, backhaul};
 use crate::lifecycle::Ready;
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
@@ -23,18 +28,23 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything that reaches machines: the budget of connections and the pools.
+/// Everything that reaches machines: the budget of connections and the pools; and
+/// other nodes' backhauls, with the key that signs for them.
 pub struct Upstreams {
     pub budget: Budget,
     pools: Pools,
+    backhaul: Backhaul,
+    pub(super) key: Option<Arc<BackhaulKey>>,
 }
 
 impl Upstreams {
-    pub fn new(limits: UpstreamLimits) -> Upstreams {
+    pub fn new(limits: UpstreamLimits, key: Option<Arc<BackhaulKey>>) -> Upstreams {
         let budget = Budget::new(limits.max_connections);
         Upstreams {
             pools: Pools::new(budget.clone(), limits),
             budget,
+            backhaul: Backhaul::new(),
+            key,
         }
     }
 }
@@ -68,6 +78,8 @@ pub struct Prepared {
     permit: Option<ConnectionPermit>,
     own_upstream: Option<Arc<ConnectionUpstream>>,
     pacing: Pacing,
+    /// The public port the client came in on (named to the node a backhaul reaches).
+    pub(super) public_port: u16,
 }
 
 /// A machine could not be reached; `again` is the request, when it may go to another.
@@ -77,23 +89,53 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
+pub fn prepare(req: Request<MachineBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
+    let parts = (fwd.authority.clone(), fwd.public_port, pacing);
+    take_connection_parts(req, parts, |headers| headers::to_machine(headers, fwd))
+}
+
+/// A request another edge relayed over the backhaul: its headers were written for the
+/// machine there (client address, that edge's region), so only what the backhaul
+/// added and what described the hop between the nodes is taken off.
+pub fn prepare_relayed(req: Request<MachineBody>, public_port: u16, pacing: Pacing) -> Prepared {
+    let authority = req
+        .headers()
+        .get(HOST)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""));
+    let parts = (authority, public_port, pacing);
+    take_connection_parts(req, parts, |headers| {
+        headers::strip_hop_by_hop(headers);
+        for name in backhaul::HEADERS {
+            headers.remove(name);
+        }
+        headers.remove(backhaul::REQUEST_ID_HEADER);
+    })
+}
+
+/// Takes out what the client connection carried along, and rewrites the headers.
+fn take_connection_parts(
+    mut req: Request<MachineBody>,
+    (authority, public_port, pacing): (HeaderValue, u16, Pacing),
+    rewrite: impl FnOnce(&mut http::HeaderMap),
+) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
     let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
-    headers::to_machine(req.headers_mut(), fwd);
+    rewrite(req.headers_mut());
     if let Some(protocol) = &upgrade {
         restore_upgrade(req.headers_mut(), protocol);
     }
     Prepared {
-        authority: fwd.authority.clone(),
+        authority,
         req,
         upgrade,
         client_upgrade,
         permit,
         own_upstream,
         pacing,
+        public_port,
     }
 }
 
@@ -103,13 +145,26 @@ pub async fn send(
     ready: Ready,
     request_id: &str,
 ) -> Result<Response<ProxyBody>, Unreached> {
+    let target = match to_node::target(&ready) {
+        Ok(target) => target,
+        Err(error) => {
+            return Err(Unreached {
+                machine: ready.machine.id.clone(),
+                error,
+                again: Some(prepared),
+            });
+        }
+    };
+    if let Target::Backhaul(addr) = target {
+        to_node::address(&mut prepared.req, addr, upstreams.key.as_deref(), &ready, prepared.public_port, request_id);
+    }
     if ready.preferred_unavailable {
         prepared.req.headers_mut().insert(
             "fly-preferred-instance-unavailable",
             HeaderValue::from_static("true"),
         );
     }
-    let (response, lease) = match answered(upstreams, &mut prepared, &ready).await {
+    let (response, lease) = match answered(upstreams, &mut prepared, &ready, target).await {
         Ok(answer) => answer,
         Err(failure) => {
             let again = failure.unsent.map(|req| Prepared { req, ..prepared });
@@ -130,13 +185,14 @@ async fn answered(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
+    target: Target,
 ) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
     let read = prepared.pacing.machine.read.timeout;
     let progress = match prepared.req.body() {
         Either::Left(body) => body.progress(),
         Either::Right(_) => None,
     };
-    let mut exchange = pin!(exchange(upstreams, prepared, ready));
+    let mut exchange = pin!(exchange(upstreams, prepared, ready, target));
     let mut deadline = tokio::time::Instant::now() + read;
     loop {
         tokio::select! {
@@ -160,11 +216,16 @@ async fn exchange(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
+    target: Target,
 ) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
     let mut req = std::mem::replace(
         &mut prepared.req,
         Request::new(Either::Right(Full::default())),
     );
+    if target != Target::Machine {
+        let upgrade = prepared.upgrade.is_some();
+        return Ok((upstreams.backhaul.send(req, upgrade).await?, None));
+    }
     let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
     if ready.h2_backend {
         *req.uri_mut() = h2_uri(req.uri(), &prepared.authority);

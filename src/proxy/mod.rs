@@ -16,6 +16,8 @@ pub mod no_wake;
 pub mod place;
 mod pool;
 mod raw_tcp;
+mod relay;
+mod to_node;
 pub mod replay;
 mod report;
 mod respond;
@@ -29,6 +31,7 @@ pub use report::WAKE_HEADER;
 pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
+use crate::cluster::BackhaulKey;
 use crate::config::ReplayConfig;
 use crate::connection::{BoxError, MachinePolicy, Pace, PacedBody, UpstreamLimits};
 use crate::geo::GeoDb;
@@ -74,6 +77,8 @@ pub struct Inbound {
     pub scheme: &'static str,
     /// Trusted peers start their connections with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// The backhaul listener: requests other edges of the cluster relay, signed.
+    pub backhaul: bool,
 }
 
 pub struct Proxy {
@@ -112,6 +117,16 @@ pub struct ProxySettings {
     pub access_log: bool,
 }
 
+impl ProxySettings {
+    /// How a request admitted under these settings is paced toward its machine.
+    fn pacing(&self) -> forward::Pacing {
+        forward::Pacing {
+            machine: self.machine,
+            queue_timeout: self.pool_queue_timeout,
+        }
+    }
+}
+
 /// What to do with a machine's answer.
 enum Answered {
     Client(Response<ProxyBody>),
@@ -135,18 +150,21 @@ enum Outgoing {
 
 impl Proxy {
     /// A proxy for `supervisor`'s machines, within `limits` (fixed for its life: they
-    /// size the budget and the pools). Spawns the pool's idle sweeper, so it is made
-    /// inside the runtime.
+    /// size the budget and the pools). `backhaul`: in a cluster, the key that signs
+    /// requests sent over the backhaul and checks those received (fixed for the
+    /// process: the cluster needs a restart). Spawns the pool's idle sweeper, so it is
+    /// made inside the runtime.
     pub fn new(
         supervisor: Arc<Supervisor>,
         settings: ProxySettings,
         limits: UpstreamLimits,
+        backhaul: Option<Arc<BackhaulKey>>,
     ) -> Proxy {
         Proxy {
             supervisor,
             replay_budget: replay::Budget::new(settings.replay.budget),
             settings: ArcSwap::from_pointee(settings),
-            upstreams: Upstreams::new(limits),
+            upstreams: Upstreams::new(limits, backhaul),
         }
     }
 
@@ -163,6 +181,9 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        if inbound.backhaul {
+            return self.relay(req, peer).await;
+        }
         let began = Instant::now();
         let metrics = &self.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
@@ -173,16 +194,10 @@ impl Proxy {
             path: req.uri().path().to_string(),
         });
         let mut served = Served::default();
-        let response = match self
+        let outcome = self
             .serve(&settings, req, inbound, peer, &request_id, &mut served)
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                respond::log(&error, &request_id, peer);
-                error_response(&error, &request_id)
-            }
-        };
+            .await;
+        let response = respond::answer(outcome, peer, &request_id);
         report::finish(response, served, asked, &request_id, metrics, began)
     }
 
@@ -226,10 +241,7 @@ impl Proxy {
             public_port: port,
             edge_region: &settings.edge_region,
         };
-        let pacing = forward::Pacing {
-            machine: settings.machine,
-            queue_timeout: settings.pool_queue_timeout,
-        };
+        let pacing = settings.pacing();
         if chunked {
             // Read before any machine wakes: a broken upload never starts one.
             checks::first_chunk(req.body_mut()).await?;

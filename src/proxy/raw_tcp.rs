@@ -39,6 +39,11 @@ impl Proxy {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
         };
+        if !ready.machine.is_local() {
+            // Raw TCP crosses no backhaul: the backhaul speaks HTTP.
+            let machine = &ready.machine.id;
+            return tracing::debug!(%machine, "TCP tunnel not opened: the machine is on another node");
+        }
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         match upstream::connect_tcp(addr, &self.upstreams.budget, send).await {
             Ok(machine) => {

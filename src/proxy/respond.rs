@@ -8,6 +8,7 @@ use super::checks::ALLOWED_METHODS;
 use super::replay::ReplayError;
 use super::upstream::{ClientFault, UpstreamError};
 use crate::connection::BodyError;
+use crate::cluster::BackhaulError;
 use crate::lifecycle::{AcquireError, WakeError};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -42,6 +43,13 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    /// A backhaul request without a valid cluster credential.
+    #[error("backhaul: {0}")]
+    Backhaul(BackhaulError),
+    /// A backhaul request for a machine this node does not host (the sender's view is
+    /// behind: it moved or was destroyed).
+    #[error("machine {0} is not hosted on this node")]
+    NotHostedHere(String),
     #[error("cannot replay the request: {0}")]
     Replay(#[from] super::replay::ReplayError),
 }
@@ -62,6 +70,8 @@ impl ProxyError {
                 StatusCode::REQUEST_TIMEOUT
             }
             ProxyError::Replay(ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Backhaul(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotHostedHere(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -79,6 +89,8 @@ impl ProxyError {
             ProxyError::Acquire(error) => acquire_message(error),
             ProxyError::Upstream { error, .. } => upstream_message(error),
             ProxyError::Replay(error) => replay_message(error),
+            ProxyError::Backhaul(_) => "the request is not from this cluster",
+            ProxyError::NotHostedHere(_) => "no machine is available; try again",
         }
     }
 
@@ -244,6 +256,18 @@ fn client_body_failed(error: &ProxyError) -> bool {
                 ..
             }
     )
+}
+
+/// The response, or the error's (logged, and answered short, naming the request).
+pub(super) fn answer(
+    served: Result<Response<ProxyBody>, ProxyError>,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    served.unwrap_or_else(|error| {
+        log(&error, request_id, peer);
+        error_response(&error, request_id)
+    })
 }
 
 #[cfg(test)]

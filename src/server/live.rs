@@ -2,6 +2,7 @@
 //! from a config the same way at start and at every reload.
 
 use crate::api::RegionList;
+use crate::cluster::BackhaulKey;
 use crate::config::Config;
 use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
 use crate::edge::{Edge, EdgeSettings};
@@ -84,7 +85,7 @@ fn proxy_settings(
     }
 }
 
-fn edge_settings(config: &Config) -> EdgeSettings {
+pub(super) fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings::new(
         Trusted::new(config.edge.trusted_proxies.clone()),
         ClientPolicy::for_edge(config),
@@ -119,12 +120,14 @@ impl Live {
         tls: &Arc<Tls>,
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
+        backhaul: Option<Arc<BackhaulKey>>,
     ) -> Live {
         let settings = proxy_settings(&config, geo, &hostnames, tls);
         let proxy = Arc::new(Proxy::new(
             supervisor.clone(),
             settings,
             UpstreamLimits::from_config(&config),
+            backhaul,
         ));
         let edge = Arc::new(Edge::new(
             proxy.clone(),
