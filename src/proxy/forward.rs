@@ -8,13 +8,13 @@
 //! (`to_node`): the same request, headers already written for the machine, signed.
 
 use super::headers::{self, Forwarded};
-use super::to_node::{self, Backhaul, Target};
 use super::pool::{Lease, Pools, Queueing};
+use super::to_node::{self, Backhaul, Target};
 use super::tunnel::{self, Carried};
 use super::upstream::{self, Budget, ConnectionUpstream, MachineBody, SendFailure, UpstreamError};
 use super::{ConnectionPermit, ProxyBody};
-use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::cluster::{BackhaulKey, backhaul};
+use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::lifecycle::Ready;
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
@@ -156,7 +156,14 @@ pub async fn send(
         }
     };
     if let Target::Backhaul(addr) = target {
-        to_node::address(&mut prepared.req, addr, upstreams.key.as_deref(), &ready, prepared.public_port, request_id);
+        to_node::address(
+            &mut prepared.req,
+            addr,
+            upstreams.key.as_deref(),
+            &ready,
+            prepared.public_port,
+            request_id,
+        );
     }
     if ready.preferred_unavailable {
         prepared.req.headers_mut().insert(

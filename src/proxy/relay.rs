@@ -10,8 +10,8 @@ use super::{Proxy, ProxyBody, forward};
 use crate::cluster::{BackhaulError, Relayed};
 use crate::connection::PacedBody;
 use crate::lifecycle::{Pinned, Plan};
-use http_body_util::Either;
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 
