@@ -69,6 +69,13 @@ impl EdgewakeProcess {
         EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
     }
 
+    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
+    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
+        let config = process_config(dir, range);
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        EdgewakeProcess::spawn_under(dir, &config, listeners, &[], &[], Some(ulimits)).await
+    }
+
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
         EdgewakeProcess::spawn_logging(dir, config_text, extra, "warn").await
     }
@@ -94,6 +101,18 @@ impl EdgewakeProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_under(dir, config_text, listeners, extra, env, None).await
+    }
+
+    /// `spawn_at`, under `ulimits` (shell limits set before edgewake starts) if given.
+    async fn spawn_under(
+        dir: &Path,
+        config_text: &str,
+        listeners: Listeners,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        ulimits: Option<&str>,
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         // Appended to: a restarted process's log follows the first one's.
@@ -104,7 +123,16 @@ impl EdgewakeProcess {
             .open(&log)
             .unwrap();
         let Listeners { http, https, api } = listeners;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
+        let binary = env!("CARGO_BIN_EXE_edgewake");
+        let mut command = match ulimits {
+            None => std::process::Command::new(binary),
+            Some(ulimits) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
+        let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
             .args(["--http", &http.to_string(), "--api", &api.to_string()])
