@@ -237,6 +237,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let node = Node::new("syd-1");
+        node.set_up(true);
         *node.facts() = Some(NodeFacts {
             region: "syd".into(),
             backhaul: addr,

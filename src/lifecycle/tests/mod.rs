@@ -359,6 +359,7 @@ async fn remote_machines_are_sent_to_not_woken() {
     record.state = MachineState::Stopped;
     record.region = "syd".into();
     let node = w.sup.registry.node("syd-1");
+    node.set_up(true); // its heartbeat was heard
     w.sup.registry.learn_machine("app", record, &node).unwrap();
     let plan = Plan {
         regions: vec!["syd".to_string(), "ams".to_string()].into(),
