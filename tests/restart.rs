@@ -113,6 +113,32 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
     );
 }
 
+/// A test's edgewake dropped while its machine runs (the test ended, or failed) takes
+/// the machine with it: nothing a test started keeps running on the machine after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_edgewake_leaves_no_machine_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = EdgewakeProcess::spawn(dir.path(), &random_loopback_range()).await;
+    let api = ApiClient::new(process.api);
+    api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
+        .await;
+    let machine = api
+        .post(
+            &machines_path(APP),
+            json!({"config": seed_config(RUNTIME_IMAGE)}),
+        )
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    assert_eq!(api.edge_get(process.http, APP).await, StatusCode::OK);
+    assert_eq!(machine_pids(&id).len(), 1, "the machine runs");
+
+    drop(process);
+    wait::until_true("the machine to be gone", BOOT, async || {
+        machine_pids(&id).is_empty()
+    })
+    .await;
+}
+
 /// Crash after crash, a `restart.policy = "always"` machine comes back started with
 /// exactly one process: each new edgewake waits for the killed run to be gone before
 /// starting the machine again, instead of racing it for the machine's address.

@@ -210,14 +210,47 @@ impl EdgewakeProcess {
 impl Drop for EdgewakeProcess {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            // Its machines go with it: killed alone, it would leave them running on
+            // the shared machine after the test (a test that crashes edgewake on
+            // purpose kills it itself first, and keeps its orphans).
+            let machines = children_of(self.child.id());
             let _ = self.child.kill();
             let _ = self.child.wait();
+            for pid in machines {
+                kill_group(pid);
+            }
         }
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("edgewake's log ({}):\n{log}", self.log.display());
         }
     }
+}
+
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the name in parentheses: the state, then the parent's pid.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(1)?.parse::<u32>().ok()
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| parent_of(pid) == Some(parent))
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+/// Kills a machine and what it started (each machine leads its own process group).
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
 fn process_config(dir: &Path, range: &str) -> String {
