@@ -1,6 +1,6 @@
 //! Listening sockets: socket2 options (SO_REUSEADDR, large backlog) and an
-//! accept loop that takes a connection-limit permit before each accept and backs off
-//! when the process runs out of file descriptors instead of spinning.
+//! accept loop that waits for a connection-limit permit for each connection it accepts
+//! and backs off when the process runs out of file descriptors instead of spinning.
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use std::net::SocketAddr;
@@ -41,7 +41,11 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// Accepts until `cancel` fires, handing each connection to `serve`.
+/// Accepts until `cancel` fires, handing each connection to `serve` once it has a
+/// permit. The permit is taken after the accept, not before: listeners share one limit,
+/// and a permit held by a listener waiting in `accept` (one nobody connects to) would be
+/// taken from the others (with a limit of 1, all of it). So each listener holds at most
+/// one connection beyond the limit, unserved, and the rest wait in the kernel's backlog.
 pub async fn accept_loop(
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -49,16 +53,16 @@ pub async fn accept_loop(
     mut serve: impl FnMut(Accepted),
 ) {
     loop {
-        let permit = tokio::select! {
-            () = cancel.cancelled() => return,
-            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
+                let permit = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                };
                 let _ = stream.set_nodelay(true);
                 let keepalive = TcpKeepalive::new()
                     .with_time(KEEPALIVE_IDLE)
