@@ -4,7 +4,7 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -99,6 +99,35 @@ async fn idle_machine_stops_and_wakes_again() {
     assert_eq!(edge.request(APP, "/again").await.status(), StatusCode::OK);
     let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 2);
+    edge.shutdown().await;
+}
+
+/// A machine whose service says `autostop = false` is never stopped for idleness, while
+/// one beside it with autostop on is, twice, after the first was last used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostop_off_is_never_idle_stopped() {
+    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    let kept = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["services"][0]["autostop"] = json!(false))
+        .created()
+        .await
+        .id;
+    edge.create_app("witness").await;
+    let witness = edge
+        .new_machine("witness", RUNTIME_IMAGE)
+        .created()
+        .await
+        .id;
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
+        edge.wait_for_state("witness", &witness, "stopped", BOOT)
+            .await;
+    }
+    let machine = edge.machine(APP, &kept).await;
+    assert_eq!(machine["state"], "started", "{machine}");
+    assert_eq!(count_events(&machine, "stop"), 0, "{machine}");
     edge.shutdown().await;
 }
 
