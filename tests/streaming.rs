@@ -117,6 +117,28 @@ async fn stopping_a_machine_closes_its_websockets() {
     edge.shutdown().await;
 }
 
+/// At shutdown, open WebSockets get a close frame (1001, going away) at once, while
+/// another request is still draining (not once the drain is over), and shutdown
+/// finishes when that request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_going_away() {
+    let edge = TestEdge::start_with(|c| c.edge.drain_timeout = Duration::from_secs(600)).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    let mut socket = websocket(&edge).await;
+    echo(&mut socket, "hello").await;
+    // In flight from its first event until its last, a minute later.
+    let mut draining = edge.request(APP, "/?stream=2&interval=60000").await;
+    draining.chunk().await.unwrap().expect("the first event");
+
+    edge.running.shutdown();
+    assert_going_away(&mut socket).await;
+    drop(draining);
+    tokio::time::timeout(BOOT, edge.running.stopped())
+        .await
+        .expect("shutdown finishes");
+    assert!(machine_pids(&id).is_empty());
+}
+
 /// A large upload streams through to the machine, which counts every byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_upload_reaches_the_machine() {
