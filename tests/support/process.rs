@@ -32,17 +32,31 @@ impl EdgewakeProcess {
     /// Starts `edgewake serve` with the test config written to `dir`, and waits until
     /// its API answers.
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
+        let config = process_config(dir, range);
+        EdgewakeProcess::spawn_config(dir, &config, &[], TokenEnv::test()).await
     }
 
     /// Starts `edgewake serve --driver sandbox` with machines in `network`.
     pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range())
             + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
-        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
+        let driver = ["--driver", "sandbox"];
+        EdgewakeProcess::spawn_config(dir, &config, &driver, TokenEnv::test()).await
     }
 
-    async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+    /// Starts `edgewake serve` with the test config and the API token variables of
+    /// `tokens` (each set, or removed from the environment).
+    pub async fn spawn_with_tokens(dir: &Path, tokens: TokenEnv<'_>) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range());
+        EdgewakeProcess::spawn_config(dir, &config, &[], tokens).await
+    }
+
+    async fn spawn_config(
+        dir: &Path,
+        config_text: &str,
+        extra: &[&str],
+        tokens: TokenEnv<'_>,
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         // Appended to: a restarted process's log follows the first one's.
@@ -53,7 +67,8 @@ impl EdgewakeProcess {
             .open(&log)
             .unwrap();
         let (http, https, api) = (free_port(), free_port(), free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"));
+        command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
             .args([
@@ -64,11 +79,18 @@ impl EdgewakeProcess {
                 "--https",
                 &format!("127.0.0.1:{https}"),
             ])
-            .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        for (name, value) in [
+            ("EDGEWAKE_API_TOKEN", tokens.edgewake),
+            ("FLY_API_TOKEN", tokens.fly),
+        ] {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().unwrap();
         let process = EdgewakeProcess {
             child,
             http: format!("127.0.0.1:{http}").parse().unwrap(),
@@ -80,14 +102,21 @@ impl EdgewakeProcess {
         process
     }
 
+    /// Waits until the API answers (with whatever status: the test may not know the token).
     async fn wait_until_serving(&self) {
         let client = reqwest::Client::new();
         let url = format!("http://{}/v1/apps", self.api);
         wait::until_true("edgewake to serve its API", PROCESS_TIMEOUT, async || {
-            let res = client.get(&url).bearer_auth(TOKEN).send().await;
-            res.is_ok_and(|r| r.status().is_success())
+            client.get(&url).send().await.is_ok()
         })
         .await
+    }
+
+    /// The status of an API call made with `token`.
+    pub async fn api_status(&self, token: &str) -> reqwest::StatusCode {
+        let url = format!("http://{}/v1/apps", self.api);
+        let res = reqwest::Client::new().get(&url).bearer_auth(token).send();
+        res.await.expect("the API answers").status()
     }
 
     pub fn signal(&self, signal: &str) {
@@ -142,6 +171,23 @@ impl Drop for EdgewakeProcess {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("edgewake's log ({}):\n{log}", self.log.display());
+        }
+    }
+}
+
+/// The API token variables an edgewake process is started with (`None`: not set).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEnv<'a> {
+    pub edgewake: Option<&'a str>,
+    pub fly: Option<&'a str>,
+}
+
+impl TokenEnv<'_> {
+    /// The tests' own token, as `EDGEWAKE_API_TOKEN`.
+    fn test() -> TokenEnv<'static> {
+        TokenEnv {
+            edgewake: Some(TOKEN),
+            fly: None,
         }
     }
 }
