@@ -1,7 +1,10 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
 //! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back.
+//! back. `picking`: which machine a plan picks; `idle`: the reaper.
+
+mod idle;
+mod picking;
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
@@ -69,9 +72,13 @@ fn config(hard_limit: Option<usize>) -> Value {
 
 impl World {
     fn machine(&self, config: Value) -> Arc<Machine> {
+        self.machine_in("ams", config)
+    }
+
+    fn machine_in(&self, region: &str, config: Value) -> Arc<Machine> {
         let new = NewMachine {
             name: None,
-            region: "ams".into(),
+            region: region.into(),
             spec: MachineSpec::from_config(&config).unwrap(),
             config,
             cordoned: false,
@@ -312,6 +319,25 @@ async fn queue_waits_for_room_and_is_bounded() {
     let (queued, refused) = tokio::join!(queued, overflow);
     assert!(queued.is_ok(), "the queued request got the machine");
     assert!(matches!(refused, Err(AcquireError::AtHardLimit { .. })));
+}
+
+/// A herd waking a machine with a hard limit of 2 gets 2 places on it, not more: the
+/// others, finding it full once they count themselves in, queue (one, max_queued = 1)
+/// or are refused.
+#[tokio::test(start_paused = true)]
+async fn a_herd_does_not_overfill_a_waking_machine() {
+    let w = world();
+    let machine = w.machine(config(Some(2)));
+    w.fake.script_all(slow_start(Duration::from_secs(1)));
+    let outcomes = w.herd(10).await;
+    let served = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(served, 2, "as many as the hard limit");
+    assert_eq!(machine.activity.in_flight(), 2);
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(AcquireError::AtHardLimit { .. })))
+        .count();
+    assert_eq!(refused, 8);
 }
 
 /// A queued request gives up after the queue timeout, and gives its place back: the
