@@ -233,4 +233,124 @@ mod tests {
         );
         assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
     }
+
+    /// Any prefix of a header asks for more, anything else is no header; the first
+    /// CRLF ends a v1 header even when the request follows in the same segment.
+    #[test]
+    fn prefixes_and_ends() {
+        assert_eq!(header_len(b"PROX"), Ok(None));
+        assert_eq!(header_len(b"GET"), Err(ProxyHeaderError::Missing));
+        assert_eq!(header_len(b"PROXY UNKNOWN\r\nG"), Ok(Some(15)));
+    }
+
+    /// A v1 header is at most 107 bytes: one that long is read, a longer one (ended
+    /// or not) is malformed.
+    #[test]
+    fn v1_is_at_most_107_bytes() {
+        let line = |len: usize, end: &str| {
+            let mut line = format!("PROXY UNKNOWN {}", "x".repeat(len - 14 - end.len()));
+            line.push_str(end);
+            assert_eq!(line.len(), len);
+            line
+        };
+        assert_eq!(header_len(line(107, "\r\n").as_bytes()), Ok(Some(107)));
+        for too_long in [line(108, "\r\n"), line(107, "")] {
+            assert!(
+                matches!(
+                    header_len(too_long.as_bytes()),
+                    Err(ProxyHeaderError::Malformed(_))
+                ),
+                "{too_long}"
+            );
+        }
+    }
+
+    /// A v2 header with `command` (low nibble of byte 12) and `family` (high nibble of
+    /// byte 13), around `body`.
+    fn v2_with(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
+        let mut header = V2_SIGNATURE.to_vec();
+        header.extend([0x20 | command, family << 4 | 1]);
+        header.extend((body.len() as u16).to_be_bytes());
+        header.extend(body);
+        header
+    }
+
+    /// LOCAL (the balancer's own health check) and UNSPEC keep the peer's address; a
+    /// short address block or another version is malformed.
+    #[test]
+    fn v2_local_unspec_and_malformed() {
+        let ipv4 = [198, 51, 100, 9, 192, 0, 2, 1, 15, 160, 1, 187];
+        assert_eq!(
+            parse(&v2_with(1, 1, &ipv4)),
+            Ok(Some("198.51.100.9:4000".parse().unwrap()))
+        );
+        assert_eq!(parse(&v2_with(0, 1, &ipv4)), Ok(None), "LOCAL");
+        assert_eq!(parse(&v2_with(1, 0, &[])), Ok(None), "UNSPEC");
+        assert!(parse(&v2_with(1, 1, &ipv4[..8])).is_err(), "short IPv4");
+        assert!(parse(&v2_with(1, 2, &[0; 20])).is_err(), "short IPv6");
+        let mut v1 = v2_with(1, 1, &ipv4);
+        v1[12] = 0x11;
+        assert!(parse(&v1).is_err(), "version 1 in a v2 signature");
+    }
+
+    /// A connected pair of loopback sockets: (client side, server side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    /// Reading a header off a socket: v1 and v2 (longer than the first peek), in one
+    /// segment with the request or split across two; what follows stays unread.
+    #[tokio::test]
+    async fn reads_headers_off_a_socket() {
+        use tokio::io::AsyncWriteExt;
+        let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n".to_vec();
+        let v2 = v2_header(
+            "[2001:db8::7]:4001".parse().unwrap(),
+            "[2001:db8::1]:443".parse().unwrap(),
+        );
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        for (header, split) in [(&v1, None), (&v1, Some(20)), (&v2, None), (&v2, Some(13))] {
+            let (mut client, mut server) = pair().await;
+            let mut bytes = header.clone();
+            bytes.extend(request);
+            let at = split.unwrap_or(bytes.len());
+            client.write_all(&bytes[..at]).await.unwrap();
+            let writer = tokio::spawn(async move {
+                // The rest a moment later, as a second segment.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                client.write_all(&bytes[at..]).await.unwrap();
+                client
+            });
+            let source = read_header(&mut server).await.unwrap();
+            assert_eq!(source, parse(header).unwrap(), "split at {split:?}");
+            assert!(source.is_some());
+            let _client = writer.await.unwrap();
+            let mut rest = vec![0u8; request.len()];
+            server.read_exact(&mut rest).await.unwrap();
+            assert_eq!(rest, request);
+        }
+    }
+
+    /// A header longer than 4096 bytes is refused; a connection that stops before its
+    /// header is complete is given up at the header timeout (on paused time).
+    #[tokio::test(start_paused = true)]
+    async fn long_and_cut_headers_fail() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, mut server) = pair().await;
+        client.write_all(&v2_with(1, 1, &[0; 5000])).await.unwrap();
+        assert_eq!(
+            read_header(&mut server).await,
+            Err(ProxyHeaderError::Malformed("header too long"))
+        );
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"PROXY TCP4 203.0.").await.unwrap();
+        drop(client);
+        assert_eq!(
+            read_header(&mut server).await,
+            Err(ProxyHeaderError::Incomplete)
+        );
+    }
 }
