@@ -7,6 +7,19 @@ use reqwest::StatusCode;
 use std::os::unix::fs::PermissionsExt;
 use support::*;
 
+/// Only `FLY_API_TOKEN`, set to `fly-token`.
+const FLY_ONLY: TokenEnv<'static> = TokenEnv {
+    edgewake: None,
+    fly: Some("fly-token"),
+};
+
+/// Asserts that `token` opens the API and `refused` does not.
+async fn only_opens(edge: &EdgewakeProcess, token: &str, refused: &str) {
+    assert_eq!(edge.api_status(token).await, StatusCode::OK, "{token}");
+    let status = edge.api_status(refused).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+}
+
 /// Whichever variable is set wins over the others, `EDGEWAKE_API_TOKEN` first; only the
 /// winner opens the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,20 +30,11 @@ async fn environment_tokens_in_order() {
         fly: Some("fly-token"),
     };
     let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), both).await;
-    assert_eq!(edge.api_status("edgewake-token").await, StatusCode::OK);
-    assert_eq!(edge.api_status("fly-token").await, StatusCode::UNAUTHORIZED);
+    only_opens(&edge, "edgewake-token", "fly-token").await;
     drop(edge);
 
-    let fly = TokenEnv {
-        edgewake: None,
-        fly: Some("fly-token"),
-    };
-    let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), fly).await;
-    assert_eq!(edge.api_status("fly-token").await, StatusCode::OK);
-    assert_eq!(
-        edge.api_status("edgewake-token").await,
-        StatusCode::UNAUTHORIZED
-    );
+    let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), FLY_ONLY).await;
+    only_opens(&edge, "fly-token", "edgewake-token").await;
     assert!(
         !dir.path().join("data/api-token").exists(),
         "no token is made when one is given"
@@ -52,19 +56,13 @@ async fn generated_token_is_private_and_kept() {
     assert!(token.len() >= 32, "a long random token: {token:?}");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(edge.api_status(&token).await, StatusCode::OK);
-    assert_eq!(edge.api_status("guess").await, StatusCode::UNAUTHORIZED);
+    only_opens(&edge, &token, "guess").await;
     drop(edge);
 
     let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), none).await;
-    assert_eq!(edge.api_status(&token).await, StatusCode::OK, "kept");
+    only_opens(&edge, &token, "guess").await;
     drop(edge);
 
-    let fly = TokenEnv {
-        edgewake: None,
-        fly: Some("fly-token"),
-    };
-    let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), fly).await;
-    assert_eq!(edge.api_status("fly-token").await, StatusCode::OK);
-    assert_eq!(edge.api_status(&token).await, StatusCode::UNAUTHORIZED);
+    let edge = EdgewakeProcess::spawn_with_tokens(dir.path(), FLY_ONLY).await;
+    only_opens(&edge, "fly-token", &token).await;
 }

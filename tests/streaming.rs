@@ -60,22 +60,11 @@ async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStr
 async fn websocket_keeps_its_machine_awake() {
     let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
-    edge.create_app("witness").await;
-    let witness = edge
-        .new_machine("witness", RUNTIME_IMAGE)
-        .created()
-        .await
-        .id;
+    let witness = edge.witness().await;
 
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
-    // The witness, last used after the echo, is stopped for idleness twice: the idle
-    // timeout has passed since the echo, and the reaper has looked at both since.
-    for _ in 0..2 {
-        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
-        edge.wait_for_state("witness", &witness, "stopped", BOOT)
-            .await;
-    }
+    witness.idle_stopped_twice().await;
     assert_eq!(edge.machine(APP, &id).await["state"], "started");
     echo(&mut socket, "still here").await;
 

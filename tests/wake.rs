@@ -113,18 +113,9 @@ async fn autostop_off_is_never_idle_stopped() {
         .created()
         .await
         .id;
-    edge.create_app("witness").await;
-    let witness = edge
-        .new_machine("witness", RUNTIME_IMAGE)
-        .created()
-        .await
-        .id;
+    let witness = edge.witness().await;
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
-    for _ in 0..2 {
-        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
-        edge.wait_for_state("witness", &witness, "stopped", BOOT)
-            .await;
-    }
+    witness.idle_stopped_twice().await;
     let machine = edge.machine(APP, &kept).await;
     assert_eq!(machine["state"], "started", "{machine}");
     assert_eq!(count_events(&machine, "stop"), 0, "{machine}");
