@@ -6,7 +6,7 @@ use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::upstream::ConnectionUpstream;
 use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
-use crate::tls::Tls;
+use crate::tls::{Handshake, Tls};
 use crate::trusted::Trusted;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
@@ -157,7 +157,10 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
                 return serve_connection(stream, client, edge2).await;
             };
             match tls.accept(stream).await {
-                Ok(stream) => serve_tls_connection(stream, client, edge2).await,
+                Ok(Handshake::Client(stream)) => serve_tls_connection(*stream, client, edge2).await,
+                Ok(Handshake::AcmeValidation) => {
+                    tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
+                }
                 Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             }
         });

@@ -27,11 +27,6 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Development certificates for the HTTPS listener.
-    Certs {
-        #[command(subcommand)]
-        command: CertsCommand,
-    },
     /// The local image store: import, pull, list and remove images.
     Images(edgewake::cli::images::ImagesArgs),
     #[command(flatten)]
@@ -57,18 +52,6 @@ enum SandboxHook {
         gateway: std::net::Ipv4Addr,
         #[arg(long)]
         egress: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum CertsCommand {
-    /// Write a local CA (made once) and a certificate it signs for each HOST into the
-    /// certs dir (`*.example.com` becomes `_.example.com.crt`).
-    Generate {
-        #[arg(required = true)]
-        hosts: Vec<String>,
-        #[arg(long, default_value = config::DEFAULT_CERTS_DIR)]
-        dir: PathBuf,
     },
 }
 
@@ -99,9 +82,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve(args) => serve(args),
-        Command::Certs {
-            command: CertsCommand::Generate { hosts, dir },
-        } => generate_certs(&hosts, &dir),
         Command::Images(args) => {
             let config = load_for_serve(&args.config)?;
             let registries = server::registry_auth(&config.sandbox.registries);
@@ -151,28 +131,6 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
-}
-
-fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {
-    let ca = edgewake::tls::dev_ca::generate(dir, hosts)?;
-    for host in hosts {
-        let stem = edgewake::tls::dev_ca::stem_for_host(host);
-        println!(
-            "wrote {0}/{stem}.crt and {0}/{stem}.key for {host}",
-            dir.display()
-        );
-    }
-    println!("signed by the development CA {}", ca.display());
-    println!(
-        "trust it for one command:  curl --cacert {} https://<app>.localhost/",
-        ca.display()
-    );
-    println!(
-        "or system-wide (Debian):   cp {} /usr/local/share/ca-certificates/ && update-ca-certificates",
-        ca.display()
-    );
-    println!("a running edgewake picks the new files up on SIGHUP");
-    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,14 +1,18 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
-//! order (stop accepting, drain, stop machines).
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper and certificate reloads, and shuts everything down in order (stop
+//! accepting, drain, stop machines).
 
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
 use crate::edge::{self, ConnectionLimits, Edge};
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
 use crate::lifecycle::{Settings, Supervisor};
 use crate::machines::Registry;
@@ -37,6 +41,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -82,6 +91,7 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -128,6 +138,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -136,9 +151,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
-    let cancel = CancellationToken::new();
     let api_state = ApiState {
         supervisor: supervisor.clone(),
+        certificates: certificates.clone(),
         token: api_token.clone().into(),
         regions: config.regions.iter().map(|r| r.code.clone()).collect(),
         edge_region: config.edge.region.clone().into(),
@@ -149,6 +164,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         geo,
         supervisor: supervisor.clone(),
         tls: tls.clone(),
+        hostnames,
+        certificates: certificates.clone(),
         cancel: cancel.clone(),
     };
     let done = tokio::spawn(served.run(sockets, api_state));
@@ -160,6 +177,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_token,
         supervisor,
         tls,
+        certificates,
         cancel,
         done,
     })
@@ -265,6 +283,8 @@ struct Served {
     geo: GeoDb,
     supervisor: Arc<Supervisor>,
     tls: Arc<Tls>,
+    hostnames: Arc<Hostnames>,
+    certificates: Arc<Certificates>,
     cancel: CancellationToken,
 }
 
@@ -275,6 +295,8 @@ impl Served {
             geo,
             supervisor,
             tls,
+            hostnames,
+            certificates,
             cancel,
         } = self;
         let edge_config = &config.edge;
@@ -285,6 +307,8 @@ impl Served {
             regions: Regions::new(&config.regions, &edge_config.region),
             geo,
             trusted: trusted.clone(),
+            hostnames,
+            challenges: tls.challenges().clone(),
         };
         let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
         let edge = Arc::new(Edge::new(
@@ -329,6 +353,9 @@ impl Served {
         }
         let _ = tokio::time::timeout(drain, api).await;
         let _ = tokio::join!(reaper, reloads);
+        if let Some(acme) = certificates.acme() {
+            acme.stopped().await;
+        }
         supervisor.shutdown().await;
         supervisor.driver().close();
         tracing::info!("edgewake stopped");

@@ -39,6 +39,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/apps/{app}/machines/{id}/metadata/{key}"),
     ("delete", "/v1/apps/{app}/machines/{id}/metadata/{key}"),
     ("get", "/v1/apps/{app}/machines/{id}/logs"),
+    ("get", "/v1/apps/{app}/certificates"),
+    ("post", "/v1/apps/{app}/certificates/acme"),
+    ("post", "/v1/apps/{app}/certificates/custom"),
+    ("get", "/v1/apps/{app}/certificates/{hostname}"),
+    ("delete", "/v1/apps/{app}/certificates/{hostname}"),
+    ("post", "/v1/apps/{app}/certificates/{hostname}/check"),
+    ("delete", "/v1/apps/{app}/certificates/{hostname}/acme"),
+    ("delete", "/v1/apps/{app}/certificates/{hostname}/custom"),
     ("get", "/v1/openapi.json"),
 ];
 

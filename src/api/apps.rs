@@ -162,6 +162,7 @@ pub async fn delete(
     }
     // Out of routing and of reach of new machines first, so none outlives the app.
     if let Some(app) = state.registry().remove_app(&app.record.name) {
+        state.certificates.remove_app(&app.record.name);
         state.supervisor.destroy_app(app).await;
     }
     tracing::info!(app = %app.record.name, "app deleted");

@@ -60,13 +60,5 @@ pub fn resolve_token(given: Option<String>, data_dir: &Path) -> std::io::Result<
 }
 
 fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(token.as_bytes())?;
-    file.write_all(b"\n")
+    crate::files::write_private(path, format!("{token}\n").as_bytes())
 }

@@ -2,7 +2,9 @@
 //! domain error means (the one place for them), and the JSON body extractor that turns
 //! malformed bodies into it.
 
+use crate::certificates::CertificateError;
 use crate::drivers::DriverError;
+use crate::hostnames::HostnameError;
 use crate::lifecycle::{OperationError, UpdateError};
 use crate::machines::lease::LeaseError;
 use crate::machines::registry::RegistryError;
@@ -141,6 +143,29 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+/// Another app's hostname is a conflict (409); what is not a hostname is 400; a name or
+/// certificate edgewake cannot take, or ACME without `[acme]`, is 422; the state
+/// database or the data dir failing is edgewake's (500).
+impl From<CertificateError> for ApiError {
+    fn from(error: CertificateError) -> ApiError {
+        let status = match &error {
+            CertificateError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CertificateError::Hostname(HostnameError::Invalid(..)) => StatusCode::BAD_REQUEST,
+            CertificateError::Hostname(HostnameError::Taken { .. }) => StatusCode::CONFLICT,
+            CertificateError::Hostname(HostnameError::Store(_)) | CertificateError::Disk(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            CertificateError::Hostname(HostnameError::EdgeDomain { .. })
+            | CertificateError::NoAcme
+            | CertificateError::Wildcard(_)
+            | CertificateError::Pem(_)
+            | CertificateError::NotCovering { .. }
+            | CertificateError::Expired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
 /// Fly's error body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -207,7 +232,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ps", "process listings"),
     ("versions", "machine version history"),
     ("memory", "memory ballooning"),
-    ("certificates", "certificates through the API (use certs/)"),
     ("ip_assignments", "IP assignments"),
     ("deploy_token", "deploy tokens"),
     ("tokens", "tokens"),

@@ -3,6 +3,8 @@
 
 mod apps;
 pub mod auth;
+mod certificate_views;
+mod certificates;
 pub mod error;
 mod exec;
 mod lease;
@@ -16,6 +18,7 @@ mod query;
 mod request_id;
 mod wait;
 
+use crate::certificates::Certificates;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -30,6 +33,7 @@ use utoipa_axum::routes;
 #[derive(Clone)]
 pub struct ApiState {
     pub supervisor: Arc<Supervisor>,
+    pub certificates: Arc<Certificates>,
     pub token: Arc<str>,
     pub regions: Arc<[String]>,
     pub edge_region: Arc<str>,
@@ -107,6 +111,13 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(lease::acquire, lease::show, lease::release))
         .routes(routes!(metadata::list, metadata::update))
         .routes(routes!(metadata::get, metadata::set, metadata::delete))
+        .routes(routes!(certificates::list))
+        .routes(routes!(certificates::request_acme))
+        .routes(routes!(certificates::import_custom))
+        .routes(routes!(certificates::get, certificates::delete))
+        .routes(routes!(certificates::check))
+        .routes(routes!(certificates::delete_acme))
+        .routes(routes!(certificates::delete_custom))
 }
 
 /// The API's routes: `/v1` behind the token, the document open to all, every answer

@@ -1,9 +1,10 @@
-//! The operator's command line: `status`, `apps …` and `machine …`, all talking to the
-//! Machines API like any other client. The API's address is `--api-url`, else
+//! The operator's command line: `status`, `apps …`, `machine …` and `certs …`, all
+//! talking to the Machines API like any other client. The API's address is `--api-url`, else
 //! `EDGEWAKE_API_URL`, else Fly's `FLY_API_HOSTNAME`, else 127.0.0.1:4280; the token
 //! is `--token`, else `EDGEWAKE_API_TOKEN`, else `FLY_API_TOKEN`, else the file the
 //! server keeps in `./data/api-token`. An error prints the API's message and exits 1.
 
+pub mod certs;
 pub mod client;
 mod commands;
 pub mod images;
@@ -52,6 +53,13 @@ pub enum Command {
     Machine {
         #[command(subcommand)]
         command: MachineCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Hostnames of an app and their certificates (custom domains, ACME).
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
         #[command(flatten)]
         conn: Connection,
     },
@@ -154,6 +162,11 @@ async fn dispatch(command: Command) -> Result<(), ClientError> {
         Command::Status { app, conn } => commands::status(&connect(&conn)?, &app).await,
         Command::Apps { command, conn } => commands::apps(&connect(&conn)?, command).await,
         Command::Machine { command, conn } => commands::machine(&connect(&conn)?, command).await,
+        Command::Certs {
+            command: certs::CertsCommand::Generate { hosts, dir },
+            ..
+        } => certs::generate(&hosts, &dir),
+        Command::Certs { command, conn } => certs::run(&connect(&conn)?, command).await,
     }
 }
 

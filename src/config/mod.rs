@@ -7,6 +7,7 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
 pub mod duration;
 mod raw;
 mod validate;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use acme::{AcmeConfig, AcmeDirectory};
 pub use validate::ConfigErrors;
 
 /// Where `edgewake serve` looks for its config unless `--config` says otherwise.
@@ -105,6 +107,8 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
@@ -322,6 +326,7 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            acme: None,
         }
     }
 }

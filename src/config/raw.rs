@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     sandbox: RawSandbox,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    acme: Option<super::acme::RawAcme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +111,7 @@ impl RawConfig {
             sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            acme: self.acme.map(|acme| acme.into_acme(errors)),
         }
     }
 }

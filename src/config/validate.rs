@@ -80,6 +80,9 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
+        if let Some(acme) = &self.acme {
+            acme.validate(errors);
+        }
     }
 
     fn validate_edge(&self, errors: &mut ConfigErrors) {

@@ -40,25 +40,42 @@ const SCHEMA: &str = "
         id TEXT PRIMARY KEY, app TEXT NOT NULL, record TEXT NOT NULL, pid INTEGER);
 ";
 
-/// The state database. Writes are small and rare (lifecycle changes), so one connection
-/// behind a mutex is enough.
-pub struct Store {
+/// A connection to the state database with its tables made. Writes are small and rare
+/// (lifecycle changes), so one connection behind a mutex is enough for each user.
+pub struct Database {
     conn: Mutex<Connection>,
 }
 
-impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+impl Database {
+    pub fn open(path: &Path, schema: &str) -> rusqlite::Result<Database> {
         let conn = Connection::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Store {
+        conn.execute_batch(schema)?;
+        Ok(Database {
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Apps and machines in the state database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            db: Database::open(path, SCHEMA)?,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.conn()
     }
 
     pub fn insert_app(&self, app: &AppRecord) -> Result<(), StoreError> {

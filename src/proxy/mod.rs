@@ -1,9 +1,11 @@
-//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: route (Host →
-//! app), place (regions nearest the client), ready (the lifecycle picks a machine and
+//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: an ACME HTTP-01
+//! validation is answered by the edge itself (`challenge`), before anything else; route
+//! (Host → app), place (regions nearest the client), ready (the lifecycle picks a machine and
 //! wakes it if it sleeps), forward (to the machine, and the answer back), respond
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
+mod challenge;
 mod forward;
 pub mod headers;
 pub mod place;
@@ -12,12 +14,14 @@ pub mod route;
 pub mod tunnel;
 pub mod upstream;
 
-pub use respond::{ProxyError, error_response};
+pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
+use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
 use bytes::Bytes;
 use forward::{Unreached, Upstreams};
@@ -64,6 +68,10 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// Hostnames added to apps (custom domains).
+    pub hostnames: Arc<Hostnames>,
+    /// ACME HTTP-01 answers, served on the HTTP listener.
+    pub challenges: Arc<Challenges>,
 }
 
 impl Proxy {
@@ -105,6 +113,11 @@ impl Proxy {
         peer: SocketAddr,
         request_id: &str,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        if inbound.scheme == "http"
+            && let Some(answer) = challenge::answer(&self.settings.challenges, &req)
+        {
+            return Ok(answer);
+        }
         let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
         let app = self.route(&host)?;
         if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
@@ -153,7 +166,8 @@ impl Proxy {
 
     fn route(&self, host: &str) -> Result<Arc<App>, ProxyError> {
         let registry = &self.supervisor.registry;
-        route::route(registry, &self.settings.domains, host)
+        let hostnames = &self.settings.hostnames;
+        route::route(registry, hostnames, &self.settings.domains, host)
     }
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {

@@ -77,18 +77,24 @@ pub fn redirect_to_https(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
     response
 }
 
-/// The response the client gets for a proxy error.
-pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(format!("edgewake: {error}\n")))
+/// A plain-text answer of the edge's own.
+pub fn text_response(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(text))
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
-    *response.status_mut() = error.status();
-    let headers = response.headers_mut();
-    headers.insert(
+    *response.status_mut() = status;
+    response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+/// The response the client gets for a proxy error.
+pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
+    let mut response = text_response(error.status(), format!("edgewake: {error}\n"));
+    let headers = response.headers_mut();
     if error.retry_helps() {
         headers.insert(
             http::header::RETRY_AFTER,

@@ -13,6 +13,7 @@
 
 pub mod images;
 mod machines;
+pub mod pebble;
 mod process;
 pub mod sandbox;
 pub mod tls;
@@ -121,6 +122,15 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+fn test_options(driver: Option<Arc<dyn Driver>>) -> Options {
+    Options {
+        api_token: Some(TOKEN.into()),
+        bin_dir: Some(bin_dir()),
+        driver,
+        acme_backoff: None,
+    }
+}
+
 /// A running edgewake and clients for it.
 pub struct TestEdge {
     pub running: Running,
@@ -149,6 +159,21 @@ impl TestEdge {
         TestEdge::start_options(config, Some(dir), Some(driver)).await
     }
 
+    /// An edgewake whose failed ACME orders are retried after `backoff` (doubling).
+    pub async fn start_with_acme_backoff(
+        tweak: impl FnOnce(&mut Config),
+        backoff: edgewake::certificates::acme::timing::Backoff,
+    ) -> TestEdge {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let options = Options {
+            acme_backoff: Some(backoff),
+            ..test_options(None)
+        };
+        TestEdge::start_with_options(config, Some(dir), options).await
+    }
+
     async fn start_config(config: Config, dir: Option<tempfile::TempDir>) -> TestEdge {
         TestEdge::start_options(config, dir, None).await
     }
@@ -158,11 +183,14 @@ impl TestEdge {
         dir: Option<tempfile::TempDir>,
         driver: Option<Arc<dyn Driver>>,
     ) -> TestEdge {
-        let options = Options {
-            api_token: Some(TOKEN.into()),
-            bin_dir: Some(bin_dir()),
-            driver,
-        };
+        TestEdge::start_with_options(config, dir, test_options(driver)).await
+    }
+
+    async fn start_with_options(
+        config: Config,
+        dir: Option<tempfile::TempDir>,
+        options: Options,
+    ) -> TestEdge {
         let running = server::start(config.clone(), options)
             .await
             .expect("edgewake starts");
