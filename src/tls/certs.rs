@@ -391,7 +391,7 @@ mod tests {
             .with_no_client_auth();
         let name = ServerName::try_from(name.to_string()).unwrap();
         let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
-        let server_config = Arc::new(crate::tls::server_config(resolver));
+        let server_config = Arc::new(crate::tls::server_config(resolver, &[b"http/1.1"]));
         let mut server = ServerConnection::new(server_config).unwrap();
         while client.is_handshaking() || server.is_handshaking() {
             let mut bytes = Vec::new();
@@ -406,23 +406,30 @@ mod tests {
         Some(client.peer_certificates()?[0].to_vec())
     }
 
-    /// The resolver answers a real handshake with the store's certificate for the name
-    /// the client sent, and a replaced store serves the next handshake.
+    /// The resolver answers a real handshake with the certificate for the name the
+    /// client sent: one installed at run time first, else the store's, and a replaced
+    /// store serves the next handshake.
     #[test]
-    fn handshakes_get_the_store_certificate() {
-        let one = cert("one.example.test");
-        let two = cert("two.example.test");
+    fn handshakes_get_the_chosen_certificate() {
+        let [one, two, three] =
+            ["one", "two", "three"].map(|name| cert(&format!("{name}.example.test")));
         let store = |cert: &Arc<CertifiedKey>| CertStore {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             default: cert.clone(),
         };
-        let resolver = Arc::new(SniResolver::new(store(&one)));
-        let served = served_in_a_handshake(resolver.clone(), "one.example.test", &one);
-        assert_eq!(served.as_deref(), Some(&one.cert[0][..]));
-        resolver.replace(store(&two));
-        let served = served_in_a_handshake(resolver, "two.example.test", &two);
-        assert_eq!(served.as_deref(), Some(&two.cert[0][..]));
+        let managed = Arc::new(Managed::default());
+        let resolver = Arc::new(SniResolver::new(store(&one), managed.clone()));
+        let served = |name: &str, root: &Arc<CertifiedKey>| {
+            let served = served_in_a_handshake(resolver.clone(), name, root);
+            assert_eq!(served.as_deref(), Some(&root.cert[0][..]), "{name}");
+        };
+        served("one.example.test", &one);
+        managed.install("two.example.test", two.clone());
+        served("two.example.test", &two);
+        resolver.replace(store(&three));
+        served("three.example.test", &three);
+        served("two.example.test", &two);
     }
 
     /// Generated development certificates load back from the directory, CA skipped.
