@@ -19,7 +19,7 @@ use std::time::Duration;
 const MAX_WAKE_ATTEMPTS: usize = 4;
 
 /// How often a queued request looks for room.
-const QUEUE_POLL: Duration = Duration::from_millis(5);
+pub(super) const QUEUE_POLL: Duration = Duration::from_millis(5);
 
 /// A started machine chosen for a request, with the request counted in flight on it.
 pub struct Ready {
