@@ -33,6 +33,11 @@ impl World {
     ) -> Result<Picked, AcquireError> {
         pick(&self.app, 80, plan, excluded, |_| false)
     }
+
+    /// Picks while `waking` has a wake begun (which its state may not show yet).
+    fn pick_while_waking(&self, plan: &Plan, waking: &Machine) -> Result<Picked, AcquireError> {
+        pick(&self.app, 80, plan, &HashSet::new(), |m| m.id == waking.id)
+    }
 }
 
 /// The chosen machine's id and what to do with it.
@@ -152,4 +157,41 @@ fn at_hard_limit_only_for_machines_the_plan_allows() {
     assert!(matches!(elsewhere, Err(AcquireError::AtHardLimit { .. })));
     let excluded = w.pick(&plan(&["ams"], false, Pinned::Any));
     assert!(matches!(excluded, Err(AcquireError::NoMachines { .. })));
+}
+
+/// A machine whose wake has begun is joined, though its state still says stopped: a
+/// burst never wakes a second machine.
+#[test]
+fn a_wake_begun_is_joined() {
+    let w = world();
+    w.in_state("ams", MachineState::Stopped, config(None));
+    let waking = w.in_state("ams", MachineState::Stopped, config(None));
+    let picked = w.pick_while_waking(&plan(&["ams"], true, Pinned::Any), &waking);
+    assert_eq!(chosen(picked), (waking.id.clone(), Action::Wake, false));
+}
+
+/// A started machine at its soft limit is not taken for one being woken: its stopped
+/// sibling is woken instead.
+#[test]
+fn above_the_soft_limit_a_sibling_is_woken() {
+    let w = world();
+    let mut soft = config(Some(5));
+    soft["services"][0]["concurrency"]["soft_limit"] = json!(1);
+    let busy = w.in_state("ams", MachineState::Started, soft.clone());
+    let _request = busy.enter();
+    let sibling = w.in_state("ams", MachineState::Stopped, soft);
+    let picked = w.pick_while_waking(&plan(&["ams"], true, Pinned::Any), &busy);
+    assert_eq!(chosen(picked), (sibling.id.clone(), Action::Wake, false));
+}
+
+/// A stopped machine that may not be woken (autostart off) is no reason to queue: the
+/// request is refused at once (`NoMachines`), not made to wait for room.
+#[test]
+fn unwakeable_machines_are_not_worth_queueing() {
+    let w = world();
+    let mut off = config(Some(5));
+    off["services"][0]["autostart"] = json!(false);
+    w.in_state("ams", MachineState::Stopped, off);
+    let picked = w.pick(&plan(&["ams"], true, Pinned::Any));
+    assert!(matches!(picked, Err(AcquireError::NoMachines { .. })));
 }
