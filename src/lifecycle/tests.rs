@@ -1,10 +1,12 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
 //! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back. `picking`: which machine a plan picks; `idle`: the reaper.
+//! back. `picking`: which machine a plan picks; `idle`: the reaper; `waking`: wakes at
+//! the edges of a machine's life.
 
 mod idle;
 mod picking;
+mod waking;
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
