@@ -6,11 +6,15 @@
 //! reverse (`tests/layers.rs` fails on an import cycle between top-level modules).
 //!
 //! - `ids`, `files`, `signals`, `addresses` (the private range machines get addresses
-//!   from), `geo` (MaxMind-format lookup, great-circle distance), `trusted` and
+//!   from, handed out round it, and the lock that claims it for one edgewake),
+//!   `listening` (which TCP sockets listen where, from `/proc/<pid>/net`), `geo`
+//!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit): leaves.
-//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `config`: the operator's TOML file, parsed then validated (every problem at once);
+//!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
+//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
@@ -34,7 +38,8 @@
 //!   on failure, queue at the hard limit), and `start`, `stop`, `destroy`,
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
-//!   lifecycle needs: its lock, its instance, its wake in progress.
+//!   lifecycle needs: its lock, its instance, its wake in progress, its back-off after
+//!   failed starts.
 //! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
 //!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
 //!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
@@ -64,9 +69,14 @@
 //!   `certificate_views`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
-//! - `server`: wiring and ordered shutdown.
-//! - `cli`: the operator's client commands (`status`, `apps`, `machine`, `certs`) over
-//!   the API, with a small hyper-util HTTP `client`; `images` works on the local store.
+//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
+//!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
+//! - `cli`: the command line. `serve` runs the server as a process (config found and
+//!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
+//!   reloads) and `reload` signals it; the client commands with flyctl's habits
+//!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
+//!   a small hyper-util HTTP `client`; `images` works on the local store.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
@@ -100,6 +110,7 @@ pub mod ids;
 pub mod images;
 pub mod lifecycle;
 pub mod listener;
+pub mod listening;
 pub mod machines;
 pub mod proxy;
 pub mod proxy_protocol;

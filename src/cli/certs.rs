@@ -35,7 +35,9 @@ pub enum CertsCommand {
         private_key: PathBuf,
     },
     /// List an app's hostnames and their certificates.
+    #[command(visible_alias = "ls")]
     List {
+        /// The app.
         #[arg(short, long, env = "FLY_APP")]
         app: String,
     },
@@ -44,14 +46,18 @@ pub enum CertsCommand {
     /// Show a hostname's status and DNS; a failed order is retried now.
     Check(HostRef),
     /// Remove a hostname and its certificates from an app.
+    #[command(visible_aliases = ["rm", "delete"])]
     Remove(HostRef),
     /// Write a local CA (made once) and a certificate it signs for each HOST into the
     /// certs dir (`*.example.com` becomes `_.example.com.crt`). Works locally, no API.
     Generate {
+        /// Names the certificate is for: `app.localhost`, `*.example.com`, `localhost`.
         #[arg(required = true)]
         hosts: Vec<String>,
-        #[arg(long, default_value = crate::config::DEFAULT_CERTS_DIR)]
-        dir: PathBuf,
+        /// Where to write the files [default: the config's tls.certs_dir, which the
+        /// server reads]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -129,7 +135,10 @@ pub async fn run(client: &ApiClient, command: CertsCommand) -> Result<(), Client
                 .await?;
             println!("Removed {} from app {}", r.host, r.app);
         }
-        CertsCommand::Generate { hosts, dir } => generate(&hosts, &dir)?,
+        CertsCommand::Generate { hosts, dir } => {
+            let dir = dir.unwrap_or_else(|| crate::config::DEFAULT_CERTS_DIR.into());
+            generate(&hosts, &dir)?
+        }
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use rustls::server::{Acceptor, ResolvesServerCert};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -54,7 +55,8 @@ pub struct Tls {
     certs_dir: PathBuf,
     fallback: Arc<CertifiedKey>,
     fallback_hosts: Vec<String>,
-    handshake_timeout: Duration,
+    /// Milliseconds; a reload may change it (`set_handshake_timeout`).
+    handshake_timeout_ms: AtomicU64,
 }
 
 impl Tls {
@@ -68,7 +70,6 @@ impl Tls {
         let managed = Arc::new(Managed::default());
         let resolver = Arc::new(SniResolver::new(store, managed.clone()));
         let server_config = Arc::new(server_config(resolver.clone(), &[b"h2", b"http/1.1"]));
-        let handshake_timeout = config.tls.handshake_timeout;
         Ok(Tls {
             config: server_config,
             resolver,
@@ -78,7 +79,7 @@ impl Tls {
             certs_dir,
             fallback,
             fallback_hosts,
-            handshake_timeout,
+            handshake_timeout_ms: AtomicU64::new(millis(config.tls.handshake_timeout)),
         })
     }
 
@@ -101,6 +102,13 @@ impl Tls {
     /// The ACME challenge answers the listeners serve.
     pub fn challenges(&self) -> &Arc<Challenges> {
         &self.challenges
+    }
+
+    /// Applies to handshakes that begin after it (a config reload).
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        // Relaxed: a lone value with nothing else published beside it.
+        self.handshake_timeout_ms
+            .store(millis(timeout), Ordering::Relaxed);
     }
 
     /// Lets ClientHellos for uncovered names wait for an on-demand certificate (set
@@ -166,7 +174,8 @@ impl Tls {
         &self,
         step: impl Future<Output = std::io::Result<T>>,
     ) -> std::io::Result<T> {
-        match tokio::time::timeout(self.handshake_timeout, step).await {
+        let timeout = Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed));
+        match tokio::time::timeout(timeout, step).await {
             Ok(result) => result,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -174,6 +183,10 @@ impl Tls {
             )),
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn log_fallback(uncovered: &[String]) {

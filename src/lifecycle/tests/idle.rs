@@ -5,8 +5,6 @@ use crate::lifecycle::pick::{Action, pick};
 use crate::lifecycle::stop::claim_idle;
 use tokio_util::sync::CancellationToken;
 
-const REAP_INTERVAL: Duration = Duration::from_millis(250);
-
 /// The reaper stops a machine idle for the idle timeout, and only such a machine: not
 /// before the timeout, not under a request in flight (until it ends), not one whose
 /// service says `autostop = false`, not one without services (the proxy never reaches
@@ -25,8 +23,7 @@ async fn reaper_stops_only_idle_machines_that_autostop() {
     }
     let request = busy.enter();
     let cancel = CancellationToken::new();
-    let reaper = w.sup.clone().reap_idle(IDLE, REAP_INTERVAL, cancel.clone());
-    let reaper = tokio::spawn(reaper);
+    let reaper = tokio::spawn(w.sup.clone().reap_idle(cancel.clone()));
     let states = || [&idle, &busy, &kept, &bare].map(|m| m.state());
     use MachineState::{Started, Stopped};
 
