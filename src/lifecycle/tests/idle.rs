@@ -48,7 +48,10 @@ async fn reaper_stops_only_idle_machines_that_autostop() {
 /// The idle stop's claim and a request's arrival, in both orders: a request counted in
 /// (before it reads the state) keeps the machine from being claimed, and leaves it
 /// `started`; once the machine is claimed, a request that arrives is not sent to it but
-/// waits to wake it again.
+/// waits to wake it again. The claim marks the machine `stopping` before it reads the
+/// count, even when it then gives the machine back: read first and marked after, a
+/// request arriving in between (on another thread) would be sent to a machine on its
+/// way down.
 #[tokio::test(start_paused = true)]
 async fn a_claimed_machine_gets_no_request() {
     let w = world();
@@ -56,8 +59,14 @@ async fn a_claimed_machine_gets_no_request() {
     drop(w.ready().await.unwrap());
     tokio::time::advance(IDLE * 2).await;
     let arriving = machine.enter();
+    let mut states = machine.subscribe();
+    states.mark_unchanged();
     assert!(!claim_idle(&machine, IDLE));
     assert_eq!(machine.state(), MachineState::Started);
+    assert!(
+        states.has_changed().unwrap(),
+        "marked stopping before the count was read"
+    );
     drop(arriving);
 
     tokio::time::advance(IDLE * 2).await;
