@@ -5,20 +5,26 @@
 # tests that guard the module; a mutant no test fails on ("missed") is a behaviour no test
 # holds. Not part of CI.
 #
-# Two groups, each one cargo-mutants run over a copy of the tree:
-#   unit: lifecycle (wake, acquire, pick, start, stop, reaper, run), the trusted client
-#         address (trusted.rs, proxy/headers.rs), the PROXY protocol, SNI certificates
-#         (tls/certs.rs); only the library's tests of those modules run (they hold the
-#         races on paused time with the fake driver, and real sockets where I/O matters).
+# Three groups, each one cargo-mutants run over a copy of the tree:
+#   core: the lifecycle (wake, acquire, pick, start, stop, reaper, run) and placement
+#         (proxy/place.rs); only the library's tests of those modules run (they hold the
+#         races on paused time with the fake driver).
+#   unit: the trusted client address (trusted.rs, proxy/headers.rs), the PROXY protocol,
+#         SNI certificates (tls/certs.rs), against their library tests (real sockets where
+#         I/O matters).
 #   e2e:  what only a running edgewake shows: the API's lifecycle handlers and the PROXY
 #         header's use on a connection (edge.rs `client_behind`), against the API and
 #         placement test binaries.
 #
-# Cost on 2 cores: about 30 minutes once the dependencies are built; the first run builds
-# them into target/mutants (another ~15 minutes), so the developer's own target/ is
-# neither locked nor invalidated. Installs cargo-mutants from crates.io if missing.
+# Cost on 2 cores: each mutant rebuilds the library (20 s on an idle machine, a minute
+# under load), so `core` (about 170 mutants) takes about an hour and `unit` about 40
+# minutes; the first run builds the dependencies into target/mutants (another ~15
+# minutes), so the developer's own target/ is neither locked nor invalidated. After a
+# change, MUTANTS_ARGS=--iterate tests only what was missed before or whose line moved
+# (cargo-mutants keeps the earlier results). Installs cargo-mutants from crates.io if
+# missing.
 #
-# Usage: scripts/mutants.sh [unit] [e2e]      (default: both)
+# Usage: [MUTANTS_ARGS=...] scripts/mutants.sh [core] [unit] [e2e]   (default: all three)
 # Results: target/mutants-out/<group>/mutants.out/{caught,missed,timeout,unviable}.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,19 +40,25 @@ run_group() {
     local name=$1
     shift
     echo "== $name"
+    # shellcheck disable=SC2086 # MUTANTS_ARGS is a list of options
     cargo mutants --no-shuffle --gitignore=true --jobs=1 --build-timeout=900 \
-        --output="$OUT/$name" "$@" || true
+        --output="$OUT/$name" ${MUTANTS_ARGS:-} "$@" || true
 }
 
-unit() {
+core() {
     local files=(
         src/lifecycle/wake.rs src/lifecycle/acquire.rs src/lifecycle/pick.rs
         src/lifecycle/start.rs src/lifecycle/stop.rs src/lifecycle/reaper.rs
-        src/lifecycle/run.rs src/trusted.rs src/proxy/headers.rs src/proxy_protocol.rs
-        src/tls/certs.rs
+        src/lifecycle/run.rs src/proxy/place.rs
     )
+    run_group core "${files[@]/#/--file=}" --timeout=60 --cargo-arg=--lib \
+        -- -- lifecycle:: proxy::place::
+}
+
+unit() {
+    local files=(src/trusted.rs src/proxy/headers.rs src/proxy_protocol.rs src/tls/certs.rs)
     run_group unit "${files[@]/#/--file=}" --timeout=60 --cargo-arg=--lib \
-        -- -- lifecycle:: trusted:: proxy::headers:: proxy_protocol:: tls::
+        -- -- trusted:: proxy::headers:: proxy_protocol:: tls::
 }
 
 e2e() {
@@ -58,12 +70,12 @@ e2e() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(unit e2e)
+[ ${#groups[@]} -gt 0 ] || groups=(core unit e2e)
 for group in "${groups[@]}"; do
     case $group in
-    unit | e2e) "$group" ;;
+    core | unit | e2e) "$group" ;;
     *)
-        echo "unknown group $group (unit, e2e)" >&2
+        echo "unknown group $group (core, unit, e2e)" >&2
         exit 2
         ;;
     esac
