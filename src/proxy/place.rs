@@ -193,23 +193,27 @@ mod tests {
         );
     }
 
-    /// Orders are kept per cell of a tenth of a degree, not coarser: two clients 250 km
-    /// apart, each nearer its own region, keep their own orders when asked again and in
-    /// turn on one `Regions`.
+    /// Orders are kept per cell of a tenth of a degree in each direction, not coarser:
+    /// clients at one longitude (and then at one latitude), each nearer its own region,
+    /// keep their own orders when asked again and in turn on one `Regions`.
     #[test]
     fn nearby_clients_keep_their_own_order() {
         let regions = regions();
-        let rotterdam = Location {
-            latitude: 51.92,
-            longitude: 4.48,
+        let at = |latitude, longitude| {
+            Some(Location {
+                latitude,
+                longitude,
+            })
         };
-        let lille = Location {
-            latitude: 50.63,
-            longitude: 3.06,
-        };
-        for _ in 0..2 {
-            assert_eq!(regions.nearest_first(Some(rotterdam))[0], "ams");
-            assert_eq!(regions.nearest_first(Some(lille))[0], "cdg");
+        let pairs = [
+            (at(51.9, 4.0), at(50.1, 4.0)), // one longitude: Amsterdam's, Paris's
+            (at(50.6, 9.9), at(50.6, 1.0)), // one latitude
+        ];
+        for (near_ams, near_cdg) in pairs {
+            for _ in 0..2 {
+                assert_eq!(regions.nearest_first(near_ams)[0], "ams");
+                assert_eq!(regions.nearest_first(near_cdg)[0], "cdg");
+            }
         }
     }
 

@@ -74,3 +74,15 @@ async fn a_claimed_machine_gets_no_request() {
     let picked = pick(&w.app, 80, &w.plan(), &Default::default(), |_| false);
     assert_eq!(picked.unwrap().action, Action::Wake);
 }
+
+/// A machine idle for exactly the idle timeout is idle: the claim takes it.
+#[tokio::test(start_paused = true)]
+async fn idle_for_exactly_the_timeout_is_idle() {
+    let w = world();
+    let machine = w.machine(config(None));
+    drop(w.ready().await.unwrap());
+    tokio::time::advance(IDLE - Duration::from_millis(1)).await;
+    assert!(!claim_idle(&machine, IDLE));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(claim_idle(&machine, IDLE));
+}

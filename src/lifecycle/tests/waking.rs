@@ -82,3 +82,21 @@ async fn a_machine_that_exits_is_stopped_and_woken_again() {
     drop(w.ready().await.unwrap());
     assert_eq!(w.fake.starts(&machine.id), 2);
 }
+
+/// Deleting an app (out of the registry first, as the API does) stops and destroys
+/// every machine it has, running or not: nothing is left running, nor any lifecycle
+/// state.
+#[tokio::test(start_paused = true)]
+async fn destroying_an_app_destroys_its_machines() {
+    let w = world();
+    let running = w.machine(config(None));
+    let stopped = w.machine(config(None));
+    w.sup.wake(&running, EventSource::User).await.unwrap();
+    let app = w.sup.registry.remove_app("app").unwrap();
+    w.sup.destroy_app(app).await;
+    for machine in [&running, &stopped] {
+        assert_eq!(machine.state(), MachineState::Destroyed);
+    }
+    assert!(!w.fake.is_running(&running.id));
+    assert_eq!(w.sup.runs.tracked(), 0);
+}
