@@ -4,6 +4,7 @@
 use super::*;
 use crate::config::MAX_STOP_TIMEOUT;
 use crate::lifecycle::stop::{KILL_GRACE, SHUTDOWN_BOUND};
+use crate::machines::tunnels::TUNNEL_CLOSE_GRACE;
 
 /// A year: as good as for ever.
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -100,7 +101,8 @@ async fn every_machines_tunnels_are_asked_to_close() {
         async move { sup.close_all_tunnels().await }
     });
     for tunnel in &mut tunnels {
-        tunnel.closing.changed().await.unwrap();
+        let asked = tokio::time::timeout(TUNNEL_CLOSE_GRACE, tunnel.closing.changed()).await;
+        assert!(asked.is_ok(), "a tunnel was not asked to close");
     }
     drop(tunnels);
     closing.await.unwrap();
