@@ -70,10 +70,11 @@ async fn a_machine_that_exits_is_stopped_and_woken_again() {
     drop(w.ready().await.unwrap());
     w.fake.crash(&machine.id, 7);
     let mut states = machine.subscribe();
-    states
-        .wait_for(|s| *s == MachineState::Stopped)
-        .await
-        .unwrap();
+    let stopped = tokio::time::timeout(
+        WAKE_TIMEOUT,
+        states.wait_for(|s| *s == MachineState::Stopped),
+    );
+    assert!(stopped.await.is_ok(), "the exit was not noticed");
     let exit = machine.record().events.first().cloned().unwrap();
     assert_eq!(
         (exit.kind.as_str(), exit.status.as_str()),
