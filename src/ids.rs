@@ -16,6 +16,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes a hex string (two digits a byte, either case) stands for.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A machine id: 14 lowercase hex digits.
 pub fn machine_id() -> String {
     hex(&random_bytes::<7>())
@@ -52,6 +63,11 @@ pub fn ulid() -> String {
 }
 
 /// A bearer token with 256 bits of randomness.
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn api_token() -> String {
     hex(&random_bytes::<32>())
 }

@@ -7,18 +7,23 @@ mod certificate_views;
 mod certificates;
 pub mod error;
 mod exec;
+pub mod forward;
+mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
 mod logs;
 mod machines;
 mod metadata;
+mod observe;
 pub mod openapi;
 mod query;
 mod request_id;
 mod wait;
 
 use crate::certificates::Certificates;
+use crate::cluster::Cluster;
+use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -41,6 +46,12 @@ pub struct ApiState {
     /// Fires when the server begins to shut down: answers that would stream for ever
     /// (followed logs) end then, so the API's drain does not wait for them.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// In a cluster: the shared state, and where calls for other nodes' machines go.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Carries calls to the nodes that host their machines.
+    pub forwarder: forward::Forwarder,
+    /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
+    pub keep_awake_max: std::time::Duration,
 }
 
 /// The regions new machines may be placed in, and the edge's own (the default).
@@ -77,7 +88,13 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        self.supervisor.driver().check_image(&spec.image).await?;
+        let checked = self.supervisor.driver().check_image(&spec.image).await;
+        if let Err(e @ (DriverError::Registry(_) | DriverError::ImageNotFound(_))) = &checked {
+            // The operator's log has a line per failed pull; the client gets the status.
+            tracing::warn!(image = %spec.image, "pull failed: {e}");
+            self.supervisor.metrics.driver_error("pull");
+        }
+        checked?;
         Ok((config, spec))
     }
 
@@ -140,14 +157,24 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
 /// with a `fly-request-id`, errors as Fly's JSON.
 pub fn router(state: ApiState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    // Token first, then (in a cluster) the node that answers.
+    let to_host = axum::middleware::from_fn_with_state(state.clone(), forward::to_host);
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
             // `layer`, not `route_layer`: a path no route takes is refused without a
             // token too, so the API's shape is not shown to whoever asks.
-            v1_routes().fallback(error::no_route).layer(auth),
+            v1_routes()
+                .fallback(error::no_route)
+                .route_layer(to_host)
+                .layer(auth),
         )
         .routes(routes!(openapi::document))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
+        // Outside `/v1`'s token check: a machine calls it with its own token.
+        .routes(routes!(keepawake::keep_awake))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

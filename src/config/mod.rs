@@ -8,8 +8,10 @@
 //! default is a named constant beside its field.
 
 pub mod acme;
+pub mod cluster;
 pub mod duration;
 pub mod locate;
+pub mod operator;
 mod raw;
 mod validate;
 
@@ -26,7 +28,9 @@ use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use acme::{AcmeConfig, AcmeDirectory};
+pub use cluster::ClusterConfig;
 pub use locate::{ConfigSource, Located};
+pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
 
 /// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`
@@ -127,6 +131,12 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Several edges sharing one state; `None` is the single node (SQLite only).
+    pub cluster: Option<ClusterConfig>,
+    pub wake: WakeConfig,
+    pub no_wake: NoWakeConfig,
+    pub replay: ReplayConfig,
+    pub log: LogConfig,
     /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
     pub acme: Option<AcmeConfig>,
 }
@@ -364,6 +374,11 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            cluster: None,
+            wake: WakeConfig::default(),
+            no_wake: NoWakeConfig::default(),
+            replay: ReplayConfig::default(),
+            log: LogConfig::default(),
             acme: None,
         }
     }

@@ -2,12 +2,15 @@
 //! from a config the same way at start and at every reload.
 
 use crate::api::RegionList;
+use crate::cluster::BackhaulKey;
 use crate::config::Config;
 use crate::edge::{ConnectionLimits, Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
+use crate::proxy::asleep::Sleeping;
 use crate::proxy::place::Regions;
+use crate::proxy::wake_page;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
@@ -52,10 +55,17 @@ fn proxy_settings(
         trusted: Trusted::new(edge.trusted_proxies.clone()),
         hostnames: hostnames.clone(),
         challenges: tls.challenges().clone(),
+        sleeping: Sleeping::new(
+            config.wake.clone(),
+            config.no_wake.clone(),
+            wake_page::read_template(&config.wake),
+        ),
+        replay: config.replay.clone(),
+        access_log: config.log.access,
     }
 }
 
-fn edge_settings(config: &Config) -> EdgeSettings {
+pub(super) fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings::new(
         Trusted::new(config.edge.trusted_proxies.clone()),
         limits(config),
@@ -90,9 +100,10 @@ impl Live {
         tls: &Arc<Tls>,
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
+        backhaul: Option<Arc<BackhaulKey>>,
     ) -> Live {
         let settings = proxy_settings(&config, geo, &hostnames, tls);
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
+        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings, backhaul));
         let edge = Arc::new(Edge::new(
             proxy.clone(),
             config.edge.max_connections,

@@ -18,6 +18,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where an `edgewake serve` listens: the edge (HTTP, HTTPS) and the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl Listeners {
+    /// Ports that were free a moment ago, on `ip`.
+    pub fn free(ip: std::net::IpAddr) -> Listeners {
+        let at = |port| SocketAddr::new(ip, port);
+        Listeners {
+            http: at(free_port()),
+            https: at(free_port()),
+            api: at(free_port()),
+        }
+    }
+}
+
 /// The `edgewake` binary running `serve` in its own process.
 pub struct EdgewakeProcess {
     pub child: std::process::Child,
@@ -33,7 +53,7 @@ impl EdgewakeProcess {
     /// its API answers.
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
         let config = process_config(dir, range);
-        EdgewakeProcess::spawn_config(dir, &config, &[], TokenEnv::test()).await
+        EdgewakeProcess::spawn_config(dir, &config, &[]).await
     }
 
     /// Starts `edgewake serve --driver sandbox` with machines in `network`.
@@ -41,20 +61,60 @@ impl EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range())
             + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
         let driver = ["--driver", "sandbox"];
-        EdgewakeProcess::spawn_config(dir, &config, &driver, TokenEnv::test()).await
+        EdgewakeProcess::spawn_config(dir, &config, &driver).await
     }
 
     /// Starts `edgewake serve` with the test config and the API token variables of
     /// `tokens` (each set, or removed from the environment).
     pub async fn spawn_with_tokens(dir: &Path, tokens: TokenEnv<'_>) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range());
-        EdgewakeProcess::spawn_config(dir, &config, &[], tokens).await
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens).await
     }
 
-    async fn spawn_config(
+    /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
+    /// what `rust_log` says.
+    pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range()) + more;
+        EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
+    }
+
+    async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_logging(dir, config_text, extra, "warn").await
+    }
+
+    async fn spawn_logging(
         dir: &Path,
         config_text: &str,
         extra: &[&str],
+        rust_log: &str,
+    ) -> EdgewakeProcess {
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        let env = [("RUST_LOG", rust_log)];
+        EdgewakeProcess::spawn_at(dir, config_text, listeners, extra, &env).await
+    }
+
+    /// Starts `edgewake serve` with `config_text` (written to `dir`) on `listeners`,
+    /// with `env` beside the test token (`RUST_LOG=warn` unless it says otherwise), and
+    /// waits until its API answers.
+    pub async fn spawn_at(
+        dir: &Path,
+        config_text: &str,
+        listeners: Listeners,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> EdgewakeProcess {
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, config_text, listeners, extra, env, tokens).await
+    }
+
+    /// `spawn_at` with the API token variables of `tokens`.
+    async fn spawn_full(
+        dir: &Path,
+        config_text: &str,
+        listeners: Listeners,
+        extra: &[&str],
+        env: &[(&str, &str)],
         tokens: TokenEnv<'_>,
     ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
@@ -66,20 +126,15 @@ impl EdgewakeProcess {
             .append(true)
             .open(&log)
             .unwrap();
-        let (http, https, api) = (free_port(), free_port(), free_port());
+        let Listeners { http, https, api } = listeners;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"));
         command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http}"),
-                "--api",
-                &format!("127.0.0.1:{api}"),
-                "--https",
-                &format!("127.0.0.1:{https}"),
-            ])
+            .args(["--http", &http.to_string(), "--api", &api.to_string()])
+            .args(["--https", &https.to_string()])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stderr(stderr);
         for (name, value) in [
             ("EDGEWAKE_API_TOKEN", tokens.edgewake),
@@ -93,9 +148,9 @@ impl EdgewakeProcess {
         let child = command.spawn().unwrap();
         let process = EdgewakeProcess {
             child,
-            http: format!("127.0.0.1:{http}").parse().unwrap(),
-            https: format!("127.0.0.1:{https}").parse().unwrap(),
-            api: format!("127.0.0.1:{api}").parse().unwrap(),
+            http,
+            https,
+            api,
             log,
         };
         process.wait_until_serving().await;
