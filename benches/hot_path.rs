@@ -42,10 +42,12 @@ fn request_headers() -> HeaderMap {
 }
 
 fn header_rewriting(c: &mut Criterion) {
+    let authority = http::HeaderValue::from_static("user-functions.localhost");
     let fwd = Forwarded {
         client_ip: "203.0.113.7".parse().unwrap(),
         peer_ip: "203.0.113.7".parse().unwrap(),
         host: "user-functions.localhost",
+        authority: &authority,
         scheme: "https",
         public_port: 443,
         edge_region: "ams",

@@ -366,8 +366,8 @@ async fn missing_images_fail_the_create() {
 }
 
 /// A start that cannot get its image (removed from the store, registry gone) fails the
-/// waiting request with 502 saying why, and leaves the machine stopped with nothing
-/// mounted or running.
+/// waiting request with 502 and its request id (why is the log's to say), and leaves
+/// the machine stopped with nothing mounted or running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_start_leaves_nothing_half_started() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,8 +383,15 @@ async fn failed_start_leaves_nothing_half_started() {
     );
     let response = edge.request(APP, "/").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let request_id = response.headers()["fly-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = response.text().await.unwrap();
-    assert!(text.contains("cannot get the image"), "{text}");
+    assert!(
+        text.contains("failed to start") && text.contains(&request_id),
+        "{text}"
+    );
     let machine = edge.machine(APP, id).await;
     assert_eq!(machine["state"], "stopped", "{machine}");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

@@ -69,8 +69,15 @@ async fn crashing_machine_fails_fast_with_502() {
         "took {:?}",
         began.elapsed()
     );
+    let request_id = res.headers()["fly-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = res.text().await.unwrap();
-    assert!(text.contains("exit code 3"), "{text}");
+    assert!(
+        text.contains("failed to start") && text.contains(&request_id),
+        "{text}"
+    );
 
     let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "stopped");

@@ -118,6 +118,14 @@ impl Config {
             ("edge.reap_interval", edge.reap_interval),
             ("edge.header_read_timeout", edge.header_read_timeout),
             ("edge.keepalive_timeout", edge.keepalive_timeout),
+            ("edge.client_body_timeout", edge.client_body_timeout),
+            ("edge.client_send_timeout", edge.client_send_timeout),
+            ("edge.machine_read_timeout", edge.machine_read_timeout),
+            ("edge.machine_send_timeout", edge.machine_send_timeout),
+            ("edge.h2_keepalive_interval", edge.h2_keepalive_interval),
+            ("edge.h2_keepalive_timeout", edge.h2_keepalive_timeout),
+            ("api.header_read_timeout", self.api.header_read_timeout),
+            ("api.idle_timeout", self.api.idle_timeout),
             ("tls.handshake_timeout", self.tls.handshake_timeout),
         ] {
             if value == Duration::ZERO {
@@ -129,8 +137,18 @@ impl Config {
                 "`edge.max_header_count` must be at least 1 and `edge.max_header_bytes` at least {MIN_HEADER_BYTES}"
             ));
         }
-        if edge.max_connections == 0 {
-            errors.push("`edge.max_connections` must be at least 1".into());
+        for (key, value) in [
+            ("edge.max_connections", edge.max_connections),
+            (
+                "edge.max_upstream_connections",
+                edge.max_upstream_connections,
+            ),
+            ("edge.max_machine_connections", edge.max_machine_connections),
+            ("api.max_connections", self.api.max_connections),
+        ] {
+            if value == 0 {
+                errors.push(format!("`{key}` must be at least 1"));
+            }
         }
         for (key, path) in [
             ("geo.ipv4_db", &self.geo.ipv4_db),

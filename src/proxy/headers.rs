@@ -39,7 +39,10 @@ pub struct Forwarded<'a> {
     pub client_ip: IpAddr,
     /// Who connected to the edge (a trusted proxy, or the client).
     pub peer_ip: IpAddr,
+    /// The host the request was routed by (lower-cased, without port).
     pub host: &'a str,
+    /// `host[:port]` as the client named it: the machine's Host.
+    pub authority: &'a HeaderValue,
     pub scheme: &'static str,
     pub public_port: u16,
     pub edge_region: &'a str,
@@ -121,9 +124,8 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     headers.insert(FLY_FORWARDED_PORT, port);
     set(headers, X_FORWARDED_HOST, fwd.host);
     set(headers, FLY_REGION, fwd.edge_region);
-    if !headers.contains_key(HOST) {
-        set(headers, HOST, fwd.host);
-    }
+    // Exactly the authority the request was routed by, whatever else the client sent.
+    headers.insert(HOST, fwd.authority.clone());
     append_via(headers);
 }
 
@@ -153,11 +155,14 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 mod tests {
     use super::*;
 
+    static AUTHORITY: HeaderValue = HeaderValue::from_static("app.localhost");
+
     fn fwd() -> Forwarded<'static> {
         Forwarded {
             client_ip: "203.0.113.7".parse().unwrap(),
             peer_ip: "203.0.113.7".parse().unwrap(),
             host: "app.localhost",
+            authority: &AUTHORITY,
             scheme: "http",
             public_port: 80,
             edge_region: "ams",

@@ -69,7 +69,7 @@ impl EdgewakeProcess {
     pub async fn spawn_with_tokens(dir: &Path, tokens: TokenEnv<'_>) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range());
         let listeners = Listeners::free("127.0.0.1".parse().unwrap());
-        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens).await
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, None).await
     }
 
     /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
@@ -77,6 +77,14 @@ impl EdgewakeProcess {
     pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range()) + more;
         EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
+    }
+
+    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
+    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
+        let config = process_config(dir, range);
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, Some(ulimits)).await
     }
 
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
@@ -105,10 +113,11 @@ impl EdgewakeProcess {
         env: &[(&str, &str)],
     ) -> EdgewakeProcess {
         let tokens = TokenEnv::test();
-        EdgewakeProcess::spawn_full(dir, config_text, listeners, extra, env, tokens).await
+        EdgewakeProcess::spawn_full(dir, config_text, listeners, extra, env, tokens, None).await
     }
 
-    /// `spawn_at` with the API token variables of `tokens`.
+    /// `spawn_at` with the API token variables of `tokens`, under `ulimits` (shell
+    /// limits set before edgewake starts) if given.
     async fn spawn_full(
         dir: &Path,
         config_text: &str,
@@ -116,6 +125,7 @@ impl EdgewakeProcess {
         extra: &[&str],
         env: &[(&str, &str)],
         tokens: TokenEnv<'_>,
+        ulimits: Option<&str>,
     ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
@@ -127,7 +137,15 @@ impl EdgewakeProcess {
             .open(&log)
             .unwrap();
         let Listeners { http, https, api } = listeners;
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"));
+        let binary = env!("CARGO_BIN_EXE_edgewake");
+        let mut command = match ulimits {
+            None => std::process::Command::new(binary),
+            Some(ulimits) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
         command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
