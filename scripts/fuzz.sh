@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the fuzz targets in fuzz/ (cargo-fuzz, nightly), one at a time, each for a
+# bounded time, then minimises its corpus in place (fuzz/corpus/<target>/, committed).
+# Not part of CI. See fuzz/README.md for the targets and the runs so far.
+#
+#   scripts/fuzz.sh                  # every target, 60 s each
+#   scripts/fuzz.sh duration 600     # one target, 10 minutes
+#   FUZZ_NICE=0 scripts/fuzz.sh ...  # at normal priority (default: nice 19)
+#
+# Needs: rustup's nightly toolchain and `cargo install cargo-fuzz`. A crash leaves its
+# input in fuzz/artifacts/<target>/ (git-ignored) and stops the script.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+
+TARGETS=(proxy_header route_host config_toml duration machine_config api_bodies)
+target=${1:-all}
+seconds=${2:-60}
+nice_level=${FUZZ_NICE:-19}
+
+# Longest input per target: a PROXY header is at most 4 kB with TLVs (v1: 107 bytes),
+# an authority a few hundred bytes; configs and JSON bodies a few kB. Longer inputs
+# only slow the search down.
+max_len() {
+    case $1 in
+    proxy_header) echo 600 ;;
+    route_host | duration) echo 256 ;;
+    *) echo 4096 ;;
+    esac
+}
+
+# No sanitizer: edgewake forbids unsafe code, and ASan would halve the executions per
+# second on a shared machine. Debug assertions (-a) keep overflow checks on.
+BUILD=(--sanitizer none --debug-assertions)
+
+run() {
+    local name=$1 corpus=corpus/$1
+    mkdir -p "$corpus"
+    echo "== $name: ${seconds}s"
+    nice -n "$nice_level" cargo +nightly fuzz run "${BUILD[@]}" "$name" "$corpus" -- \
+        -max_total_time="$seconds" -max_len="$(max_len "$name")" -rss_limit_mb=2048 \
+        -print_final_stats=1
+    echo "== $name: minimising the corpus ($(ls "$corpus" | wc -l) inputs)"
+    nice -n "$nice_level" cargo +nightly fuzz cmin "${BUILD[@]}" "$name" "$corpus" -- \
+        -max_len="$(max_len "$name")" 2>&1 | tail -n 2
+    echo "== $name: $(ls "$corpus" | wc -l) inputs, $(du -sh "$corpus" | cut -f1)"
+}
+
+if [[ $target == all ]]; then
+    for name in "${TARGETS[@]}"; do run "$name"; done
+elif [[ " ${TARGETS[*]} " == *" $target "* ]]; then
+    run "$target"
+else
+    echo "unknown target $target (known: ${TARGETS[*]})" >&2
+    exit 2
+fi
