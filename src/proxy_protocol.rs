@@ -28,26 +28,27 @@ pub enum ProxyHeaderError {
 /// (a health check from the balancer itself), which keeps the peer's address.
 pub type Source = Option<SocketAddr>;
 
-/// How long the header in `bytes` is, if `bytes` holds all of it.
+/// How long the header starting `bytes` is, as soon as `bytes` say: a v1 header at its
+/// CRLF, a v2 header from its first 16 bytes (which give its length). `None`: `bytes` may
+/// still become a header, send more.
 pub fn header_len(bytes: &[u8]) -> Result<Option<usize>, ProxyHeaderError> {
+    if bytes.starts_with(b"PROXY ") {
+        return v1_len(bytes);
+    }
     if bytes.len() >= 16 && bytes[..12] == V2_SIGNATURE {
         let len = u16::from_be_bytes([bytes[14], bytes[15]]) as usize;
         return Ok(Some(16 + len));
     }
-    if bytes.len() < 16 {
-        let signature = &bytes[..bytes.len().min(12)];
-        let v1_start = bytes.len() < 12 && b"PROXY ".starts_with(&bytes[..bytes.len().min(6)]);
-        let prefix_ok =
-            V2_SIGNATURE.starts_with(signature) || v1_start || bytes.starts_with(b"PROXY ");
-        return if prefix_ok {
-            Ok(None)
-        } else {
-            Err(ProxyHeaderError::Missing)
-        };
+    let v2_start = V2_SIGNATURE.starts_with(&bytes[..bytes.len().min(12)]);
+    if v2_start || b"PROXY ".starts_with(bytes) {
+        Ok(None)
+    } else {
+        Err(ProxyHeaderError::Missing)
     }
-    if !bytes.starts_with(b"PROXY ") {
-        return Err(ProxyHeaderError::Missing);
-    }
+}
+
+/// A v1 header ends at its CRLF, whatever its length (`PROXY UNKNOWN\r\n` is 15 bytes).
+fn v1_len(bytes: &[u8]) -> Result<Option<usize>, ProxyHeaderError> {
     match bytes.windows(2).take(V1_MAX - 1).position(|w| w == b"\r\n") {
         Some(end) => Ok(Some(end + 2)),
         None if bytes.len() >= V1_MAX => Err(ProxyHeaderError::Malformed(
@@ -232,5 +233,31 @@ mod tests {
             "a v2 header split after its signature"
         );
         assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
+    }
+
+    /// A v1 header shorter than 16 bytes is measured as soon as its CRLF is there, not
+    /// when 16 bytes have come (found by fuzzing: a LOCAL health check sending only
+    /// `PROXY UNKNOWN\r\n` waited for bytes that never came).
+    #[test]
+    fn short_v1_header_is_measured_at_its_crlf() {
+        assert_eq!(header_len(b"PROXY UNKNOWN\r\n"), Ok(Some(15)));
+        assert_eq!(header_len(b"PROXY UNKNOWN\r"), Ok(None));
+        assert_eq!(header_len(b"PROXY"), Ok(None));
+        assert_eq!(header_len(b"PROXZ"), Err(ProxyHeaderError::Missing));
+    }
+
+    /// A peer that sends only a short header, then waits for an answer, has it read at
+    /// once instead of timing out.
+    #[tokio::test]
+    async fn reads_a_lone_short_header() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"PROXY UNKNOWN\r\n")
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        assert_eq!(read_header(&mut server).await, Ok(None), "not Incomplete");
     }
 }
