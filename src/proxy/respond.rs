@@ -14,7 +14,7 @@ const RETRY_AFTER_SECS: &str = "1";
 /// Why the proxy could not forward a request, and which side it was on.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("the request names no host")]
+    #[error("the request names no valid host")]
     MissingHost,
     #[error("no app is served at {0}")]
     UnknownHost(String),

@@ -3,27 +3,35 @@
 use super::ProxyError;
 use crate::machines::{App, Registry};
 use http::Request;
+use http::uri::Authority;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-/// The host a request is for, without port, lower-cased: the URI's authority (HTTP/2,
-/// absolute-form) or else the Host header.
+/// The host a request is for, without port, lower-cased (an IPv6 address unbracketed, in
+/// its canonical form): from the URI's authority (HTTP/2, absolute-form) or else the Host
+/// header, read by the same grammar either way so that one authority routes alike however
+/// it comes. `None` when there is none, or it is not an authority, or it has userinfo (an
+/// error: RFC 9110 §4.2.4), or brackets around something other than an IPv6 address.
 pub fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(authority) => authority.host().to_string(),
+    let header;
+    let authority = match req.uri().authority() {
+        Some(authority) => authority,
         None => {
-            let header = req.headers().get(http::header::HOST)?.to_str().ok()?;
-            strip_port(header).to_string()
+            let value = req.headers().get(http::header::HOST)?;
+            header = Authority::try_from(value.as_bytes()).ok()?;
+            &header
         }
     };
-    let host = raw.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    if authority.as_str().contains('@') {
+        return None;
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    let host = authority.host();
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // The URI grammar takes anything in brackets; only an IPv6 address is a host.
+        Some(literal) => literal.parse::<Ipv6Addr>().ok()?.to_string(),
+        None => host.trim_end_matches('.').to_ascii_lowercase(),
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// The app name in `host` for the first domain it ends with (`<app>.<domain>`).
@@ -88,5 +96,34 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req).as_deref(), Some("app.localhost"));
+    }
+
+    /// One authority gives one host whether it comes as the Host header or in the URI:
+    /// IPv6 brackets go both ways; brackets around no IPv6 address, and userinfo, route
+    /// neither way (found by fuzzing: `[::1]:8080` kept its brackets from the URI only,
+    /// `[:::1]` was taken from either; `user@app.localhost` went to app `user@app` from
+    /// the header but to `app` from the URI).
+    #[test]
+    fn host_header_and_uri_agree() {
+        for (authority, host) in [
+            ("[::1]:8080", Some("::1")),
+            ("[2001:DB8:0::1]", Some("2001:db8::1")),
+            ("[:::1]:8080", None),
+            ("[app.localhost]", None),
+            ("user@app.localhost", None),
+            ("a:b@app.localhost:80", None),
+            ("App.localhost.:80", Some("app.localhost")),
+        ] {
+            let by_header = Request::builder().header("host", authority);
+            let by_uri = Request::builder().uri(format!("http://{authority}/"));
+            for req in [by_header, by_uri] {
+                let req = req.body(()).unwrap();
+                assert_eq!(
+                    request_host(&req).as_deref(),
+                    host,
+                    "{authority} in {req:?}"
+                );
+            }
+        }
     }
 }
