@@ -87,6 +87,11 @@ fn parse_v1(header: &[u8]) -> Result<Source, ProxyHeaderError> {
 }
 
 fn parse_v2(header: &[u8]) -> Result<Source, ProxyHeaderError> {
+    if header.len() < 16 {
+        return Err(ProxyHeaderError::Malformed(
+            "v2 header shorter than 16 bytes",
+        ));
+    }
     let (version, command) = (header[12] >> 4, header[12] & 0x0f);
     if version != 2 {
         return Err(ProxyHeaderError::Malformed("v2 version"));
@@ -244,6 +249,22 @@ mod tests {
         assert_eq!(header_len(b"PROXY UNKNOWN\r"), Ok(None));
         assert_eq!(header_len(b"PROXY"), Ok(None));
         assert_eq!(header_len(b"PROXZ"), Err(ProxyHeaderError::Missing));
+    }
+
+    /// A v2 signature without the rest of the header is malformed, not a panic (found by
+    /// fuzzing `parse`, which is public, on its own).
+    #[test]
+    fn truncated_v2_header_is_malformed() {
+        for len in 12..16 {
+            let header = v2_header(
+                "198.51.100.9:4000".parse().unwrap(),
+                "192.0.2.1:443".parse().unwrap(),
+            );
+            assert!(
+                matches!(parse(&header[..len]), Err(ProxyHeaderError::Malformed(_))),
+                "{len} bytes"
+            );
+        }
     }
 
     /// A peer that sends only a short header, then waits for an answer, has it read at
