@@ -73,10 +73,20 @@ fn parse_v1(header: &[u8]) -> Result<Source, ProxyHeaderError> {
     let fields: Vec<&str> = text.trim_end_matches("\r\n").split(' ').collect();
     match fields.as_slice() {
         ["PROXY", "UNKNOWN", ..] => Ok(None),
-        ["PROXY", "TCP4" | "TCP6", src, _dst, sport, _dport] => {
+        [
+            "PROXY",
+            family @ ("TCP4" | "TCP6"),
+            src,
+            _dst,
+            sport,
+            _dport,
+        ] => {
             let ip: IpAddr = src
                 .parse()
                 .map_err(|_| ProxyHeaderError::Malformed("v1 source address"))?;
+            if ip.is_ipv4() != (*family == "TCP4") {
+                return Err(ProxyHeaderError::Malformed("v1 address of another family"));
+            }
             let port: u16 = sport
                 .parse()
                 .map_err(|_| ProxyHeaderError::Malformed("v1 source port"))?;
@@ -249,6 +259,26 @@ mod tests {
         assert_eq!(header_len(b"PROXY UNKNOWN\r"), Ok(None));
         assert_eq!(header_len(b"PROXY"), Ok(None));
         assert_eq!(header_len(b"PROXZ"), Err(ProxyHeaderError::Missing));
+    }
+
+    /// A v1 header's source is of the family it names (found by fuzzing: `TCP4` took an
+    /// IPv6 source).
+    #[test]
+    fn v1_family_is_checked() {
+        for header in [
+            "PROXY TCP4 2001:db8::7 192.0.2.1 4000 443\r\n",
+            "PROXY TCP6 203.0.113.7 2001:db8::1 4000 443\r\n",
+        ] {
+            assert!(
+                matches!(
+                    parse(header.as_bytes()),
+                    Err(ProxyHeaderError::Malformed(_))
+                ),
+                "{header:?}"
+            );
+        }
+        let mapped = "PROXY TCP6 ::ffff:203.0.113.7 2001:db8::1 4000 443\r\n";
+        assert!(parse(mapped.as_bytes()).unwrap().unwrap().is_ipv6());
     }
 
     /// A v2 signature without the rest of the header is malformed, not a panic (found by
