@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets in fuzz/ (cargo-fuzz, nightly), one at a time, each for a
 # bounded time, then minimises its corpus in place (fuzz/corpus/<target>/, committed).
+# Each target has a dictionary of the tokens its inputs are made of (fuzz/dict/).
 # Not part of CI. See fuzz/README.md for the targets and the runs so far.
 #
 #   scripts/fuzz.sh                  # every target, 60 s each
@@ -38,7 +39,7 @@ run() {
     echo "== $name: ${seconds}s"
     nice -n "$nice_level" cargo +nightly fuzz run "${BUILD[@]}" "$name" "$corpus" -- \
         -max_total_time="$seconds" -max_len="$(max_len "$name")" -rss_limit_mb=2048 \
-        -print_final_stats=1
+        -dict="dict/$name.dict" -print_final_stats=1
     echo "== $name: minimising the corpus ($(ls "$corpus" | wc -l) inputs)"
     nice -n "$nice_level" cargo +nightly fuzz cmin "${BUILD[@]}" "$name" "$corpus" -- \
         -max_len="$(max_len "$name")" 2>&1 | tail -n 2
