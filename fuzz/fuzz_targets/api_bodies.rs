@@ -15,8 +15,8 @@
 use axum::Router;
 use axum::body::Body;
 use edgewake::addresses::AddressRange;
-use edgewake::config::DEFAULT_STOP_SIGNAL;
 use edgewake::api::{self, ApiState};
+use edgewake::config::DEFAULT_STOP_SIGNAL;
 use edgewake::drivers::fake::FakeDriver;
 use edgewake::lifecycle::{Settings, Supervisor};
 use edgewake::machines::Registry;

@@ -26,7 +26,11 @@ fuzz_target!(|bytes: &[u8]| {
     };
     if let Ok(d) = go_duration::parse(text) {
         let printed = go_duration::format(d);
-        assert_eq!(go_duration::parse(&printed), Ok(d), "{text:?} → {printed:?}");
+        assert_eq!(
+            go_duration::parse(&printed),
+            Ok(d),
+            "{text:?} → {printed:?}"
+        );
         let json = serde_json::Value::String(text.to_string());
         assert_eq!(go_duration::from_json(&json), Ok(d));
     }

@@ -35,10 +35,17 @@ fuzz_target!(|bytes: &[u8]| {
     assert_eq!(format!("{reloaded:?}"), format!("{spec:?}"));
 
     assert!(spec.services.iter().all(|s| s.internal_port != 0));
-    assert_eq!(spec.stop_signal().is_some(), spec.stop_config.signal.is_some());
+    assert_eq!(
+        spec.stop_signal().is_some(),
+        spec.stop_config.signal.is_some()
+    );
     let _ = ImageRef::parse(&spec.image);
     if let Ok(reference) = Reference::parse(&spec.image) {
         let printed = reference.to_string();
-        assert_eq!(Reference::parse(&printed).ok(), Some(reference), "{printed:?}");
+        assert_eq!(
+            Reference::parse(&printed).ok(),
+            Some(reference),
+            "{printed:?}"
+        );
     }
 });

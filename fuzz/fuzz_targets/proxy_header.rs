@@ -28,9 +28,14 @@ fuzz_target!(|bytes: &[u8]| {
     }
     let header = &bytes[..len];
     if header.starts_with(b"PROXY ") {
-        assert!(len <= V1_MAX && header.ends_with(b"\r\n"), "v1 measured wrong");
+        assert!(
+            len <= V1_MAX && header.ends_with(b"\r\n"),
+            "v1 measured wrong"
+        );
     }
-    let Ok(Some(source)) = parse(header) else { return };
+    let Ok(Some(source)) = parse(header) else {
+        return;
+    };
     if header.starts_with(b"PROXY TCP4 ") {
         assert!(source.is_ipv4(), "TCP4 header gave {source}");
     }
@@ -71,7 +76,11 @@ fn round_trip_v1(source: SocketAddr) {
         source.ip(),
         source.port()
     );
-    assert_eq!(header_len(line.as_bytes()), Ok(Some(line.len())), "{line:?}");
+    assert_eq!(
+        header_len(line.as_bytes()),
+        Ok(Some(line.len())),
+        "{line:?}"
+    );
     assert_eq!(parse(line.as_bytes()), Ok(Some(source)), "{line:?}");
 }
 
