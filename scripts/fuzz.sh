@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets in fuzz/ (cargo-fuzz, nightly), one at a time, each for a
-# bounded time, then minimises its corpus in place (fuzz/corpus/<target>/, committed).
-# Each target has a dictionary of the tokens its inputs are made of (fuzz/dict/).
+# bounded time. A run starts from the committed seeds (fuzz/seeds/<target>/: hand-written
+# inputs and the inputs that found a bug, never written to) and from what earlier runs on
+# this machine found; what it finds goes to fuzz/corpus/<target>/ (git-ignored), which is
+# then minimised in place. Each target has a dictionary of the tokens its inputs are made
+# of (fuzz/dict/).
 # Not part of CI. See fuzz/README.md for the targets and the runs so far.
 #
 #   scripts/fuzz.sh                  # every target, 60 s each
@@ -34,10 +37,11 @@ max_len() {
 BUILD=(--sanitizer none --debug-assertions)
 
 run() {
-    local name=$1 corpus=corpus/$1
+    local name=$1 corpus=corpus/$1 seeds=seeds/$1
     mkdir -p "$corpus"
     echo "== $name: ${seconds}s"
-    nice -n "$nice_level" cargo +nightly fuzz run "${BUILD[@]}" "$name" "$corpus" -- \
+    # libFuzzer writes new inputs to the first directory only.
+    nice -n "$nice_level" cargo +nightly fuzz run "${BUILD[@]}" "$name" "$corpus" "$seeds" -- \
         -max_total_time="$seconds" -max_len="$(max_len "$name")" -rss_limit_mb=2048 \
         -dict="dict/$name.dict" -print_final_stats=1
     echo "== $name: minimising the corpus ($(ls "$corpus" | wc -l) inputs)"
