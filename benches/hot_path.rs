@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the proxy's per-request work: host → app name, header rewriting,
-//! and the wake path's bookkeeping (in-flight guard, activity clock).
+//! the wake path's bookkeeping (in-flight guard, activity clock), and the read of the
+//! reloadable settings.
 //! Run: `cargo bench --bench hot_path`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -86,5 +87,25 @@ fn wake_bookkeeping(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, host_to_app, header_rewriting, wake_bookkeeping);
+/// What reloadable settings cost a request: the proxy reads its `ArcSwap` snapshot once
+/// per request (a guard, no reference count), against a plain field read.
+fn settings_snapshot(c: &mut Criterion) {
+    let domains = vec!["localhost".to_string(), "apps.example.com".to_string()];
+    let plain = domains.clone();
+    let swapped = arc_swap::ArcSwap::from_pointee(domains);
+    c.bench_function("settings_plain_field", |b| {
+        b.iter(|| black_box(&plain).len())
+    });
+    c.bench_function("settings_arc_swap_load", |b| {
+        b.iter(|| black_box(&swapped).load().len())
+    });
+}
+
+criterion_group!(
+    benches,
+    host_to_app,
+    header_rewriting,
+    wake_bookkeeping,
+    settings_snapshot
+);
 criterion_main!(benches);

@@ -6,8 +6,9 @@ use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::upstream::ConnectionUpstream;
 use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
-use crate::tls::Tls;
+use crate::tls::{Handshake, Tls};
 use crate::trusted::Trusted;
+use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,32 +35,82 @@ pub struct ConnectionLimits {
 /// Everything the edge's connections share.
 pub struct Edge {
     pub proxy: Arc<Proxy>,
-    /// Peers allowed to say who the client is (PROXY protocol).
-    pub trusted: Trusted,
+    /// One permit per client connection, taken before accept.
     pub limit: Arc<Semaphore>,
+    /// What `limit` was sized to; a reload grows or shrinks it by the difference.
+    max_connections: std::sync::Mutex<usize>,
     pub cancel: CancellationToken,
     pub connections: TaskTracker,
+    /// Read once per connection (a reload applies to connections accepted after it).
+    settings: ArcSwap<EdgeSettings>,
+}
+
+/// What a reload may change about the edge's client connections.
+pub struct EdgeSettings {
+    /// Peers allowed to say who the client is (PROXY protocol).
+    pub trusted: Trusted,
     pub limits: ConnectionLimits,
     builder: auto::Builder<TokioExecutor>,
+}
+
+impl EdgeSettings {
+    pub fn new(trusted: Trusted, limits: ConnectionLimits) -> EdgeSettings {
+        EdgeSettings {
+            trusted,
+            builder: builder(&limits),
+            limits,
+        }
+    }
 }
 
 impl Edge {
     pub fn new(
         proxy: Arc<Proxy>,
-        trusted: Trusted,
         max_connections: usize,
         cancel: CancellationToken,
-        limits: ConnectionLimits,
+        settings: EdgeSettings,
     ) -> Edge {
         Edge {
             proxy,
-            trusted,
             limit: Arc::new(Semaphore::new(max_connections)),
+            max_connections: std::sync::Mutex::new(max_connections),
             cancel,
             connections: TaskTracker::new(),
-            limits,
-            builder: builder(&limits),
+            settings: ArcSwap::from_pointee(settings),
         }
+    }
+
+    /// Replaces the connection settings (a config reload).
+    pub fn set_settings(&self, settings: EdgeSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Resizes the connection limit. More room is there at once; less is taken back as
+    /// connections close (a task holds the difference and gives it up for good), so
+    /// open connections are never cut. Called within the runtime (it spawns that task).
+    pub fn set_max_connections(&self, max: usize) {
+        let mut current = self
+            .max_connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if max > *current {
+            self.limit.add_permits(max - *current);
+        } else if let Ok(fewer) = u32::try_from(*current - max)
+            && fewer > 0
+        {
+            let (limit, cancel) = (self.limit.clone(), self.cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    taken = limit.acquire_many_owned(fewer) => {
+                        if let Ok(permits) = taken {
+                            permits.forget();
+                        }
+                    }
+                }
+            });
+        }
+        *current = max;
     }
 }
 
@@ -113,11 +164,11 @@ impl Edge {
     /// who it is (a bad header closes the connection); anyone else is who they are. An
     /// untrusted peer's header is not read, so HTTP refuses it as a bad request.
     async fn client_behind(
-        &self,
         stream: &mut tokio::net::TcpStream,
         mut client: ClientConnection,
+        trusted: &Trusted,
     ) -> Option<ClientConnection> {
-        if !client.inbound.proxy_protocol || !self.trusted.contains(client.peer.ip()) {
+        if !client.inbound.proxy_protocol || !trusted.contains(client.peer.ip()) {
             return Some(client);
         }
         match crate::proxy_protocol::read_header(stream).await {
@@ -150,14 +201,21 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             ClientConnection::new(peer, inbound, permit),
         );
         edge.connections.spawn(async move {
-            let Some(client) = edge2.client_behind(&mut stream, client).await else {
+            let settings = edge2.settings.load_full();
+            let Some(client) = Edge::client_behind(&mut stream, client, &settings.trusted).await
+            else {
                 return;
             };
             let Some(tls) = tls else {
-                return serve_connection(stream, client, edge2).await;
+                return serve_connection(stream, client, edge2, settings).await;
             };
             match tls.accept(stream).await {
-                Ok(stream) => serve_tls_connection(stream, client, edge2).await,
+                Ok(Handshake::Client(stream)) => {
+                    serve_tls_connection(*stream, client, edge2, settings).await
+                }
+                Ok(Handshake::AcmeValidation) => {
+                    tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
+                }
                 Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             }
         });
@@ -169,6 +227,7 @@ async fn serve_tls_connection(
     stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     client: ClientConnection,
     edge: Arc<Edge>,
+    settings: Arc<EdgeSettings>,
 ) {
     let port = client.inbound.service_port;
     let sni = stream.get_ref().1.server_name().map(str::to_string);
@@ -177,14 +236,18 @@ async fn serve_tls_connection(
         .and_then(|host| edge.proxy.raw_tcp_app(host, port));
     match raw {
         Some(app) => edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await,
-        None => serve_connection(stream, client, edge).await,
+        None => serve_connection(stream, client, edge, settings).await,
     }
 }
 
 /// Serves HTTP on one connection until it ends, is idle past the keep-alive timeout, or
 /// the edge shuts down.
-async fn serve_connection<I>(io: I, client: ClientConnection, edge: Arc<Edge>)
-where
+async fn serve_connection<I>(
+    io: I,
+    client: ClientConnection,
+    edge: Arc<Edge>,
+    settings: Arc<EdgeSettings>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -206,11 +269,11 @@ where
             Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))
         }
     });
-    let conn = edge
+    let conn = settings
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let keepalive = edge.limits.keepalive_timeout;
+    let keepalive = settings.limits.keepalive_timeout;
     let check_every = (keepalive / 4).max(Duration::from_millis(10));
     loop {
         tokio::select! {

@@ -6,11 +6,15 @@
 //! reverse (`tests/layers.rs` fails on an import cycle between top-level modules).
 //!
 //! - `ids`, `files`, `signals`, `addresses` (the private range machines get addresses
-//!   from), `geo` (MaxMind-format lookup, great-circle distance), `trusted` and
+//!   from, handed out round it, and the lock that claims it for one edgewake),
+//!   `listening` (which TCP sockets listen where, from `/proc/<pid>/net`), `geo`
+//!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit): leaves.
-//! - `config`: the operator's TOML file, parsed then validated (every problem at once).
+//! - `config`: the operator's TOML file, parsed then validated (every problem at once);
+//!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
+//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
@@ -34,32 +38,52 @@
 //!   on failure, queue at the hard limit), and `start`, `stop`, `destroy`,
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
-//!   lifecycle needs: its lock, its instance, its wake in progress.
-//! - `tls`: rustls termination, SNI certificates from `certs/` (reloadable), the
-//!   development CA and self-signed fallback (`dev_ca`).
-//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `route` (Host →
-//!   app), `place` (regions nearest the client, Fly's routing headers), the
-//!   lifecycle's `ready`, `forward` (headers, upgrades, the machine's answer),
+//!   lifecycle needs: its lock, its instance, its wake in progress, its back-off after
+//!   failed starts.
+//! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
+//!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
+//!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
+//!   picks the certificates installed at run time (`managed`), `certs/` (reloadable),
+//!   the development CA and self-signed fallback (`dev_ca`).
+//! - `hostnames`: hostnames added to apps (custom domains), one app each, in memory for
+//!   routing and in the state database (`store`).
+//! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `challenge` (ACME
+//!   HTTP-01 answered before anything else, never waking a machine), `route` (Host →
+//!   app: `<app>.<domain>` or an added hostname), `place` (regions nearest the client,
+//!   Fly's routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
+//!   machine's answer),
 //!   `respond` (errors → statuses); `upstream` is an HTTP/1.1 client connection's own
 //!   connection to its machine and says whether a failed request was sent; `tunnel`
 //!   pumps WebSockets and raw TCP after TLS.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
 //!   hyper-util's HTTP/1.1 + HTTP/2 server, keep-alive idle timeout, header limits,
 //!   graceful shutdown that is awaited.
+//! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
+//!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
+//!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,
+//!   one `order`, each hostname's `worker` (backoff and renewal `timing`, `status`), and
+//!   the guarded `on_demand` hook.
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
-//!   `metadata`, `lease`, `exec`; `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   `metadata`, `lease`, `exec`, `certificates` (Fly's shapes in
+//!   `certificate_views`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
-//! - `server`: wiring and ordered shutdown.
-//! - `cli`: the operator's client commands (`status`, `apps`, `machine`) over the API,
-//!   with a small hyper-util HTTP `client`; `images` works on the local store.
+//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
+//!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
+//! - `cli`: the command line. `serve` runs the server as a process (config found and
+//!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
+//!   reloads) and `reload` signals it; the client commands with flyctl's habits
+//!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
+//!   a small hyper-util HTTP `client`; `images` works on the local store.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
 //!
 //! The listener accepts (a trusted peer's PROXY header names the client); `edge`
-//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` routes `<app>.<domain>` to an
+//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` answers an ACME HTTP-01
+//! validation itself, else routes `<app>.<domain>` (or a hostname added to an app) to an
 //! app, places the client (regions nearest first) and asks the lifecycle for a ready
 //! machine: `pick` takes, in the first region that can serve, its started machine with
 //! the fewest requests in flight, or one stopped machine; the request counts itself in
@@ -73,6 +97,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod drivers;
@@ -80,10 +105,12 @@ pub mod edge;
 pub mod files;
 pub mod functions;
 pub mod geo;
+pub mod hostnames;
 pub mod ids;
 pub mod images;
 pub mod lifecycle;
 pub mod listener;
+pub mod listening;
 pub mod machines;
 pub mod proxy;
 pub mod proxy_protocol;

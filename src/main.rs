@@ -1,19 +1,27 @@
-//! The `edgewake` command: `serve` runs the edge and the Machines API; `check-config`
-//! validates a config file and lists every problem.
+//! The `edgewake` command: `serve` runs the edge and the Machines API, `reload` makes it
+//! read its config again, `check-config` validates the config and lists every problem;
+//! the rest are the operator's client commands (`edgewake::cli`).
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use edgewake::config::{self, Config, DriverKind};
-use edgewake::server::{self, Options};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use clap::{CommandFactory, Parser, Subcommand};
+use edgewake::cli::serve::{self, ServeArgs};
+use edgewake::config::Located;
+use edgewake::server;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Machines that wake on request: a Fly-compatible Machines API and edge proxy"
+    about = "Machines that wake on request: a Fly-compatible Machines API and edge proxy",
+    after_help = "The config file is --config, else $EDGEWAKE_CONFIG, else \
+                  ./config/edgewake.toml, else /etc/edgewake/edgewake.toml; the data dir, \
+                  the API's address and its token come from it."
 )]
 struct Cli {
+    /// The config file [default: $EDGEWAKE_CONFIG, else ./config/edgewake.toml, else
+    /// /etc/edgewake/edgewake.toml, else built-in defaults]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,20 +30,24 @@ struct Cli {
 enum Command {
     /// Run the edge proxy and the Machines API.
     Serve(ServeArgs),
-    /// Validate a config file and print every problem in it.
-    CheckConfig {
-        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-    },
-    /// Development certificates for the HTTPS listener.
-    Certs {
-        #[command(subcommand)]
-        command: CertsCommand,
+    /// Validate the config file and print every problem in it.
+    CheckConfig,
+    /// Make the running edgewake read its config and certificates again (SIGHUP to the
+    /// pid in its data dir).
+    Reload {
+        /// The data dir of the edgewake to reload [default: from the config]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// The local image store: import, pull, list and remove images.
     Images(edgewake::cli::images::ImagesArgs),
     #[command(flatten)]
     Client(edgewake::cli::Command),
+    /// Print a shell completion script: `source <(edgewake completion bash)`.
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Run the bundled function runtime (what `flyio/fastify-functions` runs as).
     #[command(hide = true)]
     Functions,
@@ -60,65 +72,41 @@ enum SandboxHook {
     },
 }
 
-#[derive(Subcommand)]
-enum CertsCommand {
-    /// Write a local CA (made once) and a certificate it signs for each HOST into the
-    /// certs dir (`*.example.com` becomes `_.example.com.crt`).
-    Generate {
-        #[arg(required = true)]
-        hosts: Vec<String>,
-        #[arg(long, default_value = config::DEFAULT_CERTS_DIR)]
-        dir: PathBuf,
-    },
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Plain-HTTP edge listener [default: from config, else 0.0.0.0:80]
-    #[arg(long)]
-    http: Option<SocketAddr>,
-    /// HTTPS edge listener [default: from config, else 0.0.0.0:443]
-    #[arg(long)]
-    https: Option<SocketAddr>,
-    /// Machines API listener [default: from config, else 127.0.0.1:4280]
-    #[arg(long)]
-    api: Option<SocketAddr>,
-    /// State, token and machine logs [default: from config, else ./data]
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// How machines run: `process` (local commands) or `sandbox` (OCI images under runc)
-    /// [default: from config, else process]
-    #[arg(long)]
-    driver: Option<DriverKind>,
-}
-
-fn main() -> anyhow::Result<()> {
+/// Every error ends here as one message on stderr and exit code 1: no backtrace, even
+/// with RUST_BACKTRACE set (those are for bugs, which panic).
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
-        Command::Serve(args) => serve(args),
-        Command::Certs {
-            command: CertsCommand::Generate { hosts, dir },
-        } => generate_certs(&hosts, &dir),
-        Command::Images(args) => {
-            let config = load_for_serve(&args.config)?;
-            let registries = server::registry_auth(&config.sandbox.registries);
-            if !edgewake::cli::images::run(args, registries) {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
-        Command::Functions => Ok(edgewake::functions::run()?),
-        Command::SandboxHook { hook } => sandbox_hook(hook),
-        Command::Client(command) => {
-            if !edgewake::cli::run(command) {
-                std::process::exit(1);
-            }
-            Ok(())
+    let located = Located::find(cli.config.as_deref());
+    match run(cli.command, located) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: Command, located: Located) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig => return Ok(check_config(&located)),
+        Command::Serve(args) => serve::serve(located, args, token_from_env())?,
+        Command::Reload { data_dir } => serve::send_reload(&located, data_dir)?,
+        Command::Images(args) => {
+            let config = located.load()?;
+            let registries = server::registry_auth(&config.sandbox.registries);
+            if !edgewake::cli::images::run(args, &config.data_dir, registries) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "edgewake", &mut std::io::stdout());
+        }
+        Command::Functions => edgewake::functions::run()?,
+        Command::SandboxHook { hook } => sandbox_hook(hook)?,
+        Command::Client(command) => return Ok(edgewake::cli::run(command, &located)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a runtime hook: errors go to stderr, where runc reports them.
@@ -137,75 +125,26 @@ fn sandbox_hook(hook: SandboxHook) -> anyhow::Result<()> {
     };
     // The message already holds its causes: as a plain message, runc's report of the
     // hook's stderr says them once (a chain would print them twice).
+    // The message already holds its causes: as a plain message, runc's report of the
+    // hook's stderr says them once (a chain would print them twice).
     link.wire(&state).map_err(anyhow::Error::msg)
 }
 
-fn check_config(path: &Path) -> anyhow::Result<()> {
-    match Config::load(path) {
+fn check_config(located: &Located) -> ExitCode {
+    match located.load() {
+        Ok(_) if located.path().is_none() => {
+            println!("{located}: the built-in defaults are used");
+            ExitCode::SUCCESS
+        }
         Ok(_) => {
-            println!("{}: ok", path.display());
-            Ok(())
+            println!("{located}: ok");
+            ExitCode::SUCCESS
         }
-        Err(errors) => {
-            eprint!("{}: {errors}", path.display());
-            std::process::exit(1);
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::FAILURE
         }
     }
-}
-
-fn generate_certs(hosts: &[String], dir: &Path) -> anyhow::Result<()> {
-    let ca = edgewake::tls::dev_ca::generate(dir, hosts)?;
-    for host in hosts {
-        let stem = edgewake::tls::dev_ca::stem_for_host(host);
-        println!(
-            "wrote {0}/{stem}.crt and {0}/{stem}.key for {host}",
-            dir.display()
-        );
-    }
-    println!("signed by the development CA {}", ca.display());
-    println!(
-        "trust it for one command:  curl --cacert {} https://<app>.localhost/",
-        ca.display()
-    );
-    println!(
-        "or system-wide (Debian):   cp {} /usr/local/share/ca-certificates/ && update-ca-certificates",
-        ca.display()
-    );
-    println!("a running edgewake picks the new files up on SIGHUP");
-    Ok(())
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
-    let mut config = load_for_serve(&args.config)?;
-    config.edge.http = args.http.unwrap_or(config.edge.http);
-    config.edge.https = args.https.unwrap_or(config.edge.https);
-    config.api.listen = args.api.unwrap_or(config.api.listen);
-    config.data_dir = args.data_dir.unwrap_or(config.data_dir);
-    config.machines.driver = args.driver.unwrap_or(config.machines.driver);
-    let options = Options {
-        api_token: token_from_env(),
-        ..Options::default()
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let running = server::start(config, options).await?;
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining requests, then stopping machines");
-        running.shutdown();
-        running.stopped().await;
-        anyhow::Ok(())
-    })
-}
-
-/// The config file; a missing default file means built-in defaults, a missing named one
-/// is an error.
-fn load_for_serve(path: &Path) -> anyhow::Result<Config> {
-    if !path.exists() && path == Path::new(config::DEFAULT_CONFIG_PATH) {
-        tracing::warn!("{} not found: using built-in defaults", path.display());
-        return Ok(Config::default());
-    }
-    Config::load(path).with_context(|| format!("config {}", path.display()))
 }
 
 /// `EDGEWAKE_API_TOKEN`, else Fly's `FLY_API_TOKEN`.
@@ -215,21 +154,32 @@ fn token_from_env() -> Option<String> {
         .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    /// Every argument and option of every command a user sees has help text.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "edgewake", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+    }
+
+    /// The command line is well-formed (clap's own checks: no clashing flags).
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -1,22 +1,31 @@
-//! Wiring: opens state, recovers machines, binds the edge (HTTP, HTTPS) and API
-//! listeners, runs the reaper and certificate reloads, and shuts everything down in
+//! Wiring: opens state, recovers machines, loads the hostnames and their certificates
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
 //! order (stop accepting, drain, stop machines).
 
+mod live;
+mod reload;
+
+use live::Live;
+pub use reload::{ReloadError, Reloaded};
+
+use crate::addresses::RangeClaim;
 use crate::api::{self, ApiState};
+use crate::certificates::Certificates;
+use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
-use crate::edge::{self, ConnectionLimits, Edge};
+use crate::edge;
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::images::{IdMap, ImageStore, RegistryAuth};
-use crate::lifecycle::{Settings, Supervisor};
+use crate::lifecycle::Supervisor;
 use crate::machines::Registry;
 use crate::machines::store::Store;
-use crate::proxy::place::Regions;
-use crate::proxy::{Inbound, Proxy, ProxySettings};
+use crate::proxy::Inbound;
 use crate::tls::Tls;
-use crate::trusted::Trusted;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
+/// The data dir holds the state, the API token and machines' files: others may not
+/// list or read it, only pass through (a sandbox's user-namespaced root mounts its
+/// rootfs below it).
+pub const DATA_DIR_MODE: u32 = 0o711;
 
 /// What the caller may set beyond the config file.
 #[derive(Default, Clone)]
@@ -37,6 +50,9 @@ pub struct Options {
     /// Runs machines with this driver instead of the configured one (tests pass the
     /// in-memory `fake` driver).
     pub driver: Option<Arc<dyn Driver>>,
+    /// Backoff between failed ACME orders instead of `DEFAULT_BACKOFF` (tests that
+    /// watch retries shorten it).
+    pub acme_backoff: Option<Backoff>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +64,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     State(#[from] crate::machines::store::StoreError),
+    #[error(transparent)]
+    Hostnames(#[from] crate::hostnames::store::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -60,10 +78,12 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error(transparent)]
     Sandbox(#[from] crate::drivers::sandbox::SetupError),
+    #[error(transparent)]
+    Range(#[from] crate::addresses::ClaimError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
-fn open_geo(config: &Config) -> Result<GeoDb, StartError> {
+fn open_geo(config: &Config) -> Result<GeoDb, crate::geo::GeoError> {
     let geo = GeoDb::open(config.geo.ipv4_db.as_deref(), config.geo.ipv6_db.as_deref())?;
     if geo.is_empty() {
         tracing::info!(
@@ -82,6 +102,8 @@ pub struct Running {
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
     pub tls: Arc<Tls>,
+    pub certificates: Arc<Certificates>,
+    live: Arc<Live>,
     cancel: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -90,6 +112,18 @@ impl Running {
     /// Begins a graceful shutdown.
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Applies a config read again (SIGHUP) and the certificates: what can change live
+    /// does, what cannot is kept and named in the answer; on an error nothing changed.
+    /// Called within the runtime.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        reload::reload(&self.live, config)
+    }
+
+    /// The config in force: the one started with, plus what reloads changed.
+    pub fn config(&self) -> Config {
+        self.live.config()
     }
 
     /// Waits until shutdown has finished: requests drained, machines stopped.
@@ -123,11 +157,16 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         path: data_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
-    let supervisor = open_machines(&config, options.bin_dir, options.driver)?;
+    crate::files::dir_with_mode(&data_dir, DATA_DIR_MODE).map_err(data_dir_error)?;
+    let (supervisor, claim) = open_machines(&config, options.bin_dir, options.driver).await?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
+    let cancel = CancellationToken::new();
+    let hostnames = Arc::new(Hostnames::open(&data_dir.join(STATE_FILE))?);
+    let backoff = options.acme_backoff.unwrap_or(DEFAULT_BACKOFF);
+    let registry = supervisor.registry.clone();
+    let certificates = Certificates::open(&config, &tls, &hostnames, registry, backoff, &cancel);
     let sockets = bind_all(&config)?;
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     let (http_addr, https_addr, api_addr) = (
@@ -136,22 +175,31 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
-    let cancel = CancellationToken::new();
-    let api_state = ApiState {
-        supervisor: supervisor.clone(),
-        token: api_token.clone().into(),
-        regions: config.regions.iter().map(|r| r.code.clone()).collect(),
-        edge_region: config.edge.region.clone().into(),
-    };
     let geo = open_geo(&config)?;
-    let served = Served {
+    let live = Arc::new(Live::new(
         config,
         geo,
+        &supervisor,
+        &tls,
+        hostnames,
+        &cancel,
+    ));
+    let api_state = ApiState {
         supervisor: supervisor.clone(),
-        tls: tls.clone(),
-        cancel: cancel.clone(),
+        certificates: certificates.clone(),
+        token: api_token.clone().into(),
+        regions: live.regions.clone(),
+        stopping: cancel.clone(),
     };
-    let done = tokio::spawn(served.run(sockets, api_state));
+    let served = serve(
+        live.clone(),
+        sockets,
+        api_state,
+        certificates.clone(),
+        cancel.clone(),
+        claim,
+    );
+    let done = tokio::spawn(served);
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
     Ok(Running {
         http_addr,
@@ -160,24 +208,30 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_token,
         supervisor,
         tls,
+        certificates,
+        live,
         cancel,
         done,
     })
 }
 
-/// Opens the state, the driver and the supervisor, and makes machine states true again.
-fn open_machines(
+/// Claims the machines' address range, opens the state, the driver and the
+/// supervisor, and makes machine states true again. The claim comes first: an
+/// edgewake that would share its range with a running one touches nothing.
+async fn open_machines(
     config: &Config,
     bin_dir: Option<PathBuf>,
     driver: Option<Arc<dyn Driver>>,
-) -> Result<Arc<Supervisor>, StartError> {
-    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
+) -> Result<(Arc<Supervisor>, RangeClaim), StartError> {
     let sandboxed = config.machines.driver == DriverKind::Sandbox;
     let range = match sandboxed {
         true => config.sandbox.network,
         false => config.machines.private_ip_range,
     };
+    let claim = range.claim()?;
+    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
     let (registry, stored) = Registry::load(store, range)?;
+    let registry = registry.with_limits(config.limits);
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
     let driver: Arc<dyn Driver> = match (driver, sandboxed) {
         (Some(driver), _) => driver,
@@ -189,10 +243,10 @@ fn open_machines(
     let supervisor = Arc::new(Supervisor::new(
         Arc::new(registry),
         driver,
-        settings(config),
+        live::settings(config),
     ));
-    supervisor.recover(stored);
-    Ok(supervisor)
+    supervisor.recover(stored).await;
+    Ok((supervisor, claim))
 }
 
 /// The directory of the running edgewake binary.
@@ -239,100 +293,66 @@ pub fn registry_auth(registries: &[crate::config::RegistryConfig]) -> Vec<Regist
         .collect()
 }
 
-fn settings(config: &Config) -> Settings {
-    Settings {
-        wake_timeout: config.edge.wake_timeout,
-        probe_interval: config.edge.probe_interval,
-        stop_signal: config.machines.stop_signal,
-        stop_timeout: config.machines.stop_timeout,
-        queue_timeout: config.edge.queue_timeout,
-        max_queued: config.edge.max_queued,
-    }
-}
-
-fn limits(config: &Config) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: config.edge.header_read_timeout,
-        keepalive_timeout: config.edge.keepalive_timeout,
-        max_header_count: config.edge.max_header_count,
-        max_header_bytes: config.edge.max_header_bytes,
-    }
-}
-
-/// What the serving task owns.
-struct Served {
-    config: Config,
-    geo: GeoDb,
-    supervisor: Arc<Supervisor>,
-    tls: Arc<Tls>,
+/// Serves until cancelled, then shuts down in order: stop accepting, drain requests
+/// (up to the drain timeout in force), stop the machines.
+async fn serve(
+    live: Arc<Live>,
+    sockets: Sockets,
+    api_state: ApiState,
+    certificates: Arc<Certificates>,
     cancel: CancellationToken,
-}
-
-impl Served {
-    async fn run(self, sockets: Sockets, api_state: ApiState) {
-        let Served {
-            config,
-            geo,
-            supervisor,
-            tls,
-            cancel,
-        } = self;
-        let edge_config = &config.edge;
-        let trusted = Trusted::new(edge_config.trusted_proxies.clone());
-        let settings = ProxySettings {
-            domains: edge_config.domains.clone(),
-            edge_region: edge_config.region.clone(),
-            regions: Regions::new(&config.regions, &edge_config.region),
-            geo,
-            trusted: trusted.clone(),
-        };
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
-        let edge = Arc::new(Edge::new(
-            proxy,
-            trusted,
-            edge_config.max_connections,
-            cancel.clone(),
-            limits(&config),
-        ));
-        let reaper = tokio::spawn(supervisor.clone().reap_idle(
-            edge_config.idle_timeout,
-            edge_config.reap_interval,
-            cancel.clone(),
-        ));
-        let reloads = tokio::spawn(reload_on_sighup(tls.clone(), cancel.clone()));
-        let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
-        let http_inbound = Inbound {
-            service_port: edge_config.http_service_port,
-            scheme: "http",
-            proxy_protocol: edge_config.http_proxy_protocol,
-        };
-        let https_inbound = Inbound {
-            service_port: edge_config.https_service_port,
-            scheme: "https",
-            proxy_protocol: edge_config.https_proxy_protocol,
-        };
-        tokio::join!(
-            edge::serve(sockets.http, edge.clone(), http_inbound, None),
-            edge::serve(sockets.https, edge.clone(), https_inbound, Some(tls)),
+    // Held until every machine has stopped: then another edgewake may take the range.
+    claim: RangeClaim,
+) {
+    let config = live.config();
+    let supervisor = live.supervisor.clone();
+    let edge = live.edge.clone();
+    let reaper = tokio::spawn(supervisor.clone().reap_idle(cancel.clone()));
+    let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+    let http_inbound = Inbound {
+        service_port: config.edge.http_service_port,
+        scheme: "http",
+        proxy_protocol: config.edge.http_proxy_protocol,
+    };
+    let https_inbound = Inbound {
+        service_port: config.edge.https_service_port,
+        scheme: "https",
+        proxy_protocol: config.edge.https_proxy_protocol,
+    };
+    tokio::join!(
+        edge::serve(sockets.http, edge.clone(), http_inbound, None),
+        edge::serve(
+            sockets.https,
+            edge.clone(),
+            https_inbound,
+            Some(live.tls.clone())
+        ),
+    );
+    // The accept loops return only once cancelled: drain what is in flight.
+    supervisor.close_all_tunnels().await;
+    edge.connections.close();
+    // One deadline for the edge, the API and the reaper: shutdown takes at most the
+    // drain timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).
+    let drain = live.config().edge.drain_timeout;
+    let drained = tokio::time::Instant::now() + drain;
+    if tokio::time::timeout_at(drained, edge.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {drain:?}; stopping the machines under them"
         );
-        // The accept loops return only once cancelled: drain what is in flight.
-        supervisor.close_all_tunnels().await;
-        edge.connections.close();
-        let drain = edge_config.drain_timeout;
-        if tokio::time::timeout(drain, edge.connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "requests still in flight after {drain:?}; stopping the machines under them"
-            );
-        }
-        let _ = tokio::time::timeout(drain, api).await;
-        let _ = tokio::join!(reaper, reloads);
-        supervisor.shutdown().await;
-        supervisor.driver().close();
-        tracing::info!("edgewake stopped");
     }
+    let _ = tokio::time::timeout_at(drained, api).await;
+    // An idle stop under way goes on; shutdown's own stop of that machine waits for it.
+    let _ = tokio::time::timeout_at(drained, reaper).await;
+    if let Some(acme) = certificates.acme() {
+        acme.stopped().await;
+    }
+    supervisor.shutdown().await;
+    supervisor.driver().close();
+    drop(claim);
+    tracing::info!("edgewake stopped");
 }
 
 async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
@@ -340,22 +360,4 @@ async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationT
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await;
-}
-
-/// SIGHUP reloads the certificates; a bad file keeps the old ones and says why.
-async fn reload_on_sighup(tls: Arc<Tls>, cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return tracing::warn!("cannot listen for SIGHUP: certificates will not reload");
-    };
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = hangups.recv() => {
-                if let Err(e) = tls.reload() {
-                    tracing::error!("certificate reload failed, keeping the old certificates: {e}");
-                }
-            }
-        }
-    }
 }

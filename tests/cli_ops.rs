@@ -7,42 +7,6 @@ use edgewake::config::RegionConfig;
 use reqwest::StatusCode;
 use support::*;
 
-/// What a CLI run printed and how it ended.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `edgewake ARGS` with Fly's environment pointing at `edge`.
-async fn cli(edge: &TestEdge, args: &[&str]) -> Run {
-    let out = command(edge, args).output().await.unwrap();
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn command(edge: &TestEdge, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgewake"));
-    command
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .env_remove("EDGEWAKE_API_URL")
-        .env_remove("EDGEWAKE_API_TOKEN")
-        .env_remove("FLY_APP")
-        .env("FLY_API_HOSTNAME", edge.running.api_addr.to_string())
-        .env("FLY_API_TOKEN", TOKEN);
-    command
-}
-
-/// Asserts success and returns stdout.
-fn ok(run: Run) -> String {
-    assert!(run.ok, "failed: {}", run.stderr);
-    run.stdout
-}
-
 /// `status` prints the app, then a table whose ID, NAME, REGION, STATE and CREATED
 /// columns line up over each of two machines in two regions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +20,7 @@ async fn status_shows_app_and_machines_table() {
         })
     })
     .await;
-    ok(cli(&edge, &["apps", "create", APP]).await);
+    edge.cli(&["apps", "create", APP]).await.ok();
     let machine = |name: &str, region: &str| {
         let new = edge.new_machine(APP, RUNTIME_IMAGE).with("name", name);
         new.with("region", region)
@@ -66,7 +30,7 @@ async fn status_shows_app_and_machines_table() {
         machine("web-lhr", "lhr").created().await.json,
     ];
 
-    let out = ok(cli(&edge, &["status", "-a", APP]).await);
+    let out = edge.cli(&["status", "-a", APP]).await.ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "App", "{out}");
     assert_eq!(lines[1], format!("  Name     = {APP}"), "{out}");
@@ -113,13 +77,18 @@ fn text(value: &serde_json::Value, field: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_create_list_destroy() {
     let edge = TestEdge::start().await;
-    assert!(ok(cli(&edge, &["apps", "create", "first"]).await).contains("Created app first"));
-    let taken = cli(&edge, &["apps", "create", "first"]).await;
-    assert!(!taken.ok);
+    assert!(
+        edge.cli(&["apps", "create", "first"])
+            .await
+            .ok()
+            .contains("Created app first")
+    );
+    let taken = edge.cli(&["apps", "create", "first"]).await;
+    assert!(!taken.succeeded());
     assert!(taken.stderr.contains("already exists"), "{}", taken.stderr);
-    let list = ok(cli(&edge, &["apps", "list"]).await);
+    let list = edge.cli(&["apps", "list"]).await.ok();
     assert!(list.starts_with("NAME") && list.contains("first"), "{list}");
-    ok(cli(&edge, &["apps", "destroy", "first"]).await);
+    edge.cli(&["apps", "destroy", "first"]).await.ok();
     let (status, _) = edge.get("/v1/apps/first").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     edge.shutdown().await;
@@ -131,7 +100,7 @@ async fn apps_create_list_destroy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_commands_drive_a_machine() {
     let edge = TestEdge::start().await;
-    ok(cli(&edge, &["apps", "create", APP]).await);
+    edge.cli(&["apps", "create", APP]).await.ok();
     let run = [
         "machine",
         "run",
@@ -147,13 +116,18 @@ async fn machine_commands_drive_a_machine() {
         "--port",
         "443:8080/tcp:tls:http",
     ];
-    let out = ok(cli(&edge, &run).await);
+    let out = edge.cli(&run).await.ok();
     let id = out
         .split_whitespace()
         .nth(2)
         .expect("id in the output")
         .to_string();
-    assert!(ok(cli(&edge, &["machine", "wait", &id, "-a", APP]).await).contains("is started"));
+    assert!(
+        edge.cli(&["machine", "wait", &id, "-a", APP])
+            .await
+            .ok()
+            .contains("is started")
+    );
     let answer: serde_json::Value = edge.request(APP, "/").await.json().await.unwrap();
     assert_eq!(answer["env"]["APP_FROM"], "cli");
     let config = &edge.machine(APP, &id).await["config"];
@@ -163,16 +137,20 @@ async fn machine_commands_drive_a_machine() {
         "{config}"
     );
 
-    assert!(ok(cli(&edge, &["machine", "list", "-a", APP]).await).contains("cli-made"));
-    let status = ok(cli(&edge, &["machine", "status", &id, "-a", APP]).await);
+    assert!(
+        edge.cli(&["machine", "list", "-a", APP])
+            .await
+            .ok()
+            .contains("cli-made")
+    );
+    let status = edge.cli(&["machine", "status", &id, "-a", APP]).await.ok();
     assert!(
         status.contains("State      = started") && status.contains("start"),
         "{status}"
     );
-    ok(cli(&edge, &["machine", "stop", &id, "-a", APP]).await);
-    let waited = ok(cli(
-        &edge,
-        &[
+    edge.cli(&["machine", "stop", &id, "-a", APP]).await.ok();
+    let waited = edge
+        .cli(&[
             "machine",
             "wait",
             &id,
@@ -182,20 +160,27 @@ async fn machine_commands_drive_a_machine() {
             "stopped",
             "--timeout",
             "5",
-        ],
-    )
-    .await);
+        ])
+        .await
+        .ok();
     assert!(waited.contains("is stopped"), "{waited}");
-    assert!(ok(cli(&edge, &["machine", "start", &id, "-a", APP]).await).contains("was stopped"));
+    assert!(
+        edge.cli(&["machine", "start", &id, "-a", APP])
+            .await
+            .ok()
+            .contains("was stopped")
+    );
     edge.wait_for_state(APP, &id, "started", BOOT).await;
 
-    let refused = cli(&edge, &["machine", "destroy", &id, "-a", APP]).await;
+    let refused = edge.cli(&["machine", "destroy", &id, "-a", APP]).await;
     assert!(
-        !refused.ok && refused.stderr.contains("pass force=true"),
+        !refused.succeeded() && refused.stderr.contains("pass --force"),
         "{}",
         refused.stderr
     );
-    ok(cli(&edge, &["machine", "destroy", &id, "-a", APP, "--force"]).await);
+    edge.cli(&["machine", "destroy", &id, "-a", APP, "--force"])
+        .await
+        .ok();
     assert!(edge.get(&machine_path(APP, &id, "")).await.0 == StatusCode::NOT_FOUND);
     edge.shutdown().await;
 }
@@ -207,9 +192,15 @@ async fn machine_logs_and_follow() {
     use tokio::io::AsyncReadExt;
     let edge = TestEdge::start().await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
-    assert!(ok(cli(&edge, &["machine", "logs", &id, "-a", APP]).await).contains("listening on"));
+    assert!(
+        edge.cli(&["machine", "logs", &id, "-a", APP])
+            .await
+            .ok()
+            .contains("listening on")
+    );
 
-    let mut follow = command(&edge, &["machine", "logs", &id, "-a", APP, "--follow"])
+    let mut follow = edge
+        .cli_command(&["machine", "logs", &id, "-a", APP, "--follow"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -239,23 +230,22 @@ async fn machine_logs_and_follow() {
 async fn errors_print_the_api_message() {
     let edge = TestEdge::start().await;
     edge.create_app(APP).await;
-    let missing = cli(&edge, &["machine", "status", "00000000000000", "-a", APP]).await;
+    let missing = edge
+        .cli(&["machine", "status", "00000000000000", "-a", APP])
+        .await;
     assert!(
-        !missing.ok && missing.stderr.contains("not found"),
+        !missing.succeeded() && missing.stderr.contains("not found"),
         "{}",
         missing.stderr
     );
-    let mut wrong = command(&edge, &["apps", "list"]);
+    let mut wrong = edge.cli_command(&["apps", "list"]);
     wrong.env("FLY_API_TOKEN", "wrong");
     let out = wrong.output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 
     let url = format!("http://{}", edge.running.api_addr);
-    let mut flags = command(
-        &edge,
-        &["apps", "list", "--api-url", &url, "--token", TOKEN],
-    );
+    let mut flags = edge.cli_command(&["apps", "list", "--api-url", &url, "--token", TOKEN]);
     flags
         .env("FLY_API_HOSTNAME", "127.0.0.1:1")
         .env_remove("FLY_API_TOKEN");

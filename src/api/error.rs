@@ -2,7 +2,9 @@
 //! domain error means (the one place for them), and the JSON body extractor that turns
 //! malformed bodies into it.
 
+use crate::certificates::CertificateError;
 use crate::drivers::DriverError;
+use crate::hostnames::HostnameError;
 use crate::lifecycle::{OperationError, UpdateError};
 use crate::machines::lease::LeaseError;
 use crate::machines::registry::RegistryError;
@@ -124,20 +126,52 @@ impl From<LeaseError> for ApiError {
     }
 }
 
-/// A taken name is Fly's 422 `name_taken`; an app being deleted is gone (404); the
-/// address range or the state database failing is edgewake's (500).
+/// A taken name is Fly's 422 `name_taken`; an app being deleted is gone (404); no
+/// address left is Fly's 412 `insufficient_capacity` (what Fly answers when no host has
+/// room: retry elsewhere or later); a quota is 403, as Fly's org quotas; the state
+/// database failing is edgewake's (500).
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> ApiError {
         match error {
-            RegistryError::AppTaken(_) | RegistryError::NameTaken(_) => {
+            RegistryError::AppTaken(_)
+            | RegistryError::NameTaken(_)
+            | RegistryError::NoFreeName(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
                     .with_code("name_taken")
             }
             RegistryError::AppGone(_) => ApiError::not_found(error.to_string()),
-            RegistryError::NoAddress(_) | RegistryError::Store(_) => {
-                ApiError::internal(error.to_string())
+            RegistryError::NoAddress(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string())
+                    .with_code("insufficient_capacity")
             }
+            RegistryError::TooManyApps(_) | RegistryError::TooManyMachines { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, error.to_string())
+            }
+            RegistryError::Store(_) => ApiError::internal(error.to_string()),
         }
+    }
+}
+
+/// Another app's hostname is a conflict (409); what is not a hostname is 400; a name or
+/// certificate edgewake cannot take, or ACME without `[acme]`, is 422; the state
+/// database or the data dir failing is edgewake's (500).
+impl From<CertificateError> for ApiError {
+    fn from(error: CertificateError) -> ApiError {
+        let status = match &error {
+            CertificateError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CertificateError::Hostname(HostnameError::Invalid(..)) => StatusCode::BAD_REQUEST,
+            CertificateError::Hostname(HostnameError::Taken { .. }) => StatusCode::CONFLICT,
+            CertificateError::Hostname(HostnameError::Store(_)) | CertificateError::Disk(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            CertificateError::Hostname(HostnameError::EdgeDomain { .. })
+            | CertificateError::NoAcme
+            | CertificateError::Wildcard(_)
+            | CertificateError::Pem(_)
+            | CertificateError::NotCovering { .. }
+            | CertificateError::Expired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, error.to_string())
     }
 }
 
@@ -207,7 +241,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ps", "process listings"),
     ("versions", "machine version history"),
     ("memory", "memory ballooning"),
-    ("certificates", "certificates through the API (use certs/)"),
     ("ip_assignments", "IP assignments"),
     ("deploy_token", "deploy tokens"),
     ("tokens", "tokens"),
@@ -254,6 +287,19 @@ mod tests {
             status_and_code(taken),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("name_taken"))
         );
+        let full = RegistryError::NoAddress("127.9.9.0/29".into());
+        assert_eq!(
+            status_and_code(full),
+            (
+                StatusCode::PRECONDITION_FAILED,
+                Some("insufficient_capacity")
+            )
+        );
+        let quota = RegistryError::TooManyMachines {
+            app: "a".into(),
+            max: 1,
+        };
+        assert_eq!(status_and_code(quota), (StatusCode::FORBIDDEN, None));
         let stale = UpdateError::StaleVersion {
             current: "b".into(),
             expected: "a".into(),

@@ -24,7 +24,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 const CHUNK: usize = 64 * 1024;
 
 /// The machine's captured output.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
+#[utoipa::path(get, operation_id = "Machines_logs", path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
     params(MachinePath, LogsQuery),
     responses((status = 200, description = "the output so far (and, with follow, as it comes)", content_type = "text/plain"),
         (status = 404, description = "no such app or machine", body = ErrorBody)))]
@@ -43,7 +43,10 @@ pub async fn logs(
         .ok_or_else(|| ApiError::not_found("this driver keeps no machine output"))?;
     let file = match File::open(&path).await {
         Ok(mut file) => {
-            file.seek(SeekFrom::Start(offset))
+            // Past the end is the end: nothing yet (a seek there could not even be
+            // asked for beyond i64::MAX).
+            let len = file.metadata().await.map_or(0, |m| m.len());
+            file.seek(SeekFrom::Start(offset.min(len)))
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot read the log: {e}")))?;
             Some(file)
@@ -52,7 +55,13 @@ pub async fn logs(
         Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
     };
     let body = match (file, follow) {
-        (Some(file), true) => Body::from_stream(tail(file, machine, path)),
+        (Some(file), true) => {
+            let ended = Ended {
+                machine,
+                stopping: state.stopping.clone(),
+            };
+            Body::from_stream(tail(file, ended, path))
+        }
         (Some(mut file), false) => Body::from(read_rest(&mut file).await?),
         (None, _) => Body::empty(),
     };
@@ -67,11 +76,23 @@ async fn read_rest(file: &mut File) -> Result<Vec<u8>, ApiError> {
     Ok(text)
 }
 
+/// What ends a followed log: the machine destroyed, or the server shutting down.
+struct Ended {
+    machine: Arc<Machine>,
+    stopping: tokio_util::sync::CancellationToken,
+}
+
+impl Ended {
+    fn is_ended(&self) -> bool {
+        self.machine.is_gone() || self.stopping.is_cancelled()
+    }
+}
+
 /// The file's bytes from where it is, then new ones as they are written. When the log
 /// is rotated (the path now names a new file), the new file is followed from its start.
 fn tail(
     file: File,
-    machine: Arc<Machine>,
+    machine: Ended,
     path: std::path::PathBuf,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     let state = (file, machine, path);
@@ -79,7 +100,7 @@ fn tail(
         let mut buf = vec![0; CHUNK];
         loop {
             match file.read(&mut buf).await {
-                Ok(0) if machine.is_gone() => return None,
+                Ok(0) if machine.is_ended() => return None,
                 Ok(0) => match rotated(&file, &path).await {
                     Some(newer) => file = newer,
                     None => tokio::time::sleep(FOLLOW_INTERVAL).await,

@@ -3,6 +3,8 @@
 
 mod apps;
 pub mod auth;
+mod certificate_views;
+mod certificates;
 pub mod error;
 mod exec;
 mod lease;
@@ -16,9 +18,11 @@ mod query;
 mod request_id;
 mod wait;
 
+use crate::certificates::Certificates;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
+use arc_swap::ArcSwap;
 use axum::Router;
 use error::ApiError;
 use std::sync::Arc;
@@ -30,9 +34,20 @@ use utoipa_axum::routes;
 #[derive(Clone)]
 pub struct ApiState {
     pub supervisor: Arc<Supervisor>,
+    pub certificates: Arc<Certificates>,
     pub token: Arc<str>,
-    pub regions: Arc<[String]>,
-    pub edge_region: Arc<str>,
+    /// Swapped by a config reload.
+    pub regions: Arc<ArcSwap<RegionList>>,
+    /// Fires when the server begins to shut down: answers that would stream for ever
+    /// (followed logs) end then, so the API's drain does not wait for them.
+    pub stopping: tokio_util::sync::CancellationToken,
+}
+
+/// The regions new machines may be placed in, and the edge's own (the default).
+#[derive(Debug, Clone)]
+pub struct RegionList {
+    pub codes: Vec<String>,
+    pub edge: String,
 }
 
 impl ApiState {
@@ -68,19 +83,20 @@ impl ApiState {
 
     /// The region a new machine goes to: the first of a preference list, else the edge's.
     fn region(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        let regions = self.regions.load();
         let Some(first) = requested
             .and_then(|r| r.split(',').next())
             .map(str::trim)
             .filter(|r| !r.is_empty())
         else {
-            return Ok(self.edge_region.to_string());
+            return Ok(regions.edge.clone());
         };
-        if self.regions.iter().any(|r| r == first) {
+        if regions.codes.iter().any(|r| r == first) {
             Ok(first.to_string())
         } else {
             Err(ApiError::bad_request(format!(
                 "unknown region `{first}` (configured: {})",
-                self.regions.join(", ")
+                regions.codes.join(", ")
             )))
         }
     }
@@ -105,8 +121,19 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(wait::events))
         .routes(routes!(logs::logs))
         .routes(routes!(lease::acquire, lease::show, lease::release))
-        .routes(routes!(metadata::list, metadata::update))
+        .routes(routes!(
+            metadata::list,
+            metadata::update,
+            metadata::update_put
+        ))
         .routes(routes!(metadata::get, metadata::set, metadata::delete))
+        .routes(routes!(certificates::list))
+        .routes(routes!(certificates::request_acme))
+        .routes(routes!(certificates::import_custom))
+        .routes(routes!(certificates::get, certificates::delete))
+        .routes(routes!(certificates::check))
+        .routes(routes!(certificates::delete_acme))
+        .routes(routes!(certificates::delete_custom))
 }
 
 /// The API's routes: `/v1` behind the token, the document open to all, every answer
@@ -116,7 +143,9 @@ pub fn router(state: ApiState) -> Router {
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
-            v1_routes().fallback(error::no_route).route_layer(auth),
+            // `layer`, not `route_layer`: a path no route takes is refused without a
+            // token too, so the API's shape is not shown to whoever asks.
+            v1_routes().fallback(error::no_route).layer(auth),
         )
         .routes(routes!(openapi::document))
         .split_for_parts();

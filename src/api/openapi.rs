@@ -26,7 +26,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
     security(("bearer" = [])),
     tags(
         (name = "apps"), (name = "machines"), (name = "lifecycle"),
-        (name = "metadata"), (name = "leases"), (name = "edgewake")
+        (name = "metadata"), (name = "leases"), (name = "certificates"), (name = "edgewake")
     )
 )]
 pub struct ApiDoc;
@@ -48,7 +48,7 @@ impl Modify for BearerAuth {
 pub struct Document(pub Arc<str>);
 
 /// This document (no token needed).
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "edgewake", security(()),
+#[utoipa::path(get, operation_id = "Edgewake_openapi", path = "/v1/openapi.json", tag = "edgewake", security(()),
     responses((status = 200, description = "the OpenAPI 3 document", content_type = "application/json")))]
 pub async fn document(Extension(doc): Extension<Document>) -> impl IntoResponse {
     (
@@ -80,6 +80,26 @@ pub struct MetadataPath {
     id: String,
     /// The metadata key.
     key: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CertificatePath {
+    /// The app's name.
+    app: String,
+    /// The hostname (a wildcard's `*` URL-encoded: `%2A.example.com`).
+    hostname: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CertificatesListQuery {
+    /// Only hostnames containing this.
+    filter: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Hostnames per page (default 25, at most 500).
+    limit: Option<u32>,
 }
 
 #[derive(IntoParams)]

@@ -1,5 +1,6 @@
 //! A small client for the Machines API (hyper-util's pooled client, plain HTTP): where
-//! the API is and the token come from flags or the environment, as Fly's tools read them.
+//! the API is and the token come from flags, the environment (as Fly's tools read them)
+//! or the config.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri};
@@ -22,10 +23,13 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     #[error("{0}")]
     Usage(String),
+    #[error("config {0}")]
+    Config(#[from] crate::config::locate::LoadError),
     #[error(transparent)]
     Port(#[from] super::ports::PortSpecError),
 }
 
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     token: String,

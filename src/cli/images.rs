@@ -2,11 +2,12 @@
 //! server needed; a running server shares the store through its lock).
 
 use super::table;
-use crate::config;
 use crate::images::{ImageError, ImageInfo, ImageStore, RegistryAuth};
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+/// How often `images pull` redraws its progress line.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Size units, as `docker images` prints them (powers of 1000).
 const SIZE_UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
 
@@ -14,40 +15,50 @@ const SIZE_UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
 pub struct ImagesArgs {
     #[command(subcommand)]
     pub command: ImagesCommand,
-    /// The data dir holding the store (`<data dir>/images`).
-    #[arg(long, global = true, default_value = config::DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// The config file (registry settings).
-    #[arg(long, global = true, default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// The data dir holding the store (`<data dir>/images`) [default: the config's]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ImagesCommand {
     /// Import a `docker save` tarball, an OCI layout directory or an OCI archive.
     Import {
+        /// A `docker save` tarball, an OCI layout directory or an OCI archive.
         file: PathBuf,
         /// The image's name (required when the file names none).
         #[arg(long)]
         name: Option<String>,
     },
     /// Pull an image from its registry.
-    Pull { reference: String },
+    Pull {
+        /// The image, as Docker names it: `nginx`, `ghcr.io/org/app:v1`.
+        reference: String,
+    },
     /// List the images in the store.
+    #[command(visible_alias = "ls")]
     List,
     /// Remove an image, and the blobs and unpacked trees nothing else uses.
-    Rm { reference: String },
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// The image's reference, as `images list` shows it (or a short form of it).
+        reference: String,
+    },
 }
 
-/// Runs an images command with `registries`' settings; an error is printed on one line
-/// and `false` returned.
-pub fn run(args: ImagesArgs, registries: Vec<RegistryAuth>) -> bool {
-    let store = ImageStore::new(&args.data_dir, registries, None);
+/// Runs an images command on the store in `--data-dir`, else in the config's
+/// `data_dir`, with `registries`' settings; an error is printed on one line and `false`
+/// returned.
+pub fn run(args: ImagesArgs, config_data_dir: &Path, registries: Vec<RegistryAuth>) -> bool {
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| config_data_dir.to_path_buf());
+    let store = ImageStore::new(&data_dir, registries, None);
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ImageError::Io {
-            path: args.data_dir.clone(),
+            path: data_dir.clone(),
             source: e,
         })
         .and_then(|runtime| runtime.block_on(dispatch(&store, args.command)));
@@ -68,7 +79,8 @@ async fn dispatch(store: &ImageStore, command: ImagesCommand) -> Result<(), Imag
             }
         }
         ImagesCommand::Pull { reference } => {
-            let info = store.pull(&reference).await?;
+            let info =
+                with_progress(&reference, &store.layout_dir(), store.pull(&reference)).await?;
             println!("pulled {} {}", info.reference, info.digest);
         }
         ImagesCommand::List => print!("{}", images_table(&store.list()?)),
@@ -78,6 +90,54 @@ async fn dispatch(store: &ImageStore, command: ImagesCommand) -> Result<(), Imag
         }
     }
     Ok(())
+}
+
+/// Runs a pull; on a terminal, a line on stderr shows the bytes written into the store
+/// so far and the time taken (skopeo says nothing until it is done).
+async fn with_progress<T>(
+    reference: &str,
+    layout: &Path,
+    pull: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return pull.await;
+    }
+    let blobs = layout.join("blobs");
+    let before = tree_size(&blobs);
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tokio::pin!(pull);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut pull => break outcome,
+            _ = tick.tick() => {
+                let received = tree_size(&blobs).saturating_sub(before);
+                eprint!(
+                    "\rPulling {reference}: {} received, {}s ",
+                    human_size(received),
+                    started.elapsed().as_secs()
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+    };
+    eprint!("\r\x1b[2K");
+    outcome
+}
+
+/// Bytes in the files under `dir` (0 where it cannot be read).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// REFERENCE, DIGEST, SIZE.

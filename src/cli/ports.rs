@@ -1,5 +1,8 @@
 //! flyctl's `--port` syntax, `port[:machinePort][/protocol[:handler...]]`
-//! (`443:8080/tcp:tls:http`), turned into a machine config's `services`.
+//! (`443:8080/tcp:tls:http`), turned into a machine config's `services`. A bare port
+//! other than 80 and 443 (`-p 8080`) is the machine's: the edge serves it on 80 (http)
+//! and 443 (tls, http), as `fly launch`'s http service is; ports 80 and 443 given
+//! without handlers get those same handlers.
 
 use serde_json::{Value, json};
 
@@ -11,6 +14,9 @@ pub struct PortSpec {
     pub protocol: String,
     pub handlers: Vec<String>,
 }
+
+/// The edge's public ports and the handlers they get when none are given.
+const WEB_PORTS: [(u16, &[&str]); 2] = [(80, &["http"]), (443, &["tls", "http"])];
 
 /// A `--port` flag that does not parse, with the flag as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +38,23 @@ pub enum PortProblem {
 }
 
 impl PortSpec {
+    /// One `--port` flag: one spec, or two for a bare machine port.
+    pub fn parse_flag(text: &str) -> Result<Vec<PortSpec>, PortSpecError> {
+        let bare = text.parse::<u16>().ok();
+        match bare.filter(|p| WEB_PORTS.iter().all(|(web, _)| web != p)) {
+            Some(internal_port) => Ok(WEB_PORTS
+                .iter()
+                .map(|(port, handlers)| PortSpec {
+                    port: *port,
+                    internal_port,
+                    protocol: "tcp".into(),
+                    handlers: handlers.iter().map(|h| h.to_string()).collect(),
+                })
+                .collect()),
+            None => PortSpec::parse(text).map(|spec| vec![spec]),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<PortSpec, PortSpecError> {
         let bad = |problem| PortSpecError {
             text: text.to_string(),
@@ -48,11 +71,17 @@ impl PortSpec {
         if protocol != "tcp" && protocol != "udp" {
             return Err(bad(PortProblem::Protocol));
         }
+        let mut handlers: Vec<String> = parts.map(str::to_string).collect();
+        if handlers.is_empty()
+            && let Some((_, web)) = WEB_PORTS.iter().find(|(web, _)| *web == port)
+        {
+            handlers = web.iter().map(|h| h.to_string()).collect();
+        }
         Ok(PortSpec {
             port,
             internal_port,
             protocol,
-            handlers: parts.map(str::to_string).collect(),
+            handlers,
         })
     }
 }
@@ -104,5 +133,27 @@ mod tests {
         assert_eq!(services.len(), 2);
         assert_eq!(services[0]["ports"].as_array().unwrap().len(), 2);
         assert_eq!(services[1]["internal_port"], 5432);
+    }
+
+    /// `-p 8080` is the machine's port, served on 80 and 443 with web handlers; 80 and
+    /// 443 without handlers get those same handlers.
+    #[test]
+    fn bare_port_is_served_on_the_web_ports() {
+        let specs = PortSpec::parse_flag("8080").unwrap();
+        let seen: Vec<_> = specs
+            .iter()
+            .map(|s| (s.port, s.internal_port, s.handlers.join(",")))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (80, 8080, "http".to_string()),
+                (443, 8080, "tls,http".to_string())
+            ]
+        );
+        let https = PortSpec::parse_flag("443:3000").unwrap();
+        assert_eq!(https[0].handlers, ["tls", "http"]);
+        assert_eq!(PortSpec::parse_flag("80").unwrap()[0].internal_port, 80);
+        assert_eq!(services(&specs).len(), 1);
     }
 }

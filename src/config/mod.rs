@@ -7,7 +7,9 @@
 //! reported at once, named by its key. Durations are written like `"4s"`, and every
 //! default is a named constant beside its field.
 
+pub mod acme;
 pub mod duration;
+pub mod locate;
 mod raw;
 mod validate;
 
@@ -21,11 +23,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
+pub use acme::{AcmeConfig, AcmeDirectory};
+pub use locate::{ConfigSource, Located};
 pub use validate::ConfigErrors;
 
-/// Where `edgewake serve` looks for its config unless `--config` says otherwise.
+/// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`
+/// (relative to the current directory), then `SYSTEM_CONFIG_PATH`.
 pub const DEFAULT_CONFIG_PATH: &str = "config/edgewake.toml";
+/// The config of an installed edgewake (the systemd unit's).
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/edgewake/edgewake.toml";
+/// What is logged: `info`, `warn`, or per target (`warn,edgewake=debug`).
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::INFO;
 pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80);
 pub const DEFAULT_HTTPS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
 pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4280);
@@ -69,6 +79,9 @@ pub const DEFAULT_PRIVATE_IP_RANGE: AddressRange =
 pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
 /// After the stop signal, a machine gets this long before SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a stop may wait before SIGKILL, whoever asks (Fly's kill_timeout limit):
+/// a machine cannot hold a stop, a destroy or edgewake's shutdown for longer.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DRIVER: DriverKind = DriverKind::Process;
 /// The OCI runtime the sandbox driver runs images with.
 pub const DEFAULT_SANDBOX_RUNTIME: &str = "runc";
@@ -88,27 +101,38 @@ pub const DEFAULT_SANDBOX_INIT: &str = "/usr/bin/tini-static";
 /// container id 0 is host id `id_map_base`, for `id_map_size` ids.
 pub const DEFAULT_SANDBOX_ID_MAP_BASE: u32 = 1_000_000;
 pub const DEFAULT_SANDBOX_ID_MAP_SIZE: u32 = 65_536;
+/// Most apps one edgewake holds.
+pub const DEFAULT_MAX_APPS: usize = 1_000;
+/// Most machines (not counting destroyed ones) one app holds.
+pub const DEFAULT_MAX_MACHINES_PER_APP: usize = 10_000;
 /// A machine config without `guest` gets Fly's smallest preset (shared-cpu-1x).
 pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
 pub const DEFAULT_GUEST_CPUS: u32 = 1;
 
-/// The whole configuration file.
-#[derive(Debug, Clone)]
+/// The whole configuration file. Relative paths in a file are relative to the file's
+/// own directory (so the file means the same wherever edgewake is started); built-in
+/// defaults are relative to the current directory.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// What is logged (`RUST_LOG`, when set, wins).
+    pub log_level: Targets,
     pub edge: EdgeConfig,
     pub api: ApiConfig,
     pub tls: TlsConfig,
     pub geo: GeoConfig,
     pub machines: MachinesConfig,
     pub sandbox: SandboxConfig,
+    pub limits: LimitsConfig,
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// The data plane: listeners, domains, wake and idle behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EdgeConfig {
     pub http: SocketAddr,
     pub https: SocketAddr,
@@ -141,7 +165,7 @@ pub struct EdgeConfig {
 
 /// MaxMind-format databases locating clients. Without them, every client is placed at
 /// the edge's own region.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct GeoConfig {
     /// Database for IPv4 clients (also used for IPv6 when `ipv6_db` is not set).
@@ -151,7 +175,7 @@ pub struct GeoConfig {
 }
 
 /// Certificates for the HTTPS listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     /// `<host>.crt` + `<host>.key` (PEM); a wildcard `*.example.com` is `_.example.com`.
     pub certs_dir: PathBuf,
@@ -168,19 +192,35 @@ impl Default for TlsConfig {
 }
 
 /// The control plane's Machines API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
 }
 
 /// How machines are realised.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachinesConfig {
     pub driver: DriverKind,
     /// Loopback range from which each process-driver machine gets its own address.
     pub private_ip_range: AddressRange,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+}
+
+/// Quotas on what the API may create (more: 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub apps: usize,
+    pub machines_per_app: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            apps: DEFAULT_MAX_APPS,
+            machines_per_app: DEFAULT_MAX_MACHINES_PER_APP,
+        }
+    }
 }
 
 /// How machines run (`machines.driver`, `serve --driver`).
@@ -225,7 +265,7 @@ impl fmt::Display for DriverKind {
 }
 
 /// The sandbox driver: OCI images run by an OCI runtime in their own namespaces.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SandboxConfig {
     /// The OCI runtime binary (found on PATH, or a path).
     pub runtime: String,
@@ -247,7 +287,7 @@ pub struct SandboxConfig {
 }
 
 /// How to reach one image registry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RegistryConfig {
     /// `registry.example.com` or `host:port`, as written in image references.
     pub host: String,
@@ -281,7 +321,7 @@ impl Default for SandboxConfig {
 }
 
 /// A region machines can be placed in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RegionConfig {
     pub code: String,
     #[serde(default)]
@@ -292,7 +332,7 @@ pub struct RegionConfig {
 
 /// What the process driver runs for an image reference. `{bin_dir}` in the command is
 /// replaced by the directory of the running edgewake binary.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ImageConfig {
     pub command: Vec<String>,
     #[serde(default)]
@@ -303,12 +343,14 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_level: Targets::new().with_default(DEFAULT_LOG_LEVEL),
             edge: EdgeConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
             geo: GeoConfig::default(),
             machines: MachinesConfig::default(),
             sandbox: SandboxConfig::default(),
+            limits: LimitsConfig::default(),
             regions: vec![RegionConfig {
                 code: DEFAULT_EDGE_REGION.into(),
                 name: "Amsterdam, Netherlands".into(),
@@ -322,6 +364,7 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            acme: None,
         }
     }
 }
@@ -374,15 +417,24 @@ impl Default for MachinesConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file, reporting every problem at once.
+    /// Reads and validates a config file, reporting every problem at once. Relative
+    /// paths in it are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
-        Config::parse(&text)
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Config::parse_in(&text, &dir)
     }
 
-    /// Parses TOML text into typed values and validates them.
+    /// Parses TOML text into typed values and validates them; relative paths stay
+    /// relative to the current directory.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(text, Path::new(""))
+    }
+
+    /// `parse`, with relative paths written in the text taken from `dir`.
+    fn parse_in(text: &str, dir: &Path) -> Result<Config, ConfigErrors> {
         let mut unknown = Vec::new();
         let de =
             toml::Deserializer::parse(text).map_err(|e| ConfigErrors::single(e.to_string()))?;
@@ -394,7 +446,7 @@ impl Config {
         }
         match parsed {
             Ok(raw) => {
-                let config = raw.into_config(&mut errors);
+                let config = raw.into_config(dir, &mut errors);
                 config.validate(&mut errors);
                 errors.into_result(config)
             }

@@ -6,8 +6,8 @@
 //! one takes its default from the typed `Default`s beside the named constants.
 
 use super::{
-    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
-    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, LimitsConfig,
+    MachinesConfig, RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -15,20 +15,24 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use tracing_subscriber::filter::Targets;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawConfig {
     data_dir: Option<PathBuf>,
+    log_level: Option<String>,
     edge: RawEdge,
     api: RawApi,
     tls: RawTls,
     geo: GeoConfig,
     machines: RawMachines,
     sandbox: RawSandbox,
+    limits: RawLimits,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    acme: Option<super::acme::RawAcme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +85,13 @@ struct RawMachines {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+struct RawLimits {
+    apps: Option<usize>,
+    machines_per_app: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct RawSandbox {
     runtime: Option<String>,
     network: Option<String>,
@@ -95,21 +106,39 @@ struct RawSandbox {
 }
 
 impl RawConfig {
-    /// The typed config; each value that does not parse is noted in `errors`.
-    pub(super) fn into_config(self, errors: &mut ConfigErrors) -> Config {
+    /// The typed config; each value that does not parse is noted in `errors`. Relative
+    /// paths written in the file are taken from `dir`.
+    pub(super) fn into_config(self, dir: &Path, errors: &mut ConfigErrors) -> Config {
         let d = Config::default();
+        let within = |path: PathBuf| dir.join(path);
         Config {
-            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            data_dir: self.data_dir.map_or(d.data_dir, within),
+            log_level: errors.parsed("log_level", self.log_level, d.log_level, log_level),
             edge: self.edge.into_edge(d.edge, errors),
             api: ApiConfig {
                 listen: errors.parsed("api.listen", self.api.listen, d.api.listen, address),
             },
-            tls: self.tls.into_tls(d.tls, errors),
-            geo: self.geo,
+            tls: self.tls.into_tls(d.tls, dir, errors),
+            geo: GeoConfig {
+                ipv4_db: self.geo.ipv4_db.map(within),
+                ipv6_db: self.geo.ipv6_db.map(within),
+            },
             machines: self.machines.into_machines(d.machines, errors),
             sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
+            limits: LimitsConfig {
+                apps: self.limits.apps.unwrap_or(d.limits.apps),
+                machines_per_app: self
+                    .limits
+                    .machines_per_app
+                    .unwrap_or(d.limits.machines_per_app),
+            },
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            acme: self.acme.map(|acme| {
+                let mut acme = acme.into_acme(errors);
+                acme.directory_ca = acme.directory_ca.map(within);
+                acme
+            }),
         }
     }
 }
@@ -190,9 +219,9 @@ impl RawEdge {
 }
 
 impl RawTls {
-    fn into_tls(self, d: TlsConfig, errors: &mut ConfigErrors) -> TlsConfig {
+    fn into_tls(self, d: TlsConfig, dir: &Path, errors: &mut ConfigErrors) -> TlsConfig {
         TlsConfig {
-            certs_dir: self.certs_dir.unwrap_or(d.certs_dir),
+            certs_dir: self.certs_dir.map_or(d.certs_dir, |path| dir.join(path)),
             handshake_timeout: errors.parsed(
                 "tls.handshake_timeout",
                 self.handshake_timeout,
@@ -249,6 +278,13 @@ impl RawSandbox {
             registries: self.registries.unwrap_or(d.registries),
         }
     }
+}
+
+/// Log filter directives: a level (`info`), or levels per target (`warn,edgewake=debug`).
+fn log_level(text: &str) -> Result<Targets, String> {
+    text.parse().map_err(|e| {
+        format!("`{text}` is not a level like \"info\" or \"warn,edgewake=debug\": {e}")
+    })
 }
 
 /// A listener address: an IP and a port.

@@ -1,7 +1,7 @@
 //! Checks on the typed values and across fields: every problem is collected, each
 //! naming its key.
 
-use super::Config;
+use super::{Config, MAX_STOP_TIMEOUT};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
@@ -81,6 +81,22 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
+        self.validate_machines(errors);
+        if let Some(acme) = &self.acme {
+            acme.validate(errors);
+        }
+    }
+
+    fn validate_machines(&self, errors: &mut ConfigErrors) {
+        if self.machines.stop_timeout > MAX_STOP_TIMEOUT {
+            errors.push(format!(
+                "`machines.stop_timeout` must be at most {MAX_STOP_TIMEOUT:?}"
+            ));
+        }
+        let limits = &self.limits;
+        if limits.apps == 0 || limits.machines_per_app == 0 {
+            errors.push("`limits.apps` and `limits.machines_per_app` must be at least 1".into());
+        }
     }
 
     fn validate_edge(&self, errors: &mut ConfigErrors) {
@@ -213,6 +229,32 @@ mod tests {
         assert!(config.images.contains_key("flyio/fastify-functions"));
     }
 
+    /// The shipped file differs from the built-in defaults only in the keys its header
+    /// lists (data_dir, certs_dir, idle_timeout, regions, images).
+    #[test]
+    fn shipped_config_differs_only_where_it_says() {
+        let text = include_str!("../../config/edgewake.toml");
+        let mut shipped = Config::parse(text).unwrap();
+        let defaults = Config::default();
+        for key in ["data_dir", "certs_dir", "idle_timeout", "regions", "images"] {
+            assert!(text.contains(&format!("#   {key} ")), "{key} not listed");
+        }
+        shipped.data_dir = defaults.data_dir.clone();
+        shipped.tls.certs_dir = defaults.tls.certs_dir.clone();
+        shipped.edge.idle_timeout = defaults.edge.idle_timeout;
+        shipped.regions = defaults.regions.clone();
+        shipped.images = defaults.images.clone();
+        assert_eq!(shipped, defaults);
+    }
+
+    /// The system config the systemd unit and the container image install is valid,
+    /// with absolute paths only.
+    #[test]
+    fn packaged_config_is_valid() {
+        let config = Config::parse(include_str!("../../packaging/edgewake.toml")).unwrap();
+        assert!(config.data_dir.is_absolute() && config.tls.certs_dir.is_absolute());
+    }
+
     /// Every unknown key and every invalid value is reported, not just the first.
     #[test]
     fn reports_every_problem() {
@@ -299,6 +341,19 @@ mod tests {
                 .any(|p| p.starts_with("`edge.max_connections` must be at most")),
             "{err}"
         );
+    }
+
+    /// Quotas are read from `[limits]`; a stop timeout past Fly's limit and a zero quota
+    /// are named.
+    #[test]
+    fn limits_and_stop_timeout_are_bounded() {
+        let config = Config::parse("[limits]\napps = 3\nmachines_per_app = 7\n").unwrap();
+        assert_eq!((config.limits.apps, config.limits.machines_per_app), (3, 7));
+        let text = "[machines]\nstop_timeout = \"10000h\"\n[limits]\nmachines_per_app = 0\n";
+        let all = Config::parse(text).unwrap_err().to_string();
+        for needle in ["`machines.stop_timeout` must be at most", "`limits.apps`"] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
     }
 
     /// A duration without a unit names the key it belongs to.

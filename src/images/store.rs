@@ -332,7 +332,8 @@ impl ImageStore {
             .join(rootfs::dir_name(digest, self.id_map))
     }
 
-    fn layout_dir(&self) -> PathBuf {
+    /// The OCI layout every image is kept in (pulls write their blobs under it).
+    pub fn layout_dir(&self) -> PathBuf {
         self.root.join(LAYOUT_DIR)
     }
 

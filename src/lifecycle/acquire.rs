@@ -56,11 +56,11 @@ async fn queue(
     let full = || AcquireError::AtHardLimit {
         app: app.record.name.clone(),
     };
-    let max = sup.settings.max_queued;
+    let max = sup.settings().max_queued;
     let Some(_place) = QueuePlace::take(&sup.queued, &app.record.name, max) else {
         return Err(full());
     };
-    let deadline = tokio::time::Instant::now() + sup.settings.queue_timeout;
+    let deadline = tokio::time::Instant::now() + sup.settings().queue_timeout;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(QUEUE_POLL).await;
         match ready_once(sup, app, port, plan).await {

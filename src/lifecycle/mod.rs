@@ -31,6 +31,7 @@ pub use update::Update;
 use crate::drivers::{Driver, ExecOutput, Launch};
 use crate::machines::store::StoredMachine;
 use crate::machines::{App, EventSource, Machine, Registry};
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use nix::sys::signal::Signal;
 use run::Runs;
@@ -46,9 +47,14 @@ pub const SHUTDOWN_REASON: &str = "edgewake shutdown";
 /// The port a machine is probed and reached on when its config names no service.
 pub const FALLBACK_INTERNAL_PORT: u16 = 8080;
 
-/// Timing and signals for starts and stops, and the queue for full machines.
+/// Timing and signals for starts and stops, the queue for full machines and the idle
+/// reaper. A reload swaps them whole (`set_settings`); each use reads the current ones.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// A started machine with nothing in flight for this long is stopped.
+    pub idle_timeout: Duration,
+    /// How often the reaper looks for idle machines.
+    pub reap_interval: Duration,
     pub wake_timeout: Duration,
     pub probe_interval: Duration,
     pub stop_signal: Signal,
@@ -62,7 +68,9 @@ pub struct Settings {
 pub struct Supervisor {
     pub registry: Arc<Registry>,
     driver: Arc<dyn Driver>,
-    settings: Settings,
+    /// Read once per use, so a reload applies to the next start, stop, queue or reaper
+    /// round (a load is a few uncontended atomic operations).
+    settings: ArcSwap<Settings>,
     runs: Runs,
     /// Requests waiting for room, per app.
     queued: DashMap<String, usize>,
@@ -75,7 +83,7 @@ impl Supervisor {
         Supervisor {
             registry,
             driver,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             runs: Runs::default(),
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
@@ -85,6 +93,18 @@ impl Supervisor {
 
     pub fn driver(&self) -> &dyn Driver {
         &*self.driver
+    }
+
+    /// The settings in force now (a guard: read what is needed, do not hold it across
+    /// an await).
+    pub fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
+    }
+
+    /// Replaces the settings (a config reload): what is under way keeps the values it
+    /// started with, everything after uses the new ones.
+    pub fn set_settings(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
     }
 
     // The request path.
@@ -173,19 +193,16 @@ impl Supervisor {
 
     // Edgewake's own.
 
-    /// Makes every stored machine's state true again after a restart or a crash.
-    pub fn recover(self: &Arc<Self>, stored: Vec<StoredMachine>) {
-        recovery::recover(self, stored);
+    /// Makes every stored machine's state true again after a restart or a crash; returns
+    /// once what a crash left running is gone.
+    pub async fn recover(self: &Arc<Self>, stored: Vec<StoredMachine>) {
+        recovery::recover(self, stored).await;
     }
 
-    /// Stops machines idle for `idle_timeout`, looking every `interval`, until `cancel`.
-    pub async fn reap_idle(
-        self: Arc<Self>,
-        idle_timeout: Duration,
-        interval: Duration,
-        cancel: CancellationToken,
-    ) {
-        reaper::run(self, idle_timeout, interval, cancel).await;
+    /// Stops machines idle for the settings' `idle_timeout`, looking every
+    /// `reap_interval` (both read again at every round), until `cancel`.
+    pub async fn reap_idle(self: Arc<Self>, cancel: CancellationToken) {
+        reaper::run(self, cancel).await;
     }
 
     /// Stops the machine only if it is still idle once no request can slip in.

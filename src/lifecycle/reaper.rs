@@ -4,7 +4,6 @@ use super::{Supervisor, stop};
 use crate::machines::MachineState;
 use crate::machines::spec::{Autostop, MachineSpec};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Whether idle machines with this config are stopped: every service autostops (a
@@ -13,19 +12,17 @@ pub fn autostops(spec: &MachineSpec) -> bool {
     !spec.services.is_empty() && spec.services.iter().all(|s| s.autostop == Autostop::Stop)
 }
 
-/// Looks for idle machines every `interval` until `cancel` fires.
-pub(super) async fn run(
-    supervisor: Arc<Supervisor>,
-    idle_timeout: Duration,
-    interval: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Looks for idle machines every `reap_interval` until `cancel` fires; both timings are
+/// read from the settings at each round, so a reload applies at the next one.
+pub(super) async fn run(supervisor: Arc<Supervisor>, cancel: CancellationToken) {
     loop {
+        let (idle_timeout, interval) = {
+            let settings = supervisor.settings();
+            (settings.idle_timeout, settings.reap_interval)
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(interval) => {}
         }
         for machine in supervisor.registry.all_machines() {
             let idle = machine.state() == MachineState::Started

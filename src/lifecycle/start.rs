@@ -42,6 +42,46 @@ pub(super) async fn start_locked(
     if sup.shutting_down.load(Ordering::SeqCst) {
         return Err(WakeError::ShuttingDown);
     }
+    let run = sup.runs.of(machine);
+    if source == EventSource::User {
+        run.backoff().reset(); // asked for on purpose: tried at once
+    }
+    let result = run_until_ready(sup, machine, running, kind, source).await;
+    match &result {
+        Ok(()) => run.backoff().reset(),
+        Err(WakeError::ShuttingDown | WakeError::Gone | WakeError::BackingOff(_)) => {}
+        Err(_) => {
+            let (failures, delay) = run.backoff().failed();
+            record_backoff(sup, machine, failures, delay);
+        }
+    }
+    result
+}
+
+/// Says in the machine's events that starts are held off, and for how long.
+fn record_backoff(sup: &Supervisor, machine: &Machine, failures: u32, delay: Duration) {
+    let mut event = MachineEvent::new("backoff", machine.state(), EventSource::Edgewake);
+    event.request = Some(serde_json::json!({
+        "failed_starts": failures,
+        "retry_in_ms": delay.as_millis() as u64,
+        "message": "requests do not start the machine until then; an API start does",
+    }));
+    sup.registry
+        .edit(machine, |record| record.push_event(event));
+    tracing::warn!(
+        machine = %machine.id,
+        "{failures} failed start(s) in a row: starts held off for {delay:?}"
+    );
+}
+
+/// Runs the machine and waits until it listens.
+async fn run_until_ready(
+    sup: &Arc<Supervisor>,
+    machine: &Arc<Machine>,
+    running: &mut Running,
+    kind: &str,
+    source: EventSource,
+) -> Result<(), WakeError> {
     running.generation += 1;
     sup.registry
         .transition(machine, MachineState::Starting, None);
@@ -119,7 +159,7 @@ async fn until_ready(
     instance: &Instance,
 ) -> Result<(), WakeError> {
     let Some(addr) = addr else { return Ok(()) };
-    let timeout = sup.settings.wake_timeout;
+    let timeout = sup.settings().wake_timeout;
     tokio::select! {
         biased;
         exit = instance.exited() => Err(WakeError::Exited(exit)),
@@ -129,8 +169,9 @@ async fn until_ready(
 }
 
 async fn probe(sup: &Supervisor, instance: &Instance, addr: SocketAddr) {
+    let interval = sup.settings().probe_interval;
     while !sup.driver.accepts(instance, addr).await {
-        tokio::time::sleep(sup.settings.probe_interval).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -1,9 +1,11 @@
-//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: route (Host →
-//! app), place (regions nearest the client), ready (the lifecycle picks a machine and
+//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: an ACME HTTP-01
+//! validation is answered by the edge itself (`challenge`), before anything else; route
+//! (Host → app), place (regions nearest the client), ready (the lifecycle picks a machine and
 //! wakes it if it sleeps), forward (to the machine, and the answer back), respond
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
+mod challenge;
 mod forward;
 pub mod headers;
 pub mod place;
@@ -12,13 +14,16 @@ pub mod route;
 pub mod tunnel;
 pub mod upstream;
 
-pub use respond::{ProxyError, error_response};
+pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
 use crate::geo::GeoDb;
+use crate::hostnames::Hostnames;
 use crate::lifecycle::{Plan, Ready, Supervisor};
 use crate::machines::App;
+use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::{Unreached, Upstreams};
 use headers::Forwarded;
@@ -52,7 +57,10 @@ pub struct Inbound {
 
 pub struct Proxy {
     supervisor: Arc<Supervisor>,
-    settings: ProxySettings,
+    /// Swapped whole by a reload. A request reads it once (a few uncontended atomic
+    /// operations, no reference count touched) in its synchronous first phases and lets
+    /// go of it before its first await.
+    settings: ArcSwap<ProxySettings>,
     upstreams: Upstreams,
 }
 
@@ -64,15 +72,24 @@ pub struct ProxySettings {
     pub geo: GeoDb,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted: Trusted,
+    /// Hostnames added to apps (custom domains).
+    pub hostnames: Arc<Hostnames>,
+    /// ACME HTTP-01 answers, served on the HTTP listener.
+    pub challenges: Arc<Challenges>,
 }
 
 impl Proxy {
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
         Proxy {
             supervisor,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             upstreams: Upstreams::new(),
         }
+    }
+
+    /// Replaces the settings (a config reload); requests already placed keep their plan.
+    pub fn set_settings(&self, settings: ProxySettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// Serves one request; errors become responses.
@@ -82,8 +99,17 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let request_id = format!("{}-{}", crate::ids::ulid(), self.settings.edge_region);
-        match self.serve(req, inbound, peer, &request_id).await {
+        // The settings' one read for this request, let go of before the first await.
+        let settings = self.settings.load();
+        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let admitted = self.admit(&settings, req, inbound, peer);
+        drop(settings);
+        let outcome = match admitted {
+            Ok(Admitted::Answered(response)) => Ok(response),
+            Ok(Admitted::Routed(routed)) => self.serve(routed, inbound, &request_id).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(%peer, "proxy error: {error}");
@@ -98,30 +124,58 @@ impl Proxy {
         }
     }
 
-    async fn serve(
+    /// The phases that need no waiting: route (Host → app), the `force_https` answer,
+    /// place (the client's regions), and the request made ready for a machine.
+    fn admit(
         &self,
+        settings: &ProxySettings,
         req: Request<Incoming>,
         inbound: Inbound,
         peer: SocketAddr,
-        request_id: &str,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let app = self.route(&host)?;
-        if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
-            return Ok(respond::redirect_to_https(&host, req.uri()));
+    ) -> Result<Admitted, ProxyError> {
+        if inbound.scheme == "http"
+            && let Some(answer) = challenge::answer(&settings.challenges, &req)
+        {
+            return Ok(Admitted::Answered(answer));
         }
-        let client_ip = self.settings.trusted.client_ip(peer.ip(), req.headers());
-        let location = self.settings.geo.locate(client_ip);
-        let mut plan = place::plan(&self.settings.regions, location, req.headers());
+        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
+        let app = self.route(settings, &host)?;
+        if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
+            let redirect = respond::redirect_to_https(&host, req.uri());
+            return Ok(Admitted::Answered(redirect));
+        }
+        let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+        let location = settings.geo.locate(client_ip);
+        let plan = place::plan(&settings.regions, location, req.headers());
         let fwd = Forwarded {
             client_ip,
             peer_ip: peer.ip(),
             host: &host,
             scheme: inbound.scheme,
             public_port: inbound.service_port,
-            edge_region: &self.settings.edge_region,
+            edge_region: &settings.edge_region,
         };
-        let mut prepared = forward::prepare(req, &fwd);
+        let prepared = forward::prepare(req, &fwd);
+        Ok(Admitted::Routed(Routed {
+            app,
+            plan,
+            prepared,
+        }))
+    }
+
+    /// A ready machine (woken if need be), then the request forwarded to it; a request
+    /// the machine never saw goes to the next one.
+    async fn serve(
+        &self,
+        routed: Routed,
+        inbound: Inbound,
+        request_id: &str,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Routed {
+            app,
+            mut plan,
+            mut prepared,
+        } = routed;
         let mut unreached = None;
         loop {
             let ready = match self.ready(&app, inbound.service_port, &plan).await {
@@ -151,9 +205,9 @@ impl Proxy {
         }
     }
 
-    fn route(&self, host: &str) -> Result<Arc<App>, ProxyError> {
+    fn route(&self, settings: &ProxySettings, host: &str) -> Result<Arc<App>, ProxyError> {
         let registry = &self.supervisor.registry;
-        route::route(registry, &self.settings.domains, host)
+        route::route(registry, &settings.hostnames, &settings.domains, host)
     }
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {
@@ -163,7 +217,9 @@ impl Proxy {
     /// The app at `host` if its service on `port` terminates TLS and passes bytes on
     /// (`handlers = ["tls"]`), rather than speaking HTTP.
     pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
-        let app = self.route(&host.to_ascii_lowercase()).ok()?;
+        let app = self
+            .route(&self.settings.load(), &host.to_ascii_lowercase())
+            .ok()?;
         let passthrough = app.with_machines(|machines| {
             machines.iter().any(|m| {
                 m.spec()
@@ -179,8 +235,11 @@ impl Proxy {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let location = self.settings.geo.locate(peer.ip());
-        let plan = place::plan(&self.settings.regions, location, &http::HeaderMap::new());
+        let plan = {
+            let settings = self.settings.load();
+            let location = settings.geo.locate(peer.ip());
+            place::plan(&settings.regions, location, &http::HeaderMap::new())
+        };
         let ready = match self.ready(app, port, &plan).await {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
@@ -201,6 +260,23 @@ impl Proxy {
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
     }
+}
+
+/// What the synchronous phases decided.
+// Made and moved once per request: boxing the large variant would add an allocation to
+// every request to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+enum Admitted {
+    /// Answered without a machine (the redirect to https).
+    Answered(Response<ProxyBody>),
+    Routed(Routed),
+}
+
+/// A request routed and placed, ready to be sent to a machine of its app.
+struct Routed {
+    app: Arc<App>,
+    plan: Plan,
+    prepared: forward::Prepared,
 }
 
 /// Whether the app's services on this (plain HTTP) port say `force_https`.

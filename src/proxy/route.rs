@@ -1,6 +1,8 @@
-//! Phase 1, route: the Host names an app (`<app>.<domain>`).
+//! Phase 1, route: the Host names an app: `<app>.<domain>`, or a hostname added to the
+//! app (a custom domain).
 
 use super::ProxyError;
+use crate::hostnames::Hostnames;
 use crate::machines::{App, Registry};
 use http::Request;
 use http::uri::Authority;
@@ -42,11 +44,19 @@ pub fn app_name<'h>(host: &'h str, domains: &[String]) -> Option<&'h str> {
     })
 }
 
-/// The app a request is for.
-pub fn route(registry: &Registry, domains: &[String], host: &str) -> Result<Arc<App>, ProxyError> {
-    app_name(host, domains)
-        .and_then(|name| registry.app(name))
-        .ok_or_else(|| ProxyError::UnknownHost(host.to_string()))
+/// The app a request for `host` (lower-case) is for: `<app>.<domain>` first (no
+/// lookup but the registry's), else the app the hostname was added to.
+pub fn route(
+    registry: &Registry,
+    hostnames: &Hostnames,
+    domains: &[String],
+    host: &str,
+) -> Result<Arc<App>, ProxyError> {
+    let app = match app_name(host, domains) {
+        Some(name) => registry.app(name),
+        None => hostnames.app_of(host).and_then(|name| registry.app(&name)),
+    };
+    app.ok_or_else(|| ProxyError::UnknownHost(host.to_string()))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! then the wildcard of its parent, then the default certificate.
 
 use super::dev_ca::{self, CA_STEM};
+use super::managed::Managed;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -58,17 +59,19 @@ pub struct CertStore {
 impl CertStore {
     /// The certificate for an SNI name: exact, then `*.parent`, then the default.
     pub fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = name.map(str::to_ascii_lowercase) else {
-            return self.default.clone();
-        };
-        if let Some(cert) = self.exact.get(&name) {
-            return cert.clone();
+        name.map(str::to_ascii_lowercase)
+            .and_then(|name| self.covering(&name).cloned())
+            .unwrap_or_else(|| self.default.clone())
+    }
+
+    /// The certificate whose name covers `name` (lower-case), if any: exact, then
+    /// `*.parent`; never the default.
+    pub fn covering(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        if let Some(cert) = self.exact.get(name) {
+            return Some(cert);
         }
-        let parent = name.split_once('.').map(|(_, parent)| parent);
-        parent
-            .and_then(|p| self.wildcard.get(p))
-            .unwrap_or(&self.default)
-            .clone()
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent)
     }
 
     /// Whether `<app>.<domain>` names have a certificate of their own.
@@ -84,7 +87,8 @@ impl CertStore {
     }
 }
 
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PairError> {
+/// A chain (leaf first) and its private key, ready to serve.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PairError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(PairError::CertificatePem)?;
@@ -207,16 +211,19 @@ pub fn make_fallback(hosts: &[String]) -> Result<Arc<CertifiedKey>, CertError> {
     Ok(Arc::new(key))
 }
 
-/// rustls's certificate resolver over a store that reloads replace whole.
+/// rustls's certificate resolver: the certificates the API installed (`managed`),
+/// then the certs dir's store, which reloads replace whole.
 #[derive(Debug)]
 pub struct SniResolver {
     store: RwLock<Arc<CertStore>>,
+    managed: Arc<Managed>,
 }
 
 impl SniResolver {
-    pub fn new(store: CertStore) -> SniResolver {
+    pub fn new(store: CertStore, managed: Arc<Managed>) -> SniResolver {
         SniResolver {
             store: RwLock::new(Arc::new(store)),
+            managed,
         }
     }
 
@@ -227,11 +234,19 @@ impl SniResolver {
     pub fn store(&self) -> Arc<CertStore> {
         self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The certificate served for an SNI name.
+    pub fn certificate(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let name = name.map(str::to_ascii_lowercase);
+        name.as_deref()
+            .and_then(|n| self.managed.find(n))
+            .unwrap_or_else(|| self.store().find(name.as_deref()))
+    }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.store().find(hello.server_name()))
+        Some(self.certificate(hello.server_name()))
     }
 }
 

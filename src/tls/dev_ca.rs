@@ -73,20 +73,10 @@ fn write(path: &Path, text: &str) -> Result<(), DevCertError> {
 /// Private keys are readable by their owner only: anyone holding the CA key could
 /// impersonate any site to a machine that trusts the CA.
 fn write_key(path: &Path, text: &str) -> Result<(), DevCertError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io_error = |source| DevCertError::Io {
+    crate::files::write_private(path, text.as_bytes()).map_err(|source| DevCertError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error)?;
-    file.write_all(text.as_bytes()).map_err(io_error)
+    })
 }
 
 fn read(path: &Path) -> Result<String, DevCertError> {

@@ -1,7 +1,8 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
 //! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back.
+//! back; `bounds`: stops and shutdown that end; `crash_loops`: back-off after failed
+//! starts, and recovery that waits for a crashed edgewake's orphans.
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
@@ -11,6 +12,9 @@ use crate::machines::spec::MachineSpec;
 use crate::machines::store::Store;
 use crate::machines::{MachineState, Registry};
 use serde_json::{Value, json};
+
+mod bounds;
+mod crash_loops;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,8 @@ struct World {
 
 fn settings() -> Settings {
     Settings {
+        idle_timeout: IDLE,
+        reap_interval: Duration::from_millis(250),
         wake_timeout: WAKE_TIMEOUT,
         probe_interval: Duration::from_millis(5),
         stop_signal: Signal::SIGTERM,
@@ -339,4 +345,32 @@ async fn avoided_machines_are_not_picked() {
     plan.avoid.push(first.id.clone());
     let ready = w.sup.ready(&w.app, 80, &plan).await.unwrap();
     assert_eq!(ready.machine.id, second.id);
+}
+
+/// The reaper reads its timings at every round: an idle timeout shortened while it runs
+/// (a reload) stops a machine the old one would have kept.
+#[tokio::test(start_paused = true)]
+async fn reaper_takes_a_new_idle_timeout() {
+    let w = world();
+    let machine = w.machine(config(None));
+    drop(w.ready().await.unwrap());
+    let cancel = CancellationToken::new();
+    let reaper = tokio::spawn(w.sup.clone().reap_idle(cancel.clone()));
+    tokio::time::sleep(IDLE / 2).await;
+    assert_eq!(machine.state(), MachineState::Started);
+    w.sup.set_settings(Settings {
+        idle_timeout: IDLE / 4,
+        ..settings()
+    });
+    // Under the old timeout the machine has 2 s left: it must stop within 1.5 s.
+    for _ in 0..30 {
+        if machine.state() == MachineState::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(machine.state(), MachineState::Stopped);
+    assert_eq!(w.fake.stops(&machine.id), 1);
+    cancel.cancel();
+    reaper.await.unwrap();
 }
