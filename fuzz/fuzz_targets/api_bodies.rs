@@ -2,9 +2,10 @@
 //! `ApiJson`/`MaybeJson` extractors, the handlers, `api::error`'s statuses) on machines
 //! of the in-memory fake driver.
 //!
-//! An input is a selector byte (which call) and the body. One edgewake state (an
-//! in-memory database) on a paused-clock runtime serves the whole run, so waits cost no
-//! time (building the router is what costs: its OpenAPI document). Each input gets app
+//! An input is a selector byte (which call) and the body. One edgewake state (its
+//! database in a scratch directory of the process) on a paused-clock runtime serves the
+//! whole run, so waits cost no time (building the router is what costs: its OpenAPI
+//! document). Each input gets app
 //! `fuzz` with one started machine `m`, and every app is deleted after it, so one input
 //! does not change the next.
 //!
@@ -12,22 +13,28 @@
 //! fault: a 4xx), and every error answer is Fly's error JSON (`{"error": "..."}`).
 #![no_main]
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use edgewake::addresses::AddressRange;
-use edgewake::api::{self, ApiState};
-use edgewake::config::DEFAULT_STOP_SIGNAL;
+use edgewake::api::{self, ApiState, RegionList};
+use edgewake::certificates::Certificates;
+use edgewake::certificates::acme::timing::DEFAULT_BACKOFF;
+use edgewake::config::{Config, DEFAULT_STOP_SIGNAL};
 use edgewake::drivers::fake::FakeDriver;
+use edgewake::hostnames::Hostnames;
 use edgewake::lifecycle::{Settings, Supervisor};
 use edgewake::machines::Registry;
 use edgewake::machines::store::Store;
+use edgewake::tls::Tls;
 use http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const TOKEN: &str = "fuzz-token";
@@ -97,11 +104,22 @@ async fn delete_apps(edge: &Edge) {
     }
 }
 
+/// This process's own directory for the state database and the certificates (the
+/// state database is a file, made private, as the server's).
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgewake-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("certs")).expect("a scratch directory");
+    dir
+}
+
 fn router() -> (Router, Arc<Registry>) {
-    let store = Store::open(Path::new(":memory:")).expect("an in-memory database");
+    let dir = scratch_dir();
+    let store = Store::open(&dir.join("state.db")).expect("a state database");
     let range = AddressRange::parse_loopback("127.77.0.0/24").expect("a loopback range");
     let (registry, _) = Registry::load(store, range).expect("an empty registry");
     let settings = Settings {
+        idle_timeout: Duration::from_secs(60),
+        reap_interval: Duration::from_secs(60),
         wake_timeout: Duration::from_secs(30),
         probe_interval: Duration::from_millis(2),
         stop_signal: DEFAULT_STOP_SIGNAL,
@@ -111,13 +129,37 @@ fn router() -> (Router, Arc<Registry>) {
     };
     let registry = Arc::new(registry);
     let supervisor = Supervisor::new(registry.clone(), Arc::new(FakeDriver::new()), settings);
+    let certificates = certificates(dir, registry.clone());
     let router = api::router(ApiState {
         supervisor: Arc::new(supervisor),
+        certificates,
         token: TOKEN.into(),
-        regions: ["ams".to_string(), "ord".to_string()].into(),
-        edge_region: "ams".into(),
+        regions: Arc::new(ArcSwap::from_pointee(RegionList {
+            codes: vec!["ams".to_string(), "ord".to_string()],
+            edge: "ams".into(),
+        })),
+        stopping: CancellationToken::new(),
     });
     (router, registry)
+}
+
+/// The certificates service without ACME (no body here reaches it).
+fn certificates(dir: PathBuf, registry: Arc<Registry>) -> Arc<Certificates> {
+    let mut config = Config::parse("").expect("the default config");
+    config.tls.certs_dir = dir.join("certs");
+    let hostnames = Hostnames::open(&dir.join("state.db")).expect("a hostnames store");
+    config.data_dir = dir;
+    let tls = Arc::new(Tls::new(&config).expect("a fallback certificate"));
+    let hostnames = Arc::new(hostnames);
+    let cancel = CancellationToken::new();
+    Certificates::open(
+        &config,
+        &tls,
+        &hostnames,
+        registry,
+        DEFAULT_BACKOFF,
+        &cancel,
+    )
 }
 
 /// App `fuzz` with machine `m`, started; its id.
