@@ -43,7 +43,7 @@ const APP: &str = "fuzz";
 const MAX_ANSWER: usize = 1 << 20;
 
 /// The calls that take a JSON body: method and path (`{id}`: the machine).
-const CALLS: [(Method, &str); 9] = [
+const CALLS: [(Method, &str); 11] = [
     (Method::POST, "/v1/apps"),
     (Method::POST, "/v1/apps/fuzz/machines"),
     (Method::POST, "/v1/apps/fuzz/machines/{id}"),
@@ -53,6 +53,8 @@ const CALLS: [(Method, &str); 9] = [
     (Method::POST, "/v1/apps/fuzz/machines/{id}/lease"),
     (Method::POST, "/v1/apps/fuzz/machines/{id}/metadata/key"),
     (Method::PUT, "/v1/apps/fuzz/machines/{id}/metadata"),
+    (Method::POST, "/v1/apps/fuzz/certificates/acme"),
+    (Method::POST, "/v1/apps/fuzz/certificates/custom"),
 ];
 
 fuzz_target!(|bytes: &[u8]| {
