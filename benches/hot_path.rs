@@ -87,6 +87,24 @@ fn wake_bookkeeping(c: &mut Criterion) {
     });
 }
 
+/// The no-wake check every request goes through: a browser's user agent against the
+/// operator's list of monitors and crawlers (no match: the whole list is scanned).
+fn no_wake_rules(c: &mut Criterion) {
+    let operator = edgewake::config::NoWakeConfig::default();
+    let headers = request_headers();
+    c.bench_function("no_wake_check_browser", |b| {
+        b.iter(|| {
+            edgewake::proxy::no_wake::matches(
+                None,
+                &operator,
+                &http::Method::GET,
+                black_box("/index.html"),
+                black_box(&headers),
+            )
+        })
+    });
+}
+
 /// What reloadable settings cost a request: the proxy reads its `ArcSwap` snapshot once
 /// per request (a guard, no reference count), against a plain field read.
 fn settings_snapshot(c: &mut Criterion) {
@@ -106,6 +124,7 @@ criterion_group!(
     host_to_app,
     header_rewriting,
     wake_bookkeeping,
+    no_wake_rules,
     settings_snapshot
 );
 criterion_main!(benches);

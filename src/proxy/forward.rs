@@ -15,7 +15,7 @@ use crate::machines::Machine;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Empty};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
@@ -65,7 +65,7 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
+pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
@@ -75,7 +75,7 @@ pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
         restore_upgrade(req.headers_mut(), protocol);
     }
     Prepared {
-        req: req.map(Either::Left),
+        req,
         upgrade,
         client_upgrade,
         permit,
@@ -126,7 +126,10 @@ async fn exchange(
     prepared: &mut Prepared,
     ready: &Ready,
 ) -> Result<Response<Incoming>, SendFailure> {
-    let req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let req = std::mem::replace(
+        &mut prepared.req,
+        Request::new(Either::Right(Full::default())),
+    );
     let own = prepared.own_upstream.as_ref();
     match own.filter(|_| !ready.h2_backend && prepared.upgrade.is_none()) {
         Some(own) => {
@@ -163,7 +166,7 @@ fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
 }
 
 fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
-    let mut copy = Request::new(Either::Right(Empty::new()));
+    let mut copy = Request::new(Either::Right(Full::default()));
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
