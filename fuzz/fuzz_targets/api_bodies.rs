@@ -20,6 +20,7 @@ use edgewake::addresses::AddressRange;
 use edgewake::api::{self, ApiState, RegionList};
 use edgewake::certificates::Certificates;
 use edgewake::certificates::acme::timing::DEFAULT_BACKOFF;
+use edgewake::config::operator::DEFAULT_KEEP_AWAKE_MAX;
 use edgewake::config::{Config, DEFAULT_STOP_SIGNAL};
 use edgewake::drivers::fake::FakeDriver;
 use edgewake::hostnames::Hostnames;
@@ -141,6 +142,7 @@ fn router() -> (Router, Arc<Registry>) {
             edge: "ams".into(),
         })),
         stopping: CancellationToken::new(),
+        keep_awake_max: DEFAULT_KEEP_AWAKE_MAX,
     });
     (router, registry)
 }

@@ -42,7 +42,7 @@ fn check_usable(config: &Config) {
     );
 }
 
-fn durations(config: &Config) -> [(&'static str, Duration); 10] {
+fn durations(config: &Config) -> [(&'static str, Duration); 11] {
     let edge = &config.edge;
     [
         ("edge.idle_timeout", edge.idle_timeout),
@@ -55,5 +55,6 @@ fn durations(config: &Config) -> [(&'static str, Duration); 10] {
         ("edge.queue_timeout", edge.queue_timeout),
         ("tls.handshake_timeout", config.tls.handshake_timeout),
         ("machines.stop_timeout", config.machines.stop_timeout),
+        ("wake.keep_awake_max", config.wake.keep_awake_max),
     ]
 }
