@@ -241,6 +241,7 @@ mod tests {
             updated_at: "now".into(),
             events: Vec::new(),
             cordoned: false,
+            checks: Vec::new(),
         };
         store.save_machine("a", &record).unwrap();
         let stored = store.machines().unwrap();
