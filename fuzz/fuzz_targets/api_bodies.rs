@@ -143,6 +143,8 @@ fn router() -> (Router, Arc<Registry>) {
         })),
         stopping: CancellationToken::new(),
         keep_awake_max: DEFAULT_KEEP_AWAKE_MAX,
+        cluster: None,
+        forwarder: api::forward::Forwarder::default(),
     });
     (router, registry)
 }
