@@ -1,9 +1,10 @@
 //! Listening sockets: socket2 options (SO_REUSEADDR, large backlog) and an
-//! accept loop that takes a connection-limit permit before each accept and backs off
-//! when the process runs out of file descriptors instead of spinning; and the
-//! descriptors themselves: the open-file limit raised to its hard limit at start, and
-//! shared out so that the edge's connections cannot take the ones the API and the rest
-//! of edgewake need.
+//! accept loop that waits for a connection-limit permit for each connection it accepts
+//! (at most one accepted connection per listener waits; the rest stay in the backlog)
+//! and backs off when the process runs out of file descriptors instead of spinning; and
+//! the descriptors themselves: the open-file limit raised to its hard limit at start,
+//! and shared out so that the edge's connections cannot take the ones the API and the
+//! rest of edgewake need.
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use std::net::SocketAddr;
@@ -51,7 +52,11 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// Accepts until `cancel` fires, handing each connection to `serve`.
+/// Accepts until `cancel` fires, handing each connection to `serve` once it has a
+/// permit. The permit is taken after the accept, not before: listeners share one limit,
+/// and a permit held by a listener waiting in `accept` (one nobody connects to) would be
+/// taken from the others (with a limit of 1, all of it). So each listener holds at most
+/// one connection beyond the limit, unserved, and the rest wait in the kernel's backlog.
 pub async fn accept_loop(
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -60,16 +65,16 @@ pub async fn accept_loop(
 ) {
     let mut backoff = ACCEPT_BACKOFF;
     loop {
-        let permit = tokio::select! {
-            () = cancel.cancelled() => return,
-            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
+                let permit = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                };
                 backoff = ACCEPT_BACKOFF;
                 let _ = stream.set_nodelay(true);
                 let keepalive = TcpKeepalive::new()

@@ -5,6 +5,7 @@ use super::{Config, MAX_STOP_TIMEOUT};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// hyper needs at least this much read buffer.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -149,6 +150,13 @@ impl Config {
             if value == 0 {
                 errors.push(format!("`{key}` must be at least 1"));
             }
+        }
+        // A connection limit is a semaphore's permits, and tokio's panics above its ceiling.
+        if edge.max_connections > Semaphore::MAX_PERMITS {
+            errors.push(format!(
+                "`edge.max_connections` must be at most {}",
+                Semaphore::MAX_PERMITS
+            ));
         }
         for (key, path) in [
             ("geo.ipv4_db", &self.geo.ipv4_db),
@@ -341,6 +349,19 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
         assert_eq!(errors.problems().len(), 10, "{all}");
+    }
+
+    /// A connection limit no semaphore can hold is refused at load instead of panicking
+    /// at start (found by fuzz/config_toml's check, on a hand-made input).
+    #[test]
+    fn connection_limit_fits_a_semaphore() {
+        let err = Config::parse("[edge]\nmax_connections = 9223372036854775807\n").unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with("`edge.max_connections` must be at most")),
+            "{err}"
+        );
     }
 
     /// Quotas are read from `[limits]`; a stop timeout past Fly's limit and a zero quota

@@ -200,6 +200,28 @@ mod tests {
         assert_eq!(h["via"], "1.1 edgewake");
     }
 
+    /// Behind a trusted proxy the client it named is `Fly-Client-IP`, while
+    /// X-Forwarded-For gets the peer that connected; HTTPS says so.
+    #[test]
+    fn trusted_client_and_https() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        let fwd = Forwarded {
+            client_ip: "198.51.100.1".parse().unwrap(),
+            peer_ip: "10.0.0.2".parse().unwrap(),
+            scheme: "https",
+            public_port: 443,
+            ..fwd()
+        };
+        to_machine(&mut h, &fwd);
+        assert_eq!(h["fly-client-ip"], "198.51.100.1");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-ssl"], "on");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["fly-forwarded-port"], "443");
+    }
+
     /// The response names the machine and carries a request id.
     #[test]
     fn response_names_machine() {

@@ -22,7 +22,7 @@ const RETRY_AFTER_SECS: u64 = 1;
 /// Why the proxy could not forward a request, and which side it was on.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("the request names no host")]
+    #[error("the request names no valid host")]
     MissingHost,
     #[error("the request's host is ambiguous: {0}")]
     AmbiguousHost(&'static str),

@@ -6,13 +6,16 @@ use super::ProxyError;
 use crate::hostnames::Hostnames;
 use crate::machines::{App, Registry};
 use http::header::{HOST, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Version};
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 /// Where a request is going.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The host alone, without port or final dot, lower-cased: what routing reads.
+    /// The host alone, without port or final dot, lower-cased (an IPv6 address
+    /// unbracketed, in its canonical form): what routing reads.
     pub host: String,
     /// `host[:port]` as the client named it: the machine's Host header.
     pub authority: HeaderValue,
@@ -21,7 +24,8 @@ pub struct Target {
 impl Target {
     /// The authority a request names: an absolute-form URI's (its Host header is
     /// ignored, RFC 9112 §3.2.2), HTTP/2's `:authority` (a `host` naming another is a
-    /// bad request), else the one Host header.
+    /// bad request), else the one Host header; read by the same grammar either way, so
+    /// one authority routes alike however it comes.
     pub fn of<B>(req: &Request<B>) -> Result<Target, ProxyError> {
         let mut hosts = req.headers().get_all(HOST).iter();
         let header = hosts.next();
@@ -29,36 +33,50 @@ impl Target {
             return Err(ProxyError::AmbiguousHost("two Host headers"));
         }
         let Some(authority) = req.uri().authority() else {
-            return header
-                .and_then(Target::from_header)
-                .ok_or(ProxyError::MissingHost);
+            let value = header.ok_or(ProxyError::MissingHost)?;
+            let authority =
+                Authority::try_from(value.as_bytes()).map_err(|_| ProxyError::MissingHost)?;
+            return Target::new(&authority, value.clone());
         };
-        // Userinfo is no part of a Host (RFC 9110 §7.2).
-        let named = authority.as_str().rsplit('@').next().unwrap_or_default();
-        let differs = header.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(named.as_bytes()));
+        let differs = header.is_some_and(|h| {
+            !h.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        });
         if req.version() == Version::HTTP_2 && differs {
             return Err(ProxyError::AmbiguousHost("host differs from :authority"));
         }
-        let authority = HeaderValue::from_str(named).map_err(|_| ProxyError::MissingHost)?;
-        Target::new(strip_port(named), authority).ok_or(ProxyError::MissingHost)
+        let value =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::MissingHost)?;
+        Target::new(authority, value)
     }
 
-    fn from_header(value: &HeaderValue) -> Option<Target> {
-        let text = value.to_str().ok()?;
-        Target::new(strip_port(text), value.clone())
-    }
-
-    fn new(host: &str, authority: HeaderValue) -> Option<Target> {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        (!host.is_empty()).then_some(Target { host, authority })
+    fn new(authority: &Authority, value: HeaderValue) -> Result<Target, ProxyError> {
+        let host = host_of(authority).ok_or(ProxyError::MissingHost)?;
+        Ok(Target {
+            host,
+            authority: value,
+        })
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+/// The host a request is for (see `Target::of`); `None` when it names none.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    Target::of(req).ok().map(|target| target.host)
+}
+
+/// The routed host of an authority; `None` when it has userinfo (an error: RFC 9110
+/// §4.2.4), or brackets around something other than an IPv6 address, or no host.
+fn host_of(authority: &Authority) -> Option<String> {
+    if authority.as_str().contains('@') {
+        return None;
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    let host = authority.host();
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // The URI grammar takes anything in brackets; only an IPv6 address is a host.
+        Some(literal) => literal.parse::<Ipv6Addr>().ok()?.to_string(),
+        None => host.trim_end_matches('.').to_ascii_lowercase(),
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// The app name in `host` for the first domain it ends with (`<app>.<domain>`).
@@ -137,12 +155,17 @@ mod tests {
         assert_eq!(target(req).unwrap().host, "app.localhost");
     }
 
-    /// An absolute-form URI wins over Host (without its userinfo); over HTTP/2 a
-    /// differing `host` is refused; two Host headers are refused; none is missing.
+    /// An absolute-form URI wins over Host; over HTTP/2 a differing `host` is refused;
+    /// two Host headers are refused; none, or one with userinfo, is missing.
     #[test]
     fn one_authority_per_request() {
-        let absolute = Request::builder()
+        let userinfo = Request::builder()
             .uri("http://user@a.localhost:8080/")
+            .body(())
+            .unwrap();
+        assert!(matches!(target(userinfo), Err(ProxyError::MissingHost)));
+        let absolute = Request::builder()
+            .uri("http://a.localhost:8080/")
             .header("host", "evil.example")
             .body(())
             .unwrap();
@@ -173,5 +196,34 @@ mod tests {
         assert!(matches!(target(two), Err(ProxyError::AmbiguousHost(_))));
         let none = Request::builder().body(()).unwrap();
         assert!(matches!(target(none), Err(ProxyError::MissingHost)));
+    }
+
+    /// One authority gives one host whether it comes as the Host header or in the URI:
+    /// IPv6 brackets go both ways; brackets around no IPv6 address, and userinfo, route
+    /// neither way (found by fuzzing: `[::1]:8080` kept its brackets from the URI only,
+    /// `[:::1]` was taken from either; `user@app.localhost` went to app `user@app` from
+    /// the header but to `app` from the URI).
+    #[test]
+    fn host_header_and_uri_agree() {
+        for (authority, host) in [
+            ("[::1]:8080", Some("::1")),
+            ("[2001:DB8:0::1]", Some("2001:db8::1")),
+            ("[:::1]:8080", None),
+            ("[app.localhost]", None),
+            ("user@app.localhost", None),
+            ("a:b@app.localhost:80", None),
+            ("App.localhost.:80", Some("app.localhost")),
+        ] {
+            let by_header = Request::builder().header("host", authority);
+            let by_uri = Request::builder().uri(format!("http://{authority}/"));
+            for req in [by_header, by_uri] {
+                let req = req.body(()).unwrap();
+                assert_eq!(
+                    request_host(&req).as_deref(),
+                    host,
+                    "{authority} in {req:?}"
+                );
+            }
+        }
     }
 }

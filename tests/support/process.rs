@@ -52,14 +52,24 @@ impl EdgewakeProcess {
     /// Starts `edgewake serve` with the test config written to `dir`, and waits until
     /// its API answers.
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
+        let config = process_config(dir, range);
+        EdgewakeProcess::spawn_config(dir, &config, &[]).await
     }
 
     /// Starts `edgewake serve --driver sandbox` with machines in `network`.
     pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range())
             + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
-        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
+        let driver = ["--driver", "sandbox"];
+        EdgewakeProcess::spawn_config(dir, &config, &driver).await
+    }
+
+    /// Starts `edgewake serve` with the test config and the API token variables of
+    /// `tokens` (each set, or removed from the environment).
+    pub async fn spawn_with_tokens(dir: &Path, tokens: TokenEnv<'_>) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range());
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, None).await
     }
 
     /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
@@ -73,7 +83,8 @@ impl EdgewakeProcess {
     pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
         let config = process_config(dir, range);
         let listeners = Listeners::free("127.0.0.1".parse().unwrap());
-        EdgewakeProcess::spawn_under(dir, &config, listeners, &[], &[], Some(ulimits)).await
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, Some(ulimits)).await
     }
 
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
@@ -101,16 +112,19 @@ impl EdgewakeProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_under(dir, config_text, listeners, extra, env, None).await
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, config_text, listeners, extra, env, tokens, None).await
     }
 
-    /// `spawn_at`, under `ulimits` (shell limits set before edgewake starts) if given.
-    async fn spawn_under(
+    /// `spawn_at` with the API token variables of `tokens`, under `ulimits` (shell
+    /// limits set before edgewake starts) if given.
+    async fn spawn_full(
         dir: &Path,
         config_text: &str,
         listeners: Listeners,
         extra: &[&str],
         env: &[(&str, &str)],
+        tokens: TokenEnv<'_>,
         ulimits: Option<&str>,
     ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
@@ -132,17 +146,24 @@ impl EdgewakeProcess {
                 sh
             }
         };
-        let child = command
+        command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
             .args(["--http", &http.to_string(), "--api", &api.to_string()])
             .args(["--https", &https.to_string()])
-            .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        for (name, value) in [
+            ("EDGEWAKE_API_TOKEN", tokens.edgewake),
+            ("FLY_API_TOKEN", tokens.fly),
+        ] {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().unwrap();
         let process = EdgewakeProcess {
             child,
             http,
@@ -154,14 +175,21 @@ impl EdgewakeProcess {
         process
     }
 
+    /// Waits until the API answers (with whatever status: the test may not know the token).
     async fn wait_until_serving(&self) {
         let client = reqwest::Client::new();
         let url = format!("http://{}/v1/apps", self.api);
         wait::until_true("edgewake to serve its API", PROCESS_TIMEOUT, async || {
-            let res = client.get(&url).bearer_auth(TOKEN).send().await;
-            res.is_ok_and(|r| r.status().is_success())
+            client.get(&url).send().await.is_ok()
         })
         .await
+    }
+
+    /// The status of an API call made with `token`.
+    pub async fn api_status(&self, token: &str) -> reqwest::StatusCode {
+        let url = format!("http://{}/v1/apps", self.api);
+        let res = reqwest::Client::new().get(&url).bearer_auth(token).send();
+        res.await.expect("the API answers").status()
     }
 
     pub fn signal(&self, signal: &str) {
@@ -251,6 +279,23 @@ fn kill_group(pid: i32) {
     use nix::unistd::Pid;
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// The API token variables an edgewake process is started with (`None`: not set).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEnv<'a> {
+    pub edgewake: Option<&'a str>,
+    pub fly: Option<&'a str>,
+}
+
+impl TokenEnv<'_> {
+    /// The tests' own token, as `EDGEWAKE_API_TOKEN`.
+    fn test() -> TokenEnv<'static> {
+        TokenEnv {
+            edgewake: Some(TOKEN),
+            fly: None,
+        }
+    }
 }
 
 fn process_config(dir: &Path, range: &str) -> String {
