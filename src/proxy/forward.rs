@@ -17,7 +17,7 @@ use crate::cluster::{BackhaulKey, backhaul};
 use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::lifecycle::Ready;
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
@@ -235,7 +235,7 @@ async fn exchange(
     }
     let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
     if ready.h2_backend {
-        *req.uri_mut() = h2_uri(req.uri(), &prepared.authority);
+        *req.uri_mut() = upstream::http_uri(req.uri(), prepared.authority.as_bytes());
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(HOST); // `:authority` says it
         let (response, lease) = upstreams
@@ -371,18 +371,4 @@ fn origin_form(uri: &Uri) -> Uri {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::from(path)
-}
-
-/// `http://<authority><path>`: an h2c machine's request names the authority the client's
-/// was routed by.
-fn h2_uri(original: &Uri, authority: &HeaderValue) -> Uri {
-    let path = original
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = http::uri::Authority::try_from(authority.as_bytes()).ok();
-    parts.path_and_query = Some(path);
-    Uri::from_parts(parts).unwrap_or_else(|_| original.clone())
 }

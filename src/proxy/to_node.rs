@@ -8,8 +8,7 @@
 use super::upstream::{MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError};
 use crate::cluster::{BackhaulKey, Relayed};
 use crate::lifecycle::Ready;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
@@ -49,7 +48,7 @@ pub fn address(
     public_port: u16,
     request_id: &str,
 ) {
-    *req.uri_mut() = backhaul_uri(req.uri(), addr);
+    *req.uri_mut() = super::upstream::http_uri(req.uri(), addr.to_string().as_bytes());
     *req.version_mut() = Version::HTTP_11;
     if let Some(key) = key {
         let machine = &ready.machine;
@@ -111,17 +110,4 @@ fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     copy
-}
-
-/// `http://<backhaul><path>`.
-fn backhaul_uri(original: &Uri, addr: SocketAddr) -> Uri {
-    let path = original
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Authority::try_from(addr.to_string()).ok();
-    parts.path_and_query = Some(path);
-    Uri::from_parts(parts).unwrap_or_else(|_| original.clone())
 }

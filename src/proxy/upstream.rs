@@ -282,3 +282,18 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 pub fn paced_answer(body: Incoming, read: Pace) -> PacedBody<Incoming> {
     PacedBody::new(body, read)
 }
+
+/// `http://<authority><path>`: the original's path and query sent under another
+/// authority (an h2c machine's routed authority, another node's backhaul).
+pub fn http_uri(original: &http::Uri, authority: &[u8]) -> http::Uri {
+    use http::uri::{Authority, PathAndQuery, Scheme};
+    let path = original
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Authority::try_from(authority).ok();
+    parts.path_and_query = Some(path);
+    http::Uri::from_parts(parts).unwrap_or_else(|_| original.clone())
+}
