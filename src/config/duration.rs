@@ -8,8 +8,24 @@ use std::time::Duration;
 /// (`Instant::now() + timeout` panics).
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
+/// The longest text read as a duration, and the most significant digits one number in
+/// it may have. humantime panics (`Duration::new` overflows) when its running total nears
+/// u64::MAX seconds; within these bounds the total stays below a third of that (at most
+/// 23 terms of under 10^10 years each), and every real duration fits them easily.
+const MAX_TEXT: usize = 256;
+const MAX_DIGITS: usize = 10;
+
 /// Parses a human duration such as `"4s"` or `"1m30s"`, up to `MAX_DURATION`.
 pub fn parse(text: &str) -> Result<Duration, String> {
+    if text.len() > MAX_TEXT {
+        return Err(format!("`{text}` is too long to be a duration"));
+    }
+    let too_big = text
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|digits| digits.trim_start_matches('0').len() > MAX_DIGITS);
+    if too_big {
+        return Err(format!("`{text}` is longer than 100 years"));
+    }
     let duration = humantime::parse_duration(text.trim())
         .map_err(|e| format!("`{text}` is not a duration like \"4s\" or \"250ms\": {e}"))?;
     if duration > MAX_DURATION {
@@ -39,6 +55,17 @@ mod tests {
         assert!(parse("100years 1s").is_err());
         let err = parse("500000000000years").unwrap_err();
         assert!(err.contains("longer than 100 years"), "{err}");
+    }
+
+    /// Numbers whose sum overflows humantime's running total are refused, not a panic
+    /// (found by fuzz/duration: `18446744073709551615s1000ms…` panicked in
+    /// `Duration::new`); leading zeros do not count, and over-long text is refused.
+    #[test]
+    fn refuses_totals_that_would_overflow() {
+        let err = parse("18446744073709551615s1000ms").unwrap_err();
+        assert!(err.contains("longer than 100 years"), "{err}");
+        assert_eq!(parse("0000000000004s").unwrap(), Duration::from_secs(4));
+        assert!(parse(&"1s".repeat(200)).is_err());
     }
 
     /// A bare number has no unit and is rejected with the offending text.
