@@ -18,6 +18,8 @@ set -euo pipefail
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 WORK=$(mktemp -d /tmp/edgewake-bench.XXXXXX)
 OUT_DIR="$ROOT/target/bench"
 mkdir -p "$OUT_DIR"
@@ -29,7 +31,6 @@ if ! need wrk || ! need nginx || ! need haproxy || ! need taskset; then
   apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy util-linux >/dev/null
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(free_port); HTTPS=$(free_port); API=$(free_port)
 TOKEN=bench-$$
 HOST=bench.localhost
@@ -41,14 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# EDGEWAKE_BIN=path runs that binary instead of building this checkout (a before/after
-# comparison on one machine).
-if [ -n "${EDGEWAKE_BIN:-}" ]; then
-  BIN=$EDGEWAKE_BIN
-else
-  (cd "$ROOT" && cargo build --release --quiet)
-  BIN="$ROOT/target/release/edgewake"
-fi
+edgewake_bin
 "$BIN" certs generate "$HOST" --dir "$WORK/certs" >/dev/null
 cat >"$WORK/edgewake.toml" <<EOF
 data_dir = "$WORK/data"

@@ -17,19 +17,15 @@ set -euo pipefail
 CONNECTIONS=${1:-5000}
 BURSTS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 WORK=$(mktemp -d /tmp/edgewake-memory.XXXXXX)
 cleanup() {
   [ -n "${EDGEWAKE_PID:-}" ] && kill "$EDGEWAKE_PID" 2>/dev/null && wait "$EDGEWAKE_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-if [ -n "${EDGEWAKE_BIN:-}" ]; then
-  BIN=$EDGEWAKE_BIN
-else
-  (cd "$ROOT" && cargo build --release --quiet)
-  BIN="$ROOT/target/release/edgewake"
-fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+edgewake_bin
 HTTP=$(free_port); HTTPS=$(free_port); API=$(free_port)
 TOKEN=memory-$$
 cat >"$WORK/edgewake.toml" <<EOF
