@@ -66,6 +66,35 @@ async fn unkillable_machine_does_not_hold_shutdown() {
     assert!(began.elapsed() <= SHUTDOWN_BOUND, "{:?}", began.elapsed());
 }
 
+/// A machine that never listens and that not even SIGKILL ends fails its wake at the
+/// wake timeout, and its start gives up on it the kill's grace later (its exit
+/// unknown): it holds neither the requests nor its lifecycle lock for ever.
+#[tokio::test(start_paused = true)]
+async fn unkillable_machine_does_not_hold_a_failed_start() {
+    let w = world();
+    w.fake.script_all(Script {
+        boot: Boot::Hang,
+        unkillable: true,
+        ..Script::default()
+    });
+    let machine = w.machine(config(None));
+    let began = tokio::time::Instant::now();
+    let woken = tokio::time::timeout(FOREVER, w.ready()).await;
+    let Ok(Err(AcquireError::Wake { error, .. })) = woken else {
+        panic!("the wake fails, and ends");
+    };
+    assert!(
+        matches!(error, WakeError::Timeout(t) if t == WAKE_TIMEOUT),
+        "{error}"
+    );
+    assert_eq!(began.elapsed(), WAKE_TIMEOUT + KILL_GRACE);
+    assert_eq!(machine.state(), MachineState::Stopped);
+    let stop = w.sup.stop(&machine, StopRequest::new(EventSource::User));
+    tokio::time::timeout(Duration::from_secs(1), stop)
+        .await
+        .expect("the lifecycle lock is free");
+}
+
 /// At shutdown every running machine is stopped, its exit saying why, and no machine
 /// is started afterwards.
 #[tokio::test(start_paused = true)]
