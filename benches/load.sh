@@ -2,7 +2,8 @@
 # Load benchmark: edgewake next to nginx and HAProxy, same machine backend, same client,
 # interleaved rounds, one table. Usage: bash benches/load.sh [ROUNDS] [SECONDS]
 # EDGEWAKE_WORKERS=N runs edgewake with N tokio workers, unpinned (scaling); default 1,
-# pinned like the peers.
+# pinned like the peers. EDGEWAKE_BIN=path benchmarks that binary (no build); PEERS=path
+# names shared/bench/peers.sh when it is not found beside the checkout.
 #
 # - builds edgewake (release), starts it on free loopback ports with its own data dir,
 #   creates an app and a machine of the bundled runtime with autostop off;
@@ -35,13 +36,19 @@ HOST=bench.localhost
 
 cleanup() {
   [ -n "${EDGEWAKE_PID:-}" ] && kill "$EDGEWAKE_PID" 2>/dev/null && wait "$EDGEWAKE_PID" 2>/dev/null || true
-  PEER_DIR="$WORK/peer" bash "$PEERS" stop 2>/dev/null || true
+  [ -n "${PEERS:-}" ] && PEER_DIR="$WORK/peer" bash "$PEERS" stop 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build --release --quiet)
-BIN="$ROOT/target/release/edgewake"
+# EDGEWAKE_BIN=path runs that binary instead of building this checkout (a before/after
+# comparison on one machine).
+if [ -n "${EDGEWAKE_BIN:-}" ]; then
+  BIN=$EDGEWAKE_BIN
+else
+  (cd "$ROOT" && cargo build --release --quiet)
+  BIN="$ROOT/target/release/edgewake"
+fi
 "$BIN" certs generate "$HOST" --dir "$WORK/certs" >/dev/null
 cat >"$WORK/edgewake.toml" <<EOF
 data_dir = "$WORK/data"
@@ -73,8 +80,12 @@ IP=$(echo "$MACHINE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["
 for _ in $(seq 200); do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$HTTP/" && break; sleep 0.05; done
 [ "$WORKERS" = 1 ] && taskset -apc 0 "$EDGEWAKE_PID" >/dev/null
 
-PEERS="$ROOT/../shared/bench/peers.sh"
-[ -f "$PEERS" ] || PEERS="$ROOT/benches/peers.sh"
+# The peers' configs: $PEERS if set, else shared/bench/peers.sh beside the checkout (a
+# worktree under /work/wt finds it two levels up).
+for candidate in "${PEERS:-}" "$ROOT/../shared/bench/peers.sh" "$ROOT/../../shared/bench/peers.sh"; do
+  [ -n "$candidate" ] && [ -f "$candidate" ] && PEERS=$candidate && break
+done
+[ -f "${PEERS:-}" ] || { echo "no peers.sh: set PEERS=/path/to/shared/bench/peers.sh" >&2; exit 1; }
 PEER_DIR="$WORK/peer" BACKEND="$IP:8080" bash "$PEERS" start
 for pidfile in "$WORK/peer/nginx.pid" "$WORK/peer/haproxy.pid"; do
   for pid in $(cat "$pidfile") $(pgrep -P "$(cat "$pidfile")" || true); do taskset -apc 0 "$pid" >/dev/null; done
