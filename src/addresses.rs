@@ -4,8 +4,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::File;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// Where range claims are kept: the host's lock directory (FHS), else its temp dir.
+const LOCK_DIR: &str = "/run/lock";
 
 /// A CIDR block from which machine addresses are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,12 +86,131 @@ impl AddressRange {
         u32::from(ip).wrapping_sub(self.base) < self.size
     }
 
-    /// The lowest machine address not in `taken` (never the network, gateway or
+    /// How many machine addresses the range has (not the network, gateway or
     /// broadcast address).
-    pub fn allocate(&self, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        (FIRST_MACHINE_OFFSET..self.size - 1)
-            .map(|offset| Ipv4Addr::from(self.base + offset))
-            .find(|ip| !taken.contains(ip))
+    fn machine_addresses(&self) -> u32 {
+        self.size - 1 - FIRST_MACHINE_OFFSET
+    }
+
+    /// The `n`th machine address, counting round the range.
+    fn machine_address(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + FIRST_MACHINE_OFFSET + n % self.machine_addresses())
+    }
+}
+
+/// The addresses of a range that machines hold, handed out round the range: a search
+/// starts after the last address handed out, so it does not walk every held address,
+/// and an address given back (a destroyed machine's, whose process may still be on its
+/// way out) is the last to be handed out again.
+#[derive(Debug)]
+pub struct AddressPool {
+    range: AddressRange,
+    held: HashSet<Ipv4Addr>,
+    /// Where the next search starts, counted in machine addresses.
+    next: u32,
+}
+
+impl AddressPool {
+    pub fn new(range: AddressRange) -> AddressPool {
+        AddressPool {
+            range,
+            held: HashSet::new(),
+            next: 0,
+        }
+    }
+
+    pub fn range(&self) -> AddressRange {
+        self.range
+    }
+
+    /// Marks an address as a machine's (one that existed before this pool).
+    pub fn hold(&mut self, ip: Ipv4Addr) {
+        self.held.insert(ip);
+    }
+
+    /// Gives a machine's address back.
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.held.remove(&ip);
+    }
+
+    /// The next address that no machine holds and nothing else uses (`busy`: a socket
+    /// listens there), held from now on; none when the range is full.
+    pub fn take(&mut self, busy: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let count = self.range.machine_addresses();
+        let n = (0..count)
+            .map(|i| self.next.wrapping_add(i) % count)
+            .find(|n| {
+                let ip = self.range.machine_address(*n);
+                !self.held.contains(&ip) && !busy.contains(&ip)
+            })?;
+        self.next = (n + 1) % count;
+        let ip = self.range.machine_address(n);
+        self.held.insert(ip);
+        Some(ip)
+    }
+}
+
+/// One edgewake's claim on a range: while it is held, no other edgewake on this host
+/// can claim the same range (flock(2) on a file named by the range, which the kernel
+/// releases when the holder exits, however it exits). Two edgewakes handing out the
+/// same addresses would send one's requests to the other's machines.
+#[derive(Debug)]
+pub struct RangeClaim {
+    _file: File,
+}
+
+/// Why a range could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "the addresses {range} are in use by another edgewake on this host (it holds {}): \
+         give each edgewake its own range (machines.private_ip_range, sandbox.network)",
+        path.display()
+    )]
+    Taken { range: AddressRange, path: PathBuf },
+    #[error("cannot claim the addresses {range} ({}): {source}", path.display())]
+    Lock {
+        range: AddressRange,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl AddressRange {
+    /// Claims the range for this edgewake until the claim is dropped.
+    pub fn claim(&self) -> Result<RangeClaim, ClaimError> {
+        let dir = Path::new(LOCK_DIR);
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        self.claim_in(&dir)
+    }
+
+    fn claim_in(&self, dir: &Path) -> Result<RangeClaim, ClaimError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = self.to_string().replace('/', "_");
+        let path = dir.join(format!("edgewake-range-{name}.lock"));
+        let failed = |source| ClaimError::Lock {
+            range: *self,
+            path: path.clone(),
+            source,
+        };
+        // Readable by all: any user's edgewake must be able to find it taken.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(failed)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RangeClaim { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ClaimError::Taken { range: *self, path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
+        }
     }
 }
 
@@ -111,27 +235,32 @@ impl fmt::Display for AddressRange {
 mod tests {
     use super::*;
 
-    /// Addresses are handed out lowest first, after the gateway, and never twice.
+    /// Addresses are handed out after the gateway, never twice, skipping those held
+    /// and those something else listens on; one given back comes round last.
     #[test]
-    fn allocates_lowest_free() {
-        let range = AddressRange::parse_loopback("127.20.0.0/16").unwrap();
-        let mut taken = HashSet::new();
-        let first = range.allocate(&taken).unwrap();
-        assert_eq!(first, Ipv4Addr::new(127, 20, 0, 2));
+    fn hands_out_round_the_range() {
+        let range = AddressRange::parse_loopback("127.20.0.0/29").unwrap();
         assert_eq!(range.gateway(), Ipv4Addr::new(127, 20, 0, 1));
-        taken.insert(first);
-        assert_eq!(
-            range.allocate(&taken).unwrap(),
-            Ipv4Addr::new(127, 20, 0, 3)
-        );
+        let mut pool = AddressPool::new(range);
+        pool.hold(Ipv4Addr::new(127, 20, 0, 3));
+        let busy = HashSet::from([Ipv4Addr::new(127, 20, 0, 4)]);
+        let ip = |d| Some(Ipv4Addr::new(127, 20, 0, d));
+        assert_eq!(pool.take(&busy), ip(2));
+        assert_eq!(pool.take(&busy), ip(5));
+        pool.release(Ipv4Addr::new(127, 20, 0, 2));
+        assert_eq!(pool.take(&busy), ip(6));
+        assert_eq!(pool.take(&busy), ip(2), "given back, handed out last");
     }
 
     /// A full block yields nothing rather than reusing an address.
     #[test]
     fn full_range_is_exhausted() {
         let range = AddressRange::parse("127.9.9.0/29").unwrap();
-        let taken: HashSet<_> = (2..7).map(|d| Ipv4Addr::new(127, 9, 9, d)).collect();
-        assert_eq!(range.allocate(&taken), None);
+        let mut pool = AddressPool::new(range);
+        for d in 2..7 {
+            pool.hold(Ipv4Addr::new(127, 9, 9, d));
+        }
+        assert_eq!(pool.take(&HashSet::new()), None);
     }
 
     /// Each driver's range is checked: loopback for processes, private for sandboxes.
@@ -150,6 +279,22 @@ mod tests {
         let range = AddressRange::parse("172.30.0.0/16").unwrap();
         assert!(range.contains(Ipv4Addr::new(172, 30, 9, 9)));
         assert!(!range.contains(Ipv4Addr::new(172, 31, 0, 0)));
+    }
+
+    /// A claimed range cannot be claimed again until the claim is dropped; another
+    /// range can.
+    #[test]
+    fn a_range_is_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = AddressRange::parse("127.63.0.0/24").unwrap();
+        let claim = range.claim_in(dir.path()).unwrap();
+        let err = range.claim_in(dir.path()).unwrap_err();
+        assert!(matches!(err, ClaimError::Taken { .. }), "{err}");
+        assert!(err.to_string().contains("127.63.0.0/24"), "{err}");
+        let other = AddressRange::parse("127.63.1.0/24").unwrap();
+        assert!(other.claim_in(dir.path()).is_ok());
+        drop(claim);
+        assert!(range.claim_in(dir.path()).is_ok());
     }
 
     /// A range is written back as its network and prefix, whatever host bits it was

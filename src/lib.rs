@@ -6,7 +6,9 @@
 //! reverse (`tests/layers.rs` fails on an import cycle between top-level modules).
 //!
 //! - `ids`, `files`, `signals`, `addresses` (the private range machines get addresses
-//!   from), `geo` (MaxMind-format lookup, great-circle distance), `trusted` and
+//!   from, handed out round it, and the lock that claims it for one edgewake),
+//!   `listening` (which TCP sockets listen where, from `/proc/<pid>/net`), `geo`
+//!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit): leaves.
@@ -36,7 +38,8 @@
 //!   on failure, queue at the hard limit), and `start`, `stop`, `destroy`,
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
 //!   idle `reaper` for the API and the server. `run` holds what each machine's
-//!   lifecycle needs: its lock, its instance, its wake in progress.
+//!   lifecycle needs: its lock, its instance, its wake in progress, its back-off after
+//!   failed starts.
 //! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
 //!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
 //!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
@@ -107,6 +110,7 @@ pub mod ids;
 pub mod images;
 pub mod lifecycle;
 pub mod listener;
+pub mod listening;
 pub mod machines;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -9,6 +9,7 @@ mod reload;
 use live::Live;
 pub use reload::{ReloadError, Reloaded};
 
+use crate::addresses::RangeClaim;
 use crate::api::{self, ApiState};
 use crate::certificates::Certificates;
 use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
@@ -34,6 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
+/// The data dir holds the state, the API token and machines' files: others may not
+/// list or read it, only pass through (a sandbox's user-namespaced root mounts its
+/// rootfs below it).
+pub const DATA_DIR_MODE: u32 = 0o711;
 
 /// What the caller may set beyond the config file.
 #[derive(Default, Clone)]
@@ -73,6 +78,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error(transparent)]
     Sandbox(#[from] crate::drivers::sandbox::SetupError),
+    #[error(transparent)]
+    Range(#[from] crate::addresses::ClaimError),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -150,8 +157,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         path: data_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
-    let supervisor = open_machines(&config, options.bin_dir, options.driver)?;
+    crate::files::dir_with_mode(&data_dir, DATA_DIR_MODE).map_err(data_dir_error)?;
+    let (supervisor, claim) = open_machines(&config, options.bin_dir, options.driver).await?;
     let api_token =
         api::auth::resolve_token(options.api_token, &data_dir).map_err(data_dir_error)?;
     let tls = Arc::new(Tls::new(&config)?);
@@ -190,6 +197,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         api_state,
         certificates.clone(),
         cancel.clone(),
+        claim,
     );
     let done = tokio::spawn(served);
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
@@ -207,19 +215,23 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     })
 }
 
-/// Opens the state, the driver and the supervisor, and makes machine states true again.
-fn open_machines(
+/// Claims the machines' address range, opens the state, the driver and the
+/// supervisor, and makes machine states true again. The claim comes first: an
+/// edgewake that would share its range with a running one touches nothing.
+async fn open_machines(
     config: &Config,
     bin_dir: Option<PathBuf>,
     driver: Option<Arc<dyn Driver>>,
-) -> Result<Arc<Supervisor>, StartError> {
-    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
+) -> Result<(Arc<Supervisor>, RangeClaim), StartError> {
     let sandboxed = config.machines.driver == DriverKind::Sandbox;
     let range = match sandboxed {
         true => config.sandbox.network,
         false => config.machines.private_ip_range,
     };
+    let claim = range.claim()?;
+    let store = Store::open(&config.data_dir.join(STATE_FILE))?;
     let (registry, stored) = Registry::load(store, range)?;
+    let registry = registry.with_limits(config.limits);
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
     let driver: Arc<dyn Driver> = match (driver, sandboxed) {
         (Some(driver), _) => driver,
@@ -233,8 +245,8 @@ fn open_machines(
         driver,
         live::settings(config),
     ));
-    supervisor.recover(stored);
-    Ok(supervisor)
+    supervisor.recover(stored).await;
+    Ok((supervisor, claim))
 }
 
 /// The directory of the running edgewake binary.
@@ -289,6 +301,8 @@ async fn serve(
     api_state: ApiState,
     certificates: Arc<Certificates>,
     cancel: CancellationToken,
+    // Held until every machine has stopped: then another edgewake may take the range.
+    claim: RangeClaim,
 ) {
     let config = live.config();
     let supervisor = live.supervisor.clone();
@@ -317,8 +331,11 @@ async fn serve(
     // The accept loops return only once cancelled: drain what is in flight.
     supervisor.close_all_tunnels().await;
     edge.connections.close();
+    // One deadline for the edge, the API and the reaper: shutdown takes at most the
+    // drain timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).
     let drain = live.config().edge.drain_timeout;
-    if tokio::time::timeout(drain, edge.connections.wait())
+    let drained = tokio::time::Instant::now() + drain;
+    if tokio::time::timeout_at(drained, edge.connections.wait())
         .await
         .is_err()
     {
@@ -326,13 +343,15 @@ async fn serve(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );
     }
-    let _ = tokio::time::timeout(drain, api).await;
-    let _ = reaper.await;
+    let _ = tokio::time::timeout_at(drained, api).await;
+    // An idle stop under way goes on; shutdown's own stop of that machine waits for it.
+    let _ = tokio::time::timeout_at(drained, reaper).await;
     if let Some(acme) = certificates.acme() {
         acme.stopped().await;
     }
     supervisor.shutdown().await;
     supervisor.driver().close();
+    drop(claim);
     tracing::info!("edgewake stopped");
 }
 

@@ -238,6 +238,20 @@ async fn machine_name_and_region_given_are_kept() {
     edge.shutdown().await;
 }
 
+/// An empty name is no name (as Fly takes it): the machine gets a generated one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_machine_name_is_generated() {
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    for _ in 0..2 {
+        let body = json!({"name": "", "config": seed_config(RUNTIME_IMAGE), "skip_launch": true});
+        let (status, machine) = edge.post(&machines_path(APP), body).await;
+        assert_eq!(status, StatusCode::OK, "{machine}");
+        assert!(!machine["name"].as_str().unwrap().is_empty(), "{machine}");
+    }
+    edge.shutdown().await;
+}
+
 /// Listing machines returns every machine of the app and none of another app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_list_is_per_app() {

@@ -256,7 +256,11 @@ async fn lease_blocks_changes_without_its_nonce() {
     let lease_path = machine_path(APP, &id, "/lease");
     let body = json!({"ttl": 60, "description": "deploy"});
     let (status, lease) = edge.post(&lease_path, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a new lease is 200, as Fly answers: {lease}"
+    );
     assert_eq!(lease["status"], "success");
     let nonce = lease["data"]["nonce"].as_str().unwrap().to_string();
     assert!(!nonce.is_empty() && lease["data"]["expires_at"].as_u64().unwrap() > 0);
@@ -359,8 +363,9 @@ async fn create_with_lease_ttl_returns_the_nonce() {
 }
 
 /// Fly's exec runs a command in a started machine (the process driver runs it in the
-/// machine's directory with its environment) and answers its output and exit code; a
-/// stopped machine answers 409, a body without a command 400.
+/// machine's directory with its environment) and answers its output and exit code (127
+/// for a command that does not exist, as a shell says); a stopped machine answers 409,
+/// a body without a command 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_a_command_in_the_machine() {
     let edge = TestEdge::start().await;
@@ -372,6 +377,17 @@ async fn exec_runs_a_command_in_the_machine() {
     assert_eq!(output["stdout"], format!("{id}\n"));
     assert_eq!(output["stderr"], "oops\n");
     assert_eq!(output["exit_code"], 4);
+    let missing = json!({"command": ["edgewake-no-such-command", "x"]});
+    let (status, output) = edge.post(&path, missing).await;
+    assert_eq!(status, StatusCode::OK, "{output}");
+    assert_eq!(
+        output["exit_code"], 127,
+        "as `cmd` (sh -c) answers: {output}"
+    );
+    let (_, by_shell) = edge
+        .post(&path, json!({"cmd": "edgewake-no-such-command"}))
+        .await;
+    assert_eq!(by_shell["exit_code"], 127, "{by_shell}");
     let (status, body) = edge.post(&path, json!({"command": []})).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;

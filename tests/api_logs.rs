@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use support::*;
 
-/// The logs hold what the machine printed; `offset` skips what was already read.
+/// The logs hold what the machine printed; `offset` skips what was already read, and
+/// an offset past the end (up to u64::MAX) is simply nothing yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_hold_the_machine_output() {
     let edge = TestEdge::start().await;
@@ -27,6 +28,11 @@ async fn logs_hold_the_machine_output() {
     assert!(text.contains("edgewake-functions listening on"), "{text:?}");
     let rest = machine_path(APP, &id, &format!("/logs?offset={}", text.len()));
     assert_eq!(edge.get(&rest).await.1, json!(""));
+    for offset in [text.len() as u64 + 1_000_000, i64::MAX as u64 + 1, u64::MAX] {
+        let past = machine_path(APP, &id, &format!("/logs?offset={offset}"));
+        let (status, body) = edge.get(&past).await;
+        assert_eq!((status, body), (StatusCode::OK, json!("")), "{offset}");
+    }
     let (status, body) = edge
         .get(&machine_path(APP, "00000000000000", "/logs"))
         .await;

@@ -176,3 +176,54 @@ async fn document_has_schemas_and_parameters() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     edge.shutdown().await;
 }
+
+/// Each operation has its own operationId, and Fly's operations have Fly's names
+/// (client generators name their methods after them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_ids_are_unique_and_flys() {
+    let edge = TestEdge::start().await;
+    let doc = document(&edge).await;
+    let mut ids = std::collections::BTreeMap::new();
+    for (method, path) in documented(&doc) {
+        let id = doc["paths"][&path][&method]["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+            .to_string();
+        let earlier = ids.insert(id.clone(), (method.clone(), path.clone()));
+        assert!(
+            earlier.is_none(),
+            "{id} names {earlier:?} and {method} {path}"
+        );
+    }
+    for (id, method, path) in [
+        ("Apps_list", "get", "/v1/apps"),
+        ("Apps_create", "post", "/v1/apps"),
+        ("Apps_show", "get", "/v1/apps/{app}"),
+        ("Machines_create", "post", "/v1/apps/{app}/machines"),
+        ("Machines_list", "get", "/v1/apps/{app}/machines"),
+        ("Machines_update", "post", "/v1/apps/{app}/machines/{id}"),
+        ("Machines_wait", "get", "/v1/apps/{app}/machines/{id}/wait"),
+        (
+            "Machines_create_lease",
+            "post",
+            "/v1/apps/{app}/machines/{id}/lease",
+        ),
+        (
+            "Machines_update_metadata_put",
+            "put",
+            "/v1/apps/{app}/machines/{id}/metadata",
+        ),
+        (
+            "Machines_update_metadata",
+            "patch",
+            "/v1/apps/{app}/machines/{id}/metadata",
+        ),
+    ] {
+        assert_eq!(
+            ids.get(id),
+            Some(&(method.to_string(), path.to_string())),
+            "{id}"
+        );
+    }
+    edge.shutdown().await;
+}

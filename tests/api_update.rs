@@ -96,7 +96,8 @@ async fn update_starts_a_machine_that_is_not_running() {
 }
 
 /// A stale current_version is 412, a changed region or name 400, a missing config 400,
-/// an unknown image 400 — and none of them changes the machine.
+/// an unknown image 400 — and none of them changes the machine; an empty
+/// current_version is no guard at all (as Fly takes it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_guards() {
     let edge = TestEdge::start().await;
@@ -136,6 +137,13 @@ async fn update_guards() {
     let same = json!({"config": config, "name": name, "region": region, "skip_launch": true});
     let (status, body) = edge.post(&machine_path(APP, &id, ""), same).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let unguarded = json!({"config": config, "current_version": "", "skip_launch": true});
+    let (status, body) = edge.post(&machine_path(APP, &id, ""), unguarded).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an empty current_version is none: {body}"
+    );
     let (status, body) = edge
         .post(
             &machine_path(APP, "00000000000000", ""),

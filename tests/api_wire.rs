@@ -64,13 +64,16 @@ async fn every_response_has_a_fly_request_id() {
     edge.shutdown().await;
 }
 
-/// `Authorization: FlyV1 <token>` (how fly-go sends macaroons) is accepted; a wrong
-/// token under that scheme is 401.
+/// `Authorization: FlyV1 <token>` (how fly-go sends macaroons) is accepted, and either
+/// scheme in any case (RFC 9110); a wrong token under that scheme is 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flyv1_scheme_is_accepted() {
     let edge = TestEdge::start().await;
     for (header, expected) in [
         (format!("FlyV1 {TOKEN}"), StatusCode::OK),
+        (format!("bearer {TOKEN}"), StatusCode::OK),
+        (format!("BEARER {TOKEN}"), StatusCode::OK),
+        (format!("flyv1 {TOKEN}"), StatusCode::OK),
         (
             "FlyV1 fm2_not-the-token".to_string(),
             StatusCode::UNAUTHORIZED,
@@ -207,6 +210,38 @@ async fn stop_uses_stop_config_and_body_signal() {
     edge.shutdown().await;
 }
 
+/// No one can make a stop wait longer than Fly's 300 s: a longer `stop_config.timeout`,
+/// stop body `timeout` or restart `?timeout=` is a 400 naming it, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_timeouts_are_capped() {
+    let edge = TestEdge::start().await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["stop_config"] = json!({"timeout": "10000h"});
+    let body = json!({"config": config, "skip_launch": true});
+    let (status, answer) = edge.post(&machines_path(APP), body).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("stop_config.timeout")
+    );
+    let stop = json!({"timeout": "10000h"});
+    let (status, answer) = edge.post(&machine_path(APP, &id, "/stop"), stop).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    for query in ["?timeout=301", "?timeout=10000h"] {
+        let path = machine_path(APP, &id, &format!("/restart{query}"));
+        let (status, answer) = edge.post(&path, json!({})).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(edge.machine(APP, &id).await["state"], "started");
+    let limit = json!({"timeout": "5m"});
+    let (status, answer) = edge.post(&machine_path(APP, &id, "/stop"), limit).await;
+    assert_eq!(status, StatusCode::OK, "the limit itself is fine: {answer}");
+    edge.shutdown().await;
+}
+
 /// Fly endpoints edgewake does not have (volumes, secrets, ps...) answer 501 with
 /// Fly's error JSON naming the feature; an unknown path is a plain 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,5 +264,22 @@ async fn unsupported_fly_endpoints_say_so() {
         let (status, body) = edge.get(path).await;
         assert_error(status, &body, StatusCode::NOT_FOUND);
     }
+    edge.shutdown().await;
+}
+
+/// Without a token, a /v1 path no route takes is 401 like any other: whoever asks
+/// learns nothing of what the API has (no 404 or 501 before the token is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_check_the_token_first() {
+    let edge = TestEdge::start().await;
+    for path in [
+        "/v1/nothing/here",
+        "/v1/apps/x/volumes",
+        "/v1/apps/x/machines/0/ps",
+    ] {
+        let res = edge.client.get(edge.api_url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // The document stays open: tests/api_openapi.rs fetches it without a token.
     edge.shutdown().await;
 }

@@ -113,6 +113,39 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
     );
 }
 
+/// Crash after crash, a `restart.policy = "always"` machine comes back started with
+/// exactly one process: each new edgewake waits for the killed run to be gone before
+/// starting the machine again, instead of racing it for the machine's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policy_always_survives_crash_after_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = random_loopback_range();
+    let mut edgewake = EdgewakeProcess::spawn(dir.path(), &range).await;
+    let api = ApiClient::new(edgewake.api);
+    api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
+        .await;
+    let mut config = seed_config(RUNTIME_IMAGE);
+    config["restart"] = json!({"policy": "always"});
+    let machine = api
+        .post(&machines_path(APP), json!({"config": config}))
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    for cycle in 0..4 {
+        let api = ApiClient::new(edgewake.api);
+        wait::until_true("the machine started", BOOT, async || {
+            api.get(&machine_path(APP, &id, "")).await["state"] == "started"
+        })
+        .await;
+        assert_eq!(machine_pids(&id).len(), 1, "cycle {cycle}: one run");
+        assert_eq!(api.edge_get(edgewake.http, APP).await, StatusCode::OK);
+        edgewake.signal("KILL");
+        edgewake.exit_code().await;
+        edgewake = EdgewakeProcess::spawn(dir.path(), &range).await;
+    }
+    edgewake.signal("TERM");
+    assert_eq!(edgewake.exit_code().await, Some(0));
+}
+
 /// With the sandbox driver too: a crash leaves the container running; the restarted
 /// edgewake removes it (and its mounted root) at boot, reports the machine `stopped`,
 /// and wakes it again on request.
@@ -208,4 +241,21 @@ impl ApiClient {
             .unwrap();
         res.status()
     }
+}
+
+/// What edgewake keeps on disk is its own: the data dir cannot be listed by others and
+/// the state database (machines' environments) is readable by its owner only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_on_disk_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let edge = TestEdge::start().await;
+    edge.create_app(APP).await;
+    let mode = |name: &str| {
+        let path = edge.config.data_dir.join(name);
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o711, "others may pass through, not list");
+    assert_eq!(mode("edgewake.db"), 0o600);
+    assert_eq!(mode("edgewake.db-wal"), 0o600);
+    edge.shutdown().await;
 }

@@ -406,7 +406,8 @@ async fn refused_start(config: edgewake::config::Config) -> String {
     error.to_string()
 }
 
-/// An exec past its timeout answers 408 and leaves nothing running; a machine cannot
+/// An exec past its timeout answers 408 and leaves nothing running; one of a command
+/// that does not exist answers 200 with exit code 127, as a shell; a machine cannot
 /// write more than its writable layer holds; on the host, the image trees, the bundle
 /// (the machine's environment) and the log are root's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,6 +423,10 @@ async fn exec_disk_and_files_are_bounded() {
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
     let left = exec(&edge, APP, &id, "ps | grep -c '[s]leep 30'").await;
     assert_eq!(stdout(&left).trim(), "0", "{left}");
+    let missing = json!({"command": ["/no/such/command", "x"]});
+    let (status, output) = edge.post(&path, missing).await;
+    assert_eq!(status, StatusCode::OK, "{output}");
+    assert_eq!(output["exit_code"], 127, "as a shell says: {output}");
     let fill = exec(
         &edge,
         APP,

@@ -74,9 +74,48 @@ async fn crashing_machine_fails_fast_with_502() {
 
     let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "stopped");
-    let exit = &machine["events"][0];
-    assert_eq!(exit["type"], "exit");
+    assert_eq!(event_types(&machine)[..2], ["backoff", "exit"], "{machine}");
+    let exit = &machine["events"][1];
     assert_eq!(exit["request"]["exit_event"]["exit_code"], 3);
+    edge.shutdown().await;
+}
+
+/// A machine that crashes at start is not spawned again by every request: while its
+/// starts are held off, requests get 503 with a Retry-After at once, and its events
+/// show one start and the back-off; an API start tries again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_is_held_off() {
+    let edge = TestEdge::start().await;
+    let id = edge.app_with_machine(CRASH_IMAGE).created().await.id;
+    assert_eq!(
+        edge.request(APP, "/").await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+    let requests: Vec<_> = (0..50)
+        .map(|i| spawn_request(edge.request_to(APP, &format!("/loop/{i}"))))
+        .collect();
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after: u64 = answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    let machine = edge.machine(APP, &id).await;
+    assert_eq!(count_events(&machine, "exit"), 1, "one spawn: {machine}");
+    assert_eq!(event_types(&machine)[0], "backoff");
+
+    let (status, _) = edge
+        .post(&machine_path(APP, &id, "/start"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait::until_true("the API start's exit", BOOT, async || {
+        count_events(&edge.machine(APP, &id).await, "exit") == 2
+    })
+    .await;
     edge.shutdown().await;
 }
 

@@ -74,7 +74,7 @@ pub struct AppsList {
 }
 
 /// Creates an app; its name becomes a hostname.
-#[utoipa::path(post, path = "/apps", tag = "apps", request_body = CreateApp,
+#[utoipa::path(post, operation_id = "Apps_create", path = "/apps", tag = "apps", request_body = CreateApp,
     responses((status = 201, body = AppView), (status = 400, body = ErrorBody),
         (status = 422, description = "name taken (`status`: `name_taken`)", body = ErrorBody)))]
 pub async fn create(
@@ -93,7 +93,7 @@ pub async fn create(
 }
 
 /// One app.
-#[utoipa::path(get, path = "/apps/{app}", tag = "apps", params(AppPath),
+#[utoipa::path(get, operation_id = "Apps_show", path = "/apps/{app}", tag = "apps", params(AppPath),
     responses((status = 200, body = AppView), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -109,7 +109,7 @@ pub struct ListQuery {
 }
 
 /// The apps, of one org if `org_slug` is given.
-#[utoipa::path(get, path = "/apps", tag = "apps", params(AppsListQuery),
+#[utoipa::path(get, operation_id = "Apps_list", path = "/apps", tag = "apps", params(AppsListQuery),
     responses((status = 200, body = AppsList)))]
 pub async fn list(State(state): State<ApiState>, Query(query): Query<ListQuery>) -> Json<AppsList> {
     let apps: Vec<AppSummary> = state
@@ -143,7 +143,7 @@ pub struct DeleteQuery {
 }
 
 /// Deletes an app and its machines; running machines need `force=true`, which stops them.
-#[utoipa::path(delete, path = "/apps/{app}", tag = "apps", params(AppPath, AppDeleteQuery),
+#[utoipa::path(delete, operation_id = "Apps_delete", path = "/apps/{app}", tag = "apps", params(AppPath, AppDeleteQuery),
     responses((status = 202, description = "deleted"),
         (status = 409, description = "machines still run (pass force=true)", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(

@@ -22,11 +22,7 @@ pub async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("FlyV1 "))
-        })
-        .map(str::trim);
+        .and_then(credentials);
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
             Ok(next.run(req).await)
@@ -36,6 +32,17 @@ pub async fn require_token(
             "unauthorized: a valid `Authorization: Bearer <token>` header is required",
         )),
     }
+}
+
+/// The token of `Bearer <token>` or `FlyV1 <token>`; the scheme in any case (RFC 9110
+/// §11.1: schemes are case-insensitive).
+fn credentials(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let known = ["Bearer", "FlyV1"];
+    known
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(scheme))
+        .then(|| token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -61,4 +68,31 @@ pub fn resolve_token(given: Option<String>, data_dir: &Path) -> std::io::Result<
 
 fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     crate::files::write_private(path, format!("{token}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Both schemes are read in any case; anything else is no credential.
+    #[test]
+    fn schemes_are_case_insensitive() {
+        assert_eq!(credentials("Bearer t0k"), Some("t0k"));
+        assert_eq!(credentials("bearer t0k"), Some("t0k"));
+        assert_eq!(credentials("BEARER   t0k "), Some("t0k"));
+        assert_eq!(credentials("flyv1 fm2_x"), Some("fm2_x"));
+        assert_eq!(credentials("Basic dXNlcg=="), None);
+        assert_eq!(credentials("Bearer"), None);
+    }
+
+    /// A generated token is kept readable by its owner only, and read back next time.
+    #[test]
+    fn generated_token_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = resolve_token(None, dir.path()).unwrap();
+        let meta = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(resolve_token(None, dir.path()).unwrap(), token);
+    }
 }

@@ -126,19 +126,28 @@ impl From<LeaseError> for ApiError {
     }
 }
 
-/// A taken name is Fly's 422 `name_taken`; an app being deleted is gone (404); the
-/// address range or the state database failing is edgewake's (500).
+/// A taken name is Fly's 422 `name_taken`; an app being deleted is gone (404); no
+/// address left is Fly's 412 `insufficient_capacity` (what Fly answers when no host has
+/// room: retry elsewhere or later); a quota is 403, as Fly's org quotas; the state
+/// database failing is edgewake's (500).
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> ApiError {
         match error {
-            RegistryError::AppTaken(_) | RegistryError::NameTaken(_) => {
+            RegistryError::AppTaken(_)
+            | RegistryError::NameTaken(_)
+            | RegistryError::NoFreeName(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
                     .with_code("name_taken")
             }
             RegistryError::AppGone(_) => ApiError::not_found(error.to_string()),
-            RegistryError::NoAddress(_) | RegistryError::Store(_) => {
-                ApiError::internal(error.to_string())
+            RegistryError::NoAddress(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string())
+                    .with_code("insufficient_capacity")
             }
+            RegistryError::TooManyApps(_) | RegistryError::TooManyMachines { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, error.to_string())
+            }
+            RegistryError::Store(_) => ApiError::internal(error.to_string()),
         }
     }
 }
@@ -278,6 +287,19 @@ mod tests {
             status_and_code(taken),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("name_taken"))
         );
+        let full = RegistryError::NoAddress("127.9.9.0/29".into());
+        assert_eq!(
+            status_and_code(full),
+            (
+                StatusCode::PRECONDITION_FAILED,
+                Some("insufficient_capacity")
+            )
+        );
+        let quota = RegistryError::TooManyMachines {
+            app: "a".into(),
+            max: 1,
+        };
+        assert_eq!(status_and_code(quota), (StatusCode::FORBIDDEN, None));
         let stale = UpdateError::StaleVersion {
             current: "b".into(),
             expected: "a".into(),

@@ -39,7 +39,7 @@ impl ExecBody {
 
 /// Runs a command in the machine, as the machine's own processes run (same limits and
 /// namespaces in a sandbox), and returns its exit and output.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/exec", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = ExecBody, responses((status = 200, body = ExecOutput), (status = 400, body = ErrorBody), (status = 409, description = "not started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_exec", path = "/apps/{app}/machines/{id}/exec", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = ExecBody, responses((status = 200, body = ExecOutput), (status = 400, body = ErrorBody), (status = 409, description = "not started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn exec(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

@@ -9,7 +9,6 @@ use crate::machines::Machine;
 use crate::machines::lease::{LeaseError, LeaseView};
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -68,15 +67,16 @@ fn success<T>(data: T) -> Json<LeaseResponse<T>> {
     })
 }
 
-/// Takes a lease (201), or refreshes the caller's own (200, nonce header); 409 if held.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, LeaseQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "refreshes the lease holding this nonce")), request_body(content = Option<LeaseRequest>, description = "optional"), responses((status = 201, description = "a new lease", body = LeaseResponse<LeaseView>), (status = 200, description = "the caller's lease, refreshed", body = LeaseResponse<LeaseView>), (status = 400, body = ErrorBody), (status = 409, description = "held by someone else", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+/// Takes a lease, or refreshes the caller's own (nonce header): 200 either way, as Fly
+/// answers; 409 if someone else holds it.
+#[utoipa::path(post, operation_id = "Machines_create_lease", path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, LeaseQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "refreshes the lease holding this nonce")), request_body(content = Option<LeaseRequest>, description = "optional"), responses((status = 200, description = "a new lease, or the caller's refreshed", body = LeaseResponse<LeaseView>), (status = 400, body = ErrorBody), (status = 409, description = "held by someone else", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn acquire(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     query: QueryPairs,
     nonce: LeaseNonce,
     MaybeJson(body): MaybeJson<LeaseRequest>,
-) -> Result<(StatusCode, Json<LeaseResponse<LeaseView>>), ApiError> {
+) -> Result<Json<LeaseResponse<LeaseView>>, ApiError> {
     let machine = state.machine(&app, &id)?;
     let body = body.unwrap_or_default();
     let secs = body.ttl.or(query.parsed("ttl")?);
@@ -88,19 +88,14 @@ pub async fn acquire(
         )));
     }
     let description = body.description.unwrap_or_default();
-    let (lease, new) = machine
+    let (lease, _) = machine
         .lease
         .acquire(ttl, &description, nonce.0.as_deref())?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, success(lease)))
+    Ok(success(lease))
 }
 
 /// The live lease (its nonce withheld), or 404.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath), responses((status = 200, description = "the lease, its nonce withheld", body = LeaseResponse<LeaseView>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_show_lease", path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath), responses((status = 200, description = "the lease, its nonce withheld", body = LeaseResponse<LeaseView>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn show(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -116,7 +111,7 @@ pub struct Released {
 }
 
 /// Ends the lease; needs its nonce (409 without, 404 when there is none).
-#[utoipa::path(delete, path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, ("fly-machine-lease-nonce" = String, Header, description = "the lease nonce")), responses((status = 200, body = LeaseResponse<Released>), (status = 409, description = "wrong or missing nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(delete, operation_id = "Machines_release_lease", path = "/apps/{app}/machines/{id}/lease", tag = "leases", params(MachinePath, ("fly-machine-lease-nonce" = String, Header, description = "the lease nonce")), responses((status = 200, body = LeaseResponse<Released>), (status = 409, description = "wrong or missing nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn release(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

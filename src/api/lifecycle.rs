@@ -6,6 +6,7 @@ use super::error::{ApiError, ApiJson, ErrorBody, MaybeJson};
 use super::lease::LeaseNonce;
 use super::openapi::{MachinePath, RestartQuery};
 use super::query::QueryPairs;
+use crate::config::MAX_STOP_TIMEOUT;
 use crate::lifecycle::StopRequest;
 use crate::machines::go_duration;
 use crate::machines::{EventSource, Machine, MachineState};
@@ -52,7 +53,7 @@ impl ApiState {
 
 /// Starts a stopped machine in the background and says what it was. A started machine
 /// answers 409, which callers that only want it running can ignore.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/start", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = Started), (status = 409, description = "already started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_start", path = "/apps/{app}/machines/{id}/start", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = Started), (status = 409, description = "already started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn start(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -92,7 +93,20 @@ pub struct StopBody {
 }
 
 fn timeout_from_json(value: &Value) -> Result<Duration, ApiError> {
-    go_duration::from_json(value).map_err(|e| ApiError::bad_request(format!("timeout: {e}")))
+    let timeout = go_duration::from_json(value)
+        .map_err(|e| ApiError::bad_request(format!("timeout: {e}")))?;
+    bounded(timeout)
+}
+
+/// A stop timeout the caller asked for, if within Fly's limit: nobody may make a stop
+/// (and the call, and edgewake's shutdown) wait longer.
+fn bounded(timeout: Duration) -> Result<Duration, ApiError> {
+    if timeout > MAX_STOP_TIMEOUT {
+        return Err(ApiError::bad_request(format!(
+            "timeout: {timeout:?} is longer than the {MAX_STOP_TIMEOUT:?} a stop may wait"
+        )));
+    }
+    Ok(timeout)
 }
 
 /// A signal as Fly's clients send it: a name (`"SIGTERM"`) or a number (`9`).
@@ -106,7 +120,7 @@ fn signal_from_json(value: &Value) -> Result<Signal, ApiError> {
 }
 
 /// Stops a machine and waits until it has exited. Stopping a stopped machine is fine.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/stop", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body(content = Option<StopBody>, description = "optional"), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_stop", path = "/apps/{app}/machines/{id}/stop", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body(content = Option<StopBody>, description = "optional"), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn stop(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -123,7 +137,7 @@ pub async fn stop(
 }
 
 /// Suspends a machine — here, a stop whose event says so.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/suspend", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, description = "stopped (edgewake has no snapshots); the event says so", body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_suspend", path = "/apps/{app}/machines/{id}/suspend", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, description = "stopped (edgewake has no snapshots); the event says so", body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn suspend(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -136,7 +150,7 @@ pub async fn suspend(
 
 /// Restarts a started machine (`?signal=&timeout=&force_stop=`); answers once it runs
 /// again. A machine that is not started is a 409.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/restart", tag = "lifecycle", params(MachinePath, RestartQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_restart", path = "/apps/{app}/machines/{id}/restart", tag = "lifecycle", params(MachinePath, RestartQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not started, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn restart(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -151,7 +165,7 @@ pub async fn restart(
     if let Some(timeout) = query.get("timeout") {
         // Whole seconds, or a Go duration.
         request.timeout = Some(match timeout.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
+            Ok(secs) => bounded(Duration::from_secs(secs))?,
             Err(_) => timeout_from_json(&Value::from(timeout))?,
         });
     }
@@ -171,7 +185,7 @@ pub struct SignalBody {
 }
 
 /// Sends a signal (`{"signal":"SIGHUP"}` or `{"signal":9}`) to a running machine.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/signal", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = SignalBody, responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not running, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_signal", path = "/apps/{app}/machines/{id}/signal", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = SignalBody, responses((status = 200, body = OkBody), (status = 400, body = ErrorBody), (status = 409, description = "not running, or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn signal(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -185,7 +199,7 @@ pub async fn signal(
 }
 
 /// Cordons a machine: the proxy routes nothing to it until it is uncordoned.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/cordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_cordon", path = "/apps/{app}/machines/{id}/cordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn cordon(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -197,7 +211,7 @@ pub async fn cordon(
 }
 
 /// Lets the proxy route to a cordoned machine again.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/uncordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_uncordon", path = "/apps/{app}/machines/{id}/uncordon", tag = "lifecycle", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn uncordon(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

@@ -53,7 +53,7 @@ impl<'q> Filter<'q> {
 }
 
 /// The app's machines, oldest first (destroyed ones after, when included).
-#[utoipa::path(get, path = "/apps/{app}/machines", tag = "machines", params(AppPath, MachineListQuery), responses((status = 200, description = "the machines that match every filter", body = [MachineRecord]), (status = 400, body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_list", path = "/apps/{app}/machines", tag = "machines", params(AppPath, MachineListQuery), responses((status = 200, description = "the machines that match every filter", body = [MachineRecord]), (status = 400, body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Path(app): Path<String>,

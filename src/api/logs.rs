@@ -24,7 +24,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 const CHUNK: usize = 64 * 1024;
 
 /// The machine's captured output.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
+#[utoipa::path(get, operation_id = "Machines_logs", path = "/apps/{app}/machines/{id}/logs", tag = "edgewake",
     params(MachinePath, LogsQuery),
     responses((status = 200, description = "the output so far (and, with follow, as it comes)", content_type = "text/plain"),
         (status = 404, description = "no such app or machine", body = ErrorBody)))]
@@ -43,7 +43,10 @@ pub async fn logs(
         .ok_or_else(|| ApiError::not_found("this driver keeps no machine output"))?;
     let file = match File::open(&path).await {
         Ok(mut file) => {
-            file.seek(SeekFrom::Start(offset))
+            // Past the end is the end: nothing yet (a seek there could not even be
+            // asked for beyond i64::MAX).
+            let len = file.metadata().await.map_or(0, |m| m.len());
+            file.seek(SeekFrom::Start(offset.min(len)))
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot read the log: {e}")))?;
             Some(file)

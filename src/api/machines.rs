@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 /// Fly's `CreateMachineRequest`.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateMachine {
+    /// Generated when absent or empty.
+    #[serde(default, deserialize_with = "absent_if_empty")]
     name: Option<String>,
     #[schema(value_type = Object)]
     config: Option<Value>,
@@ -29,7 +31,7 @@ pub struct CreateMachine {
     lease_ttl: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/apps/{app}/machines", tag = "machines", params(AppPath), request_body = CreateMachine, responses((status = 200, description = "the machine (plus `nonce` with `lease_ttl`)", body = MachineRecord), (status = 400, body = ErrorBody), (status = 422, description = "name taken", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_create", path = "/apps/{app}/machines", tag = "machines", params(AppPath), request_body = CreateMachine, responses((status = 200, description = "the machine (plus `nonce` with `lease_ttl`)", body = MachineRecord), (status = 400, body = ErrorBody), (status = 422, description = "name taken", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     Path(app): Path<String>,
@@ -70,7 +72,7 @@ fn take_lease(machine: &crate::machines::Machine, secs: u64) -> Result<String, A
     Ok(lease.nonce)
 }
 
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath), responses((status = 200, body = MachineRecord), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_show", path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath), responses((status = 200, body = MachineRecord), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -88,13 +90,21 @@ pub struct UpdateMachine {
     #[serde(default)]
     skip_launch: bool,
     skip_service_registration: Option<bool>,
+    /// When given (not empty), the machine must still be at this version (else 412).
+    #[serde(default, deserialize_with = "absent_if_empty")]
     current_version: Option<String>,
+}
+
+/// Fly takes an empty string for an optional field as the field left out.
+fn absent_if_empty<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(de)?;
+    Ok(value.filter(|v| !v.is_empty()))
 }
 
 /// Replaces a machine's config: a new version (`instance_id`); a running machine is
 /// restarted on it, a stopped one started, unless `skip_launch`. `region` and `name`
 /// cannot change (400); a stale `current_version` is 412.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = UpdateMachine, responses((status = 200, description = "the machine at its new version", body = MachineRecord), (status = 400, description = "bad config, or region/name would change", body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "current_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_update", path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = UpdateMachine, responses((status = 200, description = "the machine at its new version", body = MachineRecord), (status = 400, description = "bad config, or region/name would change", body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "current_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -136,7 +146,7 @@ pub struct DeleteQuery {
 }
 
 /// Destroys a machine; a running one needs `force=true` (or fly-go's `kill=true`).
-#[utoipa::path(delete, path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, MachineDeleteQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "running (pass force=true), or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(delete, operation_id = "Machines_delete", path = "/apps/{app}/machines/{id}", tag = "machines", params(MachinePath, MachineDeleteQuery, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 200, body = OkBody), (status = 409, description = "running (pass force=true), or leased", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,

@@ -41,7 +41,7 @@ fn metadata_mut(config: &mut Value) -> &mut Map<String, Value> {
 }
 
 /// All of a machine's metadata.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath), responses((status = 200, description = "the metadata map", body = HashMap<String, String>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_show_metadata", path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath), responses((status = 200, description = "the metadata map", body = HashMap<String, String>), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -61,7 +61,7 @@ pub struct MetadataValue {
 }
 
 /// One key: `{"value": ...}`, or 404.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath), responses((status = 200, body = MetadataValue), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_get_metadata_key", path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath), responses((status = 200, body = MetadataValue), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -77,7 +77,7 @@ pub async fn get(
 }
 
 /// Sets one key from `{"value": "..."}`.
-#[utoipa::path(post, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = MetadataValue, responses((status = 204, description = "set"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "Machines_upsert_metadata", path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = MetadataValue, responses((status = 204, description = "set"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn set(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -93,7 +93,7 @@ pub async fn set(
 }
 
 /// Removes one key (a key that is not there is fine).
-#[utoipa::path(delete, path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 204, description = "removed"), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(delete, operation_id = "Machines_delete_metadata", path = "/apps/{app}/machines/{id}/metadata/{key}", tag = "metadata", params(MetadataPath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), responses((status = 204, description = "removed"), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((app, id, key)): Path<(String, String, String)>,
@@ -115,16 +115,37 @@ pub struct BulkUpdate {
     machine_version: Option<String>,
 }
 
-/// Sets and removes several keys at once (PUT or PATCH), all or none.
-#[utoipa::path(method(put, patch), path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = BulkUpdate, responses((status = 204, description = "updated"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "machine_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+/// Sets and removes several keys at once, all or none (PATCH; PUT is the same call).
+#[utoipa::path(patch, operation_id = "Machines_update_metadata", path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = BulkUpdate, responses((status = 204, description = "updated"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "machine_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
     nonce: LeaseNonce,
     ApiJson(body): ApiJson<BulkUpdate>,
 ) -> Result<StatusCode, ApiError> {
+    update_all(&state, &app, &id, &nonce, body)
+}
+
+/// The bulk update as PUT (Fly names it apart, so its clients find it by name).
+#[utoipa::path(put, operation_id = "Machines_update_metadata_put", path = "/apps/{app}/machines/{id}/metadata", tag = "metadata", params(MachinePath, ("fly-machine-lease-nonce" = Option<String>, Header, description = "the lease nonce, when the machine is leased")), request_body = BulkUpdate, responses((status = 204, description = "updated"), (status = 400, body = ErrorBody), (status = 409, description = "leased by someone else: send its fly-machine-lease-nonce", body = ErrorBody), (status = 412, description = "machine_version is stale", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+pub async fn update_put(
+    State(state): State<ApiState>,
+    Path((app, id)): Path<(String, String)>,
+    nonce: LeaseNonce,
+    ApiJson(body): ApiJson<BulkUpdate>,
+) -> Result<StatusCode, ApiError> {
+    update_all(&state, &app, &id, &nonce, body)
+}
+
+fn update_all(
+    state: &ApiState,
+    app: &str,
+    id: &str,
+    nonce: &LeaseNonce,
+    body: BulkUpdate,
+) -> Result<StatusCode, ApiError> {
     body.metadata.keys().try_for_each(|k| check_key(k))?;
-    let machine = state.machine_to_change(&app, &id, &nonce)?;
+    let machine = state.machine_to_change(app, id, nonce)?;
     state.registry().edit(&machine, |record| {
         if let Some(expected) = body
             .machine_version

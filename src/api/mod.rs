@@ -121,7 +121,11 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(wait::events))
         .routes(routes!(logs::logs))
         .routes(routes!(lease::acquire, lease::show, lease::release))
-        .routes(routes!(metadata::list, metadata::update))
+        .routes(routes!(
+            metadata::list,
+            metadata::update,
+            metadata::update_put
+        ))
         .routes(routes!(metadata::get, metadata::set, metadata::delete))
         .routes(routes!(certificates::list))
         .routes(routes!(certificates::request_acme))
@@ -139,7 +143,9 @@ pub fn router(state: ApiState) -> Router {
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
-            v1_routes().fallback(error::no_route).route_layer(auth),
+            // `layer`, not `route_layer`: a path no route takes is refused without a
+            // token too, so the API's shape is not shown to whoever asks.
+            v1_routes().fallback(error::no_route).layer(auth),
         )
         .routes(routes!(openapi::document))
         .split_for_parts();

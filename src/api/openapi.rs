@@ -48,7 +48,7 @@ impl Modify for BearerAuth {
 pub struct Document(pub Arc<str>);
 
 /// This document (no token needed).
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "edgewake", security(()),
+#[utoipa::path(get, operation_id = "Edgewake_openapi", path = "/v1/openapi.json", tag = "edgewake", security(()),
     responses((status = 200, description = "the OpenAPI 3 document", content_type = "application/json")))]
 pub async fn document(Extension(doc): Extension<Document>) -> impl IntoResponse {
     (

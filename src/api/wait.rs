@@ -42,7 +42,9 @@ impl WaitRequest {
         if goals.is_empty() {
             goals.push(Goal::Started);
         }
-        let version = query.get("version").or(query.get("instance_id"));
+        // Fly takes an empty value as none given.
+        let given = |key| query.get(key).filter(|v| !v.is_empty());
+        let version = given("version").or(given("instance_id"));
         if goals.contains(&Goal::Stopped) && version.is_none() {
             return Err(invalid(
                 "waiting for `stopped` needs the machine's `instance_id` (or `version`)",
@@ -90,7 +92,7 @@ pub struct WaitResponse {
 }
 
 /// Answers the moment the machine reaches one of the states, or 408 at the timeout.
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/wait", tag = "machines", params(MachinePath, WaitQuery), responses((status = 200, body = WaitResponse), (status = 400, description = "invalid_argument", body = ErrorBody), (status = 408, description = "the state was not reached in time", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_wait", path = "/apps/{app}/machines/{id}/wait", tag = "machines", params(MachinePath, WaitQuery), responses((status = 200, body = WaitResponse), (status = 400, description = "invalid_argument", body = ErrorBody), (status = 408, description = "the state was not reached in time", body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn wait(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -157,7 +159,7 @@ fn already_destroyed(
 }
 
 /// The machine's events, newest first (`limit`: default 20, at most 50).
-#[utoipa::path(get, path = "/apps/{app}/machines/{id}/events", tag = "machines", params(MachinePath, EventsQuery), responses((status = 200, body = [MachineEvent]), (status = 400, body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "Machines_list_events", path = "/apps/{app}/machines/{id}/events", tag = "machines", params(MachinePath, EventsQuery), responses((status = 200, body = [MachineEvent]), (status = 400, body = ErrorBody), (status = 404, description = "no such app or machine", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody)))]
 pub async fn events(
     State(state): State<ApiState>,
     Path((app, id)): Path<(String, String)>,
@@ -199,5 +201,14 @@ mod tests {
         assert!(WaitRequest::parse(&QueryPairs::parse("state=nope")).is_err());
         let default = WaitRequest::parse(&QueryPairs::parse("")).unwrap();
         assert_eq!(default.goals, [Goal::Started]);
+    }
+
+    /// An empty `instance_id` or `version` is none given, as Fly takes it.
+    #[test]
+    fn empty_version_is_absent() {
+        let q = QueryPairs::parse("state=started&instance_id=&version=");
+        assert_eq!(WaitRequest::parse(&q).unwrap().version, None);
+        let stopped = QueryPairs::parse("state=stopped&instance_id=");
+        assert!(WaitRequest::parse(&stopped).is_err());
     }
 }

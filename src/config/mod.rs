@@ -79,6 +79,9 @@ pub const DEFAULT_PRIVATE_IP_RANGE: AddressRange =
 pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
 /// After the stop signal, a machine gets this long before SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a stop may wait before SIGKILL, whoever asks (Fly's kill_timeout limit):
+/// a machine cannot hold a stop, a destroy or edgewake's shutdown for longer.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DRIVER: DriverKind = DriverKind::Process;
 /// The OCI runtime the sandbox driver runs images with.
 pub const DEFAULT_SANDBOX_RUNTIME: &str = "runc";
@@ -98,6 +101,10 @@ pub const DEFAULT_SANDBOX_INIT: &str = "/usr/bin/tini-static";
 /// container id 0 is host id `id_map_base`, for `id_map_size` ids.
 pub const DEFAULT_SANDBOX_ID_MAP_BASE: u32 = 1_000_000;
 pub const DEFAULT_SANDBOX_ID_MAP_SIZE: u32 = 65_536;
+/// Most apps one edgewake holds.
+pub const DEFAULT_MAX_APPS: usize = 1_000;
+/// Most machines (not counting destroyed ones) one app holds.
+pub const DEFAULT_MAX_MACHINES_PER_APP: usize = 10_000;
 /// A machine config without `guest` gets Fly's smallest preset (shared-cpu-1x).
 pub const DEFAULT_GUEST_MEMORY_MB: u64 = 256;
 pub const DEFAULT_GUEST_CPUS: u32 = 1;
@@ -116,6 +123,7 @@ pub struct Config {
     pub geo: GeoConfig,
     pub machines: MachinesConfig,
     pub sandbox: SandboxConfig,
+    pub limits: LimitsConfig,
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
@@ -197,6 +205,22 @@ pub struct MachinesConfig {
     pub private_ip_range: AddressRange,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+}
+
+/// Quotas on what the API may create (more: 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub apps: usize,
+    pub machines_per_app: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            apps: DEFAULT_MAX_APPS,
+            machines_per_app: DEFAULT_MAX_MACHINES_PER_APP,
+        }
+    }
 }
 
 /// How machines run (`machines.driver`, `serve --driver`).
@@ -326,6 +350,7 @@ impl Default for Config {
             geo: GeoConfig::default(),
             machines: MachinesConfig::default(),
             sandbox: SandboxConfig::default(),
+            limits: LimitsConfig::default(),
             regions: vec![RegionConfig {
                 code: DEFAULT_EDGE_REGION.into(),
                 name: "Amsterdam, Netherlands".into(),

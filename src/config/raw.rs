@@ -6,8 +6,8 @@
 //! one takes its default from the typed `Default`s beside the named constants.
 
 use super::{
-    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, MachinesConfig,
-    RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+    ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, LimitsConfig,
+    MachinesConfig, RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     geo: GeoConfig,
     machines: RawMachines,
     sandbox: RawSandbox,
+    limits: RawLimits,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
     acme: Option<super::acme::RawAcme>,
@@ -84,6 +85,13 @@ struct RawMachines {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+struct RawLimits {
+    apps: Option<usize>,
+    machines_per_app: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct RawSandbox {
     runtime: Option<String>,
     network: Option<String>,
@@ -117,6 +125,13 @@ impl RawConfig {
             },
             machines: self.machines.into_machines(d.machines, errors),
             sandbox: self.sandbox.into_sandbox(d.sandbox, errors),
+            limits: LimitsConfig {
+                apps: self.limits.apps.unwrap_or(d.limits.apps),
+                machines_per_app: self
+                    .limits
+                    .machines_per_app
+                    .unwrap_or(d.limits.machines_per_app),
+            },
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
             acme: self.acme.map(|acme| {

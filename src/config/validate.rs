@@ -1,7 +1,7 @@
 //! Checks on the typed values and across fields: every problem is collected, each
 //! naming its key.
 
-use super::Config;
+use super::{Config, MAX_STOP_TIMEOUT};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
@@ -80,8 +80,21 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
+        self.validate_machines(errors);
         if let Some(acme) = &self.acme {
             acme.validate(errors);
+        }
+    }
+
+    fn validate_machines(&self, errors: &mut ConfigErrors) {
+        if self.machines.stop_timeout > MAX_STOP_TIMEOUT {
+            errors.push(format!(
+                "`machines.stop_timeout` must be at most {MAX_STOP_TIMEOUT:?}"
+            ));
+        }
+        let limits = &self.limits;
+        if limits.apps == 0 || limits.machines_per_app == 0 {
+            errors.push("`limits.apps` and `limits.machines_per_app` must be at least 1".into());
         }
     }
 
@@ -307,6 +320,19 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
         assert_eq!(errors.problems().len(), 10, "{all}");
+    }
+
+    /// Quotas are read from `[limits]`; a stop timeout past Fly's limit and a zero quota
+    /// are named.
+    #[test]
+    fn limits_and_stop_timeout_are_bounded() {
+        let config = Config::parse("[limits]\napps = 3\nmachines_per_app = 7\n").unwrap();
+        assert_eq!((config.limits.apps, config.limits.machines_per_app), (3, 7));
+        let text = "[machines]\nstop_timeout = \"10000h\"\n[limits]\nmachines_per_app = 0\n";
+        let all = Config::parse(text).unwrap_err().to_string();
+        for needle in ["`machines.stop_timeout` must be at most", "`limits.apps`"] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
     }
 
     /// A duration without a unit names the key it belongs to.

@@ -42,6 +42,8 @@ pub struct Script {
     pub boot: Boot,
     /// How long the machine takes to exit after its stop signal.
     pub stop_takes: Duration,
+    /// Not even SIGKILL ends it (a process stuck in the kernel): a stop never returns.
+    pub unkillable: bool,
 }
 
 impl Default for Script {
@@ -53,6 +55,7 @@ impl Default for Script {
                 after: Duration::ZERO,
             },
             stop_takes: Duration::ZERO,
+            unkillable: false,
         }
     }
 }
@@ -75,6 +78,9 @@ struct State {
     starts: HashMap<String, usize>,
     stops: HashMap<String, usize>,
     serve_http: bool,
+    /// Runs a crashed edgewake left behind, by machine: how long each takes to die once
+    /// it is killed. While one is there, its machine's address is taken.
+    orphans: HashMap<String, Duration>,
 }
 
 pub struct FakeDriver {
@@ -165,6 +171,12 @@ impl FakeDriver {
         }
     }
 
+    /// The machine has a run left by a crashed edgewake, which takes `dies_after` to
+    /// be gone once killed; until then a start fails, its address in use.
+    pub fn leave_orphan(&self, machine_id: &str, dies_after: Duration) {
+        self.state().orphans.insert(machine_id.into(), dies_after);
+    }
+
     /// The machine stops answering on its port but keeps running, as a machine whose
     /// server died under a live supervisor would: connections to it are refused.
     pub fn stop_listening(&self, machine_id: &str) {
@@ -236,6 +248,12 @@ impl Driver for FakeDriver {
         if let Some(error) = script.fail {
             return Err(error());
         }
+        if self.state().orphans.contains_key(&launch.machine_id) {
+            return Err(DriverError::Spawn {
+                command: "fake".into(),
+                source: std::io::ErrorKind::AddrInUse.into(),
+            });
+        }
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let (exit, exit_rx) = watch::channel(None);
         let now = Instant::now();
@@ -287,7 +305,11 @@ impl Driver for FakeDriver {
             Some(run) => run.machine_id.clone(),
             None => return Exit::UNKNOWN,
         };
-        let stop_takes = self.script_for(&machine_id).stop_takes;
+        let script = self.script_for(&machine_id);
+        if script.unkillable {
+            return std::future::pending().await;
+        }
+        let stop_takes = script.stop_takes;
         let exit = if stop_takes > timeout {
             tokio::time::sleep(timeout).await;
             killed_by(Signal::SIGKILL)
@@ -305,7 +327,13 @@ impl Driver for FakeDriver {
         }
     }
 
-    fn reap_orphan(&self, _machine_id: &str, _pid: u32) {}
+    async fn reap_orphan(&self, machine_id: &str, _pid: u32) {
+        let dies_after = self.state().orphans.get(machine_id).copied();
+        if let Some(dies_after) = dies_after {
+            tokio::time::sleep(dies_after).await;
+            self.state().orphans.remove(machine_id);
+        }
+    }
 
     async fn forget(&self, _machine_id: &str) {}
 

@@ -177,6 +177,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn start(&self, launch: Launch) -> Result<Instance, DriverError>;
 
     /// Whether the started machine accepts connections at `addr` (the readiness probe).
+    /// A driver that can tell should also check that what accepts is the machine
+    /// (`shared::sockets`): the default only connects.
     async fn accepts(&self, _instance: &Instance, addr: SocketAddr) -> bool {
         tokio::net::TcpStream::connect(addr).await.is_ok()
     }
@@ -187,8 +189,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends `signal` to the running machine without waiting for anything.
     fn signal(&self, instance: &Instance, signal: Signal);
 
-    /// Kills what a crashed edgewake left running for this machine, if it is still there.
-    fn reap_orphan(&self, machine_id: &str, pid: u32);
+    /// Kills what a crashed edgewake left running for this machine, if it is still
+    /// there, and returns once it is gone (or the driver gives up on it, saying so): a
+    /// new run must not race the old one for the machine's address.
+    async fn reap_orphan(&self, machine_id: &str, pid: u32);
 
     /// Removes what the driver kept for a destroyed machine (files, logs).
     async fn forget(&self, machine_id: &str);

@@ -3,7 +3,7 @@
 //! command runs as edgewake's user, with edgewake's view of the filesystem.
 
 use super::shared::log::MachineLog;
-use super::shared::{exec, fly_env, procfs, remove_machine_dir};
+use super::shared::{exec, fly_env, procfs, remove_machine_dir, sockets};
 use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::config::ImageConfig;
 use async_trait::async_trait;
@@ -16,6 +16,10 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+
+/// How long the processes of a crashed edgewake's run may take to be gone after
+/// SIGKILL before the machine is started anyway.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// Environment passed through from edgewake to every machine; everything else is set.
 const INHERITED_ENV: &[&str] = &["PATH", "LANG", "TZ"];
@@ -161,6 +165,12 @@ impl Driver for ProcessDriver {
         Ok(Instance::new(pid, watch_exit(child)))
     }
 
+    /// The machine listens at `addr` itself: a socket there held by its process tree
+    /// (another edgewake's machine, or anything else, may answer at a loopback address).
+    async fn accepts(&self, instance: &Instance, addr: std::net::SocketAddr) -> bool {
+        sockets::machine_accepts(instance, addr).await
+    }
+
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
         if let Some(exit) = instance.exit_status() {
             return exit;
@@ -181,17 +191,25 @@ impl Driver for ProcessDriver {
         }
     }
 
-    fn reap_orphan(&self, machine_id: &str, pid: u32) {
+    async fn reap_orphan(&self, machine_id: &str, pid: u32) {
         // The leader may be gone while its children live on: look for every process
         // that runs as this machine, not only the recorded pid.
-        for orphan in procfs::with_env(&format!("FLY_MACHINE_ID={machine_id}")) {
+        let mark = format!("FLY_MACHINE_ID={machine_id}");
+        let orphans = procfs::with_env(&mark);
+        for orphan in &orphans {
             tracing::warn!(
                 machine = machine_id,
                 pid = orphan,
                 leader = pid,
                 "killing a process left by an earlier edgewake"
             );
-            let _ = nix::sys::signal::kill(Pid::from_raw(orphan as i32), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(*orphan as i32), Signal::SIGKILL);
+        }
+        if !orphans.is_empty() && !procfs::until_none_with_env(&mark, ORPHAN_GRACE).await {
+            tracing::error!(
+                machine = machine_id,
+                "processes of an earlier run outlived SIGKILL by {ORPHAN_GRACE:?}"
+            );
         }
     }
 
@@ -224,6 +242,41 @@ impl Driver for ProcessDriver {
         let kill: exec::Kill = Box::new(|pid| {
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         });
-        exec::run(child, timeout, kill).await
+        let output = exec::run(child, timeout, kill).await;
+        output.or_else(|e| exec::as_shell_would(program, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reaping a crashed edgewake's run kills every process of the machine (a wrapper
+    /// and its child) and returns only once none is left.
+    #[tokio::test]
+    async fn reap_orphan_returns_once_it_is_gone() {
+        let id = format!("orphan{}", std::process::id());
+        let mut orphan = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 31"])
+            .env("FLY_MACHINE_ID", &id)
+            .spawn()
+            .unwrap();
+        let mark = format!("FLY_MACHINE_ID={id}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while procfs::with_env(&mark).len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let driver = ProcessDriver::new(dir.path(), BTreeMap::new());
+        driver.reap_orphan(&id, orphan.id()).await;
+        assert!(
+            procfs::with_env(&mark).is_empty(),
+            "no process of the run is left"
+        );
+        let _ = orphan.wait();
     }
 }

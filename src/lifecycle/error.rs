@@ -17,6 +17,10 @@ pub enum WakeError {
     StartFailed(#[source] Arc<DriverError>),
     #[error("the machine did not listen within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the machine failed to start; starts are held off for {0:?} (an API start tries at once)"
+    )]
+    BackingOff(Duration),
     #[error("the machine is being destroyed")]
     Gone,
     #[error("edgewake is shutting down")]

@@ -193,9 +193,10 @@ impl Supervisor {
 
     // Edgewake's own.
 
-    /// Makes every stored machine's state true again after a restart or a crash.
-    pub fn recover(self: &Arc<Self>, stored: Vec<StoredMachine>) {
-        recovery::recover(self, stored);
+    /// Makes every stored machine's state true again after a restart or a crash; returns
+    /// once what a crash left running is gone.
+    pub async fn recover(self: &Arc<Self>, stored: Vec<StoredMachine>) {
+        recovery::recover(self, stored).await;
     }
 
     /// Stops machines idle for the settings' `idle_timeout`, looking every

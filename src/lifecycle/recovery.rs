@@ -1,7 +1,8 @@
 //! Boot-time reconciliation: after a restart or a crash, every machine's state is made
-//! true again. Nothing survives edgewake, so every machine comes back `stopped` (and
-//! wakes on the next request), except that a machine with `restart.policy = "always"`
-//! that was running when edgewake went down is started again.
+//! true again. Nothing survives edgewake — what a crash left running is killed, and
+//! waited for — so every machine comes back `stopped` (and wakes on the next request),
+//! except that a machine with `restart.policy = "always"` that was running when
+//! edgewake went down is started again.
 
 use super::{SHUTDOWN_REASON, Supervisor, wake};
 use crate::drivers::Exit;
@@ -9,15 +10,23 @@ use crate::machines::store::StoredMachine;
 use crate::machines::{EventSource, MachineEvent, MachineRecord, MachineState};
 use std::sync::Arc;
 
-pub(super) fn recover(sup: &Arc<Supervisor>, stored: Vec<StoredMachine>) {
+/// Reaps every orphan first, all at once, and waits until they are gone: nothing may
+/// start a machine (a restart policy, a request once edgewake serves) while its old
+/// run still holds its address.
+pub(super) async fn recover(sup: &Arc<Supervisor>, stored: Vec<StoredMachine>) {
+    let reaps = stored.iter().filter_map(|stored| {
+        let pid = stored.pid?;
+        let machine = sup.registry.machine(&stored.app, &stored.record.id)?;
+        Some(async move {
+            sup.driver.reap_orphan(&machine.id, pid).await;
+            sup.registry.set_pid(&machine, None);
+        })
+    });
+    futures_util::future::join_all(reaps).await;
     for stored in stored {
         let Some(machine) = sup.registry.machine(&stored.app, &stored.record.id) else {
             continue;
         };
-        if let Some(pid) = stored.pid {
-            sup.driver.reap_orphan(&machine.id, pid);
-            sup.registry.set_pid(&machine, None);
-        }
         let was_running = was_running(&stored.record);
         if is_live(stored.record.state) {
             let event = MachineEvent::exit(Exit::UNKNOWN, false);

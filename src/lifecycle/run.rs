@@ -1,5 +1,6 @@
 //! What edgewake holds for each machine it runs: the lock that orders its starts and
-//! stops, the instance while one runs, and the wake in progress that requests join.
+//! stops, the instance while one runs, the wake in progress that requests join, and
+//! the back-off that holds starts off after failed ones.
 //! Kept here rather than on the `Machine` record, which is data every part reads.
 
 use super::error::WakeError;
@@ -7,7 +8,16 @@ use crate::drivers::Instance;
 use crate::machines::Machine;
 use dashmap::DashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long starts are held off after a first failed start; each further failure in a
+/// row doubles it, up to `MAX_START_BACKOFF`.
+pub const FIRST_START_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest starts are held off: a machine fixed behind edgewake's back (a file, a
+/// service it needs) is tried again within this.
+pub const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What only one start or stop at a time may touch.
 #[derive(Debug, Default)]
@@ -21,6 +31,40 @@ pub(super) struct Running {
 /// The outcome of the wake in progress, shared by everyone waiting on it.
 pub(super) type WakeAttempt = watch::Receiver<Option<Result<(), WakeError>>>;
 
+/// Starts held off after failed ones, so a machine that crashes at start costs one
+/// spawn per back-off, not one per request (clients can drive a crash loop).
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
+    /// Failed starts in a row.
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    /// Counts a failed start; returns how many in a row, and for how long starts are
+    /// now held off.
+    pub fn failed(&mut self) -> (u32, Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let delay = FIRST_START_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_START_BACKOFF);
+        self.until = Some(Instant::now() + delay);
+        (self.failures, delay)
+    }
+
+    /// A start succeeded, or someone asked for one on purpose: no more holding off.
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// How long starts are still held off, if they are.
+    pub fn remaining(&self) -> Option<Duration> {
+        let left = self.until?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
+}
+
 /// One machine's lifecycle state.
 #[derive(Debug, Default)]
 pub(super) struct Run {
@@ -28,11 +72,17 @@ pub(super) struct Run {
     pub lock: tokio::sync::Mutex<Running>,
     /// The wake in progress, which every waiting request joins.
     wake: Mutex<Option<WakeAttempt>>,
+    /// Read by every request that would wake the machine, without its lifecycle lock.
+    backoff: Mutex<Backoff>,
 }
 
 impl Run {
     pub fn wake_slot(&self) -> MutexGuard<'_, Option<WakeAttempt>> {
         self.wake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn backoff(&self) -> MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -42,6 +42,46 @@ pub(super) async fn start_locked(
     if sup.shutting_down.load(Ordering::SeqCst) {
         return Err(WakeError::ShuttingDown);
     }
+    let run = sup.runs.of(machine);
+    if source == EventSource::User {
+        run.backoff().reset(); // asked for on purpose: tried at once
+    }
+    let result = run_until_ready(sup, machine, running, kind, source).await;
+    match &result {
+        Ok(()) => run.backoff().reset(),
+        Err(WakeError::ShuttingDown | WakeError::Gone | WakeError::BackingOff(_)) => {}
+        Err(_) => {
+            let (failures, delay) = run.backoff().failed();
+            record_backoff(sup, machine, failures, delay);
+        }
+    }
+    result
+}
+
+/// Says in the machine's events that starts are held off, and for how long.
+fn record_backoff(sup: &Supervisor, machine: &Machine, failures: u32, delay: Duration) {
+    let mut event = MachineEvent::new("backoff", machine.state(), EventSource::Edgewake);
+    event.request = Some(serde_json::json!({
+        "failed_starts": failures,
+        "retry_in_ms": delay.as_millis() as u64,
+        "message": "requests do not start the machine until then; an API start does",
+    }));
+    sup.registry
+        .edit(machine, |record| record.push_event(event));
+    tracing::warn!(
+        machine = %machine.id,
+        "{failures} failed start(s) in a row: starts held off for {delay:?}"
+    );
+}
+
+/// Runs the machine and waits until it listens.
+async fn run_until_ready(
+    sup: &Arc<Supervisor>,
+    machine: &Arc<Machine>,
+    running: &mut Running,
+    kind: &str,
+    source: EventSource,
+) -> Result<(), WakeError> {
     running.generation += 1;
     sup.registry
         .transition(machine, MachineState::Starting, None);

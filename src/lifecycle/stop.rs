@@ -4,6 +4,7 @@
 
 use super::run::Running;
 use super::{SHUTDOWN_REASON, Supervisor};
+use crate::config::MAX_STOP_TIMEOUT;
 use crate::drivers::{Exit, Instance};
 use crate::machines::tunnels::TUNNEL_CLOSE_GRACE;
 use crate::machines::{App, EventSource, Machine, MachineEvent, MachineState};
@@ -11,6 +12,16 @@ use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// How long a machine killed at its stop timeout may take to be gone before its stop
+/// gives up on it (a process stuck in the kernel cannot hold a stop for ever).
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest edgewake's shutdown waits for its machines: every machine is stopped at
+/// once, each within the longest stop timeout and its grace. A stop first waits for a
+/// change in progress on its machine (a start, an API stop); whatever is still going at
+/// the bound is left to the next start's recovery, as after a crash.
+pub const SHUTDOWN_BOUND: Duration = MAX_STOP_TIMEOUT.saturating_add(KILL_GRACE);
 
 /// How a stop was asked for: who asked, the event it is recorded as, and overrides of
 /// the machine's stop signal and timeout.
@@ -110,8 +121,19 @@ async fn halt(
     let timeout = request
         .timeout
         .or(spec.stop_config.timeout)
-        .unwrap_or(sup.settings().stop_timeout);
-    let exit = sup.driver.stop(instance, signal, timeout).await;
+        .unwrap_or(sup.settings().stop_timeout)
+        .min(MAX_STOP_TIMEOUT); // a config stored before the API checked it
+    let stopped = tokio::time::timeout(
+        timeout + KILL_GRACE,
+        sup.driver.stop(instance, signal, timeout),
+    );
+    let exit = stopped.await.unwrap_or_else(|_| {
+        tracing::error!(
+            machine = %machine.id,
+            "still not gone {KILL_GRACE:?} after SIGKILL; giving up on it"
+        );
+        Exit::UNKNOWN
+    });
     sup.registry.set_pid(machine, None);
     exit
 }
@@ -179,6 +201,18 @@ pub(super) async fn close_all_tunnels(sup: &Supervisor) {
 
 pub(super) async fn shutdown(sup: &Arc<Supervisor>) {
     sup.shutting_down.store(true, Ordering::SeqCst);
+    if tokio::time::timeout(SHUTDOWN_BOUND, stop_all(sup))
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "machines still stopping after {SHUTDOWN_BOUND:?}; leaving them (the next start reaps them)"
+        );
+    }
+}
+
+/// Stops every machine at once and waits for the lifecycle's tasks.
+async fn stop_all(sup: &Arc<Supervisor>) {
     let mut stops = tokio::task::JoinSet::new();
     for machine in sup.registry.all_machines() {
         let this = sup.clone();

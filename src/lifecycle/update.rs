@@ -59,6 +59,7 @@ async fn update_now(
     let mut stop = StopRequest::new(EventSource::User);
     stop.kind = "update";
     stop_locked(sup, machine, &mut running, stop).await;
+    run.backoff().reset(); // the new config may start where the old one failed
     let image_ref = ImageRef::parse(&update.spec.image);
     machine.set_spec(update.spec);
     if let Some(cordoned) = update.cordoned {

@@ -1,5 +1,6 @@
 //! Waking a machine: every request that finds it stopped joins one shared start
-//! (single-flight), which goes on even if the request that began it goes away.
+//! (single-flight), which goes on even if the request that began it goes away; while
+//! starts are held off after failed ones, a request fails at once instead.
 
 use super::error::WakeError;
 use super::run::WakeAttempt;
@@ -37,6 +38,11 @@ fn join_or_begin(
     let mut slot = run.wake_slot();
     if let Some(attempt) = slot.as_ref() {
         return attempt.clone();
+    }
+    // A request does not spawn a machine that keeps failing to start; the API may.
+    let backing_off = run.backoff().remaining();
+    if let Some(left) = backing_off.filter(|_| source != EventSource::User) {
+        return watch::channel(Some(Err(WakeError::BackingOff(left)))).1;
     }
     let (tx, rx) = watch::channel(None);
     *slot = Some(rx.clone());

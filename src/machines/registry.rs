@@ -7,7 +7,8 @@ use super::machine::Machine;
 use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
 use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
-use crate::addresses::AddressRange;
+use crate::addresses::{AddressPool, AddressRange};
+use crate::config::LimitsConfig;
 use crate::ids;
 use dashmap::DashMap;
 use std::collections::{HashSet, VecDeque};
@@ -22,6 +23,8 @@ pub const MAX_DESTROYED_KEPT: usize = 100;
 pub struct App {
     pub record: AppRecord,
     machines: RwLock<Vec<Arc<Machine>>>,
+    /// The machines' names (they never change), so a create checks one in O(1).
+    names: Mutex<HashSet<String>>,
     /// Records of destroyed machines, oldest first: listed only when asked for.
     destroyed: Mutex<VecDeque<MachineRecord>>,
 }
@@ -31,8 +34,13 @@ impl App {
         App {
             record,
             machines: RwLock::new(Vec::new()),
+            names: Mutex::new(HashSet::new()),
             destroyed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records of the app's destroyed machines, oldest first.
@@ -64,17 +72,19 @@ impl App {
     }
 
     fn push(&self, machine: Arc<Machine>) {
+        self.names().insert(machine.record().name.clone());
         self.machines
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(machine);
     }
 
-    fn remove(&self, id: &str) {
+    fn remove(&self, machine: &Machine) {
         self.machines
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|m| m.id != id);
+            .retain(|m| m.id != machine.id);
+        self.names().remove(&machine.record().name);
     }
 }
 
@@ -86,8 +96,14 @@ pub enum RegistryError {
     NameTaken(String),
     #[error("app `{0}` is being deleted")]
     AppGone(String),
-    #[error("no private address left in {0}")]
+    #[error("no private address left in {0}: destroy machines or widen the range")]
     NoAddress(String),
+    #[error("there are {0} apps, the most `limits.apps` allows")]
+    TooManyApps(usize),
+    #[error("app `{app}` has {max} machines, the most `limits.machines_per_app` allows")]
+    TooManyMachines { app: String, max: usize },
+    #[error("no free generated name after {0} tries: give the machine a name")]
+    NoFreeName(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -102,10 +118,16 @@ pub struct NewMachine {
     pub cordoned: bool,
 }
 
+/// How many generated names a create tries before it gives up. With the name space
+/// `ids::machine_name` draws from, even an app of 100,000 machines fails a try less
+/// than once in 400, so 32 tries in a row never all collide.
+const MAX_NAME_ATTEMPTS: usize = 32;
+
 pub struct Registry {
     apps: DashMap<String, Arc<App>>,
     store: Store,
-    addresses: AddressRange,
+    addresses: Mutex<AddressPool>,
+    limits: LimitsConfig,
     /// Orders creations, so names and addresses are checked and taken atomically.
     creating: Mutex<()>,
 }
@@ -120,7 +142,8 @@ impl Registry {
         let registry = Registry {
             apps: DashMap::new(),
             store,
-            addresses,
+            addresses: Mutex::new(AddressPool::new(addresses)),
+            limits: LimitsConfig::default(),
             creating: Mutex::new(()),
         };
         for app in registry.store.apps()? {
@@ -140,6 +163,7 @@ impl Registry {
             }
         }
         for machine in &stored {
+            registry.pool().hold(machine.record.private_ip);
             let spec = MachineSpec::from_config(&machine.record.config).unwrap_or_default();
             let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
             if let Some(app) = registry.apps.get(&machine.app) {
@@ -147,6 +171,16 @@ impl Registry {
             }
         }
         Ok((registry, stored))
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, AddressPool> {
+        self.addresses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The registry holding creations to `limits` (else the defaults).
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Registry {
+        self.limits = limits;
+        self
     }
 
     pub fn app(&self, name: &str) -> Option<Arc<App>> {
@@ -172,6 +206,9 @@ impl Registry {
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
         if self.apps.contains_key(name) {
             return Err(RegistryError::AppTaken(name.into()));
+        }
+        if self.apps.len() >= self.limits.apps {
+            return Err(RegistryError::TooManyApps(self.limits.apps));
         }
         let record = AppRecord {
             id: ids::app_id(),
@@ -203,15 +240,22 @@ impl Registry {
         new: NewMachine,
     ) -> Result<Arc<Machine>, RegistryError> {
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        let name = new.name.unwrap_or_else(ids::machine_name);
-        if app.with_machines(|ms| ms.iter().any(|m| m.record().name == name)) {
-            return Err(RegistryError::NameTaken(name));
+        let max = self.limits.machines_per_app;
+        if app.with_machines(<[_]>::len) >= max {
+            let app = app.record.name.clone();
+            return Err(RegistryError::TooManyMachines { app, max });
         }
-        let taken: HashSet<_> = self.all_machines().iter().map(|m| m.private_ip).collect();
-        let private_ip = self
-            .addresses
-            .allocate(&taken)
-            .ok_or_else(|| RegistryError::NoAddress(self.addresses.to_string()))?;
+        let name = {
+            let names = app.names();
+            match new.name {
+                Some(name) if names.contains(&name) => {
+                    return Err(RegistryError::NameTaken(name));
+                }
+                Some(name) => name,
+                None => free_name(&names)?,
+            }
+        };
+        let private_ip = self.take_address()?;
         let now = now_rfc3339();
         let mut record = MachineRecord {
             id: ids::machine_id(),
@@ -232,10 +276,23 @@ impl Registry {
             MachineState::Created,
             super::EventSource::User,
         ));
-        self.store.save_machine(&app.record.name, &record)?;
+        if let Err(e) = self.store.save_machine(&app.record.name, &record) {
+            self.pool().release(private_ip);
+            return Err(e.into());
+        }
         let machine = Arc::new(Machine::new(&app.record.name, record, new.spec));
         app.push(machine.clone());
         Ok(machine)
+    }
+
+    /// A private address for a new machine: one no machine holds and no socket (of
+    /// another edgewake, or anything else on this host) listens on.
+    fn take_address(&self) -> Result<std::net::Ipv4Addr, RegistryError> {
+        let mut pool = self.pool();
+        let range = pool.range();
+        let busy = crate::listening::addresses_in(range);
+        pool.take(&busy)
+            .ok_or_else(|| RegistryError::NoAddress(range.to_string()))
     }
 
     /// Moves a machine to `state`, logs `event`, and persists the record. The record is
@@ -280,14 +337,24 @@ impl Registry {
     /// Takes a destroyed machine out of its app. Its record stays (state `destroyed`)
     /// for `include_deleted` listings, unless the app is gone too.
     pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
+        self.pool().release(machine.private_ip);
         let Some(app) = self.app(&machine.app) else {
             self.store.delete_machine(&machine.id)?;
             return Ok(());
         };
-        app.remove(&machine.id);
+        app.remove(machine);
         if let Some(forgotten) = app.remember_destroyed(machine.snapshot()) {
             self.store.delete_machine(&forgotten)?;
         }
         Ok(())
     }
+}
+
+/// A generated name no machine of the app has: a collision is tried again, not
+/// reported (the caller asked for no name in particular).
+fn free_name(names: &HashSet<String>) -> Result<String, RegistryError> {
+    std::iter::repeat_with(ids::machine_name)
+        .take(MAX_NAME_ATTEMPTS)
+        .find(|name| !names.contains(name))
+        .ok_or(RegistryError::NoFreeName(MAX_NAME_ATTEMPTS))
 }

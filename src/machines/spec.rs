@@ -2,7 +2,7 @@
 //! beside it untouched, so unknown fields round-trip.
 
 use super::{go_duration, normalize};
-use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB};
+use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB, MAX_STOP_TIMEOUT};
 use crate::drivers::{Guest, Init};
 use crate::signals::parse_signal;
 use nix::sys::signal::Signal;
@@ -32,15 +32,39 @@ pub struct GuestSpec {
     pub memory_mb: Option<u64>,
 }
 
+/// Fly's largest machine (performance-16x): 16 CPUs.
+pub const MAX_GUEST_CPUS: u32 = 16;
+/// Fly's largest machine: 8 GiB per performance CPU, 128 GiB.
+pub const MAX_GUEST_MEMORY_MB: u64 = 131_072;
+
 impl GuestSpec {
+    /// The limits to run with: unset (or 0) takes the default, and never more than Fly's
+    /// largest machine (`accept` refuses more; a record stored before that check is
+    /// held to it here, so the sandbox's byte counts cannot overflow).
     pub fn resolve(&self) -> Guest {
         Guest {
-            cpus: self.cpus.filter(|c| *c > 0).unwrap_or(DEFAULT_GUEST_CPUS),
+            cpus: self
+                .cpus
+                .filter(|c| *c > 0)
+                .unwrap_or(DEFAULT_GUEST_CPUS)
+                .min(MAX_GUEST_CPUS),
             memory_mb: self
                 .memory_mb
                 .filter(|m| *m > 0)
-                .unwrap_or(DEFAULT_GUEST_MEMORY_MB),
+                .unwrap_or(DEFAULT_GUEST_MEMORY_MB)
+                .min(MAX_GUEST_MEMORY_MB),
         }
+    }
+
+    /// Fly's bounds: at most 16 CPUs and 128 GiB.
+    fn check(&self) -> Result<(), SpecError> {
+        if let Some(cpus) = self.cpus.filter(|c| *c > MAX_GUEST_CPUS) {
+            return Err(SpecError::TooManyCpus(cpus));
+        }
+        if let Some(mb) = self.memory_mb.filter(|m| *m > MAX_GUEST_MEMORY_MB) {
+            return Err(SpecError::TooMuchMemory(mb));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +231,12 @@ pub enum SpecError {
     /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
     #[error("config.stop_config.signal: {0}")]
     StopSignal(String),
+    #[error("config.stop_config.timeout is {0:?}; a stop waits at most {MAX_STOP_TIMEOUT:?}")]
+    StopTimeout(Duration),
+    #[error("config.guest.cpus is {0}; a machine has at most {MAX_GUEST_CPUS}")]
+    TooManyCpus(u32),
+    #[error("config.guest.memory_mb is {0}; a machine has at most {MAX_GUEST_MEMORY_MB}")]
+    TooMuchMemory(u64),
 }
 
 impl MachineSpec {
@@ -218,6 +248,10 @@ impl MachineSpec {
         }
         normalize::normalize(&mut config)?;
         let spec = MachineSpec::from_config(&config)?;
+        spec.guest.check()?;
+        if let Some(timeout) = spec.stop_config.timeout.filter(|t| *t > MAX_STOP_TIMEOUT) {
+            return Err(SpecError::StopTimeout(timeout));
+        }
         Ok((config, spec))
     }
 
@@ -326,7 +360,8 @@ mod tests {
         assert!(err.to_string().contains("autostop"), "{err}");
     }
 
-    /// stop_config takes Go duration strings or nanoseconds, and a signal name.
+    /// stop_config takes Go duration strings or nanoseconds, and a signal name; a
+    /// timeout past Fly's 300 s is refused.
     #[test]
     fn stop_config_accepts_strings_or_nanoseconds() {
         let mut config = seed_config();
@@ -335,11 +370,38 @@ mod tests {
         assert_eq!(config["stop_config"]["timeout"], "15s");
         assert_eq!(spec.stop_config.timeout, Some(Duration::from_secs(15)));
         assert_eq!(spec.stop_signal(), Some(Signal::SIGINT));
+        let mut long = seed_config();
+        long["stop_config"] = json!({"timeout": "10000h"});
+        let err = MachineSpec::accept(long).unwrap_err();
+        assert!(matches!(err, SpecError::StopTimeout(_)), "{err}");
+        assert!(err.to_string().contains("stop_config.timeout"), "{err}");
         let mut bad = seed_config();
         bad["stop_config"] = json!({"signal": "SIGNOPE"});
         let err = MachineSpec::accept(bad).unwrap_err();
         assert!(matches!(err, SpecError::StopSignal(_)), "{err}");
         assert!(err.to_string().contains("stop_config.signal"), "{err}");
+    }
+
+    /// A guest beyond Fly's largest machine is refused, naming the field; one stored
+    /// before that check runs at the largest size instead of overflowing.
+    #[test]
+    fn guest_is_bounded_as_fly_does() {
+        let mut config = seed_config();
+        config["guest"] = json!({"cpus": 16, "memory_mb": 131_072});
+        assert!(MachineSpec::accept(config.clone()).is_ok());
+        config["guest"] = json!({"cpus": 17});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.cpus"), "{err}");
+        config["guest"] = json!({"memory_mb": u64::MAX});
+        let err = MachineSpec::accept(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("config.guest.memory_mb"), "{err}");
+        let stored = MachineSpec::from_config(&config).unwrap();
+        assert_eq!(stored.guest.resolve().memory_mb, MAX_GUEST_MEMORY_MB);
+        config["guest"] = json!({"cpus": u64::from(u32::MAX) + 1});
+        assert!(
+            MachineSpec::accept(config).is_err(),
+            "past u32 is refused too"
+        );
     }
 
     /// A config without an image is refused with a message naming the field.

@@ -29,7 +29,13 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("state database holds a record it cannot read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("cannot make the state database private: {0}")]
+    Private(#[source] std::io::Error),
 }
+
+/// The database holds machines' environments (their secrets): the owner's alone.
+/// SQLite gives its `-wal` and `-shm` files the database's mode.
+const STATE_FILE_MODE: u32 = 0o600;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -39,6 +45,28 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS machines (
         id TEXT PRIMARY KEY, app TEXT NOT NULL, record TEXT NOT NULL, pid INTEGER);
 ";
+
+/// Creates the database file readable by its owner only, or makes an existing one so
+/// (an edgewake before this check made it 0644), before SQLite opens it.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(STATE_FILE_MODE)
+        .open(path)?;
+    let private = std::fs::Permissions::from_mode(STATE_FILE_MODE);
+    std::fs::set_permissions(path, private.clone())?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::set_permissions(std::path::Path::new(&side), private.clone()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// A connection to the state database with its tables made. Writes are small and rare
 /// (lifecycle changes), so one connection behind a mutex is enough for each user.
@@ -69,6 +97,7 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        make_private(path).map_err(StoreError::Private)?;
         Ok(Store {
             db: Database::open(path, SCHEMA)?,
         })
@@ -153,5 +182,35 @@ impl Store {
             });
         }
         Ok(machines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The database and its write-ahead log are the owner's alone, even when an older
+    /// edgewake left the database readable by everyone.
+    #[test]
+    fn state_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgewake.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&path).unwrap();
+        let app = AppRecord {
+            id: "1".into(),
+            name: "a".into(),
+            org_slug: "personal".into(),
+            created_at: "now".into(),
+        };
+        store.insert_app(&app).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("edgewake.db-wal")), 0o600);
     }
 }

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-/// Seconds a client should wait before retrying a request that found no machine ready.
-const RETRY_AFTER_SECS: &str = "1";
+/// Seconds a client should wait before retrying a request that found no machine ready
+/// (unless its machine's starts are held off for longer).
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// Why the proxy could not forward a request, and which side it was on.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +38,21 @@ impl ProxyError {
         }
     }
 
-    /// Whether the same request may succeed if simply sent again a moment later.
-    fn retry_helps(&self) -> bool {
-        matches!(
+    /// When the same request may succeed if simply sent again, in seconds: after a
+    /// machine's start back-off, else a moment later.
+    fn retry_after(&self) -> Option<u64> {
+        if let ProxyError::Acquire(AcquireError::Wake {
+            error: WakeError::BackingOff(left),
+            ..
+        }) = self
+        {
+            return Some(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        }
+        let helps = matches!(
             self.status(),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-        )
+        );
+        helps.then_some(RETRY_AFTER_SECS)
     }
 }
 
@@ -56,7 +66,9 @@ fn acquire_status(error: &AcquireError) -> StatusCode {
         AcquireError::Wake { error, .. } => match error {
             WakeError::Exited(_) | WakeError::StartFailed(_) => StatusCode::BAD_GATEWAY,
             WakeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            WakeError::Gone | WakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            WakeError::BackingOff(_) | WakeError::Gone | WakeError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         },
     }
 }
@@ -95,11 +107,8 @@ pub fn text_response(status: StatusCode, text: String) -> Response<ProxyBody> {
 pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     let mut response = text_response(error.status(), format!("edgewake: {error}\n"));
     let headers = response.headers_mut();
-    if error.retry_helps() {
-        headers.insert(
-            http::header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+    if let Some(secs) = error.retry_after() {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -130,6 +139,19 @@ mod tests {
         let response = error_response(&slow);
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    /// A machine whose starts are held off is a 503 whose Retry-After is the rest of
+    /// the back-off, in whole seconds rounded up.
+    #[test]
+    fn backing_off_says_when_to_retry() {
+        let held = ProxyError::from(AcquireError::Wake {
+            machine: "m".into(),
+            error: WakeError::BackingOff(Duration::from_millis(3_200)),
+        });
+        let response = error_response(&held);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "4");
     }
 
     /// Unknown hosts are 404; apps without machines are 503 with Retry-After.

@@ -23,9 +23,10 @@ pub mod wait;
 pub use machines::*;
 pub use process::*;
 
+use edgewake::addresses::ClaimError;
 use edgewake::config::{Config, ImageConfig};
 use edgewake::drivers::Driver;
-use edgewake::server::{self, Options, Running};
+use edgewake::server::{self, Options, Running, StartError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -61,7 +62,32 @@ pub fn bin_dir() -> PathBuf {
 /// tests must not fight over the same address and port.
 pub fn random_loopback_range() -> String {
     let [a, b] = edgewake::ids::random_bytes::<2>();
-    format!("127.{}.{}.0/24", 64 + a % 180, b)
+    drawn(format!("127.{}.{}.0/24", 64 + a % 180, b))
+}
+
+/// Ranges drawn at random by these helpers: a `TestEdge` that finds one claimed by
+/// another test's edgewake (on this host, any test binary's) draws another.
+static DRAWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// How many ranges a `TestEdge` draws before it gives up.
+const MAX_RANGE_DRAWS: usize = 8;
+
+fn drawn(range: String) -> String {
+    DRAWN.lock().unwrap().push(range.clone());
+    range
+}
+
+fn was_drawn(range: &str) -> bool {
+    DRAWN.lock().unwrap().iter().any(|r| r == range)
+}
+
+/// Draws the config's machine range anew (the sandbox's network for the sandbox driver).
+fn redraw(config: &mut Config) {
+    if config.machines.driver == edgewake::config::DriverKind::Sandbox {
+        config.sandbox.network = sandbox::random_sandbox_network().parse().unwrap();
+    } else {
+        config.machines.private_ip_range = random_loopback_range().parse().unwrap();
+    }
 }
 
 fn image(command: &[&str], env: &[(&str, &str)]) -> ImageConfig {
@@ -155,8 +181,17 @@ impl TestEdge {
     /// An edgewake whose machines run on `driver` (the in-memory fake, for faults no
     /// real process can be made to show on cue).
     pub async fn start_with_driver(driver: Arc<dyn Driver>) -> TestEdge {
+        TestEdge::start_with_driver_and(driver, |_| {}).await
+    }
+
+    /// An edgewake whose machines run on `driver`, with the config tweaked.
+    pub async fn start_with_driver_and(
+        driver: Arc<dyn Driver>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestEdge {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
         TestEdge::start_options(config, Some(dir), Some(driver)).await
     }
 
@@ -192,9 +227,20 @@ impl TestEdge {
         dir: Option<tempfile::TempDir>,
         options: Options,
     ) -> TestEdge {
-        let running = server::start(config.clone(), options)
-            .await
-            .expect("edgewake starts");
+        let mut config = config;
+        let mut draws = 1;
+        let running = loop {
+            match server::start(config.clone(), options.clone()).await {
+                Ok(running) => break running,
+                Err(StartError::Range(ClaimError::Taken { range, .. }))
+                    if was_drawn(&range.to_string()) && draws < MAX_RANGE_DRAWS =>
+                {
+                    draws += 1;
+                    redraw(&mut config);
+                }
+                Err(e) => panic!("edgewake does not start: {e}"),
+            }
+        };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()

@@ -91,7 +91,7 @@ pub fn random_sandbox_network() -> String {
         std::sync::atomic::AtomicU8::new(start)
     });
     let block = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("172.30.{block}.0/24")
+    super::drawn(format!("172.30.{block}.0/24"))
 }
 
 /// Runs machines with the sandbox driver, in their own network, with small limits.

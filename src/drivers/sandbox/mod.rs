@@ -15,7 +15,7 @@ pub mod seccomp;
 
 use crate::config::SandboxConfig;
 use crate::drivers::shared::log::MachineLog;
-use crate::drivers::shared::{exec, procfs, remove_machine_dir};
+use crate::drivers::shared::{exec, procfs, remove_machine_dir, sockets};
 use crate::drivers::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use crate::files::dir_with_mode;
 use crate::images::{IdMap, Image, ImageStore};
@@ -307,6 +307,12 @@ impl Driver for SandboxDriver {
         Ok(Instance::new(pid, self.watch_exit(child, id, pid)))
     }
 
+    /// The machine listens at `addr` itself: a socket there in its own network
+    /// namespace, held by its processes (under `runc run`).
+    async fn accepts(&self, instance: &Instance, addr: std::net::SocketAddr) -> bool {
+        sockets::machine_accepts(instance, addr).await
+    }
+
     async fn stop(&self, instance: &Instance, signal: Signal, timeout: Duration) -> Exit {
         if let Some(exit) = instance.exit_status() {
             return exit;
@@ -338,14 +344,22 @@ impl Driver for SandboxDriver {
         }
     }
 
-    fn reap_orphan(&self, machine_id: &str, pid: u32) {
+    /// `runc delete --force` returns once the container is gone.
+    async fn reap_orphan(&self, machine_id: &str, pid: u32) {
         tracing::warn!(
             machine = machine_id,
             runc = pid,
             "removing a container left by an earlier edgewake"
         );
-        self.runtime.remove_blocking(machine_id);
-        Overlay::unmount_in(&self.plan.machines_dir.join(machine_id));
+        let (runtime, id) = (self.runtime.clone(), machine_id.to_string());
+        let dir = self.plan.machines_dir.join(machine_id);
+        let removed = tokio::task::spawn_blocking(move || {
+            runtime.remove_blocking(&id);
+            Overlay::unmount_in(&dir);
+        });
+        if let Err(e) = removed.await {
+            tracing::error!(machine = machine_id, "removing the container failed: {e}");
+        }
     }
 
     async fn forget(&self, machine_id: &str) {
@@ -396,7 +410,7 @@ impl Driver for SandboxDriver {
         let kill: exec::Kill = Box::new(move |_| kill_exec(&runtime, &id, &file, &token));
         let output = exec::run(runc, timeout, kill).await;
         let _ = std::fs::remove_file(&pid_file);
-        output
+        output.map(runtime::exec_answer)
     }
 }
 
@@ -412,7 +426,7 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
     let Some(init) = runtime.init_pid(id) else {
         return;
     };
-    let Some(machine_ns) = pid_namespace(init) else {
+    let Some(machine_ns) = procfs::namespace(&init.to_string(), "pid") else {
         return;
     };
     let mark = format!("{EXEC_MARK}={token}");
@@ -425,14 +439,10 @@ fn kill_exec(runtime: &Runtime, id: &str, pid_file: &Path, token: &str) {
     doomed.sort_unstable();
     doomed.dedup();
     for pid in doomed {
-        if pid != init && pid_namespace(pid).as_ref() == Some(&machine_ns) {
+        if pid != init && procfs::namespace(&pid.to_string(), "pid").as_ref() == Some(&machine_ns) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
-}
-
-fn pid_namespace(pid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The OCI runtime (runc) as edgewake drives it, with its state under the data dir, and
 //! the per-run pieces around it: the overlay root and the cgroup's OOM count.
 
+use crate::drivers::ExecOutput;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,27 @@ impl Runtime {
             .map(|pid| pid as u32)
             .filter(|pid| *pid > 0)
     }
+}
+
+/// runc's own exit code when it could not start the command (its error on stderr).
+const RUNC_EXEC_FAILED: i32 = 255;
+
+/// An exec as a shell would answer it: when runc could not start the command because it
+/// does not exist (127) or may not be run (126), that is the command's exit code, as for
+/// `sh -c`; the call itself worked (Fly answers 200).
+pub fn exec_answer(mut output: ExecOutput) -> ExecOutput {
+    let started = !output.stderr.contains("unable to start container process");
+    if output.exit_code != RUNC_EXEC_FAILED || started {
+        return output;
+    }
+    if output.stderr.contains("no such file or directory")
+        || output.stderr.contains("executable file not found")
+    {
+        output.exit_code = 127;
+    } else if output.stderr.contains("permission denied") {
+        output.exit_code = 126;
+    }
+    output
 }
 
 fn quiet(command: &mut Command) -> &mut Command {

@@ -62,6 +62,22 @@ pub async fn run(
     ))
 }
 
+/// A command that cannot be run answers as a shell would: exit code 127 when it does
+/// not exist, 126 when it may not be run. The exec itself worked (Fly answers 200);
+/// the caller reads the exit code, as with `sh -c`.
+pub fn as_shell_would(program: &str, error: DriverError) -> Result<ExecOutput, DriverError> {
+    let DriverError::Spawn { source, .. } = &error else {
+        return Err(error);
+    };
+    let (code, problem) = match source.kind() {
+        std::io::ErrorKind::NotFound => (127, "command not found"),
+        std::io::ErrorKind::PermissionDenied => (126, "permission denied"),
+        _ => return Err(error),
+    };
+    let stderr = format!("{program}: {problem}\n");
+    Ok(finish(Vec::new(), stderr.into_bytes(), code, None))
+}
+
 fn finish(
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -128,6 +144,33 @@ mod tests {
                 .all(|p| group_of(*p) != Some(pid)),
             "the background sleep lives on"
         );
+    }
+
+    /// A command that does not exist exits 127, as in a shell; one that may not run, 126.
+    #[tokio::test]
+    async fn unrunnable_commands_answer_as_a_shell() {
+        let missing = run(
+            Command::new("edgewake-no-such-command"),
+            Duration::from_secs(5),
+            Box::new(|_| {}),
+        )
+        .await
+        .unwrap_err();
+        let output = as_shell_would("edgewake-no-such-command", missing).unwrap();
+        assert_eq!(output.exit_code, 127);
+        assert!(output.stderr.contains("not found"), "{}", output.stderr);
+        let dir = tempfile::tempdir().unwrap();
+        let denied = run(
+            Command::new(dir.path()),
+            Duration::from_secs(5),
+            Box::new(|_| {}),
+        )
+        .await
+        .unwrap_err();
+        let output = as_shell_would("dir", denied).unwrap();
+        assert_eq!(output.exit_code, 126);
+        let timeout = DriverError::ExecTimeout(Duration::from_secs(1));
+        assert!(as_shell_would("x", timeout).is_err());
     }
 
     fn group_of(pid: u32) -> Option<u32> {

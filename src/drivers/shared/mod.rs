@@ -1,10 +1,12 @@
 //! What every driver uses: running a command with capped output (`exec`), the machine's
-//! log (`log`), finding processes (`procfs`), each machine's directory, and what a
-//! machine is told about itself.
+//! log (`log`), finding processes (`procfs`), telling the machine's own socket from a
+//! stranger's (`sockets`), each machine's directory, and what a machine is told about
+//! itself.
 
 pub mod exec;
 pub mod log;
 pub mod procfs;
+pub mod sockets;
 
 use super::Launch;
 use std::path::Path;

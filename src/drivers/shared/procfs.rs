@@ -1,5 +1,5 @@
 //! The host's processes as `/proc` shows them: all of them, a process's descendants,
-//! those carrying a mark in their environment.
+//! those carrying a mark in their environment (and waiting for those to be gone).
 
 /// Every process on the host, by pid.
 pub fn processes() -> impl Iterator<Item = u32> {
@@ -30,6 +30,12 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// The namespace of `kind` (`net`, `pid`…) a process (`self`, or a pid) is in, as the
+/// kernel names it (`net:[4026531840]`): equal names, the same namespace.
+pub fn namespace(pid: &str, kind: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()
+}
+
 /// A process's parent, from `/proc/<pid>/stat` (the field after the command's `)`).
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -46,6 +52,24 @@ pub fn with_env(entry: &str) -> Vec<u32> {
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
         })
         .collect()
+}
+
+/// How often a wait for processes to be gone looks again.
+const GONE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Waits until no live process holds `entry` in its environment (a zombie holds none:
+/// its memory, sockets included, is gone), for at most `within`; says whether none do.
+pub async fn until_none_with_env(entry: &str, within: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if with_env(entry).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(GONE_POLL).await;
+    }
 }
 
 #[cfg(test)]

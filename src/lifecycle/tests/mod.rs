@@ -1,7 +1,8 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
 //! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back.
+//! back; `bounds`: stops and shutdown that end; `crash_loops`: back-off after failed
+//! starts, and recovery that waits for a crashed edgewake's orphans.
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
@@ -11,6 +12,9 @@ use crate::machines::spec::MachineSpec;
 use crate::machines::store::Store;
 use crate::machines::{MachineState, Registry};
 use serde_json::{Value, json};
+
+mod bounds;
+mod crash_loops;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,66 @@
+//! No machine can hold a stop, a destroy or edgewake's shutdown for longer than Fly's
+//! stop timeout limit (plus the grace a kill gets).
+
+use super::*;
+use crate::config::MAX_STOP_TIMEOUT;
+use crate::lifecycle::stop::{KILL_GRACE, SHUTDOWN_BOUND};
+
+/// A year: as good as for ever.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A config as stored before the API checked stop timeouts: `10000h`.
+fn patient_config() -> Value {
+    let mut config = config(None);
+    config["stop_config"] = json!({"timeout": "10000h"});
+    config
+}
+
+/// A machine that ignores its stop signal and asked for a 10000h stop timeout is
+/// killed at Fly's 300 s limit, by an API stop and by a destroy alike.
+#[tokio::test(start_paused = true)]
+async fn stop_timeout_is_capped() {
+    let w = world();
+    w.fake.script_all(Script {
+        stop_takes: FOREVER,
+        ..Script::default()
+    });
+    for destroy in [false, true] {
+        let machine = w.machine(patient_config());
+        w.sup.wake(&machine, EventSource::User).await.unwrap();
+        let began = tokio::time::Instant::now();
+        if destroy {
+            w.sup.destroy(&machine, EventSource::User).await;
+        } else {
+            w.sup
+                .stop(&machine, StopRequest::new(EventSource::User))
+                .await;
+        }
+        assert_eq!(began.elapsed(), MAX_STOP_TIMEOUT, "destroy: {destroy}");
+        assert!(!w.fake.is_running(&machine.id));
+    }
+}
+
+/// A machine that not even SIGKILL ends holds neither a stop nor the shutdown beyond
+/// the cap and the kill's grace: the stop gives up on it and says the exit is unknown.
+#[tokio::test(start_paused = true)]
+async fn unkillable_machine_does_not_hold_shutdown() {
+    let w = world();
+    w.fake.script_all(Script {
+        unkillable: true,
+        ..Script::default()
+    });
+    let stuck = w.machine(patient_config());
+    let other = w.machine(config(None));
+    w.sup.wake(&stuck, EventSource::User).await.unwrap();
+    w.sup.wake(&other, EventSource::User).await.unwrap();
+    let began = tokio::time::Instant::now();
+    w.sup
+        .stop(&stuck, StopRequest::new(EventSource::User))
+        .await;
+    assert_eq!(began.elapsed(), MAX_STOP_TIMEOUT + KILL_GRACE);
+    assert_eq!(stuck.state(), MachineState::Stopped);
+    w.sup.begin_wake(&stuck, EventSource::User);
+    let began = tokio::time::Instant::now();
+    w.sup.shutdown().await;
+    assert!(began.elapsed() <= SHUTDOWN_BOUND, "{:?}", began.elapsed());
+}
