@@ -51,7 +51,7 @@ cleanup() {
     kill "${PID[$name]}" 2>/dev/null && wait "${PID[$name]}" 2>/dev/null || true
   done
   [ -n "${PEERS:-}" ] && PEER_DIR="$WORK/peer" bash "$PEERS" stop 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 

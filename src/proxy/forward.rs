@@ -4,7 +4,7 @@
 //! response body is done, so a machine is never idle while it is still answering. An
 //! upgrade (WebSocket) the machine accepts becomes a tunnel.
 
-use super::headers::{self, Forwarded};
+use super::headers;
 use super::tunnel::{self, Carried};
 use super::upstream::{
     ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
@@ -65,21 +65,50 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<Incoming>, fwd: &Forwarded<'_>) -> Prepared {
-    let upgrade = requested_upgrade(&req);
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let permit = req.extensions_mut().remove::<ConnectionPermit>();
-    let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
-    headers::to_machine(req.headers_mut(), fwd);
-    if let Some(protocol) = &upgrade {
-        restore_upgrade(req.headers_mut(), protocol);
+/// A request from the hyper path with what its connection carried taken out, before
+/// its headers are rewritten (the rewrite drops the `Upgrade` it asks for).
+pub struct ClientRequest {
+    pub req: Request<Incoming>,
+    upgrade: Option<HeaderValue>,
+    client_upgrade: Option<OnUpgrade>,
+    permit: Option<ConnectionPermit>,
+    own_upstream: Option<Arc<ConnectionUpstream>>,
+}
+
+impl ClientRequest {
+    pub fn take(mut req: Request<Incoming>) -> ClientRequest {
+        let upgrade = requested_upgrade(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let permit = req.extensions_mut().remove::<ConnectionPermit>();
+        let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
+        ClientRequest {
+            req,
+            upgrade,
+            client_upgrade,
+            permit,
+            own_upstream,
+        }
     }
-    Prepared {
-        req: req.map(Either::Left),
-        upgrade,
-        client_upgrade,
-        permit,
-        own_upstream,
+
+    /// The request, its headers rewritten for machines, made ready to send.
+    pub fn prepared(self) -> Prepared {
+        let ClientRequest {
+            mut req,
+            upgrade,
+            client_upgrade,
+            permit,
+            own_upstream,
+        } = self;
+        if let Some(protocol) = &upgrade {
+            restore_upgrade(req.headers_mut(), protocol);
+        }
+        Prepared {
+            req: req.map(Either::Left),
+            upgrade,
+            client_upgrade,
+            permit,
+            own_upstream,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod challenge;
 mod forward;
+pub mod h1;
 pub mod headers;
 pub mod place;
 mod respond;
@@ -124,8 +125,8 @@ impl Proxy {
         }
     }
 
-    /// The phases that need no waiting: route (Host → app), the `force_https` answer,
-    /// place (the client's regions), and the request made ready for a machine.
+    /// The phases that need no waiting for a request the hyper path serves: its
+    /// upgrade and connection extensions taken out, then `decide`.
     fn admit(
         &self,
         settings: &ProxySettings,
@@ -133,34 +134,17 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Result<Admitted, ProxyError> {
-        if inbound.scheme == "http"
-            && let Some(answer) = challenge::answer(&settings.challenges, &req)
-        {
-            return Ok(Admitted::Answered(answer));
-        }
-        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let app = self.route(settings, &host)?;
-        if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
-            let redirect = respond::redirect_to_https(&host, req.uri());
-            return Ok(Admitted::Answered(redirect));
-        }
-        let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
-        let location = settings.geo.locate(client_ip);
-        let plan = place::plan(&settings.regions, location, req.headers());
-        let fwd = Forwarded {
-            client_ip,
-            peer_ip: peer.ip(),
-            host: &host,
-            scheme: inbound.scheme,
-            public_port: inbound.service_port,
-            edge_region: &settings.edge_region,
-        };
-        let prepared = forward::prepare(req, &fwd);
-        Ok(Admitted::Routed(Routed {
-            app,
-            plan,
-            prepared,
-        }))
+        let mut carried = forward::ClientRequest::take(req);
+        Ok(
+            match decide(self, settings, &mut carried.req, inbound, peer)? {
+                Decision::Answered(answer) => Admitted::Answered(answer),
+                Decision::Routed { app, plan } => Admitted::Routed(Routed {
+                    app,
+                    plan,
+                    prepared: carried.prepared(),
+                }),
+            },
+        )
     }
 
     /// A ready machine (woken if need be), then the request forwarded to it; a request
@@ -260,6 +244,49 @@ impl Proxy {
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
     }
+}
+
+/// What the synchronous phases decided about a request, on either path.
+pub(crate) enum Decision {
+    /// Answered without a machine (an ACME token, the redirect to https).
+    Answered(Response<ProxyBody>),
+    /// For a machine of `app`, along `plan`; the headers are rewritten for it.
+    Routed { app: Arc<App>, plan: Plan },
+}
+
+/// The phases that need no waiting: route (Host → app), the `force_https` answer,
+/// place (the client's regions), and the request's headers rewritten for a machine.
+fn decide<B>(
+    proxy: &Proxy,
+    settings: &ProxySettings,
+    req: &mut Request<B>,
+    inbound: Inbound,
+    peer: SocketAddr,
+) -> Result<Decision, ProxyError> {
+    if inbound.scheme == "http"
+        && let Some(answer) = challenge::answer(&settings.challenges, req)
+    {
+        return Ok(Decision::Answered(answer));
+    }
+    let host = route::request_host(req).ok_or(ProxyError::MissingHost)?;
+    let app = proxy.route(settings, &host)?;
+    if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
+        let redirect = respond::redirect_to_https(&host, req.uri());
+        return Ok(Decision::Answered(redirect));
+    }
+    let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+    let location = settings.geo.locate(client_ip);
+    let plan = place::plan(&settings.regions, location, req.headers());
+    let fwd = Forwarded {
+        client_ip,
+        peer_ip: peer.ip(),
+        host: &host,
+        scheme: inbound.scheme,
+        public_port: inbound.service_port,
+        edge_region: &settings.edge_region,
+    };
+    headers::to_machine(req.headers_mut(), &fwd);
+    Ok(Decision::Routed { app, plan })
 }
 
 /// What the synchronous phases decided.

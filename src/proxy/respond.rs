@@ -17,6 +17,10 @@ const RETRY_AFTER_SECS: u64 = 1;
 pub enum ProxyError {
     #[error("the request names no host")]
     MissingHost,
+    /// Both Content-Length and Transfer-Encoding (RFC 9112 §6.3): a machine might read
+    /// the body's end elsewhere, so the request is refused and the connection closed.
+    #[error("the request has both Content-Length and Transfer-Encoding")]
+    AmbiguousFraming,
     #[error("no app is served at {0}")]
     UnknownHost(String),
     #[error(transparent)]
@@ -31,7 +35,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost | ProxyError::AmbiguousFraming => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,

@@ -1,6 +1,11 @@
 //! The edge's client connections: hyper-util's auto builder (HTTP/1.1, and HTTP/2 by ALPN or
 //! prior knowledge) per connection, TLS first on the HTTPS listener, a keep-alive idle
-//! timeout, and graceful shutdown that is awaited, so in-flight requests finish.
+//! timeout, and graceful shutdown that is awaited, so in-flight requests finish. HTTP/1.1
+//! connections start on the fast path (`fast`, `proxy::h1`) and move to hyper's for
+//! anything unusual.
+
+mod fast;
+mod rewind;
 
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
@@ -207,7 +212,7 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
                 return;
             };
             let Some(tls) = tls else {
-                return serve_connection(stream, client, edge2, settings).await;
+                return fast::serve(stream, client, edge2, settings).await;
             };
             match tls.accept(stream).await {
                 Ok(Handshake::Client(stream)) => {
@@ -234,9 +239,11 @@ async fn serve_tls_connection(
     let raw = sni
         .as_deref()
         .and_then(|host| edge.proxy.raw_tcp_app(host, port));
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     match raw {
         Some(app) => edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await,
-        None => serve_connection(stream, client, edge, settings).await,
+        None if h2 => serve_connection(stream, client, edge, settings).await,
+        None => fast::serve(stream, client, edge, settings).await,
     }
 }
 
