@@ -77,6 +77,58 @@ fn header_rewriting(c: &mut Criterion) {
     });
 }
 
+/// The fast path's whole head work for one request: the browser-like request head
+/// parsed from its buffer, rewritten for the machine and written; the machine's answer
+/// head parsed and rewritten for the client.
+fn fast_path_heads(c: &mut Criterion) {
+    use edgewake::proxy::h1::head::{self, Parsed};
+    use edgewake::proxy::h1::response::{self, EdgeFacts};
+    let fwd = Forwarded {
+        client_ip: "203.0.113.7".parse().unwrap(),
+        peer_ip: "203.0.113.7".parse().unwrap(),
+        host: "user-functions.localhost",
+        scheme: "http",
+        public_port: 80,
+        edge_region: "ams",
+    };
+    let mut raw = String::from("GET /index.html?q=1 HTTP/1.1\r\n");
+    for (name, value) in &request_headers() {
+        raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    raw.push_str("\r\n");
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("fast_path_request_head", |b| {
+        b.iter_batched(
+            || bytes::BytesMut::from(raw.as_str()),
+            |mut buf| {
+                let Parsed::Head(mut parsed) = head::parse_request(&mut buf, 100) else {
+                    panic!("a plain GET is the fast path's")
+                };
+                headers::to_machine(parsed.req.headers_mut(), &fwd);
+                out.clear();
+                head::write_request_head(&mut out, &parsed.req, false);
+                black_box(out.len())
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 454\r\n\
+                   date: Sun, 29 Nov 2026 10:00:00 GMT\r\n\r\n";
+    let facts = EdgeFacts {
+        request_id: "01JC9Z6B8K3M4N5P6Q7R8S9T0V-ams",
+        machine_id: "3d8d413b29d089",
+        region: "ams",
+        head_request: false,
+        close: false,
+    };
+    c.bench_function("fast_path_response_head", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(response::parse_response(answer, &facts, &mut out).unwrap())
+        })
+    });
+}
+
 fn wake_bookkeeping(c: &mut Criterion) {
     let activity = Arc::new(Activity::new());
     c.bench_function("in_flight_enter_and_drop", |b| {
@@ -105,6 +157,7 @@ criterion_group!(
     benches,
     host_to_app,
     header_rewriting,
+    fast_path_heads,
     wake_bookkeeping,
     settings_snapshot
 );

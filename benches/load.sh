@@ -142,6 +142,8 @@ run_wrk() {
   taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" "$@" "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
+    # A proxy that answers errors fast must not look fast: such a run counts as 0.
+    /Non-2xx|Socket errors/ {print "  (" $0 ")" > "/dev/stderr"; if ($0 ~ /Non-2xx/) rps=0}
     END {printf "%.0f %.3f %.3f\n", rps, p50, p99}'
 }
 
@@ -160,7 +162,7 @@ declare -A RESULTS
 read -r -a SCENARIOS <<<"${SCENARIOS:-http-64 http-256 https-64 https-newconn h2}"
 url_for() {
   case "$1:$2" in
-    direct:http*) echo "http://$IP:8080/" ;;
+    direct:http-*) echo "http://$IP:8080/" ;;
     edgewake:http-*|baseline:http-*) echo "http://127.0.0.1:${HTTP_PORT[$1]}/" ;;
     edgewake:*|baseline:*) echo "https://127.0.0.1:${HTTPS_PORT[$1]}/" ;;
     nginx:http-*) echo "http://127.0.0.1:18081/" ;;
@@ -237,7 +239,8 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
     PERF=$!
     sleep 0.2
     before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
-    requests=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
+    conns=${scenario##*-}; [[ $conns =~ ^[0-9]+$ ]] || conns=64
+    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
     after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")

@@ -54,10 +54,13 @@
 //!   machine's answer),
 //!   `respond` (errors → statuses); `upstream` is an HTTP/1.1 client connection's own
 //!   connection to its machine and says whether a failed request was sent; `tunnel`
-//!   pumps WebSockets and raw TCP after TLS.
-//! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
-//!   hyper-util's HTTP/1.1 + HTTP/2 server, keep-alive idle timeout, header limits,
-//!   graceful shutdown that is awaited.
+//!   pumps WebSockets and raw TCP after TLS. `h1` is the HTTP/1.1 fast path: a client
+//!   connection and its own machine connection in one task, heads parsed with httparse
+//!   (`head`, `response`), bodies passed on as framed (`chunked`), the same phases.
+//! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
+//!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
+//!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`);
+//!   keep-alive idle timeout, header limits, graceful shutdown that is awaited.
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
 //!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
 //!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,
@@ -82,7 +85,8 @@
 //! # A request's path
 //!
 //! The listener accepts (a trusted peer's PROXY header names the client); `edge`
-//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` answers an ACME HTTP-01
+//! terminates TLS (HTTPS) and parses HTTP (plain HTTP/1.1 on the fast path, the rest
+//! with hyper); the proxy answers an ACME HTTP-01
 //! validation itself, else routes `<app>.<domain>` (or a hostname added to an app) to an
 //! app, places the client (regions nearest first) and asks the lifecycle for a ready
 //! machine: `pick` takes, in the first region that can serve, its started machine with
