@@ -208,6 +208,23 @@ async fn connection_close_is_honoured() {
     edge.shutdown().await;
 }
 
+/// A kept-alive connection on the fast path with no request for the keep-alive
+/// timeout is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_fast_connections_are_closed() {
+    let edge =
+        TestEdge::start_with(|c| c.edge.keepalive_timeout = Duration::from_millis(300)).await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    tcp.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut tcp, &mut buf).await.status, 200);
+    assert_closed(&mut tcp).await;
+    edge.shutdown().await;
+}
+
 /// After requests on the fast path, a WebSocket upgrade on the same connection is
 /// switched by hyper's path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ pub enum ResponseError {
     Parse(#[from] httparse::Error),
     #[error("bad or conflicting Content-Length in the response")]
     Length,
+    /// 101 to a request that asked for no upgrade (those go to hyper's path).
+    #[error("the machine switched protocols unasked")]
+    UnaskedSwitch,
 }
 
 /// Facts the edge adds to each response.
@@ -59,6 +62,9 @@ pub fn parse_response(
         httparse::Status::Partial => return Ok(None),
     };
     let status = response.code.unwrap_or(502);
+    if status == 101 {
+        return Err(ResponseError::UnaskedSwitch);
+    }
     let reason = response.reason.unwrap_or("");
     let (framing, reusable) = framing(response.headers, status, facts.head_request)?;
     if (100..200).contains(&status) {
@@ -217,10 +223,12 @@ mod tests {
         assert!(!head.reusable);
     }
 
-    /// Conflicting lengths are refused.
+    /// Conflicting lengths, and a switch of protocols nobody asked for, are refused.
     #[test]
-    fn conflicting_lengths() {
+    fn refused_heads() {
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n";
+        assert!(parse_response(head.as_bytes(), &facts(), &mut Vec::new()).is_err());
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n";
         assert!(parse_response(head.as_bytes(), &facts(), &mut Vec::new()).is_err());
     }
 }
