@@ -41,15 +41,20 @@ fn request_headers() -> HeaderMap {
     h
 }
 
-fn header_rewriting(c: &mut Criterion) {
-    let fwd = Forwarded {
+/// What the edge knows about a browser's connection on `scheme`'s usual port.
+fn forwarded(scheme: &'static str, public_port: u16) -> Forwarded<'static> {
+    Forwarded {
         client_ip: "203.0.113.7".parse().unwrap(),
         peer_ip: "203.0.113.7".parse().unwrap(),
         host: "user-functions.localhost",
-        scheme: "https",
-        public_port: 443,
+        scheme,
+        public_port,
         edge_region: "ams",
-    };
+    }
+}
+
+fn header_rewriting(c: &mut Criterion) {
+    let fwd = forwarded("https", 443);
     let template = request_headers();
     c.bench_function("headers_to_machine", |b| {
         b.iter_batched(
@@ -83,14 +88,7 @@ fn header_rewriting(c: &mut Criterion) {
 fn fast_path_heads(c: &mut Criterion) {
     use edgewake::proxy::h1::head::{self, Parsed};
     use edgewake::proxy::h1::response::{self, EdgeFacts};
-    let fwd = Forwarded {
-        client_ip: "203.0.113.7".parse().unwrap(),
-        peer_ip: "203.0.113.7".parse().unwrap(),
-        host: "user-functions.localhost",
-        scheme: "http",
-        public_port: 80,
-        edge_region: "ams",
-    };
+    let fwd = forwarded("http", 80);
     let mut raw = String::from("GET /index.html?q=1 HTTP/1.1\r\n");
     for (name, value) in &request_headers() {
         raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
