@@ -118,6 +118,7 @@ fn fast_path_heads(c: &mut Criterion) {
         region: "ams",
         head_request: false,
         close: false,
+        waited: None,
     };
     c.bench_function("fast_path_response_head", |b| {
         b.iter(|| {
@@ -134,6 +135,24 @@ fn wake_bookkeeping(c: &mut Criterion) {
     });
     c.bench_function("activity_idle_for", |b| {
         b.iter(|| black_box(activity.idle_for()))
+    });
+}
+
+/// The no-wake check every request goes through: a browser's user agent against the
+/// operator's list of monitors and crawlers (no match: the whole list is scanned).
+fn no_wake_rules(c: &mut Criterion) {
+    let operator = edgewake::config::NoWakeConfig::default();
+    let headers = request_headers();
+    c.bench_function("no_wake_check_browser", |b| {
+        b.iter(|| {
+            edgewake::proxy::no_wake::matches(
+                None,
+                &operator,
+                &http::Method::GET,
+                black_box("/index.html"),
+                black_box(&headers),
+            )
+        })
     });
 }
 
@@ -157,6 +176,7 @@ criterion_group!(
     header_rewriting,
     fast_path_heads,
     wake_bookkeeping,
+    no_wake_rules,
     settings_snapshot
 );
 criterion_main!(benches);

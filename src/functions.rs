@@ -6,6 +6,13 @@
 //! Knobs (for the seed walk-through and for tests):
 //! - `?sleep=MS` waits before answering; `?stream=N&interval=MS` sends N server-sent
 //!   events, one per interval; `GET /exit` answers, then the process exits 0.
+//! - `?header=NAME:VALUE` (repeatable) adds a header to the answer (a keep-awake, say);
+//!   `?replay=VALUE` answers with `fly-replay: VALUE` unless the request was replayed
+//!   already (as a router app does).
+//! - `/health` answers 200 while healthy, else 503; `/health/fail` and `/health/pass`
+//!   switch it; env `HEALTHY_AFTER_MS` makes it healthy only that long after start.
+//! - `/keepawake?for=2s` asks the edge to keep this machine up, calling the API with
+//!   the machine's own token (`EDGEWAKE_API_URL`, `EDGEWAKE_MACHINE_TOKEN`).
 //! - env `STARTUP_DELAY_MS` waits before listening (a slow boot); `EXIT_AFTER_IDLE`
 //!   (e.g. `60s`) exits by itself after that long without a request, as the seed's
 //!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
@@ -33,6 +40,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+mod signals;
+
+use signals::{health, keep_awake};
+
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Facts about this machine, from the environment the driver set.
@@ -46,6 +57,10 @@ struct Machine {
     /// Milliseconds after `started` of the last request.
     last_request_ms: AtomicU64,
     exit: Notify,
+    /// `/health` fails while set.
+    unhealthy: std::sync::atomic::AtomicBool,
+    /// `/health` fails until this long after start.
+    healthy_after: Duration,
 }
 
 /// Runs the function runtime until it is told to exit, goes idle, or is terminated.
@@ -82,6 +97,12 @@ async fn serve() -> std::io::Result<()> {
         started: Instant::now(),
         last_request_ms: AtomicU64::new(0),
         exit: Notify::new(),
+        unhealthy: std::sync::atomic::AtomicBool::new(false),
+        healthy_after: Duration::from_millis(
+            env("HEALTHY_AFTER_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ),
     });
     let idle_exit = env("EXIT_AFTER_IDLE").and_then(|v| humantime::parse_duration(&v).ok());
     let drain = Duration::from_millis(
@@ -120,6 +141,13 @@ async fn handle(
     if req.uri().path() == "/ws" {
         return Ok(websocket_echo(req));
     }
+    if let Some(answer) = health(&machine, req.uri().path()) {
+        return Ok(answer);
+    }
+    if req.uri().path() == "/keepawake" {
+        return Ok(keep_awake(&machine, req.uri().query().unwrap_or("")).await);
+    }
+    let replayed = req.headers().contains_key("fly-replay-src");
     machine.touch();
     let query = Query::parse(req.uri().query().unwrap_or(""));
     if let Some(ms) = query.sleep_ms {
@@ -141,7 +169,28 @@ async fn handle(
         });
     }
     machine.touch();
-    Ok(json_response(StatusCode::OK, &described))
+    let mut response = json_response(StatusCode::OK, &described);
+    add_headers(&mut response, &query, replayed);
+    Ok(response)
+}
+
+/// The headers `?header=` and `?replay=` ask for.
+fn add_headers(response: &mut Response<Body>, query: &Query, replayed: bool) {
+    let replay = query.replay.as_ref().filter(|_| !replayed);
+    let pairs = query
+        .headers
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .chain(replay.map(|r| ("fly-replay", r.as_str())));
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
 }
 
 /// `/ws`: accepts a WebSocket upgrade and echoes every text and binary message.
@@ -207,6 +256,7 @@ async fn describe(machine: &Machine, req: Request<Incoming>) -> Value {
         "headers": headers,
         "body_bytes": body_bytes,
         "env": machine.app_env,
+        "uptime_ms": machine.started.elapsed().as_millis() as u64,
     })
 }
 
@@ -251,6 +301,8 @@ struct Query {
     sleep_ms: Option<u64>,
     stream: Option<u64>,
     interval_ms: u64,
+    headers: Vec<String>,
+    replay: Option<String>,
 }
 
 impl Query {
@@ -259,6 +311,8 @@ impl Query {
             sleep_ms: None,
             stream: None,
             interval_ms: 100,
+            headers: Vec::new(),
+            replay: None,
         };
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -267,11 +321,21 @@ impl Query {
                 "sleep" => parsed.sleep_ms = number,
                 "stream" => parsed.stream = number,
                 "interval" => parsed.interval_ms = number.unwrap_or(100),
+                "header" => parsed.headers.push(decode(value)),
+                "replay" => parsed.replay = Some(decode(value)),
                 _ => {}
             }
         }
         parsed
     }
+}
+
+/// A query value with `%XX` and `+` decoded.
+fn decode(value: &str) -> String {
+    form_urlencoded::parse(format!("v={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 impl Machine {

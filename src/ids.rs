@@ -52,6 +52,11 @@ pub fn ulid() -> String {
 }
 
 /// A bearer token with 256 bits of randomness.
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn api_token() -> String {
     hex(&random_bytes::<32>())
 }

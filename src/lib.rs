@@ -11,10 +11,12 @@
 //!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
-//!   connection limit): leaves.
+//!   connection limit), `metrics` (the Prometheus series every part counts into, one
+//!   set per edgewake): leaves.
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once);
 //!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
-//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory.
+//!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory;
+//!   `operator` holds the `[wake]`, `[no_wake]`, `[replay]` and `[log]` sections.
 //! - `images`: the local OCI image store machines run from: `reference` (Docker-style
 //!   names), pulls and imports by skopeo into one `layout`, rootfs trees unpacked once by
 //!   umoci (`rootfs`, id-mapped for user namespaces), registry credentials (`remote`), the
@@ -31,15 +33,21 @@
 //!   `normalize`, `go_duration`: Fly's canonical answers), the `Registry` of apps and
 //!   machines (DashMap + SQLite `store`; destroyed records kept for
 //!   `include_deleted`), `lease`, `wait` (long poll on a state), the `activity` clock
-//!   and `tunnels` (open WebSockets, closed before a stop).
+//!   (with keep-awake), `tunnels` (open WebSockets, closed before a stop), `checks`
+//!   (health check configs, results and the health they add up to) and `http_rules`
+//!   (an app's wake page, no-wake and wake-early options).
+//! - `observe`: what the operator reads in the log: its `format` (text, JSON), the
+//!   wake and stop lines (`lifecycle`), the `access` log.
+//! - `checks`: running a started machine's health checks; `until_routable` for
+//!   requests waiting on a woken machine.
 //! - `lifecycle`: a machine's life in one place. The `Supervisor` is its interface:
 //!   `ready` for the request path (`acquire`: `pick` a machine along the request's
 //!   `Plan`, count it in flight, `wake` it — single-flight, then readiness —, fall back
 //!   on failure, queue at the hard limit), and `start`, `stop`, `destroy`,
 //!   `operations` (restart, signal, suspend, exec), `update`, `recovery` at boot and the
-//!   idle `reaper` for the API and the server. `run` holds what each machine's
-//!   lifecycle needs: its lock, its instance, its wake in progress, its back-off after
-//!   failed starts.
+//!   idle `reaper` (never under `min_machines_running`) for the API and the server,
+//!   `awake` (keep-awake). `run` holds what each machine's lifecycle needs: its lock,
+//!   its instance, its wake in progress, its back-off after failed starts.
 //! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
 //!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
 //!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
@@ -51,8 +59,11 @@
 //!   HTTP-01 answered before anything else, never waking a machine), `route` (Host →
 //!   app: `<app>.<domain>` or an added hostname), `place` (regions nearest the client,
 //!   Fly's routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
-//!   machine's answer),
-//!   `respond` (errors → statuses); `upstream` is an HTTP/1.1 client connection's own
+//!   machine's answer), `respond` (errors → statuses); around them `no_wake` and
+//!   `wake_page` (requests the edge answers while an app sleeps), `keep_awake` and
+//!   `replay` (what a machine's answer asks of the edge), `report` (wake headers,
+//!   metrics, access line), `wake_early` (the ClientHello's server name); `upstream` is
+//!   an HTTP/1.1 client connection's own
 //!   connection to its machine and says whether a failed request was sent; `tunnel`
 //!   pumps WebSockets and raw TCP after TLS. `h1` is the HTTP/1.1 fast path: a client
 //!   connection and its own machine connection in one task, heads parsed with httparse
@@ -69,7 +80,8 @@
 //! - `api`: the Fly-compatible Machines REST API (axum): `apps`, `machines` (create,
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`, `certificates` (Fly's shapes in
-//!   `certificate_views`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   `certificate_views`), `keepawake` (with a machine's own token), `observe`
+//!   (`/metrics`, `/healthz`, `/readyz`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
 //! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
@@ -102,6 +114,7 @@
 pub mod addresses;
 pub mod api;
 pub mod certificates;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod drivers;
@@ -116,6 +129,8 @@ pub mod lifecycle;
 pub mod listener;
 pub mod listening;
 pub mod machines;
+pub mod metrics;
+pub mod observe;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod server;

@@ -175,7 +175,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.api),
     );
 
+    supervisor.set_api_url(api_addr);
     let geo = open_geo(&config)?;
+    let keep_awake_max = config.wake.keep_awake_max;
     let live = Arc::new(Live::new(
         config,
         geo,
@@ -190,6 +192,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         token: api_token.clone().into(),
         regions: live.regions.clone(),
         stopping: cancel.clone(),
+        keep_awake_max,
     };
     let served = serve(
         live.clone(),

@@ -48,6 +48,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/apps/{app}/certificates/{hostname}/acme"),
     ("delete", "/v1/apps/{app}/certificates/{hostname}/custom"),
     ("get", "/v1/openapi.json"),
+    ("post", "/v1/apps/{app}/machines/{id}/keepawake"),
+    ("get", "/metrics"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 ];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -141,8 +141,8 @@ async fn pipelined_requests_are_answered_in_order() {
     edge.shutdown().await;
 }
 
-/// A Content-Length body reaches the machine whole, in pieces or pipelined, and the
-/// connection carries the next request.
+/// A Content-Length body (hyper's path, which keeps it for a replay) reaches the
+/// machine whole, in pieces or pipelined, and the connection carries the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn length_bodies_reach_the_machine() {
     let (edge, mut tcp) = edge_and_connection().await;

@@ -18,13 +18,8 @@ pub async fn require_token(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(credentials);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+    match bearer(req.headers()) {
+        Some(token) if ids::constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
             Ok(next.run(req).await)
         }
         _ => Err(ApiError::new(
@@ -32,6 +27,12 @@ pub async fn require_token(
             "unauthorized: a valid `Authorization: Bearer <token>` header is required",
         )),
     }
+}
+
+/// The token an `Authorization` header presents.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = headers.get(axum::http::header::AUTHORIZATION)?;
+    credentials(header.to_str().ok()?)
 }
 
 /// The token of `Bearer <token>` or `FlyV1 <token>`; the scheme in any case (RFC 9110
@@ -43,10 +44,6 @@ fn credentials(header: &str) -> Option<&str> {
         .iter()
         .any(|k| k.eq_ignore_ascii_case(scheme))
         .then(|| token.trim())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The API token: the given one, else the one kept in the data dir, else a new one

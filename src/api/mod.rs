@@ -7,18 +7,21 @@ mod certificate_views;
 mod certificates;
 pub mod error;
 mod exec;
+mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
 mod logs;
 mod machines;
 mod metadata;
+mod observe;
 pub mod openapi;
 mod query;
 mod request_id;
 mod wait;
 
 use crate::certificates::Certificates;
+use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
 use crate::machines::{App, Machine, Registry};
@@ -41,6 +44,8 @@ pub struct ApiState {
     /// Fires when the server begins to shut down: answers that would stream for ever
     /// (followed logs) end then, so the API's drain does not wait for them.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
+    pub keep_awake_max: std::time::Duration,
 }
 
 /// The regions new machines may be placed in, and the edge's own (the default).
@@ -77,7 +82,13 @@ impl ApiState {
         let config = config
             .ok_or_else(|| ApiError::bad_request("config is required (with config.image)"))?;
         let (config, spec) = MachineSpec::accept(config)?;
-        self.supervisor.driver().check_image(&spec.image).await?;
+        let checked = self.supervisor.driver().check_image(&spec.image).await;
+        if let Err(e @ (DriverError::Registry(_) | DriverError::ImageNotFound(_))) = &checked {
+            // The operator's log has a line per failed pull; the client gets the status.
+            tracing::warn!(image = %spec.image, "pull failed: {e}");
+            self.supervisor.metrics.driver_error("pull");
+        }
+        checked?;
         Ok((config, spec))
     }
 
@@ -148,6 +159,11 @@ pub fn router(state: ApiState) -> Router {
             v1_routes().fallback(error::no_route).layer(auth),
         )
         .routes(routes!(openapi::document))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
+        // Outside `/v1`'s token check: a machine calls it with its own token.
+        .routes(routes!(keepawake::keep_awake))
         .split_for_parts();
     let doc = openapi::Document(doc.to_json().expect("the document serializes").into());
     v1.fallback(error::no_route)

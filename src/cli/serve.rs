@@ -3,11 +3,10 @@
 //! reload`, which sends that SIGHUP to the server of a data dir.
 
 use super::pidfile::{self, PidError, PidFile};
-use crate::config::{Config, DriverKind, Located, locate::LoadError};
+use crate::config::{Config, DriverKind, Located, LogFormat, locate::LoadError};
 use crate::server::{self, Options, Running};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::filter::Targets;
@@ -87,11 +86,9 @@ impl LogFilter {
 
 /// Logs to stderr; colours only when stderr is a terminal (and `NO_COLOR` is unset),
 /// so a log piped to a file or journald carries no escape codes.
-fn init_logging() -> LogFilter {
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let format = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+/// The format (text or JSON lines, `log.format`) is fixed at start.
+fn init_logging(format: LogFormat) -> LogFilter {
+    let format = crate::observe::format::layer(format);
     match EnvFilter::try_from_default_env() {
         Ok(filter) => {
             Registry::default().with(format.with_filter(filter)).init();
@@ -111,8 +108,9 @@ pub fn serve(
     args: ServeArgs,
     api_token: Option<String>,
 ) -> Result<(), ServeError> {
-    let logs = init_logging();
+    // The config says the log's format, so it is read before anything is logged.
     let config = args.apply(located.load()?);
+    let logs = init_logging(config.log.format);
     logs.apply(&config);
     if let LogFilter::Environment = logs {
         tracing::info!("RUST_LOG sets what is logged: the config's log_level is not used");

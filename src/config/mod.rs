@@ -10,6 +10,7 @@
 pub mod acme;
 pub mod duration;
 pub mod locate;
+pub mod operator;
 mod raw;
 mod validate;
 
@@ -27,6 +28,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use acme::{AcmeConfig, AcmeDirectory};
 pub use locate::{ConfigSource, Located};
+pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
 
 /// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`
@@ -127,6 +129,10 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    pub wake: WakeConfig,
+    pub no_wake: NoWakeConfig,
+    pub replay: ReplayConfig,
+    pub log: LogConfig,
     /// Certificates from an ACME CA; `None` (no `[acme]` section): no ACME.
     pub acme: Option<AcmeConfig>,
 }
@@ -364,6 +370,10 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            wake: WakeConfig::default(),
+            no_wake: NoWakeConfig::default(),
+            replay: ReplayConfig::default(),
+            log: LogConfig::default(),
             acme: None,
         }
     }

@@ -7,7 +7,7 @@
 
 use super::{
     ApiConfig, Config, ConfigErrors, EdgeConfig, GeoConfig, ImageConfig, LimitsConfig,
-    MachinesConfig, RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration,
+    MachinesConfig, RegionConfig, RegistryConfig, SandboxConfig, TlsConfig, duration, operator,
 };
 use crate::addresses::AddressRange;
 use crate::signals::parse_signal;
@@ -32,6 +32,10 @@ pub(super) struct RawConfig {
     limits: RawLimits,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    wake: operator::RawWake,
+    no_wake: operator::RawNoWake,
+    replay: operator::RawReplay,
+    log: operator::RawLog,
     acme: Option<super::acme::RawAcme>,
 }
 
@@ -134,6 +138,10 @@ impl RawConfig {
             },
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            wake: self.wake.into_wake(errors),
+            no_wake: self.no_wake.into_no_wake(errors),
+            replay: self.replay.into_replay(),
+            log: self.log.into_log(errors),
             acme: self.acme.map(|acme| {
                 let mut acme = acme.into_acme(errors);
                 acme.directory_ca = acme.directory_ca.map(within);

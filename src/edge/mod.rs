@@ -214,6 +214,11 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             let Some(tls) = tls else {
                 return fast::serve(stream, client, edge2, settings).await;
             };
+            // The ClientHello names the app before the handshake: wake it now if it asks.
+            if let Some(host) = crate::proxy::wake_early::peek_server_name(&stream).await {
+                let port = client.inbound.service_port;
+                edge2.proxy.wake_early(&host, port, client.peer);
+            }
             match tls.accept(stream).await {
                 Ok(Handshake::Client(stream)) => {
                     serve_tls_connection(*stream, client, edge2, settings).await

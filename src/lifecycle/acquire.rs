@@ -1,7 +1,9 @@
 //! The request path's one call into the lifecycle: a ready machine for this app, on
 //! this port, along this plan. Picks, counts the request in flight, wakes the machine
-//! if it sleeps (joining the wake in progress), falls back to the next machine or
-//! region when a wake fails, and queues for a bounded time when every machine is full.
+//! if it sleeps (joining the wake in progress) and waits for its health checks to pass,
+//! falls back to the next machine or region when a wake fails, and queues for a bounded
+//! time when every machine is full (or failing its checks). A request may also be one
+//! that must not wake a machine, or must not wait for one (its `Manner`).
 
 use super::error::{AcquireError, WakeError};
 use super::pick::{self, Action, Plan};
@@ -13,6 +15,7 @@ use dashmap::DashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How many times a request may find its machine stopped again right after a wake (an
 /// operator stopped it meanwhile) before it gives up.
@@ -31,6 +34,29 @@ pub struct Ready {
     /// `fly-prefer-instance-id` could not be honoured (the machine is told so).
     pub preferred_unavailable: bool,
     pub in_flight: InFlight,
+    /// How long the request waited for the machine to wake (and pass its checks),
+    /// when it had to.
+    pub waited: Option<Duration>,
+}
+
+/// How a request treats a machine that sleeps, and the idle clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Manner {
+    pub on_sleep: OnSleep,
+    /// Its end does not restart the machine's idle clock (a monitor's request).
+    pub quiet: bool,
+}
+
+/// What a request does when its machine sleeps (or is still starting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnSleep {
+    /// Wakes it and waits (API clients, the default).
+    #[default]
+    Wake,
+    /// Begins the wake and does not wait: the proxy answers with the wake page.
+    Begin,
+    /// Leaves it asleep: the proxy answers for it (a no-wake rule).
+    Leave,
 }
 
 pub(super) async fn ready(
@@ -38,11 +64,20 @@ pub(super) async fn ready(
     app: &App,
     port: u16,
     plan: &Plan,
+    manner: Manner,
 ) -> Result<Ready, AcquireError> {
-    match ready_once(sup, app, port, plan).await {
-        Err(AcquireError::AtHardLimit { .. }) => queue(sup, app, port, plan).await,
+    match ready_once(sup, app, port, plan, manner).await {
+        Err(e) if waiting_helps(&e) => queue(sup, app, port, plan, manner).await,
         other => other,
     }
+}
+
+/// Every machine that could serve is full, or failing its checks: room may come.
+fn waiting_helps(error: &AcquireError) -> bool {
+    matches!(
+        error,
+        AcquireError::AtHardLimit { .. } | AcquireError::Unhealthy { .. }
+    )
 }
 
 /// Every machine that could serve is at its hard limit: wait for room, a bounded number
@@ -52,23 +87,27 @@ async fn queue(
     app: &App,
     port: u16,
     plan: &Plan,
+    manner: Manner,
 ) -> Result<Ready, AcquireError> {
-    let full = || AcquireError::AtHardLimit {
-        app: app.record.name.clone(),
-    };
     let max = sup.settings().max_queued;
-    let Some(_place) = QueuePlace::take(&sup.queued, &app.record.name, max) else {
-        return Err(full());
+    let Some(_place) = QueuePlace::take(sup, &app.record.name, max) else {
+        sup.metrics.queue_rejected(&app.record.name);
+        return Err(AcquireError::AtHardLimit {
+            app: app.record.name.clone(),
+        });
     };
-    let deadline = tokio::time::Instant::now() + sup.settings().queue_timeout;
-    while tokio::time::Instant::now() < deadline {
+    let deadline = Instant::now() + sup.settings().queue_timeout;
+    loop {
         tokio::time::sleep(QUEUE_POLL).await;
-        match ready_once(sup, app, port, plan).await {
-            Err(AcquireError::AtHardLimit { .. }) => continue,
+        match ready_once(sup, app, port, plan, manner).await {
+            Err(e) if waiting_helps(&e) && Instant::now() < deadline => continue,
+            Err(e) if waiting_helps(&e) => {
+                sup.metrics.queue_rejected(&app.record.name);
+                return Err(e);
+            }
             other => return other,
         }
     }
-    Err(full())
 }
 
 /// Picks and wakes. The request is counted in flight before it checks the state, which
@@ -80,6 +119,7 @@ async fn ready_once(
     app: &App,
     port: u16,
     plan: &Plan,
+    manner: Manner,
 ) -> Result<Ready, AcquireError> {
     let mut failed: HashSet<String> = plan.avoid.iter().cloned().collect();
     let mut last_failure = None;
@@ -89,24 +129,32 @@ async fn ready_once(
             Err(e) => return Err(last_failure.unwrap_or(e)),
         };
         let machine = picked.machine;
-        let in_flight = machine.enter();
+        if picked.action == Action::Wake && manner.on_sleep != OnSleep::Wake {
+            return Err(leave_asleep(sup, app, &machine, manner.on_sleep));
+        }
+        let in_flight = match manner.quiet {
+            true => machine.enter_quietly(),
+            false => machine.enter(),
+        };
         if over_hard_limit(&machine, port) {
             // Another request took the last place between the pick and now.
             return Err(AcquireError::AtHardLimit {
                 app: app.record.name.clone(),
             });
         }
+        let mut waited = None;
         if picked.action == Action::Wake {
-            match wake::wake(sup, &machine, EventSource::Edgewake).await {
-                Ok(()) => {}
+            let began = Instant::now();
+            match wake_healthy(sup, &machine).await {
+                Ok(()) => waited = Some(began.elapsed()),
                 // Destroyed meanwhile: pick again among the others.
-                Err(WakeError::Gone) => continue,
+                Err(AcquireError::Wake {
+                    error: WakeError::Gone,
+                    ..
+                }) => continue,
                 Err(error) => {
                     failed.insert(machine.id.clone());
-                    last_failure = Some(AcquireError::Wake {
-                        machine: machine.id.clone(),
-                        error,
-                    });
+                    last_failure = Some(error);
                     continue;
                 }
             }
@@ -124,6 +172,7 @@ async fn ready_once(
                 h2_backend,
                 preferred_unavailable: picked.preferred_unavailable,
                 in_flight,
+                waited,
             });
         }
     }
@@ -131,6 +180,59 @@ async fn ready_once(
         app: app.record.name.clone(),
         port,
     }))
+}
+
+/// Wakes the machine (or joins its wake), then waits for its checks to let it serve,
+/// all within one wake timeout.
+async fn wake_healthy(sup: &Arc<Supervisor>, machine: &Arc<Machine>) -> Result<(), AcquireError> {
+    let began = Instant::now();
+    wake::wake(sup, machine, EventSource::Edgewake)
+        .await
+        .map_err(|error| AcquireError::Wake {
+            machine: machine.id.clone(),
+            error,
+        })?;
+    let left = sup.settings().wake_timeout.saturating_sub(began.elapsed());
+    crate::checks::until_routable(machine, left)
+        .await
+        .map_err(|error| AcquireError::NotHealthy {
+            machine: machine.id.clone(),
+            error,
+        })
+}
+
+/// A request that must not wait for this sleeping machine: its wake begins if the
+/// request asks (the page's), and the proxy answers for it.
+fn leave_asleep(
+    sup: &Arc<Supervisor>,
+    app: &App,
+    machine: &Arc<Machine>,
+    on_sleep: OnSleep,
+) -> AcquireError {
+    let waking = on_sleep == OnSleep::Begin;
+    if waking && machine.state() != MachineState::Started {
+        wake::begin(sup, machine, EventSource::Edgewake, "request");
+    }
+    AcquireError::Asleep {
+        app: app.record.name.clone(),
+        waking,
+    }
+}
+
+/// Begins the wake a request would begin, without a request (see `Supervisor::wake_early`).
+pub(super) fn wake_early(sup: &Arc<Supervisor>, app: &App, port: u16, plan: &Plan) {
+    let waking = |m: &Machine| sup.runs.is_waking(m);
+    let Ok(picked) = pick::pick(app, port, plan, &HashSet::new(), waking) else {
+        return;
+    };
+    let machine = picked.machine;
+    let asleep = matches!(
+        machine.state(),
+        MachineState::Stopped | MachineState::Created
+    );
+    if picked.action == Action::Wake && asleep && !sup.runs.is_waking(&machine) {
+        wake::begin(sup, &machine, EventSource::Edgewake, "early");
+    }
 }
 
 /// Whether the machine now has more requests in flight than its hard limit allows.
@@ -145,18 +247,21 @@ fn over_hard_limit(machine: &Machine, port: u16) -> bool {
 /// A request's place in an app's queue; gives it back when dropped.
 struct QueuePlace<'a> {
     queued: &'a DashMap<String, usize>,
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
     app: String,
 }
 
 impl<'a> QueuePlace<'a> {
-    fn take(queued: &'a DashMap<String, usize>, app: &str, max: usize) -> Option<QueuePlace<'a>> {
-        let mut count = queued.entry(app.to_string()).or_insert(0);
+    fn take(sup: &'a Supervisor, app: &str, max: usize) -> Option<QueuePlace<'a>> {
+        let mut count = sup.queued.entry(app.to_string()).or_insert(0);
         if *count >= max {
             return None;
         }
         *count += 1;
+        sup.metrics.queued.inc();
         Some(QueuePlace {
-            queued,
+            queued: &sup.queued,
+            gauge: &sup.metrics.queued,
             app: app.to_string(),
         })
     }
@@ -164,6 +269,7 @@ impl<'a> QueuePlace<'a> {
 
 impl Drop for QueuePlace<'_> {
     fn drop(&mut self) {
+        self.gauge.dec();
         if let Some(mut count) = self.queued.get_mut(&self.app) {
             *count = count.saturating_sub(1);
         }

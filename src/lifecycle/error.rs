@@ -40,6 +40,17 @@ pub enum AcquireError {
     InstanceUnavailable { machine: String },
     #[error("machine {machine}: {error}")]
     Wake { machine: String, error: WakeError },
+    #[error("no machine of app {app} passes its health checks; try again later")]
+    Unhealthy { app: String },
+    #[error("machine {machine} was woken but {error}")]
+    NotHealthy {
+        machine: String,
+        error: crate::checks::HealthError,
+    },
+    /// The request may not wake a machine, or must not wait for one (the proxy answers
+    /// it itself: the sleeping answer, or the wake page while `waking`).
+    #[error("app {app} is asleep")]
+    Asleep { app: String, waking: bool },
 }
 
 /// Why a lifecycle call could not be done.

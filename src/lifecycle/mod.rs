@@ -8,6 +8,7 @@
 //! shutdown. Each submodule holds the functions behind one group of calls.
 
 mod acquire;
+mod awake;
 mod error;
 mod operations;
 pub mod pick;
@@ -19,7 +20,7 @@ mod stop;
 mod update;
 mod wake;
 
-pub use acquire::Ready;
+pub use acquire::{Manner, OnSleep, Ready};
 pub use error::{AcquireError, OperationError, UpdateError, WakeError};
 pub use operations::SUSPEND_NOTE;
 pub use pick::{Pinned, Plan};
@@ -31,6 +32,7 @@ pub use update::Update;
 use crate::drivers::{Driver, ExecOutput, Launch};
 use crate::machines::store::StoredMachine;
 use crate::machines::{App, EventSource, Machine, Registry};
+use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use nix::sys::signal::Signal;
@@ -43,6 +45,11 @@ use tokio_util::task::TaskTracker;
 
 /// Marks the exit events of machines that edgewake stopped because it was shutting down.
 pub const SHUTDOWN_REASON: &str = "edgewake shutdown";
+
+/// The variable holding a machine's own API token (for `keepawake`).
+pub const MACHINE_TOKEN_ENV: &str = "EDGEWAKE_MACHINE_TOKEN";
+/// The variable holding the API's URL, as machines reach it.
+pub const API_URL_ENV: &str = "EDGEWAKE_API_URL";
 
 /// The port a machine is probed and reached on when its config names no service.
 pub const FALLBACK_INTERNAL_PORT: u16 = 8080;
@@ -67,6 +74,8 @@ pub struct Settings {
 
 pub struct Supervisor {
     pub registry: Arc<Registry>,
+    /// What the operator sees at `/metrics`; everyone who counts shares it.
+    pub metrics: Arc<Metrics>,
     driver: Arc<dyn Driver>,
     /// Read once per use, so a reload applies to the next start, stop, queue or reaper
     /// round (a load is a few uncontended atomic operations).
@@ -76,18 +85,21 @@ pub struct Supervisor {
     queued: DashMap<String, usize>,
     tasks: TaskTracker,
     shutting_down: AtomicBool,
+    api_url: std::sync::OnceLock<String>,
 }
 
 impl Supervisor {
     pub fn new(registry: Arc<Registry>, driver: Arc<dyn Driver>, settings: Settings) -> Supervisor {
         Supervisor {
             registry,
+            metrics: Arc::new(Metrics::new()),
             driver,
             settings: ArcSwap::from_pointee(settings),
             runs: Runs::default(),
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
+            api_url: std::sync::OnceLock::new(),
         }
     }
 
@@ -117,7 +129,19 @@ impl Supervisor {
         port: u16,
         plan: &Plan,
     ) -> Result<Ready, AcquireError> {
-        acquire::ready(self, app, port, plan).await
+        acquire::ready(self, app, port, plan, Manner::default()).await
+    }
+
+    /// `ready`, for a request that may not wake a machine, or must not wait for one
+    /// (`AcquireError::Asleep` then), or must not keep one awake.
+    pub async fn ready_in(
+        self: &Arc<Self>,
+        app: &App,
+        port: u16,
+        plan: &Plan,
+        manner: Manner,
+    ) -> Result<Ready, AcquireError> {
+        acquire::ready(self, app, port, plan, manner).await
     }
 
     // The API.
@@ -125,7 +149,21 @@ impl Supervisor {
     /// Begins a wake without waiting for it (the API's start); requests that arrive
     /// meanwhile join it.
     pub fn begin_wake(self: &Arc<Self>, machine: &Arc<Machine>, source: EventSource) {
-        wake::begin(self, machine, source);
+        wake::begin(self, machine, source, wake::reason_of(source));
+    }
+
+    /// Begins waking the machine a request for `app` on `port` would wake, before the
+    /// request has come (the TLS ClientHello named the app). Does nothing when a
+    /// machine already serves or none may be woken.
+    pub fn wake_early(self: &Arc<Self>, app: &App, port: u16, plan: &Plan) {
+        acquire::wake_early(self, app, port, plan);
+    }
+
+    /// Counts the machine busy for `period` from now (its keep-awake signal, `how`:
+    /// `header` or `api`): the reaper leaves it running that long, and idle time counts
+    /// from then. The start of a kept-awake period is recorded as an event.
+    pub fn keep_awake(&self, machine: &Machine, period: Duration, how: &'static str) {
+        awake::keep_awake(self, machine, period, how);
     }
 
     /// Starts the machine unless it is started, sharing one start among all callers.
@@ -220,9 +258,27 @@ impl Supervisor {
         stop::shutdown(self).await;
     }
 
-    /// What the driver needs to run the machine once, from its record and config.
+    /// Where machines reach the API (`EDGEWAKE_API_URL` in their environment), once
+    /// its listener is bound at `api` (an unspecified address is reached on loopback).
+    pub fn set_api_url(&self, api: std::net::SocketAddr) {
+        let ip = match api.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let url = format!("http://{}", std::net::SocketAddr::new(ip, api.port()));
+        let _ = self.api_url.set(url);
+    }
+
+    /// What the driver needs to run the machine once, from its record and config, with
+    /// the run's own API token in its environment (`EDGEWAKE_MACHINE_TOKEN`).
     fn launch(&self, machine: &Machine) -> Launch {
         let spec = machine.spec();
+        let mut env = spec.env.clone();
+        env.insert(MACHINE_TOKEN_ENV.into(), machine.issue_token());
+        if let Some(url) = self.api_url.get() {
+            env.insert(API_URL_ENV.into(), url.clone());
+        }
         let record = machine.record();
         Launch {
             machine_id: machine.id.clone(),
@@ -231,7 +287,7 @@ impl Supervisor {
             instance_id: record.instance_id.clone(),
             private_ip: machine.private_ip,
             image: spec.image.clone(),
-            env: spec.env.clone(),
+            env,
             port: internal_port(machine),
             init: spec.init.clone(),
             guest: spec.guest.resolve(),

@@ -2,9 +2,12 @@
 //! under its soft limit with the fewest requests in flight; else the machine already
 //! waking; else one stopped machine to wake (a burst never wakes more than one); else a
 //! started machine between its soft and hard limits. Only when a region has nothing
-//! does the next one get the request. Cordoned machines get no traffic at all.
+//! does the next one get the request. Cordoned machines get no traffic at all, nor do
+//! machines whose health checks fail; a started machine whose checks have not passed
+//! yet is joined like a wake in progress.
 
 use super::AcquireError;
+use crate::machines::checks::Health;
 use crate::machines::{App, Machine, MachineState};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,11 +53,21 @@ pub struct Candidate {
     pub autostart: bool,
     pub soft_limit: usize,
     pub hard_limit: Option<usize>,
+    /// What its health checks say (always `Routable` without checks).
+    pub health: Health,
 }
 
 impl Candidate {
+    /// Started, healthy, and with room under `limit`.
     fn started_below(&self, limit: Option<usize>) -> bool {
-        self.state == MachineState::Started && limit.is_none_or(|l| self.in_flight < l)
+        self.state == MachineState::Started
+            && self.health == Health::Routable
+            && limit.is_none_or(|l| self.in_flight < l)
+    }
+
+    /// Started, but its checks fail: it gets no new requests.
+    fn failing(&self) -> bool {
+        self.state == MachineState::Started && self.health == Health::Failing
     }
 }
 
@@ -78,6 +91,7 @@ pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
         c.waking
             || c.state == MachineState::Starting
             || (c.state == MachineState::Stopping && c.autostart)
+            || (c.state == MachineState::Started && c.health == Health::Settling)
     };
     let wakeable = |c: &Candidate| {
         c.autostart && matches!(c.state, MachineState::Stopped | MachineState::Created)
@@ -146,14 +160,23 @@ pub fn pick(
                 .then(|| among(&serving, |m| !plan.regions.contains(&m.region)))
                 .flatten()
         };
-        let full =
-            |c: &Candidate| c.state == MachineState::Started && !c.started_below(c.hard_limit);
+        let full = |c: &Candidate| {
+            c.state == MachineState::Started
+                && c.health == Health::Routable
+                && !c.started_below(c.hard_limit)
+        };
         let allowed = |m: &Machine| plan.others_allowed || plan.regions.contains(&m.region);
         match in_plan.or_else(elsewhere) {
             Some(chosen) => Ok(picked(chosen, preferred_unavailable)),
             // Waiting only helps when a machine the plan allows is full.
             None if serving.iter().any(|(m, c)| full(c) && allowed(m)) => {
                 Err(AcquireError::AtHardLimit {
+                    app: app.record.name.clone(),
+                })
+            }
+            // Fly blocks on an unhealthy machine when nothing else can serve.
+            None if serving.iter().any(|(m, c)| c.failing() && allowed(m)) => {
+                Err(AcquireError::Unhealthy {
                     app: app.record.name.clone(),
                 })
             }
@@ -181,6 +204,7 @@ fn candidate(
         autostart: service.autostart,
         soft_limit: service.concurrency.soft_limit,
         hard_limit: service.concurrency.hard_limit,
+        health: machine.checks.health(),
     })
 }
 
@@ -224,6 +248,7 @@ mod tests {
             autostart: true,
             soft_limit: 20,
             hard_limit: None,
+            health: Health::Routable,
         }
     }
 
@@ -270,5 +295,24 @@ mod tests {
         assert_eq!(choose(&[busy]), Some((0, Action::Forward)));
         busy.hard_limit = Some(20);
         assert_eq!(choose(&[busy]), None);
+    }
+
+    /// A failing machine gets nothing while a healthy neighbour serves; one whose
+    /// checks have not passed yet is joined (not forwarded to), never a second woken.
+    #[test]
+    fn health_gates_forwarding() {
+        let mut failing = c(MachineState::Started, 0);
+        failing.health = Health::Failing;
+        assert_eq!(
+            choose(&[failing, c(MachineState::Started, 5)]),
+            Some((1, Action::Forward))
+        );
+        assert_eq!(choose(&[failing]), None);
+        let mut settling = c(MachineState::Started, 0);
+        settling.health = Health::Settling;
+        assert_eq!(
+            choose(&[c(MachineState::Stopped, 0), settling]),
+            Some((1, Action::Wake))
+        );
     }
 }

@@ -1,8 +1,11 @@
-//! The reaper stops machines that have had no request in flight for the idle timeout.
+//! The reaper stops machines that have had no request in flight for the idle timeout
+//! (a keep-awake moves that moment on), but never the last `min_machines_running`
+//! started machines of an app in a region (Fly keeps them in its primary region only).
 
 use super::{Supervisor, stop};
-use crate::machines::MachineState;
 use crate::machines::spec::{Autostop, MachineSpec};
+use crate::machines::{Machine, MachineState};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +27,13 @@ pub(super) async fn run(supervisor: Arc<Supervisor>, cancel: CancellationToken) 
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        for machine in supervisor.registry.all_machines() {
+        let machines = supervisor.registry.all_machines();
+        let mut running = running_by_region(&machines);
+        for machine in machines {
             let idle = machine.state() == MachineState::Started
                 && machine.activity.idle_for() >= idle_timeout
                 && autostops(&machine.spec());
-            if idle {
+            if idle && above_minimum(&mut running, &machine) {
                 let supervisor = supervisor.clone();
                 tokio::spawn(async move {
                     stop::stop_if_idle(&supervisor, &machine, idle_timeout).await
@@ -36,4 +41,40 @@ pub(super) async fn run(supervisor: Arc<Supervisor>, cancel: CancellationToken) 
             }
         }
     }
+}
+
+/// Started machines that take traffic, by app and region.
+fn running_by_region(machines: &[Arc<Machine>]) -> HashMap<(String, String), usize> {
+    let mut running = HashMap::new();
+    for m in machines {
+        if m.state() == MachineState::Started && !m.is_cordoned() {
+            *running
+                .entry((m.app.clone(), m.region.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    running
+}
+
+/// Whether stopping `machine` leaves its app at least `min_machines_running` started
+/// machines in its region; if so, it counts as stopped for the rest of this pass (so
+/// two idle machines cannot both go under a minimum of one).
+fn above_minimum(running: &mut HashMap<(String, String), usize>, machine: &Machine) -> bool {
+    let spec = machine.spec();
+    let minimum = spec
+        .services
+        .iter()
+        .map(|s| s.min_machines_running)
+        .max()
+        .unwrap_or(0);
+    if minimum == 0 {
+        return true;
+    }
+    let key = (machine.app.clone(), machine.region.clone());
+    let count = running.entry(key).or_insert(0);
+    if *count <= minimum {
+        return false;
+    }
+    *count -= 1;
+    true
 }

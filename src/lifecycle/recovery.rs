@@ -36,7 +36,8 @@ pub(super) async fn recover(sup: &Arc<Supervisor>, stored: Vec<StoredMachine>) {
         if was_running && machine.spec().restarts_always() {
             let this = sup.clone();
             sup.tasks.spawn(async move {
-                if let Err(e) = wake::wake(&this, &machine, EventSource::Edgewake).await {
+                let wake = wake::wake_for(&this, &machine, EventSource::Edgewake, "restart");
+                if let Err(e) = wake.await {
                     tracing::warn!(machine = %machine.id, "restart policy `always`: {e}");
                 }
             });

@@ -100,7 +100,9 @@ async fn run_until_ready(
         fail_start(sup, machine, &instance).await;
         return Err(e);
     }
-    machine.activity.touch();
+    machine.activity.reset();
+    // Before `started`: no request may find it started and not yet checked.
+    crate::checks::begin(machine, sup.settings().wake_timeout);
     watch_exit(sup, machine, running.generation, instance.clone());
     running.instance = Some(instance);
     let mut event = MachineEvent::new(kind, MachineState::Started, source);
@@ -108,7 +110,7 @@ async fn run_until_ready(
     event.request = Some(serde_json::json!({ "boot_us": began.elapsed().as_micros() as u64 }));
     sup.registry
         .transition(machine, MachineState::Started, Some(event));
-    tracing::info!(machine = %machine.id, app = %machine.app, "machine started");
+    tracing::debug!(machine = %machine.id, app = %machine.app, "machine started");
     Ok(())
 }
 
@@ -147,7 +149,7 @@ fn watch_exit(sup: &Arc<Supervisor>, machine: &Arc<Machine>, generation: u64, in
         let event = MachineEvent::exit(exit, false);
         sup.registry
             .transition(&machine, MachineState::Stopped, Some(event));
-        tracing::info!(machine = %machine.id, "machine exited by itself ({})", describe_exit(exit));
+        crate::observe::lifecycle::stopped(&sup.metrics, &machine, "exit", &describe_exit(exit));
     });
 }
 

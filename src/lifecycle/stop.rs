@@ -3,15 +3,20 @@
 //! short halfway, leaving a machine `stopping` with its process alive.
 
 use super::run::Running;
+use super::start::describe_exit;
 use super::{SHUTDOWN_REASON, Supervisor};
 use crate::config::MAX_STOP_TIMEOUT;
 use crate::drivers::{Exit, Instance};
 use crate::machines::tunnels::TUNNEL_CLOSE_GRACE;
 use crate::machines::{App, EventSource, Machine, MachineEvent, MachineState};
+use crate::observe;
 use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// Marks the exit events of machines the reaper stopped for being idle.
+pub const IDLE_REASON: &str = "idle";
 
 /// How long a machine killed at its stop timeout may take to be gone before its stop
 /// gives up on it (a process stuck in the kernel cannot hold a stop for ever).
@@ -74,6 +79,7 @@ pub(super) async fn destroy(sup: &Arc<Supervisor>, machine: &Arc<Machine>, sourc
             .transition(&machine, MachineState::Destroying, None);
         if let Some(instance) = running.instance.take() {
             let exit = halt(&this, &machine, &instance, StopRequest::new(source)).await;
+            observe::lifecycle::stopped(&this.metrics, &machine, "destroy", &describe_exit(exit));
             let event = MachineEvent::exit(exit, true);
             this.registry
                 .transition(&machine, MachineState::Destroying, Some(event));
@@ -155,6 +161,12 @@ pub(super) async fn stop_locked(
     sup.registry
         .transition(machine, MachineState::Stopping, Some(event));
     let exit = halt(sup, machine, &instance, request).await;
+    observe::lifecycle::stopped(
+        &sup.metrics,
+        machine,
+        stop_reason(&request),
+        &describe_exit(exit),
+    );
     let mut event = MachineEvent::exit(exit, true);
     if let (Some(reason), Some(request)) = (request.reason, event.request.as_mut()) {
         request["reason"] = reason.into();
@@ -183,10 +195,22 @@ pub(super) async fn stop_if_idle(
         machine.set_state(MachineState::Started);
         return false;
     }
-    tracing::info!(machine = %machine.id, app = %machine.app, "stopping idle machine");
-    let request = StopRequest::new(EventSource::Edgewake);
+    let mut request = StopRequest::new(EventSource::Edgewake);
+    request.reason = Some(IDLE_REASON);
     stop_locked(sup, machine, &mut running, request).await;
     true
+}
+
+/// Why a stop happened, as the log and the metrics say it.
+fn stop_reason(request: &StopRequest) -> &'static str {
+    match (request.reason, request.source, request.kind) {
+        (Some(SHUTDOWN_REASON), _, _) => "shutdown",
+        (Some(IDLE_REASON), _, _) => "idle",
+        (_, _, "restart") => "restart",
+        (_, _, "update") => "update",
+        (_, EventSource::User, _) => "api",
+        (_, EventSource::Edgewake, _) => "edgewake",
+    }
 }
 
 /// Asks every open tunnel (WebSockets, TCP after TLS) to close, at the start of a

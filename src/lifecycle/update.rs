@@ -35,7 +35,7 @@ pub(super) async fn update(
         let skip_launch = update.skip_launch;
         update_now(&this, &machine, update).await?;
         if !skip_launch {
-            wake::begin(&this, &machine, EventSource::User);
+            wake::begin(&this, &machine, EventSource::User, "update");
         }
         Ok(())
     });

@@ -5,9 +5,20 @@
 use super::error::WakeError;
 use super::run::WakeAttempt;
 use super::{Supervisor, start};
+use crate::drivers::DriverError;
 use crate::machines::{EventSource, Machine};
+use crate::observe;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Why a machine is woken, as the log and the metrics say it.
+pub(super) fn reason_of(source: EventSource) -> &'static str {
+    match source {
+        EventSource::User => "api",
+        EventSource::Edgewake => "request",
+    }
+}
 
 /// Starts the machine unless it is started, sharing one start among all callers.
 pub(super) async fn wake(
@@ -15,7 +26,17 @@ pub(super) async fn wake(
     machine: &Arc<Machine>,
     source: EventSource,
 ) -> Result<(), WakeError> {
-    let mut attempt = join_or_begin(sup, machine, source);
+    wake_for(sup, machine, source, reason_of(source)).await
+}
+
+/// `wake`, saying why (`request`, `api`, `restart`, `early`).
+pub(super) async fn wake_for(
+    sup: &Arc<Supervisor>,
+    machine: &Arc<Machine>,
+    source: EventSource,
+    reason: &'static str,
+) -> Result<(), WakeError> {
+    let mut attempt = join_or_begin(sup, machine, source, reason);
     let outcome = attempt.wait_for(Option::is_some).await;
     match outcome {
         Ok(result) => result.clone().unwrap_or(Err(WakeError::ShuttingDown)),
@@ -25,14 +46,20 @@ pub(super) async fn wake(
 
 /// Begins a wake without waiting for it. Registered before returning, so a later stop
 /// waits for it.
-pub(super) fn begin(sup: &Arc<Supervisor>, machine: &Arc<Machine>, source: EventSource) {
-    let _ = join_or_begin(sup, machine, source);
+pub(super) fn begin(
+    sup: &Arc<Supervisor>,
+    machine: &Arc<Machine>,
+    source: EventSource,
+    reason: &'static str,
+) {
+    let _ = join_or_begin(sup, machine, source, reason);
 }
 
 fn join_or_begin(
     sup: &Arc<Supervisor>,
     machine: &Arc<Machine>,
     source: EventSource,
+    reason: &'static str,
 ) -> WakeAttempt {
     let run = sup.runs.of(machine);
     let mut slot = run.wake_slot();
@@ -50,12 +77,44 @@ fn join_or_begin(
     let tasks = sup.tasks.clone();
     // Spawned, so the start goes on even if the request that began it goes away.
     tasks.spawn(async move {
+        let began = Instant::now();
         let result = start::start(&sup, &machine, source).await;
-        if let Err(e) = &result {
-            tracing::warn!(machine = %machine.id, "wake failed: {e}");
-        }
+        report(&sup, &machine, reason, began, &result);
         *run.wake_slot() = None;
         tx.send_replace(Some(result));
     });
     rx
+}
+
+/// The wake's line in the log and its count in the metrics.
+fn report(
+    sup: &Supervisor,
+    machine: &Machine,
+    reason: &str,
+    began: Instant,
+    result: &Result<(), WakeError>,
+) {
+    let failure = match result {
+        Ok(()) => None,
+        Err(error) => Some((failure_kind(error), error as &dyn std::fmt::Display)),
+    };
+    if let Err(WakeError::StartFailed(error)) = result {
+        let operation = match **error {
+            DriverError::Registry(_) | DriverError::ImageNotFound(_) => "pull",
+            _ => "start",
+        };
+        sup.metrics.driver_error(operation);
+    }
+    observe::lifecycle::woke(&sup.metrics, machine, reason, began.elapsed(), failure);
+}
+
+fn failure_kind(error: &WakeError) -> &'static str {
+    match error {
+        WakeError::Exited(_) => "exited",
+        WakeError::StartFailed(_) => "start_failed",
+        WakeError::Timeout(_) => "timeout",
+        WakeError::BackingOff(_) => "backing_off",
+        WakeError::Gone => "gone",
+        WakeError::ShuttingDown => "shutdown",
+    }
 }

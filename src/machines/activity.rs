@@ -1,5 +1,6 @@
 //! The activity clock: requests in flight and when the last one finished. The reaper
-//! reads it to decide that a machine is idle.
+//! reads it to decide that a machine is idle. A machine may also say it is busy until a
+//! moment (keep-awake): the idle clock then starts at that moment, not before.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,8 +35,28 @@ impl Activity {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Restarts the idle clock (a machine that has just started is not idle yet).
+    /// Restarts the idle clock (a machine that has just started is not idle yet). The
+    /// clock only moves forward, so a keep-awake deadline still ahead stays.
     pub fn touch(&self) {
+        self.idle_since_ms
+            .fetch_max(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// Counts the machine busy for `period` from now (keep-awake); returns whether that
+    /// moves its idle clock (false when an earlier keep-awake already reaches further).
+    pub fn keep_awake(&self, period: Duration) -> bool {
+        let until = self.now_ms().saturating_add(period.as_millis() as u64);
+        self.idle_since_ms.fetch_max(until, Ordering::SeqCst) < until
+    }
+
+    /// How long the machine is still kept awake (zero when it is not).
+    pub fn kept_awake_for(&self) -> Duration {
+        let since = self.idle_since_ms.load(Ordering::SeqCst);
+        Duration::from_millis(since.saturating_sub(self.now_ms()))
+    }
+
+    /// Starts the clock afresh at a start: a keep-awake of the previous run ends there.
+    pub fn reset(&self) {
         self.idle_since_ms.store(self.now_ms(), Ordering::SeqCst);
     }
 
@@ -57,6 +78,8 @@ impl Activity {
 #[derive(Debug)]
 pub struct InFlight {
     activity: Arc<Activity>,
+    /// Whether its end restarts the idle clock (not for monitors' requests).
+    touches: bool,
 }
 
 impl InFlight {
@@ -65,7 +88,20 @@ impl InFlight {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight {
             activity: activity.clone(),
+            touches: true,
         }
+    }
+
+    /// Counts a request in whose end leaves the idle clock where it was.
+    pub fn enter_quietly(activity: &Arc<Activity>) -> InFlight {
+        let mut in_flight = InFlight::enter(activity);
+        in_flight.touches = false;
+        in_flight
+    }
+
+    /// From now on, the request's end leaves the idle clock where it was.
+    pub fn quiet(&mut self) {
+        self.touches = false;
     }
 }
 
@@ -73,7 +109,9 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         // The clock moves before the count drops: a reaper that sees zero in flight
         // must also see this request's end, not an idle time from before it.
-        self.activity.touch();
+        if self.touches {
+            self.activity.touch();
+        }
         self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -104,5 +142,27 @@ mod tests {
         drop(second);
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(activity.idle_for(), Duration::from_secs(3));
+    }
+
+    /// A quiet request (a monitor's) leaves the idle clock running; a keep-awake starts
+    /// it at its deadline, and a later request's end cannot pull it back.
+    #[tokio::test(start_paused = true)]
+    async fn quiet_requests_and_keep_awake() {
+        let activity = Arc::new(Activity::new());
+        activity.touch();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        drop(InFlight::enter_quietly(&activity));
+        assert_eq!(activity.idle_for(), Duration::from_secs(2));
+        assert!(activity.keep_awake(Duration::from_secs(5)));
+        assert!(
+            !activity.keep_awake(Duration::from_secs(1)),
+            "reaches less far"
+        );
+        drop(InFlight::enter(&activity));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(activity.idle_for(), Duration::ZERO);
+        assert_eq!(activity.kept_awake_for(), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(activity.idle_for(), Duration::from_secs(2));
     }
 }

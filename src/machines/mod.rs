@@ -3,7 +3,9 @@
 //! clock and open tunnels. Starting and stopping them is the `lifecycle`'s job.
 
 pub mod activity;
+pub mod checks;
 pub mod go_duration;
+pub mod http_rules;
 pub mod lease;
 mod machine;
 mod normalize;

@@ -169,6 +169,10 @@ pub struct MachineRecord {
     /// `skip_service_registration`).
     #[serde(default)]
     pub cordoned: bool,
+    /// The last results of the machine's checks (in memory only: filled in by
+    /// `Machine::snapshot`, never stored).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<super::checks::CheckResult>,
 }
 
 impl MachineRecord {

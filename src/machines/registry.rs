@@ -270,6 +270,7 @@ impl Registry {
             updated_at: now,
             events: Vec::new(),
             cordoned: new.cordoned,
+            checks: Vec::new(),
         };
         record.push_event(MachineEvent::new(
             "launch",
@@ -305,6 +306,10 @@ impl Registry {
             record.push_event(event);
         }
         machine.set_state(state);
+        if state != MachineState::Started {
+            // Whatever took it out of `started`: no check runs against it any more.
+            machine.checks.end();
+        }
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }

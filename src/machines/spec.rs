@@ -1,6 +1,8 @@
 //! The typed view of a machine's `config` that edgewake acts on. The raw JSON is kept
 //! beside it untouched, so unknown fields round-trip.
 
+use super::checks::{CheckSpec, NamedCheck};
+pub use super::http_rules::{HttpRules, NoWakeRules, RulesView};
 use super::{go_duration, normalize};
 use crate::config::{DEFAULT_GUEST_CPUS, DEFAULT_GUEST_MEMORY_MB, MAX_STOP_TIMEOUT};
 use crate::drivers::{Guest, Init};
@@ -22,6 +24,8 @@ pub struct MachineSpec {
     pub stop_config: StopConfig,
     pub init: Init,
     pub guest: GuestSpec,
+    /// Fly's top-level checks, by name (only `kind = "readiness"` ones gate routing).
+    pub checks: BTreeMap<String, CheckSpec>,
 }
 
 /// Fly's `guest`; unset fields take the operator's defaults (Fly's shared-cpu-1x).
@@ -78,7 +82,9 @@ pub struct StopConfig {
     pub timeout: Option<Duration>,
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Duration>, D::Error> {
     match Value::deserialize(de)? {
         Value::Null => Ok(None),
         value => go_duration::from_json(&value)
@@ -101,6 +107,16 @@ pub struct Service {
     pub autostop: Autostop,
     #[serde(default)]
     pub concurrency: Concurrency,
+    /// The reaper leaves at least this many machines of the app running in each
+    /// region (Fly: in the primary region only).
+    #[serde(default)]
+    pub min_machines_running: usize,
+    /// Checks that gate routing to this service.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// Defaults for the `http_options` of this service's ports (a port's own win).
+    #[serde(default)]
+    pub http_options: HttpOptions,
 }
 
 /// Fly's default soft limit: above it, a machine is preferred less and a stopped sibling
@@ -146,12 +162,15 @@ pub struct Port {
     pub http_options: HttpOptions,
 }
 
-/// Per-port HTTP options (Fly's `http_options`); edgewake reads `h2_backend`.
+/// Per-port HTTP options (Fly's `http_options`): `h2_backend`, and edgewake's own
+/// rules for requests that find the machine asleep (see `http_rules`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HttpOptions {
     /// Reach the machine over HTTP/2 without TLS (h2c, prior knowledge), e.g. for gRPC.
     #[serde(default)]
     pub h2_backend: bool,
+    #[serde(flatten)]
+    pub rules: HttpRules,
 }
 
 /// Whether idle machines of a service are stopped. Accepts `true`/`false` and Fly's
@@ -231,6 +250,9 @@ pub enum SpecError {
     /// `parse_signal`'s own words: `signals` answers in a `String` (typed elsewhere).
     #[error("config.stop_config.signal: {0}")]
     StopSignal(String),
+    /// A check the config gives cannot run as written; the message names the field.
+    #[error("{0}")]
+    Check(String),
     #[error("config.stop_config.timeout is {0:?}; a stop waits at most {MAX_STOP_TIMEOUT:?}")]
     StopTimeout(Duration),
     #[error("config.guest.cpus is {0}; a machine has at most {MAX_GUEST_CPUS}")]
@@ -270,7 +292,65 @@ impl MachineSpec {
         if let Some(signal) = &spec.stop_config.signal {
             parse_signal(signal).map_err(SpecError::StopSignal)?;
         }
+        if let Some(problem) = spec.check_problem() {
+            return Err(SpecError::Check(problem));
+        }
         Ok(spec)
+    }
+
+    fn check_problem(&self) -> Option<String> {
+        let top = self
+            .checks
+            .iter()
+            .find_map(|(name, c)| c.problem(&format!("config.checks.{name}")));
+        top.or_else(|| {
+            self.services.iter().enumerate().find_map(|(i, s)| {
+                s.checks
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, c)| c.problem(&format!("config.services[{i}].checks[{j}]")))
+            })
+        })
+    }
+
+    /// Every check of the machine, named as Fly names them (`servicecheck-00-http-8080`
+    /// for service checks), with the port it goes to and whether it gates routing.
+    pub fn named_checks(&self) -> Vec<NamedCheck> {
+        let fallback = self.internal_ports().first().copied().unwrap_or(8080);
+        let top = self.checks.iter().map(|(name, spec)| NamedCheck {
+            name: name.clone(),
+            port: spec.port.unwrap_or(fallback),
+            gates: spec.is_readiness(),
+            spec: spec.clone(),
+        });
+        let mut index = 0;
+        let mut service_checks = Vec::new();
+        for service in &self.services {
+            for spec in &service.checks {
+                let port = spec.port.unwrap_or(service.internal_port);
+                let kind = match spec.check_type {
+                    super::checks::CheckType::Tcp => "tcp",
+                    super::checks::CheckType::Http => "http",
+                };
+                service_checks.push(NamedCheck {
+                    name: format!("servicecheck-{index:02}-{kind}-{port}"),
+                    port,
+                    gates: true,
+                    spec: spec.clone(),
+                });
+                index += 1;
+            }
+        }
+        top.chain(service_checks).collect()
+    }
+
+    /// The request rules for a public port: the port's `http_options`, each unset
+    /// field taken from its service's.
+    pub fn http_rules(&self, public_port: u16) -> Option<RulesView<'_>> {
+        self.port_for(public_port).map(|(service, port)| RulesView {
+            port: &port.http_options.rules,
+            service: &service.http_options.rules,
+        })
     }
 
     /// The TCP service that exposes `public_port`, if any.

@@ -4,7 +4,7 @@
 //! response body is done, so a machine is never idle while it is still answering. An
 //! upgrade (WebSocket) the machine accepts becomes a tunnel.
 
-use super::headers;
+use super::headers::{self, Forwarded};
 use super::tunnel::{self, Carried};
 use super::upstream::{
     ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
@@ -15,7 +15,7 @@ use crate::machines::Machine;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Empty};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
@@ -65,50 +65,21 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-/// A request from the hyper path with what its connection carried taken out, before
-/// its headers are rewritten (the rewrite drops the `Upgrade` it asks for).
-pub struct ClientRequest {
-    pub req: Request<Incoming>,
-    upgrade: Option<HeaderValue>,
-    client_upgrade: Option<OnUpgrade>,
-    permit: Option<ConnectionPermit>,
-    own_upstream: Option<Arc<ConnectionUpstream>>,
-}
-
-impl ClientRequest {
-    pub fn take(mut req: Request<Incoming>) -> ClientRequest {
-        let upgrade = requested_upgrade(&req);
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let permit = req.extensions_mut().remove::<ConnectionPermit>();
-        let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
-        ClientRequest {
-            req,
-            upgrade,
-            client_upgrade,
-            permit,
-            own_upstream,
-        }
+pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
+    let upgrade = requested_upgrade(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let permit = req.extensions_mut().remove::<ConnectionPermit>();
+    let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
+    headers::to_machine(req.headers_mut(), fwd);
+    if let Some(protocol) = &upgrade {
+        restore_upgrade(req.headers_mut(), protocol);
     }
-
-    /// The request, its headers rewritten for machines, made ready to send.
-    pub fn prepared(self) -> Prepared {
-        let ClientRequest {
-            mut req,
-            upgrade,
-            client_upgrade,
-            permit,
-            own_upstream,
-        } = self;
-        if let Some(protocol) = &upgrade {
-            restore_upgrade(req.headers_mut(), protocol);
-        }
-        Prepared {
-            req: req.map(Either::Left),
-            upgrade,
-            client_upgrade,
-            permit,
-            own_upstream,
-        }
+    Prepared {
+        req,
+        upgrade,
+        client_upgrade,
+        permit,
+        own_upstream,
     }
 }
 
@@ -155,7 +126,10 @@ async fn exchange(
     prepared: &mut Prepared,
     ready: &Ready,
 ) -> Result<Response<Incoming>, SendFailure> {
-    let req = std::mem::replace(&mut prepared.req, Request::new(Either::Right(Empty::new())));
+    let req = std::mem::replace(
+        &mut prepared.req,
+        Request::new(Either::Right(Full::default())),
+    );
     let own = prepared.own_upstream.as_ref();
     match own.filter(|_| !ready.h2_backend && prepared.upgrade.is_none()) {
         Some(own) => {
@@ -192,7 +166,7 @@ fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
 }
 
 fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
-    let mut copy = Request::new(Either::Right(Empty::new()));
+    let mut copy = Request::new(Either::Right(Full::default()));
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();

@@ -5,34 +5,48 @@
 //! (errors become statuses). An idempotent request whose machine could not be reached
 //! at all is sent to the next machine.
 
+pub mod asleep;
 mod challenge;
 mod forward;
 pub mod h1;
 pub mod headers;
+pub mod keep_awake;
+pub mod no_wake;
 pub mod place;
+pub mod replay;
+mod report;
 mod respond;
 pub mod route;
 pub mod tunnel;
 pub mod upstream;
+pub mod wake_early;
+pub mod wake_page;
 
+pub use report::WAKE_HEADER;
 pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
+use crate::config::ReplayConfig;
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
-use crate::lifecycle::{Plan, Ready, Supervisor};
+use crate::lifecycle::{AcquireError, Manner, Plan, Ready, Supervisor};
 use crate::machines::App;
+use crate::machines::spec::MachineSpec;
+use crate::metrics::InFlightGauge;
 use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use forward::{Unreached, Upstreams};
+use forward::{Prepared, Unreached, Upstreams};
 use headers::Forwarded;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use place::Regions;
+use report::{Asked, Served};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
+use upstream::MachineBody;
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
@@ -58,11 +72,12 @@ pub struct Inbound {
 
 pub struct Proxy {
     supervisor: Arc<Supervisor>,
-    /// Swapped whole by a reload. A request reads it once (a few uncontended atomic
-    /// operations, no reference count touched) in its synchronous first phases and lets
-    /// go of it before its first await.
+    /// Swapped whole by a reload. A request takes it once and keeps it to its end (one
+    /// reference count), so a reload never changes the rules under a request.
     settings: ArcSwap<ProxySettings>,
     upstreams: Upstreams,
+    /// Bytes of request bodies kept for a replay, shared by all requests (sized at start).
+    replay_budget: replay::Budget,
 }
 
 /// What the proxy knows about the edge and its clients.
@@ -77,18 +92,45 @@ pub struct ProxySettings {
     pub hostnames: Arc<Hostnames>,
     /// ACME HTTP-01 answers, served on the HTTP listener.
     pub challenges: Arc<Challenges>,
+    /// How a sleeping app is treated: wake rules, the operator's no-wake list and wake
+    /// page (`wake.page_template`, read at start and at each reload).
+    pub sleeping: asleep::Sleeping,
+    pub replay: ReplayConfig,
+    /// Whether each request gets an access-log line.
+    pub access_log: bool,
+}
+
+/// What to do with a machine's answer.
+enum Answered {
+    Client(Response<ProxyBody>),
+    Replay(Request<MachineBody>),
+}
+
+/// Where a request is going, which a replay moves.
+struct Route<'a> {
+    plan: &'a mut Plan,
+    app: &'a mut Arc<App>,
+}
+
+/// The request on its way to a machine: as the client sent it (not yet kept for a
+/// replay), sent again after a replay, or prepared and not reached (for another).
+enum Outgoing {
+    Fresh(Request<Incoming>),
+    Again(Request<MachineBody>),
+    Prepared(Prepared),
 }
 
 impl Proxy {
     pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
         Proxy {
             supervisor,
+            replay_budget: replay::Budget::new(settings.replay.budget),
             settings: ArcSwap::from_pointee(settings),
             upstreams: Upstreams::new(),
         }
     }
 
-    /// Replaces the settings (a config reload); requests already placed keep their plan.
+    /// Replaces the settings (a config reload); requests already placed keep theirs.
     pub fn set_settings(&self, settings: ProxySettings) {
         self.settings.store(Arc::new(settings));
     }
@@ -100,17 +142,20 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        // The settings' one read for this request, let go of before the first await.
-        let settings = self.settings.load();
+        let began = Instant::now();
+        let metrics = &self.supervisor.metrics;
+        let _counted = InFlightGauge::enter(&metrics.in_flight);
+        let settings = self.settings.load_full();
         let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
-        let admitted = self.admit(&settings, req, inbound, peer);
-        drop(settings);
-        let outcome = match admitted {
-            Ok(Admitted::Answered(response)) => Ok(response),
-            Ok(Admitted::Routed(routed)) => self.serve(routed, inbound, &request_id).await,
-            Err(error) => Err(error),
-        };
-        match outcome {
+        let asked = settings.access_log.then(|| Asked {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+        });
+        let mut served = Served::default();
+        let response = match self
+            .serve(&settings, req, inbound, peer, &request_id, &mut served)
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(%peer, "proxy error: {error}");
@@ -122,71 +167,167 @@ impl Proxy {
                 }
                 response
             }
-        }
+        };
+        report::finish(response, served, asked, &request_id, metrics, began)
     }
 
-    /// The phases that need no waiting for a request the hyper path serves: its
-    /// upgrade and connection extensions taken out, then `decide`.
-    fn admit(
+    async fn serve(
         &self,
         settings: &ProxySettings,
         req: Request<Incoming>,
         inbound: Inbound,
         peer: SocketAddr,
-    ) -> Result<Admitted, ProxyError> {
-        let mut carried = forward::ClientRequest::take(req);
-        Ok(
-            match decide(self, settings, &mut carried.req, inbound, peer)? {
-                Decision::Answered(answer) => Admitted::Answered(answer),
-                Decision::Routed { app, plan } => Admitted::Routed(Routed {
-                    app,
-                    plan,
-                    prepared: carried.prepared(),
-                }),
-            },
-        )
-    }
-
-    /// A ready machine (woken if need be), then the request forwarded to it; a request
-    /// the machine never saw goes to the next one.
-    async fn serve(
-        &self,
-        routed: Routed,
-        inbound: Inbound,
         request_id: &str,
+        served: &mut Served,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let Routed {
-            app,
-            mut plan,
-            mut prepared,
-        } = routed;
+        if inbound.scheme == "http"
+            && let Some(answer) = challenge::answer(&settings.challenges, &req)
+        {
+            return Ok(answer);
+        }
+        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
+        let mut app = self.route(settings, &host)?;
+        served.app = app.record.name.clone();
+        let port = inbound.service_port;
+        if inbound.scheme == "http" && forces_https(&app, port) {
+            return Ok(respond::redirect_to_https(&host, req.uri()));
+        }
+        let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+        let location = settings.geo.locate(client_ip);
+        let mut plan = place::plan(&settings.regions, location, req.headers());
+        let spec = serving_spec(&app, port);
+        let rules = spec.as_deref().and_then(|s| s.http_rules(port));
+        let mut manner = settings.sleeping.manner(rules, &req);
+        let head = req.method() == Method::HEAD;
+        let fwd = Forwarded {
+            client_ip,
+            peer_ip: peer.ip(),
+            host: &host,
+            scheme: inbound.scheme,
+            public_port: port,
+            edge_region: &settings.edge_region,
+        };
+        let mut outgoing = Outgoing::Fresh(req);
+        let mut replays = replay::Replays {
+            limits: &settings.replay,
+            kept: None,
+            hops: 0,
+        };
         let mut unreached = None;
         loop {
-            let ready = match self.ready(&app, inbound.service_port, &plan).await {
+            let ready = match self.supervisor.ready_in(&app, port, &plan, manner).await {
                 Ok(ready) => ready,
+                Err(AcquireError::Asleep { waking, .. }) => {
+                    let metrics = &self.supervisor.metrics;
+                    let name = &app.record.name;
+                    return Ok(settings.sleeping.answer(metrics, name, rules, waking, head));
+                }
                 // Nothing else can take it: the machine that could not be reached is
                 // what the client should hear about.
-                Err(e) => return Err(unreached.unwrap_or(e)),
+                Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
+            served.add_wait(ready.waited);
+            let prepared = self.prepare(outgoing, &fwd, &mut replays).await?;
+            let machine = ready.machine.clone();
             let Unreached {
-                machine,
+                machine: missed,
                 error,
                 again,
             } = match forward::send(&self.upstreams, prepared, ready, request_id).await {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    let route = Route {
+                        plan: &mut plan,
+                        app: &mut app,
+                    };
+                    let max = settings.sleeping.wake.keep_awake_max;
+                    let answered =
+                        self.answered(response, &machine, served, &mut replays, route, max);
+                    match answered? {
+                        Answered::Client(response) => return Ok(response),
+                        Answered::Replay(again) => outgoing = Outgoing::Again(again),
+                    }
+                    // A replay goes where the machine said, waking what it must.
+                    manner = Manner::default();
+                    unreached = None;
+                    continue;
+                }
                 Err(unreached) => unreached,
             };
-            plan.avoid.push(machine.clone());
-            let error = ProxyError::Upstream { machine, error };
+            plan.avoid.push(missed.clone());
+            let error = ProxyError::Upstream {
+                machine: missed,
+                error,
+            };
             match again {
                 Some(again) if plan.avoid.len() < MAX_CONNECT_ATTEMPTS => {
                     tracing::debug!("trying another machine: {error}");
                     unreached = Some(error);
-                    prepared = again;
+                    outgoing = Outgoing::Prepared(again);
                 }
                 _ => return Err(error),
             }
         }
+    }
+
+    /// The machine answered: its keep-awake is taken out and applied; the answer goes to
+    /// the client, unless it asks for a replay: then the request to send next, with the
+    /// route moved where it points.
+    fn answered(
+        &self,
+        mut response: Response<ProxyBody>,
+        machine: &Arc<crate::machines::Machine>,
+        served: &mut Served,
+        replays: &mut replay::Replays<'_>,
+        route: Route<'_>,
+        max: std::time::Duration,
+    ) -> Result<Answered, ProxyError> {
+        served.machine = machine.id.clone();
+        served.region = machine.region.clone();
+        keep_awake::take(&self.supervisor, machine, response.headers_mut(), max);
+        let Some(target) = replay::requested(&response) else {
+            return Ok(Answered::Client(response));
+        };
+        let (registry, metrics) = (&self.supervisor.registry, &self.supervisor.metrics);
+        let again = replays.next(target, machine, route.plan, route.app, registry, metrics)?;
+        served.app = route.app.record.name.clone();
+        Ok(Answered::Replay(again))
+    }
+
+    /// The request ready for its machine; the client's, the first time, kept for a
+    /// replay on the way (after the wake, so the wake never waits for the body).
+    async fn prepare(
+        &self,
+        outgoing: Outgoing,
+        fwd: &Forwarded<'_>,
+        replays: &mut replay::Replays<'_>,
+    ) -> Result<Prepared, ProxyError> {
+        Ok(match outgoing {
+            Outgoing::Fresh(req) => {
+                let (req, kept) = replay::keep(req, replays.limits, &self.replay_budget).await?;
+                replays.kept = Some(kept);
+                forward::prepare(req, fwd)
+            }
+            Outgoing::Again(req) => forward::prepare(req, fwd),
+            Outgoing::Prepared(prepared) => prepared,
+        })
+    }
+
+    /// Begins waking the app a TLS ClientHello names, if it asks to be woken so early.
+    pub fn wake_early(&self, host: &str, port: u16, peer: SocketAddr) {
+        let settings = self.settings.load();
+        let Ok(app) = self.route(&settings, host) else {
+            return;
+        };
+        let spec = serving_spec(&app, port);
+        if !settings
+            .sleeping
+            .wakes_early(spec.as_deref().and_then(|s| s.http_rules(port)))
+        {
+            return;
+        }
+        let location = settings.geo.locate(peer.ip());
+        let plan = place::plan(&settings.regions, location, &http::HeaderMap::new());
+        self.supervisor.wake_early(&app, port, &plan);
     }
 
     fn route(&self, settings: &ProxySettings, host: &str) -> Result<Arc<App>, ProxyError> {
@@ -246,64 +387,16 @@ impl Proxy {
     }
 }
 
-/// What the synchronous phases decided about a request, on either path.
-pub(crate) enum Decision {
-    /// Answered without a machine (an ACME token, the redirect to https).
-    Answered(Response<ProxyBody>),
-    /// For a machine of `app`, along `plan`; the headers are rewritten for it.
-    Routed { app: Arc<App>, plan: Plan },
-}
-
-/// The phases that need no waiting: route (Host → app), the `force_https` answer,
-/// place (the client's regions), and the request's headers rewritten for a machine.
-fn decide<B>(
-    proxy: &Proxy,
-    settings: &ProxySettings,
-    req: &mut Request<B>,
-    inbound: Inbound,
-    peer: SocketAddr,
-) -> Result<Decision, ProxyError> {
-    if inbound.scheme == "http"
-        && let Some(answer) = challenge::answer(&settings.challenges, req)
-    {
-        return Ok(Decision::Answered(answer));
-    }
-    let host = route::request_host(req).ok_or(ProxyError::MissingHost)?;
-    let app = proxy.route(settings, &host)?;
-    if inbound.scheme == "http" && forces_https(&app, inbound.service_port) {
-        let redirect = respond::redirect_to_https(&host, req.uri());
-        return Ok(Decision::Answered(redirect));
-    }
-    let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
-    let location = settings.geo.locate(client_ip);
-    let plan = place::plan(&settings.regions, location, req.headers());
-    let fwd = Forwarded {
-        client_ip,
-        peer_ip: peer.ip(),
-        host: &host,
-        scheme: inbound.scheme,
-        public_port: inbound.service_port,
-        edge_region: &settings.edge_region,
-    };
-    headers::to_machine(req.headers_mut(), &fwd);
-    Ok(Decision::Routed { app, plan })
-}
-
-/// What the synchronous phases decided.
-// Made and moved once per request: boxing the large variant would add an allocation to
-// every request to save a copy of a few hundred bytes.
-#[allow(clippy::large_enum_variant)]
-enum Admitted {
-    /// Answered without a machine (the redirect to https).
-    Answered(Response<ProxyBody>),
-    Routed(Routed),
-}
-
-/// A request routed and placed, ready to be sent to a machine of its app.
-struct Routed {
-    app: Arc<App>,
-    plan: Plan,
-    prepared: forward::Prepared,
+/// The config of a machine of the app serving `port`: where the app's rules for
+/// requests on it are read (the machines of an app share them, as Fly's do).
+fn serving_spec(app: &App, port: u16) -> Option<Arc<MachineSpec>> {
+    app.with_machines(|machines| {
+        machines
+            .iter()
+            .filter(|m| !m.is_gone())
+            .map(|m| m.spec())
+            .find(|spec| spec.port_for(port).is_some())
+    })
 }
 
 /// Whether the app's services on this (plain HTTP) port say `force_https`.

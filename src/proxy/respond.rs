@@ -30,6 +30,8 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    #[error("cannot replay the request: {0}")]
+    Replay(#[from] super::replay::ReplayError),
 }
 
 impl ProxyError {
@@ -39,6 +41,8 @@ impl ProxyError {
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Replay(super::replay::ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -62,9 +66,11 @@ impl ProxyError {
 
 fn acquire_status(error: &AcquireError) -> StatusCode {
     match error {
-        AcquireError::NoMachines { .. } | AcquireError::AtHardLimit { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        AcquireError::NoMachines { .. }
+        | AcquireError::AtHardLimit { .. }
+        | AcquireError::Unhealthy { .. }
+        | AcquireError::Asleep { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::NotHealthy { .. } => StatusCode::GATEWAY_TIMEOUT,
         AcquireError::UnknownInstance { .. } => StatusCode::NOT_FOUND,
         AcquireError::InstanceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         AcquireError::Wake { error, .. } => match error {

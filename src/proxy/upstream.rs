@@ -8,7 +8,7 @@
 //! never saw may go to another machine; one it saw, only the client may send again.
 
 use http::{Request, Response};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -20,8 +20,9 @@ use tokio::sync::Mutex;
 /// How long connecting to a started machine may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A request body on its way to a machine: the client's, or none (a request sent again).
-pub type MachineBody = Either<Incoming, Empty<Bytes>>;
+/// A request body on its way to a machine: the client's as it streams, or one held
+/// whole (a request sent again, or kept for a fly-replay).
+pub type MachineBody = Either<Incoming, Full<Bytes>>;
 
 /// How the exchange with a machine failed.
 #[derive(Debug, thiserror::Error)]

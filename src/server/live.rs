@@ -7,7 +7,9 @@ use crate::edge::{ConnectionLimits, Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
+use crate::proxy::asleep::Sleeping;
 use crate::proxy::place::Regions;
+use crate::proxy::wake_page;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::tls::Tls;
 use crate::trusted::Trusted;
@@ -52,6 +54,13 @@ fn proxy_settings(
         trusted: Trusted::new(edge.trusted_proxies.clone()),
         hostnames: hostnames.clone(),
         challenges: tls.challenges().clone(),
+        sleeping: Sleeping::new(
+            config.wake.clone(),
+            config.no_wake.clone(),
+            wake_page::read_template(&config.wake),
+        ),
+        replay: config.replay.clone(),
+        access_log: config.log.access,
     }
 }
 

@@ -42,7 +42,23 @@ impl EdgewakeProcess {
         EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
     }
 
+    /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
+    /// what `rust_log` says.
+    pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range()) + more;
+        EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
+    }
+
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
+        EdgewakeProcess::spawn_logging(dir, config_text, extra, "warn").await
+    }
+
+    async fn spawn_logging(
+        dir: &Path,
+        config_text: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         // Appended to: a restarted process's log follows the first one's.
@@ -65,7 +81,7 @@ impl EdgewakeProcess {
                 &format!("127.0.0.1:{https}"),
             ])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stderr(stderr)
             .spawn()
             .unwrap();

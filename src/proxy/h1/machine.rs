@@ -83,15 +83,14 @@ impl MachineConnection {
         })
     }
 
-    /// Sends the request (`head`: its head and the body bytes already read) and the
-    /// rest of its body from the client, then passes the answer on. A reused
+    /// Sends the request (its head: requests with a body go to hyper's path), then
+    /// passes the answer on. A reused
     /// connection the machine closed meanwhile is replaced once, when the request may
     /// be sent again.
     pub async fn round_trip<C>(
         &mut self,
         head: &[u8],
         resendable: bool,
-        rest: u64,
         client: &mut C,
         facts: &EdgeFacts<'_>,
         out: &mut Vec<u8>,
@@ -99,7 +98,7 @@ impl MachineConnection {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let first = self.send(head, rest, client).await;
+        let first = self.send(head).await;
         let first = match first {
             Ok(()) => self.answer_head(facts, out).await,
             Err(e) => Err(e),
@@ -108,7 +107,7 @@ impl MachineConnection {
             Err(Exchange::Sent(_)) if self.reused && resendable => {
                 *self = MachineConnection::connect(self.addr).await?;
                 out.clear();
-                self.send(head, rest, client).await?;
+                self.send(head).await?;
                 self.answer_head(facts, out).await?
             }
             other => other?,
@@ -116,20 +115,8 @@ impl MachineConnection {
         self.pass_body(head_answer, out, client).await
     }
 
-    async fn send<C>(&mut self, head: &[u8], rest: u64, client: &mut C) -> Result<(), Exchange>
-    where
-        C: AsyncRead + Unpin,
-    {
-        self.stream.write_all(head).await.map_err(|e| sent(&e))?;
-        if rest > 0 {
-            let copied = tokio::io::copy(&mut client.take(rest), &mut self.stream)
-                .await
-                .map_err(|e| sent(&e))?;
-            if copied < rest {
-                return Err(sent_because("the client's body ended early"));
-            }
-        }
-        Ok(())
+    async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
+        self.stream.write_all(head).await.map_err(|e| sent(&e))
     }
 
     /// Reads the final response head; its rewritten form is put in `out`.

@@ -1,28 +1,40 @@
 //! The HTTP/1.1 fast path: a kept-alive client connection and the machine connection
 //! it owns, served by the connection's one task. The request head is parsed from a
 //! reused buffer (`head`), goes through the same phases as on hyper's path (`decide`,
-//! the lifecycle's `ready`), and is written rewritten, with its Content-Length body,
-//! to the machine; the answer's head is rewritten (`response`) and its body passed on
-//! as framed (`chunked` finds its end). No hyper dispatch, channel or task per request.
+//! the lifecycle's `ready_in` with the app's sleeping rules), and is written rewritten
+//! to the machine; the answer's head is rewritten (`response`: the wake's fields added,
+//! a keep-awake taken out and applied) and its body passed on as framed (`chunked`
+//! finds its end); the request is counted in the metrics. No hyper dispatch, channel
+//! or task per request.
 //!
 //! Anything unusual goes to hyper's path for the rest of the connection, before a byte
-//! of it is used (`Step::Fallback`): see `head` for what, and requests the edge answers
-//! itself, unknown hosts, `h2_backend` services.
+//! of it is used (`Step::Fallback`): see `head` and `admit` for what; a machine's
+//! `fly-replay` answer too (the request has no body, so hyper's path can send it
+//! again and follow the replay).
 
 pub mod chunked;
 pub mod head;
 mod machine;
 pub mod response;
 
-use super::{Decision, Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyError, decide, headers};
-use crate::lifecycle::Ready;
+use super::headers::{self, Forwarded};
+use super::report::Served;
+use super::{
+    Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, challenge,
+    forces_https, keep_awake, place, route, serving_spec,
+};
+use crate::lifecycle::{AcquireError, Manner, Plan, Ready};
 use crate::machines::App;
+use crate::metrics::InFlightGauge;
 use bytes::BytesMut;
 use head::RequestHead;
+use http::Response;
 use http_body_util::BodyExt;
 use machine::{Exchange, MachineConnection};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Bytes read from a client at a time, and the buffer's starting size.
 pub const READ_BUFFER: usize = 8 * 1024;
@@ -68,27 +80,39 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         self.io.read_buf(&mut self.buf).await
     }
 
-    /// Serves one request whose head was parsed.
+    /// Serves one request whose head was parsed: counted, answered, reported as on
+    /// hyper's path.
     pub async fn serve(&mut self, proxy: &Proxy, mut head: RequestHead) -> Step {
-        let settings = proxy.settings.load();
+        let settings = proxy.settings.load_full();
+        let Some(routed) = admit(proxy, &settings, &mut head, self.inbound, self.peer) else {
+            head::unread(&mut self.buf, &head.raw);
+            return Step::Fallback;
+        };
+        let began = Instant::now();
+        let metrics = &proxy.supervisor.metrics;
+        let _counted = InFlightGauge::enter(&metrics.in_flight);
         let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
-        let decided = decide(proxy, &settings, &mut head.req, self.inbound, self.peer);
-        drop(settings);
-        let (app, plan) = match decided {
-            Ok(Decision::Routed { app, plan })
-                if !uses_h2_backend(&app, self.inbound.service_port) =>
-            {
-                (app, plan)
-            }
-            _ => {
+        let app = routed.app.clone();
+        let mut served = Served::default();
+        let outcome = self
+            .forward(proxy, &settings, &head, routed, &request_id, &mut served)
+            .await;
+        let (status, step) = match outcome {
+            Ok(Answer::Sent { status, step }) => (status, step),
+            Ok(Answer::Replay) => {
                 head::unread(&mut self.buf, &head.raw);
                 return Step::Fallback;
             }
+            Err(error) => {
+                let status = error.status().as_u16();
+                (status, self.refuse(&error, Some(&request_id)).await)
+            }
         };
-        match self.forward(proxy, &head, &app, plan, &request_id).await {
-            Ok(step) => step,
-            Err(error) => self.refuse(&error, Some(&request_id)).await,
+        metrics.request(&app.record.name, status, &served.region, began.elapsed());
+        if let Some(waited) = served.waited {
+            metrics.cold_start(&app.record.name, waited);
         }
+        step
     }
 
     /// Ready, then the exchange with the machine; a machine that could not be reached
@@ -96,23 +120,59 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
     async fn forward(
         &mut self,
         proxy: &Proxy,
+        settings: &ProxySettings,
         head: &RequestHead,
-        app: &App,
-        mut plan: crate::lifecycle::Plan,
+        routed: Routed,
         request_id: &str,
-    ) -> Result<Step, ProxyError> {
+        served: &mut Served,
+    ) -> Result<Answer, ProxyError> {
+        let Routed {
+            app,
+            mut plan,
+            manner,
+        } = routed;
+        let port = self.inbound.service_port;
         let mut unreached = None;
         loop {
-            let ready = match proxy.ready(app, self.inbound.service_port, &plan).await {
+            let ready = match proxy.supervisor.ready_in(&app, port, &plan, manner).await {
                 Ok(ready) => ready,
-                Err(e) => return Err(unreached.unwrap_or(e)),
+                Err(AcquireError::Asleep { waking, .. }) => {
+                    let spec = serving_spec(&app, port);
+                    let rules = spec.as_deref().and_then(|s| s.http_rules(port));
+                    let is_head = head.req.method() == http::Method::HEAD;
+                    let metrics = &proxy.supervisor.metrics;
+                    let answer =
+                        settings
+                            .sleeping
+                            .answer(metrics, &app.record.name, rules, waking, is_head);
+                    return Ok(self.write_edge_answer(answer, head.close).await);
+                }
+                Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
+            served.add_wait(ready.waited);
+            served.region = ready.machine.region.clone();
             let machine = ready.machine.id.clone();
-            let error = match self.exchange(head, ready, request_id).await {
-                Ok(step) => return Ok(step),
+            let keep_awake_max = settings.sleeping.wake.keep_awake_max;
+            let error = match self
+                .exchange(
+                    proxy,
+                    head,
+                    ready,
+                    request_id,
+                    served.waited,
+                    keep_awake_max,
+                )
+                .await
+            {
+                Ok(answer) => return Ok(answer),
                 Err(Exchange::Unsent(error)) => error,
                 Err(Exchange::Sent(error)) => return Err(ProxyError::Upstream { machine, error }),
-                Err(Exchange::Answering) => return Ok(Step::Close),
+                Err(Exchange::Answering) => {
+                    return Ok(Answer::Sent {
+                        status: 200,
+                        step: Step::Close,
+                    });
+                }
             };
             plan.avoid.push(machine.clone());
             let error = ProxyError::Upstream { machine, error };
@@ -127,58 +187,91 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
     /// One exchange with a ready machine over this connection's own machine connection.
     async fn exchange(
         &mut self,
+        proxy: &Proxy,
         head: &RequestHead,
         ready: Ready,
         request_id: &str,
-    ) -> Result<Step, Exchange> {
+        waited: Option<std::time::Duration>,
+        keep_awake_max: std::time::Duration,
+    ) -> Result<Answer, Exchange> {
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         self.out.clear();
         head::write_request_head(&mut self.out, &head.req, ready.preferred_unavailable);
         let mut machine = MachineConnection::reuse_or_connect(self.machine.take(), addr).await?;
-        let resendable = head.body == 0 && head.req.method().is_idempotent();
-        let in_buffer =
-            usize::try_from(head.body).map_or(self.buf.len(), |n| n.min(self.buf.len()));
-        self.out.extend_from_slice(&self.buf.split_to(in_buffer));
-        let rest = head.body - in_buffer as u64;
+        let resendable = head.req.method().is_idempotent();
         let facts = response::EdgeFacts {
             request_id,
             machine_id: &ready.machine.id,
             region: &ready.machine.region,
             head_request: head.req.method() == http::Method::HEAD,
             close: head.close,
+            waited,
         };
-        let mut answer = Vec::new();
-        std::mem::swap(&mut answer, &mut self.answer);
+        let mut answer = std::mem::take(&mut self.answer);
         answer.clear();
         let answered = machine
-            .round_trip(
-                &self.out,
-                resendable,
-                rest,
-                &mut self.io,
-                &facts,
-                &mut answer,
-            )
+            .round_trip(&self.out, resendable, &mut self.io, &facts, &mut answer)
             .await;
         self.answer = answer;
         let answered = answered?;
+        if let Some(value) = &answered.keep_awake
+            && let Ok(value) = http::HeaderValue::from_bytes(value)
+        {
+            let mut fields = http::HeaderMap::new();
+            fields.insert(keep_awake::KEEP_AWAKE_HEADER, value);
+            keep_awake::take(
+                &proxy.supervisor,
+                &ready.machine,
+                &mut fields,
+                keep_awake_max,
+            );
+        }
         drop(ready.in_flight); // the body is done: the machine is no longer busy with it
+        if answered.replay {
+            // The machine's answer is not read: its connection is not reused.
+            return Ok(Answer::Replay);
+        }
         if answered.reusable {
             self.machine = Some(machine);
         }
-        Ok(
-            match head.close || answered.framing == response::BodyFraming::UntilClose {
-                true => Step::Close,
-                false => Step::KeepAlive,
-            },
-        )
+        let step = match head.close || answered.framing == response::BodyFraming::UntilClose {
+            true => Step::Close,
+            false => Step::KeepAlive,
+        };
+        Ok(Answer::Sent {
+            status: answered.status,
+            step,
+        })
+    }
+
+    /// An answer of the edge's own (a sleeping app's) written whole.
+    async fn write_edge_answer(&mut self, answer: Response<ProxyBody>, close: bool) -> Answer {
+        let status = answer.status().as_u16();
+        self.write_whole(answer, None, close).await;
+        let step = match close {
+            true => Step::Close,
+            false => Step::KeepAlive,
+        };
+        Answer::Sent { status, step }
     }
 
     /// The client hears why its request was not forwarded, as on hyper's path, and the
-    /// connection closes (an unread body, or a half-sent request, may be in the way).
+    /// connection closes (a half-sent request may be in the way).
     pub async fn refuse(&mut self, error: &ProxyError, request_id: Option<&str>) -> Step {
         tracing::debug!(peer = %self.peer, "proxy error: {error}");
-        let (parts, body) = super::error_response(error).into_parts();
+        self.write_whole(super::error_response(error), request_id, true)
+            .await;
+        Step::Close
+    }
+
+    /// Writes a response the edge made, its body collected.
+    async fn write_whole(
+        &mut self,
+        response: Response<ProxyBody>,
+        request_id: Option<&str>,
+        close: bool,
+    ) {
+        let (parts, body) = response.into_parts();
         let body = body
             .collect()
             .await
@@ -192,17 +285,76 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             let name = headers::FLY_REQUEST_ID;
             head::write_field(&mut self.out, name.as_str().as_bytes(), id.as_bytes());
         }
-        head::write_field(
-            &mut self.out,
-            b"content-length",
-            body.len().to_string().as_bytes(),
-        );
-        self.out.extend_from_slice(b"connection: close\r\n\r\n");
+        if !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+            let length = body.len().to_string();
+            head::write_field(&mut self.out, b"content-length", length.as_bytes());
+        }
+        if close {
+            self.out.extend_from_slice(b"connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(&body);
         let _ = self.io.write_all(&self.out).await;
         let _ = self.io.flush().await;
-        Step::Close
     }
+}
+
+/// How a request on the fast path ended.
+enum Answer {
+    /// The client has its answer (`status`).
+    Sent { status: u16, step: Step },
+    /// The machine asked for a replay: hyper's path serves the request (it has no body).
+    Replay,
+}
+
+/// A request the fast path serves: its app, plan and manner toward a sleeping app.
+struct Routed {
+    app: Arc<App>,
+    plan: Plan,
+    manner: Manner,
+}
+
+/// The phases that need no waiting, as on hyper's path: route, place, the headers for
+/// the machine. `None`: hyper's path serves it (an ACME token, an unknown host, the
+/// redirect to https, an `h2_backend` service, a body, or access logging on, whose
+/// lines hyper's path writes).
+fn admit(
+    proxy: &Proxy,
+    settings: &ProxySettings,
+    head: &mut RequestHead,
+    inbound: Inbound,
+    peer: SocketAddr,
+) -> Option<Routed> {
+    let req = &mut head.req;
+    if head.body > 0 || settings.access_log {
+        return None;
+    }
+    if inbound.scheme == "http" && challenge::answer(&settings.challenges, req).is_some() {
+        return None;
+    }
+    let host = route::request_host(req)?;
+    let app = proxy.route(settings, &host).ok()?;
+    let port = inbound.service_port;
+    if (inbound.scheme == "http" && forces_https(&app, port)) || uses_h2_backend(&app, port) {
+        return None;
+    }
+    let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+    let location = settings.geo.locate(client_ip);
+    let plan = place::plan(&settings.regions, location, req.headers());
+    let spec = serving_spec(&app, port);
+    let manner = settings
+        .sleeping
+        .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
+    let fwd = Forwarded {
+        client_ip,
+        peer_ip: peer.ip(),
+        host: &host,
+        scheme: inbound.scheme,
+        public_port: port,
+        edge_region: &settings.edge_region,
+    };
+    headers::to_machine(req.headers_mut(), &fwd);
+    Some(Routed { app, plan, manner })
 }
 
 /// Whether the app's services on `port` speak HTTP/2 to machines (hyper's path does).

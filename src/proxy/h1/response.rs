@@ -24,6 +24,11 @@ pub struct ResponseHead {
     pub framing: BodyFraming,
     /// The machine's connection may carry another request after this response.
     pub reusable: bool,
+    /// The machine asked for a replay (`fly-replay`): nothing was written for the
+    /// client; hyper's path replays the request.
+    pub replay: bool,
+    /// The machine's `edgewake-keep-awake` value (taken out of the client's head).
+    pub keep_awake: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,8 @@ pub struct EdgeFacts<'a> {
     pub head_request: bool,
     /// The client's connection closes after this response.
     pub close: bool,
+    /// How long the request waited for its machine to wake, if it did.
+    pub waited: Option<std::time::Duration>,
 }
 
 /// Parses the response head at the start of `buf`; when complete, its rewritten form
@@ -67,14 +74,27 @@ pub fn parse_response(
     }
     let reason = response.reason.unwrap_or("");
     let (framing, reusable) = framing(response.headers, status, facts.head_request)?;
-    if (100..200).contains(&status) {
+    let field = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    let replay = field(super::super::replay::FLY_REPLAY.as_str()).is_some();
+    let keep_awake = field(KEEP_AWAKE).map(|h| h.value.to_vec());
+    let mut head = ResponseHead {
+        status,
+        len,
+        framing,
+        reusable,
+        replay,
+        keep_awake,
+    };
+    if (100..200).contains(&status) || replay {
         // An interim response (103 Early Hints): the client gets the final one only.
-        return Ok(Some(ResponseHead {
-            status,
-            len,
-            framing: BodyFraming::Empty,
-            reusable: true,
-        }));
+        // A replay: the client gets the answer of the machine it is replayed to.
+        head.framing = BodyFraming::Empty;
+        return Ok(Some(head));
     }
     let close = facts.close || framing == BodyFraming::UntilClose;
     write_status_line(out, status, reason);
@@ -87,6 +107,7 @@ pub fn parse_response(
     for header in response.headers.iter() {
         let keep = !headers::is_hop_by_hop(header.name)
             && !headers::is_edge_response_header(header.name)
+            && !header.name.eq_ignore_ascii_case(KEEP_AWAKE)
             && !connection
                 .iter()
                 .any(|named| named.eq_ignore_ascii_case(header.name.as_bytes()));
@@ -101,17 +122,20 @@ pub fn parse_response(
     for (name, value) in edge {
         write_field(out, name.as_bytes(), value.as_bytes());
     }
+    if let Some(waited) = facts.waited {
+        for (name, value) in super::super::report::wake_fields(waited) {
+            write_field(out, name.as_bytes(), value.as_bytes());
+        }
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Some(ResponseHead {
-        status,
-        len,
-        framing,
-        reusable,
-    }))
+    Ok(Some(head))
 }
+
+/// The machine's busy signal, for the edge only (`keep_awake`).
+const KEEP_AWAKE: &str = "edgewake-keep-awake";
 
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -178,6 +202,7 @@ mod tests {
             region: "ams",
             head_request: false,
             close: false,
+            waited: None,
         }
     }
 
