@@ -199,14 +199,7 @@ impl Proxy {
         let rules = spec.as_deref().and_then(|s| s.http_rules(port));
         let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
-        let fwd = Forwarded {
-            client_ip,
-            peer_ip: peer.ip(),
-            host: &host,
-            scheme: inbound.scheme,
-            public_port: port,
-            edge_region: &settings.edge_region,
-        };
+        let fwd = forwarded(settings, &host, client_ip, inbound, peer);
         let mut outgoing = Outgoing::Fresh(req);
         let mut replays = replay::Replays {
             limits: &settings.replay,
@@ -384,6 +377,24 @@ impl Proxy {
             }
             Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
         }
+    }
+}
+
+/// What the edge tells the machine about the client's connection (both paths).
+fn forwarded<'a>(
+    settings: &'a ProxySettings,
+    host: &'a str,
+    client_ip: std::net::IpAddr,
+    inbound: Inbound,
+    peer: SocketAddr,
+) -> Forwarded<'a> {
+    Forwarded {
+        client_ip,
+        peer_ip: peer.ip(),
+        host,
+        scheme: inbound.scheme,
+        public_port: inbound.service_port,
+        edge_region: &settings.edge_region,
     }
 }
 

@@ -17,11 +17,11 @@ pub mod head;
 mod machine;
 pub mod response;
 
-use super::headers::{self, Forwarded};
+use super::headers;
 use super::report::Served;
 use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, challenge,
-    forces_https, keep_awake, place, route, serving_spec,
+    forces_https, forwarded, keep_awake, place, route, serving_spec,
 };
 use crate::lifecycle::{AcquireError, Manner, Plan, Ready};
 use crate::machines::App;
@@ -345,14 +345,7 @@ fn admit(
     let manner = settings
         .sleeping
         .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
-    let fwd = Forwarded {
-        client_ip,
-        peer_ip: peer.ip(),
-        host: &host,
-        scheme: inbound.scheme,
-        public_port: port,
-        edge_region: &settings.edge_region,
-    };
+    let fwd = forwarded(settings, &host, client_ip, inbound, peer);
     headers::to_machine(req.headers_mut(), &fwd);
     Some(Routed { app, plan, manner })
 }
