@@ -32,7 +32,8 @@
 //! - `machines`: machines as data — records and states, the typed config (`spec`,
 //!   `normalize`, `go_duration`: Fly's canonical answers), the `Registry` of apps and
 //!   machines (DashMap + SQLite `store`; destroyed records kept for
-//!   `include_deleted`), `lease`, `wait` (long poll on a state), the `activity` clock
+//!   `include_deleted`; in a cluster also other `nodes`' machines, and the `changes`
+//!   to share), `lease`, `wait` (long poll on a state), the `activity` clock
 //!   (with keep-awake), `tunnels` (open WebSockets, closed before a stop), `checks`
 //!   (health check configs, results and the health they add up to) and `http_rules`
 //!   (an app's wake page, no-wake and wake-early options).
@@ -48,6 +49,11 @@
 //!   idle `reaper` (never under `min_machines_running`) for the API and the server,
 //!   `awake` (keep-awake). `run` holds what each machine's lifecycle needs: its lock,
 //!   its instance, its wake in progress, its back-off after failed starts.
+//! - `cluster`: several edges, one cluster (only with `[cluster]`): the shared state on
+//!   NATS JetStream KV (`kv`: apps, machines, nodes), the `view` that watches it into
+//!   the `Registry` and judges nodes by their heartbeats, the `publish`er of this node's
+//!   machines (their one writer) and heartbeat, the `backhaul` credential (HMAC), and
+//!   `status` for `edgewake cluster status`.
 //! - `tls`: rustls termination; the ClientHello is read first: an ACME validator gets
 //!   its TLS-ALPN-01 answer (`challenges`, which also holds the HTTP-01 tokens), a name no
 //!   certificate covers may wait for an on-demand order (the `OnDemand` hook); then SNI
@@ -59,15 +65,16 @@
 //!   HTTP-01 answered before anything else, never waking a machine), `route` (Host →
 //!   app: `<app>.<domain>` or an added hostname), `place` (regions nearest the client,
 //!   Fly's routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
-//!   machine's answer), `respond` (errors → statuses); around them `no_wake` and
-//!   `wake_page` (requests the edge answers while an app sleeps), `keep_awake` and
-//!   `replay` (what a machine's answer asks of the edge), `report` (wake headers,
-//!   metrics, access line), `wake_early` (the ClientHello's server name); `upstream` is
-//!   an HTTP/1.1 client connection's own
-//!   connection to its machine and says whether a failed request was sent; `tunnel`
-//!   pumps WebSockets and raw TCP after TLS. `h1` is the HTTP/1.1 fast path: a client
-//!   connection and its own machine connection in one task, heads parsed with httparse
-//!   (`head`, `response`), bodies passed on as framed (`chunked`), the same phases.
+//!   machine's answer; to a machine on another node over its backhaul), `relay` (the
+//!   hosting node's side of the backhaul), `respond` (errors → statuses); around them
+//!   `no_wake` and `wake_page` (requests the edge answers while an app sleeps),
+//!   `keep_awake` and `replay` (what a machine's answer asks of the edge), `report`
+//!   (wake headers, metrics, access line), `wake_early` (the ClientHello's server
+//!   name); `upstream` is an HTTP/1.1 client connection's own connection to its
+//!   machine and says whether a failed request was sent; `tunnel` pumps WebSockets
+//!   and raw TCP after TLS. `h1` is the HTTP/1.1 fast path: a client connection and its
+//!   own machine connection in one task, heads parsed with httparse (`head`,
+//!   `response`), bodies passed on as framed (`chunked`), the same phases.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
 //!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`);
@@ -81,17 +88,20 @@
 //!   get, update, delete), `list` (filters), `lifecycle`, `wait` (+ events),
 //!   `metadata`, `lease`, `exec`, `certificates` (Fly's shapes in
 //!   `certificate_views`), `keepawake` (with a machine's own token), `observe`
-//!   (`/metrics`, `/healthz`, `/readyz`); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
+//!   (`/metrics`, `/healthz`, `/readyz`), `forward` (in a cluster, calls for another
+//!   node's machines go to it); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
 //!   status, so handlers just use `?`).
-//! - `server`: wiring and ordered shutdown; `reload` applies a config read again: the
+//! - `server`: wiring and ordered shutdown; `membership` joins the cluster and serves
+//!   the backhaul listener (with `[cluster]`); `reload` applies a config read again: the
 //!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
 //!   whole (`ArcSwap` snapshots), what was bound at start is kept and named.
 //! - `cli`: the command line. `serve` runs the server as a process (config found and
 //!   said, logging fit for a terminal or a file, the `pidfile` under flock, SIGHUP
 //!   reloads) and `reload` signals it; the client commands with flyctl's habits
 //!   (`status`, `apps`, `machine` and its `operations`, `logs -a`, `certs`) talk to the API with
-//!   a small hyper-util HTTP `client`; `images` works on the local store.
+//!   a small hyper-util HTTP `client`; `images` works on the local store; `cluster status`
+//!   reads the nodes from the cluster's NATS.
 //! - `functions`: the bundled function runtime (`flyio/fastify-functions` in the catalog).
 //!
 //! # A request's path
@@ -106,7 +116,8 @@
 //! flight, and if the machine is stopped it joins the machine's single wake (driver
 //! start, then probes of `private_ip:internal_port`). Then `forward` streams it to the
 //! machine and the answer back; a request the machine never saw (no connection) goes to
-//! the next machine. The reaper stops machines with nothing in flight for the idle
+//! the next machine. In a cluster the pick runs over every node's machines; one hosted
+//! elsewhere is reached through its node's backhaul, where that node wakes it. The reaper stops machines with nothing in flight for the idle
 //! timeout.
 
 #![forbid(unsafe_code)]
@@ -116,6 +127,7 @@ pub mod api;
 pub mod certificates;
 pub mod checks;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod drivers;
 pub mod edge;

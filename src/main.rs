@@ -39,6 +39,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// The cluster this node belongs to (`[cluster]` in the config).
+    Cluster {
+        #[command(subcommand)]
+        command: edgewake::cli::cluster::ClusterCommand,
+    },
     /// The local image store: import, pull, list and remove images.
     Images(edgewake::cli::images::ImagesArgs),
     #[command(flatten)]
@@ -98,6 +103,7 @@ fn run(command: Command, located: Located) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Cluster { command } => edgewake::cli::cluster::run(command, &located)?,
         Command::Completion { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "edgewake", &mut std::io::stdout());

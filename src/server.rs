@@ -1,18 +1,22 @@
 //! Wiring: opens state, recovers machines, loads the hostnames and their certificates
-//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners,
+//! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners
+//! (and in a cluster the backhaul, with a connection limit of its own, and joins it),
 //! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
 //! order (stop accepting, drain, stop machines).
 
 mod live;
+mod membership;
 mod reload;
 
 use live::Live;
+use membership::Backhaul;
 pub use reload::{ReloadError, Reloaded};
 
 use crate::addresses::RangeClaim;
 use crate::api::{self, ApiState};
 use crate::certificates::Certificates;
 use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, DriverKind};
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
@@ -78,6 +82,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error(transparent)]
     Sandbox(#[from] crate::drivers::sandbox::SetupError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
     #[error(transparent)]
     Range(#[from] crate::addresses::ClaimError),
 }
@@ -99,8 +105,11 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The backhaul listener, in a cluster.
+    pub backhaul_addr: Option<SocketAddr>,
     pub api_token: String,
     pub supervisor: Arc<Supervisor>,
+    pub cluster: Option<Arc<Cluster>>,
     pub tls: Arc<Tls>,
     pub certificates: Arc<Certificates>,
     live: Arc<Live>,
@@ -137,6 +146,7 @@ struct Sockets {
     http: TcpListener,
     https: TcpListener,
     api: TcpListener,
+    backhaul: Option<TcpListener>,
 }
 
 fn bind_all(config: &Config) -> Result<Sockets, StartError> {
@@ -147,6 +157,10 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
         http: bind("edge HTTP", config.edge.http)?,
         https: bind("edge HTTPS", config.edge.https)?,
         api: bind("Machines API", config.api.listen)?,
+        backhaul: match &config.cluster {
+            Some(cluster) => Some(bind("cluster backhaul", cluster.backhaul)?),
+            None => None,
+        },
     })
 }
 
@@ -174,10 +188,14 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         local(&sockets.https),
         local(&sockets.api),
     );
+    let backhaul_addr = sockets.backhaul.as_ref().map(local);
+    let joined = membership::join(&config, &supervisor.registry, backhaul_addr, api_addr).await?;
+    let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
 
     supervisor.set_api_url(api_addr);
     let geo = open_geo(&config)?;
     let keep_awake_max = config.wake.keep_awake_max;
+    let backhaul_key = joined.map(|(_, key)| key);
     let live = Arc::new(Live::new(
         config,
         geo,
@@ -185,6 +203,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         &tls,
         hostnames,
         &cancel,
+        backhaul_key,
     ));
     let api_state = ApiState {
         supervisor: supervisor.clone(),
@@ -192,6 +211,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         token: api_token.clone().into(),
         regions: live.regions.clone(),
         stopping: cancel.clone(),
+        cluster: cluster.clone(),
+        forwarder: api::forward::Forwarder::default(),
         keep_awake_max,
     };
     let served = serve(
@@ -201,6 +222,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         certificates.clone(),
         cancel.clone(),
         claim,
+        cluster.clone(),
     );
     let done = tokio::spawn(served);
     tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
@@ -208,8 +230,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         http_addr,
         https_addr,
         api_addr,
+        backhaul_addr,
         api_token,
         supervisor,
+        cluster,
         tls,
         certificates,
         live,
@@ -235,6 +259,10 @@ async fn open_machines(
     let store = Store::open(&config.data_dir.join(STATE_FILE))?;
     let (registry, stored) = Registry::load(store, range)?;
     let registry = registry.with_limits(config.limits);
+    if config.cluster.is_some() {
+        // From recovery on, every change to a machine hosted here is shared.
+        registry.share_changes();
+    }
     let bin_dir = bin_dir.unwrap_or_else(own_dir);
     let driver: Arc<dyn Driver> = match (driver, sandboxed) {
         (Some(driver), _) => driver,
@@ -306,22 +334,30 @@ async fn serve(
     cancel: CancellationToken,
     // Held until every machine has stopped: then another edgewake may take the range.
     claim: RangeClaim,
+    cluster: Option<Arc<Cluster>>,
 ) {
     let config = live.config();
     let supervisor = live.supervisor.clone();
     let edge = live.edge.clone();
     let reaper = tokio::spawn(supervisor.clone().reap_idle(cancel.clone()));
     let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+    if let Some(cluster) = &cluster {
+        cluster.run(supervisor.clone(), cancel.clone());
+    }
     let http_inbound = Inbound {
         service_port: config.edge.http_service_port,
         scheme: "http",
         proxy_protocol: config.edge.http_proxy_protocol,
+        backhaul: false,
     };
     let https_inbound = Inbound {
         service_port: config.edge.https_service_port,
         scheme: "https",
         proxy_protocol: config.edge.https_proxy_protocol,
+        backhaul: false,
     };
+    let backhaul = Backhaul::new(sockets.backhaul, &config, &live, &cancel);
+    let backhaul_connections = backhaul.connections();
     tokio::join!(
         edge::serve(sockets.http, edge.clone(), http_inbound, None),
         edge::serve(
@@ -330,18 +366,21 @@ async fn serve(
             https_inbound,
             Some(live.tls.clone())
         ),
+        backhaul.serve(),
     );
     // The accept loops return only once cancelled: drain what is in flight.
     supervisor.close_all_tunnels().await;
     edge.connections.close();
+    backhaul_connections.close();
+    let all_drained = async {
+        edge.connections.wait().await;
+        backhaul_connections.wait().await;
+    };
     // One deadline for the edge, the API and the reaper: shutdown takes at most the
     // drain timeout, then the machines' bounded stops (lifecycle's SHUTDOWN_BOUND).
     let drain = live.config().edge.drain_timeout;
     let drained = tokio::time::Instant::now() + drain;
-    if tokio::time::timeout_at(drained, edge.connections.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout_at(drained, all_drained).await.is_err() {
         tracing::warn!(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );
@@ -353,6 +392,9 @@ async fn serve(
         acme.stopped().await;
     }
     supervisor.shutdown().await;
+    if let Some(cluster) = &cluster {
+        cluster.leave().await;
+    }
     supervisor.driver().close();
     drop(claim);
     tracing::info!("edgewake stopped");

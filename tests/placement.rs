@@ -5,43 +5,13 @@
 mod support;
 
 use edgewake::config::{Config, RegionConfig};
-use mmdb_writer::{Value, Writer};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
+use support::geo::{PARIS, SYDNEY, write_geo_db};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SYDNEY: (f64, f64) = (-33.869, 151.209);
-const PARIS: (f64, f64) = (48.857, 2.352);
-
-/// A City-layout database: 127.1/16 and 203.0.113/24 in Sydney, 127.2/16 and
-/// 198.51.100/24 in Paris.
-fn write_geo_db(path: &Path) {
-    let city = |(lat, lon): (f64, f64)| {
-        Value::map([(
-            "location",
-            Value::map([
-                ("latitude", Value::Double(lat)),
-                ("longitude", Value::Double(lon)),
-            ]),
-        )])
-    };
-    let mut writer = Writer::new("GeoIP2-City");
-    for (net, at) in [
-        ("127.1.0.0/16", SYDNEY),
-        ("203.0.113.0/24", SYDNEY),
-        ("127.2.0.0/16", PARIS),
-        ("198.51.100.0/24", PARIS),
-    ] {
-        writer
-            .insert_value(net.parse::<mmdb_writer::ipnet::IpNet>().unwrap(), city(at))
-            .unwrap();
-    }
-    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
-}
 
 fn with_regions(c: &mut Config) {
     let region = |code: &str, (latitude, longitude): (f64, f64)| RegionConfig {

@@ -3,6 +3,7 @@
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::openapi::{AppDeleteQuery, AppPath, AppsListQuery};
+use crate::machines::registry::RegistryError;
 use crate::machines::store::AppRecord;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -87,7 +88,15 @@ pub async fn create(
         .ok_or_else(|| ApiError::bad_request("app_name is required"))?;
     check_app_name(&name)?;
     let org = body.org_slug.unwrap_or_else(|| "personal".into());
-    let record = state.registry().create_app(&name, &org)?;
+    let record = AppRecord::new(&name, &org);
+    if let Some(cluster) = &state.cluster {
+        if state.registry().app(&name).is_some() {
+            return Err(RegistryError::AppTaken(name).into());
+        }
+        // Claimed in the whole cluster first: two nodes cannot both create it.
+        cluster.claim_app(&record).await?;
+    }
+    let record = state.registry().add_app(record)?;
     tracing::info!(app = %name, "app created");
     Ok((StatusCode::CREATED, Json(app_json(&record, 0))))
 }
@@ -159,6 +168,10 @@ pub async fn delete(
             "app {} has running machines: stop them first or pass force=true",
             app.record.name
         )));
+    }
+    // Every node drops it and destroys the machines it hosts.
+    if let Some(cluster) = &state.cluster {
+        cluster.release_app(&app.record.name).await?;
     }
     // Out of routing and of reach of new machines first, so none outlives the app.
     if let Some(app) = state.registry().remove_app(&app.record.name) {

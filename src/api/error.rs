@@ -3,6 +3,7 @@
 //! malformed bodies into it.
 
 use crate::certificates::CertificateError;
+use crate::cluster::ClusterError;
 use crate::drivers::DriverError;
 use crate::hostnames::HostnameError;
 use crate::lifecycle::{OperationError, UpdateError};
@@ -148,6 +149,27 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, error.to_string())
             }
             RegistryError::Store(_) => ApiError::internal(error.to_string()),
+        }
+    }
+}
+
+/// The cluster's shared state out of reach is a 503 (the change can be made again once
+/// it is back); a name another node claimed first is Fly's 422 `name_taken`.
+impl From<ClusterError> for ApiError {
+    fn from(error: ClusterError) -> ApiError {
+        match error {
+            ClusterError::AppTaken(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+                    .with_code("name_taken")
+            }
+            ClusterError::Unreachable
+            | ClusterError::RegionDown(_)
+            | ClusterError::Kv { .. }
+            | ClusterError::Connect(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+                    .with_code("unavailable")
+            }
+            ClusterError::Secret(_) => ApiError::internal(error.to_string()),
         }
     }
 }

@@ -7,6 +7,7 @@ mod certificate_views;
 mod certificates;
 pub mod error;
 mod exec;
+pub mod forward;
 mod keepawake;
 mod lease;
 mod lifecycle;
@@ -21,6 +22,7 @@ mod request_id;
 mod wait;
 
 use crate::certificates::Certificates;
+use crate::cluster::Cluster;
 use crate::drivers::DriverError;
 use crate::lifecycle::Supervisor;
 use crate::machines::spec::MachineSpec;
@@ -44,6 +46,10 @@ pub struct ApiState {
     /// Fires when the server begins to shut down: answers that would stream for ever
     /// (followed logs) end then, so the API's drain does not wait for them.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// In a cluster: the shared state, and where calls for other nodes' machines go.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Carries calls to the nodes that host their machines.
+    pub forwarder: forward::Forwarder,
     /// Longest keep-awake one call may ask (`wake.keep_awake_max`).
     pub keep_awake_max: std::time::Duration,
 }
@@ -151,12 +157,17 @@ fn v1_routes() -> OpenApiRouter<ApiState> {
 /// with a `fly-request-id`, errors as Fly's JSON.
 pub fn router(state: ApiState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    // Token first, then (in a cluster) the node that answers.
+    let to_host = axum::middleware::from_fn_with_state(state.clone(), forward::to_host);
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/v1",
             // `layer`, not `route_layer`: a path no route takes is refused without a
             // token too, so the API's shape is not shown to whoever asks.
-            v1_routes().fallback(error::no_route).layer(auth),
+            v1_routes()
+                .fallback(error::no_route)
+                .route_layer(to_host)
+                .layer(auth),
         )
         .routes(routes!(openapi::document))
         .routes(routes!(observe::metrics))

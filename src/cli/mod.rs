@@ -12,6 +12,7 @@
 mod apps;
 pub mod certs;
 pub mod client;
+pub mod cluster;
 mod commands;
 pub mod images;
 mod logs;

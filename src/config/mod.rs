@@ -8,6 +8,7 @@
 //! default is a named constant beside its field.
 
 pub mod acme;
+pub mod cluster;
 pub mod duration;
 pub mod locate;
 pub mod operator;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use acme::{AcmeConfig, AcmeDirectory};
+pub use cluster::ClusterConfig;
 pub use locate::{ConfigSource, Located};
 pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
@@ -129,6 +131,8 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     /// Image reference → what the process driver runs for it.
     pub images: BTreeMap<String, ImageConfig>,
+    /// Several edges sharing one state; `None` is the single node (SQLite only).
+    pub cluster: Option<ClusterConfig>,
     pub wake: WakeConfig,
     pub no_wake: NoWakeConfig,
     pub replay: ReplayConfig,
@@ -370,6 +374,7 @@ impl Default for Config {
                     env: BTreeMap::new(),
                 },
             )]),
+            cluster: None,
             wake: WakeConfig::default(),
             no_wake: NoWakeConfig::default(),
             replay: ReplayConfig::default(),

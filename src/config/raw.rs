@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     limits: RawLimits,
     regions: Option<Vec<RegionConfig>>,
     images: Option<BTreeMap<String, ImageConfig>>,
+    cluster: Option<super::cluster::RawCluster>,
     wake: operator::RawWake,
     no_wake: operator::RawNoWake,
     replay: operator::RawReplay,
@@ -138,6 +139,7 @@ impl RawConfig {
             },
             regions: self.regions.unwrap_or(d.regions),
             images: self.images.unwrap_or(d.images),
+            cluster: self.cluster.map(|c| c.into_cluster(errors)),
             wake: self.wake.into_wake(errors),
             no_wake: self.no_wake.into_no_wake(errors),
             replay: self.replay.into_replay(),
@@ -296,7 +298,7 @@ fn log_level(text: &str) -> Result<Targets, String> {
 }
 
 /// A listener address: an IP and a port.
-fn address(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn address(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("`{text}` is not an address like 0.0.0.0:80"))
 }

@@ -80,6 +80,9 @@ impl Config {
         self.validate_regions(errors);
         self.validate_sandbox(errors);
         self.validate_images(errors);
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self, errors);
+        }
         self.validate_machines(errors);
         if let Some(acme) = &self.acme {
             acme.validate(errors);

@@ -24,7 +24,9 @@ const MAX_WAKE_ATTEMPTS: usize = 4;
 /// How often a queued request looks for room.
 const QUEUE_POLL: Duration = Duration::from_millis(5);
 
-/// A started machine chosen for a request, with the request counted in flight on it.
+/// A machine chosen for a request, with the request counted in flight on it: started,
+/// when hosted here; when another node hosts it (`machine.node`), that node wakes it if
+/// needed, and the request goes there over the backhaul.
 pub struct Ready {
     pub machine: Arc<Machine>,
     /// Where the machine listens for this service.
@@ -143,7 +145,8 @@ async fn ready_once(
             });
         }
         let mut waited = None;
-        if picked.action == Action::Wake {
+        // A machine another node hosts is woken there, by the request itself.
+        if picked.action == Action::Wake && machine.is_local() {
             let began = Instant::now();
             match wake_healthy(sup, &machine).await {
                 Ok(()) => waited = Some(began.elapsed()),
@@ -159,7 +162,7 @@ async fn ready_once(
                 }
             }
         }
-        if machine.state() == MachineState::Started {
+        if machine.state() == MachineState::Started || !machine.is_local() {
             let spec = machine.spec();
             let (internal_port, h2_backend) = spec
                 .port_for(port)

@@ -5,6 +5,7 @@
 //! does the next one get the request. Cordoned machines get no traffic at all, nor do
 //! machines whose health checks fail; a started machine whose checks have not passed
 //! yet is joined like a wake in progress.
+//! Machines of a cluster node that is down are skipped too.
 
 use super::AcquireError;
 use crate::machines::checks::Health;
@@ -127,6 +128,7 @@ pub fn pick(
         let serving: Vec<(&Arc<Machine>, Candidate)> = machines
             .iter()
             .filter(|m| !m.is_gone() && !m.is_cordoned() && !excluded.contains(&m.id))
+            .filter(|m| m.is_reachable())
             .filter_map(|m| Some((m, candidate(m, public_port, &waking)?)))
             .collect();
         let picked = |(machine, action): (&Arc<Machine>, Action), preferred_unavailable| Picked {

@@ -27,7 +27,8 @@ pub(super) async fn run(supervisor: Arc<Supervisor>, cancel: CancellationToken) 
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        let machines = supervisor.registry.all_machines();
+        // Only machines hosted here: other nodes stop their own.
+        let machines = supervisor.registry.local_machines();
         let mut running = running_by_region(&machines);
         for machine in machines {
             let idle = machine.state() == MachineState::Started

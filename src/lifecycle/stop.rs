@@ -99,10 +99,11 @@ pub(super) async fn destroy(sup: &Arc<Supervisor>, machine: &Arc<Machine>, sourc
 pub(super) async fn destroy_app(sup: &Arc<Supervisor>, app: Arc<App>) {
     let this = sup.clone();
     let destroy = sup.tasks.spawn(async move {
-        for machine in app.machines() {
-            destroy(&this, &machine, EventSource::User).await;
+        // Machines other nodes host are theirs to destroy (they see the app go too).
+        for machine in app.machines().iter().filter(|m| m.is_local()) {
+            destroy(&this, machine, EventSource::User).await;
         }
-        if let Err(e) = this.registry.forget_app(&app.record.name) {
+        if let Err(e) = this.registry.forget_app(&app) {
             tracing::error!(app = %app.record.name, "cannot forget deleted app: {e}");
         }
     });
@@ -238,7 +239,7 @@ pub(super) async fn shutdown(sup: &Arc<Supervisor>) {
 /// Stops every machine at once and waits for the lifecycle's tasks.
 async fn stop_all(sup: &Arc<Supervisor>) {
     let mut stops = tokio::task::JoinSet::new();
-    for machine in sup.registry.all_machines() {
+    for machine in sup.registry.local_machines() {
         let this = sup.clone();
         stops.spawn(async move {
             let run = this.runs.of(&machine);

@@ -5,6 +5,7 @@
 use super::activity::{Activity, InFlight};
 use super::checks::{MachineChecks, SharedChecks};
 use super::lease::LeaseSlot;
+use super::nodes::Node;
 use super::record::{MachineRecord, MachineState};
 use super::spec::MachineSpec;
 use super::tunnels::Tunnels;
@@ -19,6 +20,9 @@ pub struct Machine {
     pub app: String,
     pub region: String,
     pub private_ip: Ipv4Addr,
+    /// The node hosting the machine; `None` when it is hosted here (this node's driver
+    /// runs it, SQLite keeps it, and this node alone writes its record).
+    pub node: Option<Arc<Node>>,
     state: AtomicU8,
     state_tx: watch::Sender<MachineState>,
     /// Cordoned machines get no proxied traffic (a copy of `record.cordoned` the proxy
@@ -38,13 +42,25 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine hosted here.
     pub fn new(app: &str, record: MachineRecord, spec: MachineSpec) -> Machine {
+        Machine::hosted_by(None, app, record, spec)
+    }
+
+    /// A machine hosted by `node` (`None`: here).
+    pub fn hosted_by(
+        node: Option<Arc<Node>>,
+        app: &str,
+        record: MachineRecord,
+        spec: MachineSpec,
+    ) -> Machine {
         let state = record.state;
         Machine {
             id: record.id.clone(),
             app: app.to_string(),
             region: record.region.clone(),
             private_ip: record.private_ip,
+            node,
             state: AtomicU8::new(state as u8),
             state_tx: watch::channel(state).0,
             cordoned: AtomicBool::new(record.cordoned),
@@ -127,6 +143,27 @@ impl Machine {
     /// lifecycle lock, so no start reads half of it.
     pub(crate) fn set_spec(&self, spec: MachineSpec) {
         *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+    }
+
+    /// Whether this node hosts the machine (runs it, and writes its record).
+    pub fn is_local(&self) -> bool {
+        self.node.is_none()
+    }
+
+    /// Whether requests can reach it: hosted here, or on a node that is up.
+    pub fn is_reachable(&self) -> bool {
+        self.node.as_ref().is_none_or(|node| node.is_up())
+    }
+
+    /// Takes a newer record of a machine hosted elsewhere, as its node published it.
+    pub(crate) fn replace_record(&self, record: MachineRecord, spec: Option<MachineSpec>) {
+        if let Some(spec) = spec {
+            self.set_spec(spec);
+        }
+        self.set_cordoned(record.cordoned);
+        let state = record.state;
+        *self.record() = record;
+        self.set_state(state);
     }
 
     /// Whether the machine is taking no part in routing (destroyed or on its way).

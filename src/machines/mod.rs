@@ -3,11 +3,14 @@
 //! clock and open tunnels. Starting and stopping them is the `lifecycle`'s job.
 
 pub mod activity;
+mod app;
+pub mod changes;
 pub mod checks;
 pub mod go_duration;
 pub mod http_rules;
 pub mod lease;
 mod machine;
+pub mod nodes;
 mod normalize;
 pub mod record;
 pub mod registry;

@@ -1,9 +1,14 @@
 //! The registry: every app and machine, in memory for the proxy (read on each request)
-//! and in SQLite for restarts. The control plane writes it; the proxy only reads.
-//! Later edges in several regions will share this through a distributed store, so it
-//! stays a small interface.
+//! and, for the machines hosted here, in SQLite for restarts. The control plane writes
+//! it; the proxy only reads. In a cluster it is the node's whole view: machines hosted
+//! here, and records of machines other nodes host, learnt from the cluster's shared
+//! state (never written to SQLite); changes to machines hosted here are noted for the
+//! cluster's publisher.
 
+pub use super::app::App;
+use super::changes::Changes;
 use super::machine::Machine;
+use super::nodes::Node;
 use super::record::{ImageRef, MachineEvent, MachineRecord, MachineState, now_rfc3339};
 use super::spec::MachineSpec;
 use super::store::{AppRecord, Store, StoreError, StoredMachine};
@@ -11,82 +16,8 @@ use crate::addresses::{AddressPool, AddressRange};
 use crate::config::LimitsConfig;
 use crate::ids;
 use dashmap::DashMap;
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
-
-/// How many destroyed machines an app remembers (for `include_deleted`); older ones are
-/// forgotten for good.
-pub const MAX_DESTROYED_KEPT: usize = 100;
-
-/// An app and its machines.
-#[derive(Debug)]
-pub struct App {
-    pub record: AppRecord,
-    machines: RwLock<Vec<Arc<Machine>>>,
-    /// The machines' names (they never change), so a create checks one in O(1).
-    names: Mutex<HashSet<String>>,
-    /// Records of destroyed machines, oldest first: listed only when asked for.
-    destroyed: Mutex<VecDeque<MachineRecord>>,
-}
-
-impl App {
-    fn new(record: AppRecord) -> App {
-        App {
-            record,
-            machines: RwLock::new(Vec::new()),
-            names: Mutex::new(HashSet::new()),
-            destroyed: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.names.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records of the app's destroyed machines, oldest first.
-    pub fn destroyed(&self) -> Vec<MachineRecord> {
-        let destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
-        destroyed.iter().cloned().collect()
-    }
-
-    /// Keeps a destroyed machine's record; returns the id of one forgotten to make room.
-    fn remember_destroyed(&self, record: MachineRecord) -> Option<String> {
-        let mut destroyed = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
-        destroyed.push_back(record);
-        (destroyed.len() > MAX_DESTROYED_KEPT)
-            .then(|| destroyed.pop_front().map(|r| r.id))
-            .flatten()
-    }
-
-    /// The app's machines, oldest first.
-    pub fn machines(&self) -> Vec<Arc<Machine>> {
-        self.machines
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Runs `f` over the machines without copying the list (the proxy's hot path).
-    pub fn with_machines<T>(&self, f: impl FnOnce(&[Arc<Machine>]) -> T) -> T {
-        f(&self.machines.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn push(&self, machine: Arc<Machine>) {
-        self.names().insert(machine.record().name.clone());
-        self.machines
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(machine);
-    }
-
-    fn remove(&self, machine: &Machine) {
-        self.machines
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|m| m.id != machine.id);
-        self.names().remove(&machine.record().name);
-    }
-}
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -118,6 +49,11 @@ pub struct NewMachine {
     pub cordoned: bool,
 }
 
+/// A machine record from another node that cannot be placed yet: its app is unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("app `{0}` is not known here yet")]
+pub struct UnknownApp(pub String);
+
 /// How many generated names a create tries before it gives up. With the name space
 /// `ids::machine_name` draws from, even an app of 100,000 machines fails a try less
 /// than once in 400, so 32 tries in a row never all collide.
@@ -125,11 +61,15 @@ const MAX_NAME_ATTEMPTS: usize = 32;
 
 pub struct Registry {
     apps: DashMap<String, Arc<App>>,
+    /// The other nodes of a cluster, by name.
+    nodes: DashMap<String, Arc<Node>>,
     store: Store,
     addresses: Mutex<AddressPool>,
     limits: LimitsConfig,
     /// Orders creations, so names and addresses are checked and taken atomically.
     creating: Mutex<()>,
+    /// Where changes to machines hosted here are noted, once someone shares them.
+    changes: OnceLock<Arc<Changes>>,
 }
 
 impl Registry {
@@ -141,10 +81,12 @@ impl Registry {
     ) -> Result<(Registry, Vec<StoredMachine>), StoreError> {
         let registry = Registry {
             apps: DashMap::new(),
+            nodes: DashMap::new(),
             store,
             addresses: Mutex::new(AddressPool::new(addresses)),
             limits: LimitsConfig::default(),
             creating: Mutex::new(()),
+            changes: OnceLock::new(),
         };
         for app in registry.store.apps()? {
             registry
@@ -164,7 +106,7 @@ impl Registry {
         }
         for machine in &stored {
             registry.pool().hold(machine.record.private_ip);
-            let spec = MachineSpec::from_config(&machine.record.config).unwrap_or_default();
+            let spec = spec_of(&machine.record);
             let live = Arc::new(Machine::new(&machine.app, machine.record.clone(), spec));
             if let Some(app) = registry.apps.get(&machine.app) {
                 app.push(live);
@@ -198,28 +140,132 @@ impl Registry {
             .with_machines(|ms| ms.iter().find(|m| m.id == id).cloned())
     }
 
+    /// Every machine in the view, wherever it is hosted.
     pub fn all_machines(&self) -> Vec<Arc<Machine>> {
         self.apps.iter().flat_map(|a| a.machines()).collect()
     }
 
+    /// The machines this node hosts (runs, stops, keeps in SQLite).
+    pub fn local_machines(&self) -> Vec<Arc<Machine>> {
+        let mut machines = self.all_machines();
+        machines.retain(|m| m.is_local());
+        machines
+    }
+
+    /// Changes to machines hosted here are noted from now on, for the caller to share.
+    pub fn share_changes(&self) -> Arc<Changes> {
+        self.changes.get_or_init(Arc::default).clone()
+    }
+
+    fn note(&self, machine: &Machine, record: &MachineRecord) {
+        if let Some(changes) = self.changes.get().filter(|_| machine.is_local()) {
+            changes.record(&machine.app, record);
+        }
+    }
+
+    /// Notes every machine hosted here as changed, so all are shared again.
+    pub fn republish(&self) {
+        for machine in self.local_machines() {
+            let record = machine.snapshot();
+            self.note(&machine, &record);
+        }
+    }
+
     pub fn create_app(&self, name: &str, org_slug: &str) -> Result<AppRecord, RegistryError> {
+        self.add_app(AppRecord::new(name, org_slug))
+    }
+
+    /// Registers a new app (in a cluster, once its name is claimed). The same record
+    /// twice is one app: the cluster's view may bring it back before this returns.
+    pub fn add_app(&self, record: AppRecord) -> Result<AppRecord, RegistryError> {
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if self.apps.contains_key(name) {
-            return Err(RegistryError::AppTaken(name.into()));
+        if let Some(app) = self.apps.get(&record.name) {
+            return match app.record.id == record.id {
+                true => Ok(record),
+                false => Err(RegistryError::AppTaken(record.name)),
+            };
         }
         if self.apps.len() >= self.limits.apps {
             return Err(RegistryError::TooManyApps(self.limits.apps));
         }
-        let record = AppRecord {
-            id: ids::app_id(),
-            name: name.into(),
-            org_slug: org_slug.into(),
-            created_at: now_rfc3339(),
-        };
         self.store.insert_app(&record)?;
-        self.apps
-            .insert(name.into(), Arc::new(App::new(record.clone())));
+        let name = record.name.clone();
+        self.apps.insert(name, Arc::new(App::new(record.clone())));
         Ok(record)
+    }
+
+    /// An app created on another node. Kept in SQLite too, so machines created here for
+    /// it still have their app after a restart while the cluster is unreachable.
+    pub fn learn_app(&self, record: AppRecord) -> Result<(), RegistryError> {
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.apps.contains_key(&record.name) {
+            return Ok(());
+        }
+        self.store.keep_app(&record)?;
+        let name = record.name.clone();
+        self.apps.insert(name, Arc::new(App::new(record)));
+        Ok(())
+    }
+
+    /// Another node, made on first mention.
+    pub fn node(&self, name: &str) -> Arc<Node> {
+        if let Some(node) = self.nodes.get(name) {
+            return node.clone();
+        }
+        let node = self.nodes.entry(name.to_string());
+        node.or_insert_with(|| Arc::new(Node::new(name))).clone()
+    }
+
+    /// The other nodes, by name.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        let mut nodes: Vec<_> = self.nodes.iter().map(|n| n.clone()).collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
+    }
+
+    /// Takes the record of a machine that `node` hosts, as it published it: new, newer,
+    /// or destroyed. A record for a machine hosted here is ignored (this node alone
+    /// writes those).
+    pub fn learn_machine(
+        &self,
+        app_name: &str,
+        record: MachineRecord,
+        node: &Arc<Node>,
+    ) -> Result<(), UnknownApp> {
+        let app = self
+            .app(app_name)
+            .ok_or_else(|| UnknownApp(app_name.into()))?;
+        let known = app.with_machines(|ms| ms.iter().find(|m| m.id == record.id).cloned());
+        match known {
+            Some(machine) if machine.is_local() => {}
+            Some(machine) if record.state == MachineState::Destroyed => {
+                machine.replace_record(record, None);
+                app.remove(&machine);
+            }
+            Some(machine) => {
+                let changed = machine.record().instance_id != record.instance_id;
+                let spec = changed.then(|| spec_of(&record));
+                machine.replace_record(record, spec);
+            }
+            None if record.state == MachineState::Destroyed => {}
+            None => {
+                let spec = spec_of(&record);
+                let machine = Machine::hosted_by(Some(node.clone()), app_name, record, spec);
+                app.push(Arc::new(machine));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a machine another node hosted and has forgotten.
+    pub fn forget_remote(&self, id: &str) {
+        for app in self.apps.iter() {
+            let remote =
+                app.with_machines(|ms| ms.iter().find(|m| m.id == id && !m.is_local()).cloned());
+            if let Some(machine) = remote {
+                app.remove(&machine);
+            }
+        }
     }
 
     /// Takes an app out of routing and out of reach of new machines; its machines are
@@ -229,8 +275,15 @@ impl Registry {
         self.apps.remove(name).map(|(_, app)| app)
     }
 
-    pub fn forget_app(&self, name: &str) -> Result<(), RegistryError> {
-        Ok(self.store.delete_app(name)?)
+    /// Drops a deleted app's state, and in a cluster the records of its destroyed
+    /// machines.
+    pub fn forget_app(&self, app: &App) -> Result<(), RegistryError> {
+        if let Some(changes) = self.changes.get() {
+            for record in app.destroyed() {
+                changes.forgotten(&record.id);
+            }
+        }
+        Ok(self.store.delete_app(&app.record.name)?)
     }
 
     /// Creates a machine record in state `created`, with its own private address.
@@ -282,6 +335,7 @@ impl Registry {
             return Err(e.into());
         }
         let machine = Arc::new(Machine::new(&app.record.name, record, new.spec));
+        self.note(&machine, &machine.record());
         app.push(machine.clone());
         Ok(machine)
     }
@@ -310,6 +364,7 @@ impl Registry {
             // Whatever took it out of `started`: no check runs against it any more.
             machine.checks.end();
         }
+        self.note(machine, &record);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist state {}: {e}", state.as_str());
         }
@@ -326,6 +381,7 @@ impl Registry {
         let mut record = machine.record();
         let out = change(&mut record);
         record.updated_at = now_rfc3339();
+        self.note(machine, &record);
         if let Err(e) = self.store.save_machine(&machine.app, &record) {
             tracing::error!(machine = %machine.id, "cannot persist the machine: {e}");
         }
@@ -344,15 +400,27 @@ impl Registry {
     pub fn remove_machine(&self, machine: &Machine) -> Result<(), RegistryError> {
         self.pool().release(machine.private_ip);
         let Some(app) = self.app(&machine.app) else {
+            // Its app is gone: nothing keeps the record, here or in the cluster.
+            if let Some(changes) = self.changes.get() {
+                changes.forgotten(&machine.id);
+            }
             self.store.delete_machine(&machine.id)?;
             return Ok(());
         };
         app.remove(machine);
         if let Some(forgotten) = app.remember_destroyed(machine.snapshot()) {
+            if let Some(changes) = self.changes.get() {
+                changes.forgotten(&forgotten);
+            }
             self.store.delete_machine(&forgotten)?;
         }
         Ok(())
     }
+}
+
+/// The typed config of a stored or published record (checked when it was accepted).
+fn spec_of(record: &MachineRecord) -> MachineSpec {
+    MachineSpec::from_config(&record.config).unwrap_or_default()
 }
 
 /// A generated name no machine of the app has: a collision is tried again, not
@@ -363,3 +431,6 @@ fn free_name(names: &HashSet<String>) -> Result<String, RegistryError> {
         .find(|name| !names.contains(name))
         .ok_or(RegistryError::NoFreeName(MAX_NAME_ATTEMPTS))
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,18 @@ pub struct AppRecord {
     pub created_at: String,
 }
 
+impl AppRecord {
+    /// A new app, with a fresh id.
+    pub fn new(name: &str, org_slug: &str) -> AppRecord {
+        AppRecord {
+            id: crate::ids::app_id(),
+            name: name.into(),
+            org_slug: org_slug.into(),
+            created_at: super::record::now_rfc3339(),
+        }
+    }
+}
+
 /// A machine as loaded at boot.
 pub struct StoredMachine {
     pub app: String,
@@ -110,6 +122,15 @@ impl Store {
     pub fn insert_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO apps (name, id, org_slug, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![app.name, app.id, app.org_slug, app.created_at],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps an app created elsewhere, unless it is kept already.
+    pub fn keep_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO apps (name, id, org_slug, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![app.name, app.id, app.org_slug, app.created_at],
         )?;
         Ok(())

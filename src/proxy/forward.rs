@@ -3,6 +3,11 @@
 //! `h2_backend`), bodies streamed both ways; an in-flight guard rides along until the
 //! response body is done, so a machine is never idle while it is still answering. An
 //! upgrade (WebSocket) the machine accepts becomes a tunnel.
+//!
+//! A machine another node hosts is reached through that node's backhaul instead: the
+//! same request, headers already written for the machine, signed with the cluster's
+//! key, over a pool of warm HTTP/1.1 connections (HTTP/1.1 so upgrades pass through
+//! as they do to a machine).
 
 use super::headers::{self, Forwarded};
 use super::tunnel::{self, Carried};
@@ -10,8 +15,8 @@ use super::upstream::{
     ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
 };
 use super::{ConnectionPermit, ProxyBody};
+use crate::cluster::{BackhaulKey, Relayed, backhaul};
 use crate::lifecycle::Ready;
-use crate::machines::Machine;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -26,26 +31,47 @@ use std::time::Duration;
 
 /// How long an idle pooled connection to a machine is kept.
 pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
+/// How long an idle backhaul connection to another node is kept warm.
+pub const BACKHAUL_POOL_IDLE: Duration = Duration::from_secs(90);
 
 pub type Upstream = Client<HttpConnector, MachineBody>;
 
-/// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`.
+/// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`; and
+/// to other nodes' backhauls, with the key that signs for them.
 pub struct Upstreams {
     http1: Upstream,
     h2c: Upstream,
+    backhaul: Upstream,
+    pub(super) key: Option<Arc<BackhaulKey>>,
 }
 
 impl Upstreams {
-    pub fn new() -> Upstreams {
+    pub fn new(key: Option<Arc<BackhaulKey>>) -> Upstreams {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(UPSTREAM_POOL_IDLE);
         let http1 = builder.build(connector.clone());
+        let backhaul = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(BACKHAUL_POOL_IDLE)
+            .build(connector.clone());
         let h2c = builder.http2_only(true).build(connector);
-        Upstreams { http1, h2c }
+        Upstreams {
+            http1,
+            h2c,
+            backhaul,
+            key,
+        }
     }
+}
+
+/// Where a request goes: straight to a machine hosted here, or to the backhaul of the
+/// node that hosts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Machine,
+    Backhaul(std::net::SocketAddr),
 }
 
 /// A request made ready for machines: headers rewritten for them, and what the client
@@ -56,6 +82,8 @@ pub struct Prepared {
     client_upgrade: Option<OnUpgrade>,
     permit: Option<ConnectionPermit>,
     own_upstream: Option<Arc<ConnectionUpstream>>,
+    /// The public port the client came in on (named to the node a backhaul reaches).
+    public_port: u16,
 }
 
 /// A machine could not be reached; `again` is the request, when it may go to another.
@@ -65,12 +93,36 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
+pub fn prepare(req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
+    take_connection_parts(req, fwd.public_port, |headers| {
+        headers::to_machine(headers, fwd)
+    })
+}
+
+/// A request another edge relayed over the backhaul: its headers were written for the
+/// machine there (client address, that edge's region), so only what the backhaul
+/// added and what described the hop between the nodes is taken off.
+pub fn prepare_relayed(req: Request<Incoming>, public_port: u16) -> Prepared {
+    take_connection_parts(req.map(Either::Left), public_port, |headers| {
+        headers::strip_hop_by_hop(headers);
+        for name in backhaul::HEADERS {
+            headers.remove(name);
+        }
+        headers.remove(backhaul::REQUEST_ID_HEADER);
+    })
+}
+
+/// Takes out what the client connection carried along, and rewrites the headers.
+fn take_connection_parts(
+    mut req: Request<MachineBody>,
+    public_port: u16,
+    rewrite: impl FnOnce(&mut http::HeaderMap),
+) -> Prepared {
     let upgrade = requested_upgrade(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let permit = req.extensions_mut().remove::<ConnectionPermit>();
     let own_upstream = req.extensions_mut().remove::<Arc<ConnectionUpstream>>();
-    headers::to_machine(req.headers_mut(), fwd);
+    rewrite(req.headers_mut());
     if let Some(protocol) = &upgrade {
         restore_upgrade(req.headers_mut(), protocol);
     }
@@ -80,6 +132,7 @@ pub fn prepare(mut req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
         client_upgrade,
         permit,
         own_upstream,
+        public_port,
     }
 }
 
@@ -90,20 +143,50 @@ pub async fn send(
     request_id: &str,
 ) -> Result<Response<ProxyBody>, Unreached> {
     let machine = ready.machine.clone();
+    let target = match &machine.node {
+        None => Target::Machine,
+        Some(node) => match node.backhaul() {
+            Some(addr) => Target::Backhaul(addr),
+            None => {
+                let error =
+                    UpstreamError::Connect(format!("node {} has no backhaul yet", node.name));
+                let machine = machine.id.clone();
+                let again = Some(prepared);
+                return Err(Unreached {
+                    machine,
+                    error,
+                    again,
+                });
+            }
+        },
+    };
     let req = &mut prepared.req;
-    *req.uri_mut() = machine_uri(req.uri(), &machine, ready.internal_port);
-    *req.version_mut() = if ready.h2_backend {
+    let authority = match target {
+        Target::Machine => format!("{}:{}", machine.private_ip, ready.internal_port),
+        Target::Backhaul(addr) => addr.to_string(),
+    };
+    *req.uri_mut() = upstream_uri(req.uri(), &authority);
+    *req.version_mut() = if ready.h2_backend && target == Target::Machine {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
+    if let (Target::Backhaul(_), Some(key)) = (target, &upstreams.key) {
+        let relayed = Relayed {
+            app: machine.app.clone(),
+            machine: machine.id.clone(),
+            port: prepared.public_port,
+            request_id: request_id.to_string(),
+        };
+        key.sign(req.headers_mut(), &relayed);
+    }
     if ready.preferred_unavailable {
         req.headers_mut().insert(
             "fly-preferred-instance-unavailable",
             HeaderValue::from_static("true"),
         );
     }
-    let response = match exchange(upstreams, &mut prepared, &ready).await {
+    let response = match exchange(upstreams, &mut prepared, &ready, target).await {
         Ok(response) => response,
         Err(failure) => {
             let again = failure.unsent.map(|req| Prepared { req, ..prepared });
@@ -125,13 +208,15 @@ async fn exchange(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
+    target: Target,
 ) -> Result<Response<Incoming>, SendFailure> {
     let req = std::mem::replace(
         &mut prepared.req,
         Request::new(Either::Right(Full::default())),
     );
     let own = prepared.own_upstream.as_ref();
-    match own.filter(|_| !ready.h2_backend && prepared.upgrade.is_none()) {
+    let direct = target == Target::Machine && !ready.h2_backend && prepared.upgrade.is_none();
+    match own.filter(|_| direct) {
         Some(own) => {
             let addr = std::net::SocketAddr::from((ready.machine.private_ip, ready.internal_port));
             let mut req = req;
@@ -139,10 +224,10 @@ async fn exchange(
             own.send(addr, req).await
         }
         None => {
-            let client = if ready.h2_backend {
-                &upstreams.h2c
-            } else {
-                &upstreams.http1
+            let client = match target {
+                Target::Backhaul(_) => &upstreams.backhaul,
+                Target::Machine if ready.h2_backend => &upstreams.h2c,
+                Target::Machine => &upstreams.http1,
             };
             let copy = resendable(&req, prepared.upgrade.is_some()).then(|| head_copy(&req));
             client.request(req).await.map_err(|e| match e.is_connect() {
@@ -288,9 +373,9 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-fn machine_uri(original: &Uri, machine: &Machine, port: u16) -> Uri {
-    let authority = Authority::try_from(format!("{}:{port}", machine.private_ip))
-        .expect("ip:port is an authority");
+/// The URI of the request at `authority` (`ip:port` of a machine or a backhaul).
+fn upstream_uri(original: &Uri, authority: &str) -> Uri {
+    let authority = Authority::try_from(authority).expect("ip:port is an authority");
     let path = original
         .path_and_query()
         .cloned()

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod keep_awake;
 pub mod no_wake;
 pub mod place;
+mod relay;
 pub mod replay;
 mod report;
 mod respond;
@@ -26,6 +27,7 @@ pub use report::WAKE_HEADER;
 pub use respond::{ProxyError, error_response, text_response};
 pub use upstream::UpstreamError;
 
+use crate::cluster::BackhaulKey;
 use crate::config::ReplayConfig;
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
@@ -68,6 +70,8 @@ pub struct Inbound {
     pub scheme: &'static str,
     /// Trusted peers start their connections with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// The backhaul listener: requests other edges of the cluster relay, signed.
+    pub backhaul: bool,
 }
 
 pub struct Proxy {
@@ -121,12 +125,18 @@ enum Outgoing {
 }
 
 impl Proxy {
-    pub fn new(supervisor: Arc<Supervisor>, settings: ProxySettings) -> Proxy {
+    /// `backhaul`: in a cluster, the key that signs requests sent over the backhaul and
+    /// checks those received (fixed for the process: the cluster needs a restart).
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        settings: ProxySettings,
+        backhaul: Option<Arc<BackhaulKey>>,
+    ) -> Proxy {
         Proxy {
             supervisor,
             replay_budget: replay::Budget::new(settings.replay.budget),
             settings: ArcSwap::from_pointee(settings),
-            upstreams: Upstreams::new(),
+            upstreams: Upstreams::new(backhaul),
         }
     }
 
@@ -142,6 +152,9 @@ impl Proxy {
         inbound: Inbound,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        if inbound.backhaul {
+            return self.relay(req, peer).await;
+        }
         let began = Instant::now();
         let metrics = &self.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
@@ -152,22 +165,10 @@ impl Proxy {
             path: req.uri().path().to_string(),
         });
         let mut served = Served::default();
-        let response = match self
+        let outcome = self
             .serve(&settings, req, inbound, peer, &request_id, &mut served)
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(%peer, "proxy error: {error}");
-                let mut response = error_response(&error);
-                if let Ok(value) = request_id.parse() {
-                    response
-                        .headers_mut()
-                        .insert(headers::FLY_REQUEST_ID, value);
-                }
-                response
-            }
-        };
+            .await;
+        let response = respond::answer(outcome, peer, &request_id);
         report::finish(response, served, asked, &request_id, metrics, began)
     }
 
@@ -362,6 +363,11 @@ impl Proxy {
             Ok(ready) => ready,
             Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
         };
+        if !ready.machine.is_local() {
+            // Raw TCP crosses no backhaul: the backhaul speaks HTTP.
+            let machine = &ready.machine.id;
+            return tracing::debug!(%machine, "TCP tunnel not opened: the machine is on another node");
+        }
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         match tokio::net::TcpStream::connect(addr).await {
             Ok(machine) => {

@@ -3,6 +3,7 @@
 
 use super::ProxyBody;
 use super::upstream::UpstreamError;
+use crate::cluster::BackhaulError;
 use crate::lifecycle::{AcquireError, WakeError};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -30,6 +31,13 @@ pub enum ProxyError {
         machine: String,
         error: UpstreamError,
     },
+    /// A backhaul request without a valid cluster credential.
+    #[error("backhaul: {0}")]
+    Backhaul(BackhaulError),
+    /// A backhaul request for a machine this node does not host (the sender's view is
+    /// behind: it moved or was destroyed).
+    #[error("machine {0} is not hosted on this node")]
+    NotHostedHere(String),
     #[error("cannot replay the request: {0}")]
     Replay(#[from] super::replay::ReplayError),
 }
@@ -41,6 +49,8 @@ impl ProxyError {
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Acquire(error) => acquire_status(error),
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Backhaul(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotHostedHere(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Replay(super::replay::ReplayError::Body(_)) => StatusCode::BAD_REQUEST,
             ProxyError::Replay(_) => StatusCode::BAD_GATEWAY,
         }
@@ -121,6 +131,24 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
+}
+
+/// The response, or the error's, naming the request.
+pub(super) fn answer(
+    served: Result<Response<ProxyBody>, ProxyError>,
+    peer: std::net::SocketAddr,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    served.unwrap_or_else(|error| {
+        tracing::debug!(%peer, "proxy error: {error}");
+        let mut response = error_response(&error);
+        if let Ok(value) = request_id.parse() {
+            response
+                .headers_mut()
+                .insert(super::headers::FLY_REQUEST_ID, value);
+        }
+        response
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! from a config the same way at start and at every reload.
 
 use crate::api::RegionList;
+use crate::cluster::BackhaulKey;
 use crate::config::Config;
 use crate::edge::{ConnectionLimits, Edge, EdgeSettings};
 use crate::geo::GeoDb;
@@ -64,7 +65,7 @@ fn proxy_settings(
     }
 }
 
-fn edge_settings(config: &Config) -> EdgeSettings {
+pub(super) fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings::new(
         Trusted::new(config.edge.trusted_proxies.clone()),
         limits(config),
@@ -99,9 +100,10 @@ impl Live {
         tls: &Arc<Tls>,
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
+        backhaul: Option<Arc<BackhaulKey>>,
     ) -> Live {
         let settings = proxy_settings(&config, geo, &hostnames, tls);
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings));
+        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings, backhaul));
         let edge = Arc::new(Edge::new(
             proxy.clone(),
             config.edge.max_connections,

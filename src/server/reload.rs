@@ -1,9 +1,9 @@
 //! A config read again while serving (SIGHUP): the settings read per request, per
 //! connection or per round (timeouts, limits, trusted proxies, regions, geo databases,
 //! stop signal) are swapped in whole; what was bound or opened at start (listeners,
-//! the data dir, the driver and its catalog, the certs dir) is kept and named. Every
-//! fallible step runs before anything is swapped, so a bad file or certificate
-//! changes nothing.
+//! the data dir, the driver and its catalog, the certs dir, `[cluster]` and a cluster
+//! node's region) is kept and named. Every fallible step runs before anything is
+//! swapped, so a bad file or certificate changes nothing.
 
 use super::{Live, open_geo};
 use crate::config::Config;
@@ -68,6 +68,12 @@ fn keep_fixed(running: &Config, mut file: Config) -> (Config, Vec<&'static str>)
         "sandbox" => sandbox;
         "images" => images;
         "acme" => acme;
+        "cluster" => cluster;
+    }
+    // A node's region is what it told the cluster when it joined.
+    if running.cluster.is_some() && file.edge.region != running.edge.region {
+        kept.push("edge.region");
+        file.edge.region = running.edge.region.clone();
     }
     (file, kept)
 }

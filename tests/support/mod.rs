@@ -8,10 +8,14 @@
 //! - `wait`: waiting on a condition with a deadline, instead of sleeping;
 //! - `process`: the `edgewake` binary in a process of its own;
 //! - `images`, `sandbox`, `tls`: test images and a registry, the sandbox driver's
-//!   setup, TLS clients.
+//!   setup, TLS clients;
+//! - `geo`: a geo database placing address ranges in cities;
+//! - `cluster`: a NATS JetStream cluster and edgewake nodes in processes of their own.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cli;
+pub mod cluster;
+pub mod geo;
 pub mod images;
 mod machines;
 pub mod pebble;
@@ -163,6 +167,7 @@ pub struct TestEdge {
     pub running: Running,
     pub config: Config,
     pub client: reqwest::Client,
+    api_client: Api,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -246,6 +251,7 @@ impl TestEdge {
             .build()
             .unwrap();
         TestEdge {
+            api_client: Api::new(client.clone(), running.api_addr),
             running,
             config,
             client,
@@ -269,42 +275,6 @@ impl TestEdge {
     pub async fn shutdown(self) {
         self.running.shutdown();
         self.running.stopped().await;
-    }
-
-    pub fn api_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.api_addr)
-    }
-
-    /// An API request with the test's token, to add to and send with [`answer`].
-    pub fn api_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.api_url(path))
-            .bearer_auth(TOKEN)
-    }
-
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.api_request(method, path);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        answer(req).await
-    }
-
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.api(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.api(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.api(reqwest::Method::DELETE, path, None).await
     }
 
     pub async fn create_app(&self, name: &str) {
@@ -356,6 +326,63 @@ impl TestEdge {
             .send()
             .await
             .expect("edge answers")
+    }
+}
+
+/// A Machines API reached with the test's token: a `TestEdge`'s (through `Deref`, so
+/// `edge.get(...)` works), or a cluster node's.
+pub struct Api {
+    client: reqwest::Client,
+    addr: std::net::SocketAddr,
+}
+
+impl Api {
+    pub fn new(client: reqwest::Client, addr: std::net::SocketAddr) -> Api {
+        Api { client, addr }
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// An API request with the test's token, to add to and send with [`answer`].
+    pub fn api_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.api_url(path))
+            .bearer_auth(TOKEN)
+    }
+
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.api_request(method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        answer(req).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.api(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+impl std::ops::Deref for TestEdge {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api_client
     }
 }
 

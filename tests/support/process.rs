@@ -18,6 +18,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where an `edgewake serve` listens: the edge (HTTP, HTTPS) and the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl Listeners {
+    /// Ports that were free a moment ago, on `ip`.
+    pub fn free(ip: std::net::IpAddr) -> Listeners {
+        let at = |port| SocketAddr::new(ip, port);
+        Listeners {
+            http: at(free_port()),
+            https: at(free_port()),
+            api: at(free_port()),
+        }
+    }
+}
+
 /// The `edgewake` binary running `serve` in its own process.
 pub struct EdgewakeProcess {
     pub child: std::process::Child,
@@ -59,6 +79,21 @@ impl EdgewakeProcess {
         extra: &[&str],
         rust_log: &str,
     ) -> EdgewakeProcess {
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        let env = [("RUST_LOG", rust_log)];
+        EdgewakeProcess::spawn_at(dir, config_text, listeners, extra, &env).await
+    }
+
+    /// Starts `edgewake serve` with `config_text` (written to `dir`) on `listeners`,
+    /// with `env` beside the test token (`RUST_LOG=warn` unless it says otherwise), and
+    /// waits until its API answers.
+    pub async fn spawn_at(
+        dir: &Path,
+        config_text: &str,
+        listeners: Listeners,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         // Appended to: a restarted process's log follows the first one's.
@@ -68,28 +103,23 @@ impl EdgewakeProcess {
             .append(true)
             .open(&log)
             .unwrap();
-        let (http, https, api) = (free_port(), free_port(), free_port());
+        let Listeners { http, https, api } = listeners;
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http}"),
-                "--api",
-                &format!("127.0.0.1:{api}"),
-                "--https",
-                &format!("127.0.0.1:{https}"),
-            ])
+            .args(["--http", &http.to_string(), "--api", &api.to_string()])
+            .args(["--https", &https.to_string()])
             .env("EDGEWAKE_API_TOKEN", TOKEN)
-            .env("RUST_LOG", rust_log)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stderr(stderr)
             .spawn()
             .unwrap();
         let process = EdgewakeProcess {
             child,
-            http: format!("127.0.0.1:{http}").parse().unwrap(),
-            https: format!("127.0.0.1:{https}").parse().unwrap(),
-            api: format!("127.0.0.1:{api}").parse().unwrap(),
+            http,
+            https,
+            api,
             log,
         };
         process.wait_until_serving().await;

@@ -347,6 +347,38 @@ async fn avoided_machines_are_not_picked() {
     assert_eq!(ready.machine.id, second.id);
 }
 
+/// A stopped machine hosted by another node: the request gets it without a start here
+/// (its node wakes it), and nothing of it reaches this node's state database; when
+/// that node is down, the request goes to a local machine instead.
+#[tokio::test(start_paused = true)]
+async fn remote_machines_are_sent_to_not_woken() {
+    let w = world();
+    let local = w.machine(config(None));
+    let mut record = local.snapshot();
+    record.id = "00000000000abc".into();
+    record.state = MachineState::Stopped;
+    record.region = "syd".into();
+    let node = w.sup.registry.node("syd-1");
+    w.sup.registry.learn_machine("app", record, &node).unwrap();
+    let plan = Plan {
+        regions: vec!["syd".to_string(), "ams".to_string()].into(),
+        ..w.plan()
+    };
+    let ready = w.sup.ready(&w.app, 80, &plan).await.unwrap();
+    assert_eq!(ready.machine.id, "00000000000abc");
+    assert!(!ready.machine.is_local());
+    assert_eq!(w.fake.starts("00000000000abc"), 0);
+    assert_eq!(w.sup.registry.local_machines().len(), 1);
+    drop(ready);
+
+    node.set_up(false);
+    let ready = w.sup.ready(&w.app, 80, &plan).await.unwrap();
+    assert_eq!(
+        ready.machine.id, local.id,
+        "the down node's machine is skipped"
+    );
+}
+
 /// The reaper reads its timings at every round: an idle timeout shortened while it runs
 /// (a reload) stops a machine the old one would have kept.
 #[tokio::test(start_paused = true)]

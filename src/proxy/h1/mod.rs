@@ -194,6 +194,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         waited: Option<std::time::Duration>,
         keep_awake_max: std::time::Duration,
     ) -> Result<Answer, Exchange> {
+        if ready.machine.node.is_some() {
+            // Hosted by another node: hyper's path reaches it over that node's backhaul.
+            return Ok(Answer::Replay);
+        }
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         self.out.clear();
         head::write_request_head(&mut self.out, &head.req, ready.preferred_unavailable);
@@ -303,7 +307,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
 enum Answer {
     /// The client has its answer (`status`).
     Sent { status: u16, step: Step },
-    /// The machine asked for a replay: hyper's path serves the request (it has no body).
+    /// The machine asked for a replay, or lives on another node: hyper's path serves
+    /// the request (it has no body, and this path sent it nowhere or only to a machine
+    /// that asked for it to go elsewhere).
     Replay,
 }
 
@@ -316,8 +322,8 @@ struct Routed {
 
 /// The phases that need no waiting, as on hyper's path: route, place, the headers for
 /// the machine. `None`: hyper's path serves it (an ACME token, an unknown host, the
-/// redirect to https, an `h2_backend` service, a body, or access logging on, whose
-/// lines hyper's path writes).
+/// redirect to https, an `h2_backend` service, a body, a request relayed over the
+/// backhaul, or access logging on, whose lines hyper's path writes).
 fn admit(
     proxy: &Proxy,
     settings: &ProxySettings,
@@ -326,7 +332,7 @@ fn admit(
     peer: SocketAddr,
 ) -> Option<Routed> {
     let req = &mut head.req;
-    if head.body > 0 || settings.access_log {
+    if head.body > 0 || settings.access_log || inbound.backhaul {
         return None;
     }
     if inbound.scheme == "http" && challenge::answer(&settings.challenges, req).is_some() {

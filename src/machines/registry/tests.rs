@@ -1,0 +1,55 @@
+//! The registry as a cluster node's view: other nodes' machines.
+
+use super::*;
+use crate::machines::record::ImageRef;
+
+fn record(id: &str, state: MachineState) -> MachineRecord {
+    MachineRecord {
+        id: id.into(),
+        name: format!("m-{id}"),
+        state,
+        region: "syd".into(),
+        instance_id: "v1".into(),
+        private_ip: "127.9.0.2".parse().unwrap(),
+        config: serde_json::json!({"image": "img"}),
+        image_ref: ImageRef::parse("img"),
+        created_at: now_rfc3339(),
+        updated_at: now_rfc3339(),
+        events: Vec::new(),
+        cordoned: false,
+        checks: Vec::new(),
+    }
+}
+
+/// Another node's machine enters the view, changes in place, and leaves it when
+/// destroyed, without ever being written to this node's SQLite; its changes are not
+/// this node's to share. A record waits for its app.
+#[test]
+fn remote_machines_live_in_the_view_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let (registry, _) = Registry::load(store, "127.9.0.0/24".parse().unwrap()).unwrap();
+    let changes = registry.share_changes();
+    let node = registry.node("syd-1");
+    let early = registry.learn_machine("shop", record("aa", MachineState::Stopped), &node);
+    assert!(early.is_err(), "no app yet");
+    registry
+        .learn_app(AppRecord::new("shop", "personal"))
+        .unwrap();
+    registry
+        .learn_machine("shop", record("aa", MachineState::Stopped), &node)
+        .unwrap();
+    let machine = registry.machine("shop", "aa").unwrap();
+    registry
+        .learn_machine("shop", record("aa", MachineState::Started), &node)
+        .unwrap();
+    assert_eq!(machine.state(), MachineState::Started, "changed in place");
+    assert!(registry.local_machines().is_empty());
+    assert!(registry.store.machines().unwrap().is_empty());
+    assert_eq!(registry.store.apps().unwrap().len(), 1, "the app is kept");
+    assert!(changes.take().is_empty());
+    registry
+        .learn_machine("shop", record("aa", MachineState::Destroyed), &node)
+        .unwrap();
+    assert!(registry.machine("shop", "aa").is_none());
+}
