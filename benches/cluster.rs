@@ -1,6 +1,7 @@
 //! Cluster benchmarks on loopback: three nats-server processes as one JetStream cluster
 //! and three edgewake nodes (release build, one tokio worker each), as the tests start
-//! them. Run: `cargo bench --bench cluster [-- CHANGES SECONDS WAKES]`.
+//! them. Run: `cargo bench --bench cluster [-- CHANGES SECONDS WAKES ROUNDS]`
+//! (defaults 1000 5 30 3; every round measures all three, ratios are within a round).
 //!
 //! - propagation: CHANGES metadata writes through node A's API to a machine A hosts;
 //!   each is timed from the call to the moment both other nodes' APIs show it (they are
@@ -96,6 +97,13 @@ fn wrk(edge: &Node, seconds: u64) -> Load {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0.0);
+    // A run answered with errors measured something else (refusals are cheap): stop.
+    let refused = text.lines().any(|l| l.trim_start().starts_with("Non-2xx"));
+    assert!(!refused, "wrk saw error answers: {text}");
+    if let Some(errors) = text.lines().find(|l| l.contains("Socket errors")) {
+        println!("  (wrk: {})", errors.trim());
+    }
+    assert!(requests > 0.0, "wrk served nothing: {text}");
     Load {
         rps: field("Requests/sec").parse().unwrap_or(0.0),
         p99_ms: latency(field("99%")),
@@ -115,29 +123,93 @@ fn load_with_cpu(edge: &Node, a: &Node, b: &Node, seconds: u64) -> (Load, f64, f
 }
 
 /// The time from a request to its answer with the machine stopped, minus the machine's
-/// own boot, `wakes` times; the median.
-async fn wake_overhead(through: &Node, host: &Node, id: &str, wakes: usize) -> Duration {
-    let mut overheads = Vec::new();
+/// own boot.
+async fn wake_overhead(through: &Node, host: &Node, id: &str) -> Duration {
+    let (status, body) = host.post(&machine_path(APP, id, "/stop"), json!({})).await;
+    assert!(status.is_success(), "{status} {body}");
+    through.wait_for_state(APP, id, "stopped").await;
+    let began = Instant::now();
+    let res = through.request(APP, "/", IN_SYDNEY).send().await.unwrap();
+    let took = began.elapsed();
+    assert!(res.status().is_success());
+    let (_, machine) = host.get(&machine_path(APP, id, "")).await;
+    let boot = machine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "start")
+        .and_then(|e| e["request"]["boot_us"].as_u64())
+        .unwrap();
+    took.saturating_sub(Duration::from_micros(boot))
+}
+
+/// `wakes` wakes of `host`'s machine through `host` itself and through `edge` (over
+/// the backhaul), interleaved; the medians (local, across).
+async fn wake_overheads(edge: &Node, host: &Node, id: &str, wakes: usize) -> (Duration, Duration) {
+    let (mut local, mut across) = (Vec::new(), Vec::new());
     for _ in 0..wakes {
-        let (status, body) = host.post(&machine_path(APP, id, "/stop"), json!({})).await;
-        assert!(status.is_success(), "{status} {body}");
-        through.wait_for_state(APP, id, "stopped").await;
-        let began = Instant::now();
-        let res = through.request(APP, "/", IN_SYDNEY).send().await.unwrap();
-        let took = began.elapsed();
-        assert!(res.status().is_success());
-        let (_, machine) = host.get(&machine_path(APP, id, "")).await;
-        let boot = machine["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "start")
-            .and_then(|e| e["request"]["boot_us"].as_u64())
-            .unwrap();
-        overheads.push(took.saturating_sub(Duration::from_micros(boot)));
+        local.push(wake_overhead(host, host, id).await);
+        across.push(wake_overhead(edge, host, id).await);
     }
-    overheads.sort();
-    percentile(&overheads, 0.5)
+    local.sort();
+    across.sort();
+    (percentile(&local, 0.5), percentile(&across, 0.5))
+}
+
+/// What one round measured.
+struct Round {
+    propagation_p50: Duration,
+    propagation_p99: Duration,
+    direct: Load,
+    direct_b: f64,
+    relayed: Load,
+    relay_a: f64,
+    relay_b: f64,
+    local_wake: Duration,
+    across_wake: Duration,
+}
+
+impl Round {
+    /// Requests a second with one core each: one core's worth of the busier node's
+    /// CPU per request, relayed over direct.
+    fn one_core_ratio(&self) -> f64 {
+        self.direct_b / self.relay_a.max(self.relay_b)
+    }
+
+    fn print(&self, n: usize) {
+        println!(
+            "round {n}: propagation p50 {:.2} ms, p99 {:.2} ms",
+            ms(self.propagation_p50),
+            ms(self.propagation_p99)
+        );
+        println!(
+            "  B direct:       {:>7.0} rps, p99 {:>6.2} ms; B {:.1} us CPU/request",
+            self.direct.rps, self.direct.p99_ms, self.direct_b
+        );
+        println!(
+            "  A -> B (relay): {:>7.0} rps, p99 {:>6.2} ms; A {:.1} us, B {:.1} us CPU/request",
+            self.relayed.rps, self.relayed.p99_ms, self.relay_a, self.relay_b
+        );
+        println!(
+            "  relay/direct: measured rps {:.2}, p99 {:.2}; one core each {:.0} vs {:.0} rps = {:.2}",
+            self.relayed.rps / self.direct.rps,
+            self.relayed.p99_ms / self.direct.p99_ms,
+            1e6 / self.relay_a.max(self.relay_b),
+            1e6 / self.direct_b,
+            self.one_core_ratio()
+        );
+        println!(
+            "  wake overhead (answer minus the machine's boot), medians: local {:.2} ms, across the backhaul {:.2} ms, added {:.2} ms",
+            ms(self.local_wake),
+            ms(self.across_wake),
+            ms(self.across_wake) - ms(self.local_wake)
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
@@ -148,6 +220,7 @@ fn main() {
     let changes = args.first().copied().unwrap_or(1000);
     let seconds = args.get(1).copied().unwrap_or(5) as u64;
     let wakes = args.get(2).copied().unwrap_or(30);
+    let rounds = args.get(3).copied().unwrap_or(3);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -176,38 +249,43 @@ fn main() {
             node.wait_for_state(APP, &on_a, "started").await;
             node.wait_for_state(APP, &on_b, "started").await;
         }
-
-        let took = propagation(&a, &b, &c, &on_a, changes).await;
         println!(
-            "propagation over {changes} changes (API write on A to both B and C showing it): p50 {:.2} ms, p99 {:.2} ms",
-            ms(percentile(&took, 0.5)),
-            ms(percentile(&took, 0.99))
+            "{rounds} rounds; each: {changes} changes, wrk -t1 -c64 {seconds}s (direct, then relayed), {wakes} wakes each way (interleaved); clients in Sydney"
         );
-
-        let (direct, _, direct_b) = load_with_cpu(&b, &a, &b, seconds);
-        let (relayed, relay_a, relay_b) = load_with_cpu(&a, &a, &b, seconds);
+        let mut measured = Vec::new();
+        for n in 1..=rounds {
+            let took = propagation(&a, &b, &c, &on_a, changes).await;
+            let (direct, _, direct_b) = load_with_cpu(&b, &a, &b, seconds);
+            let (relayed, relay_a, relay_b) = load_with_cpu(&a, &a, &b, seconds);
+            let (local_wake, across_wake) = wake_overheads(&a, &b, &on_b, wakes).await;
+            let round = Round {
+                propagation_p50: percentile(&took, 0.5),
+                propagation_p99: percentile(&took, 0.99),
+                direct,
+                direct_b,
+                relayed,
+                relay_a,
+                relay_b,
+                local_wake,
+                across_wake,
+            };
+            round.print(n);
+            measured.push(round);
+        }
+        let of = |f: &dyn Fn(&Round) -> f64| median(measured.iter().map(f).collect());
         println!(
-            "backhaul, wrk -t1 -c64 {seconds}s, clients in Sydney:\n  B direct:      {:>8.0} rps, p99 {:.2} ms; B {:.1} us CPU/request\n  A -> B (relay): {:>8.0} rps, p99 {:.2} ms; A {:.1} us, B {:.1} us CPU/request",
-            direct.rps, direct.p99_ms, direct_b, relayed.rps, relayed.p99_ms, relay_a, relay_b
+            "medians of {rounds} rounds: propagation p50 {:.2} ms, p99 {:.2} ms; relay/direct one core each {:.2} (measured rps {:.2}, p99 {:.2}); wake added {:.2} ms",
+            of(&|r| ms(r.propagation_p50)),
+            of(&|r| ms(r.propagation_p99)),
+            of(&|r| r.one_core_ratio()),
+            of(&|r| r.relayed.rps / r.direct.rps),
+            of(&|r| r.relayed.p99_ms / r.direct.p99_ms),
+            of(&|r| ms(r.across_wake) - ms(r.local_wake)),
         );
-        let one_core_each = 1e6 / relay_a.max(relay_b);
-        let direct_one_core = 1e6 / direct_b;
-        println!(
-            "  ratio measured {:.2}; with one core each (1 / busier node's CPU per request): {:.0} vs {:.0} rps = {:.2}",
-            relayed.rps / direct.rps,
-            one_core_each,
-            direct_one_core,
-            one_core_each / direct_one_core
-        );
-
-        let across = wake_overhead(&a, &b, &on_b, wakes).await;
-        let local = wake_overhead(&b, &b, &on_b, wakes).await;
-        println!(
-            "wake overhead (answer minus the machine's boot), median of {wakes}: local {:.2} ms, across the backhaul {:.2} ms, added {:.2} ms",
-            ms(local),
-            ms(across),
-            ms(across) - ms(local)
-        );
+        // Stopped, not killed: a killed node leaves its machines running.
+        for node in [a, b, c] {
+            node.stop().await;
+        }
         drop(nats);
     });
 }

@@ -41,12 +41,15 @@ fn request_headers() -> HeaderMap {
     h
 }
 
+static AUTHORITY: http::HeaderValue = http::HeaderValue::from_static("user-functions.localhost");
+
 /// What the edge knows about a browser's connection on `scheme`'s usual port.
 fn forwarded(scheme: &'static str, public_port: u16) -> Forwarded<'static> {
     Forwarded {
         client_ip: "203.0.113.7".parse().unwrap(),
         peer_ip: "203.0.113.7".parse().unwrap(),
         host: "user-functions.localhost",
+        authority: &AUTHORITY,
         scheme,
         public_port,
         edge_region: "ams",

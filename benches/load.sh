@@ -27,6 +27,8 @@ set -euo pipefail
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 WORK=$(mktemp -d /tmp/edgewake-bench.XXXXXX)
 OUT_DIR="$ROOT/target/bench"
 mkdir -p "$OUT_DIR"
@@ -41,7 +43,6 @@ if ! need wrk || ! need nginx || ! need haproxy || ! need taskset || ! need h2lo
   apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy util-linux nghttp2-client >/dev/null
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TOKEN=bench-$$
 HOST=bench.localhost
 declare -A PID HTTP_PORT HTTPS_PORT MACHINE_IP
@@ -55,14 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# EDGEWAKE_BIN=path runs that binary instead of building this checkout (a before/after
-# comparison on one machine).
-if [ -n "${EDGEWAKE_BIN:-}" ]; then
-  BIN=$EDGEWAKE_BIN
-else
-  (cd "$ROOT" && cargo build --release --quiet)
-  BIN="$ROOT/target/release/edgewake"
-fi
+edgewake_bin
 
 # Every process under `pid` (the machines edgewake started), one a line.
 descendants() {

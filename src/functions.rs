@@ -5,7 +5,8 @@
 //!
 //! Knobs (for the seed walk-through and for tests):
 //! - `?sleep=MS` waits before answering; `?stream=N&interval=MS` sends N server-sent
-//!   events, one per interval; `GET /exit` answers, then the process exits 0.
+//!   events, one per interval; `?bytes=N` answers N bytes (a large download);
+//!   `GET /exit` answers, then the process exits 0.
 //! - `?header=NAME:VALUE` (repeatable) adds a header to the answer (a keep-awake, say);
 //!   `?replay=VALUE` answers with `fly-replay: VALUE` unless the request was replayed
 //!   already (as a router app does).
@@ -153,6 +154,9 @@ async fn handle(
     if let Some(ms) = query.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    if let Some(size) = query.bytes {
+        return Ok(download(size));
+    }
     if let Some(events) = query.stream {
         return Ok(stream_events(
             events,
@@ -268,6 +272,22 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
         .expect("valid response")
 }
 
+/// `size` bytes of `x`, streamed in pieces of at most 64 KiB.
+fn download(size: u64) -> Response<Body> {
+    const PIECE: u64 = 64 * 1024;
+    let piece = Bytes::from(vec![b'x'; PIECE as usize]);
+    let pieces = (0..size.div_ceil(PIECE)).map(move |i| {
+        let len = (size - i * PIECE).min(PIECE) as usize;
+        Ok::<_, Infallible>(Frame::data(piece.slice(..len)))
+    });
+    Response::builder()
+        .header("content-length", size)
+        .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+            pieces,
+        ))))
+        .expect("valid response")
+}
+
 /// `count` server-sent events, `interval` apart, written as they happen.
 fn stream_events(count: u64, interval: Duration) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
@@ -301,6 +321,7 @@ struct Query {
     sleep_ms: Option<u64>,
     stream: Option<u64>,
     interval_ms: u64,
+    bytes: Option<u64>,
     headers: Vec<String>,
     replay: Option<String>,
 }
@@ -311,6 +332,7 @@ impl Query {
             sleep_ms: None,
             stream: None,
             interval_ms: 100,
+            bytes: None,
             headers: Vec::new(),
             replay: None,
         };
@@ -321,6 +343,7 @@ impl Query {
                 "sleep" => parsed.sleep_ms = number,
                 "stream" => parsed.stream = number,
                 "interval" => parsed.interval_ms = number.unwrap_or(100),
+                "bytes" => parsed.bytes = number,
                 "header" => parsed.headers.push(decode(value)),
                 "replay" => parsed.replay = Some(decode(value)),
                 _ => {}

@@ -12,8 +12,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// Lower-case hex, two digits a byte, in one allocation (the backhaul signs every
+/// relayed request with it: a `format!` a byte cost ~0.5 µs of allocations there).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    text
 }
 
 /// The bytes a hex string (two digits a byte, either case) stands for.
@@ -250,5 +258,13 @@ mod tests {
         let parts: Vec<_> = name.split('-').collect();
         assert_eq!(parts.len(), 3, "{name}");
         assert!(parts[2].parse::<u16>().is_ok(), "{name}");
+    }
+
+    /// Hex is two lower-case digits a byte, and reads back to the same bytes.
+    #[test]
+    fn hex_reads_back() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        assert_eq!(hex(&bytes), "000fa5ff10");
+        assert_eq!(from_hex(&hex(&bytes)).as_deref(), Some(&bytes[..]));
     }
 }

@@ -11,8 +11,10 @@
 //!   (MaxMind-format lookup, great-circle distance), `trusted` and
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
-//!   connection limit), `metrics` (the Prometheus series every part counts into, one
-//!   set per edgewake): leaves.
+//!   connection limit, the open-file limit raised at start and shared out), `metrics`
+//!   (the Prometheus series every part counts into, one set per edgewake), `memory`
+//!   (free memory handed back to the system after bursts; the one module with
+//!   `unsafe`): leaves.
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once);
 //!   `locate` finds it the same way for every command (`--config`, `EDGEWAKE_CONFIG`,
 //!   `./config`, `/etc/edgewake`), relative paths taken from the file's directory;
@@ -61,24 +63,34 @@
 //!   the development CA and self-signed fallback (`dev_ca`).
 //! - `hostnames`: hostnames added to apps (custom domains), one app each, in memory for
 //!   routing and in the state database (`store`).
+//! - `connection`: the policies every HTTP connection lives under, apart from any one
+//!   HTTP implementation: `pace` (how slow a peer may be: per-wait timeouts and a
+//!   minimum rate, for bodies; `io` for writes), `serve` (one hyper connection under a
+//!   `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, a graceful close
+//!   cut after its grace).
 //! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `challenge` (ACME
-//!   HTTP-01 answered before anything else, never waking a machine), `route` (Host →
-//!   app: `<app>.<domain>` or an added hostname), `place` (regions nearest the client,
-//!   Fly's routing headers), the lifecycle's `ready`, `forward` (headers, upgrades, the
-//!   machine's answer; to a machine on another node over its backhaul), `relay` (the
-//!   hosting node's side of the backhaul), `respond` (errors → statuses); around them
+//!   HTTP-01 answered before anything else, never waking a machine), `checks` (CONNECT,
+//!   transfer codings, a malformed first chunk: refused before any wake), `route` (the
+//!   one authority a request names → app: `<app>.<domain>` or an added hostname),
+//!   `place` (regions nearest the client, Fly's routing headers), the lifecycle's
+//!   `ready`, `forward` (headers, upgrades, the machine's answer; `to_node`: to a
+//!   machine on another node over its backhaul), `relay` (the hosting node's side of
+//!   the backhaul), `respond` (errors → statuses and short bodies); around them
 //!   `no_wake` and `wake_page` (requests the edge answers while an app sleeps),
 //!   `keep_awake` and `replay` (what a machine's answer asks of the edge), `report`
 //!   (wake headers, metrics, access line), `wake_early` (the ClientHello's server
 //!   name); `upstream` is an HTTP/1.1 client connection's own connection to its
-//!   machine and says whether a failed request was sent; `tunnel` pumps WebSockets
-//!   and raw TCP after TLS. `h1` is the HTTP/1.1 fast path: a client connection and its
-//!   own machine connection in one task, heads parsed with httparse (`head`,
-//!   `response`), bodies passed on as framed (`chunked`), the same phases.
+//!   machine, the budget of connections to machines, and says whether a failed
+//!   request was sent; `pool` the bounded per-machine pool the other requests share;
+//!   `tunnel` pumps WebSockets and raw TCP after TLS (`raw_tcp`: a `tls`-only port's
+//!   stream joined to a woken machine). `h1` is the HTTP/1.1 fast path: a client
+//!   connection and its own machine connection in one task, heads parsed with
+//!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
+//!   phases, limits and budget.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
-//!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`);
-//!   keep-alive idle timeout, header limits, graceful shutdown that is awaited.
+//!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both
+//!   under the edge's `connection` policy.
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
 //!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
 //!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,
@@ -91,7 +103,8 @@
 //!   (`/metrics`, `/healthz`, `/readyz`), `forward` (in a cluster, calls for another
 //!   node's machines go to it); `auth` (Bearer/FlyV1), `request_id`, `query` (repeated
 //!   keys), `error` (Fly's error JSON; the one place where each domain error gets its
-//!   status, so handlers just use `?`).
+//!   status, so handlers just use `?`); `listen` serves it under its own connection
+//!   cap and timeouts.
 //! - `server`: wiring and ordered shutdown; `membership` joins the cluster and serves
 //!   the backhaul listener (with `[cluster]`); `reload` applies a config read again: the
 //!   live settings the lifecycle, proxy, edge, API and TLS read per use are swapped
@@ -120,7 +133,9 @@
 //! elsewhere is reached through its node's backhaul, where that node wakes it. The reaper stops machines with nothing in flight for the idle
 //! timeout.
 
-#![forbid(unsafe_code)]
+// Denied, not forbidden, so that `memory` alone may call into the allocator (its doc
+// says why); tests/layers.rs fails if any other file allows it.
+#![deny(unsafe_code)]
 
 pub mod addresses;
 pub mod api;
@@ -129,6 +144,7 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connection;
 pub mod drivers;
 pub mod edge;
 pub mod files;
@@ -141,6 +157,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod listening;
 pub mod machines;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;

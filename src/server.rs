@@ -18,6 +18,7 @@ use crate::certificates::Certificates;
 use crate::certificates::acme::timing::{Backoff, DEFAULT_BACKOFF};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, DriverKind};
+use crate::connection::ClientPolicy;
 use crate::drivers::Driver;
 use crate::drivers::process::ProcessDriver;
 use crate::drivers::sandbox::SandboxDriver;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Name of the state database in the data dir.
 pub const STATE_FILE: &str = "edgewake.db";
@@ -165,7 +167,8 @@ fn bind_all(config: &Config) -> Result<Sockets, StartError> {
 }
 
 /// Starts edgewake; returns once every listener is bound.
-pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
+pub async fn start(mut config: Config, options: Options) -> Result<Running, StartError> {
+    live::fit_descriptors(&mut config, crate::listener::raise_fd_limit());
     let data_dir = config.data_dir.clone();
     let data_dir_error = |source| StartError::DataDir {
         path: data_dir.clone(),
@@ -340,7 +343,16 @@ async fn serve(
     let supervisor = live.supervisor.clone();
     let edge = live.edge.clone();
     let reaper = tokio::spawn(supervisor.clone().reap_idle(cancel.clone()));
-    let api = tokio::spawn(serve_api(sockets.api, api_state, cancel.clone()));
+    let trims = tokio::spawn(crate::memory::give_back_after_bursts(cancel.clone()));
+    let api_connections = TaskTracker::new();
+    let api = tokio::spawn(api::listen::serve(
+        sockets.api,
+        api::router(api_state),
+        config.api.max_connections,
+        ClientPolicy::for_api(&config),
+        cancel.clone(),
+        api_connections.clone(),
+    ));
     if let Some(cluster) = &cluster {
         cluster.run(supervisor.clone(), cancel.clone());
     }
@@ -385,9 +397,12 @@ async fn serve(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );
     }
-    let _ = tokio::time::timeout_at(drained, api).await;
+    let _ = api.await;
+    api_connections.close();
+    let _ = tokio::time::timeout_at(drained, api_connections.wait()).await;
     // An idle stop under way goes on; shutdown's own stop of that machine waits for it.
     let _ = tokio::time::timeout_at(drained, reaper).await;
+    let _ = trims.await;
     if let Some(acme) = certificates.acme() {
         acme.stopped().await;
     }
@@ -398,11 +413,4 @@ async fn serve(
     supervisor.driver().close();
     drop(claim);
     tracing::info!("edgewake stopped");
-}
-
-async fn serve_api(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
-    let app = api::router(state);
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await;
 }

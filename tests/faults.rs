@@ -1,5 +1,5 @@
-//! Faults around lifecycle changes: clients that hang up, deletes racing creates, and
-//! machine processes that leave children behind.
+//! Faults around lifecycle changes: clients that hang up, deletes racing creates,
+//! machine processes that leave children behind or die under a request.
 
 mod support;
 
@@ -82,5 +82,35 @@ async fn children_die_with_the_machine() {
 
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
     assert_eq!(count_events(&edge.machine(APP, &id).await, "start"), 2);
+    edge.shutdown().await;
+}
+
+/// A machine that dies while a request is in flight on it fails that request with 502
+/// (not a hang, not a wake of a fresh run behind the client's back), and ends stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_failing_mid_request_is_a_502() {
+    let edge = TestEdge::start().await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let registry = &edge.running.supervisor.registry;
+    let machine = registry.machine(APP, &id).expect("registered");
+    let request = spawn_request(edge.request_to(APP, "/?sleep=60000"));
+    wait::until_true("the request to be in flight", BOOT, async || {
+        machine.activity.in_flight() == 1
+    })
+    .await;
+    let kill = json!({"signal": "SIGKILL"});
+    let (status, body) = edge.post(&machine_path(APP, &id, "/signal"), kill).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = tokio::time::timeout(BOOT, request)
+        .await
+        .expect("answered long before the machine would have")
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{answer:?}");
+    let stopped = edge.wait_for_state(APP, &id, "stopped", BOOT).await;
+    assert_eq!(
+        count_events(&stopped, "start"),
+        1,
+        "not woken again: {stopped}"
+    );
     edge.shutdown().await;
 }

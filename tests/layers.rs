@@ -111,3 +111,17 @@ fn a_cycle_is_seen() {
         BTreeSet::from(["lifecycle".to_string(), "proxy".to_string()])
     );
 }
+
+/// `unsafe` is denied crate-wide; only `memory` (calls into the allocator) may allow it.
+#[test]
+fn only_memory_allows_unsafe_code() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowing: Vec<PathBuf> = sources(&src)
+        .into_iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).expect("source is readable");
+            text.contains("allow(unsafe_code)")
+        })
+        .collect();
+    assert_eq!(allowing, [src.join("memory.rs")]);
+}

@@ -33,13 +33,8 @@ fn machine_in<'e>(edge: &'e TestEdge, region: &str, image: &str) -> NewMachine<'
     edge.new_machine(APP, image).with("region", region)
 }
 
-/// A request from a client bound to `source`, with extra headers; returns the status and
-/// the region and machine that served it.
-async fn from(
-    edge: &TestEdge,
-    source: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, String, String) {
+/// A request from a client bound to `source`, with extra headers.
+async fn send_from(edge: &TestEdge, source: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let client = reqwest::Client::builder()
         .local_address(source.parse::<IpAddr>().unwrap())
         .build()
@@ -50,7 +45,33 @@ async fn from(
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    let res = req.send().await.unwrap();
+    req.send().await.unwrap()
+}
+
+/// A request from a client bound to `source`, with extra headers; returns the region
+/// that served it and the request as the machine saw it (the runtime's answer).
+async fn seen_from(
+    edge: &TestEdge,
+    source: &str,
+    headers: &[(&str, &str)],
+) -> (String, serde_json::Value) {
+    let res = send_from(edge, source, headers).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let region = res.headers()["edgewake-region"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (region, res.json().await.unwrap())
+}
+
+/// A request from a client bound to `source`, with extra headers; returns the status and
+/// the region and machine that served it.
+async fn from(
+    edge: &TestEdge,
+    source: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let res = send_from(edge, source, headers).await;
     let header = |name| {
         res.headers()
             .get(name)
@@ -139,8 +160,9 @@ async fn least_loaded_machine_gets_the_request() {
     edge.shutdown().await;
 }
 
-/// Routing headers: forced and preferred regions and instances, and a forced instance
-/// that does not exist is a 404, never a silent reroute.
+/// Routing headers: forced and preferred regions and instances (a machine standing in
+/// for an unavailable preferred one is told so), and a forced instance that does not
+/// exist is a 404, never a silent reroute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_headers_do_what_they_say() {
     let edge = TestEdge::start_with(with_regions).await;
@@ -168,15 +190,22 @@ async fn routing_headers_do_what_they_say() {
             .2,
         cdg
     );
+    let (_, seen) = seen_from(&edge, sydney, &[("fly-prefer-instance-id", &cdg)]).await;
+    assert_eq!(seen["machine_id"], cdg.as_str());
+    assert!(
+        seen["headers"]["fly-preferred-instance-unavailable"].is_null(),
+        "the preferred machine served: {seen}"
+    );
+    let nobody = [("fly-prefer-instance-id", "00000000000000")];
+    let (_, seen) = seen_from(&edge, sydney, &nobody).await;
     assert_eq!(
-        from(
-            &edge,
-            sydney,
-            &[("fly-prefer-instance-id", "00000000000000")]
-        )
-        .await
-        .2,
-        syd
+        seen["machine_id"],
+        syd.as_str(),
+        "the nearest serves instead"
+    );
+    assert_eq!(
+        seen["headers"]["fly-preferred-instance-unavailable"], "true",
+        "and is told the preferred one could not: {seen}"
     );
     let (status, _, _) = from(
         &edge,
@@ -212,7 +241,8 @@ async fn raw_request(addr: SocketAddr, preamble: &[u8]) -> String {
 }
 
 /// A trusted peer's PROXY protocol header (v1 and v2) names the client, whose region
-/// then serves; from an untrusted peer the same header is refused.
+/// then serves and whom the machine is told of; from an untrusted peer the same header
+/// is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_from_trusted_peers_only() {
     let trusting = |trusted: &'static str| {
@@ -229,6 +259,10 @@ async fn proxy_protocol_from_trusted_peers_only() {
     let v1 = b"PROXY TCP4 203.0.113.5 192.0.2.1 40000 80\r\n";
     let answer = raw_request(edge.running.http_addr, v1).await;
     assert!(answer.contains("edgewake-region: syd"), "{answer}");
+    assert!(
+        answer.contains(r#""fly-client-ip":"203.0.113.5""#),
+        "the machine is told the client the header named: {answer}"
+    );
     let v2 = edgewake::proxy_protocol::v2_header(
         "198.51.100.5:40000".parse().unwrap(),
         "192.0.2.1:80".parse().unwrap(),
@@ -246,6 +280,71 @@ async fn proxy_protocol_from_trusted_peers_only() {
         answer.starts_with("http/1.1 400"),
         "an untrusted header is a bad request: {answer}"
     );
+    edge.shutdown().await;
+}
+
+/// A trusted peer's X-Forwarded-For names the client: its region serves, and the
+/// machine gets it as `Fly-Client-IP`, with the peer appended to X-Forwarded-For. From
+/// an untrusted peer the same header chooses nothing: the peer is the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_forwarded_for_names_the_client() {
+    let trusting = |trusted: &'static str| {
+        move |c: &mut Config| {
+            with_regions(c);
+            c.edge.trusted_proxies = vec![trusted.parse().unwrap()];
+        }
+    };
+    // 127.0.0.1 is in no city of the database: on its own it is placed at the edge's
+    // region (ams), whose nearest machine is in Paris.
+    let sydney_client = [("x-forwarded-for", "203.0.113.5")];
+    for (trusted, region, client) in [
+        ("127.0.0.0/8", "syd", "203.0.113.5"),
+        ("10.0.0.0/8", "cdg", "127.0.0.1"),
+    ] {
+        let edge = TestEdge::start_with(trusting(trusted)).await;
+        edge.create_app(APP).await;
+        machine_in(&edge, "syd", RUNTIME_IMAGE).started().await;
+        machine_in(&edge, "cdg", RUNTIME_IMAGE).started().await;
+        let (served_in, seen) = seen_from(&edge, "127.0.0.1", &sydney_client).await;
+        assert_eq!(served_in, region, "trusting {trusted}");
+        assert_eq!(
+            seen["headers"]["fly-client-ip"], client,
+            "trusting {trusted}"
+        );
+        assert_eq!(
+            seen["headers"]["x-forwarded-for"], "203.0.113.5, 127.0.0.1",
+            "trusting {trusted}"
+        );
+        edge.shutdown().await;
+    }
+}
+
+/// A request queued at the hard limit that finds no room within `edge.queue_timeout`
+/// gets 503 with Retry-After, no sooner; the request in flight is unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_timeout_is_a_503_with_retry_after() {
+    const QUEUE_TIMEOUT: Duration = Duration::from_millis(400);
+    let edge = TestEdge::start_with(|c| c.edge.queue_timeout = QUEUE_TIMEOUT).await;
+    let limits = json!({"type": "requests", "soft_limit": 1, "hard_limit": 1});
+    edge.app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["services"][0]["concurrency"] = limits)
+        .started()
+        .await;
+    // In flight from its first event until its last, a minute later.
+    let mut busy = edge.request(APP, "/?stream=2&interval=60000").await;
+    assert_eq!(busy.status(), StatusCode::OK);
+    busy.chunk().await.unwrap().expect("the first event");
+
+    let began = std::time::Instant::now();
+    let refused = edge.request(APP, "/").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        began.elapsed() >= QUEUE_TIMEOUT,
+        "refused only after waiting in the queue: {:?}",
+        began.elapsed()
+    );
+    drop(busy);
     edge.shutdown().await;
 }
 

@@ -65,15 +65,13 @@ async fn restart_policy_always_comes_back_started() {
     edge.shutdown().await;
 }
 
-/// After edgewake is killed, the restarted edgewake kills the orphaned machine process,
-/// reports the machine `stopped`, wakes it on request, and a SIGTERM then exits 0
-/// leaving no machine process behind.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let range = random_loopback_range();
-    let first = EdgewakeProcess::spawn(dir.path(), &range).await;
-    let api = ApiClient::new(first.api);
+/// An edgewake process with an app whose one machine a request has woken; its id.
+async fn spawn_with_running_machine(
+    dir: &std::path::Path,
+    range: &str,
+) -> (EdgewakeProcess, String) {
+    let process = EdgewakeProcess::spawn(dir, range).await;
+    let api = ApiClient::new(process.api);
     api.post("/v1/apps", json!({"app_name": APP, "org_slug": "personal"}))
         .await;
     let machine = api
@@ -83,8 +81,19 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
         )
         .await;
     let id = machine["id"].as_str().unwrap().to_string();
-    assert_eq!(api.edge_get(first.http, APP).await, StatusCode::OK);
+    assert_eq!(api.edge_get(process.http, APP).await, StatusCode::OK);
     assert_eq!(machine_pids(&id).len(), 1, "the machine runs");
+    (process, id)
+}
+
+/// After edgewake is killed, the restarted edgewake kills the orphaned machine process,
+/// reports the machine `stopped`, wakes it on request, and a SIGTERM then exits 0
+/// leaving no machine process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = random_loopback_range();
+    let (first, id) = spawn_with_running_machine(dir.path(), &range).await;
 
     first.signal("KILL");
     first.exit_code().await;
@@ -111,6 +120,20 @@ async fn crash_leaves_no_orphans_and_sigterm_exits_cleanly() {
         machine_pids(&id).is_empty(),
         "a clean shutdown stops the machines"
     );
+}
+
+/// A test's edgewake dropped while its machine runs (the test ended, or failed) takes
+/// the machine with it: nothing a test started keeps running on the machine after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_edgewake_leaves_no_machine_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = random_loopback_range();
+    let (process, id) = spawn_with_running_machine(dir.path(), &range).await;
+    drop(process);
+    wait::until_true("the machine to be gone", BOOT, async || {
+        machine_pids(&id).is_empty()
+    })
+    .await;
 }
 
 /// Crash after crash, a `restart.policy = "always"` machine comes back started with

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::images::Registry;
 use support::sandbox::{import_test_image, push_test_image, sandboxed};
-use support::{APP, BOOT, Machine, TestEdge, machine_path, machines_path, wait};
+use support::{APP, BOOT, Machine, TestEdge, machine_path, machine_pids, machines_path, wait};
 
 /// The test image, as imported into each test's store.
 const IMAGE: &str = "edgewake.test/functions:1";
@@ -217,6 +217,62 @@ async fn machines_are_walled_in() {
     edge.shutdown().await;
 }
 
+/// The walls as the machine itself meets them: its first process runs under a seccomp
+/// filter with no-new-privileges and only the documented capabilities; its root is host
+/// id 1000000 (seen from inside and from the host); a new namespace or a mount is
+/// refused (EPERM); /proc's leaky files are masked and there is no /sys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walls_seen_from_inside() {
+    let edge = sandbox_edge().await;
+    let id = edge.app_with_machine(IMAGE).started().await.id;
+    let script = "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapPrm|CapBnd|CapInh|CapAmb):' /proc/1/status; \
+                  echo uid_map=$(cat /proc/1/uid_map); \
+                  busybox unshare -U true 2>&1; echo unshare=$?; \
+                  busybox mount -t tmpfs none /tmp 2>&1; echo mount=$?; \
+                  echo kcore=$(cat /proc/kcore | wc -c) keys=$(cat /proc/keys | wc -c); \
+                  ls /sys >/dev/null 2>&1; echo sys=$?";
+    let output = exec(&edge, APP, &id, script).await;
+    let text = stdout(&output);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {output}"))
+    };
+    assert_eq!(field("Seccomp:"), "2", "a seccomp filter: {output}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{output}");
+    // chown, dac_override, fowner, fsetid, kill, setgid, setuid, setpcap,
+    // net_bind_service, sys_chroot: bits 0, 1, 3–8, 10, 18.
+    const KEPT: &str = "00000000000405fb";
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(field(set), KEPT, "{set} {output}");
+    }
+    for set in ["CapInh:", "CapAmb:"] {
+        assert_eq!(field(set), "0000000000000000", "{set} {output}");
+    }
+    assert_eq!(field("uid_map="), "0 1000000 65536", "{output}");
+    assert!(text.contains("Operation not permitted"), "{output}");
+    for refused in ["unshare=", "mount="] {
+        assert_ne!(field(refused), "0", "{refused} {output}");
+    }
+    assert_eq!(field("kcore="), "0 keys=0", "masked /proc files: {output}");
+    assert_ne!(field("sys="), "0", "no /sys: {output}");
+    // From the host, the machine's processes run as the mapped ids.
+    let pids = machine_pids(&id);
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace()
+                .skip(1)
+                .all(|id| id.parse::<u32>().unwrap() >= 1_000_000),
+            "{uid}"
+        );
+    }
+    edge.shutdown().await;
+}
+
 /// This edgewake's nftables table is installed.
 fn assert_firewall(edge: &TestEdge) {
     let table =
@@ -310,8 +366,8 @@ async fn missing_images_fail_the_create() {
 }
 
 /// A start that cannot get its image (removed from the store, registry gone) fails the
-/// waiting request with 502 saying why, and leaves the machine stopped with nothing
-/// mounted or running.
+/// waiting request with 502 and its request id (why is the log's to say), and leaves
+/// the machine stopped with nothing mounted or running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_start_leaves_nothing_half_started() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,8 +383,15 @@ async fn failed_start_leaves_nothing_half_started() {
     );
     let response = edge.request(APP, "/").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let request_id = response.headers()["fly-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = response.text().await.unwrap();
-    assert!(text.contains("cannot get the image"), "{text}");
+    assert!(
+        text.contains("failed to start") && text.contains(&request_id),
+        "{text}"
+    );
     let machine = edge.machine(APP, id).await;
     assert_eq!(machine["state"], "stopped", "{machine}");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

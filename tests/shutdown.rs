@@ -3,6 +3,7 @@
 mod support;
 
 use reqwest::StatusCode;
+use std::time::{Duration, Instant};
 use support::*;
 
 /// A request in flight when shutdown begins still gets its whole answer; afterwards
@@ -32,4 +33,30 @@ async fn shutdown_drains_in_flight_requests_then_stops_machines() {
     );
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "the edge no longer accepts connections");
+}
+
+/// A request still in flight when `edge.drain_timeout` runs out does not hold shutdown
+/// up: edgewake waits that long, then stops the machine under it (the answer is cut)
+/// and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_shutdown() {
+    const DRAIN: Duration = Duration::from_millis(500);
+    let edge = TestEdge::start_with(|c| c.edge.drain_timeout = DRAIN).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    // In flight from its first event until its last, a minute later.
+    let mut streaming = edge.request(APP, "/?stream=2&interval=60000").await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    streaming.chunk().await.unwrap().expect("the first event");
+
+    let began = Instant::now();
+    edge.running.shutdown();
+    tokio::time::timeout(BOOT, edge.running.stopped())
+        .await
+        .expect("shutdown finishes long before the request would");
+    assert!(began.elapsed() >= DRAIN, "the request had its drain time");
+    assert!(
+        streaming.chunk().await.is_err(),
+        "the answer was cut, not finished"
+    );
+    assert!(machine_pids(&id).is_empty());
 }

@@ -63,11 +63,12 @@ async fn browsers_get_the_page_api_clients_are_held() {
     let html = page.text().await.unwrap();
     assert!(html.contains(&format!("{APP} is starting")), "{html}");
     assert!(html.contains("location.reload()"), "{html}");
-    assert_eq!(
-        edge.machine(APP, &id).await["state"],
-        "starting",
-        "the page began the wake"
-    );
+    // The page began the wake: its start runs in a task of its own, so the state is
+    // polled for rather than read once.
+    wait::until_true("the page's wake to begin", BOOT, async || {
+        edge.machine(APP, &id).await["state"] != "created"
+    })
+    .await;
 
     let held = edge
         .request_to(APP, "/api")

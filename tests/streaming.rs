@@ -60,22 +60,11 @@ async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStr
 async fn websocket_keeps_its_machine_awake() {
     let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
-    edge.create_app("witness").await;
-    let witness = edge
-        .new_machine("witness", RUNTIME_IMAGE)
-        .created()
-        .await
-        .id;
+    let witness = edge.witness().await;
 
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
-    // The witness, last used after the echo, is stopped for idleness twice: the idle
-    // timeout has passed since the echo, and the reaper has looked at both since.
-    for _ in 0..2 {
-        assert_eq!(edge.request("witness", "/").await.status(), StatusCode::OK);
-        edge.wait_for_state("witness", &witness, "stopped", BOOT)
-            .await;
-    }
+    witness.idle_stopped_twice().await;
     assert_eq!(edge.machine(APP, &id).await["state"], "started");
     echo(&mut socket, "still here").await;
 
@@ -85,25 +74,58 @@ async fn websocket_keeps_its_machine_awake() {
     edge.shutdown().await;
 }
 
-/// A machine stopped on purpose sends its open WebSockets a close frame (1001, going
-/// away) first.
+/// Asserts that the next thing the socket gets is a close frame saying 1001, going away.
+pub async fn assert_going_away(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) {
+    let message = tokio::time::timeout(BOOT, socket.next()).await.unwrap();
+    match message {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// A machine stopped on purpose, by a stop or by a destroy, sends its open WebSockets a
+/// close frame (1001, going away) first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_machine_closes_its_websockets() {
     let edge = TestEdge::start().await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let mut socket = websocket(&edge).await;
     echo(&mut socket, "hello").await;
-
     let (status, _) = edge.post(&machine_path(APP, &id, "/stop"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-        .await
-        .unwrap();
-    match message {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    assert_going_away(&mut socket).await;
+
+    let mut socket = websocket(&edge).await;
+    echo(&mut socket, "hello again").await;
+    let destroy = machine_path(APP, &id, "?force=true");
+    let (status, body) = edge.delete(&destroy).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_going_away(&mut socket).await;
     edge.shutdown().await;
+}
+
+/// At shutdown, open WebSockets get a close frame (1001, going away) at once, while
+/// another request is still draining (not once the drain is over), and shutdown
+/// finishes when that request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_going_away() {
+    let edge = TestEdge::start_with(|c| c.edge.drain_timeout = Duration::from_secs(600)).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    let mut socket = websocket(&edge).await;
+    echo(&mut socket, "hello").await;
+    // In flight from its first event until its last, a minute later.
+    let mut draining = edge.request(APP, "/?stream=2&interval=60000").await;
+    draining.chunk().await.unwrap().expect("the first event");
+
+    edge.running.shutdown();
+    assert_going_away(&mut socket).await;
+    drop(draining);
+    tokio::time::timeout(BOOT, edge.running.stopped())
+        .await
+        .expect("shutdown finishes");
+    assert!(machine_pids(&id).is_empty());
 }
 
 /// A large upload streams through to the machine, which counts every byte.
@@ -199,5 +221,92 @@ async fn idle_client_connections_are_closed() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the idle connection was closed: {closed:?}"
     );
+    edge.shutdown().await;
+}
+
+/// A client that has not sent its whole request head within `edge.header_read_timeout`
+/// is cut off, though the keep-alive timeout is far away; others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_heads_are_cut_off() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.header_read_timeout = Duration::from_millis(300);
+        c.edge.keepalive_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(edge.running.http_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\nX-Half: ")
+        .await
+        .unwrap();
+    let other = edge.request("nobody", "/").await;
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "others are served");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(BOOT, slow.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "the slow client was cut off: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 404"),
+        "its request was never served"
+    );
+    edge.shutdown().await;
+}
+
+/// A request head larger than `edge.max_header_bytes` is refused with 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_get_431() {
+    let edge = TestEdge::start_with(|c| c.edge.max_header_bytes = 16 * 1024).await;
+    let request = |size: usize| {
+        edge.client
+            .get(format!("http://{}/", edge.running.http_addr))
+            .header("host", "nobody.localhost")
+            .header("x-big", "x".repeat(size))
+            .send()
+    };
+    let fits = request(8 * 1024).await.unwrap();
+    assert_eq!(
+        fits.status(),
+        StatusCode::NOT_FOUND,
+        "a head that fits is read"
+    );
+    let refused = request(32 * 1024).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    edge.shutdown().await;
+}
+
+/// With `edge.max_connections = 1`, a second client is not served while the first
+/// keeps its connection open, and is served as soon as the first goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait() {
+    let edge = TestEdge::start_with(|c| c.edge.max_connections = 1).await;
+    let head = b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n";
+    let connect = || tokio::net::TcpStream::connect(edge.running.http_addr);
+    let mut first = connect().await.unwrap();
+    first.write_all(head).await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = first.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 404"),
+        "the first is served"
+    );
+
+    // The kernel completes the second handshake (the backlog), but edgewake does not
+    // take the connection while the first holds the only place.
+    let mut second = connect().await.unwrap();
+    second.write_all(head).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut answer)).await;
+    assert!(early.is_err(), "the second waits: {early:?}");
+    drop(first);
+    let n = tokio::time::timeout(BOOT, second.read(&mut answer))
+        .await
+        .expect("the second is served once the first has gone")
+        .unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 404"));
     edge.shutdown().await;
 }

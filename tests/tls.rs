@@ -88,16 +88,52 @@ async fn sni_selects_the_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_fallback_without_certificates() {
     let edge = TestEdge::start().await;
-    let stream = connect(edge.running.https_addr, HOST, trusting_anything())
-        .await
-        .unwrap();
-    assert!(!served_certificate(&stream).is_empty());
+    let addr = edge.running.https_addr;
+    assert!(served_self_signed_for(addr, "localhost").await);
+    // webpki refuses to match a wildcard over one label (`*.localhost`) however it is
+    // signed, so an app's name is checked to get that same certificate.
+    assert_eq!(
+        served_for(addr, HOST).await,
+        served_for(addr, "localhost").await
+    );
+    let stream = connect(addr, HOST, trusting_anything()).await.unwrap();
     let mut sender = http1_over(stream).await;
     let (status, _) = send1(&mut sender, get(HOST, "/")).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "no app yet: the edge answers over TLS"
+    );
+    edge.shutdown().await;
+}
+
+/// Beside certificate files, the app domains' names no file covers still get the
+/// self-signed certificate, which covers them, rather than a file's certificate for
+/// another name; names outside the app domains get the default file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncovered_app_names_get_the_self_signed_certificate() {
+    let edge = TestEdge::start_with(|c| {
+        certs_for(&c.tls.certs_dir, &["api.example.com"]);
+        c.edge.domains = vec!["localhost".into(), "example.test".into()];
+    })
+    .await;
+    let addr = edge.running.https_addr;
+    let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
+    let trusted = connect(addr, "api.example.com", trusting(&ca, &[])).await;
+    assert!(trusted.is_ok(), "a file's name gets the file: {trusted:?}");
+    for name in ["localhost", "example.test", "shop.example.test"] {
+        assert!(
+            served_self_signed_for(addr, name).await,
+            "{name} gets a self-signed certificate for itself"
+        );
+    }
+    let fallback = served_for(addr, "localhost").await;
+    assert_eq!(served_for(addr, HOST).await, fallback, "as does {HOST}");
+    let file = certificate_file(&edge.config.tls.certs_dir.join("api.example.com.crt"));
+    assert_eq!(
+        served_for(addr, "unknown.example.org").await,
+        file,
+        "other names get the default"
     );
     edge.shutdown().await;
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -69,8 +69,15 @@ async fn crashing_machine_fails_fast_with_502() {
         "took {:?}",
         began.elapsed()
     );
+    let request_id = res.headers()["fly-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = res.text().await.unwrap();
-    assert!(text.contains("exit code 3"), "{text}");
+    assert!(
+        text.contains("failed to start") && text.contains(&request_id),
+        "{text}"
+    );
 
     let machine = edge.machine(APP, &id).await;
     assert_eq!(machine["state"], "stopped");
@@ -138,6 +145,26 @@ async fn idle_machine_stops_and_wakes_again() {
     assert_eq!(edge.request(APP, "/again").await.status(), StatusCode::OK);
     let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 2);
+    edge.shutdown().await;
+}
+
+/// A machine whose service says `autostop = false` is never stopped for idleness, while
+/// one beside it with autostop on is, twice, after the first was last used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostop_off_is_never_idle_stopped() {
+    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    let kept = edge
+        .app_with_machine(RUNTIME_IMAGE)
+        .config(|c| c["services"][0]["autostop"] = json!(false))
+        .created()
+        .await
+        .id;
+    let witness = edge.witness().await;
+    assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
+    witness.idle_stopped_twice().await;
+    let machine = edge.machine(APP, &kept).await;
+    assert_eq!(machine["state"], "started", "{machine}");
+    assert_eq!(count_events(&machine, "stop"), 0, "{machine}");
     edge.shutdown().await;
 }
 

@@ -26,6 +26,12 @@ pub const FORWARDED_BY: &str = "edgewake-forwarded-by";
 pub const MAX_CREATE_BODY: usize = 1024 * 1024;
 /// How long connecting to another node's API may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long another node may take to begin answering a forwarded call (its status and
+/// headers), beyond the wait the call may ask for itself (`call_wait`). A node that
+/// took the call and went silent would otherwise hold the caller, and a connection
+/// here, for as long as the caller waits. The answer's body is not bounded: a followed
+/// log streams for as long as its machine runs.
+pub const FORWARDED_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The pooled client that carries calls to other nodes.
 #[derive(Clone)]
@@ -37,6 +43,25 @@ impl Default for Forwarder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Forwarder(Client::builder(TokioExecutor::new()).build(connector))
+    }
+}
+
+/// The longest a call may keep its host busy before answering, by what it asks: a
+/// wait its own timeout (at most), an exec its command's, a stop (or a restart, a
+/// suspend, a destroy) the machine's stop timeout, a create or an update the pull of
+/// its image. The most each may ask, not what this one asked: its body is passed on
+/// unread.
+fn call_wait(method: &Method, path: &str) -> Duration {
+    let segments: Vec<&str> = path.trim_start_matches("/v1").split('/').skip(1).collect();
+    match (method, segments.as_slice()) {
+        (_, ["apps", _, "machines", _, "wait"]) => super::wait::WAIT_TIMEOUT_MAX,
+        (_, ["apps", _, "machines", _, "exec"]) => super::exec::MAX_EXEC_TIMEOUT,
+        (_, ["apps", _, "machines", _, "stop" | "restart" | "suspend"])
+        | (&Method::DELETE, ["apps", _, "machines", _]) => crate::config::MAX_STOP_TIMEOUT,
+        (&Method::POST, ["apps", _, "machines"] | ["apps", _, "machines", _]) => {
+            crate::images::DEFAULT_TOOL_TIMEOUT
+        }
+        _ => Duration::ZERO,
     }
 }
 
@@ -70,7 +95,7 @@ pub async fn to_host(
     }
     match answerer(&state, &cluster, req, changes).await? {
         Answerer::Here(req) => Ok(next.run(req).await),
-        Answerer::Node(node, req) => forward(&state.forwarder, &cluster, &node, req).await,
+        Answerer::Node(node, req) => forward(&state.forwarder, &cluster.node, &node, req).await,
     }
 }
 
@@ -146,9 +171,10 @@ fn full_path(req: &Request) -> String {
         .to_string()
 }
 
+/// Sends the call to `node` as node `from`, and gives back its answer.
 async fn forward(
     forwarder: &Forwarder,
-    cluster: &Cluster,
+    from: &str,
     node: &Node,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -167,18 +193,108 @@ async fn forward(
         .extensions
         .get::<OriginalUri>()
         .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+    let patience = FORWARDED_ANSWER_TIMEOUT + call_wait(&parts.method, path.path());
     let path = path.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = Uri::try_from(format!("http://{addr}{path}")).map_err(|_| unreachable())?;
-    if let Ok(value) = HeaderValue::from_str(&cluster.node) {
+    if let Ok(value) = HeaderValue::from_str(from) {
         parts.headers.insert(FORWARDED_BY, value);
     }
-    let response = forwarder
-        .0
-        .request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| {
+    let call = forwarder.0.request(Request::from_parts(parts, body));
+    let response = match tokio::time::timeout(patience, call).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
             tracing::warn!(node = %node.name, "forwarded API call failed: {e}");
-            unreachable()
-        })?;
+            return Err(unreachable());
+        }
+        Err(_) => {
+            tracing::warn!(node = %node.name, "forwarded API call unanswered after {patience:?}");
+            return Err(unanswered(node, patience));
+        }
+    };
     Ok(response.map(Body::new).into_response())
+}
+
+/// A forwarded call its host took but did not answer in time: whether it acted on it
+/// is unknown, so the caller is told to look before trying again.
+fn unanswered(node: &Node, patience: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "node {} did not answer within {patience:?}; the change may or may not have been made there: read the machine before trying again",
+            node.name
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machines::nodes::NodeFacts;
+    use tokio::time::Instant;
+
+    /// A node whose API listens (the kernel completes connections) but never answers.
+    fn silent_node() -> (Node, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let node = Node::new("syd-1");
+        node.set_up(true);
+        *node.facts() = Some(NodeFacts {
+            region: "syd".into(),
+            backhaul: addr,
+            api: addr,
+            heartbeat_ms: 0,
+            machines: 1,
+        });
+        (node, listener)
+    }
+
+    async fn forward_to_silent(method: Method, path: &str) -> (ApiError, Duration) {
+        let (node, _listener) = silent_node();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from("{}"))
+            .unwrap();
+        let began = Instant::now();
+        let forwarder = Forwarder::default();
+        let call = forward(&forwarder, "ams-1", &node, req);
+        // Paused time: without a bound of its own the call would end here, an hour on.
+        let answer = tokio::time::timeout(Duration::from_secs(3600), call).await;
+        let Err(error) = answer.expect("the call is bounded") else {
+            panic!("a node that never answers gave an answer");
+        };
+        (error, began.elapsed())
+    }
+
+    /// A forwarded write the host took and never answered fails with a 504 naming the
+    /// node after `FORWARDED_ANSWER_TIMEOUT`, instead of holding the caller.
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_forwarded_call_times_out() {
+        let (error, waited) =
+            forward_to_silent(Method::POST, "/v1/apps/shop/machines/m1/metadata/k").await;
+        assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(error.message.contains("syd-1"), "{}", error.message);
+        assert!(waited >= FORWARDED_ANSWER_TIMEOUT, "{waited:?}");
+        assert!(waited < FORWARDED_ANSWER_TIMEOUT + Duration::from_secs(1));
+    }
+
+    /// A forwarded stop may wait the longest stop timeout before the same margin, and a
+    /// wait its own longest timeout: the host's answer when they end still arrives.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_waits_is_given_its_wait_and_the_margin() {
+        let (error, waited) =
+            forward_to_silent(Method::POST, "/v1/apps/shop/machines/m1/stop").await;
+        assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
+        let allowed = crate::config::MAX_STOP_TIMEOUT + FORWARDED_ANSWER_TIMEOUT;
+        assert!(
+            waited >= allowed && waited < allowed + Duration::from_secs(1),
+            "{waited:?}"
+        );
+        let wait = call_wait(&Method::GET, "/v1/apps/shop/machines/m1/wait");
+        assert_eq!(wait, crate::api::wait::WAIT_TIMEOUT_MAX);
+        let exec = call_wait(&Method::POST, "/v1/apps/shop/machines/m1/exec");
+        assert_eq!(exec, crate::api::exec::MAX_EXEC_TIMEOUT);
+        let lease = call_wait(&Method::POST, "/v1/apps/shop/machines/m1/lease");
+        assert_eq!(lease, Duration::ZERO);
+    }
 }

@@ -12,6 +12,7 @@ mod keepawake;
 mod lease;
 mod lifecycle;
 mod list;
+pub mod listen;
 mod logs;
 mod machines;
 mod metadata;

@@ -43,6 +43,12 @@ pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::INFO;
 pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80);
 pub const DEFAULT_HTTPS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
 pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4280);
+/// Concurrent connections to the Machines API (more wait in the kernel's backlog).
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 256;
+/// How long an API client may take to send a request's headers.
+pub const DEFAULT_API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// An API connection with no request in flight this long is closed.
+pub const DEFAULT_API_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Public port whose services the plain-HTTP listener serves, whatever it binds.
 pub const DEFAULT_HTTP_SERVICE_PORT: u16 = 80;
@@ -66,6 +72,28 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client connection with no request in flight for this long is closed.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// The longest a client may keep edgewake waiting for the next part of a request body
+/// (nginx's `client_body_timeout`).
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a write to a client may wait for it to read (nginx's `send_timeout`).
+pub const DEFAULT_CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes per second of waiting a client must average, reading or sending, once it has
+/// kept edgewake waiting for a timeout's worth (so a drip of a byte every few seconds
+/// is cut; Kestrel's minimum is 240).
+pub const DEFAULT_CLIENT_MIN_RATE: u64 = 256;
+/// The longest edgewake waits for a machine's answer, and for each next part of it.
+pub const DEFAULT_MACHINE_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a write to a machine may wait for it to read.
+pub const DEFAULT_MACHINE_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 clients are sent a PING after this much silence...
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and their connection is closed when it is not answered within this.
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections to machines, all machines together (each is a file descriptor).
+pub const DEFAULT_MAX_UPSTREAM_CONNECTIONS: usize = 16_384;
+/// Pooled connections to one machine (HTTP/2 clients, upgrades, h2c backends share
+/// them); further requests wait up to `queue_timeout` for one.
+pub const DEFAULT_MAX_MACHINE_CONNECTIONS: usize = 256;
 /// Most header fields a request may carry (more: 431).
 pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
 /// Most bytes a request's header section may take (more: 431).
@@ -162,6 +190,16 @@ pub struct EdgeConfig {
     pub keepalive_timeout: Duration,
     pub max_header_count: usize,
     pub max_header_bytes: usize,
+    pub client_body_timeout: Duration,
+    pub client_send_timeout: Duration,
+    /// Bytes per second; 0 for no minimum.
+    pub client_min_rate: u64,
+    pub machine_read_timeout: Duration,
+    pub machine_send_timeout: Duration,
+    pub h2_keepalive_interval: Duration,
+    pub h2_keepalive_timeout: Duration,
+    pub max_upstream_connections: usize,
+    pub max_machine_connections: usize,
     /// Peers (CIDRs; a single address is its /32 or /128) whose PROXY protocol header
     /// or `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpNet>,
@@ -205,6 +243,9 @@ impl Default for TlsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// How machines are realised.
@@ -403,6 +444,15 @@ impl Default for EdgeConfig {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            client_body_timeout: DEFAULT_CLIENT_BODY_TIMEOUT,
+            client_send_timeout: DEFAULT_CLIENT_SEND_TIMEOUT,
+            client_min_rate: DEFAULT_CLIENT_MIN_RATE,
+            machine_read_timeout: DEFAULT_MACHINE_READ_TIMEOUT,
+            machine_send_timeout: DEFAULT_MACHINE_SEND_TIMEOUT,
+            h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
+            h2_keepalive_timeout: DEFAULT_H2_KEEPALIVE_TIMEOUT,
+            max_upstream_connections: DEFAULT_MAX_UPSTREAM_CONNECTIONS,
+            max_machine_connections: DEFAULT_MAX_MACHINE_CONNECTIONS,
             trusted_proxies: Vec::new(),
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_queued: DEFAULT_MAX_QUEUED,
@@ -416,6 +466,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: DEFAULT_API_ADDR,
+            max_connections: DEFAULT_API_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_API_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_API_IDLE_TIMEOUT,
         }
     }
 }

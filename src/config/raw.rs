@@ -59,6 +59,15 @@ struct RawEdge {
     keepalive_timeout: Option<String>,
     max_header_count: Option<usize>,
     max_header_bytes: Option<usize>,
+    client_body_timeout: Option<String>,
+    client_send_timeout: Option<String>,
+    client_min_rate: Option<u64>,
+    machine_read_timeout: Option<String>,
+    machine_send_timeout: Option<String>,
+    h2_keepalive_interval: Option<String>,
+    h2_keepalive_timeout: Option<String>,
+    max_upstream_connections: Option<usize>,
+    max_machine_connections: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     queue_timeout: Option<String>,
     max_queued: Option<usize>,
@@ -70,6 +79,9 @@ struct RawEdge {
 #[serde(default)]
 struct RawApi {
     listen: Option<String>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,9 +132,7 @@ impl RawConfig {
             data_dir: self.data_dir.map_or(d.data_dir, within),
             log_level: errors.parsed("log_level", self.log_level, d.log_level, log_level),
             edge: self.edge.into_edge(d.edge, errors),
-            api: ApiConfig {
-                listen: errors.parsed("api.listen", self.api.listen, d.api.listen, address),
-            },
+            api: self.api.into_api(d.api, errors),
             tls: self.tls.into_tls(d.tls, dir, errors),
             geo: GeoConfig {
                 ipv4_db: self.geo.ipv4_db.map(within),
@@ -208,6 +218,49 @@ impl RawEdge {
             ),
             max_header_count: self.max_header_count.unwrap_or(d.max_header_count),
             max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+            client_body_timeout: errors.parsed(
+                "edge.client_body_timeout",
+                self.client_body_timeout,
+                d.client_body_timeout,
+                time,
+            ),
+            client_send_timeout: errors.parsed(
+                "edge.client_send_timeout",
+                self.client_send_timeout,
+                d.client_send_timeout,
+                time,
+            ),
+            client_min_rate: self.client_min_rate.unwrap_or(d.client_min_rate),
+            machine_read_timeout: errors.parsed(
+                "edge.machine_read_timeout",
+                self.machine_read_timeout,
+                d.machine_read_timeout,
+                time,
+            ),
+            machine_send_timeout: errors.parsed(
+                "edge.machine_send_timeout",
+                self.machine_send_timeout,
+                d.machine_send_timeout,
+                time,
+            ),
+            h2_keepalive_interval: errors.parsed(
+                "edge.h2_keepalive_interval",
+                self.h2_keepalive_interval,
+                d.h2_keepalive_interval,
+                time,
+            ),
+            h2_keepalive_timeout: errors.parsed(
+                "edge.h2_keepalive_timeout",
+                self.h2_keepalive_timeout,
+                d.h2_keepalive_timeout,
+                time,
+            ),
+            max_upstream_connections: self
+                .max_upstream_connections
+                .unwrap_or(d.max_upstream_connections),
+            max_machine_connections: self
+                .max_machine_connections
+                .unwrap_or(d.max_machine_connections),
             trusted_proxies: match self.trusted_proxies {
                 None => d.trusted_proxies,
                 Some(entries) => entries
@@ -224,6 +277,27 @@ impl RawEdge {
             max_queued: self.max_queued.unwrap_or(d.max_queued),
             http_proxy_protocol: self.http_proxy_protocol.unwrap_or(d.http_proxy_protocol),
             https_proxy_protocol: self.https_proxy_protocol.unwrap_or(d.https_proxy_protocol),
+        }
+    }
+}
+
+impl RawApi {
+    fn into_api(self, d: ApiConfig, errors: &mut ConfigErrors) -> ApiConfig {
+        ApiConfig {
+            listen: errors.parsed("api.listen", self.listen, d.listen, address),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: errors.parsed(
+                "api.header_read_timeout",
+                self.header_read_timeout,
+                d.header_read_timeout,
+                duration::parse,
+            ),
+            idle_timeout: errors.parsed(
+                "api.idle_timeout",
+                self.idle_timeout,
+                d.idle_timeout,
+                duration::parse,
+            ),
         }
     }
 }
@@ -369,6 +443,47 @@ mod tests {
             config.sandbox.network.gateway(),
             Ipv4Addr::new(10, 77, 0, 1)
         );
+    }
+
+    /// The connection limits come out typed; a wrong one is named by its key, with the
+    /// others.
+    #[test]
+    fn connection_limits() {
+        let config = Config::parse(
+            r#"
+            [edge]
+            client_body_timeout = "5s"
+            client_min_rate = 512
+            machine_read_timeout = "2m"
+            h2_keepalive_interval = "10s"
+            max_machine_connections = 8
+            [api]
+            max_connections = 16
+            idle_timeout = "30s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.edge.client_body_timeout, Duration::from_secs(5));
+        assert_eq!(config.edge.client_min_rate, 512);
+        assert_eq!(config.edge.machine_read_timeout, Duration::from_secs(120));
+        assert_eq!(config.edge.h2_keepalive_interval, Duration::from_secs(10));
+        assert_eq!(config.edge.max_machine_connections, 8);
+        assert_eq!(
+            (config.api.max_connections, config.api.idle_timeout),
+            (16, Duration::from_secs(30))
+        );
+        let errors = Config::parse(
+            "[edge]\nclient_send_timeout = \"soon\"\nmax_upstream_connections = 0\n[api]\nheader_read_timeout = \"0s\"\n",
+        )
+        .unwrap_err();
+        let all = errors.problems().join("\n");
+        for key in [
+            "edge.client_send_timeout",
+            "edge.max_upstream_connections",
+            "api.header_read_timeout",
+        ] {
+            assert!(all.contains(key), "{key} not named in:\n{all}");
+        }
     }
 
     /// An empty file is exactly the built-in defaults.

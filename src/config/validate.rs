@@ -5,6 +5,7 @@ use super::{Config, MAX_STOP_TIMEOUT};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// hyper needs at least this much read buffer.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -118,6 +119,14 @@ impl Config {
             ("edge.reap_interval", edge.reap_interval),
             ("edge.header_read_timeout", edge.header_read_timeout),
             ("edge.keepalive_timeout", edge.keepalive_timeout),
+            ("edge.client_body_timeout", edge.client_body_timeout),
+            ("edge.client_send_timeout", edge.client_send_timeout),
+            ("edge.machine_read_timeout", edge.machine_read_timeout),
+            ("edge.machine_send_timeout", edge.machine_send_timeout),
+            ("edge.h2_keepalive_interval", edge.h2_keepalive_interval),
+            ("edge.h2_keepalive_timeout", edge.h2_keepalive_timeout),
+            ("api.header_read_timeout", self.api.header_read_timeout),
+            ("api.idle_timeout", self.api.idle_timeout),
             ("tls.handshake_timeout", self.tls.handshake_timeout),
         ] {
             if value == Duration::ZERO {
@@ -129,8 +138,25 @@ impl Config {
                 "`edge.max_header_count` must be at least 1 and `edge.max_header_bytes` at least {MIN_HEADER_BYTES}"
             ));
         }
-        if edge.max_connections == 0 {
-            errors.push("`edge.max_connections` must be at least 1".into());
+        for (key, value) in [
+            ("edge.max_connections", edge.max_connections),
+            (
+                "edge.max_upstream_connections",
+                edge.max_upstream_connections,
+            ),
+            ("edge.max_machine_connections", edge.max_machine_connections),
+            ("api.max_connections", self.api.max_connections),
+        ] {
+            if value == 0 {
+                errors.push(format!("`{key}` must be at least 1"));
+            }
+        }
+        // A connection limit is a semaphore's permits, and tokio's panics above its ceiling.
+        if edge.max_connections > Semaphore::MAX_PERMITS {
+            errors.push(format!(
+                "`edge.max_connections` must be at most {}",
+                Semaphore::MAX_PERMITS
+            ));
         }
         for (key, path) in [
             ("geo.ipv4_db", &self.geo.ipv4_db),
@@ -323,6 +349,19 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
         assert_eq!(errors.problems().len(), 10, "{all}");
+    }
+
+    /// A connection limit no semaphore can hold is refused at load instead of panicking
+    /// at start (found by fuzz/config_toml's check, on a hand-made input).
+    #[test]
+    fn connection_limit_fits_a_semaphore() {
+        let err = Config::parse("[edge]\nmax_connections = 9223372036854775807\n").unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with("`edge.max_connections` must be at most")),
+            "{err}"
+        );
     }
 
     /// Quotas are read from `[limits]`; a stop timeout past Fly's limit and a zero quota

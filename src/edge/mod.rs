@@ -1,41 +1,31 @@
-//! The edge's client connections: hyper-util's auto builder (HTTP/1.1, and HTTP/2 by ALPN or
-//! prior knowledge) per connection, TLS first on the HTTPS listener, a keep-alive idle
-//! timeout, and graceful shutdown that is awaited, so in-flight requests finish. HTTP/1.1
-//! connections start on the fast path (`fast`, `proxy::h1`) and move to hyper's for
-//! anything unusual.
+//! The edge's client connections: TLS first on the HTTPS listener, then HTTP/1.1 +
+//! HTTP/2 served under the edge's `ClientPolicy` (header, idle, body and write timeouts,
+//! HTTP/2 keep-alive, a graceful shutdown cut after its grace; see `connection`).
+//! HTTP/1.1 connections start on the fast path (`fast`, `proxy::h1`) and move to
+//! hyper's for anything unusual, with the bytes read so far (`rewind`).
 
 mod fast;
 mod rewind;
 
+use crate::connection::{self, ClientPolicy, Guarded, PacedIo};
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
-use crate::proxy::upstream::ConnectionUpstream;
-use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
+use crate::proxy::upstream::{ConnectionUpstream, UPSTREAM_POOL_IDLE};
+use crate::proxy::{ConnectionPermit, Inbound, Proxy};
 use crate::tls::{Handshake, Tls};
 use crate::trusted::Trusted;
 use arc_swap::ArcSwap;
-use http_body_util::BodyExt;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Limits a client connection lives under.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub header_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub max_header_count: usize,
-    pub max_header_bytes: usize,
-}
 
 /// Everything the edge's connections share.
 pub struct Edge {
@@ -54,16 +44,16 @@ pub struct Edge {
 pub struct EdgeSettings {
     /// Peers allowed to say who the client is (PROXY protocol).
     pub trusted: Trusted,
-    pub limits: ConnectionLimits,
+    pub policy: ClientPolicy,
     builder: auto::Builder<TokioExecutor>,
 }
 
 impl EdgeSettings {
-    pub fn new(trusted: Trusted, limits: ConnectionLimits) -> EdgeSettings {
+    pub fn new(trusted: Trusted, policy: ClientPolicy) -> EdgeSettings {
         EdgeSettings {
             trusted,
-            builder: builder(&limits),
-            limits,
+            builder: connection::builder(&policy),
+            policy,
         }
     }
 }
@@ -117,28 +107,6 @@ impl Edge {
         }
         *current = max;
     }
-}
-
-/// hyper's own header-count limit. Left unset when the config asks for it: a set limit
-/// makes hyper fill a fresh index array for every request it parses (a 6 KB copy,
-/// measured at ~4 % of edgewake's user time), the default one is used as it stands.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    let mut http1 = builder.http1();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    if limits.max_header_count != HYPER_DEFAULT_MAX_HEADERS {
-        http1.max_headers(limits.max_header_count);
-    }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
 }
 
 /// One client connection: where it came from, which listener took it, and its slot
@@ -212,6 +180,10 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
                 return;
             };
             let Some(tls) = tls else {
+                if client.inbound.backhaul {
+                    // Relayed requests are signed and checked by hyper's path.
+                    return serve_connection(stream, client, edge2, settings).await;
+                }
                 return fast::serve(stream, client, edge2, settings).await;
             };
             // The ClientHello names the app before the handshake: wake it now if it asks.
@@ -246,14 +218,17 @@ async fn serve_tls_connection(
         .and_then(|host| edge.proxy.raw_tcp_app(host, port));
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     match raw {
-        Some(app) => edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await,
+        Some(app) => {
+            let stream = PacedIo::new(stream, settings.policy.send);
+            edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await
+        }
         None if h2 => serve_connection(stream, client, edge, settings).await,
         None => fast::serve(stream, client, edge, settings).await,
     }
 }
 
 /// Serves HTTP on one connection until it ends, is idle past the keep-alive timeout, or
-/// the edge shuts down.
+/// the edge shuts down. Each HTTP/1.1 request carries the connection's own upstream.
 async fn serve_connection<I>(
     io: I,
     client: ClientConnection,
@@ -263,9 +238,16 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    activity.touch();
     let (proxy, requests, conn_client) = (edge.proxy.clone(), activity.clone(), client.clone());
     let own_upstream = Arc::new(ConnectionUpstream::default());
+    let upstream = own_upstream.clone();
+    // A client that has gone quiet does not keep a connection to a machine (a socket,
+    // its buffers, a budget slot): no longer than the pool keeps an idle one.
+    let while_idle = move |idle| {
+        if idle >= UPSTREAM_POOL_IDLE {
+            upstream.release_if_unused();
+        }
+    };
     let service = service_fn(move |mut req| {
         let (proxy, request, client) = (
             proxy.clone(),
@@ -278,40 +260,18 @@ async fn serve_connection<I>(
         }
         async move {
             let response = proxy.handle(req, client.inbound, client.peer).await;
-            Ok::<_, Infallible>(response.map(|body| hold_until_done(body, request)))
+            Ok::<_, Infallible>(response.map(|body| Guarded::new(body, request)))
         }
     });
-    let conn = settings
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let keepalive = settings.limits.keepalive_timeout;
-    let check_every = (keepalive / 4).max(Duration::from_millis(10));
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %client.peer, "connection ended with an error: {e}");
-                }
-                return;
-            }
-            () = edge.cancel.cancelled() => break,
-            () = tokio::time::sleep(check_every) => {
-                if activity.idle_for() >= keepalive {
-                    break;
-                }
-            }
-        }
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
-}
-
-/// Keeps the connection counted busy until the response body is done.
-fn hold_until_done(body: ProxyBody, request: InFlight) -> ProxyBody {
-    body.map_frame(move |frame| {
-        let _ = &request;
-        frame
-    })
-    .boxed_unsync()
+    connection::serve_connection(
+        io,
+        service,
+        &activity,
+        while_idle,
+        &settings.builder,
+        &settings.policy,
+        &edge.cancel,
+        client.peer,
+    )
+    .await;
 }

@@ -42,10 +42,17 @@ impl Reference {
         if !is_registry(&registry) {
             return Err(bad("the registry is not a host[:port]"));
         }
-        if !is_repository(&repository) || name.len() > MAX_NAME_LEN {
+        if !is_repository(&repository) {
             return Err(bad(
                 "repository names are lowercase letters, digits and . _ - / separators",
             ));
+        }
+        // Measured as written back (`docker.io/library/…`), so what parses once parses
+        // again from its own canonical form.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(bad(&format!(
+                "the name is longer than {MAX_NAME_LEN} bytes (registry included)"
+            )));
         }
         let tag = match (&tag, &digest) {
             (None, None) => Some(DEFAULT_TAG.to_string()),
@@ -166,6 +173,21 @@ mod tests {
 
     fn normal(text: &str) -> String {
         Reference::parse(text).unwrap().to_string()
+    }
+
+    /// The 255-byte limit counts the name as written back: a long bare Docker Hub name
+    /// (found by fuzz/machine_config) is refused at once rather than accepted and then
+    /// refused in its own canonical form; what parses, parses again from its display.
+    #[test]
+    fn name_limit_counts_the_canonical_form() {
+        let long = "a".repeat(250);
+        let err = Reference::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("longer than 255 bytes"), "{err}");
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        let parsed = Reference::parse(&fits).unwrap();
+        assert_eq!(Reference::parse(&parsed.to_string()).unwrap(), parsed);
+        let over = format!("{fits}a");
+        assert!(Reference::parse(&over).is_err());
     }
 
     /// Short Docker Hub names get the registry, `library/` and `latest`, as Docker does.

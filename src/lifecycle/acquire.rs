@@ -22,7 +22,7 @@ use tokio::time::Instant;
 const MAX_WAKE_ATTEMPTS: usize = 4;
 
 /// How often a queued request looks for room.
-const QUEUE_POLL: Duration = Duration::from_millis(5);
+pub(super) const QUEUE_POLL: Duration = Duration::from_millis(5);
 
 /// A machine chosen for a request, with the request counted in flight on it: started,
 /// when hosted here; when another node hosts it (`machine.node`), that node wakes it if

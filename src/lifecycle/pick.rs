@@ -59,6 +59,13 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The soft limit, lowered to the hard limit when that is below it (a config may set
+    /// only `hard_limit`, under the default soft limit).
+    fn soft(&self) -> usize {
+        self.hard_limit
+            .map_or(self.soft_limit, |hard| hard.min(self.soft_limit))
+    }
+
     /// Started, healthy, and with room under `limit`.
     fn started_below(&self, limit: Option<usize>) -> bool {
         self.state == MachineState::Started
@@ -83,7 +90,7 @@ fn least_loaded(candidates: &[Candidate], ok: impl Fn(&Candidate) -> bool) -> Op
 
 /// Chooses among one region's candidates; `None` when none can take the request.
 pub fn choose(candidates: &[Candidate]) -> Option<(usize, Action)> {
-    if let Some(i) = least_loaded(candidates, |c| c.started_below(Some(c.soft_limit))) {
+    if let Some(i) = least_loaded(candidates, |c| c.started_below(Some(c.soft()))) {
         return Some((i, Action::Forward));
     }
     // A start under way is joined; a stop under way is waited out and the machine
@@ -297,6 +304,19 @@ mod tests {
         assert_eq!(choose(&[busy]), Some((0, Action::Forward)));
         busy.hard_limit = Some(20);
         assert_eq!(choose(&[busy]), None);
+    }
+
+    /// A hard limit below the soft one is the limit for both: a full machine gets
+    /// nothing more, and a stopped sibling is woken instead.
+    #[test]
+    fn hard_limit_below_the_soft_limit() {
+        let mut full = c(MachineState::Started, 1);
+        full.hard_limit = Some(1);
+        assert_eq!(choose(&[full]), None);
+        assert_eq!(
+            choose(&[full, c(MachineState::Stopped, 0)]),
+            Some((1, Action::Wake))
+        );
     }
 
     /// A failing machine gets nothing while a healthy neighbour serves; one whose

@@ -110,4 +110,10 @@ impl Runs {
     pub fn forget(&self, machine: &Machine) {
         self.0.remove(&machine.id);
     }
+
+    /// How many machines have a run (tests: destroyed machines leave none behind).
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.0.len()
+    }
 }

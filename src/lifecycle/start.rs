@@ -136,11 +136,13 @@ async fn fail_start(sup: &Supervisor, machine: &Machine, instance: &Instance) {
 
 /// Marks a machine stopped when its process exits by itself.
 fn watch_exit(sup: &Arc<Supervisor>, machine: &Arc<Machine>, generation: u64, instance: Instance) {
+    // Taken now, while the start holds it: looked up after the exit, it would be made
+    // again for a machine destroyed meanwhile, and kept forever.
+    let run = sup.runs.of(machine);
     let (sup, machine) = (sup.clone(), machine.clone());
     let tasks = sup.tasks.clone();
     tasks.spawn(async move {
         let exit = instance.exited().await;
-        let run = sup.runs.of(&machine);
         let mut running = run.lock.lock().await;
         if running.generation != generation || running.instance.take().is_none() {
             return; // stopped on purpose, or already started again

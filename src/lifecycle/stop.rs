@@ -176,9 +176,8 @@ pub(super) async fn stop_locked(
         .transition(machine, MachineState::Stopped, Some(event));
 }
 
-/// Stops a machine only if it is still idle once no request can slip in: the state
-/// goes to `stopping` first, then the in-flight count is read. A request counts itself
-/// in first, then reads the state, so one of the two always sees the other.
+/// Stops a machine only if it is still idle once no request can slip in (see
+/// `claim_idle`).
 pub(super) async fn stop_if_idle(
     sup: &Supervisor,
     machine: &Machine,
@@ -188,7 +187,21 @@ pub(super) async fn stop_if_idle(
     let Ok(mut running) = run.lock.try_lock() else {
         return false;
     };
-    if machine.state() != MachineState::Started || running.instance.is_none() {
+    if running.instance.is_none() || !claim_idle(machine, idle_timeout) {
+        return false;
+    }
+    let mut request = StopRequest::new(EventSource::Edgewake);
+    request.reason = Some(IDLE_REASON);
+    stop_locked(sup, machine, &mut running, request).await;
+    true
+}
+
+/// Claims a started machine for an idle stop, so that no request is sent to it from now
+/// on: the state goes to `stopping` first, then the in-flight count is read, and the
+/// mark is undone if a request is in. A request counts itself in first, then reads the
+/// state, so one of the two always sees the other. The caller holds the lifecycle lock.
+pub(super) fn claim_idle(machine: &Machine, idle_timeout: Duration) -> bool {
+    if machine.state() != MachineState::Started {
         return false;
     }
     machine.set_state(MachineState::Stopping);
@@ -196,9 +209,6 @@ pub(super) async fn stop_if_idle(
         machine.set_state(MachineState::Started);
         return false;
     }
-    let mut request = StopRequest::new(EventSource::Edgewake);
-    request.reason = Some(IDLE_REASON);
-    stop_locked(sup, machine, &mut running, request).await;
     true
 }
 

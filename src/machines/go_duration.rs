@@ -27,40 +27,77 @@ pub fn from_json(value: &Value) -> Result<Duration, DurationError> {
     }
 }
 
-/// Parses Go's duration syntax: one or more `<decimal><unit>`, units ns, us, µs, ms, s, m, h.
+/// Fraction digits read in one term; later ones are below a nanosecond even in hours.
+const MAX_FRACTION_DIGITS: usize = 20;
+
+/// Parses Go's duration syntax: one or more `<decimal><unit>`, units ns, us, µs, ms, s, m,
+/// h. Exact in integers, as Go's own parser: a fraction below a nanosecond is dropped, and
+/// a duration beyond `u64` nanoseconds (584 years) is refused.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let bad = || DurationError::Text(text.to_string());
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
+    if text.is_empty() {
         return Err(bad());
     }
+    let mut rest = text;
+    let mut total = 0u64;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
+        let (whole, after) = split_digits(rest);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => split_digits(after),
+            None => ("", after),
+        };
+        let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        total += number * unit_nanos(&rest[..unit_len]).ok_or_else(bad)?;
-        rest = &rest[unit_len..];
+            .unwrap_or(after.len());
+        let unit = unit_nanos(&after[..unit_len]).ok_or_else(bad)?;
+        let nanos = term_nanos(whole, fraction, unit).ok_or_else(bad)?;
+        total = total.checked_add(nanos).ok_or_else(bad)?;
+        rest = &after[unit_len..];
     }
-    Ok(Duration::from_nanos(total.round() as u64))
+    Ok(Duration::from_nanos(total))
 }
 
-fn unit_nanos(unit: &str) -> Option<f64> {
+/// The leading ASCII digits of `text`, and the rest.
+fn split_digits(text: &str) -> (&str, &str) {
+    text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    )
+}
+
+/// `whole.fraction` units in nanoseconds; `None` without digits or beyond `u64`.
+fn term_nanos(whole: &str, fraction: &str, unit: u64) -> Option<u64> {
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let whole = match whole {
+        "" => 0,
+        digits => digits.parse::<u64>().ok()?.checked_mul(unit)?,
+    };
+    let fraction = &fraction[..fraction.len().min(MAX_FRACTION_DIGITS)];
+    let part = match fraction {
+        "" => 0,
+        // At most 10^20 × 3.6·10^12 < 2^128: no overflow.
+        digits => {
+            let scale = 10u128.pow(digits.len() as u32);
+            let part = digits.parse::<u128>().ok()? * u128::from(unit) / scale;
+            u64::try_from(part).ok()?
+        }
+    };
+    whole.checked_add(part)
+}
+
+fn unit_nanos(unit: &str) -> Option<u64> {
     Some(match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => return None,
     })
 }
@@ -132,6 +169,34 @@ mod tests {
             from_json(&json!(true)),
             Err(DurationError::NotADuration(json!(true)))
         );
+    }
+
+    /// Parsing is exact, however long the duration (found by fuzzing: floating point
+    /// made `"5629h29m58.326410545s"` a nanosecond short), drops what is below a
+    /// nanosecond as Go does, and refuses what exceeds u64 nanoseconds instead of
+    /// saturating.
+    #[test]
+    fn parses_exactly() {
+        let nanos = 20_266_198_326_410_545;
+        assert_eq!(
+            parse("5629h29m58.326410545s").unwrap(),
+            Duration::from_nanos(nanos)
+        );
+        for nanos in [u64::MAX, u64::MAX - 1, 1 << 53 | 1, nanos] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(parse(&format(d)).unwrap(), d, "{nanos}");
+        }
+        assert_eq!(parse("1.9ns").unwrap(), Duration::from_nanos(1));
+        assert_eq!(parse(".5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse("1.s").unwrap(), Duration::from_secs(1));
+        for bad in [
+            ".s",
+            "5124096h",
+            "99999999999999999999ns",
+            "18446744073709551616ns",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     /// Formatting matches Go's Duration.String() and round-trips through parse.

@@ -32,11 +32,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node seen for the first time: up until its heartbeats say otherwise.
+    /// A node seen for the first time: down until a fresh heartbeat of its own says it
+    /// is up. A node known only from its machines' records (it left, or its heartbeat
+    /// has not been heard yet) has no backhaul to reach it at: its machines are
+    /// skipped, as a down node's are, rather than tried by every request.
     pub fn new(name: &str) -> Node {
         Node {
             name: name.to_string(),
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(false),
             facts: Mutex::new(None),
         }
     }

@@ -234,4 +234,38 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&dir.path().join("edgewake.db-wal")), 0o600);
     }
+
+    /// A machine's config reads back from the database exactly as the client gave it,
+    /// numbers included (found by fuzz/machine_config: a port of 444 followed by 69
+    /// zeros, kept as `4.44e71`, read back as `4.440000000000001e71`, so a machine's
+    /// config changed across a restart).
+    #[test]
+    fn config_numbers_survive_the_database() {
+        use super::super::record::{ImageRef, MachineState};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("edgewake.db")).unwrap();
+        let text = format!(
+            r#"{{"image": "nginx", "services": [{{"ports": [{{"port": 444{}}}]}}], "x": [0.1, 1e-7, 5e-324, 1.7976931348623157e308]}}"#,
+            "0".repeat(69)
+        );
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let record = MachineRecord {
+            id: "m1".into(),
+            name: "web".into(),
+            state: MachineState::Created,
+            region: "ams".into(),
+            instance_id: "i1".into(),
+            private_ip: std::net::Ipv4Addr::new(127, 20, 0, 2),
+            config: config.clone(),
+            image_ref: ImageRef::parse("nginx"),
+            created_at: "now".into(),
+            updated_at: "now".into(),
+            events: Vec::new(),
+            cordoned: false,
+            checks: Vec::new(),
+        };
+        store.save_machine("a", &record).unwrap();
+        let stored = store.machines().unwrap();
+        assert_eq!(stored[0].record.config, config);
+    }
 }

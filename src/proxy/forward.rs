@@ -1,89 +1,85 @@
 //! Forward: the request goes to the machine over the client connection's own upstream
-//! (HTTP/1.1) or a pooled client (HTTP/2 clients, upgrades, h2c when the port says
-//! `h2_backend`), bodies streamed both ways; an in-flight guard rides along until the
-//! response body is done, so a machine is never idle while it is still answering. An
-//! upgrade (WebSocket) the machine accepts becomes a tunnel.
+//! (HTTP/1.1) or the bounded pool (HTTP/2 clients, upgrades, h2c when the port says
+//! `h2_backend`), bodies streamed both ways and paced (`MachinePolicy`); an in-flight
+//! guard rides along until the response body is done, so a machine is never idle while
+//! it is still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 //!
-//! A machine another node hosts is reached through that node's backhaul instead: the
-//! same request, headers already written for the machine, signed with the cluster's
-//! key, over a pool of warm HTTP/1.1 connections (HTTP/1.1 so upgrades pass through
-//! as they do to a machine).
+//! A machine another node hosts is reached through that node's backhaul instead
+//! (`to_node`): the same request, headers already written for the machine, signed.
 
 use super::headers::{self, Forwarded};
+use super::pool::{Lease, Pools, Queueing};
+use super::to_node::{self, Backhaul, Target};
 use super::tunnel::{self, Carried};
-use super::upstream::{
-    ConnectionUpstream, MachineBody, SendFailure, UPSTREAM_CONNECT_TIMEOUT, UpstreamError,
-};
+use super::upstream::{self, Budget, ConnectionUpstream, MachineBody, SendFailure, UpstreamError};
 use super::{ConnectionPermit, ProxyBody};
-use crate::cluster::{BackhaulKey, Relayed, backhaul};
+use crate::cluster::{BackhaulKey, backhaul};
+use crate::connection::{BoxError, Guarded, MachinePolicy, PacedBody, UpstreamLimits};
 use crate::lifecycle::Ready;
-use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long an idle pooled connection to a machine is kept.
-pub const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
-/// How long an idle backhaul connection to another node is kept warm.
-pub const BACKHAUL_POOL_IDLE: Duration = Duration::from_secs(90);
-
-pub type Upstream = Client<HttpConnector, MachineBody>;
-
-/// Pooled clients to machines: HTTP/1.1, and HTTP/2 without TLS for `h2_backend`; and
-/// to other nodes' backhauls, with the key that signs for them.
+/// Everything that reaches machines: the budget of connections and the pools; and
+/// other nodes' backhauls, with the key that signs for them.
 pub struct Upstreams {
-    http1: Upstream,
-    h2c: Upstream,
-    backhaul: Upstream,
+    pub budget: Budget,
+    pools: Pools,
+    backhaul: Backhaul,
     pub(super) key: Option<Arc<BackhaulKey>>,
 }
 
 impl Upstreams {
-    pub fn new(key: Option<Arc<BackhaulKey>>) -> Upstreams {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(UPSTREAM_POOL_IDLE);
-        let http1 = builder.build(connector.clone());
-        let backhaul = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(BACKHAUL_POOL_IDLE)
-            .build(connector.clone());
-        let h2c = builder.http2_only(true).build(connector);
+    pub fn new(limits: UpstreamLimits, key: Option<Arc<BackhaulKey>>) -> Upstreams {
+        let budget = Budget::new(limits.max_connections);
         Upstreams {
-            http1,
-            h2c,
-            backhaul,
+            pools: Pools::new(budget.clone(), limits),
+            budget,
+            backhaul: Backhaul::new(),
             key,
         }
     }
 }
 
-/// Where a request goes: straight to a machine hosted here, or to the backhaul of the
-/// node that hosts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Machine,
-    Backhaul(std::net::SocketAddr),
+/// How a request's exchange with its machine is paced: the settings in force when it
+/// was admitted (a reload applies to requests admitted after it).
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub machine: MachinePolicy,
+    /// How long it waits for a pooled connection to its machine.
+    pub queue_timeout: Duration,
+}
+
+impl Pacing {
+    fn queueing(&self) -> Queueing {
+        Queueing {
+            timeout: self.queue_timeout,
+            send: self.machine.send,
+        }
+    }
 }
 
 /// A request made ready for machines: headers rewritten for them, and what the client
 /// connection carried along taken out.
 pub struct Prepared {
     req: Request<MachineBody>,
+    /// The authority the request was routed by (an h2c machine gets it as `:authority`).
+    authority: HeaderValue,
     upgrade: Option<HeaderValue>,
     client_upgrade: Option<OnUpgrade>,
     permit: Option<ConnectionPermit>,
     own_upstream: Option<Arc<ConnectionUpstream>>,
+    pacing: Pacing,
     /// The public port the client came in on (named to the node a backhaul reaches).
-    public_port: u16,
+    pub(super) public_port: u16,
 }
 
 /// A machine could not be reached; `again` is the request, when it may go to another.
@@ -93,17 +89,22 @@ pub struct Unreached {
     pub again: Option<Prepared>,
 }
 
-pub fn prepare(req: Request<MachineBody>, fwd: &Forwarded<'_>) -> Prepared {
-    take_connection_parts(req, fwd.public_port, |headers| {
-        headers::to_machine(headers, fwd)
-    })
+pub fn prepare(req: Request<MachineBody>, fwd: &Forwarded<'_>, pacing: Pacing) -> Prepared {
+    let parts = (fwd.authority.clone(), fwd.public_port, pacing);
+    take_connection_parts(req, parts, |headers| headers::to_machine(headers, fwd))
 }
 
 /// A request another edge relayed over the backhaul: its headers were written for the
 /// machine there (client address, that edge's region), so only what the backhaul
 /// added and what described the hop between the nodes is taken off.
-pub fn prepare_relayed(req: Request<Incoming>, public_port: u16) -> Prepared {
-    take_connection_parts(req.map(Either::Left), public_port, |headers| {
+pub fn prepare_relayed(req: Request<MachineBody>, public_port: u16, pacing: Pacing) -> Prepared {
+    let authority = req
+        .headers()
+        .get(HOST)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""));
+    let parts = (authority, public_port, pacing);
+    take_connection_parts(req, parts, |headers| {
         headers::strip_hop_by_hop(headers);
         for name in backhaul::HEADERS {
             headers.remove(name);
@@ -115,7 +116,7 @@ pub fn prepare_relayed(req: Request<Incoming>, public_port: u16) -> Prepared {
 /// Takes out what the client connection carried along, and rewrites the headers.
 fn take_connection_parts(
     mut req: Request<MachineBody>,
-    public_port: u16,
+    (authority, public_port, pacing): (HeaderValue, u16, Pacing),
     rewrite: impl FnOnce(&mut http::HeaderMap),
 ) -> Prepared {
     let upgrade = requested_upgrade(&req);
@@ -127,11 +128,13 @@ fn take_connection_parts(
         restore_upgrade(req.headers_mut(), protocol);
     }
     Prepared {
+        authority,
         req,
         upgrade,
         client_upgrade,
         permit,
         own_upstream,
+        pacing,
         public_port,
     }
 }
@@ -142,127 +145,132 @@ pub async fn send(
     ready: Ready,
     request_id: &str,
 ) -> Result<Response<ProxyBody>, Unreached> {
-    let machine = ready.machine.clone();
-    let target = match &machine.node {
-        None => Target::Machine,
-        Some(node) => match node.backhaul() {
-            Some(addr) => Target::Backhaul(addr),
-            None => {
-                let error =
-                    UpstreamError::Connect(format!("node {} has no backhaul yet", node.name));
-                let machine = machine.id.clone();
-                let again = Some(prepared);
-                return Err(Unreached {
-                    machine,
-                    error,
-                    again,
-                });
-            }
-        },
+    let target = match to_node::target(&ready) {
+        Ok(target) => target,
+        Err(error) => {
+            return Err(Unreached {
+                machine: ready.machine.id.clone(),
+                error,
+                again: Some(prepared),
+            });
+        }
     };
-    let req = &mut prepared.req;
-    let authority = match target {
-        Target::Machine => format!("{}:{}", machine.private_ip, ready.internal_port),
-        Target::Backhaul(addr) => addr.to_string(),
-    };
-    *req.uri_mut() = upstream_uri(req.uri(), &authority);
-    *req.version_mut() = if ready.h2_backend && target == Target::Machine {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
-    if let (Target::Backhaul(_), Some(key)) = (target, &upstreams.key) {
-        let relayed = Relayed {
-            app: machine.app.clone(),
-            machine: machine.id.clone(),
-            port: prepared.public_port,
-            request_id: request_id.to_string(),
-        };
-        key.sign(req.headers_mut(), &relayed);
+    if let Target::Backhaul(addr) = target {
+        to_node::address(
+            &mut prepared.req,
+            addr,
+            upstreams.key.as_deref(),
+            &ready,
+            prepared.public_port,
+            request_id,
+        );
     }
     if ready.preferred_unavailable {
-        req.headers_mut().insert(
+        prepared.req.headers_mut().insert(
             "fly-preferred-instance-unavailable",
             HeaderValue::from_static("true"),
         );
     }
-    let response = match exchange(upstreams, &mut prepared, &ready, target).await {
-        Ok(response) => response,
+    let (response, lease) = match answered(upstreams, &mut prepared, &ready, target).await {
+        Ok(answer) => answer,
         Err(failure) => {
             let again = failure.unsent.map(|req| Prepared { req, ..prepared });
-            let machine = machine.id.clone();
-            let error = failure.error;
             return Err(Unreached {
-                machine,
-                error,
+                machine: ready.machine.id.clone(),
+                error: failure.error,
                 again,
             });
         }
     };
-    Ok(answer(response, prepared, ready, request_id))
+    Ok(answer(response, lease, prepared, ready, request_id))
 }
 
-/// Sends the request over the connection's own upstream or a pooled client. The
-/// request is taken out of `prepared`, and given back in the failure when unsent.
+/// The machine's answer (its head), waited for within the read timeout counted from
+/// when the client last sent part of its body: a slow upload is the client's pace to
+/// keep, not the machine's.
+async fn answered(
+    upstreams: &Upstreams,
+    prepared: &mut Prepared,
+    ready: &Ready,
+    target: Target,
+) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+    let read = prepared.pacing.machine.read.timeout;
+    let progress = match prepared.req.body() {
+        Either::Left(body) => body.progress(),
+        Either::Right(_) => None,
+    };
+    let mut exchange = pin!(exchange(upstreams, prepared, ready, target));
+    let mut deadline = tokio::time::Instant::now() + read;
+    loop {
+        tokio::select! {
+            result = &mut exchange => return result,
+            () = tokio::time::sleep_until(deadline) => {
+                match progress.as_ref().map(|p| p.last() + read).filter(|d| *d > deadline) {
+                    Some(later) => deadline = later,
+                    None => return Err(SendFailure {
+                        error: UpstreamError::Timeout(format!("no answer within {read:?}")),
+                        unsent: None,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Sends the request over the connection's own upstream or the pool. The request is
+/// taken out of `prepared`, and given back in the failure when unsent.
 async fn exchange(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
     target: Target,
-) -> Result<Response<Incoming>, SendFailure> {
-    let req = std::mem::replace(
+) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+    let mut req = std::mem::replace(
         &mut prepared.req,
         Request::new(Either::Right(Full::default())),
     );
-    let own = prepared.own_upstream.as_ref();
-    let direct = target == Target::Machine && !ready.h2_backend && prepared.upgrade.is_none();
-    match own.filter(|_| direct) {
-        Some(own) => {
-            let addr = std::net::SocketAddr::from((ready.machine.private_ip, ready.internal_port));
-            let mut req = req;
-            *req.uri_mut() = origin_form(req.uri());
-            own.send(addr, req).await
-        }
+    if target != Target::Machine {
+        let upgrade = prepared.upgrade.is_some();
+        return Ok((upstreams.backhaul.send(req, upgrade).await?, None));
+    }
+    let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
+    if ready.h2_backend {
+        *req.uri_mut() = upstream::http_uri(req.uri(), prepared.authority.as_bytes());
+        *req.version_mut() = Version::HTTP_2;
+        req.headers_mut().remove(HOST); // `:authority` says it
+        let (response, lease) = upstreams
+            .pools
+            .send_h2(addr, req, prepared.pacing.queueing())
+            .await?;
+        return Ok((response, Some(lease)));
+    }
+    *req.uri_mut() = origin_form(req.uri());
+    *req.version_mut() = Version::HTTP_11;
+    let (budget, send) = (&upstreams.budget, prepared.pacing.machine.send);
+    if prepared.upgrade.is_some() {
+        // A connection of its own, which the tunnel keeps: it counts against the
+        // budget, never against a machine's pool (a WebSocket is not a pooled request).
+        let response = upstream::send_once(addr, req, budget, send).await?;
+        return Ok((response, None));
+    }
+    match prepared.own_upstream.as_ref() {
+        Some(own) => Ok((own.send(addr, req, budget, send).await?, None)),
         None => {
-            let client = match target {
-                Target::Backhaul(_) => &upstreams.backhaul,
-                Target::Machine if ready.h2_backend => &upstreams.h2c,
-                Target::Machine => &upstreams.http1,
-            };
-            let copy = resendable(&req, prepared.upgrade.is_some()).then(|| head_copy(&req));
-            client.request(req).await.map_err(|e| match e.is_connect() {
-                true => SendFailure {
-                    error: UpstreamError::connect(&e),
-                    unsent: copy,
-                },
-                false => SendFailure {
-                    error: UpstreamError::exchange(&e),
-                    unsent: None,
-                },
-            })
+            let (response, lease) = upstreams
+                .pools
+                .send_http1(addr, req, prepared.pacing.queueing())
+                .await?;
+            Ok((response, Some(lease)))
         }
     }
 }
 
-/// Whether a pooled request may be sent again: idempotent, no body, no upgrade. The
-/// pool consumes the request, so only such a request can be copied cheaply before.
-fn resendable(req: &Request<MachineBody>, upgrade: bool) -> bool {
-    !upgrade && req.method().is_idempotent() && req.body().is_end_stream()
-}
-
-fn head_copy(req: &Request<MachineBody>) -> Request<MachineBody> {
-    let mut copy = Request::new(Either::Right(Full::default()));
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
-}
-
 /// The machine's answer on its way to the client: a 101 becomes a tunnel; otherwise
-/// the edge's headers are added and the in-flight guard rides on the body.
+/// the edge's headers are added, the body is paced, and the in-flight guard and the
+/// pool lease ride on it.
 fn answer(
     mut response: Response<Incoming>,
+    lease: Option<Lease>,
     prepared: Prepared,
     ready: Ready,
     request_id: &str,
@@ -270,14 +278,8 @@ fn answer(
     if let (Some(protocol), Some(client_upgrade)) = (&prepared.upgrade, prepared.client_upgrade)
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
-        return switch_protocols(
-            response,
-            client_upgrade,
-            protocol,
-            ready,
-            request_id,
-            prepared.permit,
-        );
+        let held = (prepared.permit, lease);
+        return switch_protocols(response, client_upgrade, protocol, ready, request_id, held);
     }
     let machine = &ready.machine;
     headers::to_client(
@@ -287,12 +289,9 @@ fn answer(
         request_id,
     );
     let (parts, body) = response.into_parts();
-    let guard = ready.in_flight;
-    let body = body
-        .map_frame(move |frame| {
-            let _ = &guard; // held until the body is finished or dropped
-            frame
-        })
+    let paced = PacedBody::new(body, prepared.pacing.machine.read);
+    let body = Guarded::new(paced, (ready.in_flight, lease))
+        .map_err(BoxError::from)
         .boxed_unsync();
     Response::from_parts(parts, body)
 }
@@ -319,13 +318,14 @@ fn restore_upgrade(headers: &mut http::HeaderMap, protocol: &HeaderValue) {
 }
 
 /// Answers the client's upgrade with the machine's 101 and joins the two connections.
-fn switch_protocols(
+/// `held` (the client connection's slot, the pool's lease) lasts as long as the tunnel.
+fn switch_protocols<H: Send + 'static>(
     mut response: Response<Incoming>,
     client_upgrade: OnUpgrade,
     protocol: &HeaderValue,
     ready: Ready,
     request_id: &str,
-    permit: Option<ConnectionPermit>,
+    held: H,
 ) -> Response<ProxyBody> {
     let machine_upgrade = hyper::upgrade::on(&mut response);
     let machine = &ready.machine;
@@ -344,7 +344,7 @@ fn switch_protocols(
     };
     let tunnel_guard = ready.machine.tunnels.open();
     tokio::spawn(async move {
-        let _permit = permit; // the tunnel still counts against the connection limit
+        let _held = held; // the tunnel still counts against the connection limits
         let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await) else {
             return;
         };
@@ -371,19 +371,4 @@ fn origin_form(uri: &Uri) -> Uri {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::from(path)
-}
-
-/// The URI of the request at `authority` (`ip:port` of a machine or a backhaul).
-fn upstream_uri(original: &Uri, authority: &str) -> Uri {
-    let authority = Authority::try_from(authority).expect("ip:port is an authority");
-    let path = original
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .expect("scheme, authority and path make a URI")
 }

@@ -43,7 +43,10 @@ pub struct Forwarded<'a> {
     pub client_ip: IpAddr,
     /// Who connected to the edge (a trusted proxy, or the client).
     pub peer_ip: IpAddr,
+    /// The host the request was routed by (lower-cased, without port).
     pub host: &'a str,
+    /// `host[:port]` as the client named it: the machine's Host.
+    pub authority: &'a HeaderValue,
     pub scheme: &'static str,
     pub public_port: u16,
     pub edge_region: &'a str,
@@ -157,9 +160,8 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     headers.insert(FLY_FORWARDED_PORT, port);
     set(headers, X_FORWARDED_HOST, fwd.host);
     set(headers, FLY_REGION, fwd.edge_region);
-    if !headers.contains_key(HOST) {
-        set(headers, HOST, fwd.host);
-    }
+    // Exactly the authority the request was routed by, whatever else the client sent.
+    headers.insert(HOST, fwd.authority.clone());
     append_via(headers);
 }
 
@@ -189,11 +191,14 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 mod tests {
     use super::*;
 
+    static AUTHORITY: HeaderValue = HeaderValue::from_static("app.localhost");
+
     fn fwd() -> Forwarded<'static> {
         Forwarded {
             client_ip: "203.0.113.7".parse().unwrap(),
             peer_ip: "203.0.113.7".parse().unwrap(),
             host: "app.localhost",
+            authority: &AUTHORITY,
             scheme: "http",
             public_port: 80,
             edge_region: "ams",
@@ -229,6 +234,28 @@ mod tests {
         assert_eq!(h["fly-region"], "ams");
         assert_eq!(h["host"], "app.localhost");
         assert_eq!(h["via"], "1.1 edgewake");
+    }
+
+    /// Behind a trusted proxy the client it named is `Fly-Client-IP`, while
+    /// X-Forwarded-For gets the peer that connected; HTTPS says so.
+    #[test]
+    fn trusted_client_and_https() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        let fwd = Forwarded {
+            client_ip: "198.51.100.1".parse().unwrap(),
+            peer_ip: "10.0.0.2".parse().unwrap(),
+            scheme: "https",
+            public_port: 443,
+            ..fwd()
+        };
+        to_machine(&mut h, &fwd);
+        assert_eq!(h["fly-client-ip"], "198.51.100.1");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-ssl"], "on");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["fly-forwarded-port"], "443");
     }
 
     /// The response names the machine and carries a request id.

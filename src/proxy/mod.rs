@@ -1,23 +1,28 @@
-//! The edge proxy. A request's path, top to bottom in `Proxy::serve`: an ACME HTTP-01
-//! validation is answered by the edge itself (`challenge`), before anything else; route
-//! (Host → app), place (regions nearest the client), ready (the lifecycle picks a machine and
-//! wakes it if it sleeps), forward (to the machine, and the answer back), respond
-//! (errors become statuses). An idempotent request whose machine could not be reached
-//! at all is sent to the next machine.
+//! The edge proxy. A request's path, top to bottom in `Proxy::handle`: an ACME HTTP-01
+//! validation is answered by the edge itself (`challenge`), before anything else;
+//! checks (what is refused before anything is routed or woken), route (the request's
+//! one authority → app), place (regions nearest the client), ready (the lifecycle picks
+//! a machine and wakes it if it sleeps), forward (to the machine, and the answer back),
+//! respond (errors become statuses and short bodies). A request whose machine could not
+//! be reached at all is sent to the next machine.
 
 pub mod asleep;
 mod challenge;
+mod checks;
 mod forward;
 pub mod h1;
 pub mod headers;
 pub mod keep_awake;
 pub mod no_wake;
 pub mod place;
+mod pool;
+mod raw_tcp;
 mod relay;
 pub mod replay;
 mod report;
 mod respond;
 pub mod route;
+mod to_node;
 pub mod tunnel;
 pub mod upstream;
 pub mod wake_early;
@@ -29,6 +34,7 @@ pub use upstream::UpstreamError;
 
 use crate::cluster::BackhaulKey;
 use crate::config::ReplayConfig;
+use crate::connection::{BoxError, MachinePolicy, Pace, PacedBody, UpstreamLimits};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{AcquireError, Manner, Plan, Ready, Supervisor};
@@ -45,13 +51,15 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use place::Regions;
 use report::{Asked, Served};
+use route::Target;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
-use upstream::MachineBody;
+use upstream::{ClientBody, MachineBody};
 
 /// The body of every response the proxy sends.
-pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// How many machines a request tries when it cannot connect to one (it was not sent,
 /// so another machine may take it).
@@ -96,6 +104,12 @@ pub struct ProxySettings {
     pub hostnames: Arc<Hostnames>,
     /// ACME HTTP-01 answers, served on the HTTP listener.
     pub challenges: Arc<Challenges>,
+    /// How slowly a client may send a request body.
+    pub client_body: Pace,
+    /// How machines' answers and writes to them are paced.
+    pub machine: MachinePolicy,
+    /// How long a request waits for a pooled connection to its machine.
+    pub pool_queue_timeout: Duration,
     /// How a sleeping app is treated: wake rules, the operator's no-wake list and wake
     /// page (`wake.page_template`, read at start and at each reload).
     pub sleeping: asleep::Sleeping,
@@ -104,10 +118,21 @@ pub struct ProxySettings {
     pub access_log: bool,
 }
 
+impl ProxySettings {
+    /// How a request admitted under these settings is paced toward its machine.
+    fn pacing(&self) -> forward::Pacing {
+        forward::Pacing {
+            machine: self.machine,
+            queue_timeout: self.pool_queue_timeout,
+        }
+    }
+}
+
 /// What to do with a machine's answer.
 enum Answered {
     Client(Response<ProxyBody>),
-    Replay(Request<MachineBody>),
+    /// Boxed: replays are rare, and the request is large beside a response.
+    Replay(Box<Request<MachineBody>>),
 }
 
 /// Where a request is going, which a replay moves.
@@ -119,24 +144,28 @@ struct Route<'a> {
 /// The request on its way to a machine: as the client sent it (not yet kept for a
 /// replay), sent again after a replay, or prepared and not reached (for another).
 enum Outgoing {
-    Fresh(Request<Incoming>),
+    Fresh(Request<ClientBody>),
     Again(Request<MachineBody>),
     Prepared(Prepared),
 }
 
 impl Proxy {
-    /// `backhaul`: in a cluster, the key that signs requests sent over the backhaul and
-    /// checks those received (fixed for the process: the cluster needs a restart).
+    /// A proxy for `supervisor`'s machines, within `limits` (fixed for its life: they
+    /// size the budget and the pools). `backhaul`: in a cluster, the key that signs
+    /// requests sent over the backhaul and checks those received (fixed for the
+    /// process: the cluster needs a restart). Spawns the pool's idle sweeper, so it is
+    /// made inside the runtime.
     pub fn new(
         supervisor: Arc<Supervisor>,
         settings: ProxySettings,
+        limits: UpstreamLimits,
         backhaul: Option<Arc<BackhaulKey>>,
     ) -> Proxy {
         Proxy {
             supervisor,
             replay_budget: replay::Budget::new(settings.replay.budget),
             settings: ArcSwap::from_pointee(settings),
-            upstreams: Upstreams::new(backhaul),
+            upstreams: Upstreams::new(limits, backhaul),
         }
     }
 
@@ -145,7 +174,8 @@ impl Proxy {
         self.settings.store(Arc::new(settings));
     }
 
-    /// Serves one request; errors become responses.
+    /// Serves one request; errors become responses: a short message and the request id
+    /// for the client, the details for the log.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -159,7 +189,7 @@ impl Proxy {
         let metrics = &self.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
         let settings = self.settings.load_full();
-        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let request_id = request_id(&settings);
         let asked = settings.access_log.then(|| Asked {
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
@@ -186,13 +216,16 @@ impl Proxy {
         {
             return Ok(answer);
         }
-        let host = route::request_host(&req).ok_or(ProxyError::MissingHost)?;
-        let mut app = self.route(settings, &host)?;
+        checks::refuse(&req)?;
+        let target = Target::of(&req)?;
+        let mut app = self.route(settings, &target.host)?;
         served.app = app.record.name.clone();
         let port = inbound.service_port;
         if inbound.scheme == "http" && forces_https(&app, port) {
-            return Ok(respond::redirect_to_https(&host, req.uri()));
+            return Ok(respond::redirect_to_https(&target.host, req.uri()));
         }
+        let chunked = checks::is_chunked(&req);
+        let mut req = req.map(|body| PacedBody::new(body, settings.client_body));
         let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
         let location = settings.geo.locate(client_ip);
         let mut plan = place::plan(&settings.regions, location, req.headers());
@@ -200,7 +233,12 @@ impl Proxy {
         let rules = spec.as_deref().and_then(|s| s.http_rules(port));
         let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
-        let fwd = forwarded(settings, &host, client_ip, inbound, peer);
+        let fwd = forwarded(settings, &target, client_ip, inbound, peer);
+        let pacing = settings.pacing();
+        if chunked {
+            // Read before any machine wakes: a broken upload never starts one.
+            checks::first_chunk(req.body_mut()).await?;
+        }
         let mut outgoing = Outgoing::Fresh(req);
         let mut replays = replay::Replays {
             limits: &settings.replay,
@@ -221,7 +259,7 @@ impl Proxy {
                 Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
             served.add_wait(ready.waited);
-            let prepared = self.prepare(outgoing, &fwd, &mut replays).await?;
+            let prepared = self.prepare(outgoing, &fwd, pacing, &mut replays).await?;
             let machine = ready.machine.clone();
             let Unreached {
                 machine: missed,
@@ -238,7 +276,7 @@ impl Proxy {
                         self.answered(response, &machine, served, &mut replays, route, max);
                     match answered? {
                         Answered::Client(response) => return Ok(response),
-                        Answered::Replay(again) => outgoing = Outgoing::Again(again),
+                        Answered::Replay(again) => outgoing = Outgoing::Again(*again),
                     }
                     // A replay goes where the machine said, waking what it must.
                     manner = Manner::default();
@@ -284,7 +322,7 @@ impl Proxy {
         let (registry, metrics) = (&self.supervisor.registry, &self.supervisor.metrics);
         let again = replays.next(target, machine, route.plan, route.app, registry, metrics)?;
         served.app = route.app.record.name.clone();
-        Ok(Answered::Replay(again))
+        Ok(Answered::Replay(Box::new(again)))
     }
 
     /// The request ready for its machine; the client's, the first time, kept for a
@@ -293,15 +331,16 @@ impl Proxy {
         &self,
         outgoing: Outgoing,
         fwd: &Forwarded<'_>,
+        pacing: forward::Pacing,
         replays: &mut replay::Replays<'_>,
     ) -> Result<Prepared, ProxyError> {
         Ok(match outgoing {
             Outgoing::Fresh(req) => {
                 let (req, kept) = replay::keep(req, replays.limits, &self.replay_budget).await?;
                 replays.kept = Some(kept);
-                forward::prepare(req, fwd)
+                forward::prepare(req, fwd, pacing)
             }
-            Outgoing::Again(req) => forward::prepare(req, fwd),
+            Outgoing::Again(req) => forward::prepare(req, fwd, pacing),
             Outgoing::Prepared(prepared) => prepared,
         })
     }
@@ -332,64 +371,17 @@ impl Proxy {
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {
         Ok(self.supervisor.ready(app, port, plan).await?)
     }
+}
 
-    /// The app at `host` if its service on `port` terminates TLS and passes bytes on
-    /// (`handlers = ["tls"]`), rather than speaking HTTP.
-    pub fn raw_tcp_app(&self, host: &str, port: u16) -> Option<Arc<App>> {
-        let app = self
-            .route(&self.settings.load(), &host.to_ascii_lowercase())
-            .ok()?;
-        let passthrough = app.with_machines(|machines| {
-            machines.iter().any(|m| {
-                m.spec()
-                    .port_for(port)
-                    .is_some_and(|(_, p)| p.is_tls_passthrough())
-            })
-        });
-        passthrough.then_some(app)
-    }
-
-    /// Wakes a machine of `app` and joins the client's decrypted stream to its port.
-    pub async fn tunnel_tcp<S>(&self, app: &App, port: u16, client: S, peer: SocketAddr)
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
-        let plan = {
-            let settings = self.settings.load();
-            let location = settings.geo.locate(peer.ip());
-            place::plan(&settings.regions, location, &http::HeaderMap::new())
-        };
-        let ready = match self.ready(app, port, &plan).await {
-            Ok(ready) => ready,
-            Err(e) => return tracing::debug!(app = %app.record.name, "TCP tunnel not opened: {e}"),
-        };
-        if !ready.machine.is_local() {
-            // Raw TCP crosses no backhaul: the backhaul speaks HTTP.
-            let machine = &ready.machine.id;
-            return tracing::debug!(%machine, "TCP tunnel not opened: the machine is on another node");
-        }
-        let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(machine) => {
-                let guard = ready.machine.tunnels.open();
-                tunnel::pump(
-                    client,
-                    machine,
-                    tunnel::Carried::Bytes,
-                    guard,
-                    ready.in_flight,
-                )
-                .await;
-            }
-            Err(e) => tracing::debug!(machine = %ready.machine.id, "TCP tunnel: {e}"),
-        }
-    }
+/// A new request's id: unique, and naming the edge that received it.
+fn request_id(settings: &ProxySettings) -> String {
+    format!("{}-{}", crate::ids::ulid(), settings.edge_region)
 }
 
 /// What the edge tells the machine about the client's connection (both paths).
 fn forwarded<'a>(
     settings: &'a ProxySettings,
-    host: &'a str,
+    target: &'a Target,
     client_ip: std::net::IpAddr,
     inbound: Inbound,
     peer: SocketAddr,
@@ -397,7 +389,8 @@ fn forwarded<'a>(
     Forwarded {
         client_ip,
         peer_ip: peer.ip(),
-        host,
+        host: &target.host,
+        authority: &target.authority,
         scheme: inbound.scheme,
         public_port: inbound.service_port,
         edge_region: &settings.edge_region,

@@ -21,6 +21,8 @@ pub struct Regions {
     /// Nearest-first from the edge itself: the order for clients nobody can locate.
     from_edge: Order,
     cache: DashMap<(i32, i32), Order>,
+    /// `MAX_CACHED_CELLS` (smaller in tests).
+    max_cached: usize,
 }
 
 impl Regions {
@@ -51,6 +53,7 @@ impl Regions {
             edge,
             from_edge,
             cache: DashMap::new(),
+            max_cached: MAX_CACHED_CELLS,
         }
     }
 
@@ -67,7 +70,7 @@ impl Regions {
             return order.clone();
         }
         let order = by_distance(&self.regions, at);
-        if self.cache.len() < MAX_CACHED_CELLS {
+        if self.cache.len() < self.max_cached {
             self.cache.insert(cell, order.clone());
         }
         order
@@ -188,6 +191,46 @@ mod tests {
             &regions().nearest_first(None)[..],
             ["ams", "cdg", "nrt", "syd"]
         );
+    }
+
+    /// Orders are kept per cell of a tenth of a degree in each direction, not coarser:
+    /// clients at one longitude (and then at one latitude), each nearer its own region,
+    /// keep their own orders when asked again and in turn on one `Regions`.
+    #[test]
+    fn nearby_clients_keep_their_own_order() {
+        let regions = regions();
+        let at = |latitude, longitude| {
+            Some(Location {
+                latitude,
+                longitude,
+            })
+        };
+        let pairs = [
+            (at(51.9, 4.0), at(50.1, 4.0)), // one longitude: Amsterdam's, Paris's
+            (at(50.6, 9.9), at(50.6, 1.0)), // one latitude
+        ];
+        for (near_ams, near_cdg) in pairs {
+            for _ in 0..2 {
+                assert_eq!(regions.nearest_first(near_ams)[0], "ams");
+                assert_eq!(regions.nearest_first(near_cdg)[0], "cdg");
+            }
+        }
+    }
+
+    /// Clients from more cells than the cache holds are all placed, and the cache stops
+    /// growing at its bound.
+    #[test]
+    fn the_order_cache_is_bounded() {
+        let mut regions = regions();
+        regions.max_cached = 8;
+        for i in 0..20 {
+            let at = Location {
+                latitude: -33.0 + f64::from(i),
+                longitude: 151.0,
+            };
+            assert_eq!(regions.nearest_first(Some(at))[0], "syd");
+        }
+        assert_eq!(regions.cache.len(), 8);
     }
 
     /// Preferred regions come first; forced regions are the only ones.

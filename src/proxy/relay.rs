@@ -8,8 +8,10 @@
 use super::respond::{ProxyError, error_response};
 use super::{Proxy, ProxyBody, forward};
 use crate::cluster::{BackhaulError, Relayed};
+use crate::connection::PacedBody;
 use crate::lifecycle::{Pinned, Plan};
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 
@@ -26,7 +28,7 @@ impl Proxy {
             Ok(relayed) => relayed,
             Err(error) => {
                 tracing::warn!(%peer, "backhaul request refused: {error}");
-                return error_response(&ProxyError::Backhaul(error));
+                return error_response(&ProxyError::Backhaul(error), "");
             }
         };
         let request_id = relayed.request_id.clone();
@@ -57,7 +59,12 @@ impl Proxy {
         };
         let ready = self.ready(&app, relayed.port, &plan).await?;
         let machine = ready.machine.clone();
-        let prepared = forward::prepare_relayed(req, relayed.port);
+        let (pacing, client_body) = {
+            let settings = self.settings.load();
+            (settings.pacing(), settings.client_body)
+        };
+        let req = req.map(|body| Either::Left(PacedBody::new(body, client_body)));
+        let prepared = forward::prepare_relayed(req, relayed.port, pacing);
         let mut response = forward::send(&self.upstreams, prepared, ready, &relayed.request_id)
             .await
             .map_err(|unreached| ProxyError::Upstream {

@@ -5,8 +5,9 @@
 //! in flight); a replay whose body was not kept is a 502, as is one past
 //! `replay.max_hops`. The replayed request carries `fly-replay-src`.
 
-use super::upstream::MachineBody;
+use super::upstream::{ClientBody, MachineBody};
 use crate::config::ReplayConfig;
+use crate::connection::BodyError;
 use crate::lifecycle::{Pinned, Plan};
 use crate::machines::{App, Machine, Registry};
 use crate::metrics::Metrics;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -34,7 +35,7 @@ pub enum ReplayError {
     #[error("fly-replay names no target: {0}")]
     NoTarget(String),
     #[error("cannot read the request body: {0}")]
-    Body(#[source] hyper::Error),
+    Body(#[source] BodyError),
 }
 
 /// Where a machine asks the request to go.
@@ -141,7 +142,7 @@ impl Budget {
 /// Keeps a copy of the request (its body only when small and the budget allows),
 /// and gives back the request ready to send.
 pub async fn keep(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     limits: &ReplayConfig,
     budget: &Budget,
 ) -> Result<(Request<MachineBody>, Kept), ReplayError> {

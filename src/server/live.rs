@@ -4,10 +4,12 @@
 use crate::api::RegionList;
 use crate::cluster::BackhaulKey;
 use crate::config::Config;
-use crate::edge::{ConnectionLimits, Edge, EdgeSettings};
+use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
+use crate::edge::{Edge, EdgeSettings};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
+use crate::listener::Shares;
 use crate::proxy::asleep::Sleeping;
 use crate::proxy::place::Regions;
 use crate::proxy::wake_page;
@@ -31,13 +33,28 @@ pub(super) fn settings(config: &Config) -> Settings {
     }
 }
 
-fn limits(config: &Config) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: config.edge.header_read_timeout,
-        keepalive_timeout: config.edge.keepalive_timeout,
-        max_header_count: config.edge.max_header_count,
-        max_header_bytes: config.edge.max_header_bytes,
+/// Lowers the edge's connection limits where they do not fit under `limit` open files
+/// (saying so), so that clients and machines cannot take the descriptors the API and
+/// edgewake itself need. At start and at every reload.
+pub(super) fn fit_descriptors(config: &mut Config, limit: u64) {
+    let edge = &mut config.edge;
+    let wanted = Shares {
+        clients: edge.max_connections,
+        upstream: edge.max_upstream_connections,
+    };
+    let granted = crate::listener::share_descriptors(limit, config.api.max_connections, wanted);
+    if granted != wanted {
+        tracing::warn!(
+            limit,
+            "edge.max_connections ({}) and edge.max_upstream_connections ({}) do not fit under the open-file limit: lowered to {} and {} (raise the hard limit, e.g. systemd's LimitNOFILE, to keep them)",
+            wanted.clients,
+            wanted.upstream,
+            granted.clients,
+            granted.upstream
+        );
     }
+    edge.max_connections = granted.clients;
+    edge.max_upstream_connections = granted.upstream;
 }
 
 fn proxy_settings(
@@ -55,6 +72,9 @@ fn proxy_settings(
         trusted: Trusted::new(edge.trusted_proxies.clone()),
         hostnames: hostnames.clone(),
         challenges: tls.challenges().clone(),
+        client_body: ClientPolicy::for_edge(config).body,
+        machine: MachinePolicy::from_config(config),
+        pool_queue_timeout: edge.queue_timeout,
         sleeping: Sleeping::new(
             config.wake.clone(),
             config.no_wake.clone(),
@@ -68,7 +88,7 @@ fn proxy_settings(
 pub(super) fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings::new(
         Trusted::new(config.edge.trusted_proxies.clone()),
-        limits(config),
+        ClientPolicy::for_edge(config),
     )
 }
 
@@ -103,7 +123,12 @@ impl Live {
         backhaul: Option<Arc<BackhaulKey>>,
     ) -> Live {
         let settings = proxy_settings(&config, geo, &hostnames, tls);
-        let proxy = Arc::new(Proxy::new(supervisor.clone(), settings, backhaul));
+        let proxy = Arc::new(Proxy::new(
+            supervisor.clone(),
+            settings,
+            UpstreamLimits::from_config(&config),
+            backhaul,
+        ));
         let edge = Arc::new(Edge::new(
             proxy.clone(),
             config.edge.max_connections,

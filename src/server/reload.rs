@@ -27,7 +27,8 @@ pub enum ReloadError {
     Certificates(#[from] crate::tls::certs::CertError),
 }
 
-pub(super) fn reload(live: &Live, file: Config) -> Result<Reloaded, ReloadError> {
+pub(super) fn reload(live: &Live, mut file: Config) -> Result<Reloaded, ReloadError> {
+    super::live::fit_descriptors(&mut file, crate::listener::fd_limit());
     let mut current = live
         .config
         .lock()
@@ -61,7 +62,12 @@ fn keep_fixed(running: &Config, mut file: Config) -> (Config, Vec<&'static str>)
         "edge.https_service_port" => edge.https_service_port;
         "edge.http_proxy_protocol" => edge.http_proxy_protocol;
         "edge.https_proxy_protocol" => edge.https_proxy_protocol;
+        "edge.max_upstream_connections" => edge.max_upstream_connections;
+        "edge.max_machine_connections" => edge.max_machine_connections;
         "api.listen" => api.listen;
+        "api.max_connections" => api.max_connections;
+        "api.header_read_timeout" => api.header_read_timeout;
+        "api.idle_timeout" => api.idle_timeout;
         "tls.certs_dir" => tls.certs_dir;
         "machines.driver" => machines.driver;
         "machines.private_ip_range" => machines.private_ip_range;
@@ -105,6 +111,13 @@ fn changed_live(old: &Config, new: &Config) -> Vec<String> {
         "edge.keepalive_timeout" => edge.keepalive_timeout;
         "edge.max_header_count" => edge.max_header_count;
         "edge.max_header_bytes" => edge.max_header_bytes;
+        "edge.client_body_timeout" => edge.client_body_timeout;
+        "edge.client_send_timeout" => edge.client_send_timeout;
+        "edge.client_min_rate" => edge.client_min_rate;
+        "edge.machine_read_timeout" => edge.machine_read_timeout;
+        "edge.machine_send_timeout" => edge.machine_send_timeout;
+        "edge.h2_keepalive_interval" => edge.h2_keepalive_interval;
+        "edge.h2_keepalive_timeout" => edge.h2_keepalive_timeout;
         "edge.trusted_proxies" => edge.trusted_proxies;
         "edge.queue_timeout" => edge.queue_timeout;
         "edge.max_queued" => edge.max_queued;
@@ -146,6 +159,28 @@ mod tests {
         assert_eq!(
             changed_live(&running, &config),
             ["edge.idle_timeout: 300s → 1s"]
+        );
+    }
+
+    /// What sizes the connection budget, the pools and the API's listener is fixed at
+    /// start; the client and machine timeouts are live.
+    #[test]
+    fn connection_limits_are_fixed_and_timeouts_live() {
+        let running = Config::default();
+        let mut file = Config::default();
+        file.edge.max_upstream_connections = 1;
+        file.api.max_connections = 1;
+        file.edge.client_body_timeout = Duration::from_secs(1);
+        let (config, kept) = keep_fixed(&running, file);
+        assert_eq!(
+            kept,
+            ["edge.max_upstream_connections", "api.max_connections"]
+        );
+        let changed = changed_live(&running, &config);
+        assert_eq!(changed.len(), 1);
+        assert!(
+            changed[0].starts_with("edge.client_body_timeout: "),
+            "{changed:?}"
         );
     }
 }

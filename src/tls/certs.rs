@@ -323,6 +323,115 @@ mod tests {
         assert!(err.to_string().contains("does not belong"), "{err}");
     }
 
+    /// The names of the app domains no file covers get the fallback and are reported;
+    /// a file's name or wildcard is never taken over by it; other names get the first
+    /// file by name.
+    #[test]
+    fn fallback_covers_only_what_no_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        dev_ca::generate(
+            dir.path(),
+            &["api.example.com".into(), "*.localhost".into()],
+        )
+        .unwrap();
+        let hosts = fallback_hosts(&["localhost".into(), "example.test".into()]);
+        assert_eq!(
+            hosts,
+            ["localhost", "*.localhost", "example.test", "*.example.test"]
+        );
+        let fallback = make_fallback(&hosts).unwrap();
+        let (store, uncovered) = load_store(dir.path(), &fallback, &hosts).unwrap();
+        assert_eq!(uncovered, ["localhost", "example.test", "*.example.test"]);
+        let is_fallback = |name| Arc::ptr_eq(&store.find(Some(name)), &fallback);
+        for name in ["localhost", "example.test", "shop.example.test"] {
+            assert!(is_fallback(name), "{name}");
+        }
+        for name in ["app.localhost", "api.example.com", "other.org"] {
+            assert!(!is_fallback(name), "{name}");
+        }
+        let first_file = store.find(Some("app.localhost"));
+        assert!(Arc::ptr_eq(&store.find(Some("other.org")), &first_file));
+    }
+
+    /// Without a certs dir every name gets the fallback; a certs dir that cannot be
+    /// listed is an error naming it.
+    #[test]
+    fn missing_dir_serves_the_fallback_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = fallback_hosts(&["localhost".into()]);
+        let fallback = make_fallback(&hosts).unwrap();
+        let (store, uncovered) = load_store(&dir.path().join("none"), &fallback, &hosts).unwrap();
+        assert_eq!(uncovered, hosts);
+        assert!(Arc::ptr_eq(&store.find(Some("other.org")), &fallback));
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "not a dir").unwrap();
+        let err = load_store(&file, &fallback, &hosts).unwrap_err();
+        assert!(
+            matches!(&err, CertError::Dir { path, .. } if *path == file),
+            "{err}"
+        );
+    }
+
+    /// The certificate a TLS client is given for `name` by a server resolving through
+    /// `resolver`, the client trusting only `root` (None: the handshake failed).
+    fn served_in_a_handshake(
+        resolver: Arc<SniResolver>,
+        name: &str,
+        root: &CertifiedKey,
+    ) -> Option<Vec<u8>> {
+        use rustls::pki_types::ServerName;
+        use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(root.cert[0].clone()).unwrap();
+        let client_config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let server_config = Arc::new(crate::tls::server_config(resolver, &[b"http/1.1"]));
+        let mut server = ServerConnection::new(server_config).unwrap();
+        while client.is_handshaking() || server.is_handshaking() {
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            server.read_tls(&mut &bytes[..]).unwrap();
+            server.process_new_packets().ok()?;
+            bytes.clear();
+            server.write_tls(&mut bytes).unwrap();
+            client.read_tls(&mut &bytes[..]).unwrap();
+            client.process_new_packets().ok()?;
+        }
+        Some(client.peer_certificates()?[0].to_vec())
+    }
+
+    /// The resolver answers a real handshake with the certificate for the name the
+    /// client sent: one installed at run time first, else the store's, and a replaced
+    /// store serves the next handshake.
+    #[test]
+    fn handshakes_get_the_chosen_certificate() {
+        let [one, two, three] =
+            ["one", "two", "three"].map(|name| cert(&format!("{name}.example.test")));
+        let store = |cert: &Arc<CertifiedKey>| CertStore {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: cert.clone(),
+        };
+        let managed = Arc::new(Managed::default());
+        let resolver = Arc::new(SniResolver::new(store(&one), managed.clone()));
+        let served = |name: &str, root: &Arc<CertifiedKey>| {
+            let served = served_in_a_handshake(resolver.clone(), name, root);
+            assert_eq!(served.as_deref(), Some(&root.cert[0][..]), "{name}");
+        };
+        served("one.example.test", &one);
+        managed.install("two.example.test", two.clone());
+        served("two.example.test", &two);
+        resolver.replace(store(&three));
+        served("three.example.test", &three);
+        served("two.example.test", &two);
+    }
+
     /// Generated development certificates load back from the directory, CA skipped.
     #[test]
     fn generated_certs_load() {

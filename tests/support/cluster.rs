@@ -181,6 +181,15 @@ impl Node {
         }
     }
 
+    /// Stops the node as an operator would (SIGTERM) and waits for it: its machines
+    /// stop with it, where a kill (or dropping the node) leaves them running.
+    pub async fn stop(mut self) {
+        if let Some(process) = self.process.take() {
+            process.signal("TERM");
+            process.exit_code().await;
+        }
+    }
+
     /// The node's process id (its machines are its children).
     pub fn pid(&self) -> u32 {
         self.process.as_ref().expect("the node runs").child.id()

@@ -2,7 +2,7 @@
 //! left `created`, launched or started), reading its JSON (paths, events, errors), and
 //! finding its processes.
 
-use super::{APP, BOOT, TestEdge, wait};
+use super::{APP, BOOT, RUNTIME_IMAGE, TestEdge, wait};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -92,6 +92,40 @@ impl TestEdge {
     /// seed's, then `.created()`, `.launched()` or `.started()`.
     pub fn new_machine(&self, app: &str, image: &str) -> NewMachine<'_> {
         NewMachine::new(self, app, image, false)
+    }
+}
+
+/// A machine with autostop on, in an app of its own (`witness`), that shows when idle
+/// stops have had their chance: see [`Witness::idle_stopped_twice`].
+pub struct Witness<'e> {
+    edge: &'e TestEdge,
+    id: String,
+}
+
+impl TestEdge {
+    /// Creates the `witness` app and its machine (left `created`).
+    pub async fn witness(&self) -> Witness<'_> {
+        self.create_app(WITNESS).await;
+        let id = self.new_machine(WITNESS, RUNTIME_IMAGE).created().await.id;
+        Witness { edge: self, id }
+    }
+}
+
+/// The witness's app.
+const WITNESS: &str = "witness";
+
+impl Witness<'_> {
+    /// Wakes the witness and waits until it is stopped for idleness, twice. Then the
+    /// idle timeout has passed since anything this call began after, and the reaper has
+    /// looked at every machine since: one it left running, it left running on purpose.
+    pub async fn idle_stopped_twice(&self) {
+        for _ in 0..2 {
+            let res = self.edge.request(WITNESS, "/").await;
+            assert_eq!(res.status(), StatusCode::OK);
+            self.edge
+                .wait_for_state(WITNESS, &self.id, "stopped", BOOT)
+                .await;
+        }
     }
 }
 

@@ -52,14 +52,24 @@ impl EdgewakeProcess {
     /// Starts `edgewake serve` with the test config written to `dir`, and waits until
     /// its API answers.
     pub async fn spawn(dir: &Path, range: &str) -> EdgewakeProcess {
-        EdgewakeProcess::spawn_config(dir, &process_config(dir, range), &[]).await
+        let config = process_config(dir, range);
+        EdgewakeProcess::spawn_config(dir, &config, &[]).await
     }
 
     /// Starts `edgewake serve --driver sandbox` with machines in `network`.
     pub async fn spawn_sandboxed(dir: &Path, network: &str) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range())
             + &format!("[sandbox]\nnetwork = \"{network}\"\npids_limit = 64\n");
-        EdgewakeProcess::spawn_config(dir, &config, &["--driver", "sandbox"]).await
+        let driver = ["--driver", "sandbox"];
+        EdgewakeProcess::spawn_config(dir, &config, &driver).await
+    }
+
+    /// Starts `edgewake serve` with the test config and the API token variables of
+    /// `tokens` (each set, or removed from the environment).
+    pub async fn spawn_with_tokens(dir: &Path, tokens: TokenEnv<'_>) -> EdgewakeProcess {
+        let config = process_config(dir, &random_loopback_range());
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, None).await
     }
 
     /// Starts `edgewake serve` with the test config plus `more` (TOML appended), logging
@@ -67,6 +77,14 @@ impl EdgewakeProcess {
     pub async fn spawn_with(dir: &Path, more: &str, rust_log: &str) -> EdgewakeProcess {
         let config = process_config(dir, &random_loopback_range()) + more;
         EdgewakeProcess::spawn_logging(dir, &config, &[], rust_log).await
+    }
+
+    /// Starts `edgewake serve` under shell limits set first (e.g. `ulimit -n 1024`).
+    pub async fn spawn_limited(dir: &Path, range: &str, ulimits: &str) -> EdgewakeProcess {
+        let config = process_config(dir, range);
+        let listeners = Listeners::free("127.0.0.1".parse().unwrap());
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, &config, listeners, &[], &[], tokens, Some(ulimits)).await
     }
 
     async fn spawn_config(dir: &Path, config_text: &str, extra: &[&str]) -> EdgewakeProcess {
@@ -94,6 +112,21 @@ impl EdgewakeProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> EdgewakeProcess {
+        let tokens = TokenEnv::test();
+        EdgewakeProcess::spawn_full(dir, config_text, listeners, extra, env, tokens, None).await
+    }
+
+    /// `spawn_at` with the API token variables of `tokens`, under `ulimits` (shell
+    /// limits set before edgewake starts) if given.
+    async fn spawn_full(
+        dir: &Path,
+        config_text: &str,
+        listeners: Listeners,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        tokens: TokenEnv<'_>,
+        ulimits: Option<&str>,
+    ) -> EdgewakeProcess {
         let config = dir.join("edgewake.toml");
         std::fs::write(&config, config_text).unwrap();
         // Appended to: a restarted process's log follows the first one's.
@@ -104,17 +137,33 @@ impl EdgewakeProcess {
             .open(&log)
             .unwrap();
         let Listeners { http, https, api } = listeners;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgewake"))
+        let binary = env!("CARGO_BIN_EXE_edgewake");
+        let mut command = match ulimits {
+            None => std::process::Command::new(binary),
+            Some(ulimits) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{ulimits} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
+        command
             .args(["serve", "--config", config.to_str().unwrap()])
             .args(extra)
             .args(["--http", &http.to_string(), "--api", &api.to_string()])
             .args(["--https", &https.to_string()])
-            .env("EDGEWAKE_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        for (name, value) in [
+            ("EDGEWAKE_API_TOKEN", tokens.edgewake),
+            ("FLY_API_TOKEN", tokens.fly),
+        ] {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().unwrap();
         let process = EdgewakeProcess {
             child,
             http,
@@ -126,14 +175,21 @@ impl EdgewakeProcess {
         process
     }
 
+    /// Waits until the API answers (with whatever status: the test may not know the token).
     async fn wait_until_serving(&self) {
         let client = reqwest::Client::new();
         let url = format!("http://{}/v1/apps", self.api);
         wait::until_true("edgewake to serve its API", PROCESS_TIMEOUT, async || {
-            let res = client.get(&url).bearer_auth(TOKEN).send().await;
-            res.is_ok_and(|r| r.status().is_success())
+            client.get(&url).send().await.is_ok()
         })
         .await
+    }
+
+    /// The status of an API call made with `token`.
+    pub async fn api_status(&self, token: &str) -> reqwest::StatusCode {
+        let url = format!("http://{}/v1/apps", self.api);
+        let res = reqwest::Client::new().get(&url).bearer_auth(token).send();
+        res.await.expect("the API answers").status()
     }
 
     pub fn signal(&self, signal: &str) {
@@ -182,12 +238,62 @@ impl EdgewakeProcess {
 impl Drop for EdgewakeProcess {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            // Its machines go with it: killed alone, it would leave them running on
+            // the shared machine after the test (a test that crashes edgewake on
+            // purpose kills it itself first, and keeps its orphans).
+            let machines = children_of(self.child.id());
             let _ = self.child.kill();
             let _ = self.child.wait();
+            for pid in machines {
+                kill_group(pid);
+            }
         }
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("edgewake's log ({}):\n{log}", self.log.display());
+        }
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the name in parentheses: the state, then the parent's pid.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(1)?.parse::<u32>().ok()
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| parent_of(pid) == Some(parent))
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+/// Kills a machine and what it started (each machine leads its own process group).
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// The API token variables an edgewake process is started with (`None`: not set).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEnv<'a> {
+    pub edgewake: Option<&'a str>,
+    pub fly: Option<&'a str>,
+}
+
+impl TokenEnv<'_> {
+    /// The tests' own token, as `EDGEWAKE_API_TOKEN`.
+    fn test() -> TokenEnv<'static> {
+        TokenEnv {
+            edgewake: Some(TOKEN),
+            fly: None,
         }
     }
 }

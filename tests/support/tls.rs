@@ -61,6 +61,26 @@ pub fn served_certificate(stream: &TlsStream<TcpStream>) -> Vec<u8> {
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// Whether the certificate served for `name` signs itself and covers `name`: a client
+/// that trusts exactly that certificate completes a handshake for `name` with it.
+pub async fn served_self_signed_for(addr: SocketAddr, name: &str) -> bool {
+    let served = CertificateDer::from(served_for(addr, name).await);
+    let mut roots = RootCertStore::empty();
+    if roots.add(served).is_err() {
+        return false;
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = builder.with_root_certificates(roots).with_no_client_auth();
+    connect(addr, name, Arc::new(config)).await.is_ok()
+}
+
+/// The DER of the certificate served for `name`, whatever it is.
+pub async fn served_for(addr: SocketAddr, name: &str) -> Vec<u8> {
+    served_certificate(&connect(addr, name, trusting_anything()).await.unwrap())
+}
+
 /// The DER of the first certificate in a PEM file.
 pub fn certificate_file(path: &Path) -> Vec<u8> {
     CertificateDer::from_pem_file(path).unwrap().to_vec()

@@ -52,3 +52,21 @@ pub fn until_true_blocking(what: &str, within: Duration, mut check: impl FnMut()
         std::thread::sleep(POLL);
     }
 }
+
+/// Reads (and ignores) whatever the peer sends, never answering, until it closes the
+/// connection; fails if it has not within `within`.
+pub async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let closing = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, closing)
+        .await
+        .expect("the connection was closed");
+}

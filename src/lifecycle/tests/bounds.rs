@@ -4,6 +4,7 @@
 use super::*;
 use crate::config::MAX_STOP_TIMEOUT;
 use crate::lifecycle::stop::{KILL_GRACE, SHUTDOWN_BOUND};
+use crate::machines::tunnels::TUNNEL_CLOSE_GRACE;
 
 /// A year: as good as for ever.
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -63,4 +64,47 @@ async fn unkillable_machine_does_not_hold_shutdown() {
     let began = tokio::time::Instant::now();
     w.sup.shutdown().await;
     assert!(began.elapsed() <= SHUTDOWN_BOUND, "{:?}", began.elapsed());
+}
+
+/// At shutdown every running machine is stopped, its exit saying why, and no machine
+/// is started afterwards.
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_every_machine_and_starts_none() {
+    let w = world();
+    let machines = [w.machine(config(None)), w.machine(config(None))];
+    for machine in &machines {
+        w.sup.wake(machine, EventSource::User).await.unwrap();
+    }
+    let asleep = w.machine(config(None));
+    w.sup.shutdown().await;
+    for machine in &machines {
+        assert_eq!(machine.state(), MachineState::Stopped);
+        assert!(!w.fake.is_running(&machine.id));
+        let exit = machine.record().events.first().cloned().unwrap();
+        let reason = exit.request.as_ref().map(|r| r["reason"].clone());
+        assert_eq!(reason, Some(json!(SHUTDOWN_REASON)), "{exit:?}");
+    }
+    let woken = w.sup.wake(&asleep, EventSource::User).await;
+    assert!(matches!(woken, Err(WakeError::ShuttingDown)), "{woken:?}");
+    assert_eq!(w.fake.starts(&asleep.id), 0);
+}
+
+/// Closing all tunnels, at the start of a shutdown, asks the open tunnels of every
+/// machine to close.
+#[tokio::test(start_paused = true)]
+async fn every_machines_tunnels_are_asked_to_close() {
+    let w = world();
+    let machines = [w.machine(config(None)), w.machine(config(None))];
+    let mut tunnels: Vec<_> = machines.iter().map(|m| m.tunnels.open()).collect();
+    let closing = tokio::spawn({
+        let sup = w.sup.clone();
+        async move { sup.close_all_tunnels().await }
+    });
+    for tunnel in &mut tunnels {
+        let asked = tokio::time::timeout(TUNNEL_CLOSE_GRACE, tunnel.closing.changed()).await;
+        assert!(asked.is_ok(), "a tunnel was not asked to close");
+    }
+    drop(tunnels);
+    closing.await.unwrap();
+    assert!(machines.iter().all(|m| m.tunnels.count() == 0));
 }

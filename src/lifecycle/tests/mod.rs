@@ -1,8 +1,15 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
 //! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back; `bounds`: stops and shutdown that end; `crash_loops`: back-off after failed
-//! starts, and recovery that waits for a crashed edgewake's orphans.
+//! back. `picking`: which machine a plan picks; `idle`: the reaper; `waking`: wakes at
+//! the edges of a machine's life; `bounds`: stops and shutdown that end; `crash_loops`:
+//! back-off after failed starts, and recovery that waits for a crashed edgewake's orphans.
+
+mod bounds;
+mod crash_loops;
+mod idle;
+mod picking;
+mod waking;
 
 use super::*;
 use crate::drivers::fake::{Boot, FakeDriver, Script};
@@ -12,9 +19,6 @@ use crate::machines::spec::MachineSpec;
 use crate::machines::store::Store;
 use crate::machines::{MachineState, Registry};
 use serde_json::{Value, json};
-
-mod bounds;
-mod crash_loops;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,9 +79,13 @@ fn config(hard_limit: Option<usize>) -> Value {
 
 impl World {
     fn machine(&self, config: Value) -> Arc<Machine> {
+        self.machine_in("ams", config)
+    }
+
+    fn machine_in(&self, region: &str, config: Value) -> Arc<Machine> {
         let new = NewMachine {
             name: None,
-            region: "ams".into(),
+            region: region.into(),
             spec: MachineSpec::from_config(&config).unwrap(),
             config,
             cordoned: false,
@@ -320,8 +328,27 @@ async fn queue_waits_for_room_and_is_bounded() {
     assert!(matches!(refused, Err(AcquireError::AtHardLimit { .. })));
 }
 
-/// A queued request gives up after the queue timeout, and gives its place back: the
-/// next request may queue again.
+/// A herd waking a machine with a hard limit of 2 gets 2 places on it, not more: the
+/// others, finding it full once they count themselves in, queue (one, max_queued = 1)
+/// or are refused.
+#[tokio::test(start_paused = true)]
+async fn a_herd_does_not_overfill_a_waking_machine() {
+    let w = world();
+    let machine = w.machine(config(Some(2)));
+    w.fake.script_all(slow_start(Duration::from_secs(1)));
+    let outcomes = w.herd(10).await;
+    let served = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(served, 2, "as many as the hard limit");
+    assert_eq!(machine.activity.in_flight(), 2);
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(AcquireError::AtHardLimit { .. })))
+        .count();
+    assert_eq!(refused, 8);
+}
+
+/// A queued request gives up at the queue timeout (within one look for room), and
+/// gives its place back: the next request may queue again.
 #[tokio::test(start_paused = true)]
 async fn queue_times_out_and_gives_its_place_back() {
     let w = world();
@@ -331,7 +358,9 @@ async fn queue_times_out_and_gives_its_place_back() {
         let began = tokio::time::Instant::now();
         let outcome = w.ready().await;
         assert!(matches!(outcome, Err(AcquireError::AtHardLimit { .. })));
-        assert!(began.elapsed() >= QUEUE_TIMEOUT, "it waited in the queue");
+        let waited = began.elapsed();
+        assert!(waited >= QUEUE_TIMEOUT, "it waited in the queue");
+        assert!(waited < QUEUE_TIMEOUT + acquire::QUEUE_POLL, "{waited:?}");
     }
 }
 
@@ -359,6 +388,7 @@ async fn remote_machines_are_sent_to_not_woken() {
     record.state = MachineState::Stopped;
     record.region = "syd".into();
     let node = w.sup.registry.node("syd-1");
+    node.set_up(true); // its heartbeat was heard
     w.sup.registry.learn_machine("app", record, &node).unwrap();
     let plan = Plan {
         regions: vec!["syd".to_string(), "ams".to_string()].into(),

@@ -53,3 +53,24 @@ fn remote_machines_live_in_the_view_only() {
         .unwrap();
     assert!(registry.machine("shop", "aa").is_none());
 }
+
+/// A machine of a node never heard from (its heartbeat not seen yet, or gone) is not
+/// reachable, so requests skip it instead of trying a node with no known address; a
+/// heartbeat makes it reachable.
+#[test]
+fn machines_of_an_unheard_node_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let (registry, _) = Registry::load(store, "127.9.0.0/24".parse().unwrap()).unwrap();
+    registry
+        .learn_app(AppRecord::new("shop", "personal"))
+        .unwrap();
+    let node = registry.node("syd-1");
+    registry
+        .learn_machine("shop", record("aa", MachineState::Stopped), &node)
+        .unwrap();
+    let machine = registry.machine("shop", "aa").unwrap();
+    assert!(!machine.is_reachable(), "no heartbeat heard yet");
+    node.set_up(true);
+    assert!(machine.is_reachable());
+}

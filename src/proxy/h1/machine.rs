@@ -1,15 +1,19 @@
 //! The fast path's connection to a machine, owned by one client connection: kept while
 //! the machine lets it be reused, replaced when the client's requests go elsewhere.
-//! Every failure says whether the machine may have seen the request.
+//! Like every connection to a machine it holds a slot of the budget and its writes are
+//! paced; the machine's answer head, and each next part of its body, must come within
+//! the read timeout. Every failure says whether the machine may have seen the request.
 
-use super::super::upstream::{UPSTREAM_CONNECT_TIMEOUT, UpstreamError};
+use super::super::upstream::{Budget, MachineIo, UpstreamError, connect_tcp};
 use super::READ_BUFFER;
 use super::chunked::ChunkedScanner;
 use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
+use crate::connection::MachinePolicy;
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// A response head larger than this fails the exchange.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -25,7 +29,7 @@ pub enum Exchange {
     Answering,
 }
 
-fn sent(error: &dyn std::error::Error) -> Exchange {
+fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
     Exchange::Sent(UpstreamError::exchange(error))
 }
 
@@ -35,7 +39,9 @@ fn sent_because(why: &str) -> Exchange {
 
 pub struct MachineConnection {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: MachineIo,
+    /// How long the machine may keep edgewake waiting for each part of its answer.
+    read: Duration,
     /// The machine's bytes not yet passed on.
     buf: BytesMut,
     /// Carried an earlier request (so it may have been closed by the machine since).
@@ -47,50 +53,64 @@ impl MachineConnection {
     pub async fn reuse_or_connect(
         cached: Option<MachineConnection>,
         addr: SocketAddr,
+        budget: &Budget,
+        policy: MachinePolicy,
     ) -> Result<MachineConnection, Exchange> {
         match cached {
             Some(mut cached) if cached.addr == addr && cached.is_open() => {
                 cached.reused = true;
+                cached.read = policy.read.timeout;
                 Ok(cached)
             }
-            _ => MachineConnection::connect(addr).await,
+            // The old connection (and its budget slot) goes before a new one is counted.
+            _ => MachineConnection::connect(addr, budget, policy).await,
         }
     }
 
     /// Open, with nothing unasked-for to read: a read would block.
     fn is_open(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe),
+        matches!(self.stream.get_ref().try_read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    async fn connect(addr: SocketAddr) -> Result<MachineConnection, Exchange> {
-        let connect = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(addr));
-        let stream = match connect.await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Exchange::Unsent(UpstreamError::connect(&e))),
-            Err(_) => {
-                let error = UpstreamError::Connect("connect timed out".into());
-                return Err(Exchange::Unsent(error));
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    async fn connect(
+        addr: SocketAddr,
+        budget: &Budget,
+        policy: MachinePolicy,
+    ) -> Result<MachineConnection, Exchange> {
+        let stream = connect_tcp(addr, budget, policy.send)
+            .await
+            .map_err(Exchange::Unsent)?;
         Ok(MachineConnection {
             addr,
             stream,
+            read: policy.read.timeout,
             buf: BytesMut::with_capacity(READ_BUFFER),
             reused: false,
         })
     }
 
+    /// Reads what the machine sends next into `buf`, by `deadline`; `None` when it
+    /// was too slow.
+    async fn read_by(&mut self, deadline: Instant) -> Option<std::io::Result<usize>> {
+        self.buf.reserve(READ_BUFFER);
+        tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
+            .await
+            .ok()
+    }
+
+    /// Whether this connection carried an earlier request (so the machine may have
+    /// closed it since, and a request that failed on it may be sent again on a new one).
+    pub fn was_reused(&self) -> bool {
+        self.reused
+    }
+
     /// Sends the request (its head: requests with a body go to hyper's path), then
-    /// passes the answer on. A reused
-    /// connection the machine closed meanwhile is replaced once, when the request may
-    /// be sent again.
+    /// passes the answer on.
     pub async fn round_trip<C>(
         &mut self,
         head: &[u8],
-        resendable: bool,
         client: &mut C,
         facts: &EdgeFacts<'_>,
         out: &mut Vec<u8>,
@@ -98,21 +118,9 @@ impl MachineConnection {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let first = self.send(head).await;
-        let first = match first {
-            Ok(()) => self.answer_head(facts, out).await,
-            Err(e) => Err(e),
-        };
-        let head_answer = match first {
-            Err(Exchange::Sent(_)) if self.reused && resendable => {
-                *self = MachineConnection::connect(self.addr).await?;
-                out.clear();
-                self.send(head).await?;
-                self.answer_head(facts, out).await?
-            }
-            other => other?,
-        };
-        self.pass_body(head_answer, out, client).await
+        self.send(head).await?;
+        let answer = self.answer_head(facts, out).await?;
+        self.pass_body(answer, out, client).await
     }
 
     async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
@@ -125,6 +133,7 @@ impl MachineConnection {
         facts: &EdgeFacts<'_>,
         out: &mut Vec<u8>,
     ) -> Result<ResponseHead, Exchange> {
+        let deadline = Instant::now() + self.read;
         loop {
             if let Some(head) =
                 response::parse_response(&self.buf, facts, out).map_err(|e| sent(&e))?
@@ -138,13 +147,12 @@ impl MachineConnection {
             if self.buf.len() > MAX_RESPONSE_HEAD {
                 return Err(sent_because("response head too large"));
             }
-            self.buf.reserve(READ_BUFFER);
-            let read = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| sent(&e))?;
-            if read == 0 {
+            let Some(read) = self.read_by(deadline).await else {
+                let read = self.read;
+                let error = UpstreamError::Timeout(format!("no answer within {read:?}"));
+                return Err(Exchange::Sent(error));
+            };
+            if read.map_err(|e| sent(&e))? == 0 {
                 return Err(sent_because(
                     "the machine closed the connection before answering",
                 ));
@@ -235,25 +243,24 @@ impl MachineConnection {
         self.buf.clear();
         write(client, out).await?;
         loop {
-            self.buf.reserve(READ_BUFFER);
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {
+            match self.read_by(Instant::now() + self.read).await {
+                Some(Ok(0)) => return Ok(()),
+                Some(Ok(_)) => {
                     write(client, &self.buf).await?;
                     self.buf.clear();
                 }
-                Err(_) => return Err(Exchange::Answering),
+                Some(Err(_)) | None => return Err(Exchange::Answering),
             }
         }
     }
 
-    /// Reads more of the body into the (empty) buffer; the machine's end or an error
-    /// here cuts a response the client is already receiving.
+    /// Reads more of the body into the (empty) buffer; the machine's end, an error or
+    /// a part that does not come within the read timeout cuts a response the client is
+    /// already receiving.
     async fn read_more(&mut self) -> Result<usize, Exchange> {
-        self.buf.reserve(READ_BUFFER);
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) | Err(_) => Err(Exchange::Answering),
-            Ok(_) => Ok(self.buf.len()),
+        match self.read_by(Instant::now() + self.read).await {
+            Some(Ok(0) | Err(_)) | None => Err(Exchange::Answering),
+            Some(Ok(_)) => Ok(self.buf.len()),
         }
     }
 }

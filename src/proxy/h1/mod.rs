@@ -19,10 +19,12 @@ pub mod response;
 
 use super::headers;
 use super::report::Served;
+use super::upstream::{Budget, UpstreamError};
 use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, challenge,
     forces_https, forwarded, keep_awake, place, route, serving_spec,
 };
+use crate::connection::MachinePolicy;
 use crate::lifecycle::{AcquireError, Manner, Plan, Ready};
 use crate::machines::App;
 use crate::metrics::InFlightGauge;
@@ -74,6 +76,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         }
     }
 
+    /// Whether the connection keeps a connection to a machine.
+    pub fn holds_machine(&self) -> bool {
+        self.machine.is_some()
+    }
+
+    /// Closes the connection to the machine (the client has gone quiet).
+    pub fn release_machine(&mut self) {
+        self.machine = None;
+    }
+
     /// Reads more of what the client sends; 0 at its end.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
         self.buf.reserve(READ_BUFFER);
@@ -91,7 +103,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let began = Instant::now();
         let metrics = &proxy.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
-        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let request_id = super::request_id(&settings);
         let app = routed.app.clone();
         let mut served = Served::default();
         let outcome = self
@@ -105,7 +117,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             }
             Err(error) => {
                 let status = error.status().as_u16();
-                (status, self.refuse(&error, Some(&request_id)).await)
+                (status, self.refuse(&error, &request_id).await)
             }
         };
         metrics.request(&app.record.name, status, &served.region, began.elapsed());
@@ -152,18 +164,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             served.add_wait(ready.waited);
             served.region = ready.machine.region.clone();
             let machine = ready.machine.id.clone();
-            let keep_awake_max = settings.sleeping.wake.keep_awake_max;
-            let error = match self
-                .exchange(
-                    proxy,
-                    head,
-                    ready,
-                    request_id,
-                    served.waited,
-                    keep_awake_max,
-                )
-                .await
-            {
+            let exchange = self.exchange(proxy, settings, head, ready, request_id, served.waited);
+            let error = match exchange.await {
                 Ok(answer) => return Ok(answer),
                 Err(Exchange::Unsent(error)) => error,
                 Err(Exchange::Sent(error)) => return Err(ProxyError::Upstream { machine, error }),
@@ -188,11 +190,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
     async fn exchange(
         &mut self,
         proxy: &Proxy,
+        settings: &ProxySettings,
         head: &RequestHead,
         ready: Ready,
         request_id: &str,
         waited: Option<std::time::Duration>,
-        keep_awake_max: std::time::Duration,
     ) -> Result<Answer, Exchange> {
         if ready.machine.node.is_some() {
             // Hosted by another node: hyper's path reaches it over that node's backhaul.
@@ -201,8 +203,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
         self.out.clear();
         head::write_request_head(&mut self.out, &head.req, ready.preferred_unavailable);
-        let mut machine = MachineConnection::reuse_or_connect(self.machine.take(), addr).await?;
-        let resendable = head.req.method().is_idempotent();
         let facts = response::EdgeFacts {
             request_id,
             machine_id: &ready.machine.id,
@@ -211,13 +211,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             close: head.close,
             waited,
         };
+        let resendable = head.req.method().is_idempotent();
+        let to = Destination {
+            addr,
+            budget: &proxy.upstreams.budget,
+            policy: settings.machine,
+        };
         let mut answer = std::mem::take(&mut self.answer);
-        answer.clear();
-        let answered = machine
-            .round_trip(&self.out, resendable, &mut self.io, &facts, &mut answer)
-            .await;
+        let answered = self.round_trip(&to, resendable, &facts, &mut answer).await;
         self.answer = answer;
-        let answered = answered?;
+        let (answered, machine) = answered?;
+        let keep_awake_max = settings.sleeping.wake.keep_awake_max;
         if let Some(value) = &answered.keep_awake
             && let Ok(value) = http::HeaderValue::from_bytes(value)
         {
@@ -248,10 +252,43 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         })
     }
 
+    /// The request (in `out`) to the machine and its answer to the client, over this
+    /// connection's machine connection; a reused one the machine had closed meanwhile
+    /// is replaced once, when the request may be sent again.
+    async fn round_trip(
+        &mut self,
+        to: &Destination<'_>,
+        resendable: bool,
+        facts: &response::EdgeFacts<'_>,
+        answer: &mut Vec<u8>,
+    ) -> Result<(response::ResponseHead, MachineConnection), Exchange> {
+        let cached = self.machine.take();
+        let mut machine =
+            MachineConnection::reuse_or_connect(cached, to.addr, to.budget, to.policy).await?;
+        answer.clear();
+        let first = machine
+            .round_trip(&self.out, &mut self.io, facts, answer)
+            .await;
+        match first {
+            Err(Exchange::Sent(UpstreamError::Exchange(_)))
+                if machine.was_reused() && resendable =>
+            {
+                drop(machine); // its budget slot goes back before a new one is taken
+                let mut machine =
+                    MachineConnection::reuse_or_connect(None, to.addr, to.budget, to.policy)
+                        .await?;
+                answer.clear();
+                let answered = machine.round_trip(&self.out, &mut self.io, facts, answer);
+                Ok((answered.await?, machine))
+            }
+            other => Ok((other?, machine)),
+        }
+    }
+
     /// An answer of the edge's own (a sleeping app's) written whole.
     async fn write_edge_answer(&mut self, answer: Response<ProxyBody>, close: bool) -> Answer {
         let status = answer.status().as_u16();
-        self.write_whole(answer, None, close).await;
+        self.write_whole(answer, close).await;
         let step = match close {
             true => Step::Close,
             false => Step::KeepAlive,
@@ -259,22 +296,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         Answer::Sent { status, step }
     }
 
+    /// A request refused before it was routed (its framing is ambiguous): 400, closed.
+    pub async fn refuse_unrouted(&mut self, proxy: &Proxy, error: &ProxyError) -> Step {
+        let request_id = super::request_id(&proxy.settings.load());
+        self.refuse(error, &request_id).await
+    }
+
     /// The client hears why its request was not forwarded, as on hyper's path, and the
     /// connection closes (a half-sent request may be in the way).
-    pub async fn refuse(&mut self, error: &ProxyError, request_id: Option<&str>) -> Step {
+    pub async fn refuse(&mut self, error: &ProxyError, request_id: &str) -> Step {
         tracing::debug!(peer = %self.peer, "proxy error: {error}");
-        self.write_whole(super::error_response(error), request_id, true)
+        self.write_whole(super::error_response(error, request_id), true)
             .await;
         Step::Close
     }
 
     /// Writes a response the edge made, its body collected.
-    async fn write_whole(
-        &mut self,
-        response: Response<ProxyBody>,
-        request_id: Option<&str>,
-        close: bool,
-    ) {
+    async fn write_whole(&mut self, response: Response<ProxyBody>, close: bool) {
         let (parts, body) = response.into_parts();
         let body = body
             .collect()
@@ -285,10 +323,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let reason = parts.status.canonical_reason().unwrap_or("");
         response::write_status_line(&mut self.out, parts.status.as_u16(), reason);
         head::write_fields(&mut self.out, &parts.headers);
-        if let Some(id) = request_id {
-            let name = headers::FLY_REQUEST_ID;
-            head::write_field(&mut self.out, name.as_str().as_bytes(), id.as_bytes());
-        }
         if !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
             let length = body.len().to_string();
             head::write_field(&mut self.out, b"content-length", length.as_bytes());
@@ -311,6 +345,13 @@ enum Answer {
     /// the request (it has no body, and this path sent it nowhere or only to a machine
     /// that asked for it to go elsewhere).
     Replay,
+}
+
+/// The machine a request goes to, and the limits its connection lives under.
+struct Destination<'a> {
+    addr: SocketAddr,
+    budget: &'a Budget,
+    policy: MachinePolicy,
 }
 
 /// A request the fast path serves: its app, plan and manner toward a sleeping app.
@@ -338,8 +379,8 @@ fn admit(
     if inbound.scheme == "http" && challenge::answer(&settings.challenges, req).is_some() {
         return None;
     }
-    let host = route::request_host(req)?;
-    let app = proxy.route(settings, &host).ok()?;
+    let target = route::Target::of(req).ok()?;
+    let app = proxy.route(settings, &target.host).ok()?;
     let port = inbound.service_port;
     if (inbound.scheme == "http" && forces_https(&app, port)) || uses_h2_backend(&app, port) {
         return None;
@@ -351,7 +392,7 @@ fn admit(
     let manner = settings
         .sleeping
         .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
-    let fwd = forwarded(settings, &host, client_ip, inbound, peer);
+    let fwd = forwarded(settings, &target, client_ip, inbound, peer);
     headers::to_machine(req.headers_mut(), &fwd);
     Some(Routed { app, plan, manner })
 }

@@ -2,17 +2,21 @@
 //! at once or slowly, failing, never listening, exiting while it boots — so lifecycle
 //! and race tests run on paused time without real processes. Starts can be held until
 //! the test lets them go, and a started machine can answer HTTP on its own address, for
-//! tests through the proxy.
+//! tests through the proxy (answers, too, can be held; the connections it was sent are
+//! counted).
+
+mod server;
 
 use super::{Driver, DriverError, ExecOutput, Exit, Instance, Launch};
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
+use server::{Answers, answer_http};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -88,6 +92,7 @@ pub struct FakeDriver {
     next_pid: AtomicU32,
     /// While `true`, starts wait (see `hold_starts`).
     held: watch::Sender<bool>,
+    answers: Arc<Answers>,
 }
 
 impl Default for FakeDriver {
@@ -96,6 +101,10 @@ impl Default for FakeDriver {
             state: Mutex::default(),
             next_pid: AtomicU32::new(FIRST_PID),
             held: watch::channel(false).0,
+            answers: Arc::new(Answers {
+                held: watch::channel(false).0,
+                open: Mutex::default(),
+            }),
         }
     }
 }
@@ -123,6 +132,26 @@ impl FakeDriver {
     /// 200 and their machine id as the body.
     pub fn serve_http(&self) {
         self.state().serve_http = true;
+    }
+
+    /// From now until `release_answers`, machines read a request's head and then wait:
+    /// they neither answer nor read anything more.
+    pub fn hold_answers(&self) {
+        self.answers.held.send_replace(true);
+    }
+
+    pub fn release_answers(&self) {
+        self.answers.held.send_replace(false);
+    }
+
+    /// How many connections to the machine are open now.
+    pub fn open_connections(&self, machine_id: &str) -> usize {
+        self.answers.counts(machine_id).0
+    }
+
+    /// The most connections to the machine that were ever open at once.
+    pub fn most_connections(&self, machine_id: &str) -> usize {
+        self.answers.counts(machine_id).1
     }
 
     /// Starts wait from now until `release_starts`.
@@ -283,7 +312,8 @@ impl Driver for FakeDriver {
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(DriverError::Files)?;
-            let server = tokio::spawn(answer_http(listener, launch.machine_id.clone()));
+            let answers = self.answers.clone();
+            let server = tokio::spawn(answer_http(listener, launch.machine_id.clone(), answers));
             run.server = Some(server.abort_handle());
         }
         state.runs.insert(pid, run);
@@ -355,44 +385,4 @@ impl Driver for FakeDriver {
             stderr: String::new(),
         })
     }
-}
-
-/// A minimal HTTP/1.1 server: every request head gets 200 with the machine id.
-async fn answer_http(listener: tokio::net::TcpListener, machine_id: String) {
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{machine_id}",
-        machine_id.len()
-    );
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            return;
-        };
-        let response = response.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            let mut have = 0;
-            loop {
-                match stream.read(&mut buf[have..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => have += n,
-                }
-                while let Some(end) = find_head_end(&buf[..have]) {
-                    if stream.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    buf.copy_within(end..have, 0);
-                    have -= end;
-                }
-                if have == buf.len() {
-                    return; // a head larger than the buffer: not a client of ours
-                }
-            }
-        });
-    }
-}
-
-fn find_head_end(data: &[u8]) -> Option<usize> {
-    data.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
 }

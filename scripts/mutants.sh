@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that hold edgewake's guarantees (issue 18; results and
+# what each missed mutant means are in TESTING.md). cargo-mutants plants one bug at a time
+# (a function that returns a constant, a flipped comparison, a deleted `!`...) and runs the
+# tests that guard the module; a mutant no test fails on ("missed") is a behaviour no test
+# holds. Not part of CI.
+#
+# Three groups, each one cargo-mutants run over a copy of the tree:
+#   core: the lifecycle (wake, acquire, pick, start, stop, reaper, run) and placement
+#         (proxy/place.rs); only the library's tests of those modules run (they hold the
+#         races on paused time with the fake driver).
+#   unit: the trusted client address (trusted.rs, proxy/headers.rs), the PROXY protocol,
+#         SNI certificates (tls/certs.rs), against their library tests (real sockets where
+#         I/O matters).
+#   e2e:  what only a running edgewake shows: the API's lifecycle handlers and the PROXY
+#         header's use on a connection (edge.rs `client_behind`), against the API and
+#         placement test binaries.
+#
+# Cost on 2 cores: each mutant rebuilds the library (20 s on an idle machine, a minute
+# under load), so `core` (about 170 mutants) takes about an hour and `unit` about 40
+# minutes; the first run builds the dependencies into target/mutants (another ~15
+# minutes), so the developer's own target/ is neither locked nor invalidated. After a
+# change, MUTANTS_ARGS=--iterate tests only what was missed before or whose line moved
+# (cargo-mutants keeps the earlier results). Installs cargo-mutants from crates.io if
+# missing.
+#
+# Usage: [MUTANTS_ARGS=...] scripts/mutants.sh [core] [unit] [e2e]   (default: all three)
+# Results: target/mutants-out/<group>/mutants.out/{caught,missed,timeout,unviable}.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+    cargo install --locked cargo-mutants
+fi
+export CARGO_TARGET_DIR="$PWD/target/mutants"
+OUT=target/mutants-out
+
+# cargo-mutants exits non-zero when a mutant is missed; the summary below says so.
+run_group() {
+    local name=$1
+    shift
+    echo "== $name"
+    # shellcheck disable=SC2086 # MUTANTS_ARGS is a list of options
+    cargo mutants --no-shuffle --gitignore=true --jobs=1 --build-timeout=900 \
+        --output="$OUT/$name" ${MUTANTS_ARGS:-} "$@" || true
+}
+
+core() {
+    local files=(
+        src/lifecycle/wake.rs src/lifecycle/acquire.rs src/lifecycle/pick.rs
+        src/lifecycle/start.rs src/lifecycle/stop.rs src/lifecycle/reaper.rs
+        src/lifecycle/run.rs src/proxy/place.rs
+    )
+    run_group core "${files[@]/#/--file=}" --timeout=60 --cargo-arg=--lib \
+        -- -- lifecycle:: proxy::place::
+}
+
+unit() {
+    local files=(src/trusted.rs src/proxy/headers.rs src/proxy_protocol.rs src/tls/certs.rs)
+    run_group unit "${files[@]/#/--file=}" --timeout=60 --cargo-arg=--lib \
+        -- -- trusted:: proxy::headers:: proxy_protocol:: tls::
+}
+
+e2e() {
+    local targets=(api api_lifecycle api_wire placement)
+    run_group e2e --file=src/api/lifecycle.rs --file=src/edge.rs \
+        --re='client_behind|src/api/lifecycle.rs' --exclude-re='with (Ok\()?Json::' \
+        --timeout=180 \
+        "${targets[@]/#/--cargo-arg=--test=}"
+}
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(core unit e2e)
+for group in "${groups[@]}"; do
+    case $group in
+    core | unit | e2e) "$group" ;;
+    *)
+        echo "unknown group $group (core, unit, e2e)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+echo "== summary (mutants: tried = caught + missed + timeout + unviable)"
+for group in "${groups[@]}"; do
+    dir=$OUT/$group/mutants.out
+    count() { if [ -f "$dir/$1.txt" ]; then wc -l <"$dir/$1.txt"; else echo 0; fi; }
+    printf '%-5s caught %3d  missed %3d  timeout %3d  unviable %3d\n' "$group" \
+        "$(count caught)" "$(count missed)" "$(count timeout)" "$(count unviable)"
+    [ -s "$dir/missed.txt" ] && sed 's/^/  missed: /' "$dir/missed.txt"
+done
+exit 0
