@@ -13,6 +13,10 @@
 #   deployment: machines run on the edge's host), instead of leaving it unpinned.
 # - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2.
 # - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
+# - REQUEST_PATH=/ asks the machine to echo the request (its headers as JSON: a machine
+#   behind edgewake, which adds nine forwarding headers, then works more than one behind
+#   the peers, which add one); the default, /?bytes=12, is a 12-byte answer like
+#   peers.sh's own backend, the same work for the machine behind every proxy.
 #
 # - builds edgewake (release), starts it on free loopback ports with its own data dir,
 #   creates an app and a machine of the bundled runtime with autostop off;
@@ -154,14 +158,16 @@ run_h2() {
 
 declare -A RESULTS
 read -r -a SCENARIOS <<<"${SCENARIOS:-http-64 http-256 https-64 https-newconn h2}"
+REQUEST_PATH=${REQUEST_PATH:-/?bytes=12}
 url_for() {
+  local p=$REQUEST_PATH
   case "$1:$2" in
-    direct:http-*) echo "http://$IP:8080/" ;;
-    edgewake:http-*|baseline:http-*) echo "http://127.0.0.1:${HTTP_PORT[$1]}/" ;;
-    edgewake:*|baseline:*) echo "https://127.0.0.1:${HTTPS_PORT[$1]}/" ;;
-    nginx:http-*) echo "http://127.0.0.1:18081/" ;;
-    nginx:*) echo "https://127.0.0.1:18443/" ;;
-    haproxy:http-*) echo "http://127.0.0.1:18082/" ;;
+    direct:http-*) echo "http://$IP:8080$p" ;;
+    edgewake:http-*|baseline:http-*) echo "http://127.0.0.1:${HTTP_PORT[$1]}$p" ;;
+    edgewake:*|baseline:*) echo "https://127.0.0.1:${HTTPS_PORT[$1]}$p" ;;
+    nginx:http-*) echo "http://127.0.0.1:18081$p" ;;
+    nginx:*) echo "https://127.0.0.1:18443$p" ;;
+    haproxy:http-*) echo "http://127.0.0.1:18082$p" ;;
     # The machine speaks plain HTTP only; peers.sh gives HAProxy no TLS listener.
     *) echo "" ;;
   esac
@@ -261,7 +267,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 {
   echo "edgewake load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo 'unpinned')"
+  echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo 'unpinned'); path $REQUEST_PATH"
   printf "%-14s %-9s %10s %9s %9s\n" scenario target rps p50_ms p99_ms
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do

@@ -141,6 +141,46 @@ async fn pipelined_requests_are_answered_in_order() {
     edge.shutdown().await;
 }
 
+/// A request sent while the one before it is still waiting for its slow machine is
+/// kept and answered after it, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_during_a_slow_answer_are_kept() {
+    let (edge, mut tcp) = edge_and_connection().await;
+    let slow = format!("GET /slow?sleep=400 HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tcp.write_all(slow.as_bytes()).await.unwrap();
+    // Well after the edge began watching the client during the machine's wait.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let next = format!("GET /next HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tcp.write_all(next.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let first = read_response(&mut tcp, &mut buf).await;
+    let second = read_response(&mut tcp, &mut buf).await;
+    assert_eq!(first.json()["path"], "/slow?sleep=400");
+    assert_eq!(second.json()["path"], "/next");
+    edge.shutdown().await;
+}
+
+/// A client that hangs up while its machine is slow to answer is let go at once: the
+/// machine is no longer counted busy with it, so it can idle-stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_during_a_slow_answer_is_let_go() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.idle_timeout = Duration::from_secs(1);
+        c.edge.reap_interval = Duration::from_millis(200);
+    })
+    .await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let slow = format!("GET /?sleep=60000 HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tcp.write_all(slow.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tcp);
+    // Held for the machine's full minute, it would stay busy and never idle-stop.
+    edge.wait_for_state(APP, &id, "stopped", Duration::from_secs(20))
+        .await;
+    edge.shutdown().await;
+}
+
 /// A Content-Length body (hyper's path, which keeps it for a replay) reaches the
 /// machine whole, in pieces or pipelined, and the connection carries the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

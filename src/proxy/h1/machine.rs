@@ -17,6 +17,28 @@ use tokio::time::Instant;
 
 /// A response head larger than this fails the exchange.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How long the machine may keep a client waiting before the edge watches whether the
+/// client is still there (hyper's path notices a client that hangs up at once).
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
+/// What a client may send ahead (pipelined) while its answer is on its way; beyond it
+/// the client is no longer watched until the answer is done.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+/// The client an answer goes to: its connection, and its buffer of what it sent and
+/// the edge has not used yet.
+pub struct Client<'a, C> {
+    pub io: &'a mut C,
+    pub pipelined: &'a mut BytesMut,
+}
+
+/// Why a wait for the machine ended without its bytes.
+enum Stalled {
+    Machine(std::io::Error),
+    /// Nothing within the read timeout.
+    TooSlow,
+    /// The client hung up (or failed) while it waited.
+    ClientGone,
+}
 
 /// How an exchange failed.
 #[derive(Debug)]
@@ -91,13 +113,43 @@ impl MachineConnection {
         })
     }
 
-    /// Reads what the machine sends next into `buf`, by `deadline`; `None` when it
-    /// was too slow.
-    async fn read_by(&mut self, deadline: Instant) -> Option<std::io::Result<usize>> {
+    /// Reads what the machine sends next into `buf`, by `deadline` (0: it closed the
+    /// connection). A client that hangs up meanwhile ends the wait: no one is left to
+    /// answer, and the machine's request is let go as on hyper's path. The client is
+    /// watched only once the machine has kept it waiting `WATCH_CLIENT_AFTER`, so a
+    /// quick answer costs no read of the client; what a pipelining client sends
+    /// meanwhile is kept for after this answer.
+    async fn read_watching<C>(
+        &mut self,
+        deadline: Instant,
+        client: &mut Client<'_, C>,
+    ) -> Result<usize, Stalled>
+    where
+        C: AsyncRead + Unpin,
+    {
         self.buf.reserve(READ_BUFFER);
-        tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
-            .await
-            .ok()
+        let quiet_until = (Instant::now() + WATCH_CLIENT_AFTER).min(deadline);
+        let quick = tokio::time::timeout_at(quiet_until, self.stream.read_buf(&mut self.buf));
+        if let Ok(read) = quick.await {
+            return read.map_err(Stalled::Machine);
+        }
+        loop {
+            let watch = client.pipelined.len() < MAX_PIPELINED;
+            tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)) => {
+                    return match read {
+                        Ok(read) => read.map_err(Stalled::Machine),
+                        Err(_) => Err(Stalled::TooSlow),
+                    };
+                }
+                sent = client.io.read_buf(client.pipelined), if watch => {
+                    if !matches!(sent, Ok(n) if n > 0) {
+                        return Err(Stalled::ClientGone);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether this connection carried an earlier request (so the machine may have
@@ -111,7 +163,7 @@ impl MachineConnection {
     pub async fn round_trip<C>(
         &mut self,
         head: &[u8],
-        client: &mut C,
+        client: &mut Client<'_, C>,
         facts: &EdgeFacts<'_>,
         out: &mut Vec<u8>,
     ) -> Result<ResponseHead, Exchange>
@@ -119,7 +171,7 @@ impl MachineConnection {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         self.send(head).await?;
-        let answer = self.answer_head(facts, out).await?;
+        let answer = self.answer_head(facts, out, client).await?;
         self.pass_body(answer, out, client).await
     }
 
@@ -128,11 +180,15 @@ impl MachineConnection {
     }
 
     /// Reads the final response head; its rewritten form is put in `out`.
-    async fn answer_head(
+    async fn answer_head<C>(
         &mut self,
         facts: &EdgeFacts<'_>,
         out: &mut Vec<u8>,
-    ) -> Result<ResponseHead, Exchange> {
+        client: &mut Client<'_, C>,
+    ) -> Result<ResponseHead, Exchange>
+    where
+        C: AsyncRead + Unpin,
+    {
         let deadline = Instant::now() + self.read;
         loop {
             if let Some(head) =
@@ -147,12 +203,17 @@ impl MachineConnection {
             if self.buf.len() > MAX_RESPONSE_HEAD {
                 return Err(sent_because("response head too large"));
             }
-            let Some(read) = self.read_by(deadline).await else {
-                let read = self.read;
-                let error = UpstreamError::Timeout(format!("no answer within {read:?}"));
-                return Err(Exchange::Sent(error));
+            let read = match self.read_watching(deadline, client).await {
+                Ok(read) => read,
+                Err(Stalled::Machine(e)) => return Err(sent(&e)),
+                Err(Stalled::ClientGone) => return Err(Exchange::Answering),
+                Err(Stalled::TooSlow) => {
+                    let read = self.read;
+                    let error = UpstreamError::Timeout(format!("no answer within {read:?}"));
+                    return Err(Exchange::Sent(error));
+                }
             };
-            if read.map_err(|e| sent(&e))? == 0 {
+            if read == 0 {
                 return Err(sent_because(
                     "the machine closed the connection before answering",
                 ));
@@ -165,18 +226,18 @@ impl MachineConnection {
         &mut self,
         mut head: ResponseHead,
         out: &mut Vec<u8>,
-        client: &mut C,
+        client: &mut Client<'_, C>,
     ) -> Result<ResponseHead, Exchange>
     where
-        C: AsyncWrite + Unpin,
+        C: AsyncRead + AsyncWrite + Unpin,
     {
         match head.framing {
-            BodyFraming::Empty => write(client, out).await?,
+            BodyFraming::Empty => write(client.io, out).await?,
             BodyFraming::Length(n) => self.pass_length(n, out, client).await?,
             BodyFraming::Chunked => self.pass_chunked(out, client).await?,
             BodyFraming::UntilClose => self.pass_until_close(out, client).await?,
         }
-        client.flush().await.map_err(|_| Exchange::Answering)?;
+        client.io.flush().await.map_err(|_| Exchange::Answering)?;
         // Bytes after the response were never asked for: the connection is not trusted.
         head.reusable &= self.buf.is_empty();
         Ok(head)
@@ -186,10 +247,10 @@ impl MachineConnection {
         &mut self,
         mut left: u64,
         out: &mut Vec<u8>,
-        client: &mut C,
+        client: &mut Client<'_, C>,
     ) -> Result<(), Exchange>
     where
-        C: AsyncWrite + Unpin,
+        C: AsyncRead + AsyncWrite + Unpin,
     {
         let first = self
             .buf
@@ -198,33 +259,37 @@ impl MachineConnection {
         out.extend_from_slice(&self.buf[..first]);
         self.buf.advance(first);
         left -= first as u64;
-        write(client, out).await?;
+        write(client.io, out).await?;
         while left > 0 {
-            let chunk = self.read_more().await?;
+            let chunk = self.read_more(client).await?;
             let take = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
-            write(client, &self.buf[..take]).await?;
+            write(client.io, &self.buf[..take]).await?;
             self.buf.advance(take);
             left -= take as u64;
         }
         Ok(())
     }
 
-    async fn pass_chunked<C>(&mut self, out: &mut Vec<u8>, client: &mut C) -> Result<(), Exchange>
+    async fn pass_chunked<C>(
+        &mut self,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<(), Exchange>
     where
-        C: AsyncWrite + Unpin,
+        C: AsyncRead + AsyncWrite + Unpin,
     {
         let mut scanner = ChunkedScanner::default();
         let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
         let first = end.unwrap_or(self.buf.len());
         out.extend_from_slice(&self.buf[..first]);
         self.buf.advance(first);
-        write(client, out).await?;
+        write(client.io, out).await?;
         let mut done = end.is_some();
         while !done {
-            self.read_more().await?;
+            self.read_more(client).await?;
             let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
             let take = end.unwrap_or(self.buf.len());
-            write(client, &self.buf[..take]).await?;
+            write(client.io, &self.buf[..take]).await?;
             self.buf.advance(take);
             done = end.is_some();
         }
@@ -234,22 +299,22 @@ impl MachineConnection {
     async fn pass_until_close<C>(
         &mut self,
         out: &mut Vec<u8>,
-        client: &mut C,
+        client: &mut Client<'_, C>,
     ) -> Result<(), Exchange>
     where
-        C: AsyncWrite + Unpin,
+        C: AsyncRead + AsyncWrite + Unpin,
     {
         out.extend_from_slice(&self.buf);
         self.buf.clear();
-        write(client, out).await?;
+        write(client.io, out).await?;
         loop {
-            match self.read_by(Instant::now() + self.read).await {
-                Some(Ok(0)) => return Ok(()),
-                Some(Ok(_)) => {
-                    write(client, &self.buf).await?;
+            match self.read_watching(Instant::now() + self.read, client).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    write(client.io, &self.buf).await?;
                     self.buf.clear();
                 }
-                Some(Err(_)) | None => return Err(Exchange::Answering),
+                Err(_) => return Err(Exchange::Answering),
             }
         }
     }
@@ -257,10 +322,13 @@ impl MachineConnection {
     /// Reads more of the body into the (empty) buffer; the machine's end, an error or
     /// a part that does not come within the read timeout cuts a response the client is
     /// already receiving.
-    async fn read_more(&mut self) -> Result<usize, Exchange> {
-        match self.read_by(Instant::now() + self.read).await {
-            Some(Ok(0) | Err(_)) | None => Err(Exchange::Answering),
-            Some(Ok(_)) => Ok(self.buf.len()),
+    async fn read_more<C>(&mut self, client: &mut Client<'_, C>) -> Result<usize, Exchange>
+    where
+        C: AsyncRead + Unpin,
+    {
+        match self.read_watching(Instant::now() + self.read, client).await {
+            Ok(0) | Err(_) => Err(Exchange::Answering),
+            Ok(_) => Ok(self.buf.len()),
         }
     }
 }

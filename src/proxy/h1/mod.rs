@@ -32,7 +32,7 @@ use bytes::BytesMut;
 use head::RequestHead;
 use http::Response;
 use http_body_util::BodyExt;
-use machine::{Exchange, MachineConnection};
+use machine::{Client, Exchange, MachineConnection};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -266,8 +266,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let mut machine =
             MachineConnection::reuse_or_connect(cached, to.addr, to.budget, to.policy).await?;
         answer.clear();
+        let mut client = Client {
+            io: &mut self.io,
+            pipelined: &mut self.buf,
+        };
         let first = machine
-            .round_trip(&self.out, &mut self.io, facts, answer)
+            .round_trip(&self.out, &mut client, facts, answer)
             .await;
         match first {
             Err(Exchange::Sent(UpstreamError::Exchange(_)))
@@ -278,7 +282,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                     MachineConnection::reuse_or_connect(None, to.addr, to.budget, to.policy)
                         .await?;
                 answer.clear();
-                let answered = machine.round_trip(&self.out, &mut self.io, facts, answer);
+                let answered = machine.round_trip(&self.out, &mut client, facts, answer);
                 Ok((answered.await?, machine))
             }
             other => Ok((other?, machine)),
