@@ -1,8 +1,9 @@
 //! The HTTP/1.1 fast path: a kept-alive client connection and the machine connection
 //! it owns, served by the connection's one task. The request head is parsed from a
-//! reused buffer (`head`), goes through the same phases as on hyper's path (`decide`,
-//! the lifecycle's `ready_in` with the app's sleeping rules), and is written rewritten
-//! to the machine; the answer's head is rewritten (`response`: the wake's fields added,
+//! reused buffer (`head`), goes through the same phases as on hyper's path (`admit`:
+//! route, place, the machine's headers; the lifecycle's `ready_in` with the app's
+//! sleeping rules), and is written rewritten to the machine (`machine`: its own
+//! connection, under the upstream budget and the machine's read and send timeouts); the answer's head is rewritten (`response`: the wake's fields added,
 //! a keep-awake taken out and applied) and its body passed on as framed (`chunked`
 //! finds its end); the request is counted in the metrics. No hyper dispatch, channel
 //! or task per request.
@@ -12,29 +13,28 @@
 //! `fly-replay` answer too (the request has no body, so hyper's path can send it
 //! again and follow the replay).
 
+mod admit;
 pub mod chunked;
 pub mod head;
 mod machine;
 pub mod response;
 
-use super::headers;
 use super::report::Served;
 use super::upstream::{Budget, UpstreamError};
 use super::{
-    Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, challenge,
-    forces_https, forwarded, keep_awake, place, route, serving_spec,
+    Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
+    serving_spec,
 };
 use crate::connection::MachinePolicy;
-use crate::lifecycle::{AcquireError, Manner, Plan, Ready};
-use crate::machines::App;
+use crate::lifecycle::{AcquireError, Ready};
 use crate::metrics::InFlightGauge;
+use admit::{Routed, admit};
 use bytes::BytesMut;
 use head::RequestHead;
 use http::Response;
 use http_body_util::BodyExt;
 use machine::{Client, Exchange, MachineConnection};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -68,8 +68,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         Connection {
             io,
             buf: BytesMut::with_capacity(READ_BUFFER),
-            out: Vec::with_capacity(READ_BUFFER),
-            answer: Vec::with_capacity(READ_BUFFER),
+            // Grown by the first request to what its heads need, and kept for the next.
+            out: Vec::new(),
+            answer: Vec::new(),
             machine: None,
             inbound,
             peer,
@@ -81,9 +82,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         self.machine.is_some()
     }
 
-    /// Closes the connection to the machine (the client has gone quiet).
+    /// Closes the connection to the machine and lets the heads' buffers go (the client
+    /// has gone quiet): an idle client connection holds its read buffer only.
     pub fn release_machine(&mut self) {
         self.machine = None;
+        self.out = Vec::new();
+        self.answer = Vec::new();
     }
 
     /// Reads more of what the client sends; 0 at its end.
@@ -356,58 +360,4 @@ struct Destination<'a> {
     addr: SocketAddr,
     budget: &'a Budget,
     policy: MachinePolicy,
-}
-
-/// A request the fast path serves: its app, plan and manner toward a sleeping app.
-struct Routed {
-    app: Arc<App>,
-    plan: Plan,
-    manner: Manner,
-}
-
-/// The phases that need no waiting, as on hyper's path: route, place, the headers for
-/// the machine. `None`: hyper's path serves it (an ACME token, an unknown host, the
-/// redirect to https, an `h2_backend` service, a body, a request relayed over the
-/// backhaul, or access logging on, whose lines hyper's path writes).
-fn admit(
-    proxy: &Proxy,
-    settings: &ProxySettings,
-    head: &mut RequestHead,
-    inbound: Inbound,
-    peer: SocketAddr,
-) -> Option<Routed> {
-    let req = &mut head.req;
-    if head.body > 0 || settings.access_log || inbound.backhaul {
-        return None;
-    }
-    if inbound.scheme == "http" && challenge::answer(&settings.challenges, req).is_some() {
-        return None;
-    }
-    let target = route::Target::of(req).ok()?;
-    let app = proxy.route(settings, &target.host).ok()?;
-    let port = inbound.service_port;
-    if (inbound.scheme == "http" && forces_https(&app, port)) || uses_h2_backend(&app, port) {
-        return None;
-    }
-    let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
-    let location = settings.geo.locate(client_ip);
-    let plan = place::plan(&settings.regions, location, req.headers());
-    let spec = serving_spec(&app, port);
-    let manner = settings
-        .sleeping
-        .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
-    let fwd = forwarded(settings, &target, client_ip, inbound, peer);
-    headers::to_machine(req.headers_mut(), &fwd);
-    Some(Routed { app, plan, manner })
-}
-
-/// Whether the app's services on `port` speak HTTP/2 to machines (hyper's path does).
-fn uses_h2_backend(app: &App, port: u16) -> bool {
-    app.with_machines(|machines| {
-        machines.iter().any(|m| {
-            m.spec()
-                .port_for(port)
-                .is_some_and(|(_, p)| p.http_options.h2_backend)
-        })
-    })
 }
