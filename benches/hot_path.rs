@@ -41,17 +41,23 @@ fn request_headers() -> HeaderMap {
     h
 }
 
-fn header_rewriting(c: &mut Criterion) {
-    let authority = http::HeaderValue::from_static("user-functions.localhost");
-    let fwd = Forwarded {
+static AUTHORITY: http::HeaderValue = http::HeaderValue::from_static("user-functions.localhost");
+
+/// What the edge knows about a browser's connection on `scheme`'s usual port.
+fn forwarded(scheme: &'static str, public_port: u16) -> Forwarded<'static> {
+    Forwarded {
         client_ip: "203.0.113.7".parse().unwrap(),
         peer_ip: "203.0.113.7".parse().unwrap(),
         host: "user-functions.localhost",
-        authority: &authority,
-        scheme: "https",
-        public_port: 443,
+        authority: &AUTHORITY,
+        scheme,
+        public_port,
         edge_region: "ams",
-    };
+    }
+}
+
+fn header_rewriting(c: &mut Criterion) {
+    let fwd = forwarded("https", 443);
     let template = request_headers();
     c.bench_function("headers_to_machine", |b| {
         b.iter_batched(
@@ -76,6 +82,52 @@ fn header_rewriting(c: &mut Criterion) {
             },
             criterion::BatchSize::SmallInput,
         )
+    });
+}
+
+/// The fast path's whole head work for one request: the browser-like request head
+/// parsed from its buffer, rewritten for the machine and written; the machine's answer
+/// head parsed and rewritten for the client.
+fn fast_path_heads(c: &mut Criterion) {
+    use edgewake::proxy::h1::head::{self, Parsed};
+    use edgewake::proxy::h1::response::{self, EdgeFacts};
+    let fwd = forwarded("http", 80);
+    let mut raw = String::from("GET /index.html?q=1 HTTP/1.1\r\n");
+    for (name, value) in &request_headers() {
+        raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    raw.push_str("\r\n");
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("fast_path_request_head", |b| {
+        b.iter_batched(
+            || bytes::BytesMut::from(raw.as_str()),
+            |mut buf| {
+                let Parsed::Head(mut parsed) = head::parse_request(&mut buf, 100) else {
+                    panic!("a plain GET is the fast path's")
+                };
+                headers::to_machine(parsed.req.headers_mut(), &fwd);
+                out.clear();
+                head::write_request_head(&mut out, &parsed.req, false);
+                black_box(out.len())
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 454\r\n\
+                   date: Sun, 29 Nov 2026 10:00:00 GMT\r\n\r\n";
+    let facts = EdgeFacts {
+        request_id: "01JC9Z6B8K3M4N5P6Q7R8S9T0V-ams",
+        machine_id: "3d8d413b29d089",
+        region: "ams",
+        head_request: false,
+        close: false,
+        waited: None,
+    };
+    c.bench_function("fast_path_response_head", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(response::parse_response(answer, &facts, &mut out).unwrap())
+        })
     });
 }
 
@@ -125,6 +177,7 @@ criterion_group!(
     benches,
     host_to_app,
     header_rewriting,
+    fast_path_heads,
     wake_bookkeeping,
     no_wake_rules,
     settings_snapshot

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
 # Load benchmark: edgewake next to nginx and HAProxy, same machine backend, same client,
 # interleaved rounds, one table. Usage: bash benches/load.sh [ROUNDS] [SECONDS]
-# EDGEWAKE_WORKERS=N runs edgewake with N tokio workers, unpinned (scaling); default 1,
-# pinned like the peers. EDGEWAKE_BIN=path benchmarks that binary (no build); PEERS=path
-# names shared/bench/peers.sh when it is not found beside the checkout.
+#
+# Knobs (environment):
+# - EDGEWAKE_WORKERS=N: edgewake's edge workers (one thread and runtime per core), unpinned
+#   when N > 1 (scaling); default 1, pinned like the peers.
+# - EDGEWAKE_BIN=path benchmarks that binary (no build); BASELINE_BIN=path runs a second
+#   edgewake (target "baseline", its own machine of the same runtime) in the same rounds,
+#   for a before/after comparison that shares the machine's noise.
+# - PEERS=path names shared/bench/peers.sh when it is not found beside the checkout.
+# - SHARED_CORE=1 pins the machine to CPU 0 with the proxy under test (edgewake's own
+#   deployment: machines run on the edge's host), instead of leaving it unpinned.
+# - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2.
+# - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
+# - REQUEST_PATH=/ asks the machine to echo the request (its headers as JSON: a machine
+#   behind edgewake, which adds nine forwarding headers, then works more than one behind
+#   the peers, which add one); the default, /?bytes=12, is a 12-byte answer like
+#   peers.sh's own backend, the same work for the machine behind every proxy.
 #
 # - builds edgewake (release), starts it on free loopback ports with its own data dir,
 #   creates an app and a machine of the bundled runtime with autostop off;
 # - starts nginx and HAProxy (one worker each, upstream keep-alive) in front of the same
-#   machine, using ../shared/bench/peers.sh when present, else an equivalent config;
-# - pins every proxy (edgewake with one tokio worker) to CPU 0 and wrk to CPU 1; the
-#   machine itself is not pinned;
-# - runs wrk rounds over: direct (the ceiling), edgewake, nginx, HAProxy: HTTP keep-alive
-#   at 64 and 256 connections, HTTPS keep-alive, HTTPS with a new connection per request;
+#   machine, using shared/bench/peers.sh;
+# - pins every proxy (edgewake with one edge worker) to CPU 0 and the client to CPU 1;
+# - runs rounds over: direct (the ceiling), edgewake, nginx, HAProxy: wrk for HTTP
+#   keep-alive at 64 and 256 connections, HTTPS keep-alive, HTTPS with a new connection
+#   per request; h2load for HTTP/2 over TLS (16 connections x 32 streams);
 # - prints medians (rps, p50, p99) and ratios, and writes them to target/bench/.
 set -euo pipefail
 ROUNDS=${1:-3}
@@ -24,35 +37,54 @@ WORK=$(mktemp -d /tmp/edgewake-bench.XXXXXX)
 OUT_DIR="$ROOT/target/bench"
 mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/load-$(date -u +%Y%m%dT%H%M%SZ).txt"
+SHARED_CORE=${SHARED_CORE:-0}
+WORKERS=${EDGEWAKE_WORKERS:-1}
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need haproxy || ! need taskset; then
-  echo "installing wrk, nginx-light, haproxy (Debian packages)..." >&2
-  apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy util-linux >/dev/null
+if ! need wrk || ! need nginx || ! need haproxy || ! need taskset || ! need h2load; then
+  echo "installing wrk, nginx-light, haproxy, nghttp2-client (Debian packages)..." >&2
+  apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy util-linux nghttp2-client >/dev/null
 fi
 
-HTTP=$(free_port); HTTPS=$(free_port); API=$(free_port)
 TOKEN=bench-$$
 HOST=bench.localhost
+declare -A PID HTTP_PORT HTTPS_PORT MACHINE_IP
 
 cleanup() {
-  [ -n "${EDGEWAKE_PID:-}" ] && kill "$EDGEWAKE_PID" 2>/dev/null && wait "$EDGEWAKE_PID" 2>/dev/null || true
+  for name in "${!PID[@]}"; do
+    kill "${PID[$name]}" 2>/dev/null && wait "${PID[$name]}" 2>/dev/null || true
+  done
   [ -n "${PEERS:-}" ] && PEER_DIR="$WORK/peer" bash "$PEERS" stop 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 edgewake_bin
-"$BIN" certs generate "$HOST" --dir "$WORK/certs" >/dev/null
-cat >"$WORK/edgewake.toml" <<EOF
-data_dir = "$WORK/data"
+
+# Every process under `pid` (the machines edgewake started), one a line.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do echo "$child"; descendants "$child"; done
+}
+
+# Starts an edgewake named $1 from binary $2 with machines in $3, an app and one machine.
+start_edgewake() {
+  local name=$1 bin=$2 range=$3 dir="$WORK/$1"
+  local http https api machine
+  http=$(free_port); https=$(free_port); api=$(free_port)
+  mkdir -p "$dir"
+  "$bin" certs generate "$HOST" --dir "$dir/certs" >/dev/null
+  cat >"$dir/edgewake.toml" <<EOF
+data_dir = "$dir/data"
 [edge]
 region = "ams"
 idle_timeout = "1h"
+workers = $WORKERS
 [tls]
-certs_dir = "$WORK/certs"
+certs_dir = "$dir/certs"
 [machines]
-private_ip_range = "127.77.0.0/24"
+private_ip_range = "$range"
 [[regions]]
 code = "ams"
 latitude = 52.374
@@ -60,19 +92,36 @@ longitude = 4.890
 [images."flyio/fastify-functions"]
 command = ["{bin_dir}/edgewake", "functions"]
 EOF
-WORKERS=${EDGEWAKE_WORKERS:-1}
-EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$BIN" serve --config "$WORK/edgewake.toml" \
-  --http "127.0.0.1:$HTTP" --https "127.0.0.1:$HTTPS" --api "127.0.0.1:$API" 2>"$WORK/edgewake.log" &
-EDGEWAKE_PID=$!
-api() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API/v1$1" "${@:2}"; }
-for _ in $(seq 100); do api /apps >/dev/null 2>&1 && break; sleep 0.05; done
-api /apps -X POST -d '{"app_name":"bench","org_slug":"personal"}' >/dev/null
-MACHINE=$(api /apps/bench/machines -X POST -d '{"config":{"image":"flyio/fastify-functions","services":[
-  {"protocol":"tcp","internal_port":8080,"autostop":false,
-   "ports":[{"port":80,"handlers":["http"]},{"port":443,"handlers":["tls","http"]}]}]}}')
-IP=$(echo "$MACHINE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["private_ip"])')
-for _ in $(seq 200); do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$HTTP/" && break; sleep 0.05; done
-[ "$WORKERS" = 1 ] && taskset -apc 0 "$EDGEWAKE_PID" >/dev/null
+  # A binary from before edge workers existed does not know the key.
+  "$bin" check-config --config "$dir/edgewake.toml" >/dev/null 2>&1 || sed -i '/^workers = /d' "$dir/edgewake.toml"
+  EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$bin" serve --config "$dir/edgewake.toml" \
+    --http "127.0.0.1:$http" --https "127.0.0.1:$https" --api "127.0.0.1:$api" 2>"$dir/edgewake.log" &
+  PID[$name]=$!
+  HTTP_PORT[$name]=$http; HTTPS_PORT[$name]=$https
+  api() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$api/v1$1" "${@:2}"; }
+  for _ in $(seq 100); do api /apps >/dev/null 2>&1 && break; sleep 0.05; done
+  api /apps -X POST -d '{"app_name":"bench","org_slug":"personal"}' >/dev/null
+  machine=$(api /apps/bench/machines -X POST -d '{"config":{"image":"flyio/fastify-functions","services":[
+    {"protocol":"tcp","internal_port":8080,"autostop":false,
+     "ports":[{"port":80,"handlers":["http"]},{"port":443,"handlers":["tls","http"]}]}]}}')
+  MACHINE_IP[$name]=$(echo "$machine" | python3 -c 'import json,sys; print(json.load(sys.stdin)["private_ip"])')
+  for _ in $(seq 200); do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$http/" && break; sleep 0.05; done
+  local machines
+  machines=$(descendants "${PID[$name]}")
+  [ "$WORKERS" = 1 ] && taskset -apc 0 "${PID[$name]}" >/dev/null
+  if [ "$SHARED_CORE" = 1 ]; then
+    for pid in $machines; do taskset -apc 0 "$pid" >/dev/null; done
+  fi
+}
+
+start_edgewake edgewake "$BIN" 127.77.0.0/24
+IP=${MACHINE_IP[edgewake]}
+TARGETS=("direct" "edgewake")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  start_edgewake baseline "$BASELINE_BIN" 127.78.0.0/24
+  TARGETS+=("baseline")
+fi
+TARGETS+=("nginx" "haproxy")
 
 # The peers' configs: $PEERS if set, else shared/bench/peers.sh beside the checkout (a
 # worktree under /work/wt finds it two levels up).
@@ -86,89 +135,120 @@ for pidfile in "$WORK/peer/nginx.pid" "$WORK/peer/haproxy.pid"; do
 done
 
 # One wrk run; prints "rps p50_ms p99_ms".
-run() {
+run_wrk() {
   local url=$1; shift
   taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" "$@" "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
+    # A proxy that answers errors fast must not look fast: such a run counts as 0.
+    /Non-2xx|Socket errors/ {print "  (" $0 ")" > "/dev/stderr"; if ($0 ~ /Non-2xx/) rps=0}
     END {printf "%.0f %.3f %.3f\n", rps, p50, p99}'
 }
 
+# One h2load run (HTTP/2 over TLS); prints "rps mean_ms max_ms" (h2load reports no
+# percentiles: the mean stands in the p50 column, the maximum in the p99 column).
+run_h2() {
+  local url=$1
+  taskset -c 1 h2load -t1 -c16 -m32 -D "$SECONDS_PER_RUN" -H ":authority: $HOST" "$url" 2>/dev/null | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^finished in/ {rps=$4}
+    /^time for request:/ {max=ms($5); mean=ms($6)}
+    END {printf "%.0f %.3f %.3f\n", rps, mean, max}'
+}
+
 declare -A RESULTS
-SCENARIOS=("http-64" "http-256" "https-64" "https-newconn")
-TARGETS=("direct" "edgewake" "nginx" "haproxy")
+read -r -a SCENARIOS <<<"${SCENARIOS:-http-64 http-256 https-64 https-newconn h2}"
+REQUEST_PATH=${REQUEST_PATH:-/?bytes=12}
 url_for() {
+  local p=$REQUEST_PATH
   case "$1:$2" in
-    direct:https*) echo "" ;;  # the machine speaks plain HTTP only
-    direct:http*) echo "http://$IP:8080/" ;;
-    edgewake:http-*) echo "http://127.0.0.1:$HTTP/" ;;
-    edgewake:https*) echo "https://127.0.0.1:$HTTPS/" ;;
-    nginx:http-*) echo "http://127.0.0.1:18081/" ;;
-    nginx:https*) echo "https://127.0.0.1:18443/" ;;
-    haproxy:http-*) echo "http://127.0.0.1:18082/" ;;
-    haproxy:https*) echo "" ;;  # peers.sh gives HAProxy no TLS listener
+    direct:http-*) echo "http://$IP:8080$p" ;;
+    edgewake:http-*|baseline:http-*) echo "http://127.0.0.1:${HTTP_PORT[$1]}$p" ;;
+    edgewake:*|baseline:*) echo "https://127.0.0.1:${HTTPS_PORT[$1]}$p" ;;
+    nginx:http-*) echo "http://127.0.0.1:18081$p" ;;
+    nginx:*) echo "https://127.0.0.1:18443$p" ;;
+    haproxy:http-*) echo "http://127.0.0.1:18082$p" ;;
+    # The machine speaks plain HTTP only; peers.sh gives HAProxy no TLS listener.
+    *) echo "" ;;
   esac
 }
-args_for() {
+run_scenario() {
+  local url=$2
   case "$1" in
-    http-64|https-64) echo "-c64" ;;
-    http-256) echo "-c256" ;;
-    https-newconn) echo "-c16 -H Connection:close" ;;
+    http-64|https-64) run_wrk "$url" -c64 ;;
+    http-256) run_wrk "$url" -c256 ;;
+    https-newconn) run_wrk "$url" -c16 -H Connection:close ;;
+    h2) run_h2 "$url" ;;
   esac
 }
-# PROFILE=1: instead of the rounds, sample edgewake's user-space CPU (perf, 4 kHz) over one
-# HTTP keep-alive run at 64 connections and print the top symbols.
+pids_of() {
+  case "$1" in
+    edgewake|baseline) echo "${PID[$1]}" ;;
+    nginx) pgrep -P "$(cat "$WORK/peer/nginx.pid")" | paste -sd, ;;
+    haproxy) cat "$WORK/peer/haproxy.pid" ;;
+  esac
+}
+
+# PROFILE=1: instead of the rounds, sample edgewake's CPU (perf, 4 kHz; user space only
+# unless PERF_EVENT=cpu-clock) over one HTTP keep-alive run at 64 connections and print
+# the top symbols.
 if [ "${PROFILE:-0}" = 1 ]; then
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
-  perf record -q -F 4000 -e cpu-clock:u ${PERF_ARGS:-} -p "$EDGEWAKE_PID" -o "$WORK/perf.data" &
+  perf record -q -F 4000 -e "${PERF_EVENT:-cpu-clock:u}" ${PERF_ARGS:-} -p "${PID[edgewake]}" -o "$WORK/perf.data" &
   PERF=$!
   sleep 0.2
-  taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$(url_for edgewake http-64)" >/dev/null
+  taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$(url_for edgewake "${PROFILE_SCENARIO:-http-64}")" >/dev/null
   kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
-  perf report -q -i "$WORK/perf.data" --no-children --sort symbol ${REPORT_ARGS:-} 2>/dev/null | head -"${TOP:-40}"
+  perf report -q -i "$WORK/perf.data" --no-children --sort ${SORT:-symbol} ${REPORT_ARGS:-} 2>/dev/null | head -"${TOP:-40}"
   exit 0
 fi
 
-# SYSCALLS=1: instead of the rounds, measure each proxy's CPU (user, system) and system
-# calls (perf tracepoints) per request, over one keep-alive run at 64 connections (HTTP
-# for all three, HTTPS for edgewake and nginx).
+# SYSCALLS=1: instead of the rounds, measure each proxy's CPU (user, system), system calls
+# (perf tracepoints) and context switches per request, over one keep-alive run at 64
+# connections (HTTP for all, HTTPS for edgewake and nginx), and the machine's CPU per
+# request beside it (what a shared core also pays for).
 if [ "${SYSCALLS:-0}" = 1 ]; then
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
-  pids_of() {
-    case "$1" in
-      edgewake) echo "$EDGEWAKE_PID" ;;
-      nginx) pgrep -P "$(cat "$WORK/peer/nginx.pid")" | paste -sd, ;;
-      haproxy) cat "$WORK/peer/haproxy.pid" ;;
-    esac
-  }
-  # Summed user and system clock ticks of the comma-separated pids (and their threads).
-  cpu_ticks() {
-    local user=0 sys=0
+  # Summed user and system clock ticks, and voluntary and involuntary context switches,
+  # of the comma-separated pids and all their threads.
+  counters() {
+    local user=0 sys=0 vol=0 invol=0 u s v i task
     for pid in ${1//,/ }; do
-      read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat")
-      user=$((user + u)); sys=$((sys + s))
+      for task in /proc/"$pid"/task/*; do
+        read -r u s < <(awk '{print $14, $15}' "$task/stat")
+        v=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$task/status")
+        i=$(awk '/^nonvoluntary_ctxt_switches/ {print $2}' "$task/status")
+        user=$((user + u)); sys=$((sys + s)); vol=$((vol + v)); invol=$((invol + i))
+      done
     done
-    echo "$user $sys"
+    echo "$user $sys $vol $invol"
   }
+  machine_pids=$(descendants "${PID[edgewake]}" | paste -sd,)
   events=raw_syscalls:sys_enter
-  for call in read recvfrom readv write sendto writev epoll_wait epoll_pwait epoll_ctl futex; do
+  for call in read recvfrom readv write sendto writev epoll_wait epoll_pwait epoll_ctl futex sched_yield; do
     events="$events,syscalls:sys_enter_$call"
   done
-  for run in edgewake:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 nginx:https-64; do
+  runs="edgewake:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 nginx:https-64"
+  [ -n "${BASELINE_BIN:-}" ] && runs="edgewake:http-64 baseline:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 baseline:https-64 nginx:https-64"
+  hz=$(getconf CLK_TCK)
+  printf "%-9s %-9s %9s %8s %8s %8s %9s %8s %8s %10s\n" proxy scenario requests user_us sys_us total_us syscalls cs_vol cs_inv machine_us
+  for run in ${RUNS:-$runs}; do
     target=${run%%:*}; scenario=${run#*:}
     url=$(url_for "$target" "$scenario")
     perf stat -x, -e "$events" -p "$(pids_of "$target")" -o "$WORK/perf-$target.txt" &
     PERF=$!
     sleep 0.2
-    before=$(cpu_ticks "$(pids_of "$target")")
-    requests=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
-    after=$(cpu_ticks "$(pids_of "$target")")
+    before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
+    conns=${scenario##*-}; [[ $conns =~ ^[0-9]+$ ]] || conns=64
+    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
+    after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
-    echo "$target $scenario: $requests requests; CPU per request (user, system): $(echo "$before $after" | awk -v n="$requests" -v hz="$(getconf CLK_TCK)" \
-      '{printf "%.2f us, %.2f us", ($3-$1)/hz/n*1e6, ($4-$2)/hz/n*1e6}'); system calls per request:"
-    awk -F, -v n="$requests" '$3 ~ /sys_enter/ && $1+0 > 0 {
-      name=$3; sub(/.*sys_enter_?/, "", name); if (name == "") name = "all";
-      printf "  %-12s %6.2f\n", name, $1 / n }' "$WORK/perf-$target.txt"
+    calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")
+    echo "$before $after $machine_before $machine_after" | awk -v n="$requests" -v hz="$hz" -v t="$target" -v s="$scenario" -v c="$calls" '{
+      user=($5-$1)/hz/n*1e6; sys=($6-$2)/hz/n*1e6; m=(($13-$9)+($14-$10))/hz/n*1e6
+      printf "%-9s %-9s %9d %8.2f %8.2f %8.2f %9s %8.2f %8.2f %10.2f\n", t, s, n, user, sys, user+sys, c, ($7-$3)/n, ($8-$4)/n, m }'
+    awk -F, -v n="$requests" '$3 ~ /syscalls:sys_enter_/ && $1+0 > 0 {
+      name=$3; sub(/.*sys_enter_/, "", name); printf "    %-12s %6.2f\n", name, $1 / n }' "$WORK/perf-$target.txt"
   done
   exit 0
 fi
@@ -177,8 +257,7 @@ for round in $(seq "$ROUNDS"); do
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do
       url=$(url_for "$target" "$scenario"); [ -n "$url" ] || continue
-      # shellcheck disable=SC2046
-      RESULTS["$scenario/$target/$round"]=$(run "$url" $(args_for "$scenario"))
+      RESULTS["$scenario/$target/$round"]=$(run_scenario "$scenario" "$url")
       echo "round $round $scenario $target: ${RESULTS["$scenario/$target/$round"]}" >&2
     done
   done
@@ -187,7 +266,8 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 {
   echo "edgewake load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-  echo "wrk -t1 ${SECONDS_PER_RUN}s x $ROUNDS rounds (medians); peers on CPU 0, wrk on CPU 1; edgewake: $WORKERS tokio worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned')"
+  echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo 'unpinned'); path $REQUEST_PATH"
   printf "%-14s %-9s %10s %9s %9s\n" scenario target rps p50_ms p99_ms
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do
@@ -197,10 +277,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
       RESULTS["$scenario/$target/median"]=$(col 1)
     done
   done
+  [[ " ${SCENARIOS[*]} " == *" h2 "* ]] && echo "(h2: h2load -c16 -m32; p50 column = mean, p99 column = max)"
   echo "ratios (rps):"
   for scenario in "${SCENARIOS[@]}"; do
     e=${RESULTS["$scenario/edgewake/median"]:-}
-    for peer in haproxy nginx direct; do
+    for peer in haproxy nginx baseline direct; do
       p=${RESULTS["$scenario/$peer/median"]:-}
       if [ -n "$e" ] && [ -n "$p" ]; then
         printf "  %-14s edgewake/%-8s %.2f\n" "$scenario" "$peer" "$(echo "$e / $p" | bc -l)"

@@ -83,9 +83,14 @@
 //!   machine, the budget of connections to machines, and says whether a failed
 //!   request was sent; `pool` the bounded per-machine pool the other requests share;
 //!   `tunnel` pumps WebSockets and raw TCP after TLS (`raw_tcp`: a `tls`-only port's
-//!   stream joined to a woken machine).
-//! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then
-//!   HTTP/1.1 + HTTP/2 under the edge's `connection` policy.
+//!   stream joined to a woken machine). `h1` is the HTTP/1.1 fast path: a client
+//!   connection and its own machine connection in one task, heads parsed with
+//!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
+//!   phases, limits and budget.
+//! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
+//!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
+//!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both
+//!   under the edge's `connection` policy.
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
 //!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
 //!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,
@@ -115,7 +120,8 @@
 //! # A request's path
 //!
 //! The listener accepts (a trusted peer's PROXY header names the client); `edge`
-//! terminates TLS (HTTPS) and parses HTTP; `Proxy::serve` answers an ACME HTTP-01
+//! terminates TLS (HTTPS) and parses HTTP (plain HTTP/1.1 on the fast path, the rest
+//! with hyper); the proxy answers an ACME HTTP-01
 //! validation itself, else routes `<app>.<domain>` (or a hostname added to an app) to an
 //! app, places the client (regions nearest first) and asks the lifecycle for a ready
 //! machine: `pick` takes, in the first region that can serve, its started machine with

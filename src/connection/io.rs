@@ -38,6 +38,11 @@ impl<I> PacedIo<I> {
         &self.inner
     }
 
+    /// The connection without its pace (the slot it holds, if any, is let go).
+    pub fn into_inner(self) -> I {
+        self.inner
+    }
+
     /// Paces one write-side call: `Pending` starts or continues a wait.
     fn pace<T>(
         &mut self,

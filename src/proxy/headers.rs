@@ -26,11 +26,15 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
 const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
 const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
-pub const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
+pub const FLY_REQUEST_ID: HeaderName = HeaderName::from_static(FLY_REQUEST_ID_NAME);
 /// Response header naming the machine that served the request.
-pub const MACHINE_HEADER: HeaderName = HeaderName::from_static("edgewake-machine");
+pub const MACHINE_HEADER: HeaderName = HeaderName::from_static(MACHINE_HEADER_NAME);
 /// Response header naming the region of the machine that served the request.
-pub const REGION_HEADER: HeaderName = HeaderName::from_static("edgewake-region");
+pub const REGION_HEADER: HeaderName = HeaderName::from_static(REGION_HEADER_NAME);
+// The same names as text, for the fast path's heads.
+const FLY_REQUEST_ID_NAME: &str = "fly-request-id";
+const MACHINE_HEADER_NAME: &str = "edgewake-machine";
+const REGION_HEADER_NAME: &str = "edgewake-region";
 
 /// What the edge knows about the client's connection.
 #[derive(Debug, Clone)]
@@ -71,6 +75,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is a hop-by-hop header (any case), for the fast path, which writes
+/// heads without a `HeaderMap`.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
+}
+
+/// Response headers the edge sets itself: a machine's own are dropped.
+const EDGE_RESPONSE_HEADERS: [HeaderName; 3] = [FLY_REQUEST_ID, MACHINE_HEADER, REGION_HEADER];
+
+/// Whether a machine's response header `name` (any case) is replaced by the edge's own.
+pub fn is_edge_response_header(name: &str) -> bool {
+    EDGE_RESPONSE_HEADERS
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
+}
+
+/// The headers `to_client` adds, as `(name, value)` pairs, for the fast path.
+pub fn edge_response_headers<'a>(
+    machine_id: &'a str,
+    region: &'a str,
+    request_id: &'a str,
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("via", VIA_VALUE),
+        (FLY_REQUEST_ID_NAME, request_id),
+        (MACHINE_HEADER_NAME, machine_id),
+        (REGION_HEADER_NAME, region),
+    ]
+}
+
 /// An address as a header value, without a heap-allocated string on the way.
 fn ip_value(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
@@ -82,7 +118,7 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// How many headers `to_machine` may add.
-const ADDED_TO_REQUESTS: usize = 10;
+pub const ADDED_TO_REQUESTS: usize = 10;
 
 /// Rewrites a request's headers for the machine.
 pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {

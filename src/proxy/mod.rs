@@ -10,6 +10,7 @@ pub mod asleep;
 mod challenge;
 mod checks;
 mod forward;
+pub mod h1;
 pub mod headers;
 pub mod keep_awake;
 pub mod no_wake;
@@ -188,7 +189,7 @@ impl Proxy {
         let metrics = &self.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
         let settings = self.settings.load_full();
-        let request_id = format!("{}-{}", crate::ids::ulid(), settings.edge_region);
+        let request_id = request_id(&settings);
         let asked = settings.access_log.then(|| Asked {
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
@@ -232,15 +233,7 @@ impl Proxy {
         let rules = spec.as_deref().and_then(|s| s.http_rules(port));
         let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
-        let fwd = Forwarded {
-            client_ip,
-            peer_ip: peer.ip(),
-            host: &target.host,
-            authority: &target.authority,
-            scheme: inbound.scheme,
-            public_port: port,
-            edge_region: &settings.edge_region,
-        };
+        let fwd = forwarded(settings, &target, client_ip, inbound, peer);
         let pacing = settings.pacing();
         if chunked {
             // Read before any machine wakes: a broken upload never starts one.
@@ -377,6 +370,30 @@ impl Proxy {
 
     async fn ready(&self, app: &App, port: u16, plan: &Plan) -> Result<Ready, ProxyError> {
         Ok(self.supervisor.ready(app, port, plan).await?)
+    }
+}
+
+/// A new request's id: unique, and naming the edge that received it.
+fn request_id(settings: &ProxySettings) -> String {
+    format!("{}-{}", crate::ids::ulid(), settings.edge_region)
+}
+
+/// What the edge tells the machine about the client's connection (both paths).
+fn forwarded<'a>(
+    settings: &'a ProxySettings,
+    target: &'a Target,
+    client_ip: std::net::IpAddr,
+    inbound: Inbound,
+    peer: SocketAddr,
+) -> Forwarded<'a> {
+    Forwarded {
+        client_ip,
+        peer_ip: peer.ip(),
+        host: &target.host,
+        authority: &target.authority,
+        scheme: inbound.scheme,
+        public_port: inbound.service_port,
+        edge_region: &settings.edge_region,
     }
 }
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Response header: how long the request waited for its machine to wake, in ms.
-pub const WAKE_HEADER: HeaderName = HeaderName::from_static("edgewake-wake");
-const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+pub const WAKE_HEADER: HeaderName = HeaderName::from_static(WAKE_HEADER_NAME);
+const SERVER_TIMING: HeaderName = HeaderName::from_static(SERVER_TIMING_NAME);
+const WAKE_HEADER_NAME: &str = "edgewake-wake";
+const SERVER_TIMING_NAME: &str = "server-timing";
 
 /// What the request's path learned, filled in as it goes.
 #[derive(Debug, Default)]
@@ -70,10 +72,22 @@ pub fn finish(
 
 /// `edgewake-wake: 412` and `Server-Timing: wake;dur=412.3;desc="machine wake"`.
 fn mark_wake(headers: &mut http::HeaderMap, waited: Duration) {
-    let ms = waited.as_secs_f64() * 1000.0;
+    let [_, (_, timing)] = wake_fields(waited);
     headers.insert(WAKE_HEADER, HeaderValue::from(waited.as_millis() as u64));
-    let timing = format!("wake;dur={ms:.1};desc=\"machine wake\"");
     if let Ok(value) = HeaderValue::from_str(&timing) {
         headers.append(SERVER_TIMING, value);
     }
+}
+
+/// The fields that say how long a request waited for its wake, as text (the fast
+/// path writes them into its head).
+pub fn wake_fields(waited: Duration) -> [(&'static str, String); 2] {
+    let ms = waited.as_secs_f64() * 1000.0;
+    [
+        (WAKE_HEADER_NAME, waited.as_millis().to_string()),
+        (
+            SERVER_TIMING_NAME,
+            format!("wake;dur={ms:.1};desc=\"machine wake\""),
+        ),
+    ]
 }

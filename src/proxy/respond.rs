@@ -24,6 +24,10 @@ const RETRY_AFTER_SECS: u64 = 1;
 pub enum ProxyError {
     #[error("the request names no valid host")]
     MissingHost,
+    /// Both Content-Length and Transfer-Encoding (RFC 9112 §6.3): a machine might read
+    /// the body's end elsewhere, so the request is refused and the connection closed.
+    #[error("the request has both Content-Length and Transfer-Encoding")]
+    AmbiguousFraming,
     #[error("the request's host is ambiguous: {0}")]
     AmbiguousHost(&'static str),
     #[error("no app is served at {0}")]
@@ -59,6 +63,7 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost
             | ProxyError::AmbiguousHost(_)
+            | ProxyError::AmbiguousFraming
             | ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -81,6 +86,7 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost => "the request names no host",
             ProxyError::AmbiguousHost(_) => "the request names more than one host",
+            ProxyError::AmbiguousFraming => "the request's body length is ambiguous",
             ProxyError::UnknownHost(_) => "no app is served at this host",
             ProxyError::MethodNotAllowed => "CONNECT is not served here",
             ProxyError::UnsupportedTransferCoding => "only the chunked transfer coding is served",

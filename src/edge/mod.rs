@@ -1,6 +1,11 @@
 //! The edge's client connections: TLS first on the HTTPS listener, then HTTP/1.1 +
 //! HTTP/2 served under the edge's `ClientPolicy` (header, idle, body and write timeouts,
 //! HTTP/2 keep-alive, a graceful shutdown cut after its grace; see `connection`).
+//! HTTP/1.1 connections start on the fast path (`fast`, `proxy::h1`) and move to
+//! hyper's for anything unusual, with the bytes read so far (`rewind`).
+
+mod fast;
+mod rewind;
 
 use crate::connection::{self, ClientPolicy, Guarded, PacedIo};
 use crate::listener::{self, Accepted};
@@ -175,7 +180,11 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
                 return;
             };
             let Some(tls) = tls else {
-                return serve_connection(stream, client, edge2, settings).await;
+                if client.inbound.backhaul {
+                    // Relayed requests are signed and checked by hyper's path.
+                    return serve_connection(stream, client, edge2, settings).await;
+                }
+                return fast::serve(stream, client, edge2, settings).await;
             };
             // The ClientHello names the app before the handshake: wake it now if it asks.
             if let Some(host) = crate::proxy::wake_early::peek_server_name(&stream).await {
@@ -207,12 +216,14 @@ async fn serve_tls_connection(
     let raw = sni
         .as_deref()
         .and_then(|host| edge.proxy.raw_tcp_app(host, port));
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     match raw {
         Some(app) => {
             let stream = PacedIo::new(stream, settings.policy.send);
             edge.proxy.tunnel_tcp(&app, port, stream, client.peer).await
         }
-        None => serve_connection(stream, client, edge, settings).await,
+        None if h2 => serve_connection(stream, client, edge, settings).await,
+        None => fast::serve(stream, client, edge, settings).await,
     }
 }
 

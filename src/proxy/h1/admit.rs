@@ -1,0 +1,67 @@
+//! Phase 1 on the fast path: whether a parsed request is the fast path's, and if so
+//! the phases that need no waiting, as on hyper's path: route, place, the headers for
+//! the machine.
+
+use super::super::{
+    Inbound, Proxy, ProxySettings, challenge, forces_https, forwarded, headers, place, route,
+    serving_spec,
+};
+use super::head::RequestHead;
+use crate::lifecycle::{Manner, Plan};
+use crate::machines::App;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A request the fast path serves: its app, plan and manner toward a sleeping app.
+pub(super) struct Routed {
+    pub app: Arc<App>,
+    pub plan: Plan,
+    pub manner: Manner,
+}
+
+/// The phases that need no waiting, as on hyper's path: route, place, the headers for
+/// the machine. `None`: hyper's path serves it (an ACME token, an unknown host, the
+/// redirect to https, an `h2_backend` service, a body, a request relayed over the
+/// backhaul, or access logging on, whose lines hyper's path writes).
+pub(super) fn admit(
+    proxy: &Proxy,
+    settings: &ProxySettings,
+    head: &mut RequestHead,
+    inbound: Inbound,
+    peer: SocketAddr,
+) -> Option<Routed> {
+    let req = &mut head.req;
+    if head.body > 0 || settings.access_log || inbound.backhaul {
+        return None;
+    }
+    if inbound.scheme == "http" && challenge::answer(&settings.challenges, req).is_some() {
+        return None;
+    }
+    let target = route::Target::of(req).ok()?;
+    let app = proxy.route(settings, &target.host).ok()?;
+    let port = inbound.service_port;
+    if (inbound.scheme == "http" && forces_https(&app, port)) || uses_h2_backend(&app, port) {
+        return None;
+    }
+    let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
+    let location = settings.geo.locate(client_ip);
+    let plan = place::plan(&settings.regions, location, req.headers());
+    let spec = serving_spec(&app, port);
+    let manner = settings
+        .sleeping
+        .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
+    let fwd = forwarded(settings, &target, client_ip, inbound, peer);
+    headers::to_machine(req.headers_mut(), &fwd);
+    Some(Routed { app, plan, manner })
+}
+
+/// Whether the app's services on `port` speak HTTP/2 to machines (hyper's path does).
+fn uses_h2_backend(app: &App, port: u16) -> bool {
+    app.with_machines(|machines| {
+        machines.iter().any(|m| {
+            m.spec()
+                .port_for(port)
+                .is_some_and(|(_, p)| p.http_options.h2_backend)
+        })
+    })
+}

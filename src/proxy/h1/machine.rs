@@ -1,0 +1,341 @@
+//! The fast path's connection to a machine, owned by one client connection: kept while
+//! the machine lets it be reused, replaced when the client's requests go elsewhere.
+//! Like every connection to a machine it holds a slot of the budget and its writes are
+//! paced; the machine's answer head, and each next part of its body, must come within
+//! the read timeout. Every failure says whether the machine may have seen the request.
+
+use super::super::upstream::{Budget, MachineIo, UpstreamError, connect_tcp};
+use super::READ_BUFFER;
+use super::chunked::ChunkedScanner;
+use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
+use crate::connection::MachinePolicy;
+use bytes::{Buf, BytesMut};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// A response head larger than this fails the exchange.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How long the machine may keep a client waiting before the edge watches whether the
+/// client is still there (hyper's path notices a client that hangs up at once).
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
+/// What a client may send ahead (pipelined) while its answer is on its way; beyond it
+/// the client is no longer watched until the answer is done.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+/// The client an answer goes to: its connection, and its buffer of what it sent and
+/// the edge has not used yet.
+pub struct Client<'a, C> {
+    pub io: &'a mut C,
+    pub pipelined: &'a mut BytesMut,
+}
+
+/// Why a wait for the machine ended without its bytes.
+enum Stalled {
+    Machine(std::io::Error),
+    /// Nothing within the read timeout.
+    TooSlow,
+    /// The client hung up (or failed) while it waited.
+    ClientGone,
+}
+
+/// How an exchange failed.
+#[derive(Debug)]
+pub enum Exchange {
+    /// No connection: the machine never saw the request, another may take it.
+    Unsent(UpstreamError),
+    /// The machine may have seen the request; the client has heard nothing yet.
+    Sent(UpstreamError),
+    /// The client was already being answered (or went away): only closing is left.
+    Answering,
+}
+
+fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
+    Exchange::Sent(UpstreamError::exchange(error))
+}
+
+fn sent_because(why: &str) -> Exchange {
+    Exchange::Sent(UpstreamError::Exchange(why.to_string()))
+}
+
+pub struct MachineConnection {
+    addr: SocketAddr,
+    stream: MachineIo,
+    /// How long the machine may keep edgewake waiting for each part of its answer.
+    read: Duration,
+    /// The machine's bytes not yet passed on.
+    buf: BytesMut,
+    /// Carried an earlier request (so it may have been closed by the machine since).
+    reused: bool,
+}
+
+impl MachineConnection {
+    /// The cached connection when it goes to `addr` and is still open, else a new one.
+    pub async fn reuse_or_connect(
+        cached: Option<MachineConnection>,
+        addr: SocketAddr,
+        budget: &Budget,
+        policy: MachinePolicy,
+    ) -> Result<MachineConnection, Exchange> {
+        match cached {
+            Some(mut cached) if cached.addr == addr && cached.is_open() => {
+                cached.reused = true;
+                cached.read = policy.read.timeout;
+                Ok(cached)
+            }
+            // The old connection (and its budget slot) goes before a new one is counted.
+            _ => MachineConnection::connect(addr, budget, policy).await,
+        }
+    }
+
+    /// Open, with nothing unasked-for to read: a read would block.
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.get_ref().try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    async fn connect(
+        addr: SocketAddr,
+        budget: &Budget,
+        policy: MachinePolicy,
+    ) -> Result<MachineConnection, Exchange> {
+        let stream = connect_tcp(addr, budget, policy.send)
+            .await
+            .map_err(Exchange::Unsent)?;
+        Ok(MachineConnection {
+            addr,
+            stream,
+            read: policy.read.timeout,
+            buf: BytesMut::with_capacity(READ_BUFFER),
+            reused: false,
+        })
+    }
+
+    /// Reads what the machine sends next into `buf`, by `deadline` (0: it closed the
+    /// connection). A client that hangs up meanwhile ends the wait: no one is left to
+    /// answer, and the machine's request is let go as on hyper's path. The client is
+    /// watched only once the machine has kept it waiting `WATCH_CLIENT_AFTER`, so a
+    /// quick answer costs no read of the client; what a pipelining client sends
+    /// meanwhile is kept for after this answer.
+    async fn read_watching<C>(
+        &mut self,
+        deadline: Instant,
+        client: &mut Client<'_, C>,
+    ) -> Result<usize, Stalled>
+    where
+        C: AsyncRead + Unpin,
+    {
+        self.buf.reserve(READ_BUFFER);
+        let quiet_until = (Instant::now() + WATCH_CLIENT_AFTER).min(deadline);
+        let quick = tokio::time::timeout_at(quiet_until, self.stream.read_buf(&mut self.buf));
+        if let Ok(read) = quick.await {
+            return read.map_err(Stalled::Machine);
+        }
+        loop {
+            let watch = client.pipelined.len() < MAX_PIPELINED;
+            tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)) => {
+                    return match read {
+                        Ok(read) => read.map_err(Stalled::Machine),
+                        Err(_) => Err(Stalled::TooSlow),
+                    };
+                }
+                sent = client.io.read_buf(client.pipelined), if watch => {
+                    if !matches!(sent, Ok(n) if n > 0) {
+                        return Err(Stalled::ClientGone);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this connection carried an earlier request (so the machine may have
+    /// closed it since, and a request that failed on it may be sent again on a new one).
+    pub fn was_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Sends the request (its head: requests with a body go to hyper's path), then
+    /// passes the answer on.
+    pub async fn round_trip<C>(
+        &mut self,
+        head: &[u8],
+        client: &mut Client<'_, C>,
+        facts: &EdgeFacts<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<ResponseHead, Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.send(head).await?;
+        let answer = self.answer_head(facts, out, client).await?;
+        self.pass_body(answer, out, client).await
+    }
+
+    async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
+        self.stream.write_all(head).await.map_err(|e| sent(&e))
+    }
+
+    /// Reads the final response head; its rewritten form is put in `out`.
+    async fn answer_head<C>(
+        &mut self,
+        facts: &EdgeFacts<'_>,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<ResponseHead, Exchange>
+    where
+        C: AsyncRead + Unpin,
+    {
+        let deadline = Instant::now() + self.read;
+        loop {
+            if let Some(head) =
+                response::parse_response(&self.buf, facts, out).map_err(|e| sent(&e))?
+            {
+                self.buf.advance(head.len);
+                if head.status >= 200 {
+                    return Ok(head);
+                }
+                continue;
+            }
+            if self.buf.len() > MAX_RESPONSE_HEAD {
+                return Err(sent_because("response head too large"));
+            }
+            let read = match self.read_watching(deadline, client).await {
+                Ok(read) => read,
+                Err(Stalled::Machine(e)) => return Err(sent(&e)),
+                Err(Stalled::ClientGone) => return Err(Exchange::Answering),
+                Err(Stalled::TooSlow) => {
+                    let read = self.read;
+                    let error = UpstreamError::Timeout(format!("no answer within {read:?}"));
+                    return Err(Exchange::Sent(error));
+                }
+            };
+            if read == 0 {
+                return Err(sent_because(
+                    "the machine closed the connection before answering",
+                ));
+            }
+        }
+    }
+
+    /// Passes the head in `out` and the body, as framed, to the client.
+    async fn pass_body<C>(
+        &mut self,
+        mut head: ResponseHead,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<ResponseHead, Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        match head.framing {
+            BodyFraming::Empty => write(client.io, out).await?,
+            BodyFraming::Length(n) => self.pass_length(n, out, client).await?,
+            BodyFraming::Chunked => self.pass_chunked(out, client).await?,
+            BodyFraming::UntilClose => self.pass_until_close(out, client).await?,
+        }
+        client.io.flush().await.map_err(|_| Exchange::Answering)?;
+        // Bytes after the response were never asked for: the connection is not trusted.
+        head.reusable &= self.buf.is_empty();
+        Ok(head)
+    }
+
+    async fn pass_length<C>(
+        &mut self,
+        mut left: u64,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<(), Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let first = self
+            .buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        out.extend_from_slice(&self.buf[..first]);
+        self.buf.advance(first);
+        left -= first as u64;
+        write(client.io, out).await?;
+        while left > 0 {
+            let chunk = self.read_more(client).await?;
+            let take = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
+            write(client.io, &self.buf[..take]).await?;
+            self.buf.advance(take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+
+    async fn pass_chunked<C>(
+        &mut self,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<(), Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut scanner = ChunkedScanner::default();
+        let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
+        let first = end.unwrap_or(self.buf.len());
+        out.extend_from_slice(&self.buf[..first]);
+        self.buf.advance(first);
+        write(client.io, out).await?;
+        let mut done = end.is_some();
+        while !done {
+            self.read_more(client).await?;
+            let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
+            let take = end.unwrap_or(self.buf.len());
+            write(client.io, &self.buf[..take]).await?;
+            self.buf.advance(take);
+            done = end.is_some();
+        }
+        Ok(())
+    }
+
+    async fn pass_until_close<C>(
+        &mut self,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+    ) -> Result<(), Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        out.extend_from_slice(&self.buf);
+        self.buf.clear();
+        write(client.io, out).await?;
+        loop {
+            match self.read_watching(Instant::now() + self.read, client).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    write(client.io, &self.buf).await?;
+                    self.buf.clear();
+                }
+                Err(_) => return Err(Exchange::Answering),
+            }
+        }
+    }
+
+    /// Reads more of the body into the (empty) buffer; the machine's end, an error or
+    /// a part that does not come within the read timeout cuts a response the client is
+    /// already receiving.
+    async fn read_more<C>(&mut self, client: &mut Client<'_, C>) -> Result<usize, Exchange>
+    where
+        C: AsyncRead + Unpin,
+    {
+        match self.read_watching(Instant::now() + self.read, client).await {
+            Ok(0) | Err(_) => Err(Exchange::Answering),
+            Ok(_) => Ok(self.buf.len()),
+        }
+    }
+}
+
+async fn write<C: AsyncWrite + Unpin>(client: &mut C, bytes: &[u8]) -> Result<(), Exchange> {
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|_| Exchange::Answering)
+}

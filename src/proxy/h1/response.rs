@@ -1,0 +1,259 @@
+//! The machine's response head on the fast path: parsed, its framing decided (RFC 9112
+//! §6.3), and rewritten for the client as `headers::to_client` does on hyper's path:
+//! hop-by-hop fields and those Connection names dropped, the edge's own fields added.
+
+use super::super::headers;
+use super::head::{MAX_HEADERS, parse_length, tokens, write_field};
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the machine closes the connection (the client's is closed after it).
+    UntilClose,
+}
+
+/// A response head the client was sent.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    /// Bytes of the head in the machine's buffer.
+    pub len: usize,
+    pub framing: BodyFraming,
+    /// The machine's connection may carry another request after this response.
+    pub reusable: bool,
+    /// The machine asked for a replay (`fly-replay`): nothing was written for the
+    /// client; hyper's path replays the request.
+    pub replay: bool,
+    /// The machine's `edgewake-keep-awake` value (taken out of the client's head).
+    pub keep_awake: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error("bad response head: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("bad or conflicting Content-Length in the response")]
+    Length,
+    /// 101 to a request that asked for no upgrade (those go to hyper's path).
+    #[error("the machine switched protocols unasked")]
+    UnaskedSwitch,
+}
+
+/// Facts the edge adds to each response.
+pub struct EdgeFacts<'a> {
+    pub request_id: &'a str,
+    pub machine_id: &'a str,
+    pub region: &'a str,
+    /// The request was HEAD: no body, whatever the head says.
+    pub head_request: bool,
+    /// The client's connection closes after this response.
+    pub close: bool,
+    /// How long the request waited for its machine to wake, if it did.
+    pub waited: Option<std::time::Duration>,
+}
+
+/// Parses the response head at the start of `buf`; when complete, its rewritten form
+/// is appended to `out`. `Ok(None)`: more bytes are needed.
+pub fn parse_response(
+    buf: &[u8],
+    facts: &EdgeFacts<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = response.code.unwrap_or(502);
+    if status == 101 {
+        return Err(ResponseError::UnaskedSwitch);
+    }
+    let reason = response.reason.unwrap_or("");
+    let (framing, reusable) = framing(response.headers, status, facts.head_request)?;
+    let field = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    let replay = field(super::super::replay::FLY_REPLAY.as_str()).is_some();
+    let keep_awake = field(KEEP_AWAKE).map(|h| h.value.to_vec());
+    let mut head = ResponseHead {
+        status,
+        len,
+        framing,
+        reusable,
+        replay,
+        keep_awake,
+    };
+    if (100..200).contains(&status) || replay {
+        // An interim response (103 Early Hints): the client gets the final one only.
+        // A replay: the client gets the answer of the machine it is replayed to.
+        head.framing = BodyFraming::Empty;
+        return Ok(Some(head));
+    }
+    let close = facts.close || framing == BodyFraming::UntilClose;
+    write_status_line(out, status, reason);
+    let connection: Vec<&[u8]> = response
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .collect();
+    for header in response.headers.iter() {
+        let keep = !headers::is_hop_by_hop(header.name)
+            && !headers::is_edge_response_header(header.name)
+            && !header.name.eq_ignore_ascii_case(KEEP_AWAKE)
+            && !connection
+                .iter()
+                .any(|named| named.eq_ignore_ascii_case(header.name.as_bytes()));
+        // The body is passed on as framed: its Transfer-Encoding stays.
+        let framing_field = framing == BodyFraming::Chunked
+            && header.name.eq_ignore_ascii_case("transfer-encoding");
+        if keep || framing_field {
+            write_field(out, header.name.as_bytes(), header.value);
+        }
+    }
+    let edge = headers::edge_response_headers(facts.machine_id, facts.region, facts.request_id);
+    for (name, value) in edge {
+        write_field(out, name.as_bytes(), value.as_bytes());
+    }
+    if let Some(waited) = facts.waited {
+        for (name, value) in super::super::report::wake_fields(waited) {
+            write_field(out, name.as_bytes(), value.as_bytes());
+        }
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(head))
+}
+
+/// The machine's busy signal, for the edge only (`keep_awake`).
+const KEEP_AWAKE: &str = "edgewake-keep-awake";
+
+pub fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa3(status).as_slice());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa3(status: u16) -> [u8; 3] {
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    [digit(status / 100), digit(status / 10), digit(status)]
+}
+
+/// The body's framing and whether the connection stays usable, from the fields.
+fn framing(
+    fields: &[httparse::Header<'_>],
+    status: u16,
+    head_request: bool,
+) -> Result<(BodyFraming, bool), ResponseError> {
+    let mut length = None;
+    let mut chunked = None;
+    let mut reusable = true;
+    for field in fields {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = parse_length(field.value).ok_or(ResponseError::Length)?;
+            if length.is_some_and(|l| l != value) {
+                return Err(ResponseError::Length);
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a final `chunked` delimits the body; any other coding last means
+            // the body runs until the connection closes.
+            chunked = tokens(field.value)
+                .filter(|t| !t.is_empty())
+                .last()
+                .map(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            reusable &= !tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let framing = match (chunked, length) {
+        _ if head_request || status < 200 || status == 204 || status == 304 => BodyFraming::Empty,
+        (Some(true), _) => BodyFraming::Chunked,
+        (Some(false), _) => BodyFraming::UntilClose,
+        (None, Some(n)) => BodyFraming::Length(n),
+        (None, None) => BodyFraming::UntilClose,
+    };
+    // A body that had both framings might not end where the machine thinks it does.
+    let reusable =
+        reusable && framing != BodyFraming::UntilClose && !(chunked.is_some() && length.is_some());
+    Ok((framing, reusable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> EdgeFacts<'static> {
+        EdgeFacts {
+            request_id: "01ABC-ams",
+            machine_id: "m1",
+            region: "ams",
+            head_request: false,
+            close: false,
+            waited: None,
+        }
+    }
+
+    fn rewrite(head: &str) -> (ResponseHead, String) {
+        let mut out = Vec::new();
+        let parsed = parse_response(head.as_bytes(), &facts(), &mut out)
+            .unwrap()
+            .unwrap();
+        (parsed, String::from_utf8(out).unwrap())
+    }
+
+    /// Hop-by-hop fields and those Connection names go; the edge's fields are added and
+    /// a machine's own copies of them dropped.
+    #[test]
+    fn rewrites_for_the_client() {
+        let (head, out) = rewrite(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nEdgewake-Machine: fake\r\nVia: 1.1 up\r\n\r\nhi",
+        );
+        assert_eq!(head.framing, BodyFraming::Length(2));
+        assert!(head.reusable);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 up\r\nvia: 1.1 edgewake\r\n\
+             fly-request-id: 01ABC-ams\r\nedgewake-machine: m1\r\nedgewake-region: ams\r\n\r\n"
+        );
+    }
+
+    /// A chunked body keeps its Transfer-Encoding; no framing at all means until close.
+    #[test]
+    fn framing_rules() {
+        let (head, out) = rewrite("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+        let (head, out) = rewrite("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(head.framing, BodyFraming::UntilClose);
+        assert!(!head.reusable);
+        assert!(out.contains("connection: close\r\n"));
+        let (head, _) = rewrite("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(head.framing, BodyFraming::Empty);
+        let (head, _) =
+            rewrite("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+        assert!(!head.reusable);
+    }
+
+    /// Conflicting lengths, and a switch of protocols nobody asked for, are refused.
+    #[test]
+    fn refused_heads() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n";
+        assert!(parse_response(head.as_bytes(), &facts(), &mut Vec::new()).is_err());
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n";
+        assert!(parse_response(head.as_bytes(), &facts(), &mut Vec::new()).is_err());
+    }
+}
