@@ -63,7 +63,7 @@ unit() {
 
 e2e() {
     local targets=(api api_lifecycle api_wire placement)
-    run_group e2e --file=src/api/lifecycle.rs --file=src/edge.rs \
+    run_group e2e --file=src/api/lifecycle.rs --file=src/edge/mod.rs \
         --re='client_behind|src/api/lifecycle.rs' --exclude-re='with (Ok\()?Json::' \
         --timeout=180 \
         "${targets[@]/#/--cargo-arg=--test=}"
