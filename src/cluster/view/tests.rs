@@ -5,7 +5,6 @@ use crate::cluster::Advertised;
 use crate::config::ClusterConfig;
 use crate::drivers::fake::FakeDriver;
 use crate::lifecycle::Settings;
-use crate::machines::record::{ImageRef, now_rfc3339};
 use crate::machines::store::Store;
 use crate::machines::{MachineRecord, Registry};
 use nix::sys::signal::Signal;
@@ -58,21 +57,7 @@ fn machine(app: &str, id: &str) -> MachineEntry {
     MachineEntry {
         app: app.into(),
         node: "syd-1".into(),
-        record: MachineRecord {
-            id: id.into(),
-            name: format!("m-{id}"),
-            state: MachineState::Stopped,
-            region: "syd".into(),
-            instance_id: "v1".into(),
-            private_ip: "127.9.0.2".parse().unwrap(),
-            config: serde_json::json!({"image": "img"}),
-            image_ref: ImageRef::parse("img"),
-            created_at: now_rfc3339(),
-            updated_at: now_rfc3339(),
-            events: Vec::new(),
-            cordoned: false,
-            checks: Vec::new(),
-        },
+        record: MachineRecord::sample(id, MachineState::Stopped),
     }
 }
 
