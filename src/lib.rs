@@ -12,7 +12,8 @@
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit, the open-file limit raised at start and shared out), `metrics`
-//!   (the Prometheus series every part counts into, one set per edgewake), `memory`
+//!   (the Prometheus series every part counts into, one set per edgewake; `series`:
+//!   the request series' handles by app, for the request path), `memory`
 //!   (free memory handed back to the system after bursts; the one module with
 //!   `unsafe`): leaves.
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once);
@@ -86,7 +87,8 @@
 //!   stream joined to a woken machine). `h1` is the HTTP/1.1 fast path: a client
 //!   connection and its own machine connection in one task, heads parsed with
 //!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
-//!   phases, limits and budget.
+//!   phases (`admit`), limits and budget; a client connection that ends leaves its
+//!   machine connection for the next (`parked`).
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
 //!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both

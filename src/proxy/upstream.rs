@@ -148,6 +148,12 @@ impl Budget {
         Budget(Arc::new(Semaphore::new(max_connections)))
     }
 
+    /// How many more connections may be opened.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+
     /// A slot for one more connection, if the budget has one.
     fn slot(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         self.0
