@@ -11,7 +11,8 @@
 # - PEERS=path names shared/bench/peers.sh when it is not found beside the checkout.
 # - SHARED_CORE=1 pins the machine to CPU 0 with the proxy under test (edgewake's own
 #   deployment: machines run on the edge's host), instead of leaving it unpinned.
-# - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2.
+# - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2
+#   (default), or http-newconn (plain HTTP, a new connection per request).
 # - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
 # - REQUEST_PATH=/ asks the machine to echo the request (its headers as JSON: a machine
 #   behind edgewake, which adds nine forwarding headers, then works more than one behind
@@ -177,7 +178,7 @@ run_scenario() {
   case "$1" in
     http-64|https-64) run_wrk "$url" -c64 ;;
     http-256) run_wrk "$url" -c256 ;;
-    https-newconn) run_wrk "$url" -c16 -H Connection:close ;;
+    https-newconn|http-newconn) run_wrk "$url" -c16 -H Connection:close ;;
     h2) run_h2 "$url" ;;
   esac
 }

@@ -12,8 +12,7 @@
 //!   `proxy_protocol` (who the client is: PROXY headers and X-Forwarded-For from
 //!   trusted peers only), `listener` (socket2 listeners, the accept loop and its
 //!   connection limit, the open-file limit raised at start and shared out), `metrics`
-//!   (the Prometheus series every part counts into, one set per edgewake; `series`:
-//!   the request series' handles by app, for the request path), `memory`
+//!   (the Prometheus series every part counts into, one set per edgewake), `memory`
 //!   (free memory handed back to the system after bursts; the one module with
 //!   `unsafe`): leaves.
 //! - `config`: the operator's TOML file, parsed then validated (every problem at once);

@@ -8,8 +8,6 @@
 //! Label values are apps, regions, states and fixed reason words: apps and regions are
 //! the operator's, so no client can grow the number of series.
 
-mod series;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -91,8 +89,6 @@ pub struct Metrics {
     /// Held while the machine gauge is refilled and the text written, so two scrapes
     /// at once do not see each other's half-filled gauge.
     render: Mutex<()>,
-    /// Handles of `requests` and `request_duration` by app, for the request path.
-    request_series: series::RequestSeries,
 }
 
 impl Default for Metrics {
@@ -121,7 +117,6 @@ impl Metrics {
             backhaul_errors: Counter::default(),
             driver_errors: Family::default(),
             render: Mutex::new(()),
-            request_series: series::RequestSeries::default(),
         };
         metrics.register();
         metrics
@@ -214,13 +209,17 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, app: &str, status: u16, region: &str, took: Duration) {
-        let families = series::Families {
-            requests: &self.requests,
-            durations: &self.request_duration,
+        let labels = RequestLabels {
+            app: app.to_string(),
+            status: format!("{}xx", status / 100),
+            region: region.to_string(),
         };
-        let secs = took.as_secs_f64();
-        self.request_series
-            .record(families, app, status, region, secs);
+        self.requests.get_or_create(&labels).inc();
+        self.request_duration
+            .get_or_create(&AppLabels {
+                app: app.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Records how long a request waited for its machine to wake.
