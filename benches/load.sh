@@ -131,6 +131,34 @@ for candidate in "${PEERS:-}" "$ROOT/../shared/bench/peers.sh" "$ROOT/../../shar
 done
 [ -f "${PEERS:-}" ] || { echo "no peers.sh: set PEERS=/path/to/shared/bench/peers.sh" >&2; exit 1; }
 PEER_DIR="$WORK/peer" BACKEND="$IP:8080" bash "$PEERS" start
+
+# PEER_HEADERS=1: the peers send the machine the forwarding headers edgewake sends
+# (Fly's contract: nine, where peers.sh's configs add one), so the machine behind each
+# proxy parses the same head and the comparison is of the proxies alone.
+if [ "${PEER_HEADERS:-0}" = 1 ]; then
+  P="$WORK/peer"
+  nginx_headers='proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Ssl off;
+    proxy_set_header X-Forwarded-Port $server_port; proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header Fly-Client-IP $remote_addr; proxy_set_header Fly-Forwarded-Port $server_port;
+    proxy_set_header Fly-Region ams; proxy_set_header Via "1.1 nginx";'
+  sed -i "s|proxy_set_header X-Forwarded-For \\\$proxy_add_x_forwarded_for;|&\\n    ${nginx_headers//$'\n'/\\n}|" "$P/nginx.conf"
+  nginx -c "$P/nginx.conf" -s reload
+  sed -i '/^backend be/a\
+  http-request set-header X-Forwarded-Proto http\
+  http-request set-header X-Forwarded-Ssl off\
+  http-request set-header X-Forwarded-Port %[dst_port]\
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]\
+  http-request set-header Fly-Client-IP %[src]\
+  http-request set-header Fly-Forwarded-Port %[dst_port]\
+  http-request set-header Fly-Region ams\
+  http-request add-header Via "1.1 haproxy"' "$P/haproxy.cfg"
+  kill "$(cat "$P/haproxy.pid")" && sleep 0.3 && haproxy -f "$P/haproxy.cfg"
+  sleep 0.5
+  for port in 18081 18082; do # the machine's echo (`/`) shows what it was sent
+    curl -sf -H "Host: $HOST" "http://127.0.0.1:$port/" | grep -q '"fly-region":"ams"' ||
+      { echo "the peer on $port does not send the forwarding headers" >&2; exit 1; }
+  done
+fi
 for pidfile in "$WORK/peer/nginx.pid" "$WORK/peer/haproxy.pid"; do
   for pid in $(cat "$pidfile") $(pgrep -P "$(cat "$pidfile")" || true); do taskset -apc 0 "$pid" >/dev/null; done
 done
