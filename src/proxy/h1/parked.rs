@@ -6,7 +6,7 @@
 //! parked for the pool's idle time is closed by a sweeper, its budget slot with it.
 
 use super::machine::MachineConnection;
-use crate::proxy::upstream::UPSTREAM_POOL_IDLE;
+use crate::proxy::upstream::{self, UPSTREAM_POOL_IDLE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -80,19 +80,14 @@ impl Parked {
 
 /// Closes connections parked for the idle time, until the lot is dropped.
 async fn sweep(machines: Weak<Machines>) {
-    let mut tick = tokio::time::interval(UPSTREAM_POOL_IDLE / 2);
-    loop {
-        tick.tick().await;
-        let Some(machines) = machines.upgrade() else {
-            return;
-        };
-        let now = Instant::now();
+    upstream::sweep_idle(machines, |machines, now| {
         let mut machines = machines.lock().unwrap_or_else(|p| p.into_inner());
         machines.retain(|_, parked| {
             parked.retain(|idle| idle.fresh(now));
             !parked.is_empty()
         });
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]
