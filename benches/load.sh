@@ -11,7 +11,8 @@
 # - PEERS=path names shared/bench/peers.sh when it is not found beside the checkout.
 # - SHARED_CORE=1 pins the machine to CPU 0 with the proxy under test (edgewake's own
 #   deployment: machines run on the edge's host), instead of leaving it unpinned.
-# - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2.
+# - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2
+#   (default), or http-newconn (plain HTTP, a new connection per request).
 # - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
 # - REQUEST_PATH=/ asks the machine to echo the request (its headers as JSON: a machine
 #   behind edgewake, which adds nine forwarding headers, then works more than one behind
@@ -130,6 +131,34 @@ for candidate in "${PEERS:-}" "$ROOT/../shared/bench/peers.sh" "$ROOT/../../shar
 done
 [ -f "${PEERS:-}" ] || { echo "no peers.sh: set PEERS=/path/to/shared/bench/peers.sh" >&2; exit 1; }
 PEER_DIR="$WORK/peer" BACKEND="$IP:8080" bash "$PEERS" start
+
+# PEER_HEADERS=1: the peers send the machine the forwarding headers edgewake sends
+# (Fly's contract: nine, where peers.sh's configs add one), so the machine behind each
+# proxy parses the same head and the comparison is of the proxies alone.
+if [ "${PEER_HEADERS:-0}" = 1 ]; then
+  P="$WORK/peer"
+  nginx_headers='proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Ssl off;
+    proxy_set_header X-Forwarded-Port $server_port; proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header Fly-Client-IP $remote_addr; proxy_set_header Fly-Forwarded-Port $server_port;
+    proxy_set_header Fly-Region ams; proxy_set_header Via "1.1 nginx";'
+  sed -i "s|proxy_set_header X-Forwarded-For \\\$proxy_add_x_forwarded_for;|&\\n    ${nginx_headers//$'\n'/\\n}|" "$P/nginx.conf"
+  nginx -c "$P/nginx.conf" -s reload
+  sed -i '/^backend be/a\
+  http-request set-header X-Forwarded-Proto http\
+  http-request set-header X-Forwarded-Ssl off\
+  http-request set-header X-Forwarded-Port %[dst_port]\
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]\
+  http-request set-header Fly-Client-IP %[src]\
+  http-request set-header Fly-Forwarded-Port %[dst_port]\
+  http-request set-header Fly-Region ams\
+  http-request add-header Via "1.1 haproxy"' "$P/haproxy.cfg"
+  kill "$(cat "$P/haproxy.pid")" && sleep 0.3 && haproxy -f "$P/haproxy.cfg"
+  sleep 0.5
+  for port in 18081 18082; do # the machine's echo (`/`) shows what it was sent
+    curl -sf -H "Host: $HOST" "http://127.0.0.1:$port/" | grep -q '"fly-region":"ams"' ||
+      { echo "the peer on $port does not send the forwarding headers" >&2; exit 1; }
+  done
+fi
 for pidfile in "$WORK/peer/nginx.pid" "$WORK/peer/haproxy.pid"; do
   for pid in $(cat "$pidfile") $(pgrep -P "$(cat "$pidfile")" || true); do taskset -apc 0 "$pid" >/dev/null; done
 done
@@ -177,7 +206,7 @@ run_scenario() {
   case "$1" in
     http-64|https-64) run_wrk "$url" -c64 ;;
     http-256) run_wrk "$url" -c256 ;;
-    https-newconn) run_wrk "$url" -c16 -H Connection:close ;;
+    https-newconn|http-newconn) run_wrk "$url" -c16 -H Connection:close ;;
     h2) run_h2 "$url" ;;
   esac
 }

@@ -86,7 +86,8 @@
 //!   stream joined to a woken machine). `h1` is the HTTP/1.1 fast path: a client
 //!   connection and its own machine connection in one task, heads parsed with
 //!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
-//!   phases, limits and budget.
+//!   phases (`admit`), limits and budget; a client connection that ends leaves its
+//!   machine connection for the next (`parked`).
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
 //!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both

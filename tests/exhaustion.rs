@@ -323,3 +323,21 @@ async fn a_quiet_client_connection_lets_its_machine_connection_go() {
     );
     edge.shutdown().await;
 }
+
+/// Client connections that each send one request and close (a browser's new
+/// connections, `Connection: close`) share one connection to the machine: the next
+/// client takes the one the last left, instead of the machine accepting one per client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_client_connections_reuse_the_machine_connection() {
+    let (edge, fake, id) = edge_with_fake_machine(|_| {}).await;
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    for _ in 0..5 {
+        let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    assert_eq!(fake.accepted_connections(&id), 1);
+    edge.shutdown().await;
+}

@@ -39,22 +39,27 @@ pub(super) async fn serve<I>(
 {
     let io = PacedIo::new(io, settings.policy.send);
     let mut conn = Connection::new(io, client.inbound, client.peer);
-    loop {
+    let fall_back_now = loop {
         let head = match read_head(&mut conn, &edge, &settings).await {
             HeadRead::Head(head) => head,
-            HeadRead::Done => return,
+            HeadRead::Done => break false,
             HeadRead::Refused => {
                 let error = crate::proxy::ProxyError::AmbiguousFraming;
                 conn.refuse_unrouted(&edge.proxy, &error).await;
-                return;
+                break false;
             }
-            HeadRead::Fallback => return fall_back(conn, client, edge, settings).await,
+            HeadRead::Fallback => break true,
         };
         match conn.serve(&edge.proxy, head).await {
             Step::KeepAlive if !edge.cancel.is_cancelled() => {}
-            Step::KeepAlive | Step::Close => return,
-            Step::Fallback => return fall_back(conn, client, edge, settings).await,
+            Step::KeepAlive | Step::Close => break false,
+            Step::Fallback => break true,
         }
+    };
+    // Hyper's path has connections of its own; the next client may use this one.
+    conn.park_machine(&edge.proxy);
+    if fall_back_now {
+        fall_back(conn, client, edge, settings).await;
     }
 }
 

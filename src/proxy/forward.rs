@@ -32,6 +32,8 @@ use std::time::Duration;
 /// other nodes' backhauls, with the key that signs for them.
 pub struct Upstreams {
     pub budget: Budget,
+    /// The fast path's idle machine connections, between client connections.
+    pub parked: super::h1::Parked,
     pools: Pools,
     backhaul: Backhaul,
     pub(super) key: Option<Arc<BackhaulKey>>,
@@ -41,6 +43,7 @@ impl Upstreams {
     pub fn new(limits: UpstreamLimits, key: Option<Arc<BackhaulKey>>) -> Upstreams {
         let budget = Budget::new(limits.max_connections);
         Upstreams {
+            parked: super::h1::Parked::start(),
             pools: Pools::new(budget.clone(), limits),
             budget,
             backhaul: Backhaul::new(),

@@ -273,14 +273,9 @@ impl MachinePool {
 /// Every half idle period, closes idle connections and forgets machines with nothing
 /// pooled and no request holding their pool; ends when the pools are dropped.
 async fn close_idle(machines: Weak<Machines>) {
-    let mut tick = tokio::time::interval(UPSTREAM_POOL_IDLE / 2);
-    loop {
-        tick.tick().await;
-        let Some(machines) = machines.upgrade() else {
-            return;
-        };
-        let now = Instant::now();
+    upstream::sweep_idle(machines, |machines, now| {
         // Only this map holds a forgotten pool: nobody is waiting on its slots.
         machines.retain(|_, pool| !(pool.close_idle(now) && Arc::strong_count(pool) == 1));
-    }
+    })
+    .await;
 }

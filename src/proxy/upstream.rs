@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// How long connecting to a started machine may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,6 +149,12 @@ impl Budget {
         Budget(Arc::new(Semaphore::new(max_connections)))
     }
 
+    /// How many more connections may be opened.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+
     /// A slot for one more connection, if the budget has one.
     fn slot(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         self.0
@@ -263,6 +270,19 @@ impl ConnectionUpstream {
         if let Ok(mut slot) = self.0.try_lock() {
             *slot = None;
         }
+    }
+}
+
+/// Every half idle period, lets `close_idle` close what has been idle for the idle
+/// period (`now` given); ends once `owner` is dropped.
+pub async fn sweep_idle<T>(owner: std::sync::Weak<T>, close_idle: impl Fn(&T, Instant)) {
+    let mut tick = tokio::time::interval(UPSTREAM_POOL_IDLE / 2);
+    loop {
+        tick.tick().await;
+        let Some(owner) = owner.upgrade() else {
+            return;
+        };
+        close_idle(&owner, Instant::now());
     }
 }
 

@@ -157,6 +157,11 @@ impl FakeDriver {
         self.answers.counts(machine_id).1
     }
 
+    /// How many connections the machine has accepted in all.
+    pub fn accepted_connections(&self, machine_id: &str) -> usize {
+        self.answers.counts(machine_id).2
+    }
+
     /// Starts wait from now until `release_starts`.
     pub fn hold_starts(&self) {
         self.held.send_replace(true);

@@ -11,12 +11,13 @@ use tokio::sync::watch;
 pub(super) struct Answers {
     /// While `true`, a request's answer waits, and its connection is not read.
     pub(super) held: watch::Sender<bool>,
-    /// Per machine: connections open now, and the most ever open at once.
-    pub(super) open: Mutex<HashMap<String, (usize, usize)>>,
+    /// Per machine: connections open now, the most ever open at once, and all ever
+    /// accepted.
+    pub(super) open: Mutex<HashMap<String, (usize, usize, usize)>>,
 }
 
 impl Answers {
-    pub(super) fn counts(&self, machine_id: &str) -> (usize, usize) {
+    pub(super) fn counts(&self, machine_id: &str) -> (usize, usize, usize) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.get(machine_id).copied().unwrap_or_default()
     }
@@ -24,9 +25,10 @@ impl Answers {
     /// Counts a connection open until the guard is dropped.
     fn opened(self: &Arc<Answers>, machine_id: &str) -> OpenConnection {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (now, most) = open.entry(machine_id.to_string()).or_default();
+        let (now, most, accepted) = open.entry(machine_id.to_string()).or_default();
         *now += 1;
         *most = (*most).max(*now);
+        *accepted += 1;
         OpenConnection {
             answers: self.clone(),
             machine_id: machine_id.to_string(),
@@ -47,7 +49,7 @@ struct OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         let mut open = self.answers.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((now, _)) = open.get_mut(&self.machine_id) {
+        if let Some((now, _, _)) = open.get_mut(&self.machine_id) {
             *now -= 1;
         }
     }

@@ -89,8 +89,13 @@ impl MachineConnection {
         }
     }
 
+    /// The machine's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Open, with nothing unasked-for to read: a read would block.
-    fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.get_ref().try_read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)

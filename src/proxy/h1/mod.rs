@@ -17,6 +17,7 @@ mod admit;
 pub mod chunked;
 pub mod head;
 mod machine;
+mod parked;
 pub mod response;
 
 use super::report::Served;
@@ -34,6 +35,7 @@ use head::RequestHead;
 use http::Response;
 use http_body_util::BodyExt;
 use machine::{Client, Exchange, MachineConnection};
+pub use parked::Parked;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -80,6 +82,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
     /// Whether the connection keeps a connection to a machine.
     pub fn holds_machine(&self) -> bool {
         self.machine.is_some()
+    }
+
+    /// Leaves the machine connection for the next client connection (this one ends).
+    pub fn park_machine(&mut self, proxy: &Proxy) {
+        if let Some(machine) = self.machine.take() {
+            proxy.upstreams.parked.park(machine);
+        }
     }
 
     /// Closes the connection to the machine and lets the heads' buffers go (the client
@@ -219,6 +228,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let to = Destination {
             addr,
             budget: &proxy.upstreams.budget,
+            parked: &proxy.upstreams.parked,
             policy: settings.machine,
         };
         let mut answer = std::mem::take(&mut self.answer);
@@ -266,7 +276,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         facts: &response::EdgeFacts<'_>,
         answer: &mut Vec<u8>,
     ) -> Result<(response::ResponseHead, MachineConnection), Exchange> {
-        let cached = self.machine.take();
+        // This connection's own machine connection, else one another client left.
+        let cached = match self.machine.take() {
+            Some(own) if own.addr() == to.addr => Some(own),
+            Some(other) => {
+                to.parked.park(other);
+                to.parked.take(to.addr)
+            }
+            None => to.parked.take(to.addr),
+        };
         let mut machine =
             MachineConnection::reuse_or_connect(cached, to.addr, to.budget, to.policy).await?;
         answer.clear();
@@ -359,5 +377,6 @@ enum Answer {
 struct Destination<'a> {
     addr: SocketAddr,
     budget: &'a Budget,
+    parked: &'a Parked,
     policy: MachinePolicy,
 }

@@ -1,0 +1,188 @@
+//! Machine connections the fast path parks between client connections. A client
+//! connection that ends (or moves on to another machine) leaves its machine connection
+//! here, and the next client connection to that machine takes it instead of opening
+//! one: a browser's or a load test's new connection then costs the machine no TCP
+//! handshake and no new connection of its own. Bounded per machine; a connection
+//! parked for the pool's idle time is closed by a sweeper, its budget slot with it.
+
+use super::machine::MachineConnection;
+use crate::proxy::upstream::{self, UPSTREAM_POOL_IDLE};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio::time::Instant;
+
+/// At most this many idle connections are parked for one machine.
+pub const MAX_PARKED_PER_MACHINE: usize = 64;
+
+type Machines = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
+
+struct Idle {
+    since: Instant,
+    connection: MachineConnection,
+}
+
+impl Idle {
+    fn fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.since) < UPSTREAM_POOL_IDLE
+    }
+}
+
+/// The parked connections, by machine address.
+pub struct Parked(Arc<Machines>);
+
+impl Parked {
+    /// An empty lot, and its sweeper (so it is made inside the runtime).
+    pub fn start() -> Parked {
+        let machines = Arc::new(Machines::default());
+        tokio::spawn(sweep(Arc::downgrade(&machines)));
+        Parked(machines)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A parked connection to `addr` that is still open, the most recently parked first.
+    pub fn take(&self, addr: SocketAddr) -> Option<MachineConnection> {
+        let now = Instant::now();
+        let mut machines = self.lock();
+        let parked = machines.get_mut(&addr)?;
+        while let Some(idle) = parked.pop() {
+            if idle.fresh(now) && idle.connection.is_open() {
+                return Some(idle.connection);
+            }
+        }
+        None
+    }
+
+    /// Parks `connection` if it is open and its machine has room; else it is closed.
+    pub fn park(&self, connection: MachineConnection) {
+        if !connection.is_open() {
+            return;
+        }
+        let idle = Idle {
+            since: Instant::now(),
+            connection,
+        };
+        let mut machines = self.lock();
+        let parked = machines.entry(idle.connection.addr()).or_default();
+        if parked.len() < MAX_PARKED_PER_MACHINE {
+            parked.push(idle);
+        }
+    }
+
+    #[cfg(test)]
+    fn count(&self, addr: SocketAddr) -> usize {
+        self.lock().get(&addr).map_or(0, Vec::len)
+    }
+}
+
+/// Closes connections parked for the idle time, until the lot is dropped.
+async fn sweep(machines: Weak<Machines>) {
+    upstream::sweep_idle(machines, |machines, now| {
+        let mut machines = machines.lock().unwrap_or_else(|p| p.into_inner());
+        machines.retain(|_, parked| {
+            parked.retain(|idle| idle.fresh(now));
+            !parked.is_empty()
+        });
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{MachinePolicy, Pace};
+    use crate::proxy::upstream::Budget;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    const POLICY: MachinePolicy = MachinePolicy {
+        read: Pace::timeout(Duration::from_secs(5)),
+        send: Pace::timeout(Duration::from_secs(5)),
+    };
+
+    /// A listener standing in for a machine, and `n` connections to it.
+    async fn machine_and_connections(
+        n: usize,
+        budget: &Budget,
+    ) -> (TcpListener, Vec<MachineConnection>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut connections = Vec::new();
+        for _ in 0..n {
+            let connection = MachineConnection::reuse_or_connect(None, addr, budget, POLICY);
+            connections.push(connection.await.ok().unwrap());
+        }
+        (listener, connections)
+    }
+
+    /// A parked connection is taken by the next client; a machine's lot holds at most
+    /// its bound, and what it does not hold is closed (its budget slot freed).
+    #[tokio::test]
+    async fn parks_up_to_the_bound_and_gives_back() {
+        let budget = Budget::new(MAX_PARKED_PER_MACHINE + 2);
+        let parked = Parked::start();
+        let (listener, connections) =
+            machine_and_connections(MAX_PARKED_PER_MACHINE + 1, &budget).await;
+        let addr = listener.local_addr().unwrap();
+        for connection in connections {
+            parked.park(connection);
+        }
+        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE);
+        assert_eq!(
+            budget.available(),
+            2,
+            "the one not parked gave its slot back"
+        );
+        assert!(parked.take(addr).is_some());
+        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE - 1);
+        let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9));
+        assert!(parked.take(elsewhere).is_none());
+    }
+
+    /// A connection the machine closed while parked is not handed out.
+    #[tokio::test]
+    async fn a_connection_closed_by_the_machine_is_not_taken() {
+        let budget = Budget::new(4);
+        let parked = Parked::start();
+        let (listener, mut connections) = machine_and_connections(1, &budget).await;
+        let addr = listener.local_addr().unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        parked.park(connections.pop().unwrap());
+        drop(accepted);
+        // The machine's FIN arrives; until then the connection still looks open.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let taken = parked.take(addr);
+            match taken {
+                None => break,
+                Some(connection) => parked.park(connection),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection is still handed out"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.available(), 4);
+    }
+
+    /// Connections parked for the idle time are closed by the sweeper.
+    #[tokio::test]
+    async fn the_sweeper_closes_connections_parked_too_long() {
+        let budget = Budget::new(4);
+        let (listener, connections) = machine_and_connections(2, &budget).await;
+        let addr = listener.local_addr().unwrap();
+        // Connected on real time; the idle time passes on paused time.
+        tokio::time::pause();
+        let parked = Parked::start();
+        for connection in connections {
+            parked.park(connection);
+        }
+        tokio::time::sleep(UPSTREAM_POOL_IDLE * 2).await;
+        assert_eq!(parked.count(addr), 0);
+        assert_eq!(budget.available(), 4);
+    }
+}
