@@ -17,7 +17,7 @@
 #         placement test binaries.
 #
 # Cost on 2 cores: each mutant rebuilds the library (20 s on an idle machine, a minute
-# under load), so `core` (about 170 mutants) takes about an hour and `unit` about 40
+# under load), so `core` (about 240 mutants) takes one to two hours and `unit` about 40
 # minutes; the first run builds the dependencies into target/mutants (another ~15
 # minutes), so the developer's own target/ is neither locked nor invalidated. After a
 # change, MUTANTS_ARGS=--iterate tests only what was missed before or whose line moved
@@ -63,7 +63,7 @@ unit() {
 
 e2e() {
     local targets=(api api_lifecycle api_wire placement)
-    run_group e2e --file=src/api/lifecycle.rs --file=src/edge.rs \
+    run_group e2e --file=src/api/lifecycle.rs --file=src/edge/mod.rs \
         --re='client_behind|src/api/lifecycle.rs' --exclude-re='with (Ok\()?Json::' \
         --timeout=180 \
         "${targets[@]/#/--cargo-arg=--test=}"

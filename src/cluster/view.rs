@@ -166,7 +166,13 @@ impl View {
     }
 
     fn app_created(&self, entry: &Entry) -> Result<(), serde_json::Error> {
-        let record: AppRecord = serde_json::from_slice(&entry.value)?;
+        self.app_arrived(serde_json::from_slice(&entry.value)?);
+        Ok(())
+    }
+
+    /// An app created anywhere: this node keeps it and places the machines that waited
+    /// for it.
+    fn app_arrived(&self, record: AppRecord) {
         let name = record.name.clone();
         if let Err(e) = self.cluster.registry.learn_app(record) {
             tracing::error!(app = %name, "cannot keep the app: {e}");
@@ -175,7 +181,6 @@ impl View {
         for machine in waiting {
             self.place(machine);
         }
-        Ok(())
     }
 
     /// An app deleted anywhere: this node drops it and destroys the machines it hosts.
@@ -293,3 +298,6 @@ impl View {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

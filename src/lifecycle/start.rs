@@ -124,10 +124,8 @@ fn probe_addr(machine: &Machine) -> Option<SocketAddr> {
 
 /// Kills a machine that did not become ready and records how it ended.
 async fn fail_start(sup: &Supervisor, machine: &Machine, instance: &Instance) {
-    let exit = sup
-        .driver
-        .stop(instance, Signal::SIGKILL, Duration::ZERO)
-        .await;
+    let exit =
+        super::stop::bounded_stop(sup, machine, instance, Signal::SIGKILL, Duration::ZERO).await;
     sup.registry.set_pid(machine, None);
     let event = MachineEvent::exit(exit, false);
     sup.registry

@@ -130,19 +130,32 @@ async fn halt(
         .or(spec.stop_config.timeout)
         .unwrap_or(sup.settings().stop_timeout)
         .min(MAX_STOP_TIMEOUT); // a config stored before the API checked it
+    let exit = bounded_stop(sup, machine, instance, signal, timeout).await;
+    sup.registry.set_pid(machine, None);
+    exit
+}
+
+/// Signals the instance and kills it after `timeout`, giving up on it `KILL_GRACE`
+/// after the kill (its exit then unknown): a process stuck in the kernel holds neither
+/// a stop nor a failed start, nor the lifecycle lock they hold, for ever.
+pub(super) async fn bounded_stop(
+    sup: &Supervisor,
+    machine: &Machine,
+    instance: &Instance,
+    signal: Signal,
+    timeout: Duration,
+) -> Exit {
     let stopped = tokio::time::timeout(
         timeout + KILL_GRACE,
         sup.driver.stop(instance, signal, timeout),
     );
-    let exit = stopped.await.unwrap_or_else(|_| {
+    stopped.await.unwrap_or_else(|_| {
         tracing::error!(
             machine = %machine.id,
             "still not gone {KILL_GRACE:?} after SIGKILL; giving up on it"
         );
         Exit::UNKNOWN
-    });
-    sup.registry.set_pid(machine, None);
-    exit
+    })
 }
 
 /// Stops the running instance, if any; the caller holds the lifecycle lock.

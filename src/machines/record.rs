@@ -195,6 +195,29 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// Records for tests of the cluster's view of other nodes' machines.
+#[cfg(test)]
+impl MachineRecord {
+    /// Machine `id` in `state`, in region `syd`, of image `img`.
+    pub fn sample(id: &str, state: MachineState) -> MachineRecord {
+        MachineRecord {
+            id: id.into(),
+            name: format!("m-{id}"),
+            state,
+            region: "syd".into(),
+            instance_id: "v1".into(),
+            private_ip: Ipv4Addr::new(127, 9, 0, 2),
+            config: serde_json::json!({"image": "img"}),
+            image_ref: ImageRef::parse("img"),
+            created_at: now_rfc3339(),
+            updated_at: now_rfc3339(),
+            events: Vec::new(),
+            cordoned: false,
+            checks: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

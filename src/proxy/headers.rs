@@ -258,6 +258,30 @@ mod tests {
         assert_eq!(h["fly-forwarded-port"], "443");
     }
 
+    /// The fast path, which writes heads without a `HeaderMap`, applies the same rules:
+    /// the same hop-by-hop names in any case, the edge's own response headers in place
+    /// of a machine's, and exactly the headers `to_client` adds.
+    #[test]
+    fn fast_path_rules_match_the_header_maps() {
+        for name in ["Connection", "TRANSFER-ENCODING", "keep-alive", "upgrade"] {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["accept", "via", "x-forwarded-for"] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+        for name in ["Fly-Request-Id", "edgewake-machine", "EDGEWAKE-REGION"] {
+            assert!(is_edge_response_header(name), "{name}");
+        }
+        assert!(!is_edge_response_header("content-type"));
+        let mut h = HeaderMap::new();
+        to_client(&mut h, "3d8d413b29d089", "syd", "01ABC-ams");
+        let pairs = edge_response_headers("3d8d413b29d089", "syd", "01ABC-ams");
+        assert_eq!(pairs.len(), h.len());
+        for (name, value) in pairs {
+            assert_eq!(h[name], value, "{name}");
+        }
+    }
+
     /// The response names the machine and carries a request id.
     #[test]
     fn response_names_machine() {

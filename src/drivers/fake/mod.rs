@@ -68,6 +68,9 @@ impl Default for Script {
 struct Run {
     machine_id: String,
     listens_at: Option<Instant>,
+    /// Its address and port: a probe anywhere else never succeeds, as with a real
+    /// machine.
+    listens_on: SocketAddr,
     exit: watch::Sender<Option<Exit>>,
     /// The HTTP server, when the driver serves HTTP.
     server: Option<AbortHandle>,
@@ -294,6 +297,7 @@ impl Driver for FakeDriver {
         let mut run = Run {
             machine_id: launch.machine_id.clone(),
             listens_at: None,
+            listens_on: SocketAddr::from((launch.private_ip, launch.port)),
             exit,
             server: None,
             tasks: Vec::new(),
@@ -312,8 +316,7 @@ impl Driver for FakeDriver {
         }
         let mut state = self.state();
         if state.serve_http && run.listens_at.is_some() {
-            let addr = SocketAddr::from((launch.private_ip, launch.port));
-            let listener = std::net::TcpListener::bind(addr)
+            let listener = std::net::TcpListener::bind(run.listens_on)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(DriverError::Files)?;
@@ -325,9 +328,13 @@ impl Driver for FakeDriver {
         Ok(Instance::new(pid, exit_rx))
     }
 
-    async fn accepts(&self, instance: &Instance, _addr: SocketAddr) -> bool {
+    async fn accepts(&self, instance: &Instance, addr: SocketAddr) -> bool {
         let state = self.state();
-        let listens_at = state.runs.get(&instance.pid).and_then(|run| run.listens_at);
+        let run = state
+            .runs
+            .get(&instance.pid)
+            .filter(|run| run.listens_on == addr);
+        let listens_at = run.and_then(|run| run.listens_at);
         listens_at.is_some_and(|at| Instant::now() >= at)
     }
 

@@ -66,6 +66,60 @@ async fn unkillable_machine_does_not_hold_shutdown() {
     assert!(began.elapsed() <= SHUTDOWN_BOUND, "{:?}", began.elapsed());
 }
 
+/// A machine that never listens and that not even SIGKILL ends fails its wake at the
+/// wake timeout, and its start gives up on it the kill's grace later (its exit
+/// unknown): it holds neither the requests nor its lifecycle lock for ever.
+#[tokio::test(start_paused = true)]
+async fn unkillable_machine_does_not_hold_a_failed_start() {
+    let w = world();
+    w.fake.script_all(Script {
+        boot: Boot::Hang,
+        unkillable: true,
+        ..Script::default()
+    });
+    let machine = w.machine(config(None));
+    let began = tokio::time::Instant::now();
+    let woken = tokio::time::timeout(FOREVER, w.ready()).await;
+    let Ok(Err(AcquireError::Wake { error, .. })) = woken else {
+        panic!("the wake fails, and ends");
+    };
+    assert!(
+        matches!(error, WakeError::Timeout(t) if t == WAKE_TIMEOUT),
+        "{error}"
+    );
+    assert_eq!(began.elapsed(), WAKE_TIMEOUT + KILL_GRACE);
+    assert_eq!(machine.state(), MachineState::Stopped);
+    let stop = w.sup.stop(&machine, StopRequest::new(EventSource::User));
+    tokio::time::timeout(Duration::from_secs(1), stop)
+        .await
+        .expect("the lifecycle lock is free");
+}
+
+/// Each stop is counted in the metrics under its reason: an idle stop as `idle`, an
+/// API stop as `api`, the stops of a shutdown as `shutdown`.
+#[tokio::test(start_paused = true)]
+async fn stops_are_counted_by_reason() {
+    use crate::metrics::ReasonLabels;
+    let w = world();
+    let machine = w.machine(config(None));
+    let stops = |reason: &str| {
+        let labels = ReasonLabels {
+            app: "app".into(),
+            reason: reason.into(),
+        };
+        w.sup.metrics.stops.get_or_create(&labels).get()
+    };
+    drop(w.ready().await.unwrap());
+    tokio::time::advance(IDLE * 2).await;
+    assert!(w.sup.stop_if_idle(&machine, IDLE).await);
+    w.sup.wake(&machine, EventSource::User).await.unwrap();
+    let api_stop = StopRequest::new(EventSource::User);
+    w.sup.stop(&machine, api_stop).await;
+    w.sup.wake(&machine, EventSource::User).await.unwrap();
+    w.sup.shutdown().await;
+    assert_eq!([stops("idle"), stops("api"), stops("shutdown")], [1, 1, 1]);
+}
+
 /// At shutdown every running machine is stopped, its exit saying why, and no machine
 /// is started afterwards.
 #[tokio::test(start_paused = true)]

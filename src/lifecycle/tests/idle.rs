@@ -45,6 +45,37 @@ async fn reaper_stops_only_idle_machines_that_autostop() {
     assert_eq!(w.fake.stops(&kept.id) + w.fake.stops(&bare.id), 0);
 }
 
+/// `min_machines_running = 1` keeps one started machine of the app per region, pass
+/// after pass: of two idle machines in a region one is stopped; a machine alone in its
+/// region keeps running; machines that take no traffic (stopped, or cordoned) do not
+/// count as the one kept.
+#[tokio::test(start_paused = true)]
+async fn reaper_keeps_min_machines_running_in_each_region() {
+    let w = world();
+    let mut keep_one = config(None);
+    keep_one["services"][0]["min_machines_running"] = json!(1);
+    let pair = [w.machine(keep_one.clone()), w.machine(keep_one.clone())];
+    let _stopped = w.machine(keep_one.clone());
+    let alone = w.machine_in("syd", keep_one.clone());
+    let beside_cordoned = w.machine_in("fra", keep_one.clone());
+    let cordoned = w.machine_in("fra", keep_one);
+    w.sup.registry.set_cordoned(&cordoned, true);
+    for machine in pair.iter().chain([&alone, &beside_cordoned, &cordoned]) {
+        w.sup.wake(machine, EventSource::User).await.unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let reaper = tokio::spawn(w.sup.clone().reap_idle(cancel.clone()));
+    for _ in 0..3 {
+        tokio::time::sleep(IDLE * 2).await;
+        let started = pair.iter().filter(|m| m.state() == MachineState::Started);
+        assert_eq!(started.count(), 1, "one of the pair");
+        assert_eq!(alone.state(), MachineState::Started);
+        assert_eq!(beside_cordoned.state(), MachineState::Started);
+    }
+    cancel.cancel();
+    reaper.await.unwrap();
+}
+
 /// The idle stop's claim and a request's arrival, in both orders: a request counted in
 /// (before it reads the state) keeps the machine from being claimed, and leaves it
 /// `started`; once the machine is claimed, a request that arrives is not sent to it but

@@ -192,6 +192,10 @@ async fn crash_while_starting_fails_the_herd_fast() {
             matches!(error, WakeError::Exited(Exit { code: Some(3), .. })),
             "{error}"
         );
+        assert_eq!(
+            error.to_string(),
+            "the machine exited while starting (exit code 3)"
+        );
     }
     assert_eq!(w.fake.starts(&machine.id), 1);
     assert_eq!(machine.state(), MachineState::Stopped);

@@ -1,24 +1,9 @@
 //! The registry as a cluster node's view: other nodes' machines.
 
 use super::*;
-use crate::machines::record::ImageRef;
 
 fn record(id: &str, state: MachineState) -> MachineRecord {
-    MachineRecord {
-        id: id.into(),
-        name: format!("m-{id}"),
-        state,
-        region: "syd".into(),
-        instance_id: "v1".into(),
-        private_ip: "127.9.0.2".parse().unwrap(),
-        config: serde_json::json!({"image": "img"}),
-        image_ref: ImageRef::parse("img"),
-        created_at: now_rfc3339(),
-        updated_at: now_rfc3339(),
-        events: Vec::new(),
-        cordoned: false,
-        checks: Vec::new(),
-    }
+    MachineRecord::sample(id, state)
 }
 
 /// Another node's machine enters the view, changes in place, and leaves it when
