@@ -208,18 +208,26 @@ impl View {
         let unplaced = registry
             .learn_machine(&machine.app, machine.record.clone(), &node)
             .is_err();
-        // A destroyed machine of an unknown app (deleted, most likely) has no place to
-        // wait for.
-        if unplaced && machine.record.state != MachineState::Destroyed {
-            let mut unplaced = lock(&self.unplaced);
-            if unplaced.values().map(Vec::len).sum::<usize>() >= MAX_UNPLACED {
-                let id = &machine.record.id;
-                return tracing::warn!(machine = %id, app = %machine.app, "too many machines wait for their app: dropped");
-            }
-            let waiting = unplaced.entry(machine.app.clone()).or_default();
-            waiting.retain(|m| m.record.id != machine.record.id);
-            waiting.push(machine);
+        if !unplaced {
+            return;
         }
+        let mut unplaced = lock(&self.unplaced);
+        // A newer record replaces the one waiting, bound or not; a destroyed machine
+        // of an unknown app (deleted, most likely) waits no more.
+        if let Some(waiting) = unplaced.get_mut(&machine.app) {
+            waiting.retain(|m| m.record.id != machine.record.id);
+        }
+        if machine.record.state == MachineState::Destroyed {
+            return;
+        }
+        if unplaced.values().map(Vec::len).sum::<usize>() >= MAX_UNPLACED {
+            let id = &machine.record.id;
+            return tracing::warn!(machine = %id, app = %machine.app, "too many machines wait for their app: dropped");
+        }
+        unplaced
+            .entry(machine.app.clone())
+            .or_default()
+            .push(machine);
     }
 
     fn machine_forgotten(&self, id: &str) {

@@ -88,3 +88,27 @@ async fn machines_waiting_for_their_app_are_bounded() {
     view.place(machine("later2", "x1"));
     assert_eq!(waiting(&view), 2, "room again once an app took its records");
 }
+
+/// At the bound, a newer record of a machine already waiting still replaces the old
+/// one; a destroyed machine's record takes its waiting record away.
+#[tokio::test]
+async fn waiting_records_follow_their_machine() {
+    let (view, _silent, _dir) = view().await;
+    for n in 0..MAX_UNPLACED {
+        view.place(machine("later", &format!("l{n}")));
+    }
+    let mut newer = machine("later", "l0");
+    newer.record.state = MachineState::Started;
+    view.place(newer);
+    let mut gone = machine("later", "l1");
+    gone.record.state = MachineState::Destroyed;
+    view.place(gone);
+
+    view.app_arrived(AppRecord::new("later", "personal"));
+    let later = view.cluster.registry.app("later").unwrap();
+    let machines = later.machines();
+    assert_eq!(machines.len(), MAX_UNPLACED - 1, "l1 waits no more");
+    let l0 = machines.iter().find(|m| m.id == "l0").expect("l0 placed");
+    assert_eq!(l0.state(), MachineState::Started, "the newer record of l0");
+    assert!(machines.iter().all(|m| m.id != "l1"));
+}
