@@ -206,9 +206,20 @@ impl Node {
 
     /// Waits until this node's view shows the machine in `state`.
     pub async fn wait_for_state(&self, app: &str, id: &str, state: &str) -> Value {
+        self.wait_for_state_within(app, id, state, SETTLE).await
+    }
+
+    /// Waits up to `within` until this node's view shows the machine in `state`.
+    pub async fn wait_for_state_within(
+        &self,
+        app: &str,
+        id: &str,
+        state: &str,
+        within: Duration,
+    ) -> Value {
         let path = format!("/v1/apps/{app}/machines/{id}");
         let what = format!("machine {id} to be {state} on {}", self.name);
-        wait::until(&what, SETTLE, async || match self.get(&path).await {
+        wait::until(&what, within, async || match self.get(&path).await {
             (StatusCode::OK, machine) if machine["state"] == state => Ok(machine),
             (status, body) => Err(format!("{status} {body}")),
         })
