@@ -257,22 +257,12 @@ impl MachineConnection {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let first = self
-            .buf
-            .len()
-            .min(usize::try_from(left).unwrap_or(usize::MAX));
-        out.extend_from_slice(&self.buf[..first]);
-        self.buf.advance(first);
-        left -= first as u64;
-        write(client.io, out).await?;
-        while left > 0 {
-            let chunk = self.read_more(client).await?;
-            let take = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
-            write(client.io, &self.buf[..take]).await?;
-            self.buf.advance(take);
+        self.pass_framed(out, client, |buf| {
+            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             left -= take as u64;
-        }
-        Ok(())
+            Ok((take, left == 0))
+        })
+        .await
     }
 
     async fn pass_chunked<C>(
@@ -284,19 +274,35 @@ impl MachineConnection {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let mut scanner = ChunkedScanner::default();
-        let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
-        let first = end.unwrap_or(self.buf.len());
+        self.pass_framed(out, client, |buf| {
+            let end = scanner.scan(buf).map_err(|_| Exchange::Answering)?;
+            Ok((end.unwrap_or(buf.len()), end.is_some()))
+        })
+        .await
+    }
+
+    /// Passes a body whose end its framing finds: `measure` says, of the bytes read so
+    /// far, how many belong to the body and whether they end it. The first go out with
+    /// the head in `out`, in one write.
+    async fn pass_framed<C>(
+        &mut self,
+        out: &mut Vec<u8>,
+        client: &mut Client<'_, C>,
+        mut measure: impl FnMut(&[u8]) -> Result<(usize, bool), Exchange>,
+    ) -> Result<(), Exchange>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (first, mut done) = measure(&self.buf)?;
         out.extend_from_slice(&self.buf[..first]);
         self.buf.advance(first);
         write(client.io, out).await?;
-        let mut done = end.is_some();
         while !done {
             self.read_more(client).await?;
-            let end = scanner.scan(&self.buf).map_err(|_| Exchange::Answering)?;
-            let take = end.unwrap_or(self.buf.len());
+            let (take, end) = measure(&self.buf)?;
             write(client.io, &self.buf[..take]).await?;
             self.buf.advance(take);
-            done = end.is_some();
+            done = end;
         }
         Ok(())
     }
@@ -327,13 +333,13 @@ impl MachineConnection {
     /// Reads more of the body into the (empty) buffer; the machine's end, an error or
     /// a part that does not come within the read timeout cuts a response the client is
     /// already receiving.
-    async fn read_more<C>(&mut self, client: &mut Client<'_, C>) -> Result<usize, Exchange>
+    async fn read_more<C>(&mut self, client: &mut Client<'_, C>) -> Result<(), Exchange>
     where
         C: AsyncRead + Unpin,
     {
         match self.read_watching(Instant::now() + self.read, client).await {
             Ok(0) | Err(_) => Err(Exchange::Answering),
-            Ok(_) => Ok(self.buf.len()),
+            Ok(_) => Ok(()),
         }
     }
 }
