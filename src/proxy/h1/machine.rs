@@ -7,6 +7,7 @@
 use super::super::upstream::{Budget, MachineIo, UpstreamError, connect_tcp};
 use super::READ_BUFFER;
 use super::chunked::ChunkedScanner;
+use super::parked::Parked;
 use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
 use crate::connection::MachinePolicy;
 use bytes::{Buf, BytesMut};
@@ -23,6 +24,14 @@ const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
 /// What a client may send ahead (pipelined) while its answer is on its way; beyond it
 /// the client is no longer watched until the answer is done.
 const MAX_PIPELINED: usize = 64 * 1024;
+
+/// The machine a request goes to, and the limits its connection lives under.
+pub struct Destination<'a> {
+    pub addr: SocketAddr,
+    pub budget: &'a Budget,
+    pub parked: &'a Parked,
+    pub policy: MachinePolicy,
+}
 
 /// The client an answer goes to: its connection, and its buffer of what it sent and
 /// the edge has not used yet.
@@ -71,21 +80,29 @@ pub struct MachineConnection {
 }
 
 impl MachineConnection {
-    /// The cached connection when it goes to `addr` and is still open, else a new one.
-    pub async fn reuse_or_connect(
-        cached: Option<MachineConnection>,
-        addr: SocketAddr,
-        budget: &Budget,
-        policy: MachinePolicy,
+    /// The connection a request to `to` goes over: `own` (the client connection's)
+    /// when it goes there and is still open, else one another client connection parked
+    /// there, else a new one. An `own` going elsewhere is parked for others; a closed
+    /// one is dropped first, so its budget slot is free for the new one.
+    pub async fn for_destination(
+        own: Option<MachineConnection>,
+        to: &Destination<'_>,
     ) -> Result<MachineConnection, Exchange> {
-        match cached {
-            Some(mut cached) if cached.addr == addr && cached.is_open() => {
+        let own = match own {
+            Some(own) if own.addr == to.addr => Some(own).filter(MachineConnection::is_open),
+            Some(other) => {
+                to.parked.park(other);
+                None
+            }
+            None => None,
+        };
+        match own.or_else(|| to.parked.take(to.addr)) {
+            Some(mut cached) => {
                 cached.reused = true;
-                cached.read = policy.read.timeout;
+                cached.read = to.policy.read.timeout;
                 Ok(cached)
             }
-            // The old connection (and its budget slot) goes before a new one is counted.
-            _ => MachineConnection::connect(addr, budget, policy).await,
+            None => MachineConnection::connect(to.addr, to.budget, to.policy).await,
         }
     }
 
@@ -101,7 +118,8 @@ impl MachineConnection {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    async fn connect(
+    /// A new connection to `addr`, under the budget.
+    pub async fn connect(
         addr: SocketAddr,
         budget: &Budget,
         policy: MachinePolicy,

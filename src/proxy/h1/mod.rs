@@ -21,12 +21,11 @@ mod parked;
 pub mod response;
 
 use super::report::Served;
-use super::upstream::{Budget, UpstreamError};
+use super::upstream::UpstreamError;
 use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
     serving_spec,
 };
-use crate::connection::MachinePolicy;
 use crate::lifecycle::{AcquireError, Ready};
 use crate::metrics::InFlightGauge;
 use admit::{Routed, admit};
@@ -34,7 +33,7 @@ use bytes::BytesMut;
 use head::RequestHead;
 use http::Response;
 use http_body_util::BodyExt;
-use machine::{Client, Exchange, MachineConnection};
+use machine::{Client, Destination, Exchange, MachineConnection};
 pub use parked::Parked;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -276,17 +275,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         facts: &response::EdgeFacts<'_>,
         answer: &mut Vec<u8>,
     ) -> Result<(response::ResponseHead, MachineConnection), Exchange> {
-        // This connection's own machine connection, else one another client left.
-        let cached = match self.machine.take() {
-            Some(own) if own.addr() == to.addr => Some(own),
-            Some(other) => {
-                to.parked.park(other);
-                to.parked.take(to.addr)
-            }
-            None => to.parked.take(to.addr),
-        };
-        let mut machine =
-            MachineConnection::reuse_or_connect(cached, to.addr, to.budget, to.policy).await?;
+        let mut machine = MachineConnection::for_destination(self.machine.take(), to).await?;
         answer.clear();
         let mut client = Client {
             io: &mut self.io,
@@ -300,9 +289,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 if machine.was_reused() && resendable =>
             {
                 drop(machine); // its budget slot goes back before a new one is taken
-                let mut machine =
-                    MachineConnection::reuse_or_connect(None, to.addr, to.budget, to.policy)
-                        .await?;
+                let mut machine = MachineConnection::connect(to.addr, to.budget, to.policy).await?;
                 answer.clear();
                 let answered = machine.round_trip(&self.out, &mut client, facts, answer);
                 Ok((answered.await?, machine))
@@ -371,12 +358,4 @@ enum Answer {
     /// the request (it has no body, and this path sent it nowhere or only to a machine
     /// that asked for it to go elsewhere).
     Replay,
-}
-
-/// The machine a request goes to, and the limits its connection lives under.
-struct Destination<'a> {
-    addr: SocketAddr,
-    budget: &'a Budget,
-    parked: &'a Parked,
-    policy: MachinePolicy,
 }

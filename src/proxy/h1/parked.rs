@@ -112,7 +112,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut connections = Vec::new();
         for _ in 0..n {
-            let connection = MachineConnection::reuse_or_connect(None, addr, budget, POLICY);
+            let connection = MachineConnection::connect(addr, budget, POLICY);
             connections.push(connection.await.ok().unwrap());
         }
         (listener, connections)
