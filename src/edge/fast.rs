@@ -91,7 +91,7 @@ where
     let head_deadline = began + policy.header_read_timeout;
     let release_at = began + UPSTREAM_POOL_IDLE;
     loop {
-        match head::parse_request(&mut conn.buf, policy.max_header_count) {
+        match conn.parse_head(policy.max_header_count) {
             Parsed::Head(head) => return HeadRead::Head(head),
             Parsed::Unusual => return HeadRead::Fallback,
             Parsed::Ambiguous => return HeadRead::Refused,
@@ -108,14 +108,14 @@ where
         let release = idle && conn.holds_machine() && release_at < deadline;
         let wait_until = if release { release_at } else { deadline };
         let read = tokio::select! {
-            read = tokio::time::timeout_at(wait_until, conn.read_more()) => read,
+            read = conn.read_more_by(wait_until) => read,
             () = edge.cancel.cancelled(), if idle => return HeadRead::Done,
         };
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Done,
-            Ok(Ok(_)) => {}
-            Err(_) if release => conn.release_machine(),
-            Err(_) => return HeadRead::Done,
+            Some(Ok(0)) | Some(Err(_)) => return HeadRead::Done,
+            Some(Ok(_)) => {}
+            None if release => conn.release_machine(),
+            None => return HeadRead::Done,
         }
     }
 }

@@ -107,61 +107,132 @@ pub fn edge_response_headers<'a>(
     ]
 }
 
-/// An address as a header value, without a heap-allocated string on the way.
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    use std::io::Write;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    write!(cursor, "{ip}").expect("an address fits in 64 bytes");
-    let len = cursor.position() as usize;
-    HeaderValue::from_bytes(&buf[..len]).expect("an address is a valid header value")
+/// The request headers the edge sets itself, from what it knows: whatever the client
+/// sent under these names never reaches the machine (X-Forwarded-For's earlier hops
+/// are kept inside the edge's own value).
+const EDGE_REQUEST_HEADERS: [HeaderName; EDGE_REQUEST_FIELDS] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_SSL,
+    X_FORWARDED_PORT,
+    X_FORWARDED_HOST,
+    FLY_CLIENT_IP,
+    FLY_FORWARDED_PORT,
+    FLY_REGION,
+    HOST,
+];
+
+const EDGE_REQUEST_FIELDS: usize = 9;
+
+/// How many headers `to_machine` may add: the edge's own and Via.
+pub const ADDED_TO_REQUESTS: usize = EDGE_REQUEST_FIELDS + 1;
+
+/// Whether a client's request header is replaced by one the edge sets.
+pub fn is_edge_request_header(name: &HeaderName) -> bool {
+    EDGE_REQUEST_HEADERS.contains(name)
 }
 
-/// How many headers `to_machine` may add.
-pub const ADDED_TO_REQUESTS: usize = 10;
-
-/// Rewrites a request's headers for the machine.
-pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
-    strip_hop_by_hop(headers);
-    headers.reserve(ADDED_TO_REQUESTS); // one growth of the map, not several
-    let peer = ip_value(fwd.peer_ip);
-    let client = if fwd.client_ip == fwd.peer_ip {
-        peer.clone()
-    } else {
-        ip_value(fwd.client_ip)
-    };
-    let previous: Vec<&str> = headers
+/// The X-Forwarded-For hops the request came with, joined (before `to_machine`).
+pub fn earlier_hops(headers: &HeaderMap) -> Option<String> {
+    let mut values = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let previous = (!previous.is_empty()).then(|| previous.join(", "));
-    let xff = match previous {
-        Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", fwd.peer_ip))
-            .unwrap_or_else(|_| peer.clone()),
-        None => peer,
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    let mut hops = first.to_string();
+    for value in values {
+        hops.push_str(", ");
+        hops.push_str(value);
+    }
+    Some(hops)
+}
+
+/// Short text built on the stack (an address, a port): no allocation per request.
+struct Short {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Short {
+    fn of(value: impl std::fmt::Display) -> Short {
+        use std::io::Write;
+        let mut buf = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // An address or a port fits in 64 bytes; anything longer is cut, never spilled.
+        let _ = write!(cursor, "{value}");
+        let len = cursor.position() as usize;
+        Short { buf, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Each header the edge sets on a request for the machine (`EDGE_REQUEST_HEADERS`),
+/// with its value, given to `field` in order; `earlier` are the X-Forwarded-For hops
+/// the request came with. A value that is not a valid field value (it cannot be for
+/// these facts) is left out rather than written. Both paths' heads are made from it.
+pub fn forwarding_fields(
+    fwd: &Forwarded<'_>,
+    earlier: Option<&str>,
+    mut field: impl FnMut(&HeaderName, &[u8]),
+) {
+    let peer = Short::of(fwd.peer_ip);
+    let client = Short::of(fwd.client_ip);
+    let port = Short::of(fwd.public_port);
+    let (proto, ssl): (&[u8], &[u8]) = match fwd.scheme {
+        "https" => (b"https", b"on"),
+        _ => (b"http", b"off"),
     };
-    let port = HeaderValue::from(fwd.public_port);
-    let (proto, ssl) = match fwd.scheme {
-        "https" => (
-            HeaderValue::from_static("https"),
-            HeaderValue::from_static("on"),
-        ),
-        _ => (
-            HeaderValue::from_static("http"),
-            HeaderValue::from_static("off"),
-        ),
+    let hops;
+    let forwarded_for = match earlier {
+        Some(earlier) => {
+            hops = format!("{earlier}, {}", fwd.peer_ip);
+            hops.as_bytes()
+        }
+        None => peer.bytes(),
     };
-    headers.insert(X_FORWARDED_FOR, xff);
-    headers.insert(X_FORWARDED_PROTO, proto);
-    headers.insert(X_FORWARDED_SSL, ssl);
-    headers.insert(X_FORWARDED_PORT, port.clone());
-    headers.insert(FLY_CLIENT_IP, client);
-    headers.insert(FLY_FORWARDED_PORT, port);
-    set(headers, X_FORWARDED_HOST, fwd.host);
-    set(headers, FLY_REGION, fwd.edge_region);
-    // Exactly the authority the request was routed by, whatever else the client sent.
-    headers.insert(HOST, fwd.authority.clone());
+    let fields: [(&HeaderName, &[u8]); EDGE_REQUEST_FIELDS] = [
+        (&X_FORWARDED_FOR, forwarded_for),
+        (&X_FORWARDED_PROTO, proto),
+        (&X_FORWARDED_SSL, ssl),
+        (&X_FORWARDED_PORT, port.bytes()),
+        (&FLY_CLIENT_IP, client.bytes()),
+        (&FLY_FORWARDED_PORT, port.bytes()),
+        (&X_FORWARDED_HOST, fwd.host.as_bytes()),
+        (&FLY_REGION, fwd.edge_region.as_bytes()),
+        // Exactly the authority the request was routed by, whatever else the client sent.
+        (&HOST, fwd.authority.as_bytes()),
+    ];
+    for (name, value) in fields {
+        if is_field_value(value) {
+            field(name, value);
+        }
+    }
+}
+
+/// A field value as RFC 9110 §5.5 allows (visible text, spaces, tabs, obs-text): no
+/// line ends that would let a value start a header of its own.
+fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// Rewrites a request's headers for the machine (hyper's path).
+pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    strip_hop_by_hop(headers);
+    let earlier = earlier_hops(headers);
+    for name in &EDGE_REQUEST_HEADERS {
+        headers.remove(name);
+    }
+    headers.reserve(ADDED_TO_REQUESTS); // one growth of the map, not several
+    forwarding_fields(fwd, earlier.as_deref(), |name, value| {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(name.clone(), value);
+        }
+    });
     append_via(headers);
 }
 
@@ -175,7 +246,7 @@ pub fn to_client(headers: &mut HeaderMap, machine_id: &str, region: &str, reques
     set(headers, REGION_HEADER, region);
 }
 
-const VIA_VALUE: &str = "1.1 edgewake";
+pub const VIA_VALUE: &str = "1.1 edgewake";
 
 fn append_via(headers: &mut HeaderMap) {
     headers.append(VIA, HeaderValue::from_static(VIA_VALUE));
@@ -256,6 +327,22 @@ mod tests {
         assert_eq!(h["x-forwarded-ssl"], "on");
         assert_eq!(h["x-forwarded-port"], "443");
         assert_eq!(h["fly-forwarded-port"], "443");
+    }
+
+    /// A fact that would not be a valid field value (a line end in a configured region)
+    /// is left out, and what the client sent under its name is gone too.
+    #[test]
+    fn a_value_with_a_line_end_is_left_out() {
+        let mut h = HeaderMap::new();
+        h.insert("fly-region", "client-says".parse().unwrap());
+        let fwd = Forwarded {
+            edge_region: "ams\r\nx-injected: 1",
+            ..fwd()
+        };
+        to_machine(&mut h, &fwd);
+        assert!(!h.contains_key("fly-region"));
+        assert!(!h.contains_key("x-injected"));
+        assert_eq!(h["fly-client-ip"], "203.0.113.7");
     }
 
     /// The fast path, which writes heads without a `HeaderMap`, applies the same rules:

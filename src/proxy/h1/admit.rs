@@ -6,7 +6,7 @@ use super::super::{
     Inbound, Proxy, ProxySettings, challenge, forces_https, forwarded, headers, place, route,
     serving_spec,
 };
-use super::head::RequestHead;
+use super::head::{self, RequestHead};
 use crate::lifecycle::{Manner, Plan};
 use crate::machines::App;
 use std::net::SocketAddr;
@@ -19,8 +19,9 @@ pub(super) struct Routed {
     pub manner: Manner,
 }
 
-/// The phases that need no waiting, as on hyper's path: route, place, the headers for
-/// the machine. `None`: hyper's path serves it (an ACME token, an unknown host, the
+/// The phases that need no waiting, as on hyper's path: route, place, the head for
+/// the machine (written into `out` but for its last fields: `head::write_request_head`).
+/// `None`: hyper's path serves it (an ACME token, an unknown host, the
 /// redirect to https, an `h2_backend` service, a body, a request relayed over the
 /// backhaul, or access logging on, whose lines hyper's path writes).
 pub(super) fn admit(
@@ -29,6 +30,7 @@ pub(super) fn admit(
     head: &mut RequestHead,
     inbound: Inbound,
     peer: SocketAddr,
+    out: &mut Vec<u8>,
 ) -> Option<Routed> {
     let req = &mut head.req;
     if head.body > 0 || settings.access_log || inbound.backhaul {
@@ -51,7 +53,8 @@ pub(super) fn admit(
         .sleeping
         .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
     let fwd = forwarded(settings, &target, client_ip, inbound, peer);
-    headers::to_machine(req.headers_mut(), &fwd);
+    headers::strip_hop_by_hop(req.headers_mut());
+    head::write_request_head(out, req, &fwd);
     Some(Routed { app, plan, manner })
 }
 

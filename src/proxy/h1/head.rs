@@ -63,8 +63,10 @@ struct Framing {
 }
 
 /// Parses the request head at the start of `buf`; a complete one is taken out of it.
-/// More than `max_headers` fields is hyper's to refuse.
-pub fn parse_request(buf: &mut BytesMut, max_headers: usize) -> Parsed {
+/// More than `max_headers` fields is hyper's to refuse. The head's fields go into
+/// `spare`, a map an earlier request on the connection gave back (`recycle`): a map of
+/// this size is an allocation of several KiB, which glibc's malloc serves slowly.
+pub fn parse_request(buf: &mut BytesMut, max_headers: usize, spare: &mut HeaderMap) -> Parsed {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut headers) {
@@ -106,7 +108,7 @@ pub fn parse_request(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         return Parsed::Unusual;
     }
     let raw = buf.split_to(len).freeze();
-    match build_request(&raw, method, path, &fields[..count]) {
+    match build_request(&raw, method, path, &fields[..count], std::mem::take(spare)) {
         Some(req) => Parsed::Head(RequestHead {
             req,
             raw,
@@ -118,6 +120,14 @@ pub fn parse_request(buf: &mut BytesMut, max_headers: usize) -> Parsed {
             Parsed::Unusual
         }
     }
+}
+
+/// Gives a served request's map back, emptied, for the connection's next request
+/// (`spare`). Emptied now: its values share the read buffer, which can only be reused
+/// for the next read (instead of a new one allocated) once nothing else holds it.
+pub fn recycle(head: RequestHead, spare: &mut HeaderMap) {
+    *spare = head.req.into_parts().0.headers;
+    spare.clear();
 }
 
 /// Puts `raw` back in front of `buf` (a head that goes to hyper after all).
@@ -163,14 +173,16 @@ fn build_request(
     method: (usize, usize),
     path: (usize, usize),
     fields: &[Field],
+    mut map: HeaderMap,
 ) -> Option<Request<()>> {
     let slice = |(at, len): (usize, usize)| raw.slice(at..at + len);
     let mut req = Request::new(());
     *req.method_mut() = Method::from_bytes(&raw[method.0..method.0 + method.1]).ok()?;
     *req.uri_mut() = Uri::from_maybe_shared(slice(path)).ok()?;
     *req.version_mut() = Version::HTTP_11;
-    let map = req.headers_mut();
     map.reserve(fields.len() + headers::ADDED_TO_REQUESTS);
+    *req.headers_mut() = map;
+    let map = req.headers_mut();
     for field in fields {
         let name = HeaderName::from_bytes(&slice(field.name)).ok()?;
         let value = HeaderValue::from_maybe_shared(slice(field.value)).ok()?;
@@ -200,14 +212,31 @@ fn has_bare_lf(head: &[u8]) -> bool {
         .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
-/// The request head for the machine: request line and the rewritten headers.
-pub fn write_request_head(out: &mut Vec<u8>, req: &Request<()>, preferred_unavailable: bool) {
+/// The request head for the machine, but for its last fields: the request line, the
+/// client's fields but those the edge sets (hop-by-hop ones are already gone from the
+/// map), then the edge's (`headers::forwarding_fields`, as on hyper's path) and Via.
+/// `finish_request_head` ends it once the machine is known.
+pub fn write_request_head(out: &mut Vec<u8>, req: &Request<()>, fwd: &headers::Forwarded<'_>) {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_fields(out, req.headers());
+    for (name, value) in req.headers() {
+        if !headers::is_edge_request_header(name) {
+            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    let earlier = headers::earlier_hops(req.headers());
+    headers::forwarding_fields(fwd, earlier.as_deref(), |name, value| {
+        write_field(out, name.as_str().as_bytes(), value);
+    });
+    write_field(out, b"via", headers::VIA_VALUE.as_bytes());
+}
+
+/// Ends a head `write_request_head` began: what the edge says about the machine the
+/// request goes to, and the blank line.
+pub fn finish_request_head(out: &mut Vec<u8>, preferred_unavailable: bool) {
     if preferred_unavailable {
         out.extend_from_slice(b"fly-preferred-instance-unavailable: true\r\n");
     }
@@ -233,7 +262,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Parsed {
-        parse_request(&mut BytesMut::from(text), MAX_HEADERS)
+        parse_request(
+            &mut BytesMut::from(text),
+            MAX_HEADERS,
+            &mut HeaderMap::new(),
+        )
     }
 
     /// A plain keep-alive GET is the fast path's, with its headers and no body.
@@ -254,7 +287,7 @@ mod tests {
     fn pipelined_rest_stays() {
         let mut buf = BytesMut::from("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n");
         assert!(matches!(
-            parse_request(&mut buf, MAX_HEADERS),
+            parse_request(&mut buf, MAX_HEADERS, &mut HeaderMap::new()),
             Parsed::Head(_)
         ));
         assert_eq!(&buf[..], b"GET /2 HTTP/1.1\r\n");
@@ -291,11 +324,79 @@ mod tests {
         ] {
             let mut buf = BytesMut::from(text);
             assert!(
-                matches!(parse_request(&mut buf, MAX_HEADERS), Parsed::Unusual),
+                matches!(
+                    parse_request(&mut buf, MAX_HEADERS, &mut HeaderMap::new()),
+                    Parsed::Unusual
+                ),
                 "{text:?}"
             );
             assert_eq!(&buf[..], text.as_bytes());
         }
+    }
+
+    /// A map given back by a served request carries none of its fields into the next.
+    #[test]
+    fn recycled_map_starts_empty() {
+        let mut spare = HeaderMap::new();
+        let mut buf = BytesMut::from("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: x\r\n\r\n");
+        let Parsed::Head(first) = parse_request(&mut buf, MAX_HEADERS, &mut spare) else {
+            panic!("not parsed")
+        };
+        recycle(first, &mut spare);
+        assert!(spare.is_empty() && spare.capacity() > 0, "kept, emptied");
+        let mut buf = BytesMut::from("GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+        let Parsed::Head(second) = parse_request(&mut buf, MAX_HEADERS, &mut spare) else {
+            panic!("not parsed")
+        };
+        assert_eq!(second.req.headers().len(), 1);
+        assert_eq!(second.req.headers()["host"], "b");
+    }
+
+    /// The head written for the machine carries exactly the fields hyper's path sends
+    /// (`headers::to_machine`): the client's but hop-by-hop and edge-set ones, the
+    /// edge's forwarding fields, both Vias.
+    #[test]
+    fn machine_head_matches_hypers_path() {
+        let text = "GET /p?q=1 HTTP/1.1\r\nHost: App.localhost:8080\r\nConnection: x-secret\r\n\
+            X-Secret: 1\r\nX-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 198.51.100.2\r\n\
+            Fly-Client-IP: 6.6.6.6\r\nFly-Region: xxx\r\nVia: 1.0 corp\r\nAccept: */*\r\n\r\n";
+        let Parsed::Head(mut head) = parse(text) else {
+            panic!("not parsed")
+        };
+        let authority = HeaderValue::from_static("App.localhost:8080");
+        let fwd = headers::Forwarded {
+            client_ip: "198.51.100.2".parse().unwrap(),
+            peer_ip: "10.0.0.9".parse().unwrap(),
+            host: "app.localhost",
+            authority: &authority,
+            scheme: "https",
+            public_port: 443,
+            edge_region: "ams",
+        };
+        let mut wanted = head.req.headers().clone();
+        headers::to_machine(&mut wanted, &fwd);
+        headers::strip_hop_by_hop(head.req.headers_mut());
+        let mut out = Vec::new();
+        write_request_head(&mut out, &head.req, &fwd);
+        finish_request_head(&mut out, false);
+
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut sent = httparse::Request::new(&mut fields);
+        assert!(sent.parse(&out).unwrap().is_complete());
+        assert_eq!(sent.path, Some("/p?q=1"));
+        let mut written: Vec<(String, &[u8])> = (sent.headers.iter())
+            .map(|h| (h.name.to_ascii_lowercase(), h.value))
+            .collect();
+        let mut wanted: Vec<(String, &[u8])> = (wanted.iter())
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes()))
+            .collect();
+        written.sort();
+        wanted.sort();
+        assert_eq!(written, wanted);
+        assert!(written.contains(&(
+            "x-forwarded-for".into(),
+            b"198.51.100.1, 198.51.100.2, 10.0.0.9"
+        )));
     }
 
     /// An unfinished head asks for more.

@@ -9,7 +9,7 @@ use super::READ_BUFFER;
 use super::chunked::ChunkedScanner;
 use super::parked::Parked;
 use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
-use crate::connection::MachinePolicy;
+use crate::connection::{LazyDeadline, MachinePolicy};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,11 +33,12 @@ pub struct Destination<'a> {
     pub policy: MachinePolicy,
 }
 
-/// The client an answer goes to: its connection, and its buffer of what it sent and
-/// the edge has not used yet.
+/// The client an answer goes to: its connection, its buffer of what it sent and the
+/// edge has not used yet, and its connection's deadline (the waits for the machine).
 pub struct Client<'a, C> {
     pub io: &'a mut C,
     pub pipelined: &'a mut BytesMut,
+    pub deadline: &'a mut LazyDeadline,
 }
 
 /// Why a wait for the machine ended without its bytes.
@@ -152,20 +153,19 @@ impl MachineConnection {
     {
         self.buf.reserve(READ_BUFFER);
         let quiet_until = (Instant::now() + WATCH_CLIENT_AFTER).min(deadline);
-        let quick = tokio::time::timeout_at(quiet_until, self.stream.read_buf(&mut self.buf));
-        if let Ok(read) = quick.await {
-            return read.map_err(Stalled::Machine);
+        client.deadline.set(quiet_until);
+        tokio::select! {
+            biased;
+            read = self.stream.read_buf(&mut self.buf) => return read.map_err(Stalled::Machine),
+            () = client.deadline.elapsed() => {}
         }
+        client.deadline.set(deadline);
         loop {
             let watch = client.pipelined.len() < MAX_PIPELINED;
             tokio::select! {
                 biased;
-                read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)) => {
-                    return match read {
-                        Ok(read) => read.map_err(Stalled::Machine),
-                        Err(_) => Err(Stalled::TooSlow),
-                    };
-                }
+                read = self.stream.read_buf(&mut self.buf) => return read.map_err(Stalled::Machine),
+                () = client.deadline.elapsed() => return Err(Stalled::TooSlow),
                 sent = client.io.read_buf(client.pipelined), if watch => {
                     if !matches!(sent, Ok(n) if n > 0) {
                         return Err(Stalled::ClientGone);

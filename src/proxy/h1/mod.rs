@@ -26,6 +26,7 @@ use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
     serving_spec,
 };
+use crate::connection::LazyDeadline;
 use crate::lifecycle::{AcquireError, Ready};
 use crate::metrics::InFlightGauge;
 use admit::{Routed, admit};
@@ -47,10 +48,18 @@ pub struct Connection<C> {
     pub io: C,
     /// What the client sent that is not used yet (the next request, pipelined).
     pub buf: BytesMut,
+    /// The request head for the machine; `out_head` bytes of it are the same for every
+    /// machine the request may go to (`head::write_request_head`).
     out: Vec<u8>,
+    out_head: usize,
     /// The answer's head (and first body bytes) for the client.
     answer: Vec<u8>,
     machine: Option<MachineConnection>,
+    /// The map the last request's head was parsed into, for the next one.
+    spare: http::HeaderMap,
+    /// The deadline of the current wait: for the client's next request or for the
+    /// machine's answer.
+    deadline: LazyDeadline,
     pub inbound: Inbound,
     pub peer: SocketAddr,
 }
@@ -71,8 +80,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             buf: BytesMut::with_capacity(READ_BUFFER),
             // Grown by the first request to what its heads need, and kept for the next.
             out: Vec::new(),
+            out_head: 0,
             answer: Vec::new(),
             machine: None,
+            spare: http::HeaderMap::new(),
+            deadline: LazyDeadline::unset(),
             inbound,
             peer,
         }
@@ -96,22 +108,43 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         self.machine = None;
         self.out = Vec::new();
         self.answer = Vec::new();
+        self.spare = http::HeaderMap::new();
     }
 
-    /// Reads more of what the client sends; 0 at its end.
-    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+    /// Parses the request head at the start of the buffer (see `head::parse_request`).
+    pub fn parse_head(&mut self, max_headers: usize) -> head::Parsed {
+        head::parse_request(&mut self.buf, max_headers, &mut self.spare)
+    }
+
+    /// Reads more of what the client sends by `deadline` (`None`: nothing came by
+    /// then); 0 at its end.
+    pub async fn read_more_by(&mut self, deadline: Instant) -> Option<std::io::Result<usize>> {
         self.buf.reserve(READ_BUFFER);
-        self.io.read_buf(&mut self.buf).await
+        self.deadline.set(deadline);
+        tokio::select! {
+            biased;
+            read = self.io.read_buf(&mut self.buf) => Some(read),
+            () = self.deadline.elapsed() => None,
+        }
     }
 
     /// Serves one request whose head was parsed: counted, answered, reported as on
     /// hyper's path.
     pub async fn serve(&mut self, proxy: &Proxy, mut head: RequestHead) -> Step {
         let settings = proxy.settings.load_full();
-        let Some(routed) = admit(proxy, &settings, &mut head, self.inbound, self.peer) else {
+        self.out.clear();
+        let Some(routed) = admit(
+            proxy,
+            &settings,
+            &mut head,
+            self.inbound,
+            self.peer,
+            &mut self.out,
+        ) else {
             head::unread(&mut self.buf, &head.raw);
             return Step::Fallback;
         };
+        self.out_head = self.out.len();
         let began = Instant::now();
         let metrics = &proxy.supervisor.metrics;
         let _counted = InFlightGauge::enter(&metrics.in_flight);
@@ -136,6 +169,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         if let Some(waited) = served.waited {
             metrics.cold_start(&app.record.name, waited);
         }
+        head::recycle(head, &mut self.spare);
         step
     }
 
@@ -213,8 +247,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             return Ok(Answer::Replay);
         }
         let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
-        self.out.clear();
-        head::write_request_head(&mut self.out, &head.req, ready.preferred_unavailable);
+        self.out.truncate(self.out_head);
+        head::finish_request_head(&mut self.out, ready.preferred_unavailable);
         let facts = response::EdgeFacts {
             request_id,
             machine_id: &ready.machine.id,
@@ -280,6 +314,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let mut client = Client {
             io: &mut self.io,
             pipelined: &mut self.buf,
+            deadline: &mut self.deadline,
         };
         let first = machine
             .round_trip(&self.out, &mut client, facts, answer)
