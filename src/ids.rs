@@ -63,11 +63,26 @@ fn fast_u64() -> u64 {
 /// A ULID (26 characters, time-ordered), as Fly uses for instance ids, events and
 /// request ids.
 pub fn ulid() -> String {
+    new_ulid().to_string()
+}
+
+/// A ULID, `-` and `suffix` (a request id and the edge that made it), in one
+/// allocation: request ids are made on every request.
+pub fn ulid_with(suffix: &str) -> String {
+    let mut text = [0u8; ulid::ULID_LEN];
+    let mut id = String::with_capacity(ulid::ULID_LEN + 1 + suffix.len());
+    id.push_str(new_ulid().array_to_str(&mut text));
+    id.push('-');
+    id.push_str(suffix);
+    id
+}
+
+fn new_ulid() -> ulid::Ulid {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let random = (u128::from(fast_u64()) << 64 | u128::from(fast_u64())) & ((1 << 80) - 1);
-    ulid::Ulid::from_parts(millis, random).to_string()
+    ulid::Ulid::from_parts(millis, random)
 }
 
 /// A bearer token with 256 bits of randomness.
@@ -241,6 +256,16 @@ mod tests {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         );
         assert_ne!(id, machine_id());
+    }
+
+    /// A request id is a ULID and the edge's region, and does not repeat.
+    #[test]
+    fn request_ids_are_a_ulid_and_the_edge() {
+        let id = ulid_with("ams");
+        let (ulid, edge) = id.split_once('-').unwrap();
+        assert_eq!(edge, "ams");
+        assert!(ulid::Ulid::from_string(ulid).is_ok(), "{id}");
+        assert_ne!(ulid_with("ams"), id);
     }
 
     /// ULIDs are 26 characters and do not repeat.

@@ -68,6 +68,60 @@ pub struct OperationLabels {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// A request's status class, as its label.
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The series a connection's last request was counted in, kept for its next: a
+/// kept-alive connection's requests mostly go to one app and region with one status
+/// class, and finding the series again costs label strings and a hashed lookup in
+/// each family. Series are never removed, so a kept one stays the one rendered.
+#[derive(Default)]
+pub struct RecentSeries {
+    last: Option<(RequestLabels, Counter, Histogram)>,
+}
+
+impl RecentSeries {
+    /// Records one finished request (see `Metrics::request`).
+    pub fn request(
+        &mut self,
+        metrics: &Metrics,
+        app: &str,
+        status: u16,
+        region: &str,
+        took: Duration,
+    ) {
+        let class = status_class(status);
+        let kept = self.last.take().filter(|(labels, ..)| {
+            labels.app == app && labels.status == class && labels.region == region
+        });
+        let (labels, count, duration) = kept.unwrap_or_else(|| {
+            let labels = RequestLabels {
+                app: app.to_string(),
+                status: class.to_string(),
+                region: region.to_string(),
+            };
+            let count = metrics.requests.get_or_create(&labels).clone();
+            let duration = (metrics.request_duration)
+                .get_or_create(&AppLabels {
+                    app: app.to_string(),
+                })
+                .clone();
+            (labels, count, duration)
+        });
+        count.inc();
+        duration.observe(took.as_secs_f64());
+        self.last = Some((labels, count, duration));
+    }
+}
+
 /// Every series edgewake keeps.
 pub struct Metrics {
     registry: Registry,
@@ -209,17 +263,7 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, app: &str, status: u16, region: &str, took: Duration) {
-        let labels = RequestLabels {
-            app: app.to_string(),
-            status: format!("{}xx", status / 100),
-            region: region.to_string(),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.request_duration
-            .get_or_create(&AppLabels {
-                app: app.to_string(),
-            })
-            .observe(took.as_secs_f64());
+        RecentSeries::default().request(self, app, status, region, took);
     }
 
     /// Records how long a request waited for its machine to wake.
@@ -314,5 +358,35 @@ mod tests {
             text.contains(r#"edgewake_wakes_total{app="shop",reason="request"} 1"#),
             "{text}"
         );
+    }
+
+    /// A connection's requests are counted in the series of their own app, status
+    /// class and region as these change, not in the one it kept from before.
+    #[test]
+    fn recent_series_follow_the_labels() {
+        let m = Metrics::new();
+        let mut recent = RecentSeries::default();
+        let requests = [
+            ("shop", 200, "ams"),
+            ("shop", 204, "ams"),
+            ("shop", 404, "ams"),
+            ("blog", 200, "ams"),
+            ("shop", 200, "syd"),
+            ("shop", 200, "ams"),
+        ];
+        for (app, status, region) in requests {
+            recent.request(&m, app, status, region, Duration::from_millis(1));
+        }
+        let text = m.render([]);
+        for series in [
+            r#"edgewake_requests_total{app="shop",status="2xx",region="ams"} 3"#,
+            r#"edgewake_requests_total{app="shop",status="4xx",region="ams"} 1"#,
+            r#"edgewake_requests_total{app="blog",status="2xx",region="ams"} 1"#,
+            r#"edgewake_requests_total{app="shop",status="2xx",region="syd"} 1"#,
+            r#"edgewake_request_duration_seconds_count{app="shop"} 5"#,
+            r#"edgewake_request_duration_seconds_count{app="blog"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 pub async fn add(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let id = format!("{}-{}", crate::ids::ulid(), state.regions.load().edge);
+    let id = crate::ids::ulid_with(&state.regions.load().edge);
     let mut response = next.run(req).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(FLY_REQUEST_ID, value);

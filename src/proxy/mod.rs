@@ -375,7 +375,7 @@ impl Proxy {
 
 /// A new request's id: unique, and naming the edge that received it.
 fn request_id(settings: &ProxySettings) -> String {
-    format!("{}-{}", crate::ids::ulid(), settings.edge_region)
+    crate::ids::ulid_with(&settings.edge_region)
 }
 
 /// What the edge tells the machine about the client's connection (both paths).

@@ -7,7 +7,14 @@ use crate::geo::Location;
 use crate::lifecycle::pick::Order;
 use crate::lifecycle::{Pinned, Plan};
 use dashmap::DashMap;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+// The client's placement headers, named once: a lookup by `&str` parses the name again
+// on every request.
+static FLY_FORCE_REGION: HeaderName = HeaderName::from_static("fly-force-region");
+static FLY_PREFER_REGION: HeaderName = HeaderName::from_static("fly-prefer-region");
+static FLY_FORCE_INSTANCE_ID: HeaderName = HeaderName::from_static("fly-force-instance-id");
+static FLY_PREFER_INSTANCE_ID: HeaderName = HeaderName::from_static("fly-prefer-instance-id");
 
 /// Located clients are grouped in cells of this many degrees for the order cache.
 const CELL_DEGREES: f64 = 0.1;
@@ -86,7 +93,7 @@ fn by_distance(regions: &[(String, Location)], from: Location) -> Order {
     ranked.into_iter().map(|(_, code)| code.clone()).collect()
 }
 
-fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
+fn header_list(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -99,7 +106,7 @@ fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+fn header_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let value = headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty()).then(|| value.to_ascii_lowercase())
 }
@@ -107,10 +114,10 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// The plan for a request from a client at `client`.
 pub fn plan(regions: &Regions, client: Option<Location>, headers: &HeaderMap) -> Plan {
     let nearest = regions.nearest_first(client);
-    let forced = header_list(headers, "fly-force-region");
+    let forced = header_list(headers, &FLY_FORCE_REGION);
     let pinned = match (
-        header_value(headers, "fly-force-instance-id"),
-        header_value(headers, "fly-prefer-instance-id"),
+        header_value(headers, &FLY_FORCE_INSTANCE_ID),
+        header_value(headers, &FLY_PREFER_INSTANCE_ID),
     ) {
         (Some(id), _) => Pinned::Force(id),
         (None, Some(id)) => Pinned::Prefer(id),
@@ -129,7 +136,7 @@ pub fn plan(regions: &Regions, client: Option<Location>, headers: &HeaderMap) ->
             avoid: Vec::new(),
         };
     }
-    let mut preferred = header_list(headers, "fly-prefer-region");
+    let mut preferred = header_list(headers, &FLY_PREFER_REGION);
     preferred.retain(|r| nearest.contains(r));
     if preferred.is_empty() {
         return Plan {

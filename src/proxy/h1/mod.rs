@@ -28,7 +28,7 @@ use super::{
 };
 use crate::connection::LazyDeadline;
 use crate::lifecycle::{AcquireError, Ready};
-use crate::metrics::InFlightGauge;
+use crate::metrics::{InFlightGauge, RecentSeries};
 use admit::{Routed, admit};
 use bytes::BytesMut;
 use head::RequestHead;
@@ -57,6 +57,8 @@ pub struct Connection<C> {
     machine: Option<MachineConnection>,
     /// The map the last request's head was parsed into, for the next one.
     spare: http::HeaderMap,
+    /// The metric series of the last request, for the next.
+    series: RecentSeries,
     /// The deadline of the current wait: for the client's next request or for the
     /// machine's answer.
     deadline: LazyDeadline,
@@ -85,6 +87,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             machine: None,
             spare: http::HeaderMap::new(),
             deadline: LazyDeadline::unset(),
+            series: RecentSeries::default(),
             inbound,
             peer,
         }
@@ -165,7 +168,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 (status, self.refuse(&error, &request_id).await)
             }
         };
-        metrics.request(&app.record.name, status, &served.region, began.elapsed());
+        let took = began.elapsed();
+        (self.series).request(metrics, &app.record.name, status, &served.region, took);
         if let Some(waited) = served.waited {
             metrics.cold_start(&app.record.name, waited);
         }
