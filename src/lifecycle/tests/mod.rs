@@ -114,11 +114,32 @@ impl World {
         let requests = (0..n).map(|_| self.ready());
         futures_util::future::join_all(requests).await
     }
+
+    /// Begins an idle stop of `machine` (idle for twice the timeout by then) and returns
+    /// once it is under way (`stopping`): a `slow_stop` one. The task says whether the
+    /// machine was stopped.
+    async fn idle_stop_under_way(&self, machine: &Arc<Machine>) -> tokio::task::JoinHandle<bool> {
+        tokio::time::advance(IDLE * 2).await;
+        let sup = self.sup.clone();
+        let reaped = machine.clone();
+        let stop = tokio::spawn(async move { sup.stop_if_idle(&reaped, IDLE).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(machine.state(), MachineState::Stopping);
+        stop
+    }
 }
 
 fn slow_start(start_takes: Duration) -> Script {
     Script {
         start_takes,
+        ..Script::default()
+    }
+}
+
+/// Machines that take a second to exit after their stop signal.
+fn slow_stop() -> Script {
+    Script {
+        stop_takes: Duration::from_secs(1),
         ..Script::default()
     }
 }
@@ -247,17 +268,9 @@ async fn idle_stop_spares_a_request_in_flight() {
 async fn request_during_idle_stop_wakes_the_machine_again() {
     let w = world();
     let machine = w.machine(config(None));
-    w.fake.script_all(Script {
-        stop_takes: Duration::from_secs(1),
-        ..Script::default()
-    });
+    w.fake.script_all(slow_stop());
     drop(w.ready().await.unwrap());
-    tokio::time::advance(IDLE * 2).await;
-    let sup = w.sup.clone();
-    let reaped = machine.clone();
-    let stop = tokio::spawn(async move { sup.stop_if_idle(&reaped, IDLE).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(machine.state(), MachineState::Stopping);
+    let stop = w.idle_stop_under_way(&machine).await;
     let ready = w.ready().await.expect("the request is served");
     assert!(stop.await.unwrap(), "the idle stop went through");
     assert_eq!(ready.machine.state(), MachineState::Started);

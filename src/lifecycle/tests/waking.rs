@@ -145,21 +145,13 @@ async fn requests_that_do_not_wait_for_a_wake() {
 async fn an_early_wake_begins_only_the_wake_of_a_sleeping_machine() {
     let w = world();
     let machine = w.machine(config(None));
-    w.fake.script_all(Script {
-        stop_takes: Duration::from_secs(1),
-        ..Script::default()
-    });
+    w.fake.script_all(slow_stop());
     w.sup.wake_early(&w.app, 80, &w.plan());
     assert!(
         started_within(&machine, WAKE_TIMEOUT).await,
         "no wake began"
     );
-    tokio::time::advance(IDLE * 2).await;
-    let sup = w.sup.clone();
-    let reaped = machine.clone();
-    let stop = tokio::spawn(async move { sup.stop_if_idle(&reaped, IDLE).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(machine.state(), MachineState::Stopping);
+    let stop = w.idle_stop_under_way(&machine).await;
     w.sup.wake_early(&w.app, 80, &w.plan());
     assert!(stop.await.unwrap(), "the idle stop went through");
     tokio::time::sleep(WAKE_TIMEOUT).await;
