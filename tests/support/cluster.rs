@@ -3,7 +3,7 @@
 //! its own config, data dir, loopback address and ports, sharing a geo database that
 //! places client addresses in Sydney, Paris and Amsterdam.
 
-use super::free_port;
+use super::free_ports;
 use super::geo::{AMSTERDAM, PARIS, SYDNEY, write_geo_db};
 use super::{Api, EdgewakeProcess, Listeners, RUNTIME_IMAGE, SLOW_BOOT_IMAGE};
 use super::{random_loopback_range, wait};
@@ -49,12 +49,15 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start(dir: &Path) -> NatsCluster {
-        let servers: Vec<Nats> = (0..3)
-            .map(|i| Nats {
+        let ports: [u16; 9] = free_ports();
+        let servers: Vec<Nats> = ports
+            .chunks(3)
+            .enumerate()
+            .map(|(i, ports)| Nats {
                 name: format!("nats-{i}"),
-                client: free_port(),
-                route: free_port(),
-                monitor: free_port(),
+                client: ports[0],
+                route: ports[1],
+                monitor: ports[2],
                 store: dir.join(format!("nats-{i}")),
                 child: None,
             })
@@ -184,8 +187,9 @@ impl Node {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let ip = node_ip();
-        let listeners = Listeners::free(ip);
-        let backhaul = SocketAddr::new(ip, free_port());
+        let [http, https, api, backhaul] = free_ports();
+        let listeners = Listeners::at(ip, [http, https, api]);
+        let backhaul = SocketAddr::new(ip, backhaul);
         let config = node_config(&dir, name, region, nats, backhaul);
         let mut node = Node {
             name: name.to_string(),
