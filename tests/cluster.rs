@@ -387,11 +387,11 @@ async fn a_killed_node_is_skipped_then_comes_back() {
     drop(w.nats);
 }
 
-/// One NATS server killed: apps and machines are still made and served. All three
-/// killed: every edge still routes from its last view (to its own machines and across
-/// the backhaul), and API changes answer 503 with Fly's error JSON. Once they are back,
-/// changes are accepted again and a machine stopped meanwhile is seen stopped
-/// everywhere.
+/// One NATS server killed: apps and machines are still made and served. Back and
+/// caught up, then all three killed at once: every edge still routes from its last
+/// view (to its own machines and across the backhaul), and API changes answer 503 with
+/// Fly's error JSON. Once they are back, changes are accepted again and a machine
+/// stopped meanwhile is seen stopped everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_failures_keep_routing_and_refuse_changes() {
     let mut w = world().await;
