@@ -5,10 +5,14 @@
 # tests that guard the module; a mutant no test fails on ("missed") is a behaviour no test
 # holds. Not part of CI.
 #
-# Three groups, each one cargo-mutants run over a copy of the tree:
-#   core: the lifecycle (wake, acquire, pick, start, stop, reaper, run) and placement
-#         (proxy/place.rs); only the library's tests of those modules run (they hold the
-#         races on paused time with the fake driver).
+# Five groups, each one cargo-mutants run over a copy of the tree; the lifecycle is cut
+# in three so that each group finishes within about half an hour:
+#   wake: how a request gets a started machine (lifecycle/wake.rs, acquire.rs, start.rs;
+#         about 77 mutants);
+#   pick: which machine it gets (lifecycle/pick.rs, proxy/place.rs; about 86);
+#   stop: how machines stop (lifecycle/stop.rs, reaper.rs, run.rs; about 78).
+#         These three run against the library's lifecycle and placement tests only
+#         (they hold the races on paused time with the fake driver); `core` is all three.
 #   unit: the trusted client address (trusted.rs, proxy/headers.rs), the PROXY protocol,
 #         SNI certificates (tls/certs.rs), against their library tests (real sockets where
 #         I/O matters).
@@ -17,14 +21,15 @@
 #         placement test binaries.
 #
 # Cost on 2 cores: each mutant rebuilds the library (20 s on an idle machine, a minute
-# under load), so `core` (about 240 mutants) takes one to two hours and `unit` about 40
-# minutes; the first run builds the dependencies into target/mutants (another ~15
-# minutes), so the developer's own target/ is neither locked nor invalidated. After a
-# change, MUTANTS_ARGS=--iterate tests only what was missed before or whose line moved
-# (cargo-mutants keeps the earlier results). Installs cargo-mutants from crates.io if
-# missing.
+# under load), so each lifecycle group takes 25 to 30 minutes on an idle machine (`core`
+# 1.5 hours, longer under load) and `unit` about 40 minutes; the first run builds the
+# dependencies into target/mutants (another ~15 minutes), so the developer's own
+# target/ is neither locked nor invalidated. After a change, MUTANTS_ARGS=--iterate tests
+# only what was missed before or whose line moved (cargo-mutants keeps the earlier
+# results). Installs cargo-mutants from crates.io if missing.
 #
-# Usage: [MUTANTS_ARGS=...] scripts/mutants.sh [core] [unit] [e2e]   (default: all three)
+# Usage: [MUTANTS_ARGS=...] scripts/mutants.sh [wake] [pick] [stop] [core] [unit] [e2e]
+#        (default: core unit e2e; core = wake pick stop)
 # Results: target/mutants-out/<group>/mutants.out/{caught,missed,timeout,unviable}.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +50,24 @@ run_group() {
         --output="$OUT/$name" ${MUTANTS_ARGS:-} "$@" || true
 }
 
-core() {
-    local files=(
-        src/lifecycle/wake.rs src/lifecycle/acquire.rs src/lifecycle/pick.rs
-        src/lifecycle/start.rs src/lifecycle/stop.rs src/lifecycle/reaper.rs
-        src/lifecycle/run.rs src/proxy/place.rs
-    )
-    run_group core "${files[@]/#/--file=}" --timeout=60 --cargo-arg=--lib \
+# The lifecycle groups' tests: the library's lifecycle and placement modules.
+lifecycle_group() {
+    local name=$1
+    shift
+    run_group "$name" "${@/#/--file=}" --timeout=60 --cargo-arg=--lib \
         -- -- lifecycle:: proxy::place::
+}
+
+wake() {
+    lifecycle_group wake src/lifecycle/wake.rs src/lifecycle/acquire.rs src/lifecycle/start.rs
+}
+
+pick() {
+    lifecycle_group pick src/lifecycle/pick.rs src/proxy/place.rs
+}
+
+stop() {
+    lifecycle_group stop src/lifecycle/stop.rs src/lifecycle/reaper.rs src/lifecycle/run.rs
 }
 
 unit() {
@@ -69,16 +84,20 @@ e2e() {
         "${targets[@]/#/--cargo-arg=--test=}"
 }
 
-groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(core unit e2e)
-for group in "${groups[@]}"; do
+[ $# -gt 0 ] || set -- core unit e2e
+groups=()
+for group in "$@"; do
     case $group in
-    core | unit | e2e) "$group" ;;
+    core) groups+=(wake pick stop) ;;
+    wake | pick | stop | unit | e2e) groups+=("$group") ;;
     *)
-        echo "unknown group $group (core, unit, e2e)" >&2
+        echo "unknown group $group (wake, pick, stop, core, unit, e2e)" >&2
         exit 2
         ;;
     esac
+done
+for group in "${groups[@]}"; do
+    "$group"
 done
 
 echo "== summary (mutants: tried = caught + missed + timeout + unviable)"

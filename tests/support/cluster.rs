@@ -3,7 +3,7 @@
 //! its own config, data dir, loopback address and ports, sharing a geo database that
 //! places client addresses in Sydney, Paris and Amsterdam.
 
-use super::free_port;
+use super::free_ports;
 use super::geo::{AMSTERDAM, PARIS, SYDNEY, write_geo_db};
 use super::{Api, EdgewakeProcess, Listeners, RUNTIME_IMAGE, SLOW_BOOT_IMAGE};
 use super::{random_loopback_range, wait};
@@ -20,8 +20,9 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The nodes' `cluster.max_backhaul_connections`: more than a test's herd needs,
 /// few enough for a test to fill.
 pub const MAX_BACKHAUL_CONNECTIONS: usize = 256;
-/// How long the cluster may take to form, or to see a change everywhere (NATS 2.9
-/// takes some 10 s to elect its leaders again after all its servers restart).
+/// How long the cluster may take to form, or to see a change everywhere (after all its
+/// servers restart, NATS 2.9 elects the buckets' leaders again within 4 to 9 s, when
+/// none of them is behind: see `NatsCluster::wait_until_caught_up`).
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// Public addresses the geo database places in each city (sent as X-Forwarded-For by
 /// a trusted peer, as a load balancer in front of the edge would).
@@ -34,6 +35,8 @@ struct Nats {
     name: String,
     client: u16,
     route: u16,
+    /// Its monitoring port (`/healthz`), on loopback as `-a` is.
+    monitor: u16,
     store: PathBuf,
     child: Option<Child>,
 }
@@ -46,11 +49,15 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start(dir: &Path) -> NatsCluster {
-        let servers: Vec<Nats> = (0..3)
-            .map(|i| Nats {
+        let ports: [u16; 9] = free_ports();
+        let servers: Vec<Nats> = ports
+            .chunks(3)
+            .enumerate()
+            .map(|(i, ports)| Nats {
                 name: format!("nats-{i}"),
-                client: free_port(),
-                route: free_port(),
+                client: ports[0],
+                route: ports[1],
+                monitor: ports[2],
                 store: dir.join(format!("nats-{i}")),
                 child: None,
             })
@@ -83,11 +90,36 @@ impl NatsCluster {
             .args(["--cluster_name", "edgewake-test"])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", server.route)])
             .args(["--routes", &self.routes])
+            .args(["-m", &server.monitor.to_string()])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("nats-server runs (scripts/install-nats.sh installs it)");
         server.child = Some(child);
+    }
+
+    /// Waits until server `i` has caught up with the cluster: its `/healthz` says a
+    /// JetStream meta leader is known and every stream and consumer it holds a copy of
+    /// is current. A server killed again before that keeps stale copies, and after a
+    /// restart of all three, NATS 2.9 is slow to elect leaders for them: the stale
+    /// server cannot win an election, yet each of its vote requests (one every 4 to 9
+    /// s) makes the two current servers wait a new 4 to 9 s before they stand, so the
+    /// streams stay leaderless (puts refused with "no stream found") for as many rounds
+    /// as it keeps standing first: 17 s measured, past 30 s at times.
+    pub async fn wait_until_caught_up(&self, i: usize) {
+        let server = &self.servers[i];
+        let url = format!("http://127.0.0.1:{}/healthz", server.monitor);
+        let what = format!("{} to catch up with the cluster", server.name);
+        wait::until(&what, SETTLE, async || {
+            let answer = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+            let status = answer.status();
+            let body = answer.text().await.unwrap_or_default();
+            match status {
+                StatusCode::OK => Ok(()),
+                _ => Err(format!("{status} {body}")),
+            }
+        })
+        .await
     }
 
     /// Kills server `i` at once (SIGKILL).
@@ -97,13 +129,29 @@ impl NatsCluster {
             let _ = child.wait();
         }
     }
+
+    /// Kills every server at once, as a power cut would: all are sent SIGKILL before
+    /// any is waited for, so no write reaches the others after the first died (one
+    /// left behind would slow the elections after a restart: see
+    /// `wait_until_caught_up`).
+    pub fn kill_all(&mut self) {
+        let mut children: Vec<Child> = self
+            .servers
+            .iter_mut()
+            .filter_map(|s| s.child.take())
+            .collect();
+        for child in &mut children {
+            let _ = child.kill();
+        }
+        for mut child in children {
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for NatsCluster {
     fn drop(&mut self) {
-        for i in 0..self.servers.len() {
-            self.kill(i);
-        }
+        self.kill_all();
     }
 }
 
@@ -139,8 +187,9 @@ impl Node {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let ip = node_ip();
-        let listeners = Listeners::free(ip);
-        let backhaul = SocketAddr::new(ip, free_port());
+        let [http, https, api, backhaul] = free_ports();
+        let listeners = Listeners::at(ip, [http, https, api]);
+        let backhaul = SocketAddr::new(ip, backhaul);
         let config = node_config(&dir, name, region, nats, backhaul);
         let mut node = Node {
             name: name.to_string(),
@@ -206,20 +255,9 @@ impl Node {
 
     /// Waits until this node's view shows the machine in `state`.
     pub async fn wait_for_state(&self, app: &str, id: &str, state: &str) -> Value {
-        self.wait_for_state_within(app, id, state, SETTLE).await
-    }
-
-    /// Waits up to `within` until this node's view shows the machine in `state`.
-    pub async fn wait_for_state_within(
-        &self,
-        app: &str,
-        id: &str,
-        state: &str,
-        within: Duration,
-    ) -> Value {
         let path = format!("/v1/apps/{app}/machines/{id}");
         let what = format!("machine {id} to be {state} on {}", self.name);
-        wait::until(&what, within, async || match self.get(&path).await {
+        wait::until(&what, SETTLE, async || match self.get(&path).await {
             (StatusCode::OK, machine) if machine["state"] == state => Ok(machine),
             (status, body) => Err(format!("{status} {body}")),
         })

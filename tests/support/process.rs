@@ -11,11 +11,17 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A loopback port that was free a moment ago (for the edgewake binary's flags).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` loopback ports that were free a moment ago, all different: each is held until
+/// all are drawn (drawn one at a time, the kernel may give back a port it just gave:
+/// two NATS servers of a test cluster were once handed the same route port).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// Where an `edgewake serve` listens: the edge (HTTP, HTTPS) and the API.
@@ -29,11 +35,16 @@ pub struct Listeners {
 impl Listeners {
     /// Ports that were free a moment ago, on `ip`.
     pub fn free(ip: std::net::IpAddr) -> Listeners {
+        Listeners::at(ip, free_ports())
+    }
+
+    /// The edge's HTTP and HTTPS ports and the API's, on `ip`.
+    pub fn at(ip: std::net::IpAddr, [http, https, api]: [u16; 3]) -> Listeners {
         let at = |port| SocketAddr::new(ip, port);
         Listeners {
-            http: at(free_port()),
-            https: at(free_port()),
-            api: at(free_port()),
+            http: at(http),
+            https: at(https),
+            api: at(api),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The lifecycle's guarantees on paused time with the fake driver: one start for a herd
 //! (even when it fails), no idle stop under a request, fast failure when a machine dies
-//! while starting, updates ordered with wakes, and a bounded queue that gives its places
-//! back. `picking`: which machine a plan picks; `idle`: the reaper; `waking`: wakes at
-//! the edges of a machine's life; `bounds`: stops and shutdown that end; `crash_loops`:
-//! back-off after failed starts, and recovery that waits for a crashed edgewake's orphans.
+//! while starting, updates ordered with wakes. `picking`: which machine a plan picks;
+//! `idle`: the reaper; `queueing`: the bounded queue for full machines, which gives its
+//! places back and counts its refusals; `waking`: wakes at the edges of a machine's
+//! life; `bounds`: stops and shutdown that end; `crash_loops`: back-off after failed
+//! starts, and recovery that waits for a crashed edgewake's orphans.
 
 mod bounds;
 mod crash_loops;
 mod idle;
 mod picking;
+mod queueing;
 mod waking;
 
 use super::*;
@@ -112,11 +114,32 @@ impl World {
         let requests = (0..n).map(|_| self.ready());
         futures_util::future::join_all(requests).await
     }
+
+    /// Begins an idle stop of `machine` (idle for twice the timeout by then) and returns
+    /// once it is under way (`stopping`): a `slow_stop` one. The task says whether the
+    /// machine was stopped.
+    async fn idle_stop_under_way(&self, machine: &Arc<Machine>) -> tokio::task::JoinHandle<bool> {
+        tokio::time::advance(IDLE * 2).await;
+        let sup = self.sup.clone();
+        let reaped = machine.clone();
+        let stop = tokio::spawn(async move { sup.stop_if_idle(&reaped, IDLE).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(machine.state(), MachineState::Stopping);
+        stop
+    }
 }
 
 fn slow_start(start_takes: Duration) -> Script {
     Script {
         start_takes,
+        ..Script::default()
+    }
+}
+
+/// Machines that take a second to exit after their stop signal.
+fn slow_stop() -> Script {
+    Script {
+        stop_takes: Duration::from_secs(1),
         ..Script::default()
     }
 }
@@ -245,17 +268,9 @@ async fn idle_stop_spares_a_request_in_flight() {
 async fn request_during_idle_stop_wakes_the_machine_again() {
     let w = world();
     let machine = w.machine(config(None));
-    w.fake.script_all(Script {
-        stop_takes: Duration::from_secs(1),
-        ..Script::default()
-    });
+    w.fake.script_all(slow_stop());
     drop(w.ready().await.unwrap());
-    tokio::time::advance(IDLE * 2).await;
-    let sup = w.sup.clone();
-    let reaped = machine.clone();
-    let stop = tokio::spawn(async move { sup.stop_if_idle(&reaped, IDLE).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(machine.state(), MachineState::Stopping);
+    let stop = w.idle_stop_under_way(&machine).await;
     let ready = w.ready().await.expect("the request is served");
     assert!(stop.await.unwrap(), "the idle stop went through");
     assert_eq!(ready.machine.state(), MachineState::Started);
@@ -310,62 +325,6 @@ async fn update_during_a_wake_waits_for_it() {
         .map(|(k, s)| (k.to_string(), s.to_string()))
         .collect();
     assert_eq!(events, expected);
-}
-
-/// At the hard limit one request may queue (max_queued = 1): it gets the machine when
-/// the request in flight ends; a second finds the queue full at once.
-#[tokio::test(start_paused = true)]
-async fn queue_waits_for_room_and_is_bounded() {
-    let w = world();
-    w.machine(config(Some(1)));
-    let first = w.ready().await.unwrap();
-    let queued = w.ready();
-    let overflow = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let refused = w.ready().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        drop(first);
-        refused
-    };
-    let (queued, refused) = tokio::join!(queued, overflow);
-    assert!(queued.is_ok(), "the queued request got the machine");
-    assert!(matches!(refused, Err(AcquireError::AtHardLimit { .. })));
-}
-
-/// A herd waking a machine with a hard limit of 2 gets 2 places on it, not more: the
-/// others, finding it full once they count themselves in, queue (one, max_queued = 1)
-/// or are refused.
-#[tokio::test(start_paused = true)]
-async fn a_herd_does_not_overfill_a_waking_machine() {
-    let w = world();
-    let machine = w.machine(config(Some(2)));
-    w.fake.script_all(slow_start(Duration::from_secs(1)));
-    let outcomes = w.herd(10).await;
-    let served = outcomes.iter().filter(|o| o.is_ok()).count();
-    assert_eq!(served, 2, "as many as the hard limit");
-    assert_eq!(machine.activity.in_flight(), 2);
-    let refused = outcomes
-        .iter()
-        .filter(|o| matches!(o, Err(AcquireError::AtHardLimit { .. })))
-        .count();
-    assert_eq!(refused, 8);
-}
-
-/// A queued request gives up at the queue timeout (within one look for room), and
-/// gives its place back: the next request may queue again.
-#[tokio::test(start_paused = true)]
-async fn queue_times_out_and_gives_its_place_back() {
-    let w = world();
-    w.machine(config(Some(1)));
-    let _busy = w.ready().await.unwrap();
-    for _ in 0..2 {
-        let began = tokio::time::Instant::now();
-        let outcome = w.ready().await;
-        assert!(matches!(outcome, Err(AcquireError::AtHardLimit { .. })));
-        let waited = began.elapsed();
-        assert!(waited >= QUEUE_TIMEOUT, "it waited in the queue");
-        assert!(waited < QUEUE_TIMEOUT + acquire::QUEUE_POLL, "{waited:?}");
-    }
 }
 
 /// A machine the request could not reach is avoided: the request is placed on another.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::lifecycle::pick::{Action, Picked, pick};
+use crate::machines::checks::Health;
 use std::collections::HashSet;
 
 fn plan(regions: &[&str], others_allowed: bool, pinned: Pinned) -> Plan {
@@ -194,4 +195,18 @@ fn unwakeable_machines_are_not_worth_queueing() {
     w.in_state("ams", MachineState::Stopped, off);
     let picked = w.pick(&plan(&["ams"], true, Pinned::Any));
     assert!(matches!(picked, Err(AcquireError::NoMachines { .. })));
+}
+
+/// A started machine failing its health checks gets no request; with nothing else to
+/// serve, the app is `Unhealthy` (worth waiting for) where the plan allows that machine,
+/// and has `NoMachines` where it does not.
+#[test]
+fn failing_machines_make_the_app_unhealthy() {
+    let w = world();
+    let failing = w.in_state("syd", MachineState::Started, config(None));
+    failing.checks.set_health(Health::Failing);
+    let allowed = w.pick(&plan(&["syd"], false, Pinned::Any));
+    assert!(matches!(allowed, Err(AcquireError::Unhealthy { .. })));
+    let elsewhere = w.pick(&plan(&["ams"], false, Pinned::Any));
+    assert!(matches!(elsewhere, Err(AcquireError::NoMachines { .. })));
 }
