@@ -39,6 +39,7 @@ if ! cargo mutants --version >/dev/null 2>&1; then
 fi
 export CARGO_TARGET_DIR="$PWD/target/mutants"
 OUT=target/mutants-out
+mkdir -p "$OUT" # cargo-mutants makes the group's directory, not its parents
 
 # cargo-mutants exits non-zero when a mutant is missed; the summary below says so.
 run_group() {
