@@ -68,7 +68,9 @@ pub struct OperationLabels {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// A request's status class, as its label.
+/// A request's status class, as its label. Statuses above 599, which HTTP does not
+/// define (hyper passes a machine's up to 999), count as `5xx`: the label has five
+/// values, whatever machines answer.
 fn status_class(status: u16) -> &'static str {
     match status / 100 {
         1 => "1xx",
@@ -108,12 +110,7 @@ impl RecentSeries {
                 status: class.to_string(),
                 region: region.to_string(),
             };
-            let count = metrics.requests.get_or_create(&labels).clone();
-            let duration = (metrics.request_duration)
-                .get_or_create(&AppLabels {
-                    app: app.to_string(),
-                })
-                .clone();
+            let (count, duration) = metrics.request_series(&labels);
             (labels, count, duration)
         });
         count.inc();
@@ -263,7 +260,25 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, app: &str, status: u16, region: &str, took: Duration) {
-        RecentSeries::default().request(self, app, status, region, took);
+        let labels = RequestLabels {
+            app: app.to_string(),
+            status: status_class(status).to_string(),
+            region: region.to_string(),
+        };
+        let (count, duration) = self.request_series(&labels);
+        count.inc();
+        duration.observe(took.as_secs_f64());
+    }
+
+    /// The series a request of `labels` is counted in: its count and the app's
+    /// durations.
+    fn request_series(&self, labels: &RequestLabels) -> (Counter, Histogram) {
+        let count = self.requests.get_or_create(labels).clone();
+        let app = AppLabels {
+            app: labels.app.clone(),
+        };
+        let duration = self.request_duration.get_or_create(&app).clone();
+        (count, duration)
     }
 
     /// Records how long a request waited for its machine to wake.
@@ -373,6 +388,7 @@ mod tests {
             ("blog", 200, "ams"),
             ("shop", 200, "syd"),
             ("shop", 200, "ams"),
+            ("shop", 999, "ams"),
         ];
         for (app, status, region) in requests {
             recent.request(&m, app, status, region, Duration::from_millis(1));
@@ -381,9 +397,10 @@ mod tests {
         for series in [
             r#"edgewake_requests_total{app="shop",status="2xx",region="ams"} 3"#,
             r#"edgewake_requests_total{app="shop",status="4xx",region="ams"} 1"#,
+            r#"edgewake_requests_total{app="shop",status="5xx",region="ams"} 1"#,
             r#"edgewake_requests_total{app="blog",status="2xx",region="ams"} 1"#,
             r#"edgewake_requests_total{app="shop",status="2xx",region="syd"} 1"#,
-            r#"edgewake_request_duration_seconds_count{app="shop"} 5"#,
+            r#"edgewake_request_duration_seconds_count{app="shop"} 6"#,
             r#"edgewake_request_duration_seconds_count{app="blog"} 1"#,
         ] {
             assert!(text.contains(series), "{series} in {text}");

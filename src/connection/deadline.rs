@@ -1,56 +1,42 @@
-//! A deadline that moves with every request but rarely touches the timer wheel: one
-//! timer per connection, armed at or before the deadline and moved only when it fires
-//! early (or the deadline moves earlier). A kept-alive connection's waits (the next
-//! request, the machine's answer) each have a deadline a little later than the last;
-//! a timer of its own per wait would be inserted into and removed from the runtime's
-//! wheel twice per request, under its lock.
+//! The timer of one kind of wait on a connection (the next request, the machine's
+//! answer), kept for the connection's life and moved from wait to wait. A timeout made
+//! per wait inserts an entry into the runtime's timer wheel and removes it again, each
+//! under the driver's lock, twice per request; a kept timer moved later, as each
+//! request's deadline is a little later than the last, is moved by tokio with one
+//! atomic operation, and the driver files it anew when the old time comes, without
+//! waking the task. Each kind of wait has its own timer, so none moves back and forth.
 
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// One connection's current deadline and the timer that watches it.
-pub struct LazyDeadline {
-    at: Instant,
-    /// Armed at or before `at`; boxed to be kept across the connection's waits.
+/// One kind of wait's deadline on one connection.
+pub struct WaitTimer {
+    /// Boxed to be kept across the connection's waits.
     timer: Pin<Box<Sleep>>,
 }
 
-/// Where a deadline not yet set lies: far enough that the first `set` moves the
-/// timer (before it is ever armed) instead of letting it fire for nothing.
+/// Where a timer not yet set lies: far enough that its first `set` moves it.
 const UNSET: Duration = Duration::from_secs(24 * 3600);
 
-impl LazyDeadline {
+impl WaitTimer {
     /// No deadline yet (the first wait sets it).
-    pub fn unset() -> LazyDeadline {
-        LazyDeadline::new(Instant::now() + UNSET)
-    }
-
-    pub fn new(at: Instant) -> LazyDeadline {
-        LazyDeadline {
-            at,
-            timer: Box::pin(tokio::time::sleep_until(at)),
+    pub fn unset() -> WaitTimer {
+        WaitTimer {
+            timer: Box::pin(tokio::time::sleep_until(Instant::now() + UNSET)),
         }
     }
 
-    /// The deadline is now `at`: the timer is moved only when `at` is earlier than it.
+    /// The deadline of the next wait.
     pub fn set(&mut self, at: Instant) {
-        self.at = at;
-        if at < self.timer.deadline() {
+        if self.timer.deadline() != at {
             self.timer.as_mut().reset(at);
         }
     }
 
-    /// Completes once the deadline has passed. A timer that fires early is moved to
-    /// the deadline; cancel-safe (dropping it loses nothing).
+    /// Completes once the deadline has passed; cancel-safe (dropping it loses nothing).
     pub async fn elapsed(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            if Instant::now() >= self.at {
-                return;
-            }
-            self.timer.as_mut().reset(self.at);
-        }
+        self.timer.as_mut().await;
     }
 }
 
@@ -60,23 +46,28 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
-    /// Moved later, the deadline is kept: nothing fires at the earlier time.
+    /// Moved later while it is being waited for, the deadline is kept: nothing fires
+    /// at the earlier time.
     #[tokio::test(start_paused = true)]
     async fn a_later_deadline_is_kept() {
         let start = Instant::now();
-        let mut deadline = LazyDeadline::new(start + S);
-        deadline.set(start + 3 * S);
-        deadline.elapsed().await;
+        let mut timer = WaitTimer::unset();
+        timer.set(start + S);
+        assert!(tokio::time::timeout(S / 2, timer.elapsed()).await.is_err());
+        timer.set(start + 3 * S);
+        timer.elapsed().await;
         assert_eq!(start.elapsed(), 3 * S);
     }
 
-    /// Moved earlier, the deadline fires earlier (an unset one too).
+    /// Moved earlier while it is being waited for, the deadline fires earlier.
     #[tokio::test(start_paused = true)]
     async fn an_earlier_deadline_fires_earlier() {
         let start = Instant::now();
-        let mut deadline = LazyDeadline::unset();
-        deadline.set(start + 2 * S);
-        deadline.elapsed().await;
+        let mut timer = WaitTimer::unset();
+        timer.set(start + 5 * S);
+        assert!(tokio::time::timeout(S, timer.elapsed()).await.is_err());
+        timer.set(start + 2 * S);
+        timer.elapsed().await;
         assert_eq!(start.elapsed(), 2 * S);
     }
 
@@ -84,22 +75,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_deadline_after_an_unwatched_firing() {
         let start = Instant::now();
-        let mut deadline = LazyDeadline::new(start + S);
+        let mut timer = WaitTimer::unset();
+        timer.set(start + S);
         tokio::time::sleep(2 * S).await;
-        deadline.set(start + 4 * S);
-        deadline.elapsed().await;
+        timer.set(start + 4 * S);
+        timer.elapsed().await;
         assert_eq!(start.elapsed(), 4 * S);
-    }
-
-    /// A wait given up (another branch won) leaves the next wait exact.
-    #[tokio::test(start_paused = true)]
-    async fn a_dropped_wait_loses_nothing() {
-        let start = Instant::now();
-        let mut deadline = LazyDeadline::new(start + 2 * S);
-        let lost = tokio::time::timeout(S, deadline.elapsed()).await;
-        assert!(lost.is_err());
-        deadline.set(start + 3 * S);
-        deadline.elapsed().await;
-        assert_eq!(start.elapsed(), 3 * S);
     }
 }

@@ -1,16 +1,17 @@
 //! Connection policies: the limits and timeouts every HTTP connection edgewake serves
 //! (the edge's clients, the Machines API) and every connection it makes to a machine
 //! lives under, kept apart from the protocol code so that any HTTP/1.1 path reuses
-//! them. `deadline` is one connection's moving deadline on one timer; `pace` enforces how slow a peer may be (bodies; `io` writes); `serve` drives one
-//! hyper connection under a `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive
-//! PINGs, and a graceful shutdown that is cut after its grace.
+//! them. `deadline` keeps a connection's timer for each kind of wait; `pace` enforces
+//! how slow a peer may be (bodies; `io` writes); `serve` drives one hyper connection
+//! under a `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, and a
+//! graceful shutdown that is cut after its grace.
 
 pub mod deadline;
 pub mod io;
 pub mod pace;
 pub mod serve;
 
-pub use deadline::LazyDeadline;
+pub use deadline::WaitTimer;
 pub use io::PacedIo;
 pub use pace::{BodyError, BoxError, Pace, PacedBody, Progress, TooSlow};
 pub use serve::{Guarded, builder, serve_connection};

@@ -81,7 +81,8 @@ async fn fall_back<I>(
 /// byte is bounded by the idle timeout, the whole head by the header read timeout, as
 /// on hyper's path; a head past the size limit is hyper's to refuse. A client that has
 /// gone quiet does not keep its machine connection (a socket, its buffers, a budget
-/// slot) longer than the pool keeps an idle one.
+/// slot), nor the buffers and map of its last request, longer than the pool keeps an
+/// idle connection.
 async fn read_head<I>(conn: &mut Connection<I>, edge: &Edge, settings: &EdgeSettings) -> HeadRead
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -105,7 +106,7 @@ where
             true => head_deadline.min(began + policy.idle_timeout),
             false => head_deadline,
         };
-        let release = idle && conn.holds_machine() && release_at < deadline;
+        let release = idle && conn.holds_more_than_its_buffer() && release_at < deadline;
         let wait_until = if release { release_at } else { deadline };
         let read = tokio::select! {
             read = conn.read_more_by(wait_until) => read,
@@ -114,7 +115,7 @@ where
         match read {
             Some(Ok(0)) | Some(Err(_)) => return HeadRead::Done,
             Some(Ok(_)) => {}
-            None if release => conn.release_machine(),
+            None if release => conn.release_held(),
             None => return HeadRead::Done,
         }
     }

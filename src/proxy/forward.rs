@@ -168,9 +168,12 @@ pub async fn send(
             request_id,
         );
     }
+    // Said for this attempt only: a retry goes to another machine.
+    let fields = prepared.req.headers_mut();
+    fields.remove(headers::FLY_PREFERRED_INSTANCE_UNAVAILABLE);
     if ready.preferred_unavailable {
-        prepared.req.headers_mut().insert(
-            "fly-preferred-instance-unavailable",
+        fields.insert(
+            headers::FLY_PREFERRED_INSTANCE_UNAVAILABLE,
             HeaderValue::from_static("true"),
         );
     }

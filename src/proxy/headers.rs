@@ -20,7 +20,7 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     http::header::UPGRADE,
 ];
 
-// Names built once: inserting by `&str` would parse the name on every request.
+// Names made at compile time: inserting by `&str` would parse the name on every request.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
@@ -29,6 +29,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
 const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
 const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
+/// Request header telling the machine that the instance the client asked for with
+/// `fly-prefer-instance-id` could not take the request.
+pub const FLY_PREFERRED_INSTANCE_UNAVAILABLE: HeaderName =
+    HeaderName::from_static("fly-preferred-instance-unavailable");
 pub const FLY_REQUEST_ID: HeaderName = HeaderName::from_static(FLY_REQUEST_ID_NAME);
 /// Response header naming the machine that served the request.
 pub const MACHINE_HEADER: HeaderName = HeaderName::from_static(MACHINE_HEADER_NAME);
@@ -110,9 +114,10 @@ pub fn edge_response_headers<'a>(
     ]
 }
 
-/// The request headers the edge sets itself, from what it knows: whatever the client
-/// sent under these names never reaches the machine (X-Forwarded-For's earlier hops
-/// are kept inside the edge's own value).
+/// The request headers the edge sets itself, from what it knows, in the order
+/// `forwarding_fields` gives their values: whatever the client sent under these names
+/// never reaches the machine (X-Forwarded-For's earlier hops are kept inside the
+/// edge's own value).
 static EDGE_REQUEST_HEADERS: [HeaderName; EDGE_REQUEST_FIELDS] = [
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
@@ -128,11 +133,13 @@ static EDGE_REQUEST_HEADERS: [HeaderName; EDGE_REQUEST_FIELDS] = [
 const EDGE_REQUEST_FIELDS: usize = 9;
 
 /// How many headers `to_machine` may add: the edge's own and Via.
-pub const ADDED_TO_REQUESTS: usize = EDGE_REQUEST_FIELDS + 1;
+const ADDED_TO_REQUESTS: usize = EDGE_REQUEST_FIELDS + 1;
 
-/// Whether a client's request header is replaced by one the edge sets.
+/// Whether a client's request header is one the edge sets itself (the forwarding
+/// fields, and whether the preferred instance was unavailable): the client's never
+/// reaches the machine.
 pub fn is_edge_request_header(name: &HeaderName) -> bool {
-    EDGE_REQUEST_HEADERS.contains(name)
+    EDGE_REQUEST_HEADERS.contains(name) || name == FLY_PREFERRED_INSTANCE_UNAVAILABLE
 }
 
 /// The X-Forwarded-For hops the request came with, joined (before `to_machine`).
@@ -150,15 +157,15 @@ pub fn earlier_hops(headers: &HeaderMap) -> Option<String> {
     Some(hops)
 }
 
-/// Short text built on the stack (an address, a port): no allocation per request.
-struct Short {
+/// Text built on the stack (an address, a port): no allocation per request.
+struct StackText {
     buf: [u8; 64],
     len: usize,
 }
 
-impl Short {
-    fn new() -> Short {
-        Short {
+impl StackText {
+    fn new() -> StackText {
+        StackText {
             buf: [0; 64],
             len: 0,
         }
@@ -166,32 +173,31 @@ impl Short {
 
     /// An address as text: IPv4 digit by digit (the formatter costs several times
     /// more, on every request), IPv6 by its `Display`.
-    fn ip(ip: IpAddr) -> Short {
-        let mut short = Short::new();
+    fn ip(ip: IpAddr) -> StackText {
+        let mut text = StackText::new();
         match ip {
             IpAddr::V4(v4) => {
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        short.push(b'.');
+                        text.push(b'.');
                     }
-                    short.decimal(octet.into());
+                    text.decimal(octet.into());
                 }
             }
             IpAddr::V6(v6) => {
                 use std::io::Write;
-                let mut cursor = std::io::Cursor::new(&mut short.buf[..]);
-                // At most 45 bytes (an IPv4-mapped address written out in full).
-                let _ = write!(cursor, "{v6}");
-                short.len = cursor.position() as usize;
+                let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
+                write!(cursor, "{v6}").expect("an IPv6 address is at most 39 bytes of text");
+                text.len = cursor.position() as usize;
             }
         }
-        short
+        text
     }
 
-    fn port(port: u16) -> Short {
-        let mut short = Short::new();
-        short.decimal(port);
-        short
+    fn port(port: u16) -> StackText {
+        let mut text = StackText::new();
+        text.decimal(port);
+        text
     }
 
     fn decimal(&mut self, n: u16) {
@@ -230,9 +236,9 @@ pub fn forwarding_fields(
     earlier: Option<&str>,
     mut field: impl FnMut(&HeaderName, &[u8]),
 ) {
-    let peer = Short::ip(fwd.peer_ip);
-    let client = Short::ip(fwd.client_ip);
-    let port = Short::port(fwd.public_port);
+    let peer = StackText::ip(fwd.peer_ip);
+    let client = StackText::ip(fwd.client_ip);
+    let port = StackText::port(fwd.public_port);
     let (proto, ssl): (&[u8], &[u8]) = match fwd.scheme {
         "https" => (b"https", b"on"),
         _ => (b"http", b"off"),
@@ -245,19 +251,20 @@ pub fn forwarding_fields(
         }
         None => peer.bytes(),
     };
-    let fields: [(&HeaderName, &[u8]); EDGE_REQUEST_FIELDS] = [
-        (&X_FORWARDED_FOR, forwarded_for),
-        (&X_FORWARDED_PROTO, proto),
-        (&X_FORWARDED_SSL, ssl),
-        (&X_FORWARDED_PORT, port.bytes()),
-        (&FLY_CLIENT_IP, client.bytes()),
-        (&FLY_FORWARDED_PORT, port.bytes()),
-        (&X_FORWARDED_HOST, fwd.host.as_bytes()),
-        (&FLY_REGION, fwd.edge_region.as_bytes()),
+    // In the order of EDGE_REQUEST_HEADERS, where the names are.
+    let values: [&[u8]; EDGE_REQUEST_FIELDS] = [
+        forwarded_for,
+        proto,
+        ssl,
+        port.bytes(),
+        fwd.host.as_bytes(),
+        client.bytes(),
+        port.bytes(),
+        fwd.edge_region.as_bytes(),
         // Exactly the authority the request was routed by, whatever else the client sent.
-        (&HOST, fwd.authority.as_bytes()),
+        fwd.authority.as_bytes(),
     ];
-    for (name, value) in fields {
+    for (name, value) in EDGE_REQUEST_HEADERS.iter().zip(values) {
         if is_field_value(value) {
             field(name, value);
         }
@@ -279,6 +286,9 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     for name in &EDGE_REQUEST_HEADERS {
         headers.remove(name);
     }
+    // Said by the edge once it knows where the request goes (`forward`), never by the
+    // client.
+    headers.remove(FLY_PREFERRED_INSTANCE_UNAVAILABLE);
     headers.reserve(ADDED_TO_REQUESTS); // one growth of the map, not several
     forwarding_fields(fwd, earlier.as_deref(), |name, value| {
         if let Ok(value) = HeaderValue::from_bytes(value) {
@@ -359,6 +369,19 @@ mod tests {
         assert_eq!(h["via"], "1.1 edgewake");
     }
 
+    /// The client cannot say its preferred instance was unavailable: the edge says so.
+    #[test]
+    fn preferred_instance_unavailable_is_the_edges() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "fly-preferred-instance-unavailable",
+            "true".parse().unwrap(),
+        );
+        to_machine(&mut h, &fwd());
+        assert!(!h.contains_key("fly-preferred-instance-unavailable"));
+        assert!(is_edge_request_header(&FLY_PREFERRED_INSTANCE_UNAVAILABLE));
+    }
+
     /// Behind a trusted proxy the client it named is `Fly-Client-IP`, while
     /// X-Forwarded-For gets the peer that connected; HTTPS says so.
     #[test]
@@ -394,10 +417,10 @@ mod tests {
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(Short::ip(ip).bytes(), ip.to_string().as_bytes());
+            assert_eq!(StackText::ip(ip).bytes(), ip.to_string().as_bytes());
         }
         for port in [0, 7, 80, 443, 8080, 65535] {
-            assert_eq!(Short::port(port).bytes(), port.to_string().as_bytes());
+            assert_eq!(StackText::port(port).bytes(), port.to_string().as_bytes());
         }
     }
 

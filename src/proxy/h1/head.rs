@@ -180,7 +180,7 @@ fn build_request(
     *req.method_mut() = Method::from_bytes(&raw[method.0..method.0 + method.1]).ok()?;
     *req.uri_mut() = Uri::from_maybe_shared(slice(path)).ok()?;
     *req.version_mut() = Version::HTTP_11;
-    map.reserve(fields.len() + headers::ADDED_TO_REQUESTS);
+    map.reserve(fields.len()); // the edge's own fields are written, not added here
     *req.headers_mut() = map;
     let map = req.headers_mut();
     for field in fields {

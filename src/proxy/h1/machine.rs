@@ -9,7 +9,7 @@ use super::READ_BUFFER;
 use super::chunked::ChunkedScanner;
 use super::parked::Parked;
 use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
-use crate::connection::{LazyDeadline, MachinePolicy};
+use crate::connection::{MachinePolicy, WaitTimer};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,11 +34,27 @@ pub struct Destination<'a> {
 }
 
 /// The client an answer goes to: its connection, its buffer of what it sent and the
-/// edge has not used yet, and its connection's deadline (the waits for the machine).
+/// edge has not used yet, and its connection's timers for the waits for an answer.
 pub struct Client<'a, C> {
     pub io: &'a mut C,
     pub pipelined: &'a mut BytesMut,
-    pub deadline: &'a mut LazyDeadline,
+    pub waits: &'a mut AnswerWaits,
+}
+
+/// A client connection's timers for the waits for its machine's answers: until the
+/// client is watched too, and until the machine is too slow.
+pub struct AnswerWaits {
+    quiet: WaitTimer,
+    answer: WaitTimer,
+}
+
+impl AnswerWaits {
+    pub fn new() -> AnswerWaits {
+        AnswerWaits {
+            quiet: WaitTimer::unset(),
+            answer: WaitTimer::unset(),
+        }
+    }
 }
 
 /// Why a wait for the machine ended without its bytes.
@@ -153,19 +169,19 @@ impl MachineConnection {
     {
         self.buf.reserve(READ_BUFFER);
         let quiet_until = (Instant::now() + WATCH_CLIENT_AFTER).min(deadline);
-        client.deadline.set(quiet_until);
+        client.waits.quiet.set(quiet_until);
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.buf) => return read.map_err(Stalled::Machine),
-            () = client.deadline.elapsed() => {}
+            () = client.waits.quiet.elapsed() => {}
         }
-        client.deadline.set(deadline);
+        client.waits.answer.set(deadline);
         loop {
             let watch = client.pipelined.len() < MAX_PIPELINED;
             tokio::select! {
                 biased;
                 read = self.stream.read_buf(&mut self.buf) => return read.map_err(Stalled::Machine),
-                () = client.deadline.elapsed() => return Err(Stalled::TooSlow),
+                () = client.waits.answer.elapsed() => return Err(Stalled::TooSlow),
                 sent = client.io.read_buf(client.pipelined), if watch => {
                     if !matches!(sent, Ok(n) if n > 0) {
                         return Err(Stalled::ClientGone);

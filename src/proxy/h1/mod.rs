@@ -26,7 +26,7 @@ use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
     serving_spec,
 };
-use crate::connection::LazyDeadline;
+use crate::connection::WaitTimer;
 use crate::lifecycle::{AcquireError, Ready};
 use crate::metrics::{InFlightGauge, RecentSeries};
 use admit::{Routed, admit};
@@ -34,7 +34,7 @@ use bytes::BytesMut;
 use head::RequestHead;
 use http::Response;
 use http_body_util::BodyExt;
-use machine::{Client, Destination, Exchange, MachineConnection};
+use machine::{AnswerWaits, Client, Destination, Exchange, MachineConnection};
 pub use parked::Parked;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -59,9 +59,10 @@ pub struct Connection<C> {
     spare: http::HeaderMap,
     /// The metric series of the last request, for the next.
     series: RecentSeries,
-    /// The deadline of the current wait: for the client's next request or for the
-    /// machine's answer.
-    deadline: LazyDeadline,
+    /// The timers of the waits for the client's next request and for the machine's
+    /// answers.
+    head_wait: WaitTimer,
+    answer_waits: AnswerWaits,
     pub inbound: Inbound,
     pub peer: SocketAddr,
 }
@@ -86,16 +87,21 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             answer: Vec::new(),
             machine: None,
             spare: http::HeaderMap::new(),
-            deadline: LazyDeadline::unset(),
+            head_wait: WaitTimer::unset(),
+            answer_waits: AnswerWaits::new(),
             series: RecentSeries::default(),
             inbound,
             peer,
         }
     }
 
-    /// Whether the connection keeps a connection to a machine.
-    pub fn holds_machine(&self) -> bool {
+    /// Whether the connection holds more than its read buffer: a connection to a
+    /// machine, or the heads' buffers and map an earlier request grew.
+    pub fn holds_more_than_its_buffer(&self) -> bool {
         self.machine.is_some()
+            || self.out.capacity() > 0
+            || self.answer.capacity() > 0
+            || self.spare.capacity() > 0
     }
 
     /// Leaves the machine connection for the next client connection (this one ends).
@@ -105,9 +111,10 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         }
     }
 
-    /// Closes the connection to the machine and lets the heads' buffers go (the client
-    /// has gone quiet): an idle client connection holds its read buffer only.
-    pub fn release_machine(&mut self) {
+    /// Closes the connection to the machine and lets the heads' buffers and map go
+    /// (the client has gone quiet): an idle client connection holds its read buffer
+    /// only.
+    pub fn release_held(&mut self) {
         self.machine = None;
         self.out = Vec::new();
         self.answer = Vec::new();
@@ -123,11 +130,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
     /// then); 0 at its end.
     pub async fn read_more_by(&mut self, deadline: Instant) -> Option<std::io::Result<usize>> {
         self.buf.reserve(READ_BUFFER);
-        self.deadline.set(deadline);
+        self.head_wait.set(deadline);
         tokio::select! {
             biased;
             read = self.io.read_buf(&mut self.buf) => Some(read),
-            () = self.deadline.elapsed() => None,
+            () = self.head_wait.elapsed() => None,
         }
     }
 
@@ -169,7 +176,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             }
         };
         let took = began.elapsed();
-        (self.series).request(metrics, &app.record.name, status, &served.region, took);
+        self.series
+            .request(metrics, &app.record.name, status, &served.region, took);
         if let Some(waited) = served.waited {
             metrics.cold_start(&app.record.name, waited);
         }
@@ -318,7 +326,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let mut client = Client {
             io: &mut self.io,
             pipelined: &mut self.buf,
-            deadline: &mut self.deadline,
+            waits: &mut self.answer_waits,
         };
         let first = machine
             .round_trip(&self.out, &mut client, facts, answer)
