@@ -7,7 +7,6 @@
 //! waking the task. Each kind of wait has its own timer, so none moves back and forth.
 
 use std::pin::Pin;
-use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// One kind of wait's deadline on one connection.
@@ -16,14 +15,12 @@ pub struct WaitTimer {
     timer: Pin<Box<Sleep>>,
 }
 
-/// Where a timer not yet set lies: far enough that its first `set` moves it.
-const UNSET: Duration = Duration::from_secs(24 * 3600);
-
 impl WaitTimer {
-    /// No deadline yet (the first wait sets it).
+    /// No deadline yet: every wait `set`s its own before it waits (a timer awaited
+    /// unset completes at once).
     pub fn unset() -> WaitTimer {
         WaitTimer {
-            timer: Box::pin(tokio::time::sleep_until(Instant::now() + UNSET)),
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
     }
 
@@ -43,6 +40,7 @@ impl WaitTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const S: Duration = Duration::from_secs(1);
 
