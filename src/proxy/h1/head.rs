@@ -399,6 +399,39 @@ mod tests {
         )));
     }
 
+    /// A fact that is not a valid field value (a line end in a configured region, a
+    /// control byte) is left out of the written head: it cannot start a field of its
+    /// own; a tab inside a value is kept.
+    #[test]
+    fn machine_head_leaves_out_invalid_facts() {
+        let Parsed::Head(head) = parse("GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n") else {
+            panic!("not parsed")
+        };
+        let authority = HeaderValue::from_static("a.localhost");
+        for (region, written) in [
+            ("ams\r\nx-injected: 1", false),
+            ("ams\x7f", false),
+            ("ams\x01", false),
+            ("ams\tnorth", true),
+        ] {
+            let fwd = headers::Forwarded {
+                client_ip: "203.0.113.7".parse().unwrap(),
+                peer_ip: "203.0.113.7".parse().unwrap(),
+                host: "a.localhost",
+                authority: &authority,
+                scheme: "http",
+                public_port: 80,
+                edge_region: region,
+            };
+            let mut out = Vec::new();
+            write_request_head(&mut out, &head.req, &fwd);
+            let text = String::from_utf8_lossy(&out);
+            assert!(!text.contains("x-injected"), "{text}");
+            assert_eq!(text.contains("fly-region"), written, "{region:?}: {text}");
+            assert!(text.contains("fly-client-ip: 203.0.113.7\r\n"), "{text}");
+        }
+    }
+
     /// An unfinished head asks for more.
     #[test]
     fn partial() {
