@@ -45,6 +45,16 @@ pub struct RequestLabels {
     pub region: String,
 }
 
+impl RequestLabels {
+    fn new(app: &str, status_class: &str, region: &str) -> RequestLabels {
+        RequestLabels {
+            app: app.to_string(),
+            status: status_class.to_string(),
+            region: region.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabels {
     pub app: String,
@@ -105,11 +115,7 @@ impl RecentSeries {
             labels.app == app && labels.status == class && labels.region == region
         });
         let (labels, count, duration) = kept.unwrap_or_else(|| {
-            let labels = RequestLabels {
-                app: app.to_string(),
-                status: class.to_string(),
-                region: region.to_string(),
-            };
+            let labels = RequestLabels::new(app, class, region);
             let (count, duration) = metrics.request_series(&labels);
             (labels, count, duration)
         });
@@ -260,11 +266,7 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, app: &str, status: u16, region: &str, took: Duration) {
-        let labels = RequestLabels {
-            app: app.to_string(),
-            status: status_class(status).to_string(),
-            region: region.to_string(),
-        };
+        let labels = RequestLabels::new(app, status_class(status), region);
         let (count, duration) = self.request_series(&labels);
         count.inc();
         duration.observe(took.as_secs_f64());

@@ -406,7 +406,7 @@ mod tests {
 
     /// Addresses and ports are written as their `Display` writes them.
     #[test]
-    fn short_text_matches_display() {
+    fn stack_text_matches_display() {
         for ip in [
             "0.0.0.0",
             "203.0.113.7",

@@ -238,7 +238,8 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &Request<()>, fwd: &headers::F
 /// request goes to, and the blank line.
 pub fn finish_request_head(out: &mut Vec<u8>, preferred_unavailable: bool) {
     if preferred_unavailable {
-        out.extend_from_slice(b"fly-preferred-instance-unavailable: true\r\n");
+        let name = headers::FLY_PREFERRED_INSTANCE_UNAVAILABLE;
+        write_field(out, name.as_str().as_bytes(), b"true");
     }
     out.extend_from_slice(b"\r\n");
 }
