@@ -18,10 +18,37 @@ pub fn free_port() -> u16 {
 /// `N` loopback ports that were free a moment ago, all different: each is held until
 /// all are drawn (drawn one at a time, the kernel may give back a port it just gave:
 /// two NATS servers of a test cluster were once handed the same route port).
+///
+/// They are drawn at random from below the kernel's ephemeral range, not with port 0:
+/// a port from that range is the source port the kernel gives the next outgoing
+/// connection, so another test's client could take it between this draw and the
+/// binary's bind (CI once saw `Address already in use` that way).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: [std::net::TcpListener; N] =
-        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
-    held.map(|listener| listener.local_addr().unwrap().port())
+    let (low, high) = ports_below_ephemeral();
+    let mut held: Vec<std::net::TcpListener> = Vec::with_capacity(N);
+    while held.len() < N {
+        let [a, b] = edgewake::ids::random_bytes::<2>();
+        let port = low + u16::from_be_bytes([a, b]) % (high - low);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+/// Ports no outgoing connection is given: the 16k below the ephemeral range's start
+/// (`net.ipv4.ip_local_port_range`, 32768 by default), and never below 1024.
+fn ports_below_ephemeral() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let start = range
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        start > 2048,
+        "the ephemeral range starts at {start}: no room below it"
+    );
+    (start.saturating_sub(16384).max(1024), start)
 }
 
 /// Where an `edgewake serve` listens: the edge (HTTP, HTTPS) and the API.
