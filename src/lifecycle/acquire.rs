@@ -69,7 +69,9 @@ pub(super) async fn ready(
     manner: Manner,
 ) -> Result<Ready, AcquireError> {
     match ready_once(sup, app, port, plan, manner).await {
-        Err(e) if waiting_helps(&e) => queue(sup, app, port, plan, manner).await,
+        // Boxed, as the wake below: each request's future would otherwise carry room for
+        // the rare paths, copied whole at every await that builds it.
+        Err(e) if waiting_helps(&e) => Box::pin(queue(sup, app, port, plan, manner)).await,
         other => other,
     }
 }
@@ -148,7 +150,7 @@ async fn ready_once(
         // A machine another node hosts is woken there, by the request itself.
         if picked.action == Action::Wake && machine.is_local() {
             let began = Instant::now();
-            match wake_healthy(sup, &machine).await {
+            match Box::pin(wake_healthy(sup, &machine)).await {
                 Ok(()) => waited = Some(began.elapsed()),
                 // Destroyed meanwhile: pick again among the others.
                 Err(AcquireError::Wake {

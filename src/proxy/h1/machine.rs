@@ -105,6 +105,17 @@ impl MachineConnection {
         own: Option<MachineConnection>,
         to: &Destination<'_>,
     ) -> Result<MachineConnection, Exchange> {
+        match MachineConnection::reusable(own, to) {
+            Some(cached) => Ok(cached),
+            // Boxed: most requests reuse a connection, and a future with room for the
+            // connect is copied whole wherever the request's future is built.
+            None => Box::pin(MachineConnection::connect(to.addr, to.budget, to.policy)).await,
+        }
+    }
+
+    /// `own` or a parked connection to `to`, if one is open (see `for_destination`).
+    /// Not async, so the request's future holds no room for a connection it reuses.
+    fn reusable(own: Option<MachineConnection>, to: &Destination<'_>) -> Option<MachineConnection> {
         let own = match own {
             Some(own) if own.addr == to.addr => Some(own).filter(MachineConnection::is_open),
             Some(other) => {
@@ -113,14 +124,10 @@ impl MachineConnection {
             }
             None => None,
         };
-        match own.or_else(|| to.parked.take(to.addr)) {
-            Some(mut cached) => {
-                cached.reused = true;
-                cached.read = to.policy.read.timeout;
-                Ok(cached)
-            }
-            None => MachineConnection::connect(to.addr, to.budget, to.policy).await,
-        }
+        let mut cached = own.or_else(|| to.parked.take(to.addr))?;
+        cached.reused = true;
+        cached.read = to.policy.read.timeout;
+        Some(cached)
     }
 
     /// The machine's address.

@@ -171,7 +171,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             }
             Err(error) => {
                 let status = error.status().as_u16();
-                (status, self.refuse(&error, &request_id).await)
+                (status, Box::pin(self.refuse(&error, &request_id)).await)
             }
         };
         let took = began.elapsed();
@@ -214,7 +214,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                         settings
                             .sleeping
                             .answer(metrics, &app.record.name, rules, waking, is_head);
-                    return Ok(self.write_edge_answer(answer, head.close).await);
+                    let answer = Box::pin(self.write_edge_answer(answer, head.close));
+                    return Ok(answer.await);
                 }
                 Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
@@ -345,7 +346,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 if machine.was_reused() && resendable =>
             {
                 drop(machine); // its budget slot goes back before a new one is taken
-                let mut machine = MachineConnection::connect(to.addr, to.budget, to.policy).await?;
+                let connect = MachineConnection::connect(to.addr, to.budget, to.policy);
+                let mut machine = Box::pin(connect).await?;
                 answer.clear();
                 let answered = machine.round_trip(&self.out, &mut client, facts, answer);
                 Ok((answered.await?, machine))
