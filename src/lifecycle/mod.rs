@@ -84,11 +84,16 @@ pub struct Supervisor {
     /// Requests waiting for room, per app.
     queued: DashMap<String, usize>,
     tasks: TaskTracker,
+    /// The runtime lifecycle work runs on: the one the supervisor was made on (the
+    /// main one), whichever runtime serves the request that asks for it.
+    runtime: tokio::runtime::Handle,
     shutting_down: AtomicBool,
     api_url: std::sync::OnceLock<String>,
 }
 
 impl Supervisor {
+    /// Made within the runtime its lifecycle work is to run on (the main one): machine
+    /// processes, their exit watchers and health checks are bound to it.
     pub fn new(registry: Arc<Registry>, driver: Arc<dyn Driver>, settings: Settings) -> Supervisor {
         Supervisor {
             registry,
@@ -98,9 +103,21 @@ impl Supervisor {
             runs: Runs::default(),
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
             shutting_down: AtomicBool::new(false),
             api_url: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Runs lifecycle work on the supervisor's runtime, tracked for shutdown: a wake
+    /// begun by a request on an edge worker starts, watches and stops its machine on
+    /// the main runtime (a process's handle is bound to the runtime that spawned it).
+    fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn_on(work, &self.runtime)
     }
 
     pub fn driver(&self) -> &dyn Driver {

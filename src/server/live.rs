@@ -5,7 +5,7 @@ use crate::api::RegionList;
 use crate::cluster::BackhaulKey;
 use crate::config::Config;
 use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
-use crate::edge::{Edge, EdgeSettings};
+use crate::edge::{Edge, EdgeSettings, Workers};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
@@ -121,6 +121,7 @@ impl Live {
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
         backhaul: Option<Arc<BackhaulKey>>,
+        workers: Workers,
     ) -> Live {
         let settings = proxy_settings(&config, geo, &hostnames, tls);
         let proxy = Arc::new(Proxy::new(
@@ -134,6 +135,7 @@ impl Live {
             config.edge.max_connections,
             cancel.clone(),
             edge_settings(&config),
+            workers,
         ));
         Live {
             proxy,

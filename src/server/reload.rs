@@ -64,6 +64,7 @@ fn keep_fixed(running: &Config, mut file: Config) -> (Config, Vec<&'static str>)
         "edge.https_proxy_protocol" => edge.https_proxy_protocol;
         "edge.max_upstream_connections" => edge.max_upstream_connections;
         "edge.max_machine_connections" => edge.max_machine_connections;
+        "edge.workers" => edge.workers;
         "api.listen" => api.listen;
         "api.max_connections" => api.max_connections;
         "api.header_read_timeout" => api.header_read_timeout;
