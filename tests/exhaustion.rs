@@ -341,3 +341,22 @@ async fn new_client_connections_reuse_the_machine_connection() {
     assert_eq!(fake.accepted_connections(&id), 1);
     edge.shutdown().await;
 }
+
+/// With two edge workers, new client connections (handed to one worker, then the
+/// other) reuse the machine connection their worker parked: the machine accepts at
+/// most one per worker, however many clients come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_reuses_its_own_machine_connection() {
+    let (edge, fake, id) = edge_with_fake_machine(|c| c.edge.workers = 2).await;
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    for _ in 0..8 {
+        let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    let accepted = fake.accepted_connections(&id);
+    assert!((1..=2).contains(&accepted), "{accepted} machine connections");
+    edge.shutdown().await;
+}

@@ -10,7 +10,18 @@ use support::*;
 /// the edge accepts nothing and the machine's process is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests_then_stops_machines() {
-    let edge = TestEdge::start().await;
+    drains_then_stops_machines(0).await;
+}
+
+/// The same with two edge workers: the machine woken by a request served on a worker
+/// is stopped by shutdown all the same, after the worker's request has its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_workers_drains_then_stops_machines() {
+    drains_then_stops_machines(2).await;
+}
+
+async fn drains_then_stops_machines(workers: usize) {
+    let edge = TestEdge::start_with(|c| c.edge.workers = workers).await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     assert_eq!(edge.request(APP, "/warm").await.status(), StatusCode::OK);
 
@@ -40,8 +51,22 @@ async fn shutdown_drains_in_flight_requests_then_stops_machines() {
 /// and finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_shutdown() {
+    drain_timeout_bounds(0).await;
+}
+
+/// The same with two edge workers: the connection still open on a worker is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_shutdown_with_workers() {
+    drain_timeout_bounds(2).await;
+}
+
+async fn drain_timeout_bounds(workers: usize) {
     const DRAIN: Duration = Duration::from_millis(500);
-    let edge = TestEdge::start_with(|c| c.edge.drain_timeout = DRAIN).await;
+    let edge = TestEdge::start_with(|c| {
+        c.edge.drain_timeout = DRAIN;
+        c.edge.workers = workers;
+    })
+    .await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
     // In flight from its first event until its last, a minute later.
     let mut streaming = edge.request(APP, "/?stream=2&interval=60000").await;

@@ -85,8 +85,9 @@ pub struct Supervisor {
     queued: DashMap<String, usize>,
     tasks: TaskTracker,
     /// The runtime lifecycle work runs on: the one the supervisor was made on (the
-    /// main one), whichever runtime serves the request that asks for it.
-    runtime: tokio::runtime::Handle,
+    /// main one), whichever runtime serves the request that asks for it. None when
+    /// made outside any (tests that only pick machines): then the caller's.
+    runtime: Option<tokio::runtime::Handle>,
     shutting_down: AtomicBool,
     api_url: std::sync::OnceLock<String>,
 }
@@ -103,7 +104,7 @@ impl Supervisor {
             runs: Runs::default(),
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
-            runtime: tokio::runtime::Handle::current(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             shutting_down: AtomicBool::new(false),
             api_url: std::sync::OnceLock::new(),
         }
@@ -117,7 +118,10 @@ impl Supervisor {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.tasks.spawn_on(work, &self.runtime)
+        match &self.runtime {
+            Some(runtime) => self.tasks.spawn_on(work, runtime),
+            None => self.tasks.spawn(work),
+        }
     }
 
     pub fn driver(&self) -> &dyn Driver {
