@@ -201,17 +201,18 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
     let geo = open_geo(&config)?;
     let keep_awake_max = config.wake.keep_awake_max;
     let backhaul_key = joined.map(|(_, key)| key);
-    let workers = edge::Workers::start(config.edge.workers).map_err(StartError::Workers)?;
-    let live = Arc::new(Live::new(
-        config,
-        geo,
-        &supervisor,
-        &tls,
-        hostnames,
-        &cancel,
-        backhaul_key,
-        workers,
-    ));
+    let live = Arc::new(
+        Live::new(
+            config,
+            geo,
+            &supervisor,
+            &tls,
+            hostnames,
+            &cancel,
+            backhaul_key,
+        )
+        .map_err(StartError::Workers)?,
+    );
     let api_state = ApiState {
         supervisor: supervisor.clone(),
         certificates: certificates.clone(),

@@ -357,6 +357,9 @@ async fn each_worker_reuses_its_own_machine_connection() {
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     }
     let accepted = fake.accepted_connections(&id);
-    assert!((1..=2).contains(&accepted), "{accepted} machine connections");
+    assert!(
+        (1..=2).contains(&accepted),
+        "{accepted} machine connections"
+    );
     edge.shutdown().await;
 }

@@ -65,7 +65,10 @@ async fn workers_serve_many_connections_over_http_and_https() {
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let https = || connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]));
     let mut sender = http1_over(https().await.unwrap()).await;
-    assert_eq!(send1(&mut sender, get(HOST, "/wake")).await.0, StatusCode::OK);
+    assert_eq!(
+        send1(&mut sender, get(HOST, "/wake")).await.0,
+        StatusCode::OK
+    );
     let new_connections = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

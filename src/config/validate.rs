@@ -374,10 +374,17 @@ mod tests {
     fn edge_workers_are_read_and_bounded() {
         let config = Config::parse("[edge]\nworkers = 2\n").unwrap();
         assert_eq!(config.edge.workers, 2);
-        assert_eq!(Config::default().edge.workers, 0, "the main runtime by default");
+        assert_eq!(
+            Config::default().edge.workers,
+            0,
+            "the main runtime by default"
+        );
         let text = "[edge]\nworkers = 1025\nmax_connections = 0\n";
         let all = Config::parse(text).unwrap_err().to_string();
-        for needle in ["`edge.workers` must be at most 1024", "`edge.max_connections`"] {
+        for needle in [
+            "`edge.workers` must be at most 1024",
+            "`edge.max_connections`",
+        ] {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
     }

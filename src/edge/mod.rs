@@ -182,9 +182,10 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             tls.clone(),
             ClientConnection::new(peer, inbound, permit),
         );
-        edge.workers.hand_off(&edge.connections, stream, move |stream| {
-            serve_client(stream, client, edge2, tls)
-        });
+        edge.workers
+            .hand_off(&edge.connections, stream, move |stream| {
+                serve_client(stream, client, edge2, tls)
+            });
     })
     .await;
 }

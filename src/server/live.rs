@@ -121,8 +121,9 @@ impl Live {
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
         backhaul: Option<Arc<BackhaulKey>>,
-        workers: Workers,
-    ) -> Live {
+    ) -> std::io::Result<Live> {
+        // Started before anything serves: a thread that cannot be had stops the start.
+        let workers = Workers::start(config.edge.workers)?;
         let settings = proxy_settings(&config, geo, &hostnames, tls);
         let proxy = Arc::new(Proxy::new(
             supervisor.clone(),
@@ -137,7 +138,7 @@ impl Live {
             edge_settings(&config),
             workers,
         ));
-        Live {
+        Ok(Live {
             proxy,
             edge,
             tls: tls.clone(),
@@ -145,7 +146,7 @@ impl Live {
             regions: Arc::new(ArcSwap::from_pointee(region_list(&config))),
             hostnames,
             config: std::sync::Mutex::new(config),
-        }
+        })
     }
 
     /// Puts a (validated) config's live settings in force everywhere they are read.
