@@ -9,9 +9,11 @@ use crate::connection::PacedIo;
 use crate::proxy::h1::head::{self, Parsed};
 use crate::proxy::h1::{Connection, Step};
 use crate::proxy::upstream::UPSTREAM_POOL_IDLE;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// How reading the next request head ended.
 // Made once per request and moved once: boxing the head would add an allocation to
@@ -39,8 +41,11 @@ pub(super) async fn serve<I>(
 {
     let io = PacedIo::new(io, settings.policy.send);
     let mut conn = Connection::new(io, client.inbound, client.peer);
+    // One wait for the edge's shutdown for the whole connection: a new one per request
+    // would join and leave the token's list of waiters (a lock each) every time.
+    let mut shutdown = std::pin::pin!(edge.cancel.clone().cancelled_owned());
     let fall_back_now = loop {
-        let head = match read_head(&mut conn, &edge, &settings).await {
+        let head = match read_head(&mut conn, shutdown.as_mut(), &settings).await {
             HeadRead::Head(head) => head,
             HeadRead::Done => break false,
             HeadRead::Refused => {
@@ -83,7 +88,11 @@ async fn fall_back<I>(
 /// gone quiet does not keep its machine connection (a socket, its buffers, a budget
 /// slot), nor the buffers and map of its last request, longer than the pool keeps an
 /// idle connection.
-async fn read_head<I>(conn: &mut Connection<I>, edge: &Edge, settings: &EdgeSettings) -> HeadRead
+async fn read_head<I>(
+    conn: &mut Connection<I>,
+    mut shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+    settings: &EdgeSettings,
+) -> HeadRead
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -110,7 +119,7 @@ where
         let wait_until = if release { release_at } else { deadline };
         let read = tokio::select! {
             read = conn.read_more_by(wait_until) => read,
-            () = edge.cancel.cancelled(), if idle => return HeadRead::Done,
+            () = shutdown.as_mut(), if idle => return HeadRead::Done,
         };
         match read {
             Some(Ok(0)) | Some(Err(_)) => return HeadRead::Done,

@@ -10,8 +10,16 @@
 use super::AcquireError;
 use crate::machines::checks::Health;
 use crate::machines::{App, Machine, MachineState};
+use smallvec::SmallVec;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// Machines a pick looks at without allocating (an app with more spills to the heap):
+/// picking runs on every request.
+const ON_STACK: usize = 8;
+
+/// The serving machines of an app with what picking needs of each.
+type Serving<'a> = SmallVec<[(&'a Arc<Machine>, Candidate); ON_STACK]>;
 
 /// Region codes in the order a request tries them, shared: most requests reuse one.
 pub type Order = Arc<[String]>;
@@ -132,7 +140,7 @@ pub fn pick(
     waking: impl Fn(&Machine) -> bool,
 ) -> Result<Picked, AcquireError> {
     app.with_machines(|machines| {
-        let serving: Vec<(&Arc<Machine>, Candidate)> = machines
+        let serving: Serving = machines
             .iter()
             .filter(|m| !m.is_gone() && !m.is_cordoned() && !excluded.contains(&m.id))
             .filter(|m| m.is_reachable())
@@ -156,7 +164,8 @@ pub fn pick(
         }
         let preferred_unavailable = matches!(plan.pinned, Pinned::Prefer(_));
         // Only the regions this app has machines in are worth a look (a handful of 35).
-        let mut present: Vec<&str> = serving.iter().map(|(m, _)| m.region.as_str()).collect();
+        let mut present: SmallVec<[&str; ON_STACK]> =
+            serving.iter().map(|(m, _)| m.region.as_str()).collect();
         present.sort_unstable();
         present.dedup();
         let in_plan = plan
@@ -222,8 +231,9 @@ fn among<'a>(
     serving: &[(&'a Arc<Machine>, Candidate)],
     keep: impl Fn(&Machine) -> bool,
 ) -> Option<(&'a Arc<Machine>, Action)> {
-    let group: Vec<&(&Arc<Machine>, Candidate)> = serving.iter().filter(|(m, _)| keep(m)).collect();
-    let candidates: Vec<Candidate> = group.iter().map(|(_, c)| *c).collect();
+    let group: SmallVec<[&(&Arc<Machine>, Candidate); ON_STACK]> =
+        serving.iter().filter(|(m, _)| keep(m)).collect();
+    let candidates: SmallVec<[Candidate; ON_STACK]> = group.iter().map(|(_, c)| *c).collect();
     choose(&candidates).map(|(i, action)| (group[i].0, action))
 }
 

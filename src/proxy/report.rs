@@ -27,9 +27,14 @@ pub struct Served {
 
 impl Served {
     pub fn add_wait(&mut self, waited: Option<Duration>) {
-        if let Some(w) = waited {
-            self.waited = Some(self.waited.unwrap_or_default() + w);
-        }
+        add_wait(&mut self.waited, waited);
+    }
+}
+
+/// Adds a wake's wait to a request's (attempts and replays may wait more than once).
+pub fn add_wait(total: &mut Option<Duration>, waited: Option<Duration>) {
+    if let Some(w) = waited {
+        *total = Some(total.unwrap_or_default() + w);
     }
 }
 

@@ -159,8 +159,10 @@ impl MachineConnection {
     /// watched only once the machine has kept it waiting `WATCH_CLIENT_AFTER`, so a
     /// quick answer costs no read of the client; what a pipelining client sends
     /// meanwhile is kept for after this answer.
+    /// `now` is when the wait begins (the caller has just read the clock).
     async fn read_watching<C>(
         &mut self,
+        now: Instant,
         deadline: Instant,
         client: &mut Client<'_, C>,
     ) -> Result<usize, Stalled>
@@ -168,7 +170,7 @@ impl MachineConnection {
         C: AsyncRead + Unpin,
     {
         self.buf.reserve(READ_BUFFER);
-        let quiet_until = (Instant::now() + WATCH_CLIENT_AFTER).min(deadline);
+        let quiet_until = (now + WATCH_CLIENT_AFTER).min(deadline);
         client.waits.quiet.set(quiet_until);
         tokio::select! {
             biased;
@@ -228,7 +230,11 @@ impl MachineConnection {
     where
         C: AsyncRead + Unpin,
     {
-        let deadline = Instant::now() + self.read;
+        // The clock is read once for the deadline and the first wait (most heads come
+        // in one read), again only for a later wait.
+        let start = Instant::now();
+        let deadline = start + self.read;
+        let mut now = Some(start);
         loop {
             if let Some(head) =
                 response::parse_response(&self.buf, facts, out).map_err(|e| sent(&e))?
@@ -242,7 +248,8 @@ impl MachineConnection {
             if self.buf.len() > MAX_RESPONSE_HEAD {
                 return Err(sent_because("response head too large"));
             }
-            let read = match self.read_watching(deadline, client).await {
+            let waiting_from = now.take().unwrap_or_else(Instant::now);
+            let read = match self.read_watching(waiting_from, deadline, client).await {
                 Ok(read) => read,
                 Err(Stalled::Machine(e)) => return Err(sent(&e)),
                 Err(Stalled::ClientGone) => return Err(Exchange::Answering),
@@ -353,7 +360,8 @@ impl MachineConnection {
         self.buf.clear();
         write(client.io, out).await?;
         loop {
-            match self.read_watching(Instant::now() + self.read, client).await {
+            let now = Instant::now();
+            match self.read_watching(now, now + self.read, client).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {
                     write(client.io, &self.buf).await?;
@@ -371,7 +379,8 @@ impl MachineConnection {
     where
         C: AsyncRead + Unpin,
     {
-        match self.read_watching(Instant::now() + self.read, client).await {
+        let now = Instant::now();
+        match self.read_watching(now, now + self.read, client).await {
             Ok(0) | Err(_) => Err(Exchange::Answering),
             Ok(_) => Ok(()),
         }

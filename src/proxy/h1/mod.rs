@@ -20,7 +20,6 @@ mod machine;
 mod parked;
 pub mod response;
 
-use super::report::Served;
 use super::upstream::UpstreamError;
 use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
@@ -160,7 +159,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         let _counted = InFlightGauge::enter(&metrics.in_flight);
         let request_id = super::request_id(&settings);
         let app = routed.app.clone();
-        let mut served = Served::default();
+        let mut served = FastServed::default();
         let outcome = self
             .forward(proxy, &settings, &head, routed, &request_id, &mut served)
             .await;
@@ -177,7 +176,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         };
         let took = began.elapsed();
         self.series
-            .request(metrics, &app.record.name, status, &served.region, took);
+            .request(metrics, &app.record.name, status, served.region(), took);
         if let Some(waited) = served.waited {
             metrics.cold_start(&app.record.name, waited);
         }
@@ -194,7 +193,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         head: &RequestHead,
         routed: Routed,
         request_id: &str,
-        served: &mut Served,
+        served: &mut FastServed,
     ) -> Result<Answer, ProxyError> {
         let Routed {
             app,
@@ -220,13 +219,22 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
             served.add_wait(ready.waited);
-            served.region = ready.machine.region.clone();
-            let machine = ready.machine.id.clone();
+            served.machine = Some(ready.machine.clone());
             let exchange = self.exchange(proxy, settings, head, ready, request_id, served.waited);
+            // The machine's id is copied only when the exchange failed.
+            let machine = || {
+                served
+                    .machine
+                    .as_ref()
+                    .map_or_else(String::new, |m| m.id.clone())
+            };
             let error = match exchange.await {
                 Ok(answer) => return Ok(answer),
                 Err(Exchange::Unsent(error)) => error,
-                Err(Exchange::Sent(error)) => return Err(ProxyError::Upstream { machine, error }),
+                Err(Exchange::Sent(error)) => {
+                    let machine = machine();
+                    return Err(ProxyError::Upstream { machine, error });
+                }
                 Err(Exchange::Answering) => {
                     return Ok(Answer::Sent {
                         status: 200,
@@ -234,6 +242,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                     });
                 }
             };
+            let machine = machine();
             plan.avoid.push(machine.clone());
             let error = ProxyError::Upstream { machine, error };
             if plan.avoid.len() >= MAX_CONNECT_ATTEMPTS {
@@ -394,6 +403,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
         self.out.extend_from_slice(&body);
         let _ = self.io.write_all(&self.out).await;
         let _ = self.io.flush().await;
+    }
+}
+
+/// What a request on the fast path learned on its way: hyper's path's `Served` less
+/// what only the access log reads (the fast path serves no request that is logged),
+/// and the machine shared rather than its names copied.
+#[derive(Default)]
+struct FastServed {
+    /// Time spent waiting for wakes (summed over attempts).
+    waited: Option<std::time::Duration>,
+    /// The machine the last attempt went to.
+    machine: Option<std::sync::Arc<crate::machines::Machine>>,
+}
+
+impl FastServed {
+    fn add_wait(&mut self, waited: Option<std::time::Duration>) {
+        super::report::add_wait(&mut self.waited, waited);
+    }
+
+    /// The region that served the request (`""` when no machine did), for the metrics.
+    fn region(&self) -> &str {
+        self.machine.as_ref().map_or("", |m| m.region.as_str())
     }
 }
 
