@@ -88,11 +88,12 @@
 //!   connection and its own machine connection in one task, heads parsed with
 //!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
 //!   phases (`admit`), limits and budget; a client connection that ends leaves its
-//!   machine connection for the next (`parked`).
+//!   machine connection for the next (`parked`, a lot per runtime that serves clients).
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
 //!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both
-//!   under the edge's `connection` policy.
+//!   under the edge's `connection` policy; served on the main runtime or handed by
+//!   the accept loops to the `workers` (threads with a current-thread runtime each).
 //! - `certificates`: Fly's Certificates resource behind the API: each hostname's custom
 //!   and ACME certificates (`pem`), kept in the data dir (`disk`) and served, custom
 //!   first (`keeper`); `acme` orders them (instant-acme, ring): the `account` kept 0600,

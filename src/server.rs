@@ -2,7 +2,7 @@
 //! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners
 //! (and in a cluster the backhaul, with a connection limit of its own, and joins it),
 //! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
-//! order (stop accepting, drain, stop machines).
+//! order (stop accepting, drain, end the edge's workers, stop machines).
 
 mod live;
 mod membership;
@@ -88,6 +88,8 @@ pub enum StartError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Range(#[from] crate::addresses::ClaimError),
+    #[error("cannot start the edge workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// The geo databases, if configured; without them every client is placed at the edge.
@@ -199,15 +201,18 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
     let geo = open_geo(&config)?;
     let keep_awake_max = config.wake.keep_awake_max;
     let backhaul_key = joined.map(|(_, key)| key);
-    let live = Arc::new(Live::new(
-        config,
-        geo,
-        &supervisor,
-        &tls,
-        hostnames,
-        &cancel,
-        backhaul_key,
-    ));
+    let live = Arc::new(
+        Live::new(
+            config,
+            geo,
+            &supervisor,
+            &tls,
+            hostnames,
+            &cancel,
+            backhaul_key,
+        )
+        .map_err(StartError::Workers)?,
+    );
     let api_state = ApiState {
         supervisor: supervisor.clone(),
         certificates: certificates.clone(),
@@ -228,7 +233,8 @@ pub async fn start(mut config: Config, options: Options) -> Result<Running, Star
         cluster.clone(),
     );
     let done = tokio::spawn(served);
-    tracing::info!(%http_addr, %https_addr, %api_addr, "edgewake is serving");
+    let workers = live.edge.workers.count();
+    tracing::info!(%http_addr, %https_addr, %api_addr, workers, "edgewake is serving");
     Ok(Running {
         http_addr,
         https_addr,
@@ -397,6 +403,8 @@ async fn serve(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );
     }
+    // Connections still open on workers are cut; nothing the lifecycle needs is there.
+    edge.workers.shut_down().await;
     let _ = api.await;
     api_connections.close();
     let _ = tokio::time::timeout_at(drained, api_connections.wait()).await;

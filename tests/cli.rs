@@ -29,15 +29,16 @@ fn check_config_names_every_problem() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[edge]\nregion = \"mars\"\ndomians = [\"x\"]\n[api]\nport = 1\n",
+        "[edge]\nregion = \"mars\"\ndomians = [\"x\"]\nworkers = 5000\n[api]\nport = 1\n",
     )
     .unwrap();
     let out = edgewake(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "3 problem(s)",
+        "4 problem(s)",
         "`edge.domians`",
+        "`edge.workers` must be at most",
         "`api.port`",
         "`edge.region`: `mars`",
     ] {

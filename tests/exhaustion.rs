@@ -329,15 +329,34 @@ async fn a_quiet_client_connection_lets_its_machine_connection_go() {
 /// client takes the one the last left, instead of the machine accepting one per client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_client_connections_reuse_the_machine_connection() {
-    let (edge, fake, id) = edge_with_fake_machine(|_| {}).await;
+    assert_eq!(machine_connections_for_new_clients(0, 5).await, 1);
+}
+
+/// With two edge workers, new client connections (handed to one worker, then the
+/// other) reuse the machine connection their worker parked: the machine accepts at
+/// most one per worker, however many clients come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_reuses_its_own_machine_connection() {
+    let accepted = machine_connections_for_new_clients(2, 8).await;
+    assert!(
+        (1..=2).contains(&accepted),
+        "{accepted} machine connections"
+    );
+}
+
+/// The connections a machine accepted while `clients` client connections to an edge
+/// with `workers`, one after another, each sent one request and closed.
+async fn machine_connections_for_new_clients(workers: usize, clients: usize) -> usize {
+    let (edge, fake, id) = edge_with_fake_machine(|c| c.edge.workers = workers).await;
     let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
-    for _ in 0..5 {
+    for _ in 0..clients {
         let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         tcp.read_to_end(&mut answer).await.unwrap();
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     }
-    assert_eq!(fake.accepted_connections(&id), 1);
+    let accepted = fake.accepted_connections(&id);
     edge.shutdown().await;
+    accepted
 }

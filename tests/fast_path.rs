@@ -93,7 +93,12 @@ fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 
 /// An edge with the function runtime's machine started, and a raw connection to it.
 async fn edge_and_connection() -> (TestEdge, TcpStream) {
-    let edge = TestEdge::start().await;
+    edge_and_connection_on(0).await
+}
+
+/// `edge_and_connection`, with client connections served on `workers` edge workers.
+async fn edge_and_connection_on(workers: usize) -> (TestEdge, TcpStream) {
+    let edge = TestEdge::start_with(|c| c.edge.workers = workers).await;
     edge.app_with_machine(RUNTIME_IMAGE).started().await;
     let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
     (edge, tcp)
@@ -269,7 +274,18 @@ async fn idle_fast_connections_are_closed() {
 /// switched by hyper's path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_after_fast_requests_falls_back() {
-    let (edge, mut tcp) = edge_and_connection().await;
+    upgrade_after_fast_requests(0).await;
+}
+
+/// The same on an edge worker: the fast path and hyper's path serve the connection
+/// there, and the machine's tunnel is pumped there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_after_fast_requests_falls_back_on_a_worker() {
+    upgrade_after_fast_requests(2).await;
+}
+
+async fn upgrade_after_fast_requests(workers: usize) {
+    let (edge, mut tcp) = edge_and_connection_on(workers).await;
     let mut buf = Vec::new();
     tcp.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
         .await

@@ -284,7 +284,22 @@ async fn oversized_request_heads_get_431() {
 /// keeps its connection open, and is served as soon as the first goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait() {
-    let edge = TestEdge::start_with(|c| c.edge.max_connections = 1).await;
+    connections_beyond_the_limit(0).await;
+}
+
+/// The limit holds across edge workers: with two, the second client still waits for
+/// the first (it would have a worker of its own to itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_with_workers() {
+    connections_beyond_the_limit(2).await;
+}
+
+async fn connections_beyond_the_limit(workers: usize) {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.max_connections = 1;
+        c.edge.workers = workers;
+    })
+    .await;
     let head = b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n";
     let connect = || tokio::net::TcpStream::connect(edge.running.http_addr);
     let mut first = connect().await.unwrap();

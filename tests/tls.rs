@@ -47,6 +47,65 @@ async fn https_request_wakes_the_machine() {
     edge.shutdown().await;
 }
 
+/// With two edge workers (threads `edge-worker-0` and `-1`), a request over HTTPS wakes
+/// the machine, and many clients at once, over HTTP and HTTPS, on new connections
+/// and on kept-alive ones, all get the machine's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_serve_many_connections_over_http_and_https() {
+    let edge = TestEdge::start_with(|c| {
+        certs_for(&c.tls.certs_dir, &[HOST]);
+        c.edge.workers = 2;
+    })
+    .await;
+    let threads = thread_names();
+    for name in ["edge-worker-0", "edge-worker-1"] {
+        assert!(threads.iter().any(|t| t == name), "{name} in {threads:?}");
+    }
+    let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
+    let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
+    let https = || connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]));
+    let mut sender = http1_over(https().await.unwrap()).await;
+    assert_eq!(
+        send1(&mut sender, get(HOST, "/wake")).await.0,
+        StatusCode::OK
+    );
+    let new_connections = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let clients = (0..16).map(|i| {
+        let (https, kept_alive) = (https(), edge.request_to(APP, "/kept"));
+        let fresh = new_connections
+            .get(format!("http://{}/new/{i}", edge.running.http_addr))
+            .header("host", HOST);
+        async move {
+            let mut sender = http1_over(https.await.unwrap()).await;
+            for n in 0..5 {
+                let path = format!("/https/{i}/{n}");
+                let (status, body) = send1(&mut sender, get(HOST, &path)).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let fresh = fresh.try_clone().unwrap().send().await.unwrap();
+                assert_eq!(fresh.status(), StatusCode::OK);
+                let kept = kept_alive.try_clone().unwrap().send().await.unwrap();
+                assert_eq!(kept.status(), StatusCode::OK);
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+    let machine = edge.machine(APP, &id).await;
+    assert_eq!(count_events(&machine, "start"), 1);
+    edge.shutdown().await;
+}
+
+/// The names of this process's threads (the test runs edgewake in its own process).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
 /// SNI picks the exact certificate before the wildcard, the wildcard serves a
 /// subdomain, and an unknown name gets the default certificate rather than an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,8 +200,19 @@ async fn uncovered_app_names_get_the_self_signed_certificate() {
 /// 100 concurrent HTTP/2 streams on one TLS connection all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_http2_streams_on_one_connection() {
+    hundred_http2_streams(0).await;
+}
+
+/// The same on an edge worker (hyper's HTTP/2 server and its streams run there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_http2_streams_on_a_worker() {
+    hundred_http2_streams(2).await;
+}
+
+async fn hundred_http2_streams(workers: usize) {
     let edge = TestEdge::start_with(|c| {
         certs_for(&c.tls.certs_dir, &[HOST]);
+        c.edge.workers = workers;
     })
     .await;
     let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");

@@ -127,10 +127,26 @@ async fn crash_loop_is_held_off() {
 }
 
 /// A machine with no request for the idle timeout is stopped, and the next request
-/// wakes it again.
+/// wakes it again; destroyed through the API, its process is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_machine_stops_and_wakes_again() {
-    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    idle_stop_wake_and_destroy(0).await;
+}
+
+/// The same with two edge workers: a machine woken by a request served on a worker is
+/// idle-stopped, woken again and destroyed without error (its process, its exit
+/// watcher and its stops live on the main runtime, not the worker's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_machine_stops_and_wakes_again_with_workers() {
+    idle_stop_wake_and_destroy(2).await;
+}
+
+async fn idle_stop_wake_and_destroy(workers: usize) {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.idle_timeout = Duration::from_millis(300);
+        c.edge.workers = workers;
+    })
+    .await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
 
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
@@ -145,6 +161,9 @@ async fn idle_machine_stops_and_wakes_again() {
     assert_eq!(edge.request(APP, "/again").await.status(), StatusCode::OK);
     let machine = edge.machine(APP, &id).await;
     assert_eq!(count_events(&machine, "start"), 2);
+    let (status, body) = edge.delete(&machine_path(APP, &id, "?force=true")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until_no_process(&id).await;
     edge.shutdown().await;
 }
 

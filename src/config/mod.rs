@@ -94,6 +94,11 @@ pub const DEFAULT_MAX_UPSTREAM_CONNECTIONS: usize = 16_384;
 /// Pooled connections to one machine (HTTP/2 clients, upgrades, h2c backends share
 /// them); further requests wait up to `queue_timeout` for one.
 pub const DEFAULT_MAX_MACHINE_CONNECTIONS: usize = 256;
+/// Threads serving client connections, each with a current-thread runtime of its own
+/// (`edge::workers`); 0 serves them on the main runtime, with everything else.
+pub const DEFAULT_EDGE_WORKERS: usize = 0;
+/// More edge workers than this is a typo, not a machine's cores.
+pub const MAX_EDGE_WORKERS: usize = 1024;
 /// Most header fields a request may carry (more: 431).
 pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
 /// Most bytes a request's header section may take (more: 431).
@@ -209,6 +214,8 @@ pub struct EdgeConfig {
     /// trusted peers (Fly's `proxy_proto` handler, on the edge's side).
     pub http_proxy_protocol: bool,
     pub https_proxy_protocol: bool,
+    /// Edge worker threads client connections are handed to (0: the main runtime).
+    pub workers: usize,
 }
 
 /// MaxMind-format databases locating clients. Without them, every client is placed at
@@ -458,6 +465,7 @@ impl Default for EdgeConfig {
             max_queued: DEFAULT_MAX_QUEUED,
             http_proxy_protocol: false,
             https_proxy_protocol: false,
+            workers: DEFAULT_EDGE_WORKERS,
         }
     }
 }

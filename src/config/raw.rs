@@ -73,6 +73,7 @@ struct RawEdge {
     max_queued: Option<usize>,
     http_proxy_protocol: Option<bool>,
     https_proxy_protocol: Option<bool>,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +278,7 @@ impl RawEdge {
             max_queued: self.max_queued.unwrap_or(d.max_queued),
             http_proxy_protocol: self.http_proxy_protocol.unwrap_or(d.http_proxy_protocol),
             https_proxy_protocol: self.https_proxy_protocol.unwrap_or(d.https_proxy_protocol),
+            workers: self.workers.unwrap_or(d.workers),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Checks on the typed values and across fields: every problem is collected, each
 //! naming its key.
 
-use super::{Config, MAX_STOP_TIMEOUT};
+use super::{Config, MAX_EDGE_WORKERS, MAX_STOP_TIMEOUT};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
@@ -156,6 +156,11 @@ impl Config {
             errors.push(format!(
                 "`edge.max_connections` must be at most {}",
                 Semaphore::MAX_PERMITS
+            ));
+        }
+        if edge.workers > MAX_EDGE_WORKERS {
+            errors.push(format!(
+                "`edge.workers` must be at most {MAX_EDGE_WORKERS} (0: serve connections on the main runtime)"
             ));
         }
         for (key, path) in [
@@ -362,6 +367,26 @@ mod tests {
                 .any(|p| p.starts_with("`edge.max_connections` must be at most")),
             "{err}"
         );
+    }
+
+    /// `edge.workers` is read; past its bound it is named with the other problems.
+    #[test]
+    fn edge_workers_are_read_and_bounded() {
+        let config = Config::parse("[edge]\nworkers = 2\n").unwrap();
+        assert_eq!(config.edge.workers, 2);
+        assert_eq!(
+            Config::default().edge.workers,
+            0,
+            "the main runtime by default"
+        );
+        let text = "[edge]\nworkers = 1025\nmax_connections = 0\n";
+        let all = Config::parse(text).unwrap_err().to_string();
+        for needle in [
+            "`edge.workers` must be at most 1024",
+            "`edge.max_connections`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
     }
 
     /// Quotas are read from `[limits]`; a stop timeout past Fly's limit and a zero quota

@@ -60,6 +60,9 @@ pub struct UpstreamLimits {
     /// To one machine, for requests that share pooled connections (HTTP/2 clients,
     /// upgrades, h2c backends); more requests wait for one to be free.
     pub max_per_machine: usize,
+    /// Edge workers: the fast path parks machine connections in a lot per worker (and
+    /// one for the main runtime).
+    pub workers: usize,
 }
 
 impl ClientPolicy {
@@ -109,6 +112,7 @@ impl UpstreamLimits {
         UpstreamLimits {
             max_connections: config.edge.max_upstream_connections,
             max_per_machine: config.edge.max_machine_connections,
+            workers: config.edge.workers,
         }
     }
 }

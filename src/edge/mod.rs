@@ -2,10 +2,15 @@
 //! HTTP/2 served under the edge's `ClientPolicy` (header, idle, body and write timeouts,
 //! HTTP/2 keep-alive, a graceful shutdown cut after its grace; see `connection`).
 //! HTTP/1.1 connections start on the fast path (`fast`, `proxy::h1`) and move to
-//! hyper's for anything unusual, with the bytes read so far (`rewind`).
+//! hyper's for anything unusual, with the bytes read so far (`rewind`). With `[edge]
+//! workers`, connections are served on the edge's `workers` rather than the main
+//! runtime.
 
 mod fast;
 mod rewind;
+mod workers;
+
+pub use workers::Workers;
 
 use crate::connection::{self, ClientPolicy, Guarded, PacedIo};
 use crate::listener::{self, Accepted};
@@ -36,6 +41,8 @@ pub struct Edge {
     max_connections: std::sync::Mutex<usize>,
     pub cancel: CancellationToken,
     pub connections: TaskTracker,
+    /// Where connections are served (none: on the main runtime).
+    pub workers: Workers,
     /// Read once per connection (a reload applies to connections accepted after it).
     settings: ArcSwap<EdgeSettings>,
 }
@@ -64,6 +71,7 @@ impl Edge {
         max_connections: usize,
         cancel: CancellationToken,
         settings: EdgeSettings,
+        workers: Workers,
     ) -> Edge {
         Edge {
             proxy,
@@ -71,6 +79,7 @@ impl Edge {
             max_connections: std::sync::Mutex::new(max_connections),
             cancel,
             connections: TaskTracker::new(),
+            workers,
             settings: ArcSwap::from_pointee(settings),
         }
     }
@@ -164,7 +173,7 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
     let cancel = edge.cancel.clone();
     listener::accept_loop(tcp, edge.limit.clone(), cancel, |accepted| {
         let Accepted {
-            mut stream,
+            stream,
             peer,
             permit,
         } = accepted;
@@ -173,36 +182,47 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             tls.clone(),
             ClientConnection::new(peer, inbound, permit),
         );
-        edge.connections.spawn(async move {
-            let settings = edge2.settings.load_full();
-            let Some(client) = Edge::client_behind(&mut stream, client, &settings.trusted).await
-            else {
-                return;
-            };
-            let Some(tls) = tls else {
-                if client.inbound.backhaul {
-                    // Relayed requests are signed and checked by hyper's path.
-                    return serve_connection(stream, client, edge2, settings).await;
-                }
-                return fast::serve(stream, client, edge2, settings).await;
-            };
-            // The ClientHello names the app before the handshake: wake it now if it asks.
-            if let Some(host) = crate::proxy::wake_early::peek_server_name(&stream).await {
-                let port = client.inbound.service_port;
-                edge2.proxy.wake_early(&host, port, client.peer);
-            }
-            match tls.accept(stream).await {
-                Ok(Handshake::Client(stream)) => {
-                    serve_tls_connection(*stream, client, edge2, settings).await
-                }
-                Ok(Handshake::AcmeValidation) => {
-                    tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
-                }
-                Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-            }
-        });
+        edge.workers
+            .hand_off(&edge.connections, stream, move |stream| {
+                serve_client(stream, client, edge2, tls)
+            });
     })
     .await;
+}
+
+/// One accepted client connection, from its PROXY header to its last request.
+async fn serve_client(
+    mut stream: tokio::net::TcpStream,
+    client: ClientConnection,
+    edge: Arc<Edge>,
+    tls: Option<Arc<Tls>>,
+) {
+    let peer = client.peer;
+    let settings = edge.settings.load_full();
+    let Some(client) = Edge::client_behind(&mut stream, client, &settings.trusted).await else {
+        return;
+    };
+    let Some(tls) = tls else {
+        if client.inbound.backhaul {
+            // Relayed requests are signed and checked by hyper's path.
+            return serve_connection(stream, client, edge, settings).await;
+        }
+        return fast::serve(stream, client, edge, settings).await;
+    };
+    // The ClientHello names the app before the handshake: wake it now if it asks.
+    if let Some(host) = crate::proxy::wake_early::peek_server_name(&stream).await {
+        let port = client.inbound.service_port;
+        edge.proxy.wake_early(&host, port, client.peer);
+    }
+    match tls.accept(stream).await {
+        Ok(Handshake::Client(stream)) => {
+            serve_tls_connection(*stream, client, edge, settings).await
+        }
+        Ok(Handshake::AcmeValidation) => {
+            tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
+        }
+        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+    }
 }
 
 async fn serve_tls_connection(

@@ -84,11 +84,17 @@ pub struct Supervisor {
     /// Requests waiting for room, per app.
     queued: DashMap<String, usize>,
     tasks: TaskTracker,
+    /// The runtime lifecycle work runs on: the one the supervisor was made on (the
+    /// main one), whichever runtime serves the request that asks for it. None when
+    /// made outside any (tests that only pick machines): then the caller's.
+    runtime: Option<tokio::runtime::Handle>,
     shutting_down: AtomicBool,
     api_url: std::sync::OnceLock<String>,
 }
 
 impl Supervisor {
+    /// Made within the runtime its lifecycle work is to run on (the main one): machine
+    /// processes, their exit watchers and health checks are bound to it.
     pub fn new(registry: Arc<Registry>, driver: Arc<dyn Driver>, settings: Settings) -> Supervisor {
         Supervisor {
             registry,
@@ -98,8 +104,23 @@ impl Supervisor {
             runs: Runs::default(),
             queued: DashMap::new(),
             tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             shutting_down: AtomicBool::new(false),
             api_url: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs lifecycle work on the supervisor's runtime, tracked for shutdown: a wake
+    /// begun by a request on an edge worker starts, watches and stops its machine on
+    /// the main runtime (a process's handle is bound to the runtime that spawned it).
+    fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => self.tasks.spawn_on(work, runtime),
+            None => self.tasks.spawn(work),
         }
     }
 

@@ -22,9 +22,7 @@ pub(super) async fn restart(
     request: StopRequest,
 ) -> Result<(), OperationError> {
     let (this, machine) = (sup.clone(), machine.clone());
-    let restart = sup
-        .tasks
-        .spawn(async move { restart_now(&this, &machine, request).await });
+    let restart = sup.spawn(async move { restart_now(&this, &machine, request).await });
     restart
         .await
         .unwrap_or(Err(OperationError::Start(WakeError::ShuttingDown)))

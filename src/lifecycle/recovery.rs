@@ -35,7 +35,7 @@ pub(super) async fn recover(sup: &Arc<Supervisor>, stored: Vec<StoredMachine>) {
         }
         if was_running && machine.spec().restarts_always() {
             let this = sup.clone();
-            sup.tasks.spawn(async move {
+            sup.spawn(async move {
                 let wake = wake::wake_for(&this, &machine, EventSource::Edgewake, "restart");
                 if let Err(e) = wake.await {
                     tracing::warn!(machine = %machine.id, "restart policy `always`: {e}");

@@ -137,19 +137,18 @@ fn watch_exit(sup: &Arc<Supervisor>, machine: &Arc<Machine>, generation: u64, in
     // Taken now, while the start holds it: looked up after the exit, it would be made
     // again for a machine destroyed meanwhile, and kept forever.
     let run = sup.runs.of(machine);
-    let (sup, machine) = (sup.clone(), machine.clone());
-    let tasks = sup.tasks.clone();
-    tasks.spawn(async move {
+    let (this, machine) = (sup.clone(), machine.clone());
+    sup.spawn(async move {
         let exit = instance.exited().await;
         let mut running = run.lock.lock().await;
         if running.generation != generation || running.instance.take().is_none() {
             return; // stopped on purpose, or already started again
         }
-        sup.registry.set_pid(&machine, None);
+        this.registry.set_pid(&machine, None);
         let event = MachineEvent::exit(exit, false);
-        sup.registry
+        this.registry
             .transition(&machine, MachineState::Stopped, Some(event));
-        crate::observe::lifecycle::stopped(&sup.metrics, &machine, "exit", &describe_exit(exit));
+        crate::observe::lifecycle::stopped(&this.metrics, &machine, "exit", &describe_exit(exit));
     });
 }
 

@@ -59,7 +59,7 @@ impl StopRequest {
 
 pub(super) async fn stop(sup: &Arc<Supervisor>, machine: &Arc<Machine>, request: StopRequest) {
     let (this, machine) = (sup.clone(), machine.clone());
-    let stop = sup.tasks.spawn(async move {
+    let stop = sup.spawn(async move {
         let run = this.runs.of(&machine);
         let mut running = run.lock.lock().await;
         stop_locked(&this, &machine, &mut running, request).await;
@@ -72,7 +72,7 @@ pub(super) async fn stop(sup: &Arc<Supervisor>, machine: &Arc<Machine>, request:
 /// moment it is `destroying`.
 pub(super) async fn destroy(sup: &Arc<Supervisor>, machine: &Arc<Machine>, source: EventSource) {
     let (this, machine) = (sup.clone(), machine.clone());
-    let destroy = sup.tasks.spawn(async move {
+    let destroy = sup.spawn(async move {
         let run = this.runs.of(&machine);
         let mut running = run.lock.lock().await;
         this.registry
@@ -98,7 +98,7 @@ pub(super) async fn destroy(sup: &Arc<Supervisor>, machine: &Arc<Machine>, sourc
 
 pub(super) async fn destroy_app(sup: &Arc<Supervisor>, app: Arc<App>) {
     let this = sup.clone();
-    let destroy = sup.tasks.spawn(async move {
+    let destroy = sup.spawn(async move {
         // Machines other nodes host are theirs to destroy (they see the app go too).
         for machine in app.machines().iter().filter(|m| m.is_local()) {
             destroy(&this, machine, EventSource::User).await;

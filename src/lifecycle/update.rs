@@ -31,7 +31,7 @@ pub(super) async fn update(
     update: Update,
 ) -> Result<(), UpdateError> {
     let (this, machine) = (sup.clone(), machine.clone());
-    let task = sup.tasks.spawn(async move {
+    let task = sup.spawn(async move {
         let skip_launch = update.skip_launch;
         update_now(&this, &machine, update).await?;
         if !skip_launch {

@@ -73,13 +73,13 @@ fn join_or_begin(
     }
     let (tx, rx) = watch::channel(None);
     *slot = Some(rx.clone());
-    let (sup, machine, run) = (sup.clone(), machine.clone(), run.clone());
-    let tasks = sup.tasks.clone();
-    // Spawned, so the start goes on even if the request that began it goes away.
-    tasks.spawn(async move {
+    let (this, machine, run) = (sup.clone(), machine.clone(), run.clone());
+    // Spawned, so the start goes on even if the request that began it goes away (and
+    // on the main runtime: the request may be served on an edge worker).
+    sup.spawn(async move {
         let began = Instant::now();
-        let result = start::start(&sup, &machine, source).await;
-        report(&sup, &machine, reason, began, &result);
+        let result = start::start(&this, &machine, source).await;
+        report(&this, &machine, reason, began, &result);
         *run.wake_slot() = None;
         tx.send_replace(Some(result));
     });

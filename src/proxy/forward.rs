@@ -43,7 +43,7 @@ impl Upstreams {
     pub fn new(limits: UpstreamLimits, key: Option<Arc<BackhaulKey>>) -> Upstreams {
         let budget = Budget::new(limits.max_connections);
         Upstreams {
-            parked: super::h1::Parked::start(),
+            parked: super::h1::Parked::start(limits.workers + 1),
             pools: Pools::new(budget.clone(), limits),
             budget,
             backhaul: Backhaul::new(),

@@ -5,7 +5,7 @@ use crate::api::RegionList;
 use crate::cluster::BackhaulKey;
 use crate::config::Config;
 use crate::connection::{ClientPolicy, MachinePolicy, UpstreamLimits};
-use crate::edge::{Edge, EdgeSettings};
+use crate::edge::{Edge, EdgeSettings, Workers};
 use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{Settings, Supervisor};
@@ -121,7 +121,9 @@ impl Live {
         hostnames: Arc<Hostnames>,
         cancel: &CancellationToken,
         backhaul: Option<Arc<BackhaulKey>>,
-    ) -> Live {
+    ) -> std::io::Result<Live> {
+        // Started before anything serves: a thread that cannot be had stops the start.
+        let workers = Workers::start(config.edge.workers)?;
         let settings = proxy_settings(&config, geo, &hostnames, tls);
         let proxy = Arc::new(Proxy::new(
             supervisor.clone(),
@@ -134,8 +136,9 @@ impl Live {
             config.edge.max_connections,
             cancel.clone(),
             edge_settings(&config),
+            workers,
         ));
-        Live {
+        Ok(Live {
             proxy,
             edge,
             tls: tls.clone(),
@@ -143,7 +146,7 @@ impl Live {
             regions: Arc::new(ArcSwap::from_pointee(region_list(&config))),
             hostnames,
             config: std::sync::Mutex::new(config),
-        }
+        })
     }
 
     /// Puts a (validated) config's live settings in force everywhere they are read.

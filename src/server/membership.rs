@@ -5,7 +5,7 @@
 use super::{Live, StartError, live};
 use crate::cluster::{self, Advertised, BackhaulKey, Cluster};
 use crate::config::Config;
-use crate::edge::{self, Edge};
+use crate::edge::{self, Edge, Workers};
 use crate::machines::Registry;
 use crate::proxy::Inbound;
 use std::net::SocketAddr;
@@ -67,6 +67,8 @@ impl Backhaul {
                     settings.max_backhaul_connections,
                     cancel.clone(),
                     live::edge_settings(config),
+                    // Relayed requests stay on the main runtime: few, and signed.
+                    Workers::default(),
                 ));
                 (listener, edge)
             });

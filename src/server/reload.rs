@@ -1,8 +1,8 @@
 //! A config read again while serving (SIGHUP): the settings read per request, per
 //! connection or per round (timeouts, limits, trusted proxies, regions, geo databases,
 //! stop signal) are swapped in whole; what was bound or opened at start (listeners,
-//! the data dir, the driver and its catalog, the certs dir, `[cluster]` and a cluster
-//! node's region) is kept and named. Every fallible step runs before anything is
+//! the edge's workers, the data dir, the driver and its catalog, the certs dir,
+//! `[cluster]` and a cluster node's region) is kept and named. Every fallible step runs before anything is
 //! swapped, so a bad file or certificate changes nothing.
 
 use super::{Live, open_geo};
@@ -64,6 +64,7 @@ fn keep_fixed(running: &Config, mut file: Config) -> (Config, Vec<&'static str>)
         "edge.https_proxy_protocol" => edge.https_proxy_protocol;
         "edge.max_upstream_connections" => edge.max_upstream_connections;
         "edge.max_machine_connections" => edge.max_machine_connections;
+        "edge.workers" => edge.workers;
         "api.listen" => api.listen;
         "api.max_connections" => api.max_connections;
         "api.header_read_timeout" => api.header_read_timeout;
@@ -141,7 +142,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Listeners, the data dir and the catalog are kept and named; timeouts are taken.
+    /// Listeners, the data dir, the edge's workers and the catalog are kept and named;
+    /// timeouts are taken.
     #[test]
     fn fixed_keys_are_kept_and_named() {
         let running = Config::default();
@@ -150,8 +152,13 @@ mod tests {
         file.data_dir = "/elsewhere".into();
         file.images.clear();
         file.edge.idle_timeout = Duration::from_secs(1);
+        file.edge.workers = 2;
         let (config, kept) = keep_fixed(&running, file);
-        assert_eq!(kept, ["data_dir", "edge.http", "images"]);
+        assert_eq!(kept, ["data_dir", "edge.http", "edge.workers", "images"]);
+        assert_eq!(
+            config.edge.workers, running.edge.workers,
+            "workers need a restart"
+        );
         assert_eq!(config.edge.http, running.edge.http);
         assert_eq!(config.data_dir, running.data_dir);
         assert_eq!(config.images, running.images);

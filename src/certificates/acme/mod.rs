@@ -51,6 +51,9 @@ pub struct Acme {
     slots: Semaphore,
     cancel: CancellationToken,
     workers: TaskTracker,
+    /// Where the hostnames' workers run: the runtime `Acme` was made on (the main one),
+    /// also for an on-demand order begun by a handshake on an edge worker.
+    runtime: tokio::runtime::Handle,
 }
 
 /// What `Acme` works with.
@@ -63,6 +66,7 @@ pub struct AcmeParts {
 }
 
 impl Acme {
+    /// Made within the runtime its hostnames' workers are to run on (the main one).
     pub fn new(
         config: AcmeConfig,
         data_dir: PathBuf,
@@ -82,6 +86,7 @@ impl Acme {
             slots: Semaphore::new(MAX_CONCURRENT_ORDERS),
             cancel: parts.cancel,
             workers: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -100,8 +105,8 @@ impl Acme {
                 tracked
             }
         };
-        self.workers
-            .spawn(self.clone().run(host.to_string(), tracked));
+        let worker = self.clone().run(host.to_string(), tracked);
+        self.workers.spawn_on(worker, &self.runtime);
     }
 
     /// Stops the hostname's worker (its order, if one runs, is dropped).

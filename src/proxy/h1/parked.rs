@@ -4,18 +4,29 @@
 //! one: a browser's or a load test's new connection then costs the machine no TCP
 //! handshake and no new connection of its own. Bounded per machine; a connection
 //! parked for the pool's idle time is closed by a sweeper, its budget slot with it.
+//!
+//! One lot per runtime that serves client connections: lot 0 for the main runtime,
+//! one for each edge worker (`edge::workers`). A connection is registered with the
+//! reactor of the runtime that opened it, so it is only taken again on that runtime
+//! (used from another, each of its wake-ups would cross threads).
 
 use super::machine::MachineConnection;
 use crate::proxy::upstream::{self, UPSTREAM_POOL_IDLE};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::time::Instant;
 
-/// At most this many idle connections are parked for one machine.
+/// At most this many idle connections are parked for one machine, in each lot.
 pub const MAX_PARKED_PER_MACHINE: usize = 64;
 
 type Machines = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
+
+thread_local! {
+    /// The lot of the runtime this thread runs (a worker's thread sets its own).
+    static LOT: Cell<usize> = const { Cell::new(0) };
+}
 
 struct Idle {
     since: Instant,
@@ -28,19 +39,30 @@ impl Idle {
     }
 }
 
-/// The parked connections, by machine address.
-pub struct Parked(Arc<Machines>);
+/// The parked connections, by lot and machine address.
+pub struct Parked(Arc<Vec<Machines>>);
 
 impl Parked {
-    /// An empty lot, and its sweeper (so it is made inside the runtime).
-    pub fn start() -> Parked {
-        let machines = Arc::new(Machines::default());
-        tokio::spawn(sweep(Arc::downgrade(&machines)));
-        Parked(machines)
+    /// `lots` empty lots (at least one), and their sweeper (so it is made inside the
+    /// runtime).
+    pub fn start(lots: usize) -> Parked {
+        let lots = Arc::new((0..lots.max(1)).map(|_| Machines::default()).collect());
+        tokio::spawn(sweep(Arc::downgrade(&lots)));
+        Parked(lots)
     }
 
+    /// Connections parked by tasks on this thread go to lot `lot`, and are taken from
+    /// it (an edge worker's thread, at its start).
+    pub fn use_lot_on_this_thread(lot: usize) {
+        LOT.with(|current| current.set(lot));
+    }
+
+    /// This thread's lot.
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        let lot = LOT.with(Cell::get);
+        // A lot past the last (none is made so) is the main runtime's; there is always one.
+        let lot = if lot < self.0.len() { lot } else { 0 };
+        self.0[lot].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A parked connection to `addr` that is still open, the most recently parked first.
@@ -78,14 +100,18 @@ impl Parked {
     }
 }
 
-/// Closes connections parked for the idle time, until the lot is dropped.
-async fn sweep(machines: Weak<Machines>) {
-    upstream::sweep_idle(machines, |machines, now| {
-        let mut machines = machines.lock().unwrap_or_else(|p| p.into_inner());
-        machines.retain(|_, parked| {
-            parked.retain(|idle| idle.fresh(now));
-            !parked.is_empty()
-        });
+/// Closes connections parked for the idle time, in every lot, until the lots are
+/// dropped. (A worker's connection closed here, off its runtime, only leaves its
+/// reactor: nothing waits on it.)
+async fn sweep(lots: Weak<Vec<Machines>>) {
+    upstream::sweep_idle(lots, |lots, now| {
+        for machines in lots {
+            let mut machines = machines.lock().unwrap_or_else(|p| p.into_inner());
+            machines.retain(|_, parked| {
+                parked.retain(|idle| idle.fresh(now));
+                !parked.is_empty()
+            });
+        }
     })
     .await;
 }
@@ -123,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn parks_up_to_the_bound_and_gives_back() {
         let budget = Budget::new(MAX_PARKED_PER_MACHINE + 2);
-        let parked = Parked::start();
+        let parked = Parked::start(1);
         let (listener, connections) =
             machine_and_connections(MAX_PARKED_PER_MACHINE + 1, &budget).await;
         let addr = listener.local_addr().unwrap();
@@ -142,11 +168,27 @@ mod tests {
         assert!(parked.take(elsewhere).is_none());
     }
 
+    /// A connection parked on one runtime's thread is taken only there: a worker's
+    /// thread finds the main runtime's lot empty, and the reverse.
+    #[tokio::test]
+    async fn each_lot_is_taken_from_on_its_own_runtime_only() {
+        let budget = Budget::new(4);
+        let parked = Parked::start(2);
+        let (listener, mut connections) = machine_and_connections(1, &budget).await;
+        let addr = listener.local_addr().unwrap();
+        parked.park(connections.pop().unwrap());
+        Parked::use_lot_on_this_thread(1);
+        assert!(parked.take(addr).is_none(), "taken from another lot");
+        Parked::use_lot_on_this_thread(0);
+        assert_eq!(parked.count(addr), 1);
+        assert!(parked.take(addr).is_some());
+    }
+
     /// A connection the machine closed while parked is not handed out.
     #[tokio::test]
     async fn a_connection_closed_by_the_machine_is_not_taken() {
         let budget = Budget::new(4);
-        let parked = Parked::start();
+        let parked = Parked::start(1);
         let (listener, mut connections) = machine_and_connections(1, &budget).await;
         let addr = listener.local_addr().unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
@@ -177,7 +219,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         // Connected on real time; the idle time passes on paused time.
         tokio::time::pause();
-        let parked = Parked::start();
+        let parked = Parked::start(1);
         for connection in connections {
             parked.park(connection);
         }

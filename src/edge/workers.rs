@@ -1,0 +1,175 @@
+//! Edge workers (`[edge] workers = N`): threads with a current-thread runtime each,
+//! which serve the client connections the accept loops hand them. A current-thread
+//! runtime skips the multi-thread scheduler's bookkeeping (work-stealing queues, the
+//! inject queue, its per-tick statistics) on every wake-up of the hot path.
+//!
+//! The listening sockets and the accept loops stay on the main runtime, with the
+//! connection limit; a connection is handed over as a std socket and registered again
+//! with the worker's reactor. Only the connection lives there: whatever outlives a
+//! request (wakes, machine processes, health checks, ACME orders) is spawned on the
+//! main runtime by its owner. Workers are pinned to no CPU: the operator's taskset or
+//! cgroups decide where they run.
+
+use crate::proxy::h1::Parked;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The longest a worker's runtime waits for its blocking tasks at shutdown (its
+/// connections are done or cut by then), and, doubled, the longest shutdown waits for
+/// a worker's thread to end.
+const WORKER_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
+
+/// The edge's workers; none serves connections on the main runtime.
+#[derive(Default)]
+pub struct Workers {
+    workers: Vec<Worker>,
+    /// Where the search for the least busy worker begins, turned at each hand-off so
+    /// that ties do not all go to the first.
+    next: AtomicUsize,
+}
+
+struct Worker {
+    runtime: Handle,
+    /// Client connections it serves now.
+    open: Arc<AtomicUsize>,
+    /// Ends the worker's runtime (after the edge's connections drained).
+    stop: CancellationToken,
+    /// Ends (dropped) when the worker's thread has shut its runtime down.
+    ended: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Workers {
+    /// `count` workers, each on a thread `edge-worker-<i>` of its own.
+    pub fn start(count: usize) -> std::io::Result<Workers> {
+        let workers = (0..count)
+            .map(Worker::start)
+            .collect::<std::io::Result<_>>()?;
+        Ok(Workers {
+            workers,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Serves `stream` with `serve`: on the main runtime without workers, else on the
+    /// worker with the fewest open connections (connections differ too much in how
+    /// long they live, a WebSocket against a single request, for turns to balance
+    /// them). Tracked by `connections` either way, so shutdown waits for it.
+    pub fn hand_off<F, Fut>(&self, connections: &TaskTracker, stream: TcpStream, serve: F)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(worker) = self.least_busy() else {
+            connections.spawn(serve(stream));
+            return;
+        };
+        // Registered again with the worker's reactor, so its I/O wakes only that thread.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => return tracing::debug!("cannot hand a connection to a worker: {e}"),
+        };
+        let open = OpenGuard::enter(&worker.open);
+        worker.runtime.spawn(connections.track_future(async move {
+            let _open = open;
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream).await,
+                Err(e) => tracing::debug!("a worker cannot take a connection: {e}"),
+            }
+        }));
+    }
+
+    fn least_busy(&self) -> Option<&Worker> {
+        let count = self.workers.len();
+        if count == 0 {
+            return None;
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        (0..count)
+            .map(|i| &self.workers[(first + i) % count])
+            .min_by_key(|worker| worker.open.load(Ordering::Relaxed))
+    }
+
+    /// Shuts every worker's runtime down (a connection still open is cut) and waits
+    /// for its thread, at most `WORKER_SHUTDOWN_BOUND` twice over for all of them.
+    /// Call after the edge's connections have drained.
+    pub async fn shut_down(&self) {
+        for worker in &self.workers {
+            worker.stop.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + 2 * WORKER_SHUTDOWN_BOUND;
+        for (index, worker) in self.workers.iter().enumerate() {
+            let ended = worker
+                .ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let Some(ended) = ended else { continue };
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                tracing::warn!("edge-worker-{index} did not end within its bound; left behind");
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Workers never shut down (a start that failed later) end on their own.
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.stop.cancel();
+        }
+    }
+}
+
+impl Worker {
+    fn start(index: usize) -> std::io::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let stop = CancellationToken::new();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("edge-worker-{index}"))
+            .spawn(move || {
+                let _ended = ended_tx;
+                // Its fast-path connections to machines are parked where only it
+                // takes them (lot 0 is the main runtime's).
+                Parked::use_lot_on_this_thread(index + 1);
+                runtime.block_on(stopped.cancelled());
+                runtime.shutdown_timeout(WORKER_SHUTDOWN_BOUND);
+            })?;
+        Ok(Worker {
+            runtime: handle,
+            open: Arc::new(AtomicUsize::new(0)),
+            stop,
+            ended: std::sync::Mutex::new(Some(ended)),
+        })
+    }
+}
+
+/// Counts a connection open on a worker while it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn enter(open: &Arc<AtomicUsize>) -> OpenGuard {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(open.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
