@@ -7,6 +7,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use support::*;
 
 /// One sample of Prometheus' text format.
@@ -92,20 +93,23 @@ async fn metrics_count_one_cold_start() {
     assert_eq!(edge.request(APP, "/").await.status(), StatusCode::OK);
     assert_eq!(edge.request(APP, "/warm").await.status(), StatusCode::OK);
 
-    let res = edge
-        .client
-        .get(edge.api_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let samples = parse_prometheus(&res.text().await.unwrap());
+    // A request is counted as its task finishes, which may be just after the client
+    // has read the last byte of its answer: the scrape waits for both requests.
+    let ok = [("app", APP), ("status", "2xx"), ("region", "ams")];
+    let samples = wait::until(
+        "both requests counted",
+        Duration::from_secs(5),
+        async || {
+            let samples = scrape_metrics(&edge).await;
+            let counted = value(&samples, "edgewake_requests_total", &ok);
+            let in_flight = value(&samples, "edgewake_in_flight_requests", &[]);
+            match (counted, in_flight) {
+                (2.0, 0.0) => Ok(samples),
+                _ => Err(format!("{counted} counted, {in_flight} in flight")),
+            }
+        },
+    )
+    .await;
     let app = [("app", APP)];
     assert_eq!(
         value(&samples, "edgewake_cold_start_seconds_count", &app),
@@ -119,7 +123,6 @@ async fn metrics_count_one_cold_start() {
         ),
         1.0
     );
-    let ok = [("app", APP), ("status", "2xx"), ("region", "ams")];
     assert_eq!(value(&samples, "edgewake_requests_total", &ok), 2.0);
     assert_eq!(
         value(&samples, "edgewake_request_duration_seconds_count", &app),
@@ -144,6 +147,16 @@ async fn metrics_count_one_cold_start() {
         assert_eq!(res.status(), StatusCode::OK, "{path}");
     }
     edge.shutdown().await;
+}
+
+/// `/metrics` in Prometheus' text format, parsed.
+async fn scrape_metrics(edge: &TestEdge) -> Vec<Sample> {
+    let url = edge.api_url("/metrics");
+    let res = edge.client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let content_type = res.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    parse_prometheus(&res.text().await.unwrap())
 }
 
 /// Only a request that waited for its machine to start carries `edgewake-wake` and a

@@ -87,12 +87,34 @@ fn mark_wake(headers: &mut http::HeaderMap, waited: Duration) {
 /// The fields that say how long a request waited for its wake, as text (the fast
 /// path writes them into its head).
 pub fn wake_fields(waited: Duration) -> [(&'static str, String); 2] {
-    let ms = waited.as_secs_f64() * 1000.0;
+    // Both truncated (not rounded), so the two say the same whole milliseconds: a
+    // rounded 327.96 ms read "328.0" beside `edgewake-wake: 327`.
+    let tenths = waited.as_micros() / 100;
+    let (ms, tenth) = (tenths / 10, tenths % 10);
     [
-        (WAKE_HEADER_NAME, waited.as_millis().to_string()),
+        (WAKE_HEADER_NAME, ms.to_string()),
         (
             SERVER_TIMING_NAME,
-            format!("wake;dur={ms:.1};desc=\"machine wake\""),
+            format!("wake;dur={ms}.{tenth};desc=\"machine wake\""),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wake header and Server-Timing name the same whole milliseconds, however
+    /// close the wait is to the next one.
+    #[test]
+    fn wake_fields_agree_on_the_milliseconds() {
+        let [(_, header), (_, timing)] = wake_fields(Duration::from_micros(327_960));
+        assert_eq!(header, "327");
+        assert_eq!(timing, "wake;dur=327.9;desc=\"machine wake\"");
+        let [(_, header), (_, timing)] = wake_fields(Duration::from_millis(5));
+        assert_eq!(
+            (header.as_str(), timing.as_str()),
+            ("5", "wake;dur=5.0;desc=\"machine wake\"")
+        );
+    }
 }
