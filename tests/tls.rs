@@ -57,10 +57,20 @@ async fn workers_serve_many_connections_over_http_and_https() {
         c.edge.workers = 2;
     })
     .await;
-    let threads = thread_names();
-    for name in ["edge-worker-0", "edge-worker-1"] {
-        assert!(threads.iter().any(|t| t == name), "{name} in {threads:?}");
-    }
+    // A thread takes its name as it begins to run, which may be just after the start.
+    wait::until(
+        "both workers' threads",
+        Duration::from_secs(5),
+        async || {
+            let threads = thread_names();
+            let named = |name| threads.iter().any(|t| t == name);
+            match named("edge-worker-0") && named("edge-worker-1") {
+                true => Ok(()),
+                false => Err(format!("{threads:?}")),
+            }
+        },
+    )
+    .await;
     let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
     let id = edge.app_with_machine(RUNTIME_IMAGE).created().await.id;
     let https = || connect(edge.running.https_addr, HOST, trusting(&ca, &[b"http/1.1"]));
