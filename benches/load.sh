@@ -4,7 +4,9 @@
 #
 # Knobs (environment):
 # - EDGEWAKE_WORKERS=N: edgewake's edge workers (one thread and runtime per core), unpinned
-#   when N > 1 (scaling); default 1, pinned like the peers.
+#   when N > 1 (scaling); default 1, pinned like the peers; 0 serves connections on the
+#   main runtime (one thread, pinned). BASELINE_WORKERS=N the same for the baseline
+#   (default EDGEWAKE_WORKERS): one binary against itself with and without workers.
 # - EDGEWAKE_BIN=path benchmarks that binary (no build); BASELINE_BIN=path runs a second
 #   edgewake (target "baseline", its own machine of the same runtime) in the same rounds,
 #   for a before/after comparison that shares the machine's noise.
@@ -40,6 +42,7 @@ mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/load-$(date -u +%Y%m%dT%H%M%SZ).txt"
 SHARED_CORE=${SHARED_CORE:-0}
 WORKERS=${EDGEWAKE_WORKERS:-1}
+BASELINE_WORKERS=${BASELINE_WORKERS:-$WORKERS}
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -69,9 +72,10 @@ descendants() {
   for child in $(pgrep -P "$1" || true); do echo "$child"; descendants "$child"; done
 }
 
-# Starts an edgewake named $1 from binary $2 with machines in $3, an app and one machine.
+# Starts an edgewake named $1 from binary $2 with machines in $3 and $4 edge workers
+# (default $WORKERS), an app and one machine.
 start_edgewake() {
-  local name=$1 bin=$2 range=$3 dir="$WORK/$1"
+  local name=$1 bin=$2 range=$3 workers=${4:-$WORKERS} dir="$WORK/$1"
   local http https api machine
   http=$(free_port); https=$(free_port); api=$(free_port)
   mkdir -p "$dir"
@@ -81,7 +85,7 @@ data_dir = "$dir/data"
 [edge]
 region = "ams"
 idle_timeout = "1h"
-workers = $WORKERS
+workers = $workers
 [tls]
 certs_dir = "$dir/certs"
 [machines]
@@ -95,7 +99,7 @@ command = ["{bin_dir}/edgewake", "functions"]
 EOF
   # A binary from before edge workers existed does not know the key.
   "$bin" check-config --config "$dir/edgewake.toml" >/dev/null 2>&1 || sed -i '/^workers = /d' "$dir/edgewake.toml"
-  EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=$WORKERS "$bin" serve --config "$dir/edgewake.toml" \
+  EDGEWAKE_API_TOKEN=$TOKEN RUST_LOG=warn TOKIO_WORKER_THREADS=$((workers > 1 ? workers : 1)) "$bin" serve --config "$dir/edgewake.toml" \
     --http "127.0.0.1:$http" --https "127.0.0.1:$https" --api "127.0.0.1:$api" 2>"$dir/edgewake.log" &
   PID[$name]=$!
   HTTP_PORT[$name]=$http; HTTPS_PORT[$name]=$https
@@ -109,7 +113,7 @@ EOF
   for _ in $(seq 200); do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$http/" && break; sleep 0.05; done
   local machines
   machines=$(descendants "${PID[$name]}")
-  [ "$WORKERS" = 1 ] && taskset -apc 0 "${PID[$name]}" >/dev/null
+  [ "$workers" -le 1 ] && taskset -apc 0 "${PID[$name]}" >/dev/null
   if [ "$SHARED_CORE" = 1 ]; then
     for pid in $machines; do taskset -apc 0 "$pid" >/dev/null; done
   fi
@@ -119,7 +123,7 @@ start_edgewake edgewake "$BIN" 127.77.0.0/24
 IP=${MACHINE_IP[edgewake]}
 TARGETS=("direct" "edgewake")
 if [ -n "${BASELINE_BIN:-}" ]; then
-  start_edgewake baseline "$BASELINE_BIN" 127.78.0.0/24
+  start_edgewake baseline "$BASELINE_BIN" 127.78.0.0/24 "$BASELINE_WORKERS"
   TARGETS+=("baseline")
 fi
 TARGETS+=("nginx" "haproxy")
