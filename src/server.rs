@@ -403,8 +403,6 @@ async fn serve(
             "requests still in flight after {drain:?}; stopping the machines under them"
         );
     }
-    // Connections still open on workers are cut; nothing the lifecycle needs is there.
-    edge.workers.shut_down().await;
     let _ = api.await;
     api_connections.close();
     let _ = tokio::time::timeout_at(drained, api_connections.wait()).await;
@@ -415,6 +413,9 @@ async fn serve(
         acme.stopped().await;
     }
     supervisor.shutdown().await;
+    // Only now are connections still open on workers cut: a request past the drain
+    // timeout goes on while its machine stops, as it does on the main runtime.
+    edge.workers.shut_down().await;
     if let Some(cluster) = &cluster {
         cluster.leave().await;
     }

@@ -13,7 +13,7 @@
 use crate::proxy::h1::Parked;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -38,6 +38,9 @@ struct Worker {
     runtime: Handle,
     /// Client connections it serves now.
     open: Arc<AtomicUsize>,
+    /// Cleared when its thread ends, however (a panic too): a worker that is gone
+    /// takes no connection, or its count, stuck at 0, would draw every one.
+    alive: Arc<AtomicBool>,
     /// Ends the worker's runtime (after the edge's connections drained).
     stop: CancellationToken,
     /// Ends (dropped) when the worker's thread has shut its runtime down.
@@ -96,6 +99,7 @@ impl Workers {
         let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
         (0..count)
             .map(|i| &self.workers[(first + i) % count])
+            .filter(|worker| worker.alive.load(Ordering::Relaxed))
             .min_by_key(|worker| worker.open.load(Ordering::Relaxed))
     }
 
@@ -121,12 +125,11 @@ impl Workers {
     }
 }
 
-impl Drop for Workers {
-    /// Workers never shut down (a start that failed later) end on their own.
+impl Drop for Worker {
+    /// A worker never shut down (a start that failed later, or a failed start of a
+    /// later worker) ends on its own.
     fn drop(&mut self) {
-        for worker in &self.workers {
-            worker.stop.cancel();
-        }
+        self.stop.cancel();
     }
 }
 
@@ -139,10 +142,13 @@ impl Worker {
         let stop = CancellationToken::new();
         let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
         let stopped = stop.clone();
+        let alive = Arc::new(AtomicBool::new(true));
+        let living = Alive(alive.clone());
         std::thread::Builder::new()
             .name(format!("edge-worker-{index}"))
             .spawn(move || {
                 let _ended = ended_tx;
+                let _living = living;
                 // Its fast-path connections to machines are parked where only it
                 // takes them (lot 0 is the main runtime's).
                 Parked::use_lot_on_this_thread(index + 1);
@@ -152,9 +158,19 @@ impl Worker {
         Ok(Worker {
             runtime: handle,
             open: Arc::new(AtomicUsize::new(0)),
+            alive,
             stop,
             ended: std::sync::Mutex::new(Some(ended)),
         })
+    }
+}
+
+/// Held by a worker's thread: marks the worker gone when the thread ends.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -171,5 +187,39 @@ impl OpenGuard {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker whose thread has ended gets no more connections: the others do, or,
+    /// with none left, the main runtime.
+    #[test]
+    fn a_worker_that_is_gone_takes_no_connection() {
+        let workers = Workers::start(2).unwrap();
+        workers.workers[0].stop.cancel();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while workers.workers[0].alive.load(Ordering::Relaxed) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker did not end"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..4 {
+            let chosen = workers.least_busy().expect("the other worker");
+            assert!(std::ptr::eq(chosen, &workers.workers[1]));
+        }
+        workers.workers[1].stop.cancel();
+        while workers.workers[1].alive.load(Ordering::Relaxed) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker did not end"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(workers.least_busy().is_none(), "the main runtime serves");
     }
 }

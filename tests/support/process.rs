@@ -26,15 +26,24 @@ pub fn free_port() -> u16 {
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let (low, high) = ports_below_ephemeral();
     let mut held: Vec<std::net::TcpListener> = Vec::with_capacity(N);
-    while held.len() < N {
+    for attempt in 0.. {
+        if held.len() == N {
+            break;
+        }
         let [a, b] = edgewake::ids::random_bytes::<2>();
         let port = low + u16::from_be_bytes([a, b]) % (high - low);
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push(listener);
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => held.push(listener),
+            Err(e) if attempt >= MAX_PORT_DRAWS => panic!("no free port below {high}: {e}"),
+            Err(_) => {}
         }
     }
     std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
+
+/// Draws after which `free_ports` gives up (loopback cannot be bound, or the range is
+/// full): a failing test rather than a hung one.
+const MAX_PORT_DRAWS: usize = 10_000;
 
 /// Ports no outgoing connection is given: the 16k below the ephemeral range's start
 /// (`net.ipv4.ip_local_port_range`, 32768 by default), and never below 1024.

@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::time::Instant;
 
-/// At most this many idle connections are parked for one machine, in each lot.
+/// At most this many idle connections are parked for one machine, shared out among
+/// the lots that serve client connections (a worker's or, without workers, the main
+/// runtime's): each holds `per_lot`.
 pub const MAX_PARKED_PER_MACHINE: usize = 64;
 
 type Machines = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
@@ -40,15 +42,23 @@ impl Idle {
 }
 
 /// The parked connections, by lot and machine address.
-pub struct Parked(Arc<Vec<Machines>>);
+pub struct Parked {
+    lots: Arc<Vec<Machines>>,
+    /// A machine's bound in one lot: `MAX_PARKED_PER_MACHINE` over the serving lots.
+    per_lot: usize,
+}
 
 impl Parked {
     /// `lots` empty lots (at least one), and their sweeper (so it is made inside the
     /// runtime).
     pub fn start(lots: usize) -> Parked {
-        let lots = Arc::new((0..lots.max(1)).map(|_| Machines::default()).collect());
+        let lots = lots.max(1);
+        // With workers, lot 0 (the main runtime's) serves no client connection.
+        let serving = if lots > 1 { lots - 1 } else { 1 };
+        let per_lot = (MAX_PARKED_PER_MACHINE / serving).max(1);
+        let lots = Arc::new((0..lots).map(|_| Machines::default()).collect());
         tokio::spawn(sweep(Arc::downgrade(&lots)));
-        Parked(lots)
+        Parked { lots, per_lot }
     }
 
     /// Connections parked by tasks on this thread go to lot `lot`, and are taken from
@@ -61,8 +71,8 @@ impl Parked {
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
         let lot = LOT.with(Cell::get);
         // A lot past the last (none is made so) is the main runtime's; there is always one.
-        let lot = if lot < self.0.len() { lot } else { 0 };
-        self.0[lot].lock().unwrap_or_else(|p| p.into_inner())
+        let lot = if lot < self.lots.len() { lot } else { 0 };
+        self.lots[lot].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A parked connection to `addr` that is still open, the most recently parked first.
@@ -89,7 +99,7 @@ impl Parked {
         };
         let mut machines = self.lock();
         let parked = machines.entry(idle.connection.addr()).or_default();
-        if parked.len() < MAX_PARKED_PER_MACHINE {
+        if parked.len() < self.per_lot {
             parked.push(idle);
         }
     }
@@ -166,6 +176,25 @@ mod tests {
         assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE - 1);
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9));
         assert!(parked.take(elsewhere).is_none());
+    }
+
+    /// With workers, a machine's bound is shared out among their lots: sixteen
+    /// workers park at most 64 connections to one machine in all, not 64 each.
+    #[tokio::test]
+    async fn workers_share_the_bound() {
+        let budget = Budget::new(8);
+        let parked = Parked::start(17);
+        let (listener, connections) = machine_and_connections(5, &budget).await;
+        let addr = listener.local_addr().unwrap();
+        for connection in connections {
+            parked.park(connection);
+        }
+        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE / 16);
+        assert_eq!(
+            budget.available(),
+            4,
+            "the one over the bound gave its slot back"
+        );
     }
 
     /// A connection parked on one runtime's thread is taken only there: a worker's
