@@ -128,15 +128,18 @@ struct ClientConnection {
 }
 
 impl ClientConnection {
+    /// `slot`: its permit under the limit and, on a worker, its count among the
+    /// worker's open connections, both held as long as the connection or a tunnel it
+    /// became.
     fn new(
         accepted_peer: SocketAddr,
         inbound: Inbound,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        slot: (tokio::sync::OwnedSemaphorePermit, Option<workers::Open>),
     ) -> ClientConnection {
         ClientConnection {
             peer: accepted_peer,
             inbound,
-            permit: ConnectionPermit(Arc::new(permit)),
+            permit: ConnectionPermit(Arc::new(slot)),
         }
     }
 }
@@ -177,13 +180,10 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             peer,
             permit,
         } = accepted;
-        let (edge2, tls, client) = (
-            edge.clone(),
-            tls.clone(),
-            ClientConnection::new(peer, inbound, permit),
-        );
+        let (edge2, tls) = (edge.clone(), tls.clone());
         edge.workers
-            .hand_off(&edge.connections, stream, move |stream| {
+            .hand_off(&edge.connections, stream, move |stream, open| {
+                let client = ClientConnection::new(peer, inbound, (permit, open));
                 serve_client(stream, client, edge2, tls)
             });
     })

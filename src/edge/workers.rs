@@ -66,14 +66,16 @@ impl Workers {
     /// Serves `stream` with `serve`: on the main runtime without workers, else on the
     /// worker with the fewest open connections (connections differ too much in how
     /// long they live, a WebSocket against a single request, for turns to balance
-    /// them). Tracked by `connections` either way, so shutdown waits for it.
+    /// them). Tracked by `connections` either way, so shutdown waits for it. `serve`
+    /// is given the connection's count on its worker, to hold as long as the
+    /// connection lives (past its task, when it becomes a tunnel).
     pub fn hand_off<F, Fut>(&self, connections: &TaskTracker, stream: TcpStream, serve: F)
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(TcpStream, Option<Open>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(worker) = self.least_busy() else {
-            connections.spawn(serve(stream));
+            connections.spawn(serve(stream, None));
             return;
         };
         // Registered again with the worker's reactor, so its I/O wakes only that thread.
@@ -81,11 +83,10 @@ impl Workers {
             Ok(stream) => stream,
             Err(e) => return tracing::debug!("cannot hand a connection to a worker: {e}"),
         };
-        let open = OpenGuard::enter(&worker.open);
+        let open = Open::enter(&worker.open);
         worker.runtime.spawn(connections.track_future(async move {
-            let _open = open;
             match TcpStream::from_std(stream) {
-                Ok(stream) => serve(stream).await,
+                Ok(stream) => serve(stream, Some(open)).await,
                 Err(e) => tracing::debug!("a worker cannot take a connection: {e}"),
             }
         }));
@@ -175,16 +176,16 @@ impl Drop for Alive {
 }
 
 /// Counts a connection open on a worker while it lives.
-struct OpenGuard(Arc<AtomicUsize>);
+pub struct Open(Arc<AtomicUsize>);
 
-impl OpenGuard {
-    fn enter(open: &Arc<AtomicUsize>) -> OpenGuard {
+impl Open {
+    fn enter(open: &Arc<AtomicUsize>) -> Open {
         open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(open.clone())
+        Open(open.clone())
     }
 }
 
-impl Drop for OpenGuard {
+impl Drop for Open {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -193,6 +194,31 @@ impl Drop for OpenGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection's count on its worker lasts as long as whatever holds it (a tunnel
+    /// the connection became), not as long as the task it was handed to.
+    #[tokio::test]
+    async fn a_connection_counts_while_its_slot_is_held() {
+        let workers = Workers::start(1).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let connections = TaskTracker::new();
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        workers.hand_off(&connections, stream, move |_stream, open| async move {
+            let _ = held_tx.send(open);
+        });
+        let open = held.await.unwrap().expect("counted on the worker");
+        connections.close();
+        connections.wait().await;
+        let count = || workers.workers[0].open.load(Ordering::Relaxed);
+        assert_eq!(count(), 1, "the task is done, the slot is still held");
+        drop(open);
+        assert_eq!(count(), 0);
+        workers.shut_down().await;
+    }
 
     /// A worker whose thread has ended gets no more connections: the others do, or,
     /// with none left, the main runtime.

@@ -65,10 +65,11 @@ pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>
 /// so another machine may take it).
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 
-/// The client connection's slot under `edge.max_connections`, carried by each request so
-/// an upgraded connection (a WebSocket tunnel) keeps holding it after HTTP is done.
+/// The client connection's slot under `edge.max_connections` (and whatever else the
+/// edge counts it by, such as its worker's open connections), carried by each request
+/// so an upgraded connection (a WebSocket tunnel) keeps holding it after HTTP is done.
 #[derive(Clone)]
-pub struct ConnectionPermit(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+pub struct ConnectionPermit(pub Arc<dyn std::any::Any + Send + Sync>);
 
 /// Facts about the listener a request came in on.
 #[derive(Debug, Clone, Copy)]
