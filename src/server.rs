@@ -2,7 +2,7 @@
 //! (starting ACME where configured), binds the edge (HTTP, HTTPS) and API listeners
 //! (and in a cluster the backhaul, with a connection limit of its own, and joins it),
 //! runs the reaper, applies reloaded configs (`reload`), and shuts everything down in
-//! order (stop accepting, drain, end the edge's workers, stop machines).
+//! order (stop accepting, drain, stop machines, end the edge's workers).
 
 mod live;
 mod membership;

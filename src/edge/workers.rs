@@ -225,27 +225,23 @@ mod tests {
     #[test]
     fn a_worker_that_is_gone_takes_no_connection() {
         let workers = Workers::start(2).unwrap();
-        workers.workers[0].stop.cancel();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while workers.workers[0].alive.load(Ordering::Relaxed) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the worker did not end"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let end = |worker: &Worker| {
+            worker.stop.cancel();
+            while worker.alive.load(Ordering::Relaxed) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the worker did not end"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        end(&workers.workers[0]);
         for _ in 0..4 {
             let chosen = workers.least_busy().expect("the other worker");
             assert!(std::ptr::eq(chosen, &workers.workers[1]));
         }
-        workers.workers[1].stop.cancel();
-        while workers.workers[1].alive.load(Ordering::Relaxed) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the worker did not end"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        end(&workers.workers[1]);
         assert!(workers.least_busy().is_none(), "the main runtime serves");
     }
 }

@@ -2,8 +2,8 @@
 //! connection or per round (timeouts, limits, trusted proxies, regions, geo databases,
 //! stop signal) are swapped in whole; what was bound or opened at start (listeners,
 //! the edge's workers, the data dir, the driver and its catalog, the certs dir,
-//! `[cluster]` and a cluster node's region) is kept and named. Every fallible step runs before anything is
-//! swapped, so a bad file or certificate changes nothing.
+//! `[cluster]` and a cluster node's region) is kept and named. Every fallible step
+//! runs before anything is swapped, so a bad file or certificate changes nothing.
 
 use super::{Live, open_geo};
 use crate::config::Config;

@@ -165,8 +165,8 @@ impl MachineConnection {
     /// answer, and the machine's request is let go as on hyper's path. The client is
     /// watched only once the machine has kept it waiting `WATCH_CLIENT_AFTER`, so a
     /// quick answer costs no read of the client; what a pipelining client sends
-    /// meanwhile is kept for after this answer.
-    /// `now` is when the wait begins (the caller has just read the clock).
+    /// meanwhile is kept for after this answer. `now` is when the wait begins (the
+    /// caller has just read the clock).
     async fn read_watching<C>(
         &mut self,
         now: Instant,

@@ -220,20 +220,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 Err(e) => return Err(unreached.unwrap_or(ProxyError::from(e))),
             };
             served.add_wait(ready.waited);
-            served.machine = Some(ready.machine.clone());
+            // Shared, not its names copied: the id is copied only when the exchange failed.
+            let machine = ready.machine.clone();
+            served.machine = Some(machine.clone());
             let exchange = self.exchange(proxy, settings, head, ready, request_id, served.waited);
-            // The machine's id is copied only when the exchange failed.
-            let machine = || {
-                served
-                    .machine
-                    .as_ref()
-                    .map_or_else(String::new, |m| m.id.clone())
-            };
             let error = match exchange.await {
                 Ok(answer) => return Ok(answer),
                 Err(Exchange::Unsent(error)) => error,
                 Err(Exchange::Sent(error)) => {
-                    let machine = machine();
+                    let machine = machine.id.clone();
                     return Err(ProxyError::Upstream { machine, error });
                 }
                 Err(Exchange::Answering) => {
@@ -243,7 +238,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                     });
                 }
             };
-            let machine = machine();
+            let machine = machine.id.clone();
             plan.avoid.push(machine.clone());
             let error = ProxyError::Upstream { machine, error };
             if plan.avoid.len() >= MAX_CONNECT_ATTEMPTS {
