@@ -20,6 +20,8 @@
 #   behind edgewake, which adds nine forwarding headers, then works more than one behind
 #   the peers, which add one); the default, /?bytes=12, is a 12-byte answer like
 #   peers.sh's own backend, the same work for the machine behind every proxy.
+# - USER_AGENT="Mozilla/5.0 ..." sends that User-Agent with every request (wrk sends none,
+#   browsers always do; edgewake looks for monitors and crawlers in it).
 #
 # - builds edgewake (release), starts it on free loopback ports with its own data dir,
 #   creates an app and a machine of the bundled runtime with autostop off;
@@ -46,6 +48,8 @@ BASELINE_WORKERS=${BASELINE_WORKERS:-$WORKERS}
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need() { command -v "$1" >/dev/null 2>&1; }
+CLIENT_HEADERS=()
+[ -n "${USER_AGENT:-}" ] && CLIENT_HEADERS=(-H "User-Agent: $USER_AGENT")
 if ! need wrk || ! need nginx || ! need haproxy || ! need taskset || ! need h2load; then
   echo "installing wrk, nginx-light, haproxy, nghttp2-client (Debian packages)..." >&2
   apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy util-linux nghttp2-client >/dev/null
@@ -170,7 +174,7 @@ done
 # One wrk run; prints "rps p50_ms p99_ms".
 run_wrk() {
   local url=$1; shift
-  taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" "$@" "$url" 2>/dev/null | awk '
+  taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" "${CLIENT_HEADERS[@]}" "$@" "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
     # A proxy that answers errors fast must not look fast: such a run counts as 0.
@@ -182,7 +186,7 @@ run_wrk() {
 # percentiles: the mean stands in the p50 column, the maximum in the p99 column).
 run_h2() {
   local url=$1
-  taskset -c 1 h2load -t1 -c16 -m32 -D "$SECONDS_PER_RUN" -H ":authority: $HOST" "$url" 2>/dev/null | awk '
+  taskset -c 1 h2load -t1 -c16 -m32 -D "$SECONDS_PER_RUN" -H ":authority: $HOST" "${CLIENT_HEADERS[@]}" "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^finished in/ {rps=$4}
     /^time for request:/ {max=ms($5); mean=ms($6)}
@@ -223,14 +227,14 @@ pids_of() {
 }
 
 # PROFILE=1: instead of the rounds, sample edgewake's CPU (perf, 4 kHz; user space only
-# unless PERF_EVENT=cpu-clock) over one HTTP keep-alive run at 64 connections and print
-# the top symbols.
+# unless PERF_EVENT=cpu-clock) over one run of PROFILE_SCENARIO (default http-64) and
+# print the top symbols.
 if [ "${PROFILE:-0}" = 1 ]; then
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
   perf record -q -F 4000 -e "${PERF_EVENT:-cpu-clock:u}" ${PERF_ARGS:-} -p "${PID[edgewake]}" -o "$WORK/perf.data" &
   PERF=$!
   sleep 0.2
-  taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$(url_for edgewake "${PROFILE_SCENARIO:-http-64}")" >/dev/null
+  run_scenario "${PROFILE_SCENARIO:-http-64}" "$(url_for edgewake "${PROFILE_SCENARIO:-http-64}")" >/dev/null
   kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
   perf report -q -i "$WORK/perf.data" --no-children --sort ${SORT:-symbol} ${REPORT_ARGS:-} 2>/dev/null | head -"${TOP:-40}"
   exit 0
@@ -273,7 +277,7 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
     sleep 0.2
     before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
     conns=${scenario##*-}; [[ $conns =~ ^[0-9]+$ ]] || conns=64
-    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "$url" | awk '/requests in/ {print $1}')
+    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "${CLIENT_HEADERS[@]}" "$url" | awk '/requests in/ {print $1}')
     after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")

@@ -30,7 +30,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 pub use acme::{AcmeConfig, AcmeDirectory};
 pub use cluster::ClusterConfig;
 pub use locate::{ConfigSource, Located};
-pub use operator::{LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
+pub use operator::{AgentPieces, LogConfig, LogFormat, NoWakeConfig, ReplayConfig, WakeConfig};
 pub use validate::ConfigErrors;
 
 /// Where every command looks for its config, after `--config` and `EDGEWAKE_CONFIG`

@@ -96,19 +96,55 @@ impl Default for WakeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoWakeConfig {
     pub status: u16,
-    /// The list every app gets unless it says `operator_defaults = false` (lower-cased).
-    pub user_agents: Vec<String>,
+    /// The list every app gets unless it says `operator_defaults = false`.
+    pub user_agents: AgentPieces,
 }
 
 impl Default for NoWakeConfig {
     fn default() -> Self {
         NoWakeConfig {
             status: DEFAULT_NO_WAKE_STATUS,
-            user_agents: DEFAULT_NO_WAKE_USER_AGENTS
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
+            user_agents: AgentPieces::new(DEFAULT_NO_WAKE_USER_AGENTS),
         }
+    }
+}
+
+/// Case-insensitive pieces of a User-Agent, searched for all at once: one pass over a
+/// request's user agent, however long the list (it is looked for in every request).
+#[derive(Debug, Clone)]
+pub struct AgentPieces {
+    /// Lower-cased, as written (empty ones left out).
+    pieces: Vec<String>,
+    search: aho_corasick::AhoCorasick,
+}
+
+impl AgentPieces {
+    pub fn new<S: AsRef<str>>(pieces: &[S]) -> AgentPieces {
+        let pieces: Vec<String> = pieces
+            .iter()
+            .map(|p| p.as_ref().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let search = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&pieces)
+            .expect("a list of user agent pieces is always a valid automaton");
+        AgentPieces { pieces, search }
+    }
+
+    /// Whether one of the pieces is in `agent` (ASCII case ignored).
+    pub fn found_in(&self, agent: &str) -> bool {
+        !self.pieces.is_empty() && self.search.is_match(agent)
+    }
+
+    pub fn pieces(&self) -> &[String] {
+        &self.pieces
+    }
+}
+
+impl PartialEq for AgentPieces {
+    fn eq(&self, other: &AgentPieces) -> bool {
+        self.pieces == other.pieces
     }
 }
 
@@ -214,10 +250,10 @@ impl RawNoWake {
                 "`no_wake.status`: {status} is not an HTTP status (200-599)"
             ));
         }
-        // Lower-cased here, once: they are matched against every request's user agent.
+        // Built here, once: they are looked for in every request's user agent.
         let user_agents = self
             .user_agents
-            .map(|list| list.iter().map(|s| s.to_ascii_lowercase()).collect())
+            .map(|list| AgentPieces::new(&list))
             .unwrap_or(d.user_agents);
         NoWakeConfig {
             status,
@@ -284,7 +320,7 @@ mod tests {
         assert!(config.wake.page);
         assert_eq!(config.wake.keep_awake_max, Duration::from_secs(600));
         assert_eq!(config.no_wake.status, 204);
-        assert_eq!(config.no_wake.user_agents, ["mymonitor"]);
+        assert_eq!(config.no_wake.user_agents.pieces(), ["mymonitor"]);
         assert_eq!(config.replay.max_body, 4096);
         assert_eq!(
             (config.log.format, config.log.access),

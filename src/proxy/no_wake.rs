@@ -25,7 +25,7 @@ pub fn matches(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let with_defaults = rules.is_none_or(|r| r.operator_defaults != Some(false));
-    if with_defaults && agent_matches(&operator.user_agents, agent) {
+    if with_defaults && operator.user_agents.found_in(agent) {
         return true;
     }
     let Some(rules) = rules else { return false };
@@ -37,16 +37,15 @@ pub fn matches(
         || agent_matches(&rules.user_agents, agent)
 }
 
-/// A case-insensitive piece of the user agent.
+/// A case-insensitive piece of the user agent (an app's few pieces, as written in its
+/// config: compared in place, nothing allocated).
 fn agent_matches(pieces: &[String], agent: &str) -> bool {
-    if agent.is_empty() {
-        return false;
-    }
-    let agent = agent.to_ascii_lowercase();
-    pieces
-        .iter()
-        .filter(|p| !p.is_empty())
-        .any(|p| agent.contains(&p.to_ascii_lowercase()))
+    let agent = agent.as_bytes();
+    pieces.iter().filter(|p| !p.is_empty()).any(|p| {
+        agent
+            .windows(p.len())
+            .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// An exact path, or a prefix written with a trailing `*`.
@@ -165,6 +164,24 @@ mod tests {
         assert!(matches(r, &op, &Method::OPTIONS, "/", &any));
         assert!(matches(r, &op, &Method::GET, "/", &headers("My-Pinger/1")));
         assert!(!matches(r, &op, &Method::POST, "/api", &any));
+    }
+
+    /// Pieces match whatever the case on either side; an empty piece matches nothing,
+    /// a piece longer than the agent neither.
+    #[test]
+    fn agent_pieces_ignore_case() {
+        let op = NoWakeConfig::default();
+        assert!(
+            op.user_agents
+                .found_in("mozilla/5.0 (compatible; GOOGLEBOT/2.1)")
+        );
+        assert!(!op.user_agents.found_in(""));
+        let pieces = ["".to_string(), "MY-Pinger".to_string()];
+        assert!(agent_matches(&pieces, "x my-pINGER/1"));
+        assert!(!agent_matches(&pieces, "my-ping"));
+        assert!(!agent_matches(&pieces[..1], "anything"));
+        let none = crate::config::AgentPieces::new::<&str>(&[]);
+        assert!(!none.found_in("UptimeRobot"));
     }
 
     /// The answer says the app sleeps, when to come back, and is never cached.
