@@ -278,10 +278,12 @@ async fn serve_connection<I>(
         if req.version() == http::Version::HTTP_11 {
             req.extensions_mut().insert(own_upstream.clone());
         }
-        async move {
+        // Boxed: hyper moves the request's future (kilobytes) into its HTTP/1 dispatcher
+        // or, for each HTTP/2 stream, into a task of its own; a box moves as a pointer.
+        Box::pin(async move {
             let response = proxy.handle(req, client.inbound, client.peer).await;
             Ok::<_, Infallible>(response.map(|body| Guarded::new(body, request)))
-        }
+        })
     });
     connection::serve_connection(
         io,

@@ -224,7 +224,9 @@ async fn answered(
 }
 
 /// Sends the request over the connection's own upstream or the pool. The request is
-/// taken out of `prepared`, and given back in the failure when unsent.
+/// taken out of `prepared`, and given back in the failure when unsent. The rarer ways
+/// (another node, an h2c machine, an upgrade) are boxed, so the common ones' future is
+/// not sized for them.
 async fn exchange(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
@@ -237,17 +239,19 @@ async fn exchange(
     );
     if target != Target::Machine {
         let upgrade = prepared.upgrade.is_some();
-        return Ok((upstreams.backhaul.send(req, upgrade).await?, None));
+        return Ok((Box::pin(upstreams.backhaul.send(req, upgrade)).await?, None));
     }
     let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
     if ready.h2_backend {
         *req.uri_mut() = upstream::http_uri(req.uri(), prepared.authority.as_bytes());
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(HOST); // `:authority` says it
-        let (response, lease) = upstreams
-            .pools
-            .send_h2(addr, req, prepared.pacing.queueing())
-            .await?;
+        let (response, lease) = Box::pin(upstreams.pools.send_h2(
+            addr,
+            req,
+            prepared.pacing.queueing(),
+        ))
+        .await?;
         return Ok((response, Some(lease)));
     }
     *req.uri_mut() = origin_form(req.uri());
@@ -256,7 +260,7 @@ async fn exchange(
     if prepared.upgrade.is_some() {
         // A connection of its own, which the tunnel keeps: it counts against the
         // budget, never against a machine's pool (a WebSocket is not a pooled request).
-        let response = upstream::send_once(addr, req, budget, send).await?;
+        let response = Box::pin(upstream::send_once(addr, req, budget, send)).await?;
         return Ok((response, None));
     }
     match prepared.own_upstream.as_ref() {

@@ -184,7 +184,8 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
         if inbound.backhaul {
-            return self.relay(req, peer).await;
+            // Boxed: a relayed request's future would make every request's larger.
+            return Box::pin(self.relay(req, peer)).await;
         }
         let began = Instant::now();
         let metrics = &self.supervisor.metrics;
