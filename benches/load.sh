@@ -20,6 +20,7 @@
 #   behind edgewake, which adds nine forwarding headers, then works more than one behind
 #   the peers, which add one); the default, /?bytes=12, is a 12-byte answer like
 #   peers.sh's own backend, the same work for the machine behind every proxy.
+# - NGINX_TLS=debian leaves nginx on Debian's TLS 1.0-1.2 (default: TLS 1.2 and 1.3).
 # - USER_AGENT="Mozilla/5.0 ..." sends that User-Agent with every request (wrk sends none,
 #   browsers always do; edgewake looks for monitors and crawlers in it).
 #
@@ -140,6 +141,19 @@ done
 [ -f "${PEERS:-}" ] || { echo "no peers.sh: set PEERS=/path/to/shared/bench/peers.sh" >&2; exit 1; }
 PEER_DIR="$WORK/peer" BACKEND="$IP:8080" bash "$PEERS" start
 
+# nginx speaks TLS 1.3 as edgewake does (nginx 1.23.4 and later do by default; Debian's
+# 1.22 offers TLS 1.0-1.2 only). On TLS 1.2 wrk resumes its session without any key
+# exchange, where TLS 1.3 resumption does an X25519 exchange on both sides: the
+# handshake rows compared the two protocols until 2026-11-29. NGINX_TLS=debian keeps
+# Debian's default.
+if [ "${NGINX_TLS:-1.3}" != debian ]; then
+  sed -i 's|ssl_certificate_key \([^;]*\);|& ssl_protocols TLSv1.2 TLSv1.3;|' "$WORK/peer/nginx.conf"
+  grep -q "ssl_protocols TLSv1.2 TLSv1.3" "$WORK/peer/nginx.conf" ||
+    { echo "could not give nginx TLS 1.3 (peers.sh's nginx.conf changed?)" >&2; exit 1; }
+  nginx -c "$WORK/peer/nginx.conf" -s reload 2>/dev/null
+  sleep 0.5
+fi
+
 # PEER_HEADERS=1: the peers send the machine the forwarding headers edgewake sends
 # (Fly's contract: nine, where peers.sh's configs add one), so the machine behind each
 # proxy parses the same head and the comparison is of the proxies alone.
@@ -214,7 +228,9 @@ run_scenario() {
   case "$1" in
     http-64|https-64) run_wrk "$url" -c64 ;;
     http-256) run_wrk "$url" -c256 ;;
-    https-newconn|http-newconn) run_wrk "$url" -c16 -H Connection:close ;;
+    # wrk drops a header written without a space after the colon: `Connection:close`
+    # was never sent, and this ran kept-alive connections until 2026-11-29.
+    https-newconn|http-newconn) run_wrk "$url" -c16 -H "Connection: close" ;;
     h2) run_h2 "$url" ;;
   esac
 }

@@ -39,7 +39,7 @@ use crate::geo::GeoDb;
 use crate::hostnames::Hostnames;
 use crate::lifecycle::{AcquireError, Manner, Plan, Ready, Supervisor};
 use crate::machines::App;
-use crate::machines::spec::MachineSpec;
+use crate::machines::spec::{MachineSpec, RulesView};
 use crate::metrics::InFlightGauge;
 use crate::tls::challenges::Challenges;
 use crate::trusted::Trusted;
@@ -223,7 +223,8 @@ impl Proxy {
         let mut app = self.route(settings, &target.host)?;
         served.app = app.record.name.clone();
         let port = inbound.service_port;
-        if inbound.scheme == "http" && forces_https(&app, port) {
+        let port_rules = PortRules::of(&app, port);
+        if inbound.scheme == "http" && port_rules.force_https {
             return Ok(respond::redirect_to_https(&target.host, req.uri()));
         }
         let chunked = checks::is_chunked(&req);
@@ -231,8 +232,7 @@ impl Proxy {
         let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
         let location = settings.geo.locate(client_ip);
         let mut plan = place::plan(&settings.regions, location, req.headers());
-        let spec = serving_spec(&app, port);
-        let rules = spec.as_deref().and_then(|s| s.http_rules(port));
+        let rules = port_rules.http(port);
         let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
         let fwd = forwarded(settings, &target, client_ip, inbound, peer);
@@ -353,10 +353,9 @@ impl Proxy {
         let Ok(app) = self.route(&settings, host) else {
             return;
         };
-        let spec = serving_spec(&app, port);
         if !settings
             .sleeping
-            .wakes_early(spec.as_deref().and_then(|s| s.http_rules(port)))
+            .wakes_early(PortRules::of(&app, port).http(port))
         {
             return;
         }
@@ -399,24 +398,42 @@ fn forwarded<'a>(
     }
 }
 
-/// The config of a machine of the app serving `port`: where the app's rules for
-/// requests on it are read (the machines of an app share them, as Fly's do).
-fn serving_spec(app: &App, port: u16) -> Option<Arc<MachineSpec>> {
-    app.with_machines(|machines| {
-        machines
-            .iter()
-            .filter(|m| !m.is_gone())
-            .map(|m| m.spec())
-            .find(|spec| spec.port_for(port).is_some())
-    })
+/// What an app's machines say about requests on one of its ports, read in one pass
+/// over them (one lock of the list, one read of each config, where there were three).
+pub(super) struct PortRules {
+    /// The config of the first machine serving the port: where the app's rules for
+    /// requests on it are read (the machines of an app share them, as Fly's do).
+    pub spec: Option<Arc<MachineSpec>>,
+    /// Whether a machine's service on this (plain HTTP) port says `force_https`.
+    pub force_https: bool,
+    /// Whether a machine's service on this port speaks HTTP/2 to the edge (hyper's
+    /// path serves it).
+    pub h2_backend: bool,
 }
 
-/// Whether the app's services on this (plain HTTP) port say `force_https`.
-fn forces_https(app: &App, port: u16) -> bool {
-    app.with_machines(|machines| {
-        machines
-            .iter()
-            .filter(|m| !m.is_gone())
-            .any(|m| m.spec().port_for(port).is_some_and(|(_, p)| p.force_https))
-    })
+impl PortRules {
+    pub fn of(app: &App, port: u16) -> PortRules {
+        app.with_machines(|machines| {
+            let mut rules = PortRules {
+                spec: None,
+                force_https: false,
+                h2_backend: false,
+            };
+            for machine in machines.iter().filter(|m| !m.is_gone()) {
+                let spec = machine.spec();
+                let Some((_, service)) = spec.port_for(port) else {
+                    continue;
+                };
+                rules.force_https |= service.force_https;
+                rules.h2_backend |= service.http_options.h2_backend;
+                rules.spec.get_or_insert(spec);
+            }
+            rules
+        })
+    }
+
+    /// The app's HTTP rules for requests on `port`.
+    pub fn http(&self, port: u16) -> Option<RulesView<'_>> {
+        self.spec.as_deref().and_then(|s| s.http_rules(port))
+    }
 }

@@ -3,8 +3,7 @@
 //! the machine.
 
 use super::super::{
-    Inbound, Proxy, ProxySettings, challenge, forces_https, forwarded, headers, place, route,
-    serving_spec,
+    Inbound, PortRules, Proxy, ProxySettings, challenge, forwarded, headers, place, route,
 };
 use super::head::{self, RequestHead};
 use crate::lifecycle::{Manner, Plan};
@@ -42,29 +41,16 @@ pub(super) fn admit(
     let target = route::Target::of(req).ok()?;
     let app = proxy.route(settings, &target.host).ok()?;
     let port = inbound.service_port;
-    if (inbound.scheme == "http" && forces_https(&app, port)) || uses_h2_backend(&app, port) {
+    let port_rules = PortRules::of(&app, port);
+    if (inbound.scheme == "http" && port_rules.force_https) || port_rules.h2_backend {
         return None;
     }
     let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
     let location = settings.geo.locate(client_ip);
     let plan = place::plan(&settings.regions, location, req.headers());
-    let spec = serving_spec(&app, port);
-    let manner = settings
-        .sleeping
-        .manner(spec.as_deref().and_then(|s| s.http_rules(port)), req);
+    let manner = settings.sleeping.manner(port_rules.http(port), req);
     let fwd = forwarded(settings, &target, client_ip, inbound, peer);
     headers::strip_hop_by_hop(req.headers_mut());
     head::write_request_head(out, req, &fwd);
     Some(Routed { app, plan, manner })
-}
-
-/// Whether the app's services on `port` speak HTTP/2 to machines (hyper's path does).
-fn uses_h2_backend(app: &App, port: u16) -> bool {
-    app.with_machines(|machines| {
-        machines.iter().any(|m| {
-            m.spec()
-                .port_for(port)
-                .is_some_and(|(_, p)| p.http_options.h2_backend)
-        })
-    })
 }

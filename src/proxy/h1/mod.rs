@@ -22,8 +22,8 @@ pub mod response;
 
 use super::upstream::UpstreamError;
 use super::{
-    Inbound, MAX_CONNECT_ATTEMPTS, Proxy, ProxyBody, ProxyError, ProxySettings, keep_awake,
-    serving_spec,
+    Inbound, MAX_CONNECT_ATTEMPTS, PortRules, Proxy, ProxyBody, ProxyError, ProxySettings,
+    keep_awake,
 };
 use crate::connection::WaitTimer;
 use crate::lifecycle::{AcquireError, Ready};
@@ -206,8 +206,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             let ready = match proxy.supervisor.ready_in(&app, port, &plan, manner).await {
                 Ok(ready) => ready,
                 Err(AcquireError::Asleep { waking, .. }) => {
-                    let spec = serving_spec(&app, port);
-                    let rules = spec.as_deref().and_then(|s| s.http_rules(port));
+                    let port_rules = PortRules::of(&app, port);
+                    let rules = port_rules.http(port);
                     let is_head = head.req.method() == http::Method::HEAD;
                     let metrics = &proxy.supervisor.metrics;
                     let answer =
