@@ -79,13 +79,6 @@ enum SandboxHook {
 
 /// Every error ends here as one message on stderr and exit code 1: no backtrace, even
 /// with RUST_BACKTRACE set (those are for bugs, which panic).
-/// mimalloc: per-thread free lists for every size. glibc's malloc served the HTTP/2
-/// path's kilobyte-sized allocations (a stream's task, its request's future) from its
-/// shared bins, about 12 % of the edge's CPU under h2load; with mimalloc HTTP/2
-/// throughput rose 1.3x (BENCHMARKS.md). The machines' runtime (this binary) uses it too.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let located = Located::find(cli.config.as_deref());
