@@ -49,6 +49,8 @@ BASELINE_WORKERS=${BASELINE_WORKERS:-$WORKERS}
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need() { command -v "$1" >/dev/null 2>&1; }
+# Headers every client sends besides the host. Expanded as ${CLIENT_HEADERS[@]+...}:
+# an empty array's "${CLIENT_HEADERS[@]}" fails under `set -u` before bash 4.4.
 CLIENT_HEADERS=()
 [ -n "${USER_AGENT:-}" ] && CLIENT_HEADERS=(-H "User-Agent: $USER_AGENT")
 if ! need wrk || ! need nginx || ! need haproxy || ! need taskset || ! need h2load; then
@@ -150,8 +152,11 @@ if [ "${NGINX_TLS:-1.3}" != debian ]; then
   sed -i 's|ssl_certificate_key \([^;]*\);|& ssl_protocols TLSv1.2 TLSv1.3;|' "$WORK/peer/nginx.conf"
   grep -q "ssl_protocols TLSv1.2 TLSv1.3" "$WORK/peer/nginx.conf" ||
     { echo "could not give nginx TLS 1.3 (peers.sh's nginx.conf changed?)" >&2; exit 1; }
-  nginx -c "$WORK/peer/nginx.conf" -s reload 2>/dev/null
+  nginx -c "$WORK/peer/nginx.conf" -s reload 2>"$WORK/peer/reload.err" ||
+    { cat "$WORK/peer/reload.err" >&2; exit 1; }
   sleep 0.5
+  curl -sfk --tlsv1.3 -o /dev/null https://127.0.0.1:18443/ ||
+    { echo "nginx does not answer over TLS 1.3" >&2; exit 1; }
 fi
 
 # PEER_HEADERS=1: the peers send the machine the forwarding headers edgewake sends
@@ -188,7 +193,7 @@ done
 # One wrk run; prints "rps p50_ms p99_ms".
 run_wrk() {
   local url=$1; shift
-  taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" "${CLIENT_HEADERS[@]}" "$@" "$url" 2>/dev/null | awk '
+  taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" --latency -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} "$@" "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
     # A proxy that answers errors fast must not look fast: such a run counts as 0.
@@ -200,7 +205,7 @@ run_wrk() {
 # percentiles: the mean stands in the p50 column, the maximum in the p99 column).
 run_h2() {
   local url=$1
-  taskset -c 1 h2load -t1 -c16 -m32 -D "$SECONDS_PER_RUN" -H ":authority: $HOST" "${CLIENT_HEADERS[@]}" "$url" 2>/dev/null | awk '
+  taskset -c 1 h2load -t1 -c16 -m32 -D "$SECONDS_PER_RUN" -H ":authority: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} "$url" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^finished in/ {rps=$4}
     /^time for request:/ {max=ms($5); mean=ms($6)}
@@ -246,6 +251,10 @@ pids_of() {
 # unless PERF_EVENT=cpu-clock) over one run of PROFILE_SCENARIO (default http-64) and
 # print the top symbols.
 if [ "${PROFILE:-0}" = 1 ]; then
+  case "${PROFILE_SCENARIO:-http-64}" in
+    http-64|http-256|https-64|https-newconn|http-newconn|h2) ;;
+    *) echo "PROFILE_SCENARIO: no scenario ${PROFILE_SCENARIO}" >&2; exit 1 ;;
+  esac
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
   perf record -q -F 4000 -e "${PERF_EVENT:-cpu-clock:u}" ${PERF_ARGS:-} -p "${PID[edgewake]}" -o "$WORK/perf.data" &
   PERF=$!
@@ -293,7 +302,8 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
     sleep 0.2
     before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
     conns=${scenario##*-}; [[ $conns =~ ^[0-9]+$ ]] || conns=64
-    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "${CLIENT_HEADERS[@]}" "$url" | awk '/requests in/ {print $1}')
+    close=(); [[ $scenario == *-newconn ]] && close=(-H "Connection: close") && conns=16
+    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} ${close[@]+"${close[@]}"} "$url" | awk '/requests in/ {print $1}')
     after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")

@@ -149,7 +149,8 @@ async fn large_upload_reaches_the_machine() {
 }
 
 /// HTTP/2 with prior knowledge is accepted on the plain-HTTP port; the machine is
-/// reached over HTTP/1.1, or over h2c when its port says `h2_backend`.
+/// reached over HTTP/1.1, or over h2c when its port says `h2_backend`, whichever
+/// protocol the client speaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_and_h2_backends() {
     let edge = TestEdge::start().await;
@@ -176,6 +177,20 @@ async fn h2c_clients_and_h2_backends() {
             .to_bytes();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["version"], seen, "{app}");
+    }
+    // An HTTP/1.1 client too: the fast path leaves an h2_backend port to hyper's path.
+    for (app, seen) in [("plain", "HTTP/1.1"), ("grpc", "HTTP/2.0")] {
+        let res = edge
+            .client
+            .get(format!("http://{}/", edge.running.http_addr))
+            .header("host", format!("{app}.localhost"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.version(), reqwest::Version::HTTP_11, "{app}");
+        assert_eq!(res.status(), StatusCode::OK, "{app}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["version"], seen, "{app} over HTTP/1.1");
     }
     edge.shutdown().await;
 }

@@ -104,22 +104,24 @@ impl Default for NoWakeConfig {
     fn default() -> Self {
         NoWakeConfig {
             status: DEFAULT_NO_WAKE_STATUS,
-            user_agents: AgentPieces::new(DEFAULT_NO_WAKE_USER_AGENTS),
+            user_agents: AgentPieces::new(DEFAULT_NO_WAKE_USER_AGENTS)
+                .expect("the default list builds"),
         }
     }
 }
 
 /// Case-insensitive pieces of a User-Agent, searched for all at once: one pass over a
 /// request's user agent, however long the list (it is looked for in every request).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentPieces {
-    /// Lower-cased, as written (empty ones left out).
+    /// Lower-cased, as written (empty ones left out: they would match every agent).
     pieces: Vec<String>,
     search: aho_corasick::AhoCorasick,
 }
 
 impl AgentPieces {
-    pub fn new<S: AsRef<str>>(pieces: &[S]) -> AgentPieces {
+    /// The search for `pieces`; an error only for a list too large to build it from.
+    pub fn new<S: AsRef<str>>(pieces: &[S]) -> Result<AgentPieces, aho_corasick::BuildError> {
         let pieces: Vec<String> = pieces
             .iter()
             .map(|p| p.as_ref().to_ascii_lowercase())
@@ -127,9 +129,8 @@ impl AgentPieces {
             .collect();
         let search = aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .build(&pieces)
-            .expect("a list of user agent pieces is always a valid automaton");
-        AgentPieces { pieces, search }
+            .build(&pieces)?;
+        Ok(AgentPieces { pieces, search })
     }
 
     /// Whether one of the pieces is in `agent` (ASCII case ignored).
@@ -139,6 +140,13 @@ impl AgentPieces {
 
     pub fn pieces(&self) -> &[String] {
         &self.pieces
+    }
+}
+
+/// The pieces, not the automaton (a config's Debug is read by people and compared).
+impl std::fmt::Debug for AgentPieces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AgentPieces").field(&self.pieces).finish()
     }
 }
 
@@ -251,10 +259,14 @@ impl RawNoWake {
             ));
         }
         // Built here, once: they are looked for in every request's user agent.
-        let user_agents = self
-            .user_agents
-            .map(|list| AgentPieces::new(&list))
-            .unwrap_or(d.user_agents);
+        let user_agents = match self.user_agents.map(|list| AgentPieces::new(&list)) {
+            None => d.user_agents,
+            Some(Ok(pieces)) => pieces,
+            Some(Err(e)) => {
+                errors.push(format!("`no_wake.user_agents`: {e}"));
+                d.user_agents
+            }
+        };
         NoWakeConfig {
             status,
             user_agents,

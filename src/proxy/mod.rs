@@ -401,13 +401,14 @@ fn forwarded<'a>(
 /// What an app's machines say about requests on one of its ports, read in one pass
 /// over them (one lock of the list, one read of each config, where there were three).
 pub(super) struct PortRules {
-    /// The config of the first machine serving the port: where the app's rules for
+    /// The config of the first machine (not gone) serving the port: where the app's rules for
     /// requests on it are read (the machines of an app share them, as Fly's do).
     pub spec: Option<Arc<MachineSpec>>,
     /// Whether a machine's service on this (plain HTTP) port says `force_https`.
     pub force_https: bool,
     /// Whether a machine's service on this port speaks HTTP/2 to the edge (hyper's
-    /// path serves it).
+    /// path serves it). Gone machines are not asked, for none of the three: a machine
+    /// being destroyed is never picked.
     pub h2_backend: bool,
 }
 

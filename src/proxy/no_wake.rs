@@ -180,8 +180,12 @@ mod tests {
         assert!(agent_matches(&pieces, "x my-pINGER/1"));
         assert!(!agent_matches(&pieces, "my-ping"));
         assert!(!agent_matches(&pieces[..1], "anything"));
-        let none = crate::config::AgentPieces::new::<&str>(&[]);
+        let none = crate::config::AgentPieces::new::<&str>(&[]).unwrap();
         assert!(!none.found_in("UptimeRobot"));
+        // An operator's empty piece would match every agent: it is left out.
+        let listed = crate::config::AgentPieces::new(&["", "MyMon"]).unwrap();
+        assert!(!listed.found_in("curl/8"));
+        assert!(listed.found_in("x MYMON/1"));
     }
 
     /// The answer says the app sleeps, when to come back, and is never cached.
