@@ -232,7 +232,7 @@ impl Proxy {
         let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
         let location = settings.geo.locate(client_ip);
         let mut plan = place::plan(&settings.regions, location, req.headers());
-        let rules = port_rules.http(port);
+        let rules = port_rules.http();
         let mut manner = settings.sleeping.manner(rules, &req);
         let head = req.method() == Method::HEAD;
         let fwd = forwarded(settings, &target, client_ip, inbound, peer);
@@ -355,7 +355,7 @@ impl Proxy {
         };
         if !settings
             .sleeping
-            .wakes_early(PortRules::of(&app, port).http(port))
+            .wakes_early(PortRules::of(&app, port).http())
         {
             return;
         }
@@ -401,9 +401,10 @@ fn forwarded<'a>(
 /// What an app's machines say about requests on one of its ports, read in one pass
 /// over them (one lock of the list, one read of each config, where there were three).
 pub(super) struct PortRules {
-    /// The config of the first machine (not gone) serving the port: where the app's rules for
-    /// requests on it are read (the machines of an app share them, as Fly's do).
-    pub spec: Option<Arc<MachineSpec>>,
+    port: u16,
+    /// The config of the first machine (not gone) serving the port: where the app's
+    /// rules for requests on it are read (the machines of an app share them, as Fly's do).
+    spec: Option<Arc<MachineSpec>>,
     /// Whether a machine's service on this (plain HTTP) port says `force_https`.
     pub force_https: bool,
     /// Whether a machine's service on this port speaks HTTP/2 to the edge (hyper's
@@ -416,6 +417,7 @@ impl PortRules {
     pub fn of(app: &App, port: u16) -> PortRules {
         app.with_machines(|machines| {
             let mut rules = PortRules {
+                port,
                 spec: None,
                 force_https: false,
                 h2_backend: false,
@@ -433,8 +435,8 @@ impl PortRules {
         })
     }
 
-    /// The app's HTTP rules for requests on `port`.
-    pub fn http(&self, port: u16) -> Option<RulesView<'_>> {
-        self.spec.as_deref().and_then(|s| s.http_rules(port))
+    /// The app's HTTP rules for requests on the port.
+    pub fn http(&self) -> Option<RulesView<'_>> {
+        self.spec.as_deref().and_then(|s| s.http_rules(self.port))
     }
 }

@@ -48,7 +48,7 @@ pub(super) fn admit(
     let client_ip = settings.trusted.client_ip(peer.ip(), req.headers());
     let location = settings.geo.locate(client_ip);
     let plan = place::plan(&settings.regions, location, req.headers());
-    let manner = settings.sleeping.manner(port_rules.http(port), req);
+    let manner = settings.sleeping.manner(port_rules.http(), req);
     let fwd = forwarded(settings, &target, client_ip, inbound, peer);
     headers::strip_hop_by_hop(req.headers_mut());
     head::write_request_head(out, req, &fwd);

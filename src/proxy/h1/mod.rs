@@ -207,7 +207,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
                 Ok(ready) => ready,
                 Err(AcquireError::Asleep { waking, .. }) => {
                     let port_rules = PortRules::of(&app, port);
-                    let rules = port_rules.http(port);
+                    let rules = port_rules.http();
                     let is_head = head.req.method() == http::Method::HEAD;
                     let metrics = &proxy.supervisor.metrics;
                     let answer =
