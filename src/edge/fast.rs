@@ -56,7 +56,7 @@ pub(super) async fn serve<I>(
             HeadRead::Fallback => break true,
         };
         match conn.serve(&edge.proxy, head).await {
-            Step::KeepAlive if !edge.cancel.is_cancelled() => {}
+            Step::KeepAlive if !edge.is_stopping() => {}
             Step::KeepAlive | Step::Close => break false,
             Step::Fallback => break true,
         }
