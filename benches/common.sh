@@ -1,4 +1,4 @@
-# What the benchmark scripts share; sourced by load.sh and memory.sh (ROOT set first).
+# What the benchmark scripts share; sourced by load.sh, memory.sh and contract-cost.sh (ROOT set first).
 
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -5,10 +5,12 @@
 # edgewake sends every request with the fields Fly's proxy sends (X-Forwarded-For, -Proto,
 # -Ssl, -Port, -Host, Fly-Client-IP, Fly-Forwarded-Port, Fly-Region, Via); the peers'
 # configs in shared/bench/peers.sh send one (X-Forwarded-For). The machine parses every
-# field, so behind edgewake it works more per request, on a core load.sh's proxies share
-# with it. This script measures that alone, with no proxy: the bundled runtime
-# (`edgewake functions`, what the benchmark's machine runs) on CPU 0, wrk on CPU 1, the
-# same 12-byte answer, in alternating runs: the head a peer sends, then edgewake's.
+# field, so behind edgewake it works more per request: CPU the proxies' core loses when
+# the machine shares it (load.sh, SHARED_CORE=1), or the client's when it runs beside
+# wrk (the default, unpinned). This script measures that alone, with no proxy: the
+# bundled runtime (`edgewake functions`, what the benchmark's machine runs) on CPU 0, wrk
+# on CPU 1, the same 12-byte answer, after a warm-up run, in runs that alternate which
+# head goes first: the head a peer sends and edgewake's.
 # It prints the machine's CPU per request (user + system) and its requests/s.
 set -euo pipefail
 ROUNDS=${1:-3}
@@ -16,7 +18,11 @@ SECONDS_PER_RUN=${2:-4}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/common.sh
 source "$ROOT/benches/common.sh"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+for tool in wrk taskset curl python3; do
+  command -v "$tool" >/dev/null && continue
+  apt-get update -qq && apt-get install -y -qq wrk util-linux curl python3 >/dev/null
+  break
+done
 edgewake_bin
 
 PORT=$(free_port)
@@ -24,25 +30,37 @@ PORT=$PORT HOST=127.0.0.1 taskset -c 0 "$BIN" functions >/dev/null 2>&1 &
 MACHINE=$!
 trap 'kill $MACHINE 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.05; done
+curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" ||
+  { echo "the machine does not answer on port $PORT" >&2; exit 1; }
 
-HOST=app.localhost
+APP_HOST=app.localhost
 PEER=(-H "X-Forwarded-For: 127.0.0.1")
 FLY=(-H "X-Forwarded-For: 127.0.0.1" -H "X-Forwarded-Proto: http" -H "X-Forwarded-Ssl: off"
-  -H "X-Forwarded-Port: 80" -H "X-Forwarded-Host: $HOST" -H "Fly-Client-IP: 127.0.0.1"
+  -H "X-Forwarded-Port: 80" -H "X-Forwarded-Host: $APP_HOST" -H "Fly-Client-IP: 127.0.0.1"
   -H "Fly-Forwarded-Port: 80" -H "Fly-Region: ams" -H "Via: 1.1 edgewake")
 ticks() { awk '{print $14 + $15}' "/proc/$MACHINE/stat"; }
 HZ=$(getconf CLK_TCK)
 
+# One run of `$1` seconds with the head named `$2`; prints "rps machine_us".
+run() {
+  local fields before after out requests rps
+  if [ "$2" = peers ]; then fields=("${PEER[@]}"); else fields=("${FLY[@]}"); fi
+  before=$(ticks)
+  out=$(taskset -c 1 wrk -t1 -c64 -d"$1s" -H "Host: $APP_HOST" "${fields[@]}" \
+    "http://127.0.0.1:$PORT/?bytes=12")
+  after=$(ticks)
+  echo "$out" | grep -E 'Socket errors|Non-2xx' >&2 && echo "  (wrk saw errors in the $2 run)" >&2
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  echo "$rps $before $after $requests" | awk -v hz="$HZ" '{
+    printf "%10d %12.2f\n", $1, ($3 - $2) / hz / $4 * 1e6 }'
+}
+
+run 1 edgewake >/dev/null # warm-up
 printf "%-6s %-10s %10s %12s\n" round head rps machine_us
 for round in $(seq "$ROUNDS"); do
-  for head in peers edgewake; do
-    if [ "$head" = peers ]; then fields=("${PEER[@]}"); else fields=("${FLY[@]}"); fi
-    before=$(ticks)
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" "${fields[@]}" \
-      "http://127.0.0.1:$PORT/?bytes=12")
-    after=$(ticks)
-    requests=$(echo "$out" | awk '/requests in/ {print $1}')
-    echo "$round $head $requests $before $after" | awk -v hz="$HZ" -v s="$SECONDS_PER_RUN" '{
-      printf "%-6s %-10s %10d %12.2f\n", $1, $2, $3 / s, ($5 - $4) / hz / $3 * 1e6 }'
+  order="peers edgewake"; [ $((round % 2)) = 0 ] && order="edgewake peers"
+  for head in $order; do
+    printf "%-6s %-10s %s\n" "$round" "$head" "$(run "$SECONDS_PER_RUN" "$head")"
   done
 done

@@ -347,3 +347,38 @@ async fn bare_lf_heads_are_read_as_hyper_reads_them() {
     assert_eq!(answer.json()["path"], "/lf");
     edge.shutdown().await;
 }
+
+/// Shutdown ends the fast path's kept-alive connections: one waiting for its next
+/// request is closed at once, one with a request in flight gets its whole answer and
+/// is closed after it (served on an edge worker, each under its own token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_kept_alive_connections() {
+    let edge = TestEdge::start_with(|c| c.edge.workers = 1).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let machine = edge.running.supervisor.registry.machine(APP, &id).unwrap();
+    let in_flight = async |count: usize| {
+        wait::until_true("the requests in flight", BOOT, async || {
+            machine.activity.in_flight() == count
+        })
+        .await
+    };
+    let mut idle = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let mut busy = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {APP}.localhost\r\n\r\n");
+    let (mut idle_buf, mut busy_buf) = (Vec::new(), Vec::new());
+    for (tcp, buf) in [(&mut idle, &mut idle_buf), (&mut busy, &mut busy_buf)] {
+        tcp.write_all(get("/first").as_bytes()).await.unwrap();
+        assert_eq!(read_response(tcp, buf).await.status, 200);
+    }
+    // The first requests are done with (their count ends just after their answers).
+    in_flight(0).await;
+    busy.write_all(get("/slow?sleep=600").as_bytes())
+        .await
+        .unwrap();
+    in_flight(1).await;
+    edge.running.shutdown();
+    assert_closed(&mut idle).await;
+    let answer = read_response(&mut busy, &mut busy_buf).await;
+    assert_eq!(answer.status, 200, "the request in flight is answered");
+    assert_closed(&mut busy).await;
+}

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::WaitForCancellationFuture;
 
 /// How reading the next request head ended.
 // Made once per request and moved once: boxing the head would add an allocation to
@@ -41,9 +41,12 @@ pub(super) async fn serve<I>(
 {
     let io = PacedIo::new(io, settings.policy.send);
     let mut conn = Connection::new(io, client.inbound, client.peer);
-    // One wait for the edge's shutdown for the whole connection: a new one per request
-    // would join and leave the token's list of waiters (a lock each) every time.
-    let mut shutdown = std::pin::pin!(edge.cancel.clone().cancelled_owned());
+    // The connection's own token, under the edge's: checking it, and waiting on it,
+    // take its own lock, not one every connection on every worker shares. One wait
+    // for the whole connection: a new one per request would join and leave the
+    // token's list of waiters every time.
+    let stop = edge.cancel.child_token();
+    let mut shutdown = std::pin::pin!(stop.cancelled());
     let fall_back_now = loop {
         let head = match read_head(&mut conn, shutdown.as_mut(), &settings).await {
             HeadRead::Head(head) => head,
@@ -56,7 +59,7 @@ pub(super) async fn serve<I>(
             HeadRead::Fallback => break true,
         };
         match conn.serve(&edge.proxy, head).await {
-            Step::KeepAlive if !edge.is_stopping() => {}
+            Step::KeepAlive if !stop.is_cancelled() => {}
             Step::KeepAlive | Step::Close => break false,
             Step::Fallback => break true,
         }
@@ -90,7 +93,7 @@ async fn fall_back<I>(
 /// idle connection.
 async fn read_head<I>(
     conn: &mut Connection<I>,
-    mut shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+    mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
     settings: &EdgeSettings,
 ) -> HeadRead
 where
@@ -117,7 +120,9 @@ where
         };
         let release = idle && conn.holds_more_than_its_buffer() && release_at < deadline;
         let wait_until = if release { release_at } else { deadline };
+        // The read first: when it is ready, the shutdown is not looked at (a lock).
         let read = tokio::select! {
+            biased;
             read = conn.read_more_by(wait_until) => read,
             () = shutdown.as_mut(), if idle => return HeadRead::Done,
         };

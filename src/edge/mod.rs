@@ -26,7 +26,6 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -41,10 +40,6 @@ pub struct Edge {
     /// What `limit` was sized to; a reload grows or shrinks it by the difference.
     max_connections: std::sync::Mutex<usize>,
     pub cancel: CancellationToken,
-    /// Set once the listeners have stopped accepting (`cancel`): read after every
-    /// request, where the token's own check would take its lock, one lock shared by
-    /// every worker.
-    stopping: AtomicBool,
     pub connections: TaskTracker,
     /// Where connections are served (none: on the main runtime).
     pub workers: Workers,
@@ -83,19 +78,10 @@ impl Edge {
             limit: Arc::new(Semaphore::new(max_connections)),
             max_connections: std::sync::Mutex::new(max_connections),
             cancel,
-            stopping: AtomicBool::new(false),
             connections: TaskTracker::new(),
             workers,
             settings: ArcSwap::from_pointee(settings),
         }
-    }
-
-    /// Whether the edge is shutting down: a kept-alive connection closes after its
-    /// request. Set when the first listener sees `cancel`; until then (a moment) a
-    /// connection may serve one more request, and its wait for the next one still
-    /// ends on `cancel` itself.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
     }
 
     /// Replaces the connection settings (a config reload).
@@ -202,8 +188,6 @@ pub async fn serve(tcp: TcpListener, edge: Arc<Edge>, inbound: Inbound, tls: Opt
             });
     })
     .await;
-    // The loop ends when `cancel` fires, and only then.
-    edge.stopping.store(true, Ordering::Relaxed);
 }
 
 /// One accepted client connection, from its PROXY header to its last request.
