@@ -2,9 +2,10 @@
 # What Fly's forwarding headers cost the machine. Usage: bash benches/contract-cost.sh
 # [ROUNDS] [SECONDS]
 #
-# edgewake sends every request with the fields Fly's proxy sends (X-Forwarded-For, -Proto,
-# -Ssl, -Port, -Host, Fly-Client-IP, Fly-Forwarded-Port, Fly-Region, Via); the peers'
-# configs in shared/bench/peers.sh send one (X-Forwarded-For). The machine parses every
+# edgewake sends every request with the eight fields of Fly's contract (X-Forwarded-For,
+# -Proto, -Ssl, -Port, Fly-Client-IP, Fly-Forwarded-Port, Fly-Region, Via) and its own
+# X-Forwarded-Host, names in lower case as it writes them; the peers' configs in
+# shared/bench/peers.sh send one (X-Forwarded-For). The machine parses every
 # field, so behind edgewake it works more per request: CPU the proxies' core loses when
 # the machine shares it (load.sh, SHARED_CORE=1), or the client's when it runs beside
 # wrk (the default, unpinned). This script measures that alone, with no proxy: the
@@ -34,10 +35,10 @@ curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" ||
   { echo "the machine does not answer on port $PORT" >&2; exit 1; }
 
 APP_HOST=app.localhost
-PEER=(-H "X-Forwarded-For: 127.0.0.1")
-FLY=(-H "X-Forwarded-For: 127.0.0.1" -H "X-Forwarded-Proto: http" -H "X-Forwarded-Ssl: off"
-  -H "X-Forwarded-Port: 80" -H "X-Forwarded-Host: $APP_HOST" -H "Fly-Client-IP: 127.0.0.1"
-  -H "Fly-Forwarded-Port: 80" -H "Fly-Region: ams" -H "Via: 1.1 edgewake")
+PEER=(-H "x-forwarded-for: 127.0.0.1")
+FLY=(-H "x-forwarded-for: 127.0.0.1" -H "x-forwarded-proto: http" -H "x-forwarded-ssl: off"
+  -H "x-forwarded-port: 80" -H "x-forwarded-host: $APP_HOST" -H "fly-client-ip: 127.0.0.1"
+  -H "fly-forwarded-port: 80" -H "fly-region: ams" -H "via: 1.1 edgewake")
 ticks() { awk '{print $14 + $15}' "/proc/$MACHINE/stat"; }
 HZ=$(getconf CLK_TCK)
 
@@ -49,7 +50,11 @@ run() {
   out=$(taskset -c 1 wrk -t1 -c64 -d"$1s" -H "Host: $APP_HOST" "${fields[@]}" \
     "http://127.0.0.1:$PORT/?bytes=12")
   after=$(ticks)
-  echo "$out" | grep -E 'Socket errors|Non-2xx' >&2 && echo "  (wrk saw errors in the $2 run)" >&2
+  # A machine that answers errors fast must not look cheap.
+  if echo "$out" | grep -E 'Socket errors|Non-2xx' >&2; then
+    echo "wrk saw errors in the $2 run" >&2
+    exit 1
+  fi
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   echo "$rps $before $after $requests" | awk -v hz="$HZ" '{
@@ -61,6 +66,7 @@ printf "%-6s %-10s %10s %12s\n" round head rps machine_us
 for round in $(seq "$ROUNDS"); do
   order="peers edgewake"; [ $((round % 2)) = 0 ] && order="edgewake peers"
   for head in $order; do
-    printf "%-6s %-10s %s\n" "$round" "$head" "$(run "$SECONDS_PER_RUN" "$head")"
+    result=$(run "$SECONDS_PER_RUN" "$head") # a failed run stops the script here
+    printf "%-6s %-10s %s\n" "$round" "$head" "$result"
   done
 done

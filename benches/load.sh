@@ -160,8 +160,9 @@ if [ "${NGINX_TLS:-1.3}" != debian ]; then
 fi
 
 # PEER_HEADERS=1: the peers send the machine the forwarding headers edgewake sends
-# (Fly's contract: nine, where peers.sh's configs add one), so the machine behind each
-# proxy parses the same head and the comparison is of the proxies alone.
+# (nine: Fly's contract's eight and edgewake's X-Forwarded-Host, where peers.sh's configs
+# add one), so the machine behind each proxy parses the same head and the comparison is
+# of the proxies alone.
 if [ "${PEER_HEADERS:-0}" = 1 ]; then
   P="$WORK/peer"
   nginx_headers='proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Ssl off;

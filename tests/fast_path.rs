@@ -348,37 +348,42 @@ async fn bare_lf_heads_are_read_as_hyper_reads_them() {
     edge.shutdown().await;
 }
 
-/// Shutdown ends the fast path's kept-alive connections: one waiting for its next
-/// request is closed at once, one with a request in flight gets its whole answer and
-/// is closed after it (served on an edge worker, each under its own token).
+/// Shutdown ends the fast path's kept-alive connections itself, long before the drain
+/// timeout would cut them: one waiting for its next request is closed at once, one
+/// with an answer under way gets all of it and is then closed; shutdown then finishes
+/// and the machine is gone (served on an edge worker, each connection under its own
+/// token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_kept_alive_connections() {
-    let edge = TestEdge::start_with(|c| c.edge.workers = 1).await;
+    let edge = TestEdge::start_with(|c| {
+        c.edge.workers = 1;
+        c.edge.drain_timeout = Duration::from_secs(600);
+    })
+    .await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
-    let machine = edge.running.supervisor.registry.machine(APP, &id).unwrap();
-    let in_flight = async |count: usize| {
-        wait::until_true("the requests in flight", BOOT, async || {
-            machine.activity.in_flight() == count
-        })
-        .await
-    };
     let mut idle = TcpStream::connect(edge.running.http_addr).await.unwrap();
     let mut busy = TcpStream::connect(edge.running.http_addr).await.unwrap();
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {APP}.localhost\r\n\r\n");
     let (mut idle_buf, mut busy_buf) = (Vec::new(), Vec::new());
-    for (tcp, buf) in [(&mut idle, &mut idle_buf), (&mut busy, &mut busy_buf)] {
-        tcp.write_all(get("/first").as_bytes()).await.unwrap();
-        assert_eq!(read_response(tcp, buf).await.status, 200);
-    }
-    // The first requests are done with (their count ends just after their answers).
-    in_flight(0).await;
-    busy.write_all(get("/slow?sleep=600").as_bytes())
+    idle.write_all(get("/first").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut idle, &mut idle_buf).await.status, 200);
+    // An event stream: under way from its first event until its last, 700 ms later.
+    busy.write_all(get("/?stream=2&interval=700").as_bytes())
         .await
         .unwrap();
-    in_flight(1).await;
+    while !String::from_utf8_lossy(&busy_buf).contains("data: 0") {
+        read_some(&mut busy, &mut busy_buf).await;
+    }
     edge.running.shutdown();
     assert_closed(&mut idle).await;
     let answer = read_response(&mut busy, &mut busy_buf).await;
-    assert_eq!(answer.status, 200, "the request in flight is answered");
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body, b"data: 0\n\ndata: 1\n\n",
+        "the answer is whole"
+    );
     assert_closed(&mut busy).await;
+    let stopped = tokio::time::timeout(BOOT, edge.running.stopped()).await;
+    assert!(stopped.is_ok(), "no connection is left to drain");
+    assert!(machine_pids(&id).is_empty(), "the machine is stopped");
 }

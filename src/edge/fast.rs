@@ -41,33 +41,46 @@ pub(super) async fn serve<I>(
 {
     let io = PacedIo::new(io, settings.policy.send);
     let mut conn = Connection::new(io, client.inbound, client.peer);
-    // The connection's own token, under the edge's: checking it, and waiting on it,
-    // take its own lock, not one every connection on every worker shares. One wait
-    // for the whole connection: a new one per request would join and leave the
-    // token's list of waiters every time.
-    let stop = edge.cancel.child_token();
-    let mut shutdown = std::pin::pin!(stop.cancelled());
-    let fall_back_now = loop {
-        let head = match read_head(&mut conn, shutdown.as_mut(), &settings).await {
-            HeadRead::Head(head) => head,
-            HeadRead::Done => break false,
-            HeadRead::Refused => {
-                let error = crate::proxy::ProxyError::AmbiguousFraming;
-                conn.refuse_unrouted(&edge.proxy, &error).await;
-                break false;
-            }
-            HeadRead::Fallback => break true,
-        };
-        match conn.serve(&edge.proxy, head).await {
-            Step::KeepAlive if !stop.is_cancelled() => {}
-            Step::KeepAlive | Step::Close => break false,
-            Step::Fallback => break true,
-        }
-    };
+    let fall_back_now = serve_requests(&mut conn, &edge, &settings).await;
     // Hyper's path has connections of its own; the next client may use this one.
     conn.park_machine(&edge.proxy);
     if fall_back_now {
         fall_back(conn, client, edge, settings).await;
+    }
+}
+
+/// Serves requests until the connection ends (false) or one is for hyper's path (true).
+async fn serve_requests<I>(
+    conn: &mut Connection<PacedIo<I>>,
+    edge: &Edge,
+    settings: &EdgeSettings,
+) -> bool
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    // The connection's own token, under the edge's, while it is on the fast path:
+    // checking it and waiting on it take its own locks, none that every connection on
+    // every worker shares (it joins and leaves the edge token's list once). One wait
+    // for the whole connection: a new one per request would join and leave the
+    // token's list of waiters every time.
+    let stop = edge.cancel.child_token();
+    let mut shutdown = std::pin::pin!(stop.cancelled());
+    loop {
+        let head = match read_head(conn, shutdown.as_mut(), settings).await {
+            HeadRead::Head(head) => head,
+            HeadRead::Done => return false,
+            HeadRead::Refused => {
+                let error = crate::proxy::ProxyError::AmbiguousFraming;
+                conn.refuse_unrouted(&edge.proxy, &error).await;
+                return false;
+            }
+            HeadRead::Fallback => return true,
+        };
+        match conn.serve(&edge.proxy, head).await {
+            Step::KeepAlive if !stop.is_cancelled() => {}
+            Step::KeepAlive | Step::Close => return false,
+            Step::Fallback => return true,
+        }
     }
 }
 
