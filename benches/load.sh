@@ -332,6 +332,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
   echo "edgewake load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo 'unpinned'); path $REQUEST_PATH"
+  # What else shapes the numbers, so a result file says what it measured.
+  echo "peers send $([ "${PEER_HEADERS:-0}" = 1 ] && echo "edgewake's forwarding headers" || echo 'one forwarding header'); nginx TLS: $([ "${NGINX_TLS:-}" = debian ] && echo "Debian's 1.0-1.2" || echo '1.2 and 1.3'); User-Agent: ${USER_AGENT:-none}"
   printf "%-14s %-9s %10s %9s %9s\n" scenario target rps p50_ms p99_ms
   for scenario in "${SCENARIOS[@]}"; do
     for target in "${TARGETS[@]}"; do
