@@ -229,17 +229,26 @@ url_for() {
     *) echo "" ;;
   esac
 }
-run_scenario() {
-  local url=$2
+# What wrk is given for a scenario, into WRK_ARGS (h2 is h2load's: none); the one place
+# that says, for the rounds, PROFILE and SYSCALLS alike. An unknown scenario fails.
+scenario_args() {
   case "$1" in
-    http-64|https-64) run_wrk "$url" -c64 ;;
-    http-256) run_wrk "$url" -c256 ;;
+    http-64|https-64) WRK_ARGS=(-c64) ;;
+    http-256) WRK_ARGS=(-c256) ;;
     # wrk drops a header written without a space after the colon: `Connection:close`
     # was never sent, and this ran kept-alive connections until 2026-11-29.
-    https-newconn|http-newconn) run_wrk "$url" -c16 -H "Connection: close" ;;
-    h2) run_h2 "$url" ;;
+    https-newconn|http-newconn) WRK_ARGS=(-c16 -H "Connection: close") ;;
+    h2) WRK_ARGS=() ;;
+    *) echo "no scenario $1 (http-64 http-256 https-64 https-newconn http-newconn h2)" >&2
+       return 1 ;;
   esac
 }
+run_scenario() {
+  local url=$2
+  scenario_args "$1" || return 1
+  if [ "$1" = h2 ]; then run_h2 "$url"; else run_wrk "$url" "${WRK_ARGS[@]}"; fi
+}
+for scenario in "${SCENARIOS[@]}"; do scenario_args "$scenario" || exit 1; done
 pids_of() {
   case "$1" in
     edgewake|baseline) echo "${PID[$1]}" ;;
@@ -252,10 +261,7 @@ pids_of() {
 # unless PERF_EVENT=cpu-clock) over one run of PROFILE_SCENARIO (default http-64) and
 # print the top symbols.
 if [ "${PROFILE:-0}" = 1 ]; then
-  case "${PROFILE_SCENARIO:-http-64}" in
-    http-64|http-256|https-64|https-newconn|http-newconn|h2) ;;
-    *) echo "PROFILE_SCENARIO: no scenario ${PROFILE_SCENARIO}" >&2; exit 1 ;;
-  esac
+  scenario_args "${PROFILE_SCENARIO:-http-64}" || exit 1
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
   perf record -q -F 4000 -e "${PERF_EVENT:-cpu-clock:u}" ${PERF_ARGS:-} -p "${PID[edgewake]}" -o "$WORK/perf.data" &
   PERF=$!
@@ -297,14 +303,14 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
   printf "%-9s %-9s %9s %8s %8s %8s %9s %8s %8s %10s\n" proxy scenario requests user_us sys_us total_us syscalls cs_vol cs_inv machine_us
   for run in ${RUNS:-$runs}; do
     target=${run%%:*}; scenario=${run#*:}
+    scenario_args "$scenario" || exit 1
+    [ "$scenario" = h2 ] && { echo "SYSCALLS runs wrk's scenarios, not h2" >&2; exit 1; }
     url=$(url_for "$target" "$scenario")
     perf stat -x, -e "$events" -p "$(pids_of "$target")" -o "$WORK/perf-$target.txt" &
     PERF=$!
     sleep 0.2
     before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
-    conns=${scenario##*-}; [[ $conns =~ ^[0-9]+$ ]] || conns=64
-    close=(); [[ $scenario == *-newconn ]] && close=(-H "Connection: close") && conns=16
-    requests=$(taskset -c 1 wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} ${close[@]+"${close[@]}"} "$url" | awk '/requests in/ {print $1}')
+    requests=$(taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} "${WRK_ARGS[@]}" "$url" | awk '/requests in/ {print $1}')
     after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")
