@@ -7,6 +7,7 @@
 //! A machine another node hosts is reached through that node's backhaul instead
 //! (`to_node`): the same request, headers already written for the machine, signed.
 
+use super::h1::{Destination, lent};
 use super::headers::{self, Forwarded};
 use super::pool::{Lease, Pools, Queueing};
 use super::to_node::{self, Backhaul, Target};
@@ -43,7 +44,13 @@ impl Upstreams {
     pub fn new(limits: UpstreamLimits, key: Option<Arc<BackhaulKey>>) -> Upstreams {
         let budget = Budget::new(limits.max_connections);
         Upstreams {
-            parked: super::h1::Parked::start(limits.workers + 1),
+            // Bounded as the pool's idle connections are: the lent ones come from its slots.
+            parked: super::h1::Parked::start(
+                limits.workers + 1,
+                limits
+                    .max_per_machine
+                    .max(super::h1::MAX_PARKED_PER_MACHINE),
+            ),
             pools: Pools::new(budget.clone(), limits),
             budget,
             backhaul: Backhaul::new(),
@@ -84,6 +91,9 @@ pub struct Prepared {
     /// The public port the client came in on (named to the node a backhaul reaches).
     pub(super) public_port: u16,
 }
+
+/// The machine's answer as it comes: from hyper's client, or off a lent connection.
+type Answer = Response<Either<Incoming, lent::LentBody>>;
 
 /// A machine could not be reached; `again` is the request, when it may go to another.
 pub struct Unreached {
@@ -199,7 +209,7 @@ async fn answered(
     prepared: &mut Prepared,
     ready: &Ready,
     target: Target,
-) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+) -> Result<(Answer, Option<Lease>), SendFailure> {
     let read = prepared.pacing.machine.read.timeout;
     let progress = match prepared.req.body() {
         Either::Left(body) => body.progress(),
@@ -223,23 +233,24 @@ async fn answered(
     }
 }
 
-/// Sends the request over the connection's own upstream or the pool. The request is
-/// taken out of `prepared`, and given back in the failure when unsent. The rarer ways
-/// (another node, an h2c machine, an upgrade) are boxed, so the common ones' future is
-/// not sized for them.
+/// Sends the request over the connection's own upstream, a lent connection (no body)
+/// or the pool. The request is taken out of `prepared`, and given back in the failure
+/// when unsent. The rarer ways (another node, an h2c machine, an upgrade) are boxed,
+/// so the common ones' future is not sized for them.
 async fn exchange(
     upstreams: &Upstreams,
     prepared: &mut Prepared,
     ready: &Ready,
     target: Target,
-) -> Result<(Response<Incoming>, Option<Lease>), SendFailure> {
+) -> Result<(Answer, Option<Lease>), SendFailure> {
     let mut req = std::mem::replace(
         &mut prepared.req,
         Request::new(Either::Right(Full::default())),
     );
     if target != Target::Machine {
         let upgrade = prepared.upgrade.is_some();
-        return Ok((Box::pin(upstreams.backhaul.send(req, upgrade)).await?, None));
+        let response = Box::pin(upstreams.backhaul.send(req, upgrade)).await?;
+        return Ok((response.map(Either::Left), None));
     }
     let addr = SocketAddr::from((ready.machine.private_ip, ready.internal_port));
     if ready.h2_backend {
@@ -252,7 +263,7 @@ async fn exchange(
             prepared.pacing.queueing(),
         ))
         .await?;
-        return Ok((response, Some(lease)));
+        return Ok((response.map(Either::Left), Some(lease)));
     }
     *req.uri_mut() = origin_form(req.uri());
     *req.version_mut() = Version::HTTP_11;
@@ -261,16 +272,37 @@ async fn exchange(
         // A connection of its own, which the tunnel keeps: it counts against the
         // budget, never against a machine's pool (a WebSocket is not a pooled request).
         let response = Box::pin(upstream::send_once(addr, req, budget, send)).await?;
-        return Ok((response, None));
+        return Ok((response.map(Either::Left), None));
     }
     match prepared.own_upstream.as_ref() {
-        Some(own) => Ok((own.send(addr, req, budget, send).await?, None)),
+        Some(own) => Ok((
+            own.send(addr, req, budget, send).await?.map(Either::Left),
+            None,
+        )),
+        None if lent::may_borrow(&req) => {
+            let lease = match upstreams
+                .pools
+                .lend_slot(addr, prepared.pacing.queue_timeout)
+                .await
+            {
+                Ok(lease) => lease,
+                Err(error) => return Err(SendFailure::unsent(error, req)),
+            };
+            let to = Destination {
+                addr,
+                budget,
+                parked: &upstreams.parked,
+                policy: prepared.pacing.machine,
+            };
+            let response = lent::send(&to, req).await?;
+            Ok((response.map(Either::Right), Some(lease)))
+        }
         None => {
             let (response, lease) = upstreams
                 .pools
                 .send_http1(addr, req, prepared.pacing.queueing())
                 .await?;
-            Ok((response, Some(lease)))
+            Ok((response.map(Either::Left), Some(lease)))
         }
     }
 }
@@ -279,7 +311,7 @@ async fn exchange(
 /// the edge's headers are added, the body is paced, and the in-flight guard and the
 /// pool lease ride on it.
 fn answer(
-    mut response: Response<Incoming>,
+    mut response: Answer,
     lease: Option<Lease>,
     prepared: Prepared,
     ready: Ready,
@@ -330,7 +362,7 @@ fn restore_upgrade(headers: &mut http::HeaderMap, protocol: &HeaderValue) {
 /// Answers the client's upgrade with the machine's 101 and joins the two connections.
 /// `held` (the client connection's slot, the pool's lease) lasts as long as the tunnel.
 fn switch_protocols<H: Send + 'static>(
-    mut response: Response<Incoming>,
+    mut response: Answer,
     client_upgrade: OnUpgrade,
     protocol: &HeaderValue,
     ready: Ready,

@@ -1,5 +1,7 @@
 //! The bounded pool of connections to machines, for requests that cannot use their
-//! client connection's own upstream: HTTP/2 clients' streams, upgrades, h2c backends.
+//! client connection's own upstream: HTTP/2 clients' streams with a body, h2c backends.
+//! (A bodiless stream only takes a slot here, and borrows a fast-path connection:
+//! `h1::lent`.)
 //!
 //! Per machine, at most `max_per_machine` requests are in flight over the pool; more
 //! wait up to the queue timeout for a slot, then give up unsent. An HTTP/1.1 connection
@@ -133,6 +135,20 @@ impl Pools {
                 "every pooled connection to the machine stayed busy",
             )),
         }
+    }
+
+    /// A slot in the machine's pool for a request that brings its own connection (one
+    /// lent by the fast path): it counts against the machine's limit as a pooled one.
+    pub async fn lend_slot(
+        &self,
+        addr: SocketAddr,
+        queue_timeout: Duration,
+    ) -> Result<Lease, UpstreamError> {
+        let (_, slot) = self.enter(addr, queue_timeout).await?;
+        Ok(Lease {
+            connection: None,
+            _slot: slot,
+        })
     }
 
     /// Sends an HTTP/1.1 request (origin-form URI) over an idle connection to the

@@ -77,11 +77,11 @@ pub enum Exchange {
     Answering,
 }
 
-fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
+pub(super) fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
     Exchange::Sent(UpstreamError::exchange(error))
 }
 
-fn sent_because(why: &str) -> Exchange {
+pub(super) fn sent_because(why: &str) -> Exchange {
     Exchange::Sent(UpstreamError::Exchange(why.to_string()))
 }
 
@@ -223,8 +223,24 @@ impl MachineConnection {
         self.pass_body(answer, out, client).await
     }
 
-    async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
+    pub(super) async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
         self.stream.write_all(head).await.map_err(|e| sent(&e))
+    }
+
+    /// The machine's bytes read and not used yet.
+    pub(super) fn buffered(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Reads what the machine sends next into the buffer (0: it closed the
+    /// connection), with no timeout of its own: for an answer lent to hyper's path,
+    /// whose waits are timed by its caller.
+    pub(super) fn poll_fill(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.buf.reserve(READ_BUFFER);
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf)
     }
 
     /// Reads the final response head; its rewritten form is put in `out`.

@@ -18,9 +18,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::time::Instant;
 
-/// At most this many idle connections are parked for one machine, shared out among
-/// the lots that serve client connections (a worker's or, without workers, the main
-/// runtime's): each holds `per_lot`.
+/// At least this many idle connections may be parked for one machine (more when the
+/// pool may hold more: `Parked::start`), shared out among the lots that serve client
+/// connections (a worker's or, without workers, the main runtime's): each holds
+/// `per_lot`.
 pub const MAX_PARKED_PER_MACHINE: usize = 64;
 
 type Machines = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
@@ -41,21 +42,22 @@ impl Idle {
     }
 }
 
-/// The parked connections, by lot and machine address.
+/// The parked connections, by lot and machine address (a clone shares them).
+#[derive(Clone)]
 pub struct Parked {
     lots: Arc<Vec<Machines>>,
-    /// A machine's bound in one lot: `MAX_PARKED_PER_MACHINE` over the serving lots.
+    /// A machine's bound in one lot: its bound over the serving lots.
     per_lot: usize,
 }
 
 impl Parked {
-    /// `lots` empty lots (at least one), and their sweeper (so it is made inside the
-    /// runtime).
-    pub fn start(lots: usize) -> Parked {
+    /// `lots` empty lots (at least one), each machine's connections parked in them
+    /// bounded by `per_machine`, and their sweeper (so it is made inside the runtime).
+    pub fn start(lots: usize, per_machine: usize) -> Parked {
         let lots = lots.max(1);
         // With workers, lot 0 (the main runtime's) serves no client connection.
         let serving = if lots > 1 { lots - 1 } else { 1 };
-        let per_lot = (MAX_PARKED_PER_MACHINE / serving).max(1);
+        let per_lot = (per_machine / serving).max(1);
         let lots = Arc::new((0..lots).map(|_| Machines::default()).collect());
         tokio::spawn(sweep(Arc::downgrade(&lots)));
         Parked { lots, per_lot }
@@ -159,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn parks_up_to_the_bound_and_gives_back() {
         let budget = Budget::new(MAX_PARKED_PER_MACHINE + 2);
-        let parked = Parked::start(1);
+        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
         let (listener, connections) =
             machine_and_connections(MAX_PARKED_PER_MACHINE + 1, &budget).await;
         let addr = listener.local_addr().unwrap();
@@ -183,7 +185,7 @@ mod tests {
     #[tokio::test]
     async fn workers_share_the_bound() {
         let budget = Budget::new(8);
-        let parked = Parked::start(17);
+        let parked = Parked::start(17, MAX_PARKED_PER_MACHINE);
         let (listener, connections) = machine_and_connections(5, &budget).await;
         let addr = listener.local_addr().unwrap();
         for connection in connections {
@@ -202,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn each_lot_is_taken_from_on_its_own_runtime_only() {
         let budget = Budget::new(4);
-        let parked = Parked::start(2);
+        let parked = Parked::start(2, MAX_PARKED_PER_MACHINE);
         let (listener, mut connections) = machine_and_connections(1, &budget).await;
         let addr = listener.local_addr().unwrap();
         parked.park(connections.pop().unwrap());
@@ -217,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_by_the_machine_is_not_taken() {
         let budget = Budget::new(4);
-        let parked = Parked::start(1);
+        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
         let (listener, mut connections) = machine_and_connections(1, &budget).await;
         let addr = listener.local_addr().unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
@@ -248,7 +250,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         // Connected on real time; the idle time passes on paused time.
         tokio::time::pause();
-        let parked = Parked::start(1);
+        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
         for connection in connections {
             parked.park(connection);
         }

@@ -37,6 +37,9 @@ pub enum ResponseError {
     Parse(#[from] httparse::Error),
     #[error("bad or conflicting Content-Length in the response")]
     Length,
+    /// A field name or value, or the status, that HTTP does not allow.
+    #[error("bad field or status in the response head")]
+    Field,
     /// 101 to a request that asked for no upgrade (those go to hyper's path).
     #[error("the machine switched protocols unasked")]
     UnaskedSwitch,
@@ -132,6 +135,51 @@ pub fn parse_response(
     }
     out.extend_from_slice(b"\r\n");
     Ok(Some(head))
+}
+
+/// A machine's answer head for hyper's path (`lent`): its status and every field as it
+/// came, for `headers::to_client` to rewrite as it does hyper's client's answers.
+#[derive(Debug)]
+pub struct AnswerHead {
+    /// Bytes of the head in the machine's buffer.
+    pub len: usize,
+    pub status: http::StatusCode,
+    pub fields: http::HeaderMap,
+    pub framing: BodyFraming,
+    /// The machine's connection may carry another request after this answer.
+    pub reusable: bool,
+}
+
+/// Parses the response head at the start of `buf` into an `AnswerHead`; `Ok(None)`:
+/// more bytes are needed.
+pub fn parse_answer(buf: &[u8], head_request: bool) -> Result<Option<AnswerHead>, ResponseError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = response.code.unwrap_or(502);
+    if status == 101 {
+        return Err(ResponseError::UnaskedSwitch);
+    }
+    let (framing, reusable) = framing(response.headers, status, head_request)?;
+    let mut map = http::HeaderMap::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = http::HeaderName::from_bytes(field.name.as_bytes());
+        let value = http::HeaderValue::from_bytes(field.value);
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return Err(ResponseError::Field);
+        };
+        map.append(name, value);
+    }
+    Ok(Some(AnswerHead {
+        len,
+        status: http::StatusCode::from_u16(status).map_err(|_| ResponseError::Field)?,
+        fields: map,
+        framing,
+        reusable,
+    }))
 }
 
 /// The machine's busy signal, for the edge only (`keep_awake`).

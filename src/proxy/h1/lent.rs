@@ -1,0 +1,267 @@
+//! A fast-path machine connection lent to one request of hyper's path: an HTTP/2
+//! client's stream (or a relayed request) without a body. Its head is written in one
+//! buffer, the answer's head parsed with httparse, and its body read straight off the
+//! connection by the `LentBody` the client's stream polls: no hyper client, no
+//! connection task, no channel between them. The connection comes from this runtime's
+//! parked lot (or is opened under the budget) and goes back to it when the body has
+//! been read to its end, for the next request or a fast-path client connection.
+//!
+//! The request's wait for the answer's head is timed by its caller (`forward`), each
+//! next part of the body by the `PacedBody` around it.
+
+use super::chunked::ChunkedDecoder;
+use super::head::write_fields;
+use super::machine::{Destination, Exchange, MachineConnection, sent, sent_because};
+use super::parked::Parked;
+use super::response::{AnswerHead, BodyFraming, parse_answer};
+use crate::connection::BoxError;
+use crate::proxy::upstream::{MachineBody, SendFailure, UpstreamError};
+use bytes::{Buf, Bytes};
+use http::{Method, Request, Response};
+use hyper::body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+/// A response head larger than this fails the exchange (as on the fast path).
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// Whether `req` may be sent over a lent connection: it has no body to stream.
+pub fn may_borrow(req: &Request<MachineBody>) -> bool {
+    req.body().is_end_stream() && req.method() != Method::CONNECT
+}
+
+/// Sends `req` (headers written for the machine, Host set) to `to` and reads the head
+/// of its answer; the body comes as the client polls it. When no connection could be
+/// made, or a reused one had been closed and the request may be sent again but could
+/// not be, the request comes back unsent.
+pub async fn send(
+    to: &Destination<'_>,
+    req: Request<MachineBody>,
+) -> Result<Response<LentBody>, SendFailure> {
+    let mut head = Vec::with_capacity(1024);
+    write_request_head(&mut head, &req);
+    let head_request = req.method() == Method::HEAD;
+    let mut machine = match MachineConnection::for_destination(None, to).await {
+        Ok(machine) => machine,
+        Err(failure) => return Err(failure_of(failure, req)),
+    };
+    let mut answered = ask(&mut machine, &head, head_request).await;
+    if let Err(Exchange::Sent(UpstreamError::Exchange(_))) = &answered
+        && machine.was_reused()
+        && req.method().is_idempotent()
+    {
+        // The machine had closed the parked connection: once more on a new one.
+        drop(machine); // its budget slot goes back before a new one is taken
+        let connect = MachineConnection::connect(to.addr, to.budget, to.policy);
+        machine = match Box::pin(connect).await {
+            Ok(machine) => machine,
+            Err(failure) => return Err(failure_of(failure, req)),
+        };
+        answered = ask(&mut machine, &head, head_request).await;
+    }
+    match answered {
+        Ok(answer) => Ok(lend(machine, answer, to.parked)),
+        Err(failure) => Err(failure_of(failure, req)),
+    }
+}
+
+/// The request head as an HTTP/1.1 machine reads it: origin-form target, every field.
+fn write_request_head(out: &mut Vec<u8>, req: &Request<MachineBody>) {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_fields(out, req.headers());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn failure_of(failure: Exchange, req: Request<MachineBody>) -> SendFailure {
+    match failure {
+        Exchange::Unsent(error) => SendFailure::unsent(error, req),
+        Exchange::Sent(error) => SendFailure {
+            error,
+            unsent: None,
+        },
+        // Not made here: no client is watched, nothing is answered yet.
+        Exchange::Answering => SendFailure {
+            error: UpstreamError::Exchange("the exchange was cut".into()),
+            unsent: None,
+        },
+    }
+}
+
+/// Writes the head and reads the final answer's head (an interim 1xx is passed over).
+async fn ask(
+    machine: &mut MachineConnection,
+    head: &[u8],
+    head_request: bool,
+) -> Result<AnswerHead, Exchange> {
+    machine.send(head).await?;
+    loop {
+        let parsed = parse_answer(machine.buffered(), head_request).map_err(|e| sent(&e))?;
+        if let Some(answer) = parsed {
+            machine.buffered().advance(answer.len);
+            if answer.status.is_informational() {
+                continue;
+            }
+            return Ok(answer);
+        }
+        if machine.buffered().len() > MAX_ANSWER_HEAD {
+            return Err(sent_because("response head too large"));
+        }
+        match poll_fn(|cx| machine.poll_fill(cx)).await {
+            Ok(0) => {
+                return Err(sent_because(
+                    "the machine closed the connection before answering",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(sent(&e)),
+        }
+    }
+}
+
+fn lend(machine: MachineConnection, answer: AnswerHead, parked: &Parked) -> Response<LentBody> {
+    let left = match answer.framing {
+        BodyFraming::Empty | BodyFraming::Length(0) => Left::Nothing,
+        BodyFraming::Length(n) => Left::Length(n),
+        BodyFraming::Chunked => Left::Chunked(Box::default()),
+        BodyFraming::UntilClose => Left::UntilClose,
+    };
+    let mut body = LentBody {
+        machine: Some(machine),
+        left,
+        reusable: answer.reusable,
+        parked: parked.clone(),
+        trailers: None,
+    };
+    if matches!(body.left, Left::Nothing) {
+        body.finish();
+    }
+    let mut response = Response::new(body);
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.fields;
+    response
+}
+
+/// What is left of the answer's body.
+enum Left {
+    Nothing,
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    /// Until the machine closes the connection.
+    UntilClose,
+}
+
+/// The answer's body, read off the machine connection as it is polled; at its end the
+/// connection is parked again when the machine lets it be reused.
+pub struct LentBody {
+    machine: Option<MachineConnection>,
+    left: Left,
+    reusable: bool,
+    parked: Parked,
+    /// A chunked body's trailers, given after its last data.
+    trailers: Option<http::HeaderMap>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the machine's answer was cut: {0}")]
+pub struct AnswerCut(String);
+
+impl LentBody {
+    /// The body has ended: the connection goes back to the lot if nothing unasked-for
+    /// followed the answer.
+    fn finish(&mut self) {
+        self.left = Left::Nothing;
+        if let Some(mut machine) = self.machine.take()
+            && self.reusable
+            && machine.buffered().is_empty()
+        {
+            self.parked.park(machine);
+        }
+    }
+
+    /// The next data from what the machine has sent (`None`: none buffered yet).
+    fn next_buffered(&mut self) -> Result<Option<Bytes>, AnswerCut> {
+        let Some(machine) = self.machine.as_mut() else {
+            return Ok(None);
+        };
+        let buf = machine.buffered();
+        let data = match &mut self.left {
+            Left::Nothing => None,
+            Left::Length(left) => {
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                let done = *left == 0;
+                let data = (take > 0).then(|| buf.split_to(take).freeze());
+                if done {
+                    self.finish();
+                }
+                data
+            }
+            Left::Chunked(decoder) => {
+                let decoded = decoder.decode(buf).map_err(|e| AnswerCut(e.to_string()))?;
+                if decoded.done {
+                    self.trailers = decoder.trailers();
+                    self.finish();
+                }
+                decoded.data
+            }
+            Left::UntilClose => (!buf.is_empty()).then(|| buf.split().freeze()),
+        };
+        Ok(data)
+    }
+}
+
+impl Body for LentBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(data) = this.next_buffered()? {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if let Some(trailers) = this.trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            let Some(machine) = this.machine.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(machine.poll_fill(cx)) {
+                Ok(0) if matches!(this.left, Left::UntilClose) => {
+                    this.machine = None;
+                    this.left = Left::Nothing;
+                }
+                Ok(0) => {
+                    this.machine = None;
+                    let cut = AnswerCut("the machine closed the connection".into());
+                    return Poll::Ready(Some(Err(cut.into())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.machine = None;
+                    return Poll::Ready(Some(Err(AnswerCut(e.to_string()).into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.left, Left::Nothing) && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Left::Nothing => SizeHint::with_exact(0),
+            Left::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
