@@ -265,3 +265,177 @@ impl Body for LentBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{MachinePolicy, Pace};
+    use crate::proxy::upstream::Budget;
+    use http_body_util::{BodyExt, Either, Full};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const POLICY: MachinePolicy = MachinePolicy {
+        read: Pace::timeout(Duration::from_secs(5)),
+        send: Pace::timeout(Duration::from_secs(5)),
+    };
+
+    /// A machine on a real socket: on one connection, each request head it reads gets
+    /// the next of `answers`; then it keeps the connection until the edge closes it,
+    /// or hangs up (`hang_up`). Gives back the heads it read.
+    async fn machine(
+        answers: Vec<&'static [u8]>,
+        hang_up: bool,
+    ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut heads = Vec::new();
+            for answer in answers {
+                loop {
+                    let mut byte = [0u8; 1];
+                    if tcp.read(&mut byte).await.unwrap() == 0 {
+                        break;
+                    }
+                    heads.push(byte[0]);
+                    if heads.ends_with(b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                tcp.write_all(answer).await.unwrap();
+            }
+            if !hang_up {
+                let _ = tcp.read_to_end(&mut Vec::new()).await;
+            }
+            String::from_utf8(heads).unwrap()
+        });
+        (addr, served)
+    }
+
+    fn get(path: &str) -> Request<MachineBody> {
+        Request::get(path)
+            .header("host", "app.example")
+            .header("x-one", "1")
+            .body(Either::Right(Full::default()))
+            .unwrap()
+    }
+
+    struct Edge {
+        budget: Budget,
+        parked: Parked,
+    }
+
+    impl Edge {
+        fn new() -> Edge {
+            Edge {
+                budget: Budget::new(4),
+                parked: Parked::start(1, 4),
+            }
+        }
+
+        fn to(&self, addr: SocketAddr) -> Destination<'_> {
+            Destination {
+                addr,
+                budget: &self.budget,
+                parked: &self.parked,
+                policy: POLICY,
+            }
+        }
+    }
+
+    /// The head goes in origin form with every field; a Content-Length answer comes
+    /// whole, with the machine's fields, and its connection is parked for the next.
+    #[tokio::test]
+    async fn length_answer_then_the_connection_is_parked() {
+        let answer: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-machine: yes\r\n\r\nhello";
+        let (addr, served) = machine(vec![answer, answer], false).await;
+        let edge = Edge::new();
+        for _ in 0..2 {
+            let res = send(&edge.to(addr), get("https://app.example/p?q=1")).await;
+            let res = res.ok().unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["x-machine"], "yes");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"hello");
+        }
+        drop(edge); // closes the parked connection
+        let heads = served.await.unwrap();
+        let one = "GET /p?q=1 HTTP/1.1\r\nhost: app.example\r\nx-one: 1\r\n\r\n";
+        assert_eq!(heads, one.repeat(2), "both requests on the one connection");
+    }
+
+    /// A chunked answer comes decoded, its trailers after its data; an interim 103
+    /// is passed over.
+    #[tokio::test]
+    async fn chunked_answer_with_trailers_after_an_interim_one() {
+        let answer: &[u8] = b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+            HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n4\r\ndefg\r\n0\r\nx-checksum: 9\r\n\r\n";
+        let (addr, _served) = machine(vec![answer], false).await;
+        let edge = Edge::new();
+        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        assert_eq!(res.status(), 200);
+        let collected = res.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-checksum"], "9");
+        assert_eq!(&collected.to_bytes()[..], b"abcdefg");
+        assert!(edge.parked.take(addr).is_some(), "parked after its end");
+    }
+
+    /// An answer without a length runs until the machine closes; a Content-Length
+    /// answer cut short fails the body, and its connection is not kept.
+    #[tokio::test]
+    async fn until_close_and_cut_answers() {
+        let (addr, _served) = machine(vec![b"HTTP/1.1 200 OK\r\n\r\nall of it"], true).await;
+        let edge = Edge::new();
+        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"all of it");
+        assert!(edge.parked.take(addr).is_none());
+
+        let (addr, _served) = machine(
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc"],
+            true,
+        )
+        .await;
+        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        let error = res.into_body().collect().await.err().unwrap();
+        assert!(error.to_string().contains("cut"), "{error}");
+        assert!(edge.parked.take(addr).is_none());
+        assert_eq!(
+            edge.budget.available(),
+            4,
+            "every connection's slot is back"
+        );
+    }
+
+    /// A HEAD answer has no body whatever its Content-Length says; a machine that
+    /// hangs up before answering fails the exchange as sent (not to be sent again).
+    #[tokio::test]
+    async fn head_answers_and_a_machine_that_hangs_up() {
+        let (addr, _served) = machine(
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n"],
+            false,
+        )
+        .await;
+        let edge = Edge::new();
+        let mut head = get("/");
+        *head.method_mut() = Method::HEAD;
+        let res = send(&edge.to(addr), head).await.ok().unwrap();
+        assert_eq!(res.headers()["content-length"], "50");
+        assert!(res.body().is_end_stream());
+        assert!(edge.parked.take(addr).is_some());
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.read(&mut [0u8; 64]).await;
+        });
+        let failure = send(&edge.to(addr), get("/")).await.err().unwrap();
+        assert!(failure.unsent.is_none());
+        assert!(failure.error.request_sent(), "{}", failure.error);
+    }
+}

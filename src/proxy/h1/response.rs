@@ -164,7 +164,9 @@ pub fn parse_answer(buf: &[u8], head_request: bool) -> Result<Option<AnswerHead>
         return Err(ResponseError::UnaskedSwitch);
     }
     let (framing, reusable) = framing(response.headers, status, head_request)?;
-    let mut map = http::HeaderMap::with_capacity(response.headers.len());
+    // Room for what the edge adds (`headers::to_client`, the wake's fields, HTTP/2's
+    // date), so the map is not grown on the way.
+    let mut map = http::HeaderMap::with_capacity(response.headers.len() + ADDED_TO_ANSWERS);
     for field in response.headers.iter() {
         let name = http::HeaderName::from_bytes(field.name.as_bytes());
         let value = http::HeaderValue::from_bytes(field.value);
@@ -181,6 +183,9 @@ pub fn parse_answer(buf: &[u8], head_request: bool) -> Result<Option<AnswerHead>
         reusable,
     }))
 }
+
+/// Fields the edge may add to an answer on hyper's path.
+const ADDED_TO_ANSWERS: usize = 8;
 
 /// The machine's busy signal, for the edge only (`keep_awake`).
 const KEEP_AWAKE: &str = "edgewake-keep-awake";
