@@ -1,0 +1,422 @@
+//! HTTP/2 streams without a body, answered by HTTP/1.1 machines over a machine
+//! connection the edge keeps (lent to the stream, parked again at its end): the answer
+//! reaches the client whole whatever its framing (Content-Length small, empty or large,
+//! chunked events as they are written, HEAD's length without a body), over TLS and h2c,
+//! with the edge's forwarding headers; one machine connection carries stream after
+//! stream and the HTTP/1.1 fast path's requests, within `max_machine_connections`; a
+//! stream the client resets leaves its machine free to idle-stop; a stream with a body
+//! still reaches the machine whole.
+
+mod support;
+
+use bytes::Bytes;
+use edgewake::drivers::fake::FakeDriver;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::tls::get;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HOST: &str = "user-functions.localhost";
+/// How long one answer may take before the test calls it hung.
+const ANSWERED: Duration = Duration::from_secs(10);
+const MB: usize = 1024 * 1024;
+
+/// An HTTP/2 connection with prior knowledge (h2c) to the edge's plain port.
+async fn h2c(edge: &TestEdge) -> http2::SendRequest<Empty<Bytes>> {
+    let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    support::tls::http2_over(tcp).await
+}
+
+/// An HTTP/2 connection over TLS (ALPN h2) to the edge's HTTPS port.
+async fn h2_over_tls(edge: &TestEdge) -> http2::SendRequest<Empty<Bytes>> {
+    let ca = edge.config.tls.certs_dir.join("edgewake-ca.crt");
+    let config = support::tls::trusting(&ca, &[b"h2"]);
+    let tls = support::tls::connect(edge.running.https_addr, HOST, config)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    support::tls::http2_over(tls).await
+}
+
+/// An answer read whole.
+struct Whole {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Whole {
+    /// The Content-Length header, as a number.
+    fn content_length(&self) -> Option<usize> {
+        let value = self.headers.get("content-length")?;
+        Some(value.to_str().unwrap().parse().unwrap())
+    }
+
+    /// The body as the runtime's JSON description of the request it saw.
+    fn seen(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads an answer whole, failing if that takes longer than `ANSWERED`.
+async fn whole(res: Response<Incoming>) -> Whole {
+    let (parts, body) = res.into_parts();
+    let body = tokio::time::timeout(ANSWERED, body.collect())
+        .await
+        .expect("the whole body arrived")
+        .expect("the body was not cut")
+        .to_bytes();
+    Whole {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Sends a bodiless request on `sender` and reads its answer whole.
+async fn answer(
+    sender: &mut http2::SendRequest<Empty<Bytes>>,
+    req: Request<Empty<Bytes>>,
+) -> Whole {
+    let res = tokio::time::timeout(ANSWERED, sender.send_request(req))
+        .await
+        .expect("the answer's head arrived")
+        .expect("the stream was answered");
+    whole(res).await
+}
+
+/// Asserts that a GET of `path` on `sender` gets the runtime's own answer to it.
+async fn assert_own_answer(sender: &mut http2::SendRequest<Empty<Bytes>>, path: &str) {
+    let res = answer(sender, get(HOST, path)).await;
+    assert_eq!(res.status, StatusCode::OK, "{path}");
+    assert_eq!(res.seen()["path"], path);
+}
+
+/// Over h2c and over TLS, bodiless streams get Content-Length answers whole (the
+/// machine's JSON, an empty body, 1 MB) with the edge's headers both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_answers_arrive_whole_over_h2c_and_tls() {
+    let edge = TestEdge::start_with(|c| {
+        let hosts = [HOST.to_string()];
+        edgewake::tls::dev_ca::generate(&c.tls.certs_dir, &hosts).unwrap();
+    })
+    .await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let clients = [
+        (h2c(&edge).await, "http", "80"),
+        (h2_over_tls(&edge).await, "https", "443"),
+    ];
+    for (mut sender, proto, port) in clients {
+        let json = answer(&mut sender, get(HOST, "/hello?x=1")).await;
+        assert_eq!(json.status, StatusCode::OK, "{proto}");
+        assert_eq!(json.content_length(), Some(json.body.len()), "{proto}");
+        assert_eq!(json.headers["edgewake-machine"], id.as_str());
+        assert!(json.headers.contains_key("fly-request-id"), "{proto}");
+        let seen = json.seen();
+        assert_eq!(seen["method"], "GET");
+        assert_eq!(seen["path"], "/hello?x=1");
+        assert_eq!(
+            seen["version"], "HTTP/1.1",
+            "the machine is reached over HTTP/1.1"
+        );
+        assert_eq!(seen["body_bytes"], 0);
+        for (name, value) in [
+            ("x-forwarded-proto", proto),
+            ("x-forwarded-port", port),
+            ("fly-client-ip", "127.0.0.1"),
+            ("x-forwarded-for", "127.0.0.1"),
+            ("x-forwarded-host", HOST),
+        ] {
+            assert_eq!(seen["headers"][name], value, "{name} over {proto}: {seen}");
+        }
+
+        let empty = answer(&mut sender, get(HOST, "/?bytes=0")).await;
+        assert_eq!(empty.status, StatusCode::OK, "{proto}");
+        assert_eq!(empty.content_length(), Some(0), "{proto}");
+        assert!(empty.body.is_empty(), "{proto}");
+
+        let large = answer(&mut sender, get(HOST, &format!("/?bytes={MB}"))).await;
+        assert_eq!(large.status, StatusCode::OK, "{proto}");
+        assert_eq!(large.content_length(), Some(MB), "{proto}");
+        assert_eq!(large.body.len(), MB, "{proto}");
+        assert!(large.body.iter().all(|b| *b == b'x'), "{proto}");
+    }
+    edge.shutdown().await;
+}
+
+/// Twenty streams at once on one connection, JSON answers and downloads of twenty
+/// different lengths, each get their own answer, none mixed with another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_each_get_their_own_answer() {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let sender = h2c(&edge).await;
+    let streams: Vec<_> = (0..20)
+        .map(|i| {
+            let mut sender = sender.clone();
+            let path = match i % 2 {
+                0 => format!("/stream/{i}"),
+                _ => format!("/?bytes={}", 256 * 1024 + i),
+            };
+            tokio::spawn(async move { (answer(&mut sender, get(HOST, &path)).await, i) })
+        })
+        .collect();
+    for stream in streams {
+        let (res, i) = stream.await.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "stream {i}");
+        if i % 2 == 0 {
+            assert_eq!(res.seen()["path"], format!("/stream/{i}"));
+        } else {
+            assert_eq!(res.body.len(), 256 * 1024 + i, "stream {i}");
+            assert!(res.body.iter().all(|b| *b == b'x'), "stream {i}");
+        }
+    }
+    edge.shutdown().await;
+}
+
+/// Server-sent events (a chunked answer) from a machine the stream wakes arrive as the
+/// machine writes them, the first long before the last; the next stream then gets its
+/// own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_as_they_are_written() {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).created().await;
+    let mut sender = h2c(&edge).await;
+    let req = get(HOST, "/events?stream=3&interval=500");
+    let res = tokio::time::timeout(ANSWERED, sender.send_request(req))
+        .await
+        .expect("the answer's head arrived")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    assert!(!res.headers().contains_key("content-length"));
+    let mut body = res.into_body();
+    let mut events = Vec::new();
+    while let Some(frame) = tokio::time::timeout(ANSWERED, body.frame()).await.unwrap() {
+        if let Ok(data) = frame.unwrap().into_data() {
+            events.push((data, Instant::now()));
+        }
+    }
+    assert_eq!(
+        events[0].0, "data: 0\n\n",
+        "the first event came alone, before the next was written"
+    );
+    let all: Vec<u8> = events.iter().flat_map(|(data, _)| data.to_vec()).collect();
+    assert_eq!(all, b"data: 0\n\ndata: 1\n\ndata: 2\n\n");
+    let (first, last) = (events[0].1, events.last().unwrap().1);
+    // The machine writes the last event 1 s after the first: kept back, the first
+    // would have come with it.
+    assert!(
+        last - first >= Duration::from_millis(500),
+        "the first event came {:?} before the last",
+        last - first
+    );
+    assert_own_answer(&mut sender, "/after-events").await;
+    edge.shutdown().await;
+}
+
+/// A HEAD gets the machine's Content-Length and no body; the streams after it get
+/// their own answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_keeps_content_length_without_a_body() {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let mut sender = h2c(&edge).await;
+    for _ in 0..2 {
+        let head = Request::head(format!("https://{HOST}/?bytes={MB}"))
+            .header("host", HOST)
+            .body(Empty::new())
+            .unwrap();
+        let res = answer(&mut sender, head).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(res.content_length(), Some(MB));
+        assert!(res.body.is_empty(), "{} bytes after a HEAD", res.body.len());
+        assert_own_answer(&mut sender, "/after-head").await;
+    }
+    edge.shutdown().await;
+}
+
+/// An answer after which the machine closes its connection (`Connection: close`)
+/// reaches the client, and the next stream is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_closing_its_connection_does_not_fail_the_next_stream() {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let mut sender = h2c(&edge).await;
+    for i in 0..3 {
+        let path = format!("/closing/{i}?header=connection:close");
+        let res = answer(&mut sender, get(HOST, &path)).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        assert_eq!(res.seen()["path"], path.as_str());
+        assert_own_answer(&mut sender, &format!("/after-close/{i}")).await;
+    }
+    edge.shutdown().await;
+}
+
+/// An edge on the fake driver with `tweak`, the app, and one started machine.
+async fn edge_with_fake_machine(
+    tweak: impl FnOnce(&mut edgewake::config::Config),
+) -> (TestEdge, Arc<FakeDriver>, String) {
+    let fake = Arc::new(FakeDriver::new());
+    fake.serve_http();
+    let edge = TestEdge::start_with_driver_and(fake.clone(), tweak).await;
+    let id = edge.app_with_machine("fake").started().await.id;
+    (edge, fake, id)
+}
+
+/// Asserts that a GET of `/` on `sender` gets the fake machine's answer: its id.
+async fn assert_fake_answer(sender: &mut http2::SendRequest<Empty<Bytes>>, id: &str) {
+    let res = answer(sender, get(HOST, "/")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.body, id);
+}
+
+/// One HTTP/1.1 client connection that sends one request and closes.
+async fn http1_request(edge: &TestEdge) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    answer
+}
+
+/// Bodiless streams one after another, on one HTTP/2 connection and on new ones, with
+/// HTTP/1.1 clients between them, are all carried by one connection to the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_streams_share_one_machine_connection() {
+    let (edge, fake, id) = edge_with_fake_machine(|_| {}).await;
+    let mut sender = h2c(&edge).await;
+    for _ in 0..10 {
+        assert_fake_answer(&mut sender, &id).await;
+    }
+    for _ in 0..3 {
+        assert_fake_answer(&mut h2c(&edge).await, &id).await;
+        let answer = http1_request(&edge).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        assert_fake_answer(&mut sender, &id).await;
+    }
+    assert_eq!(fake.accepted_connections(&id), 1);
+    edge.shutdown().await;
+}
+
+/// Forty bodiless streams at once, answered at once, open at most
+/// `max_machine_connections` connections to the machine; streams after the burst
+/// reuse those connections, opening none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_streams_stays_within_the_bound_and_is_reused() {
+    let (edge, fake, id) = edge_with_fake_machine(|c| {
+        c.edge.max_machine_connections = 4;
+        c.edge.queue_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let mut sender = h2c(&edge).await;
+    for _ in 0..2 {
+        let burst: Vec<_> = (0..40)
+            .map(|_| {
+                let (mut sender, id) = (sender.clone(), id.clone());
+                tokio::spawn(async move { assert_fake_answer(&mut sender, &id).await })
+            })
+            .collect();
+        for stream in burst {
+            stream.await.unwrap();
+        }
+        assert!(
+            fake.most_connections(&id) <= 4,
+            "{}",
+            fake.most_connections(&id)
+        );
+    }
+    let accepted = fake.accepted_connections(&id);
+    for _ in 0..10 {
+        assert_fake_answer(&mut sender, &id).await;
+    }
+    assert_eq!(fake.accepted_connections(&id), accepted);
+    edge.shutdown().await;
+}
+
+/// A stream the client resets while the machine is still sending a long event stream
+/// is no longer counted in flight on the machine, which then idle-stops; the client's
+/// connection serves on, and wakes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_stream_lets_its_machine_idle_stop() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.idle_timeout = Duration::from_secs(1);
+        c.edge.reap_interval = Duration::from_millis(200);
+    })
+    .await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let machine = edge.running.supervisor.registry.machine(APP, &id).unwrap();
+    let mut sender = h2c(&edge).await;
+    // 100 events, 200 ms apart: 20 s of answer, were it read to its end.
+    let req = get(HOST, "/events?stream=100&interval=200");
+    let res = sender.send_request(req).await.unwrap();
+    let mut body = res.into_body();
+    let first = tokio::time::timeout(ANSWERED, body.frame()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "data: 0\n\n");
+    assert_eq!(machine.activity.in_flight(), 1);
+    drop(body); // resets the stream; the connection stays open
+    wait::until_true("the reset stream to leave the machine", BOOT, async || {
+        machine.activity.in_flight() == 0
+    })
+    .await;
+    assert_own_answer(&mut sender, "/after-reset").await;
+    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
+    // A connection parked to the stopped run is no use to the next one.
+    assert_own_answer(&mut sender, "/after-the-stop").await;
+    edge.shutdown().await;
+}
+
+/// A stream with a body (a 1 MB POST) reaches the machine whole, and bodiless streams
+/// on the same connection before and after it get their own answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_a_body_reaches_the_machine_whole() {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+    let (mut sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let bodiless = |path: &str| {
+        Request::get(format!("https://{HOST}{path}"))
+            .header("host", HOST)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    for path in ["/before-upload", "/upload", "/after-upload"] {
+        let req = match path {
+            "/upload" => Request::post(format!("https://{HOST}/upload"))
+                .header("host", HOST)
+                .body(Full::new(Bytes::from(vec![7u8; MB])))
+                .unwrap(),
+            _ => bodiless(path),
+        };
+        let res = tokio::time::timeout(ANSWERED, sender.send_request(req))
+            .await
+            .expect("the answer's head arrived")
+            .unwrap();
+        let res = whole(res).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        let seen = res.seen();
+        assert_eq!(seen["path"], path);
+        let (method, bytes) = if path == "/upload" {
+            ("POST", MB)
+        } else {
+            ("GET", 0)
+        };
+        assert_eq!(seen["method"], method, "{path}");
+        assert_eq!(seen["body_bytes"], bytes, "{path}");
+    }
+    edge.shutdown().await;
+}
