@@ -302,8 +302,8 @@ async fn sequential_streams_share_one_machine_connection() {
     }
     for _ in 0..3 {
         assert_fake_answer(&mut h2c(&edge).await, &id).await;
-        let answer = http1_request(&edge).await;
-        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let reply = http1_request(&edge).await;
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
         assert_fake_answer(&mut sender, &id).await;
     }
     assert_eq!(fake.accepted_connections(&id), 1);
@@ -345,18 +345,40 @@ async fn a_burst_of_streams_stays_within_the_bound_and_is_reused() {
     edge.shutdown().await;
 }
 
-/// A stream the client resets while the machine is still sending a long event stream
-/// is no longer counted in flight on the machine, which then idle-stops; the client's
-/// connection serves on, and wakes it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_stream_lets_its_machine_idle_stop() {
+/// An edge whose machines idle-stop 1 s after their last request, and a started
+/// machine of the runtime in it.
+async fn edge_with_machine_that_idles_out() -> (TestEdge, String) {
     let edge = TestEdge::start_with(|c| {
         c.edge.idle_timeout = Duration::from_secs(1);
         c.edge.reap_interval = Duration::from_millis(200);
     })
     .await;
     let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
-    let machine = edge.running.supervisor.registry.machine(APP, &id).unwrap();
+    (edge, id)
+}
+
+/// How many requests the edge counts in flight on the machine.
+fn in_flight(edge: &TestEdge, id: &str) -> usize {
+    let machine = edge.running.supervisor.registry.machine(APP, id).unwrap();
+    machine.activity.in_flight()
+}
+
+/// Waits until the edge counts no request in flight on the machine, then until it
+/// idle-stops: within 10 s, long before the reset request would have ended.
+async fn assert_let_go_and_idle_stopped(edge: &TestEdge, id: &str) {
+    wait::until_true("the reset stream to leave the machine", BOOT, async || {
+        in_flight(edge, id) == 0
+    })
+    .await;
+    edge.wait_for_state(APP, id, "stopped", BOOT).await;
+}
+
+/// A stream the client resets while the machine is still sending a long event stream
+/// is no longer counted in flight on the machine, which then idle-stops; the client's
+/// connection serves on, and wakes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_during_its_body_lets_its_machine_idle_stop() {
+    let (edge, id) = edge_with_machine_that_idles_out().await;
     let mut sender = h2c(&edge).await;
     // 100 events, 200 ms apart: 20 s of answer, were it read to its end.
     let req = get(HOST, "/events?stream=100&interval=200");
@@ -364,16 +386,30 @@ async fn a_reset_stream_lets_its_machine_idle_stop() {
     let mut body = res.into_body();
     let first = tokio::time::timeout(ANSWERED, body.frame()).await.unwrap();
     assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "data: 0\n\n");
-    assert_eq!(machine.activity.in_flight(), 1);
+    assert_eq!(in_flight(&edge, &id), 1);
     drop(body); // resets the stream; the connection stays open
-    wait::until_true("the reset stream to leave the machine", BOOT, async || {
-        machine.activity.in_flight() == 0
+    assert_let_go_and_idle_stopped(&edge, &id).await;
+    assert_own_answer(&mut sender, "/after-the-stop").await;
+    edge.shutdown().await;
+}
+
+/// A stream the client resets while the machine has not answered yet (it takes a
+/// minute) is no longer counted in flight on the machine, which then idle-stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_before_its_answer_lets_its_machine_idle_stop() {
+    let (edge, id) = edge_with_machine_that_idles_out().await;
+    let sender = h2c(&edge).await;
+    let waiting = tokio::spawn({
+        let mut sender = sender.clone();
+        async move { sender.send_request(get(HOST, "/?sleep=60000")).await }
+    });
+    wait::until_true("the request to be in flight", BOOT, async || {
+        in_flight(&edge, &id) == 1
     })
     .await;
-    assert_own_answer(&mut sender, "/after-reset").await;
-    edge.wait_for_state(APP, &id, "stopped", BOOT).await;
-    // A connection parked to the stopped run is no use to the next one.
-    assert_own_answer(&mut sender, "/after-the-stop").await;
+    waiting.abort(); // drops the stream, which resets it; the connection stays open
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    assert_let_go_and_idle_stopped(&edge, &id).await;
     edge.shutdown().await;
 }
 
