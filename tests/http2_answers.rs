@@ -10,7 +10,6 @@
 mod support;
 
 use bytes::Bytes;
-use edgewake::drivers::fake::FakeDriver;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -18,9 +17,8 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::tls::get;
+use support::tls::{get, h2c};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,12 +27,6 @@ const HOST: &str = "user-functions.localhost";
 /// How long one answer may take before the test calls it hung.
 const ANSWERED: Duration = Duration::from_secs(10);
 const MB: usize = 1024 * 1024;
-
-/// An HTTP/2 connection with prior knowledge (h2c) to the edge's plain port.
-async fn h2c(edge: &TestEdge) -> http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
-    support::tls::http2_over(tcp).await
-}
 
 /// An HTTP/2 connection over TLS (ALPN h2) to the edge's HTTPS port.
 async fn h2_over_tls(edge: &TestEdge) -> http2::SendRequest<Empty<Bytes>> {
@@ -102,6 +94,14 @@ async fn assert_own_answer(sender: &mut http2::SendRequest<Empty<Bytes>>, path: 
     assert_eq!(res.seen()["path"], path);
 }
 
+/// An edge with a started machine of the runtime in `APP`, and an h2c connection to it.
+async fn edge_and_h2c() -> (TestEdge, http2::SendRequest<Empty<Bytes>>) {
+    let edge = TestEdge::start().await;
+    edge.app_with_machine(RUNTIME_IMAGE).started().await;
+    let sender = h2c(&edge).await;
+    (edge, sender)
+}
+
 /// Over h2c and over TLS, bodiless streams get Content-Length answers whole (the
 /// machine's JSON, an empty body, 1 MB) with the edge's headers both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,9 +158,7 @@ async fn length_answers_arrive_whole_over_h2c_and_tls() {
 /// different lengths, each get their own answer, none mixed with another's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_streams_each_get_their_own_answer() {
-    let edge = TestEdge::start().await;
-    edge.app_with_machine(RUNTIME_IMAGE).started().await;
-    let sender = h2c(&edge).await;
+    let (edge, sender) = edge_and_h2c().await;
     let streams: Vec<_> = (0..20)
         .map(|i| {
             let mut sender = sender.clone();
@@ -229,9 +227,7 @@ async fn events_arrive_as_they_are_written() {
 /// their own answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_keeps_content_length_without_a_body() {
-    let edge = TestEdge::start().await;
-    edge.app_with_machine(RUNTIME_IMAGE).started().await;
-    let mut sender = h2c(&edge).await;
+    let (edge, mut sender) = edge_and_h2c().await;
     for _ in 0..2 {
         let head = Request::head(format!("https://{HOST}/?bytes={MB}"))
             .header("host", HOST)
@@ -250,9 +246,7 @@ async fn head_keeps_content_length_without_a_body() {
 /// reaches the client, and the next stream is still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_closing_its_connection_does_not_fail_the_next_stream() {
-    let edge = TestEdge::start().await;
-    edge.app_with_machine(RUNTIME_IMAGE).started().await;
-    let mut sender = h2c(&edge).await;
+    let (edge, mut sender) = edge_and_h2c().await;
     for i in 0..3 {
         let path = format!("/closing/{i}?header=connection:close");
         let res = answer(&mut sender, get(HOST, &path)).await;
@@ -261,17 +255,6 @@ async fn a_machine_closing_its_connection_does_not_fail_the_next_stream() {
         assert_own_answer(&mut sender, &format!("/after-close/{i}")).await;
     }
     edge.shutdown().await;
-}
-
-/// An edge on the fake driver with `tweak`, the app, and one started machine.
-async fn edge_with_fake_machine(
-    tweak: impl FnOnce(&mut edgewake::config::Config),
-) -> (TestEdge, Arc<FakeDriver>, String) {
-    let fake = Arc::new(FakeDriver::new());
-    fake.serve_http();
-    let edge = TestEdge::start_with_driver_and(fake.clone(), tweak).await;
-    let id = edge.app_with_machine("fake").started().await.id;
-    (edge, fake, id)
 }
 
 /// Asserts that a GET of `/` on `sender` gets the fake machine's answer: its id.
@@ -398,11 +381,8 @@ async fn a_stream_reset_during_its_body_lets_its_machine_idle_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_reset_before_its_answer_lets_its_machine_idle_stop() {
     let (edge, id) = edge_with_machine_that_idles_out().await;
-    let sender = h2c(&edge).await;
-    let waiting = tokio::spawn({
-        let mut sender = sender.clone();
-        async move { sender.send_request(get(HOST, "/?sleep=60000")).await }
-    });
+    let mut sender = h2c(&edge).await;
+    let waiting = tokio::spawn(sender.send_request(get(HOST, "/?sleep=60000")));
     wait::until_true("the request to be in flight", BOOT, async || {
         in_flight(&edge, &id) == 1
     })
@@ -424,20 +404,18 @@ async fn a_stream_with_a_body_reaches_the_machine_whole() {
         .await
         .unwrap();
     tokio::spawn(connection);
-    let bodiless = |path: &str| {
-        Request::get(format!("https://{HOST}{path}"))
+    let asked = [
+        ("GET", "/before-upload", 0),
+        ("POST", "/upload", MB),
+        ("GET", "/after", 0),
+    ];
+    for (method, path, bytes) in asked {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("https://{HOST}{path}"))
             .header("host", HOST)
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
-    for path in ["/before-upload", "/upload", "/after-upload"] {
-        let req = match path {
-            "/upload" => Request::post(format!("https://{HOST}/upload"))
-                .header("host", HOST)
-                .body(Full::new(Bytes::from(vec![7u8; MB])))
-                .unwrap(),
-            _ => bodiless(path),
-        };
+            .body(Full::new(Bytes::from(vec![7u8; bytes])))
+            .unwrap();
         let res = tokio::time::timeout(ANSWERED, sender.send_request(req))
             .await
             .expect("the answer's head arrived")
@@ -446,11 +424,6 @@ async fn a_stream_with_a_body_reaches_the_machine_whole() {
         assert_eq!(res.status, StatusCode::OK, "{path}");
         let seen = res.seen();
         assert_eq!(seen["path"], path);
-        let (method, bytes) = if path == "/upload" {
-            ("POST", MB)
-        } else {
-            ("GET", 0)
-        };
         assert_eq!(seen["method"], method, "{path}");
         assert_eq!(seen["body_bytes"], bytes, "{path}");
     }
