@@ -2,10 +2,11 @@
 //! connection the edge keeps (lent to the stream, parked again at its end): the answer
 //! reaches the client whole whatever its framing (Content-Length small, empty or large,
 //! chunked events as they are written, HEAD's length without a body), over TLS and h2c,
-//! with the edge's forwarding headers; one machine connection carries stream after
-//! stream and the HTTP/1.1 fast path's requests, within `max_machine_connections`; a
-//! stream the client resets leaves its machine free to idle-stop; a stream with a body
-//! still reaches the machine whole.
+//! with the edge's headers (forwarding, keep-awake) handled as on other paths; one
+//! machine connection (per worker) carries stream after stream and the HTTP/1.1 fast
+//! path's requests, within `max_machine_connections`; a stream the client resets
+//! leaves its machine free to idle-stop; a stream with a body still reaches the
+//! machine whole.
 
 mod support;
 
@@ -103,7 +104,8 @@ async fn edge_and_h2c() -> (TestEdge, http2::SendRequest<Empty<Bytes>>) {
 }
 
 /// Over h2c and over TLS, bodiless streams get Content-Length answers whole (the
-/// machine's JSON, an empty body, 1 MB) with the edge's headers both ways.
+/// machine's JSON, an empty body, 1 MB) with the edge's headers both ways and every
+/// value of a repeated header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn length_answers_arrive_whole_over_h2c_and_tls() {
     let edge = TestEdge::start_with(|c| {
@@ -117,14 +119,17 @@ async fn length_answers_arrive_whole_over_h2c_and_tls() {
         (h2_over_tls(&edge).await, "https", "443"),
     ];
     for (mut sender, proto, port) in clients {
-        let json = answer(&mut sender, get(HOST, "/hello?x=1")).await;
+        let path = "/hello?header=set-cookie:a=1&header=set-cookie:b=2";
+        let json = answer(&mut sender, get(HOST, path)).await;
         assert_eq!(json.status, StatusCode::OK, "{proto}");
         assert_eq!(json.content_length(), Some(json.body.len()), "{proto}");
         assert_eq!(json.headers["edgewake-machine"], id.as_str());
         assert!(json.headers.contains_key("fly-request-id"), "{proto}");
+        let cookies: Vec<_> = json.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"], "{proto}");
         let seen = json.seen();
         assert_eq!(seen["method"], "GET");
-        assert_eq!(seen["path"], "/hello?x=1");
+        assert_eq!(seen["path"], path);
         assert_eq!(
             seen["version"], "HTTP/1.1",
             "the machine is reached over HTTP/1.1"
@@ -278,7 +283,25 @@ async fn http1_request(edge: &TestEdge) -> Vec<u8> {
 /// HTTP/1.1 clients between them, are all carried by one connection to the machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_streams_share_one_machine_connection() {
-    let (edge, fake, id) = edge_with_fake_machine(|_| {}).await;
+    assert_eq!(machine_connections_for_sequential_streams(0).await, 1);
+}
+
+/// With two edge workers, each reuses the machine connection it parked: the machine
+/// accepts at most one per worker, however many streams and clients come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_reuses_its_machine_connection_for_streams() {
+    let accepted = machine_connections_for_sequential_streams(2).await;
+    assert!(
+        (1..=2).contains(&accepted),
+        "{accepted} machine connections"
+    );
+}
+
+/// The connections the machine accepted while, on an edge with `workers`, 10 streams
+/// went one after another on one HTTP/2 connection, then 3 times a stream on a new
+/// one, an HTTP/1.1 client, and a stream on the first.
+async fn machine_connections_for_sequential_streams(workers: usize) -> usize {
+    let (edge, fake, id) = edge_with_fake_machine(|c| c.edge.workers = workers).await;
     let mut sender = h2c(&edge).await;
     for _ in 0..10 {
         assert_fake_answer(&mut sender, &id).await;
@@ -289,8 +312,9 @@ async fn sequential_streams_share_one_machine_connection() {
         assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
         assert_fake_answer(&mut sender, &id).await;
     }
-    assert_eq!(fake.accepted_connections(&id), 1);
+    let accepted = fake.accepted_connections(&id);
     edge.shutdown().await;
+    accepted
 }
 
 /// Forty bodiless streams at once, answered at once, open at most
@@ -358,11 +382,12 @@ async fn assert_let_go_and_idle_stopped(edge: &TestEdge, id: &str) {
 
 /// A stream the client resets while the machine is still sending a long event stream
 /// is no longer counted in flight on the machine, which then idle-stops; the client's
-/// connection serves on, and wakes it again.
+/// connection serves on, and a bodiless POST on it wakes the machine again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_reset_during_its_body_lets_its_machine_idle_stop() {
     let (edge, id) = edge_with_machine_that_idles_out().await;
     let mut sender = h2c(&edge).await;
+    assert_own_answer(&mut sender, "/parks-a-connection").await;
     // 100 events, 200 ms apart: 20 s of answer, were it read to its end.
     let req = get(HOST, "/events?stream=100&interval=200");
     let res = sender.send_request(req).await.unwrap();
@@ -372,7 +397,15 @@ async fn a_stream_reset_during_its_body_lets_its_machine_idle_stop() {
     assert_eq!(in_flight(&edge, &id), 1);
     drop(body); // resets the stream; the connection stays open
     assert_let_go_and_idle_stopped(&edge, &id).await;
-    assert_own_answer(&mut sender, "/after-the-stop").await;
+    // A POST without a body, which may not be sent twice: no connection parked to the
+    // stopped run may be tried with it.
+    let post = Request::post(format!("https://{HOST}/after-the-stop"))
+        .header("host", HOST)
+        .body(Empty::new())
+        .unwrap();
+    let res = answer(&mut sender, post).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.seen()["method"], "POST");
     edge.shutdown().await;
 }
 
@@ -390,6 +423,31 @@ async fn a_stream_reset_before_its_answer_lets_its_machine_idle_stop() {
     waiting.abort(); // drops the stream, which resets it; the connection stays open
     assert!(waiting.await.unwrap_err().is_cancelled());
     assert_let_go_and_idle_stopped(&edge, &id).await;
+    edge.shutdown().await;
+}
+
+/// A machine answering a stream with `edgewake-keep-awake: 2s` outlives a 300 ms idle
+/// timeout; the client never sees the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_awake_header_holds_off_the_idle_stop() {
+    let edge = TestEdge::start_with(|c| c.edge.idle_timeout = Duration::from_millis(300)).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let mut sender = h2c(&edge).await;
+    let asked = Instant::now();
+    let res = answer(
+        &mut sender,
+        get(HOST, "/busy?header=edgewake-keep-awake:2s"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(!res.headers.contains_key("edgewake-keep-awake"));
+    let stopped = edge.wait_for_state(APP, &id, "stopped", BOOT).await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "stopped after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(count_events(&stopped, "keep_awake"), 1, "{stopped}");
     edge.shutdown().await;
 }
 
