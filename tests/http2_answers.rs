@@ -228,22 +228,29 @@ async fn events_arrive_as_they_are_written() {
     edge.shutdown().await;
 }
 
-/// A HEAD gets the machine's Content-Length and no body; the streams after it get
-/// their own answers.
+/// A HEAD gets no body: with the machine's Content-Length for a download, and at
+/// once for an event stream; the streams after each get their own answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_keeps_content_length_without_a_body() {
+async fn head_gets_no_body_and_keeps_content_length() {
     let (edge, mut sender) = edge_and_h2c().await;
-    for _ in 0..2 {
-        let head = Request::head(format!("https://{HOST}/?bytes={MB}"))
+    let head = |path: &str| {
+        Request::head(format!("https://{HOST}{path}"))
             .header("host", HOST)
             .body(Empty::new())
-            .unwrap();
-        let res = answer(&mut sender, head).await;
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let res = answer(&mut sender, head(&format!("/?bytes={MB}"))).await;
         assert_eq!(res.status, StatusCode::OK);
         assert_eq!(res.content_length(), Some(MB));
         assert!(res.body.is_empty(), "{} bytes after a HEAD", res.body.len());
         assert_own_answer(&mut sender, "/after-head").await;
     }
+    let res = answer(&mut sender, head("/events?stream=3&interval=60000")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.headers["content-type"], "text/event-stream");
+    assert!(res.body.is_empty(), "{} bytes after a HEAD", res.body.len());
+    assert_own_answer(&mut sender, "/after-head-of-events").await;
     edge.shutdown().await;
 }
 
@@ -448,6 +455,43 @@ async fn keep_awake_header_holds_off_the_idle_stop() {
         asked.elapsed()
     );
     assert_eq!(count_events(&stopped, "keep_awake"), 1, "{stopped}");
+    edge.shutdown().await;
+}
+
+/// A machine that does not answer a stream within the machine read timeout gets it a
+/// 504 with Retry-After, and one that goes quiet mid-answer has the stream cut, both
+/// long before the machine would have gone on; neither leaves the machine counted busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_machine_does_not_hold_a_stream() {
+    let edge =
+        TestEdge::start_with(|c| c.edge.machine_read_timeout = Duration::from_millis(300)).await;
+    let id = edge.app_with_machine(RUNTIME_IMAGE).started().await.id;
+    let mut sender = h2c(&edge).await;
+    let began = Instant::now();
+    let res = answer(&mut sender, get(HOST, "/?sleep=10000")).await;
+    assert_eq!(res.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.headers["retry-after"], "1");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+
+    let req = get(HOST, "/events?stream=2&interval=10000");
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "data: 0\n\n");
+    let cut = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the quiet answer was cut long before its next event");
+    assert!(matches!(cut, Some(Err(_))), "{cut:?}");
+    wait::until_true("the streams to leave the machine", BOOT, async || {
+        in_flight(&edge, &id) == 0
+    })
+    .await;
+    assert_own_answer(&mut sender, "/after-silence").await;
     edge.shutdown().await;
 }
 
