@@ -7,11 +7,9 @@
 mod support;
 
 use bytes::Bytes;
-use edgewake::drivers::fake::FakeDriver;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2;
 use reqwest::StatusCode;
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,12 +25,6 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// An HTTP/2 connection to the edge's plain port.
-async fn h2_client(edge: &TestEdge) -> http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
-    support::tls::http2_over(tcp).await
 }
 
 /// Sends `count` GETs on `sender` at once; their statuses, in order, once all are done.
@@ -57,17 +49,6 @@ fn streams(
     })
 }
 
-/// An edge on the fake driver with `tweak`, the app, and one started machine.
-async fn edge_with_fake_machine(
-    tweak: impl FnOnce(&mut edgewake::config::Config),
-) -> (TestEdge, Arc<FakeDriver>, String) {
-    let fake = Arc::new(FakeDriver::new());
-    fake.serve_http();
-    let edge = TestEdge::start_with_driver_and(fake.clone(), tweak).await;
-    let id = edge.app_with_machine("fake").started().await.id;
-    (edge, fake, id)
-}
-
 /// Forty HTTP/2 streams to one machine share at most `max_machine_connections`
 /// connections to it; the others wait their turn, and every stream is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +59,10 @@ async fn http2_streams_share_a_bounded_pool_per_machine() {
     })
     .await;
     fake.hold_answers();
-    let (first, second) = (h2_client(&edge).await, h2_client(&edge).await);
+    let (first, second) = (
+        support::tls::h2c(&edge).await,
+        support::tls::h2c(&edge).await,
+    );
     let answers = [streams(&first, 20), streams(&second, 20)];
     eventually("4 connections open", || fake.open_connections(&id) >= 4).await;
     // Room for a connection beyond the cap to show itself before the answers flow.
@@ -101,7 +85,7 @@ async fn a_stream_that_waits_too_long_is_told_to_retry() {
     })
     .await;
     fake.hold_answers();
-    let client = h2_client(&edge).await;
+    let client = support::tls::h2c(&edge).await;
     let held = streams(&client, 1);
     eventually("the first stream reached the machine", || {
         fake.open_connections(&id) == 1

@@ -3,8 +3,10 @@
 //! finding its processes.
 
 use super::{APP, BOOT, RUNTIME_IMAGE, TestEdge, wait};
+use edgewake::drivers::fake::FakeDriver;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// A machine the API created: its id, and its JSON as the API last showed it (the
 /// create answer, or the machine once started).
@@ -93,6 +95,18 @@ impl TestEdge {
     pub fn new_machine(&self, app: &str, image: &str) -> NewMachine<'_> {
         NewMachine::new(self, app, image, false)
     }
+}
+
+/// An edge on the fake driver (its machines answering HTTP/1.1 with their id) with
+/// `tweak`, the app `APP`, and one started machine; gives the machine's id.
+pub async fn edge_with_fake_machine(
+    tweak: impl FnOnce(&mut edgewake::config::Config),
+) -> (TestEdge, Arc<FakeDriver>, String) {
+    let fake = Arc::new(FakeDriver::new());
+    fake.serve_http();
+    let edge = TestEdge::start_with_driver_and(fake.clone(), tweak).await;
+    let id = edge.app_with_machine("fake").started().await.id;
+    (edge, fake, id)
 }
 
 /// A machine with autostop on, in an app of its own (`witness`), that shows when idle

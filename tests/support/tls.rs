@@ -105,6 +105,11 @@ where
     sender
 }
 
+/// An HTTP/2 sender with prior knowledge (h2c) on `edge`'s plain-HTTP port.
+pub async fn h2c(edge: &super::TestEdge) -> http2::SendRequest<Empty<Bytes>> {
+    http2_over(TcpStream::connect(edge.running.http_addr).await.unwrap()).await
+}
+
 /// A GET for `path` on `host`.
 pub fn get(host: &str, path: &str) -> http::Request<Empty<Bytes>> {
     http::Request::get(format!("https://{host}{path}"))
