@@ -82,13 +82,16 @@
 //!   (wake headers, metrics, access line), `wake_early` (the ClientHello's server
 //!   name); `upstream` is an HTTP/1.1 client connection's own connection to its
 //!   machine, the budget of connections to machines, and says whether a failed
-//!   request was sent; `pool` the bounded per-machine pool the other requests share;
+//!   request was sent; `pool` the bounded per-machine pool of the other requests (its
+//!   slots bound HTTP/2 streams per machine, its connections carry those with a body);
 //!   `tunnel` pumps WebSockets and raw TCP after TLS (`raw_tcp`: a `tls`-only port's
 //!   stream joined to a woken machine). `h1` is the HTTP/1.1 fast path: a client
 //!   connection and its own machine connection in one task, heads parsed with
 //!   httparse (`head`, `response`), bodies passed on as framed (`chunked`), the same
 //!   phases (`admit`), limits and budget; a client connection that ends leaves its
-//!   machine connection for the next (`parked`, a lot per runtime that serves clients).
+//!   machine connection for the next (`parked`, a lot per runtime that serves clients);
+//!   `lent`: an HTTP/2 stream without a body borrows a parked connection, its answer's
+//!   body read off it by the stream (chunked decoded) and the connection parked again.
 //! - `edge`: the edge's client connections — TLS first on the HTTPS listener, then the
 //!   HTTP/1.1 fast path (`fast`) until a request is not its own, when hyper-util's
 //!   HTTP/1.1 + HTTP/2 server takes over with the bytes read so far (`rewind`); both

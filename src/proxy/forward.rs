@@ -1,6 +1,8 @@
 //! Forward: the request goes to the machine over the client connection's own upstream
-//! (HTTP/1.1) or the bounded pool (HTTP/2 clients, upgrades, h2c when the port says
-//! `h2_backend`), bodies streamed both ways and paced (`MachinePolicy`); an in-flight
+//! (HTTP/1.1), a connection of its own (an upgrade), a connection the fast path lends
+//! (an HTTP/2 stream without a body, under a slot of the pool) or the bounded pool
+//! (HTTP/2 streams with a body, h2c when the port says `h2_backend`), bodies streamed
+//! both ways and paced (`MachinePolicy`); an in-flight
 //! guard rides along until the response body is done, so a machine is never idle while
 //! it is still answering. An upgrade (WebSocket) the machine accepts becomes a tunnel.
 //!
@@ -49,7 +51,7 @@ impl Upstreams {
                 limits.workers + 1,
                 limits
                     .max_per_machine
-                    .max(super::h1::MAX_PARKED_PER_MACHINE),
+                    .max(super::h1::MIN_PARKED_PER_MACHINE),
             ),
             pools: Pools::new(budget.clone(), limits),
             budget,

@@ -1,8 +1,10 @@
 //! Connections to machines. An HTTP/1.1 client connection owns its own upstream: the
 //! connection to the machine its last request went to. HTTP/1.1 clients send one
 //! request at a time, so no pool, pool lock or per-request task is needed (a pooled
-//! client costs 1–3 µs a request more on this workload). HTTP/2 clients, upgrades and
-//! h2c backends use the bounded `pool` instead.
+//! client costs 1–3 µs a request more on this workload). An upgrade gets a connection
+//! of its own (`send_once`); HTTP/2 clients' streams with a body and h2c backends use
+//! the bounded `pool`, those without one a connection lent by the fast path
+//! (`h1::lent`).
 //!
 //! Every connection to a machine takes a slot of the global `Budget` (each is a file
 //! descriptor) for as long as its socket lives, and its writes are paced: a machine that

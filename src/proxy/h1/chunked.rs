@@ -12,6 +12,8 @@ use std::ops::Range;
 const MAX_SIZE_LINE: usize = 4096;
 /// Trailer section bytes allowed after the last chunk.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Trailer fields decoded (as many as hyper reads); a section with more is dropped.
+const MAX_TRAILER_FIELDS: usize = 100;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChunkError {
@@ -258,7 +260,7 @@ impl ChunkedDecoder {
         if self.trailers.len() <= 2 {
             return None; // the final CRLF alone
         }
-        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
         let httparse::Status::Complete((_, fields)) =
             httparse::parse_headers(&self.trailers, &mut fields).ok()?
         else {

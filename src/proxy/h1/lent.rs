@@ -11,7 +11,9 @@
 
 use super::chunked::ChunkedDecoder;
 use super::head::write_fields;
-use super::machine::{Destination, Exchange, MachineConnection, sent, sent_because};
+use super::machine::{
+    Destination, Exchange, MAX_RESPONSE_HEAD, MachineConnection, dropped, sent, sent_because,
+};
 use super::parked::Parked;
 use super::response::{AnswerHead, BodyFraming, parse_answer};
 use crate::connection::BoxError;
@@ -23,18 +25,17 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// A response head larger than this fails the exchange (as on the fast path).
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
-
 /// Whether `req` may be sent over a lent connection: it has no body to stream.
 pub fn may_borrow(req: &Request<MachineBody>) -> bool {
     req.body().is_end_stream() && req.method() != Method::CONNECT
 }
 
 /// Sends `req` (headers written for the machine, Host set) to `to` and reads the head
-/// of its answer; the body comes as the client polls it. When no connection could be
-/// made, or a reused one had been closed and the request may be sent again but could
-/// not be, the request comes back unsent.
+/// of its answer; the body comes as the client polls it. A reused connection that
+/// ends before a byte of the answer is replaced once for an idempotent request (as on
+/// the fast path). When no connection could be made the request comes back unsent, so
+/// it may go to another machine: after such a replacement too, since only an
+/// idempotent request is sent twice.
 pub async fn send(
     to: &Destination<'_>,
     req: Request<MachineBody>,
@@ -47,7 +48,7 @@ pub async fn send(
         Err(failure) => return Err(failure_of(failure, req)),
     };
     let mut answered = ask(&mut machine, &head, head_request).await;
-    if let Err(Exchange::Sent(UpstreamError::Exchange(_))) = &answered
+    if let Err(Exchange::Dropped(_)) = &answered
         && machine.was_reused()
         && req.method().is_idempotent()
     {
@@ -80,7 +81,7 @@ fn write_request_head(out: &mut Vec<u8>, req: &Request<MachineBody>) {
 fn failure_of(failure: Exchange, req: Request<MachineBody>) -> SendFailure {
     match failure {
         Exchange::Unsent(error) => SendFailure::unsent(error, req),
-        Exchange::Sent(error) => SendFailure {
+        Exchange::Sent(error) | Exchange::Dropped(error) => SendFailure {
             error,
             unsent: None,
         },
@@ -99,6 +100,7 @@ async fn ask(
     head_request: bool,
 ) -> Result<AnswerHead, Exchange> {
     machine.send(head).await?;
+    let mut answered_any = !machine.buffered().is_empty();
     loop {
         let parsed = parse_answer(machine.buffered(), head_request).map_err(|e| sent(&e))?;
         if let Some(answer) = parsed {
@@ -108,16 +110,18 @@ async fn ask(
             }
             return Ok(answer);
         }
-        if machine.buffered().len() > MAX_ANSWER_HEAD {
+        if machine.buffered().len() > MAX_RESPONSE_HEAD {
             return Err(sent_because("response head too large"));
         }
         match poll_fn(|cx| machine.poll_fill(cx)).await {
+            Ok(0) if !answered_any => return Err(dropped(None)),
             Ok(0) => {
                 return Err(sent_because(
                     "the machine closed the connection before answering",
                 ));
             }
-            Ok(_) => {}
+            Ok(_) => answered_any = true,
+            Err(e) if !answered_any => return Err(dropped(Some(&e))),
             Err(e) => return Err(sent(&e)),
         }
     }
@@ -204,7 +208,11 @@ impl LentBody {
             Left::Chunked(decoder) => {
                 let decoded = decoder.decode(buf).map_err(|e| AnswerCut(e.to_string()))?;
                 if decoded.done {
-                    self.trailers = decoder.trailers();
+                    self.trailers = decoder.trailers().map(|mut trailers| {
+                        // Connection-specific names would make HTTP/2 refuse them all.
+                        crate::proxy::headers::strip_hop_by_hop(&mut trailers);
+                        trailers
+                    });
                     self.finish();
                 }
                 decoded.data
@@ -282,37 +290,75 @@ mod tests {
         send: Pace::timeout(Duration::from_secs(5)),
     };
 
-    /// A machine on a real socket: on one connection, each request head it reads gets
-    /// the next of `answers`; then it keeps the connection until the edge closes it,
-    /// or hangs up (`hang_up`). Gives back the heads it read.
+    /// What a machine does with each request head it reads on one connection: answers
+    /// it, or (`None`) hangs up.
+    type Script = Vec<Option<&'static [u8]>>;
+
+    /// A machine on a real socket: each request head it reads gets the next of
+    /// `answers`; then it keeps the connection until the edge closes it, or hangs up
+    /// (`hang_up`). Gives back the heads it read.
     async fn machine(
         answers: Vec<&'static [u8]>,
+        hang_up: bool,
+    ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let script = answers.into_iter().map(Some).collect();
+        machine_scripted(vec![script], hang_up).await
+    }
+
+    /// A machine whose n-th connection follows `scripts[n]` (it accepts no more).
+    async fn machine_scripted(
+        scripts: Vec<Script>,
         hang_up: bool,
     ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let served = tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.unwrap();
             let mut heads = Vec::new();
-            for answer in answers {
-                loop {
-                    let mut byte = [0u8; 1];
-                    if tcp.read(&mut byte).await.unwrap() == 0 {
-                        break;
+            for script in scripts {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let connection = tokio::spawn(async move {
+                    let mut heads = Vec::new();
+                    for answer in script {
+                        read_head(&mut tcp, &mut heads).await;
+                        match answer {
+                            Some(answer) => tcp.write_all(answer).await.unwrap(),
+                            None => return heads,
+                        }
                     }
-                    heads.push(byte[0]);
-                    if heads.ends_with(b"\r\n\r\n") {
-                        break;
+                    if !hang_up {
+                        let _ = tcp.read_to_end(&mut Vec::new()).await;
                     }
-                }
-                tcp.write_all(answer).await.unwrap();
+                    heads
+                });
+                heads.push(connection);
             }
-            if !hang_up {
-                let _ = tcp.read_to_end(&mut Vec::new()).await;
+            let mut all = Vec::new();
+            for connection in heads {
+                all.extend(connection.await.unwrap());
             }
-            String::from_utf8(heads).unwrap()
+            String::from_utf8(all).unwrap()
         });
         (addr, served)
+    }
+
+    async fn read_head(tcp: &mut tokio::net::TcpStream, heads: &mut Vec<u8>) {
+        let start = heads.len();
+        while !heads[start..].ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if tcp.read(&mut byte).await.unwrap() == 0 {
+                return;
+            }
+            heads.push(byte[0]);
+        }
+    }
+
+    /// `send`, failing the test rather than hanging when nothing comes back.
+    async fn within(
+        to: &Destination<'_>,
+        req: Request<MachineBody>,
+    ) -> Result<Response<LentBody>, SendFailure> {
+        let sent = tokio::time::timeout(Duration::from_secs(5), send(to, req)).await;
+        sent.expect("an answer or a failure within 5 s")
     }
 
     fn get(path: &str) -> Request<MachineBody> {
@@ -354,7 +400,7 @@ mod tests {
         let (addr, served) = machine(vec![answer, answer], false).await;
         let edge = Edge::new();
         for _ in 0..2 {
-            let res = send(&edge.to(addr), get("https://app.example/p?q=1")).await;
+            let res = within(&edge.to(addr), get("https://app.example/p?q=1")).await;
             let res = res.ok().unwrap();
             assert_eq!(res.status(), 200);
             assert_eq!(res.headers()["x-machine"], "yes");
@@ -376,7 +422,7 @@ mod tests {
             3\r\nabc\r\n4\r\ndefg\r\n0\r\nx-checksum: 9\r\n\r\n";
         let (addr, _served) = machine(vec![answer], false).await;
         let edge = Edge::new();
-        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
         assert_eq!(res.status(), 200);
         let collected = res.into_body().collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["x-checksum"], "9");
@@ -390,7 +436,7 @@ mod tests {
     async fn until_close_and_cut_answers() {
         let (addr, _served) = machine(vec![b"HTTP/1.1 200 OK\r\n\r\nall of it"], true).await;
         let edge = Edge::new();
-        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"all of it");
         assert!(edge.parked.take(addr).is_none());
@@ -400,7 +446,7 @@ mod tests {
             true,
         )
         .await;
-        let res = send(&edge.to(addr), get("/")).await.ok().unwrap();
+        let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
         let error = res.into_body().collect().await.err().unwrap();
         assert!(error.to_string().contains("cut"), "{error}");
         assert!(edge.parked.take(addr).is_none());
@@ -408,6 +454,47 @@ mod tests {
             edge.budget.available(),
             4,
             "every connection's slot is back"
+        );
+    }
+
+    /// A reused connection the machine hangs up on before answering is replaced once
+    /// for a GET; a POST fails as sent (it may have been done); a bad answer head on a
+    /// reused connection is not sent again.
+    #[tokio::test]
+    async fn a_dropped_reused_connection_is_replaced_only_for_idempotent_requests() {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let edge = Edge::new();
+        let (addr, served) =
+            machine_scripted(vec![vec![Some(OK), None], vec![Some(OK)]], true).await;
+        for _ in 0..2 {
+            let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
+            assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+        assert_eq!(
+            served.await.unwrap().matches("GET / ").count(),
+            3,
+            "sent again"
+        );
+
+        let (addr, _served) = machine_scripted(vec![vec![Some(OK), None]], false).await;
+        let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
+        res.into_body().collect().await.unwrap();
+        let mut post = get("/");
+        *post.method_mut() = Method::POST;
+        let failure = within(&edge.to(addr), post).await.err().unwrap();
+        assert!(failure.unsent.is_none() && failure.error.request_sent());
+
+        const TWO_LENGTHS: &[u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n";
+        let (addr, _served) =
+            machine_scripted(vec![vec![Some(OK), Some(TWO_LENGTHS)]], false).await;
+        let res = within(&edge.to(addr), get("/")).await.ok().unwrap();
+        res.into_body().collect().await.unwrap();
+        let failure = within(&edge.to(addr), get("/")).await.err().unwrap();
+        assert!(
+            failure.error.to_string().contains("Content-Length"),
+            "{}",
+            failure.error
         );
     }
 
@@ -423,7 +510,7 @@ mod tests {
         let edge = Edge::new();
         let mut head = get("/");
         *head.method_mut() = Method::HEAD;
-        let res = send(&edge.to(addr), head).await.ok().unwrap();
+        let res = within(&edge.to(addr), head).await.ok().unwrap();
         assert_eq!(res.headers()["content-length"], "50");
         assert!(res.body().is_end_stream());
         assert!(edge.parked.take(addr).is_some());
@@ -434,7 +521,7 @@ mod tests {
             let (mut tcp, _) = listener.accept().await.unwrap();
             let _ = tcp.read(&mut [0u8; 64]).await;
         });
-        let failure = send(&edge.to(addr), get("/")).await.err().unwrap();
+        let failure = within(&edge.to(addr), get("/")).await.err().unwrap();
         assert!(failure.unsent.is_none());
         assert!(failure.error.request_sent(), "{}", failure.error);
     }

@@ -1,8 +1,10 @@
 //! The fast path's connection to a machine, owned by one client connection: kept while
-//! the machine lets it be reused, replaced when the client's requests go elsewhere.
-//! Like every connection to a machine it holds a slot of the budget and its writes are
-//! paced; the machine's answer head, and each next part of its body, must come within
-//! the read timeout. Every failure says whether the machine may have seen the request.
+//! the machine lets it be reused, replaced when the client's requests go elsewhere (or
+//! lent to one HTTP/2 stream: `lent`). Like every connection to a machine it holds a
+//! slot of the budget and its writes are paced; the machine's answer head, and each
+//! next part of its body, must come within the read timeout (timed here for the fast
+//! path, by the caller for a lent one). Every failure says whether the machine may
+//! have seen the request.
 
 use super::super::upstream::{Budget, MachineIo, UpstreamError, connect_tcp};
 use super::READ_BUFFER;
@@ -17,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// A response head larger than this fails the exchange.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How long the machine may keep a client waiting before the edge watches whether the
 /// client is still there (hyper's path notices a client that hangs up at once).
 const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
@@ -73,8 +75,42 @@ pub enum Exchange {
     Unsent(UpstreamError),
     /// The machine may have seen the request; the client has heard nothing yet.
     Sent(UpstreamError),
+    /// As `Sent`, but the machine closed or reset the connection before a byte of an
+    /// answer: on a reused connection it had most likely closed it while idle, the
+    /// request unread, so an idempotent request may go again on a new connection.
+    Dropped(UpstreamError),
     /// The client was already being answered (or went away): only closing is left.
     Answering,
+}
+
+impl Exchange {
+    /// The failure as it stands when the request is not sent again.
+    pub fn settled(self) -> Exchange {
+        match self {
+            Exchange::Dropped(error) => Exchange::Sent(error),
+            other => other,
+        }
+    }
+}
+
+/// The connection ended before a byte of the answer: `error` (a reset, a broken pipe)
+/// or, with none, the machine's end of the stream. Any other error is `sent`.
+pub(super) fn dropped(error: Option<&std::io::Error>) -> Exchange {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match error {
+        None => Exchange::Dropped(UpstreamError::Exchange(
+            "the machine closed the connection before answering".into(),
+        )),
+        Some(e)
+            if matches!(
+                e.kind(),
+                BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+            ) =>
+        {
+            Exchange::Dropped(UpstreamError::exchange(e))
+        }
+        Some(e) => sent(e),
+    }
 }
 
 pub(super) fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
@@ -224,7 +260,10 @@ impl MachineConnection {
     }
 
     pub(super) async fn send(&mut self, head: &[u8]) -> Result<(), Exchange> {
-        self.stream.write_all(head).await.map_err(|e| sent(&e))
+        self.stream
+            .write_all(head)
+            .await
+            .map_err(|e| dropped(Some(&e)))
     }
 
     /// The machine's bytes read and not used yet.
@@ -258,6 +297,7 @@ impl MachineConnection {
         let start = Instant::now();
         let deadline = start + self.read;
         let mut now = Some(start);
+        let mut answered_any = !self.buf.is_empty();
         loop {
             if let Some(head) =
                 response::parse_response(&self.buf, facts, out).map_err(|e| sent(&e))?
@@ -274,6 +314,7 @@ impl MachineConnection {
             let waiting_from = now.take().unwrap_or_else(Instant::now);
             let read = match self.read_watching(waiting_from, deadline, client).await {
                 Ok(read) => read,
+                Err(Stalled::Machine(e)) if !answered_any => return Err(dropped(Some(&e))),
                 Err(Stalled::Machine(e)) => return Err(sent(&e)),
                 Err(Stalled::ClientGone) => return Err(Exchange::Answering),
                 Err(Stalled::TooSlow) => {
@@ -282,11 +323,15 @@ impl MachineConnection {
                     return Err(Exchange::Sent(error));
                 }
             };
+            if read == 0 && !answered_any {
+                return Err(dropped(None));
+            }
             if read == 0 {
                 return Err(sent_because(
                     "the machine closed the connection before answering",
                 ));
             }
+            answered_any = true;
         }
     }
 

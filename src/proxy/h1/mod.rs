@@ -12,6 +12,9 @@
 //! of it is used (`Step::Fallback`): see `head` and `admit` for what; a machine's
 //! `fly-replay` answer too (the request has no body, so hyper's path can send it
 //! again and follow the replay).
+//!
+//! hyper's path borrows from here too: an HTTP/2 stream without a body is sent over a
+//! parked machine connection (`lent`), its answer's head parsed by `response`.
 
 mod admit;
 pub mod chunked;
@@ -21,7 +24,6 @@ mod machine;
 mod parked;
 pub mod response;
 
-use super::upstream::UpstreamError;
 use super::{
     Inbound, MAX_CONNECT_ATTEMPTS, PortRules, Proxy, ProxyBody, ProxyError, ProxySettings,
     keep_awake,
@@ -36,7 +38,7 @@ use http::Response;
 use http_body_util::BodyExt;
 pub use machine::Destination;
 use machine::{AnswerWaits, Client, Exchange, MachineConnection};
-pub use parked::{MAX_PARKED_PER_MACHINE, Parked};
+pub use parked::{MIN_PARKED_PER_MACHINE, Parked};
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -229,7 +231,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             let error = match exchange.await {
                 Ok(answer) => return Ok(answer),
                 Err(Exchange::Unsent(error)) => error,
-                Err(Exchange::Sent(error)) => {
+                Err(Exchange::Sent(error) | Exchange::Dropped(error)) => {
                     let machine = machine.id.clone();
                     return Err(ProxyError::Upstream { machine, error });
                 }
@@ -339,17 +341,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Connection<C> {
             .round_trip(&self.out, &mut client, facts, answer)
             .await;
         match first {
-            Err(Exchange::Sent(UpstreamError::Exchange(_)))
-                if machine.was_reused() && resendable =>
-            {
+            Err(Exchange::Dropped(_)) if machine.was_reused() && resendable => {
                 drop(machine); // its budget slot goes back before a new one is taken
                 let connect = MachineConnection::connect(to.addr, to.budget, to.policy);
                 let mut machine = Box::pin(connect).await?;
                 answer.clear();
                 let answered = machine.round_trip(&self.out, &mut client, facts, answer);
-                Ok((answered.await?, machine))
+                Ok((answered.await.map_err(Exchange::settled)?, machine))
             }
-            other => Ok((other?, machine)),
+            other => Ok((other.map_err(Exchange::settled)?, machine)),
         }
     }
 

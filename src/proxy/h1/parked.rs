@@ -1,7 +1,7 @@
 //! Machine connections the fast path parks between client connections. A client
 //! connection that ends (or moves on to another machine) leaves its machine connection
-//! here, and the next client connection to that machine takes it instead of opening
-//! one: a browser's or a load test's new connection then costs the machine no TCP
+//! here, and the next client connection to that machine (or HTTP/2 stream: `lent`)
+//! takes it instead of opening one: a browser's or a load test's new connection then costs the machine no TCP
 //! handshake and no new connection of its own. Bounded per machine; a connection
 //! parked for the pool's idle time is closed by a sweeper, its budget slot with it.
 //!
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 /// pool may hold more: `Parked::start`), shared out among the lots that serve client
 /// connections (a worker's or, without workers, the main runtime's): each holds
 /// `per_lot`.
-pub const MAX_PARKED_PER_MACHINE: usize = 64;
+pub const MIN_PARKED_PER_MACHINE: usize = 64;
 
 type Machines = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
 
@@ -160,22 +160,22 @@ mod tests {
     /// its bound, and what it does not hold is closed (its budget slot freed).
     #[tokio::test]
     async fn parks_up_to_the_bound_and_gives_back() {
-        let budget = Budget::new(MAX_PARKED_PER_MACHINE + 2);
-        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
+        let budget = Budget::new(MIN_PARKED_PER_MACHINE + 2);
+        let parked = Parked::start(1, MIN_PARKED_PER_MACHINE);
         let (listener, connections) =
-            machine_and_connections(MAX_PARKED_PER_MACHINE + 1, &budget).await;
+            machine_and_connections(MIN_PARKED_PER_MACHINE + 1, &budget).await;
         let addr = listener.local_addr().unwrap();
         for connection in connections {
             parked.park(connection);
         }
-        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE);
+        assert_eq!(parked.count(addr), MIN_PARKED_PER_MACHINE);
         assert_eq!(
             budget.available(),
             2,
             "the one not parked gave its slot back"
         );
         assert!(parked.take(addr).is_some());
-        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE - 1);
+        assert_eq!(parked.count(addr), MIN_PARKED_PER_MACHINE - 1);
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9));
         assert!(parked.take(elsewhere).is_none());
     }
@@ -185,13 +185,13 @@ mod tests {
     #[tokio::test]
     async fn workers_share_the_bound() {
         let budget = Budget::new(8);
-        let parked = Parked::start(17, MAX_PARKED_PER_MACHINE);
+        let parked = Parked::start(17, MIN_PARKED_PER_MACHINE);
         let (listener, connections) = machine_and_connections(5, &budget).await;
         let addr = listener.local_addr().unwrap();
         for connection in connections {
             parked.park(connection);
         }
-        assert_eq!(parked.count(addr), MAX_PARKED_PER_MACHINE / 16);
+        assert_eq!(parked.count(addr), MIN_PARKED_PER_MACHINE / 16);
         assert_eq!(
             budget.available(),
             4,
@@ -204,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn each_lot_is_taken_from_on_its_own_runtime_only() {
         let budget = Budget::new(4);
-        let parked = Parked::start(2, MAX_PARKED_PER_MACHINE);
+        let parked = Parked::start(2, MIN_PARKED_PER_MACHINE);
         let (listener, mut connections) = machine_and_connections(1, &budget).await;
         let addr = listener.local_addr().unwrap();
         parked.park(connections.pop().unwrap());
@@ -219,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_by_the_machine_is_not_taken() {
         let budget = Budget::new(4);
-        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
+        let parked = Parked::start(1, MIN_PARKED_PER_MACHINE);
         let (listener, mut connections) = machine_and_connections(1, &budget).await;
         let addr = listener.local_addr().unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
@@ -250,7 +250,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         // Connected on real time; the idle time passes on paused time.
         tokio::time::pause();
-        let parked = Parked::start(1, MAX_PARKED_PER_MACHINE);
+        let parked = Parked::start(1, MIN_PARKED_PER_MACHINE);
         for connection in connections {
             parked.park(connection);
         }

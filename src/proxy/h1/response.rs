@@ -65,6 +65,28 @@ pub fn parse_response(
     facts: &EdgeFacts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseHead>, ResponseError> {
+    parse_head(buf, facts.head_request, |parsed| {
+        Ok(rewrite(parsed, facts, out))
+    })
+}
+
+/// The parts of a response head every reader needs.
+struct Parsed<'a, 'b> {
+    len: usize,
+    status: u16,
+    reason: &'b str,
+    fields: &'a [httparse::Header<'b>],
+    framing: BodyFraming,
+    reusable: bool,
+}
+
+/// Parses the head at the start of `buf` and gives its parts to `then`; `Ok(None)`:
+/// more bytes are needed. A 101 is refused: only hyper's path asks for upgrades.
+fn parse_head<T>(
+    buf: &[u8],
+    head_request: bool,
+    then: impl FnOnce(Parsed<'_, '_>) -> Result<T, ResponseError>,
+) -> Result<Option<T>, ResponseError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     let len = match response.parse(buf)? {
@@ -75,14 +97,30 @@ pub fn parse_response(
     if status == 101 {
         return Err(ResponseError::UnaskedSwitch);
     }
-    let reason = response.reason.unwrap_or("");
-    let (framing, reusable) = framing(response.headers, status, facts.head_request)?;
-    let field = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
+    let http10 = response.version == Some(0);
+    let (framing, reusable) = framing(response.headers, status, head_request, http10)?;
+    let parsed = Parsed {
+        len,
+        status,
+        reason: response.reason.unwrap_or(""),
+        fields: response.headers,
+        framing,
+        reusable,
     };
+    then(parsed).map(Some)
+}
+
+/// The fast path's reading of a parsed head: its rewritten form appended to `out`.
+fn rewrite(parsed: Parsed<'_, '_>, facts: &EdgeFacts<'_>, out: &mut Vec<u8>) -> ResponseHead {
+    let Parsed {
+        len,
+        status,
+        reason,
+        fields,
+        framing,
+        reusable,
+    } = parsed;
+    let field = |name: &str| fields.iter().find(|h| h.name.eq_ignore_ascii_case(name));
     let replay = field(super::super::replay::FLY_REPLAY.as_str()).is_some();
     let keep_awake = field(KEEP_AWAKE).map(|h| h.value.to_vec());
     let mut head = ResponseHead {
@@ -97,27 +135,29 @@ pub fn parse_response(
         // An interim response (103 Early Hints): the client gets the final one only.
         // A replay: the client gets the answer of the machine it is replayed to.
         head.framing = BodyFraming::Empty;
-        return Ok(Some(head));
+        return head;
     }
     let close = facts.close || framing == BodyFraming::UntilClose;
     write_status_line(out, status, reason);
-    let connection: Vec<&[u8]> = response
-        .headers
+    let connection: Vec<&[u8]> = fields
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .flat_map(|h| tokens(h.value))
         .collect();
-    for header in response.headers.iter() {
+    for header in fields {
         let keep = !headers::is_hop_by_hop(header.name)
             && !headers::is_edge_response_header(header.name)
             && !header.name.eq_ignore_ascii_case(KEEP_AWAKE)
             && !connection
                 .iter()
                 .any(|named| named.eq_ignore_ascii_case(header.name.as_bytes()));
-        // The body is passed on as framed: its Transfer-Encoding stays.
+        // The body is passed on as framed: its Transfer-Encoding stays, and a
+        // Content-Length next to it goes (RFC 9112 §6.3: a proxy must not pass both).
         let framing_field = framing == BodyFraming::Chunked
             && header.name.eq_ignore_ascii_case("transfer-encoding");
-        if keep || framing_field {
+        let stale_length =
+            framing == BodyFraming::Chunked && header.name.eq_ignore_ascii_case("content-length");
+        if (keep && !stale_length) || framing_field {
             write_field(out, header.name.as_bytes(), header.value);
         }
     }
@@ -134,7 +174,7 @@ pub fn parse_response(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Some(head))
+    head
 }
 
 /// A machine's answer head for hyper's path (`lent`): its status and every field as it
@@ -153,35 +193,34 @@ pub struct AnswerHead {
 /// Parses the response head at the start of `buf` into an `AnswerHead`; `Ok(None)`:
 /// more bytes are needed.
 pub fn parse_answer(buf: &[u8], head_request: bool) -> Result<Option<AnswerHead>, ResponseError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf)? {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => return Ok(None),
-    };
-    let status = response.code.unwrap_or(502);
-    if status == 101 {
-        return Err(ResponseError::UnaskedSwitch);
-    }
-    let (framing, reusable) = framing(response.headers, status, head_request)?;
-    // Room for what the edge adds (`headers::to_client`, the wake's fields, HTTP/2's
-    // date), so the map is not grown on the way.
-    let mut map = http::HeaderMap::with_capacity(response.headers.len() + ADDED_TO_ANSWERS);
-    for field in response.headers.iter() {
-        let name = http::HeaderName::from_bytes(field.name.as_bytes());
-        let value = http::HeaderValue::from_bytes(field.value);
-        let (Ok(name), Ok(value)) = (name, value) else {
-            return Err(ResponseError::Field);
-        };
-        map.append(name, value);
-    }
-    Ok(Some(AnswerHead {
-        len,
-        status: http::StatusCode::from_u16(status).map_err(|_| ResponseError::Field)?,
-        fields: map,
-        framing,
-        reusable,
-    }))
+    parse_head(buf, head_request, |parsed| {
+        // Room for what the edge adds (`headers::to_client`, the wake's fields, HTTP/2's
+        // date), so the map is not grown on the way.
+        let mut map = http::HeaderMap::with_capacity(parsed.fields.len() + ADDED_TO_ANSWERS);
+        for field in parsed.fields {
+            let name = http::HeaderName::from_bytes(field.name.as_bytes());
+            let value = http::HeaderValue::from_bytes(field.value);
+            let (Ok(name), Ok(value)) = (name, value) else {
+                return Err(ResponseError::Field);
+            };
+            map.append(name, value);
+        }
+        if matches!(
+            parsed.framing,
+            BodyFraming::Chunked | BodyFraming::UntilClose
+        ) {
+            // Next to a Transfer-Encoding it says nothing of the body (RFC 9112 §6.3),
+            // and an HTTP/2 client would hold the data to it.
+            map.remove(http::header::CONTENT_LENGTH);
+        }
+        Ok(AnswerHead {
+            len: parsed.len,
+            status: http::StatusCode::from_u16(parsed.status).map_err(|_| ResponseError::Field)?,
+            fields: map,
+            framing: parsed.framing,
+            reusable: parsed.reusable,
+        })
+    })
 }
 
 /// Fields the edge may add to an answer on hyper's path.
@@ -208,10 +247,11 @@ fn framing(
     fields: &[httparse::Header<'_>],
     status: u16,
     head_request: bool,
+    http10: bool,
 ) -> Result<(BodyFraming, bool), ResponseError> {
     let mut length = None;
     let mut chunked = None;
-    let mut reusable = true;
+    let (mut close, mut keep_alive) = (false, false);
     for field in fields {
         let name = field.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -223,12 +263,17 @@ fn framing(
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Only a final `chunked` delimits the body; any other coding last means
             // the body runs until the connection closes.
-            chunked = tokens(field.value)
-                .filter(|t| !t.is_empty())
-                .last()
-                .map(|t| t.eq_ignore_ascii_case(b"chunked"));
+            // Several lines are one list: an empty one changes nothing.
+            let last = tokens(field.value).filter(|t| !t.is_empty()).last();
+            chunked = Some(match last {
+                Some(coding) => coding.eq_ignore_ascii_case(b"chunked"),
+                None => chunked.unwrap_or(false),
+            });
         } else if name.eq_ignore_ascii_case("connection") {
-            reusable &= !tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+            for token in tokens(field.value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
     }
     let framing = match (chunked, length) {
@@ -239,8 +284,11 @@ fn framing(
         (None, None) => BodyFraming::UntilClose,
     };
     // A body that had both framings might not end where the machine thinks it does.
-    let reusable =
-        reusable && framing != BodyFraming::UntilClose && !(chunked.is_some() && length.is_some());
+    // An HTTP/1.0 machine closes the connection unless it says it keeps it.
+    let reusable = !close
+        && (keep_alive || !http10)
+        && framing != BodyFraming::UntilClose
+        && !(chunked.is_some() && length.is_some());
     Ok((framing, reusable))
 }
 
@@ -299,6 +347,52 @@ mod tests {
         let (head, _) =
             rewrite("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
         assert!(!head.reusable);
+    }
+
+    /// An HTTP/1.0 answer closes its connection unless it says keep-alive; an empty
+    /// Transfer-Encoding line does not undo an earlier `chunked`; a Content-Length next
+    /// to `chunked` is not passed on.
+    #[test]
+    fn keep_alive_and_framing_across_lines() {
+        let (head, _) = rewrite("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(head.framing, BodyFraming::Length(2));
+        assert!(!head.reusable, "HTTP/1.0 closes by default");
+        let (head, _) =
+            rewrite("HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+        assert!(head.reusable);
+        let both = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\n";
+        let (head, out) = rewrite(both);
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        assert!(!head.reusable);
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
+    }
+
+    /// hyper's path gets every field as it came (for `headers::to_client`), less a
+    /// Content-Length that does not frame the body; HEAD keeps its length.
+    #[test]
+    fn answer_heads_for_hyper_path() {
+        let head = "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: x\r\nContent-Length: 4\r\n\r\nbody";
+        let answer = parse_answer(head.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(answer.len, head.len() - 4);
+        assert_eq!(answer.fields.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(answer.fields["connection"], "x");
+        assert_eq!(answer.framing, BodyFraming::Length(4));
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let answer = parse_answer(head.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(answer.framing, BodyFraming::Chunked);
+        assert!(answer.fields.get("content-length").is_none());
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
+        let answer = parse_answer(head.as_bytes(), true).unwrap().unwrap();
+        assert_eq!(answer.framing, BodyFraming::Empty);
+        assert_eq!(answer.fields["content-length"], "9");
+        assert!(
+            parse_answer(b"HTTP/1.1 200 OK\r\nContent-", false)
+                .unwrap()
+                .is_none()
+        );
     }
 
     /// Conflicting lengths, and a switch of protocols nobody asked for, are refused.
