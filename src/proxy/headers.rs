@@ -291,11 +291,31 @@ pub fn to_machine(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     headers.remove(FLY_PREFERRED_INSTANCE_UNAVAILABLE);
     headers.reserve(ADDED_TO_REQUESTS); // one growth of the map, not several
     forwarding_fields(fwd, earlier.as_deref(), |name, value| {
-        if let Ok(value) = HeaderValue::from_bytes(value) {
+        let value = match *name {
+            // The routed authority itself: its value is shared, not copied.
+            HOST => Some(fwd.authority.clone()),
+            _ => shared_value(value),
+        };
+        if let Some(value) = value {
             headers.append(name.clone(), value);
         }
     });
     append_via(headers);
+}
+
+/// A forwarding field's value: the few that recur on every request (the scheme, TLS
+/// or not, the usual ports) from static text, the others copied.
+fn shared_value(value: &[u8]) -> Option<HeaderValue> {
+    let known = match value {
+        b"https" => "https",
+        b"http" => "http",
+        b"on" => "on",
+        b"off" => "off",
+        b"443" => "443",
+        b"80" => "80",
+        _ => return HeaderValue::from_bytes(value).ok(),
+    };
+    Some(HeaderValue::from_static(known))
 }
 
 /// Rewrites a machine's response headers for the client, naming the machine and its
