@@ -230,7 +230,6 @@ impl ChunkedDecoder {
         let trailers = &mut self.trailers;
         let bytes: &[u8] = buf;
         let end = self.scanner.scan_parts(bytes, |part| match part {
-            Part::Data(range) if range.is_empty() => {}
             Part::Data(range) => match (&first, &mut joined) {
                 (None, _) => first = Some(range),
                 (Some(_), Some(joined)) => joined.extend_from_slice(&bytes[range]),
@@ -266,13 +265,7 @@ impl ChunkedDecoder {
         else {
             return None;
         };
-        let mut map = http::HeaderMap::with_capacity(fields.len());
-        for field in fields {
-            let name = http::HeaderName::from_bytes(field.name.as_bytes()).ok()?;
-            let value = http::HeaderValue::from_bytes(field.value).ok()?;
-            map.append(name, value);
-        }
-        Some(map)
+        super::head::fields_to_map(fields, 0)
     }
 }
 

@@ -220,11 +220,7 @@ fn has_bare_lf(head: &[u8]) -> bool {
 /// map), then the edge's (`headers::forwarding_fields`, as on hyper's path) and Via.
 /// `finish_request_head` ends it once the machine is known.
 pub fn write_request_head(out: &mut Vec<u8>, req: &Request<()>, fwd: &headers::Forwarded<'_>) {
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_request_line(out, req.method(), req.uri());
     for (name, value) in req.headers() {
         if !headers::is_edge_request_header(name) {
             write_field(out, name.as_str().as_bytes(), value.as_bytes());
@@ -245,6 +241,27 @@ pub fn finish_request_head(out: &mut Vec<u8>, preferred_unavailable: bool) {
         write_field(out, name.as_str().as_bytes(), b"true");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `METHOD target HTTP/1.1`, the target in origin form (the path and query).
+pub fn write_request_line(out: &mut Vec<u8>, method: &Method, uri: &Uri) {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// A header map of `fields` as httparse read them, with room for `room` more
+/// (`None`: a name or value HTTP does not allow).
+pub fn fields_to_map(fields: &[httparse::Header<'_>], room: usize) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(fields.len() + room);
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(field.value).ok()?;
+        map.append(name, value);
+    }
+    Some(map)
 }
 
 /// Every field of `headers` as `name: value` lines.

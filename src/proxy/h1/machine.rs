@@ -113,6 +113,16 @@ pub(super) fn dropped(error: Option<&std::io::Error>) -> Exchange {
     }
 }
 
+/// How a wait for the answer's head ended without it: a read's `error`, or (`None`) the
+/// machine's end of the stream; `dropped` while nothing of an answer had come.
+pub(super) fn head_cut(error: Option<&std::io::Error>, answered_any: bool) -> Exchange {
+    match (error, answered_any) {
+        (error, false) => dropped(error),
+        (Some(error), true) => sent(error),
+        (None, true) => sent_because("the machine closed the connection before answering"),
+    }
+}
+
 pub(super) fn sent(error: &(dyn std::error::Error + 'static)) -> Exchange {
     Exchange::Sent(UpstreamError::exchange(error))
 }
@@ -314,8 +324,7 @@ impl MachineConnection {
             let waiting_from = now.take().unwrap_or_else(Instant::now);
             let read = match self.read_watching(waiting_from, deadline, client).await {
                 Ok(read) => read,
-                Err(Stalled::Machine(e)) if !answered_any => return Err(dropped(Some(&e))),
-                Err(Stalled::Machine(e)) => return Err(sent(&e)),
+                Err(Stalled::Machine(e)) => return Err(head_cut(Some(&e), answered_any)),
                 Err(Stalled::ClientGone) => return Err(Exchange::Answering),
                 Err(Stalled::TooSlow) => {
                     let read = self.read;
@@ -323,13 +332,8 @@ impl MachineConnection {
                     return Err(Exchange::Sent(error));
                 }
             };
-            if read == 0 && !answered_any {
-                return Err(dropped(None));
-            }
             if read == 0 {
-                return Err(sent_because(
-                    "the machine closed the connection before answering",
-                ));
+                return Err(head_cut(None, answered_any));
             }
             answered_any = true;
         }

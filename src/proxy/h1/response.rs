@@ -3,7 +3,7 @@
 //! hop-by-hop fields and those Connection names dropped, the edge's own fields added.
 
 use super::super::headers;
-use super::head::{MAX_HEADERS, parse_length, tokens, write_field};
+use super::head::{MAX_HEADERS, fields_to_map, parse_length, tokens, write_field};
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,15 +196,7 @@ pub fn parse_answer(buf: &[u8], head_request: bool) -> Result<Option<AnswerHead>
     parse_head(buf, head_request, |parsed| {
         // Room for what the edge adds (`headers::to_client`, the wake's fields, HTTP/2's
         // date), so the map is not grown on the way.
-        let mut map = http::HeaderMap::with_capacity(parsed.fields.len() + ADDED_TO_ANSWERS);
-        for field in parsed.fields {
-            let name = http::HeaderName::from_bytes(field.name.as_bytes());
-            let value = http::HeaderValue::from_bytes(field.value);
-            let (Ok(name), Ok(value)) = (name, value) else {
-                return Err(ResponseError::Field);
-            };
-            map.append(name, value);
-        }
+        let mut map = fields_to_map(parsed.fields, ADDED_TO_ANSWERS).ok_or(ResponseError::Field)?;
         if matches!(
             parsed.framing,
             BodyFraming::Chunked | BodyFraming::UntilClose

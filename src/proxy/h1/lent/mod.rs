@@ -10,9 +10,9 @@
 //! The request's wait for the answer's head is timed by its caller (`forward`), each
 //! next part of the body by the `PacedBody` around it.
 
-use super::head::write_fields;
+use super::head::{write_fields, write_request_line};
 use super::machine::{
-    Destination, Exchange, MAX_RESPONSE_HEAD, MachineConnection, dropped, sent, sent_because,
+    Destination, Exchange, MAX_RESPONSE_HEAD, MachineConnection, head_cut, sent, sent_because,
 };
 use super::parked::Parked;
 use super::response::{AnswerHead, parse_answer};
@@ -72,11 +72,7 @@ pub async fn send(
 
 /// The request head as an HTTP/1.1 machine reads it: origin-form target, every field.
 fn write_request_head(out: &mut Vec<u8>, req: &Request<MachineBody>) {
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_request_line(out, req.method(), req.uri());
     write_fields(out, req.headers());
     out.extend_from_slice(b"\r\n");
 }
@@ -117,15 +113,9 @@ async fn ask(
             return Err(sent_because("response head too large"));
         }
         match poll_fn(|cx| machine.poll_fill(cx)).await {
-            Ok(0) if !answered_any => return Err(dropped(None)),
-            Ok(0) => {
-                return Err(sent_because(
-                    "the machine closed the connection before answering",
-                ));
-            }
+            Ok(0) => return Err(head_cut(None, answered_any)),
             Ok(_) => answered_any = true,
-            Err(e) if !answered_any => return Err(dropped(Some(&e))),
-            Err(e) => return Err(sent(&e)),
+            Err(e) => return Err(head_cut(Some(&e), answered_any)),
         }
     }
 }
