@@ -13,6 +13,8 @@
 # - PEERS=path names shared/bench/peers.sh when it is not found beside the checkout.
 # - SHARED_CORE=1 pins the machine to CPU 0 with the proxy under test (edgewake's own
 #   deployment: machines run on the edge's host), instead of leaving it unpinned.
+# - MACHINE_CPU=1 pins the machine to that CPU (1: with the client) instead: the proxies'
+#   tails without the machine ever taking their core.
 # - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2
 #   (default), or http-newconn (plain HTTP, a new connection per request).
 # - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
@@ -123,6 +125,8 @@ EOF
   [ "$workers" -le 1 ] && taskset -apc 0 "${PID[$name]}" >/dev/null
   if [ "$SHARED_CORE" = 1 ]; then
     for pid in $machines; do taskset -apc 0 "$pid" >/dev/null; done
+  elif [ -n "${MACHINE_CPU:-}" ]; then
+    for pid in $machines; do taskset -apc "$MACHINE_CPU" "$pid" >/dev/null; done
   fi
 }
 
@@ -337,7 +341,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 {
   echo "edgewake load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo 'unpinned'); path $REQUEST_PATH"
+  echo "${SECONDS_PER_RUN}s runs x $ROUNDS rounds (medians); wrk -t1 / h2load -t1 on CPU 1; peers on CPU 0; edgewake: $WORKERS edge worker(s)$([ "$WORKERS" = 1 ] && echo ', CPU 0' || echo ', unpinned'); machine: $([ "$SHARED_CORE" = 1 ] && echo 'CPU 0 (shared core)' || echo "${MACHINE_CPU:+CPU }${MACHINE_CPU:-unpinned}"); path $REQUEST_PATH"
   # What else shapes the numbers, so a result file says what it measured.
   echo "peers send $([ "${PEER_HEADERS:-0}" = 1 ] && echo "edgewake's forwarding headers" || echo 'one forwarding header'); nginx TLS: $([ "${NGINX_TLS:-}" = debian ] && echo "Debian's 1.0-1.2" || echo '1.2 and 1.3'); User-Agent: ${USER_AGENT:-none}"
   printf "%-14s %-9s %10s %9s %9s\n" scenario target rps p50_ms p99_ms

@@ -241,7 +241,7 @@ impl ChunkedDecoder {
             },
             Part::Trailer(byte) => trailers.push(byte),
         })?;
-        let taken = buf.split_to(end.unwrap_or(buf.len())).freeze();
+        let taken = super::machine::take_data(buf, end.unwrap_or(buf.len()));
         let data = match (joined, first) {
             (Some(joined), _) => Some(joined.freeze()),
             (None, Some(range)) => Some(taken.slice(range)),

@@ -12,7 +12,7 @@ use super::chunked::ChunkedScanner;
 use super::parked::Parked;
 use super::response::{self, BodyFraming, EdgeFacts, ResponseHead};
 use crate::connection::{MachinePolicy, WaitTimer};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -464,4 +464,53 @@ async fn write<C: AsyncWrite + Unpin>(client: &mut C, bytes: &[u8]) -> Result<()
         .write_all(bytes)
         .await
         .map_err(|_| Exchange::Answering)
+}
+
+/// Data shorter than this is copied out of a connection's read buffer, not split off.
+/// A split shares the buffer: while the data is still on its way to the client, the
+/// next read must take a new buffer (8 KiB, past glibc's per-thread cache) instead of
+/// reusing this one.
+pub(super) const COPY_BELOW: usize = 4 * 1024;
+
+/// The first `n` bytes of `buf` as data of their own, the buffer keeping the rest.
+pub(super) fn take_data(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n < COPY_BELOW {
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        data
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_data_is_copied_and_the_buffer_kept_for_the_next_read() {
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        buf.extend_from_slice(b"hello world\nHTTP/1.1 200");
+        let home = buf.as_ptr();
+        let data = take_data(&mut buf, 12);
+        assert_eq!(&data[..], b"hello world\n");
+        assert_eq!(&buf[..], b"HTTP/1.1 200");
+        buf.clear();
+        // The data is still held (on its way to the client): the next read reuses
+        // the same allocation all the same.
+        buf.reserve(READ_BUFFER);
+        assert_eq!(buf.as_ptr(), home);
+        assert_eq!(&data[..], b"hello world\n");
+    }
+
+    #[test]
+    fn long_data_is_split_off_without_a_copy() {
+        let mut buf = BytesMut::with_capacity(2 * COPY_BELOW);
+        buf.extend_from_slice(&[7; COPY_BELOW + 1]);
+        let home = buf.as_ptr();
+        let data = take_data(&mut buf, COPY_BELOW);
+        assert_eq!(data.as_ptr(), home);
+        assert_eq!(data.len(), COPY_BELOW);
+        assert_eq!(&buf[..], &[7]);
+    }
 }

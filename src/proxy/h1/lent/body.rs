@@ -3,6 +3,7 @@
 
 use super::super::chunked::ChunkedDecoder;
 use super::super::machine::MachineConnection;
+use super::super::machine::take_data;
 use super::super::parked::Parked;
 use super::super::response::BodyFraming;
 use crate::connection::BoxError;
@@ -87,7 +88,7 @@ impl LentBody {
                 let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 *left -= take as u64;
                 let done = *left == 0;
-                let data = (take > 0).then(|| buf.split_to(take).freeze());
+                let data = (take > 0).then(|| take_data(buf, take));
                 if done {
                     self.finish();
                 }
@@ -105,7 +106,7 @@ impl LentBody {
                 }
                 decoded.data
             }
-            Left::UntilClose => (!buf.is_empty()).then(|| buf.split().freeze()),
+            Left::UntilClose => (!buf.is_empty()).then(|| take_data(buf, buf.len())),
         };
         Ok(data)
     }
