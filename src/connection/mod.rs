@@ -4,17 +4,20 @@
 //! them. `deadline` keeps a connection's timer for each kind of wait; `pace` enforces
 //! how slow a peer may be (bodies; `io` writes); `serve` drives one hyper connection
 //! under a `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, and a
-//! graceful shutdown that is cut after its grace.
+//! graceful shutdown that is cut after its grace; `stall` cuts the HTTP/2 answers a
+//! client does not take, on that connection's tick.
 
 pub mod deadline;
 pub mod io;
 pub mod pace;
 pub mod serve;
+pub mod stall;
 
 pub use deadline::WaitTimer;
 pub use io::PacedIo;
 pub use pace::{BodyError, BoxError, Pace, PacedBody, Progress, TooSlow};
 pub use serve::{Guarded, builder, serve_connection};
+pub use stall::{Answers, Watched};
 
 use crate::config::Config;
 use std::time::Duration;
@@ -39,7 +42,8 @@ pub struct ClientPolicy {
     pub h2_keepalive_timeout: Duration,
     /// Reads of request bodies.
     pub body: Pace,
-    /// Writes to the client.
+    /// Writes to the client, and on HTTP/2 each answer's wait for the client to take
+    /// it (`stall`).
     pub send: Pace,
 }
 

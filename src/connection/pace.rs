@@ -39,6 +39,18 @@ impl Pace {
             min_rate: 0,
         }
     }
+
+    /// How long the current wait may last, for a peer that has already kept edgewake
+    /// waiting `waited` and moved `moved` bytes: the timeout, or less where the average
+    /// rate would fall below the minimum sooner (the first `timeout` of waiting is free).
+    pub fn allowance(&self, waited: Duration, moved: u64) -> Duration {
+        if self.min_rate == 0 {
+            return self.timeout;
+        }
+        let earned = Duration::from_secs_f64(moved as f64 / self.min_rate as f64);
+        let total = self.timeout.max(earned);
+        total.saturating_sub(waited).min(self.timeout)
+    }
 }
 
 /// A peer was too slow.
@@ -108,15 +120,8 @@ impl Clock {
         }
     }
 
-    /// How long the current wait may last: the timeout, or less where the average rate
-    /// would fall below the minimum sooner (the first `timeout` of waiting is free).
     fn allowance(&self) -> Duration {
-        if self.pace.min_rate == 0 {
-            return self.pace.timeout;
-        }
-        let earned = Duration::from_secs_f64(self.moved as f64 / self.pace.min_rate as f64);
-        let total = self.pace.timeout.max(earned);
-        total.saturating_sub(self.waited).min(self.pace.timeout)
+        self.pace.allowance(self.waited, self.moved)
     }
 
     fn too_slow(&self, now: Instant) -> TooSlow {

@@ -42,20 +42,23 @@ pub fn builder(policy: &ClientPolicy) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// How often an open connection looks at how long it has been idle, at most.
+/// How often an open connection looks at how long it has been idle (and sweeps its
+/// HTTP/2 answers), at most.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 
 /// Serves `service` on `io` until the connection ends, is idle (nothing in flight on
 /// `activity`) for the idle timeout, or `cancel` fires. Writes to the client are paced
 /// by `policy.send`. The service counts its requests on `activity` (see `Guarded`);
-/// `while_idle` is told, every few seconds, how long the connection has been idle (so
-/// what it holds for requests can be let go while there are none).
+/// `on_tick` is told, every few seconds (at least four times per idle and per send
+/// timeout), how long the connection has been idle, zero while it is busy (so what it
+/// holds for requests can be let go while there are none, and answers the client does
+/// not take are swept: `stall`).
 #[allow(clippy::too_many_arguments)] // one connection's parts, each from elsewhere
 pub async fn serve_connection<I, S, B>(
     io: I,
     service: S,
     activity: &Activity,
-    while_idle: impl Fn(Duration),
+    on_tick: impl Fn(Duration),
     builder: &auto::Builder<TokioExecutor>,
     policy: &ClientPolicy,
     cancel: &CancellationToken,
@@ -74,7 +77,8 @@ pub async fn serve_connection<I, S, B>(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle_timeout = policy.idle_timeout;
-    let check_every = (idle_timeout / 4).clamp(Duration::from_millis(10), IDLE_CHECK);
+    let check_every =
+        (idle_timeout.min(policy.send.timeout) / 4).clamp(Duration::from_millis(10), IDLE_CHECK);
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -89,9 +93,7 @@ pub async fn serve_connection<I, S, B>(
                 if idle >= idle_timeout {
                     break;
                 }
-                if idle > Duration::ZERO {
-                    while_idle(idle);
-                }
+                on_tick(idle);
             }
         }
     }

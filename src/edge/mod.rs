@@ -12,11 +12,11 @@ mod workers;
 
 pub use workers::Workers;
 
-use crate::connection::{self, ClientPolicy, Guarded, PacedIo};
+use crate::connection::{self, Answers, ClientPolicy, PacedIo, Watched};
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::upstream::{ConnectionUpstream, UPSTREAM_POOL_IDLE};
-use crate::proxy::{ConnectionPermit, Inbound, Proxy};
+use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
 use crate::tls::{Handshake, Tls};
 use crate::trusted::Trusted;
 use arc_swap::ArcSwap;
@@ -261,9 +261,15 @@ async fn serve_connection<I>(
     let (proxy, requests, conn_client) = (edge.proxy.clone(), activity.clone(), client.clone());
     let own_upstream = Arc::new(ConnectionUpstream::default());
     let upstream = own_upstream.clone();
-    // A client that has gone quiet does not keep a connection to a machine (a socket,
-    // its buffers, a budget slot): no longer than the pool keeps an idle one.
-    let while_idle = move |idle| {
+    let answers = Arc::new(Answers::new(settings.policy.send));
+    let (swept, peer) = (answers.clone(), client.peer);
+    let on_tick = move |idle| {
+        let cut = swept.sweep();
+        if cut > 0 {
+            tracing::debug!(%peer, cut, "HTTP/2 answers cut: the client took nothing of them");
+        }
+        // A client that has gone quiet does not keep a connection to a machine (a
+        // socket, its buffers, a budget slot): no longer than the pool keeps an idle one.
         if idle >= UPSTREAM_POOL_IDLE {
             upstream.release_if_unused();
         }
@@ -278,22 +284,39 @@ async fn serve_connection<I>(
         if req.version() == http::Version::HTTP_11 {
             req.extensions_mut().insert(own_upstream.clone());
         }
+        let watched_by = (req.version() == http::Version::HTTP_2).then(|| answers.clone());
         // Boxed: hyper moves the request's future (kilobytes) into its HTTP/1 dispatcher
         // or, for each HTTP/2 stream, into a task of its own; a box moves as a pointer.
         Box::pin(async move {
             let response = proxy.handle(req, client.inbound, client.peer).await;
-            Ok::<_, Infallible>(response.map(|body| Guarded::new(body, request)))
+            Ok::<_, Infallible>(response.map(move |body| held_by(body, request, watched_by)))
         })
     });
     connection::serve_connection(
         io,
         service,
         &activity,
-        while_idle,
+        on_tick,
         &settings.builder,
         &settings.policy,
         &edge.cancel,
         client.peer,
     )
     .await;
+}
+
+/// An answer's body, holding the request's place in flight on its connection until it
+/// is done. On HTTP/2 it is watched by the connection's `Answers` too: hyper polls it
+/// only while the client's window has room, and an answer the client does not take is
+/// cut (`connection::stall`); on HTTP/1.1 a client that stops reading fails the
+/// connection's paced writes instead.
+fn held_by(
+    body: ProxyBody,
+    request: InFlight,
+    watched_by: Option<Arc<Answers>>,
+) -> Watched<ProxyBody, InFlight> {
+    match watched_by {
+        Some(answers) => answers.watch(body, request),
+        None => Watched::alone(body, request),
+    }
 }

@@ -1,0 +1,277 @@
+//! HTTP/2 answers a client does not take. hyper's HTTP/2 server polls an answer's body
+//! only while the client's flow-control window has room, so a client that grants none
+//! (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) on each of its streams leaves
+//! every body unpolled, and what it holds — a machine connection, a pool slot, the
+//! machine and the connection counted in flight — held for as long as it keeps the
+//! connection: no read timeout runs while a body is not polled, and a connection with
+//! requests in flight is not idle.
+//!
+//! So an answer on an HTTP/2 connection is `Watched`: it notes when it handed hyper a
+//! frame (from then on the client keeps it waiting) and when it is polled again, and
+//! the connection's `Answers` are swept on the tick the connection already has
+//! (`serve`). An answer that has kept edgewake waiting past the client write `Pace`
+//! (each wait within the send timeout, the minimum rate over all of them, as `PacedIo`
+//! times an HTTP/1.1 client that stops reading) has its body and guards dropped there
+//! and then, and the stream ends with that error if hyper polls it again. Time a
+//! machine takes to produce the body is not the client's and is not counted (the
+//! machine's read timeout bounds it).
+//!
+//! Nothing per answer ticks: its stamps come from a clock the sweep advances, and the
+//! sweep only ever tries the lock an answer is polled under.
+
+use super::pace::{Pace, TooSlow};
+use bytes::Buf;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The answers in flight on one client connection, and the coarse clock they stamp.
+pub struct Answers {
+    pace: Pace,
+    epoch: Instant,
+    /// Milliseconds after `epoch` at the last sweep.
+    now_ms: AtomicU64,
+    /// Weak: an answer hyper is done with goes at once, not at the next sweep.
+    watched: Mutex<Vec<Weak<dyn Stallable>>>,
+}
+
+impl Answers {
+    /// Answers whose client must take them at `pace`.
+    pub fn new(pace: Pace) -> Answers {
+        Answers {
+            pace,
+            epoch: Instant::now(),
+            now_ms: AtomicU64::new(0),
+            watched: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Relaxed: a stamp a sweep old is what the clock promises anyway.
+        self.now_ms.load(Ordering::Relaxed)
+    }
+
+    /// `body`, holding `guard`, watched until hyper is done with it. The wait for the
+    /// client starts now: hyper takes a body's first frame as soon as it has the head.
+    pub fn watch<B, G>(self: Arc<Self>, body: B, guard: G) -> Watched<B, G>
+    where
+        B: Body + Send + 'static,
+        B::Error: From<TooSlow>,
+        G: Send + 'static,
+    {
+        let end = body.is_end_stream();
+        let answer = Arc::new(Answer {
+            state: Mutex::new(State {
+                held: Held::Answering(body, guard),
+                owed_since: Some(self.now()),
+                waited_ms: 0,
+                moved: 0,
+            }),
+        });
+        let weak: Weak<dyn Stallable> = Arc::downgrade(&answer) as Weak<dyn Stallable>;
+        let mut watched = lock(&self.watched);
+        if watched.len() == watched.capacity() {
+            // Amortized: the list is pruned only when it would grow.
+            watched.retain(|answer| answer.strong_count() > 0);
+        }
+        watched.push(weak);
+        drop(watched);
+        Watched {
+            how: How::Watched {
+                answer,
+                answers: self,
+                cut: B::Error::from,
+                end,
+            },
+        }
+    }
+
+    /// Advances the clock and cuts every answer that has kept edgewake waiting past the
+    /// pace; returns how many it cut. Called on the connection's tick.
+    pub fn sweep(&self) -> usize {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let before = self.now_ms.swap(now, Ordering::Relaxed);
+        // A stamp is the clock's value when it was made, up to one sweep before the
+        // moment it marks: a wait counts that much less, so no answer is cut early.
+        let slack = now.saturating_sub(before);
+        let mut cut = 0;
+        lock(&self.watched).retain(|weak| match weak.upgrade() {
+            None => false,
+            Some(answer) if answer.cut_if_stalled(now, slack, &self.pace) => {
+                cut += 1;
+                false
+            }
+            Some(_) => true,
+        });
+        cut
+    }
+}
+
+/// One answer, as its sweep sees it.
+trait Stallable: Send + Sync {
+    /// Drops what the answer holds if its client has kept it waiting past `pace`;
+    /// whether it did.
+    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> bool;
+}
+
+struct Answer<B, G> {
+    state: Mutex<State<B, G>>,
+}
+
+enum Held<B, G> {
+    Answering(B, G),
+    /// Cut by a sweep: what it held is gone.
+    Cut(TooSlow),
+}
+
+struct State<B, G> {
+    held: Held<B, G>,
+    /// When hyper was last handed a frame (or the head) and has not polled since.
+    owed_since: Option<u64>,
+    /// The client's earlier waits, and the bytes it took (for the minimum rate).
+    waited_ms: u64,
+    moved: u64,
+}
+
+impl<B, G> State<B, G> {
+    /// hyper polls again: the client took what it was handed, and its wait is over.
+    fn taken(&mut self, now: u64) {
+        let Some(since) = self.owed_since.take() else {
+            return;
+        };
+        match now.saturating_sub(since) {
+            // Taken within the clock's tick: the client keeps up, its past is forgotten.
+            0 => (self.waited_ms, self.moved) = (0, 0),
+            waited => self.waited_ms = self.waited_ms.saturating_add(waited),
+        }
+    }
+
+    /// How the client was too slow, if it has been.
+    fn too_slow(&self, now: u64, slack: u64, pace: &Pace) -> Option<TooSlow> {
+        let since = self.owed_since?;
+        let current = Duration::from_millis(now.saturating_sub(since).saturating_sub(slack));
+        let waited = Duration::from_millis(self.waited_ms);
+        (current > pace.allowance(waited, self.moved)).then(|| TooSlow {
+            moved: self.moved,
+            waited: waited + current,
+            timeout: pace.timeout,
+            min_rate: pace.min_rate,
+        })
+    }
+}
+
+impl<B: Send, G: Send> Stallable for Answer<B, G> {
+    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> bool {
+        // Locked: hyper is polling it right now, so it is not stalled.
+        let Ok(mut state) = self.state.try_lock() else {
+            return false;
+        };
+        let Some(too_slow) = state.too_slow(now, slack, pace) else {
+            return false;
+        };
+        let held = std::mem::replace(&mut state.held, Held::Cut(too_slow));
+        drop(state);
+        drop(held); // the machine connection (not parked: mid-answer), slot, guards
+        true
+    }
+}
+
+/// An answer's body and what it holds until it is done: watched by its connection's
+/// `Answers` (HTTP/2), or `alone` (HTTP/1.1, where the connection's paced writes bound
+/// a client that does not read).
+///
+/// Its `Body` impl asks nothing of `B::Error` (how a cut becomes one was fixed by
+/// `watch`): a bound naming `Box<dyn Error>` there made rustc unable to prove the edge's
+/// connection futures `Send` ("not general enough").
+pub struct Watched<B: Body, G> {
+    how: How<B, G>,
+}
+
+enum How<B: Body, G> {
+    Alone(B, G),
+    Watched {
+        answer: Arc<Answer<B, G>>,
+        answers: Arc<Answers>,
+        /// The cut as the body's own error.
+        cut: fn(TooSlow) -> B::Error,
+        /// The body's own `is_end_stream`, as of its last frame (read without the lock).
+        end: bool,
+    },
+}
+
+impl<B: Body, G> Watched<B, G> {
+    /// `body`, holding `guard`, not watched.
+    pub fn alone(body: B, guard: G) -> Watched<B, G> {
+        Watched {
+            how: How::Alone(body, guard),
+        }
+    }
+}
+
+impl<B, G> Body for Watched<B, G>
+where
+    B: Body + Unpin,
+    G: Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let (answer, answers, cut, end) = match &mut self.get_mut().how {
+            How::Alone(body, _) => return Pin::new(body).poll_frame(cx),
+            How::Watched {
+                answer,
+                answers,
+                cut,
+                end,
+            } => (answer, answers, cut, end),
+        };
+        let now = answers.now();
+        let mut state = lock(&answer.state);
+        state.taken(now);
+        let body = match &mut state.held {
+            Held::Answering(body, _) => body,
+            Held::Cut(too_slow) => return Poll::Ready(Some(Err(cut(too_slow.clone())))),
+        };
+        let poll = Pin::new(&mut *body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll {
+            *end = body.is_end_stream();
+            let bytes = frame.data_ref().map_or(0, Buf::remaining) as u64;
+            state.moved = state.moved.saturating_add(bytes);
+            state.owed_since = Some(now);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.how {
+            How::Alone(body, _) => body.is_end_stream(),
+            How::Watched { end, .. } => *end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.how {
+            How::Alone(body, _) => body.size_hint(),
+            How::Watched { answer, .. } => match &lock(&answer.state).held {
+                Held::Answering(body, _) => body.size_hint(),
+                Held::Cut(_) => SizeHint::default(),
+            },
+        }
+    }
+}
+
+/// A poisoned lock's data is still whole here: every change to it is one assignment.
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;
