@@ -67,8 +67,9 @@
 //!   HTTP implementation: `pace` (how slow a peer may be: per-wait timeouts and a
 //!   minimum rate, for bodies; `io` for writes), `serve` (one hyper connection under a
 //!   `ClientPolicy`: header and idle timeouts, HTTP/2 keep-alive PINGs, a graceful close
-//!   cut after its grace), `deadline` (a connection's timer for each kind of wait,
-//!   moved from wait to wait, for the fast path).
+//!   cut after its grace), `stall` (HTTP/2 answers a client does not take, cut on that
+//!   connection's tick with what they hold), `deadline` (a connection's timer for each
+//!   kind of wait, moved from wait to wait, for the fast path).
 //! - `proxy`: the request's path, top to bottom in `proxy/mod.rs` — `challenge` (ACME
 //!   HTTP-01 answered before anything else, never waking a machine), `checks` (CONNECT,
 //!   transfer codings, a malformed first chunk: refused before any wake), `route` (the

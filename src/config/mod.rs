@@ -75,7 +75,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// The longest a client may keep edgewake waiting for the next part of a request body
 /// (nginx's `client_body_timeout`).
 pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest a write to a client may wait for it to read (nginx's `send_timeout`).
+/// The longest a write to a client may wait for it to read (nginx's `send_timeout`); on
+/// HTTP/2, the longest an answer may wait for its client to take more of it.
 pub const DEFAULT_CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes per second of waiting a client must average, reading or sending, once it has
 /// kept edgewake waiting for a timeout's worth (so a drip of a byte every few seconds

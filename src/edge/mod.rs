@@ -1,6 +1,7 @@
 //! The edge's client connections: TLS first on the HTTPS listener, then HTTP/1.1 +
 //! HTTP/2 served under the edge's `ClientPolicy` (header, idle, body and write timeouts,
-//! HTTP/2 keep-alive, a graceful shutdown cut after its grace; see `connection`).
+//! HTTP/2 keep-alive, a graceful shutdown cut after its grace, HTTP/2 answers the client
+//! does not take cut; see `connection`).
 //! HTTP/1.1 connections start on the fast path (`fast`, `proxy::h1`) and move to
 //! hyper's for anything unusual, with the bytes read so far (`rewind`). With `[edge]
 //! workers`, connections are served on the edge's `workers` rather than the main
