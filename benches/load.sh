@@ -278,8 +278,10 @@ fi
 
 # SYSCALLS=1: instead of the rounds, measure each proxy's CPU (user, system), system calls
 # (perf tracepoints) and context switches per request, over one keep-alive run at 64
-# connections (HTTP for all, HTTPS for edgewake and nginx), and the machine's CPU per
-# request beside it (what a shared core also pays for).
+# connections (HTTP for all, HTTPS for edgewake and nginx), and beside it the CPU per
+# request of the machine (what a shared core also pays for) and of the client (wrk), and
+# all three with the proxy's (all_us): both cores are near full in the rounds, so a
+# proxy's rate follows the whole system's CPU per request, not its own alone.
 if [ "${SYSCALLS:-0}" = 1 ]; then
   need perf || { apt-get install -y -qq linux-perf >/dev/null; }
   # Summed user and system clock ticks, and voluntary and involuntary context switches,
@@ -304,7 +306,7 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
   runs="edgewake:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 nginx:https-64"
   [ -n "${BASELINE_BIN:-}" ] && runs="edgewake:http-64 baseline:http-64 nginx:http-64 haproxy:http-64 edgewake:https-64 baseline:https-64 nginx:https-64"
   hz=$(getconf CLK_TCK)
-  printf "%-9s %-9s %9s %8s %8s %8s %9s %8s %8s %10s\n" proxy scenario requests user_us sys_us total_us syscalls cs_vol cs_inv machine_us
+  printf "%-9s %-9s %9s %8s %8s %8s %9s %8s %8s %10s %9s %8s\n" proxy scenario requests user_us sys_us total_us syscalls cs_vol cs_inv machine_us client_us all_us
   for run in ${RUNS:-$runs}; do
     target=${run%%:*}; scenario=${run#*:}
     scenario_args "$scenario" || exit 1
@@ -314,13 +316,14 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
     PERF=$!
     sleep 0.2
     before=$(counters "$(pids_of "$target")"); machine_before=$(counters "$machine_pids")
-    requests=$(taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} "${WRK_ARGS[@]}" "$url" | awk '/requests in/ {print $1}')
+    requests=$(perf stat -x, -e task-clock -o "$WORK/client-$target.txt" taskset -c 1 wrk -t1 -d"${SECONDS_PER_RUN}s" -H "Host: $HOST" ${CLIENT_HEADERS[@]+"${CLIENT_HEADERS[@]}"} "${WRK_ARGS[@]}" "$url" | awk '/requests in/ {print $1}')
     after=$(counters "$(pids_of "$target")"); machine_after=$(counters "$machine_pids")
     kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     calls=$(awk -F, -v n="$requests" '$3 ~ /raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$WORK/perf-$target.txt")
-    echo "$before $after $machine_before $machine_after" | awk -v n="$requests" -v hz="$hz" -v t="$target" -v s="$scenario" -v c="$calls" '{
+    client=$(awk -F, -v n="$requests" '$3 == "task-clock" {printf "%.2f", $1 * 1000 / n}' "$WORK/client-$target.txt")
+    echo "$before $after $machine_before $machine_after" | awk -v n="$requests" -v hz="$hz" -v t="$target" -v s="$scenario" -v c="$calls" -v w="$client" '{
       user=($5-$1)/hz/n*1e6; sys=($6-$2)/hz/n*1e6; m=(($13-$9)+($14-$10))/hz/n*1e6
-      printf "%-9s %-9s %9d %8.2f %8.2f %8.2f %9s %8.2f %8.2f %10.2f\n", t, s, n, user, sys, user+sys, c, ($7-$3)/n, ($8-$4)/n, m }'
+      printf "%-9s %-9s %9d %8.2f %8.2f %8.2f %9s %8.2f %8.2f %10.2f %9.2f %8.2f\n", t, s, n, user, sys, user+sys, c, ($7-$3)/n, ($8-$4)/n, m, w, user+sys+m+w }'
     awk -F, -v n="$requests" '$3 ~ /syscalls:sys_enter_/ && $1+0 > 0 {
       name=$3; sub(/.*sys_enter_/, "", name); printf "    %-12s %6.2f\n", name, $1 / n }' "$WORK/perf-$target.txt"
   done

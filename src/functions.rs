@@ -17,7 +17,10 @@
 //! - env `STARTUP_DELAY_MS` waits before listening (a slow boot); `EXIT_AFTER_IDLE`
 //!   (e.g. `60s`) exits by itself after that long without a request, as the seed's
 //!   runtime does. `SHUTDOWN_DELAY_MS` keeps serving that long after SIGTERM (an app
-//!   that drains slowly).
+//!   that drains slowly). `EXIT_WHEN_ORPHANED=1` exits within a second of the process
+//!   that started it ending (the tests set it: a test that fails before it stops its
+//!   edgewake leaves no machine running; edgewake itself does not, as its machines
+//!   outlive a restart of it).
 //!
 //! The answer's `env` lists the variables whose names start with `APP_` (so a test can
 //! see which config a machine runs).
@@ -73,6 +76,8 @@ pub fn run() -> std::io::Result<()> {
 }
 
 async fn serve() -> std::io::Result<()> {
+    // Before anything can take time: the process that started this one.
+    let parent = std::os::unix::process::parent_id();
     let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
     if let Some(ms) = env("STARTUP_DELAY_MS").and_then(|v| v.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -115,6 +120,7 @@ async fn serve() -> std::io::Result<()> {
         () = accept(listener, machine.clone()) => {}
         () = machine.exit.notified() => println!("exiting on request"),
         () = exit_when_idle(&machine, idle_exit) => println!("idle: exiting"),
+        () = exit_when_orphaned(parent, env("EXIT_WHEN_ORPHANED").is_some()) => println!("orphaned: exiting"),
         () = async { terminated.await; tokio::time::sleep(drain).await } => println!("terminated"),
     }
     Ok(())
@@ -385,6 +391,20 @@ async fn exit_when_idle(machine: &Machine, after: Option<Duration>) {
             return;
         }
         tokio::time::sleep(after - idle).await;
+    }
+}
+
+/// How often an orphan watch looks at its parent.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+
+/// Resolves once `parent`, the process that started this one, has ended (this one is
+/// then adopted by another), when `watch` is on; never otherwise.
+async fn exit_when_orphaned(parent: u32, watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    while std::os::unix::process::parent_id() == parent {
+        tokio::time::sleep(ORPHAN_CHECK).await;
     }
 }
 

@@ -143,3 +143,57 @@ async fn stop_kills_after_the_stop_timeout() {
     assert!(machine_pids(&id).is_empty());
     edge.shutdown().await;
 }
+
+/// The bundled runtime started with `EXIT_WHEN_ORPHANED=1` (as every test image is)
+/// exits by itself once the process that started it has ended; one started without it
+/// keeps running, as a machine outliving an edgewake restart must.
+#[tokio::test]
+async fn the_runtime_leaves_with_its_parent_only_when_asked() {
+    let runtime = env!("CARGO_BIN_EXE_edgewake-functions");
+    // `sh` starts the runtime in the background, waits until it listens (it has
+    // noted its parent by then), and ends: the runtime is an orphan.
+    let script = "\"$0\" >\"$1\" 2>&1 & i=0; until grep -q listening \"$1\" || [ $i -ge 1000 ]; do sleep 0.01; i=$((i+1)); done; echo $!";
+    let dir = tempfile::tempdir().unwrap();
+    let orphan = |watch: &str| {
+        let log = dir.path().join(format!("runtime-{watch}.log"));
+        let out = std::process::Command::new("sh")
+            .args(["-c", script, runtime, log.to_str().unwrap()])
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("EXIT_WHEN_ORPHANED", watch)
+            .output()
+            .unwrap();
+        let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        pid
+    };
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            // A zombie waiting for its new parent to reap it has ended too.
+            .is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+    };
+    let watching = orphan("1");
+    let staying = orphan("");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(watching) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned runtime did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stayed = alive(staying);
+    let _ = std::process::Command::new("kill")
+        .arg(staying.to_string())
+        .status();
+    assert!(
+        stayed,
+        "a runtime not asked to watch its parent exited with it"
+    );
+}

@@ -95,10 +95,14 @@ fn redraw(config: &mut Config) {
 }
 
 fn image(command: &[&str], env: &[(&str, &str)]) -> ImageConfig {
+    // A test that fails before it stops its edgewake leaves no machine behind: the
+    // bundled runtime exits once the test process has ended.
+    let orphaned = [("EXIT_WHEN_ORPHANED", "1")];
     ImageConfig {
         command: command.iter().map(|s| s.to_string()).collect(),
         env: env
             .iter()
+            .chain(&orphaned)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     }
