@@ -20,6 +20,7 @@
 //! sweep only ever tries the lock an answer is polled under.
 
 use super::pace::{Pace, TooSlow};
+use super::serve::Guarded;
 use bytes::Buf;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -181,8 +182,8 @@ impl<B: Send, G: Send> Stallable for Answer<B, G> {
 }
 
 /// An answer's body and what it holds until it is done: watched by its connection's
-/// `Answers` (HTTP/2), or `alone` (HTTP/1.1, where the connection's paced writes bound
-/// a client that does not read).
+/// `Answers` (HTTP/2), or `alone`, `Guarded` only (HTTP/1.1, where the connection's
+/// paced writes bound a client that does not read).
 ///
 /// Its `Body` impl asks nothing of `B::Error` (how a cut becomes one was fixed by
 /// `watch`): a bound naming `Box<dyn Error>` there made rustc unable to prove the edge's
@@ -192,7 +193,7 @@ pub struct Watched<B: Body, G> {
 }
 
 enum How<B: Body, G> {
-    Alone(B, G),
+    Alone(Guarded<B, G>),
     Watched {
         answer: Arc<Answer<B, G>>,
         answers: Arc<Answers>,
@@ -207,7 +208,7 @@ impl<B: Body, G> Watched<B, G> {
     /// `body`, holding `guard`, not watched.
     pub fn alone(body: B, guard: G) -> Watched<B, G> {
         Watched {
-            how: How::Alone(body, guard),
+            how: How::Alone(Guarded::new(body, guard)),
         }
     }
 }
@@ -225,7 +226,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let (answer, answers, cut, end) = match &mut self.get_mut().how {
-            How::Alone(body, _) => return Pin::new(body).poll_frame(cx),
+            How::Alone(body) => return Pin::new(body).poll_frame(cx),
             How::Watched {
                 answer,
                 answers,
@@ -252,14 +253,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.how {
-            How::Alone(body, _) => body.is_end_stream(),
+            How::Alone(body) => body.is_end_stream(),
             How::Watched { end, .. } => *end,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.how {
-            How::Alone(body, _) => body.size_hint(),
+            How::Alone(body) => body.size_hint(),
             How::Watched { answer, .. } => match &lock(&answer.state).held {
                 Held::Answering(body, _) => body.size_hint(),
                 Held::Cut(_) => SizeHint::default(),

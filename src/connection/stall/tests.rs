@@ -7,10 +7,11 @@ const SECOND: Duration = Duration::from_secs(1);
 /// The connection's tick in these tests.
 const TICK: Duration = Duration::from_millis(250);
 
-/// A machine answering without end: a frame of that many bytes each poll.
-struct Endless(usize);
+/// A machine's answer: a frame of that many bytes each poll, without end; or, with
+/// none, nothing yet.
+struct Machine(Option<usize>);
 
-impl Body for Endless {
+impl Body for Machine {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -18,22 +19,10 @@ impl Body for Endless {
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![0; self.0])))))
-    }
-}
-
-/// A machine that has nothing yet.
-struct Silent;
-
-impl Body for Silent {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Pending
+        match self.0 {
+            Some(bytes) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![0; bytes]))))),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -69,7 +58,7 @@ async fn ticks(answers: &Answers, time: Duration) -> usize {
 async fn an_answer_not_taken_is_cut_after_the_timeout() {
     let answers = answers(Pace::timeout(2 * SECOND));
     let guard = Guard::default();
-    let mut body = answers.clone().watch(Endless(10), guard.clone());
+    let mut body = answers.clone().watch(Machine(Some(10)), guard.clone());
     assert!(matches!(take(&mut body), Poll::Ready(Some(Ok(_)))));
     assert_eq!(ticks(&answers, 2 * SECOND).await, 0, "cut early");
     assert_eq!(ticks(&answers, 2 * TICK).await, 1);
@@ -83,7 +72,7 @@ async fn an_answer_not_taken_is_cut_after_the_timeout() {
 async fn an_answer_never_polled_is_cut() {
     let answers = answers(Pace::timeout(SECOND));
     let guard = Guard::default();
-    let _body = answers.clone().watch(Endless(10), guard.clone());
+    let _body = answers.clone().watch(Machine(Some(10)), guard.clone());
     assert_eq!(ticks(&answers, SECOND + 2 * TICK).await, 1);
     assert_eq!(Arc::strong_count(&guard), 1);
 }
@@ -96,7 +85,9 @@ async fn a_slow_client_that_keeps_taking_is_not_cut() {
         timeout: 4 * SECOND,
         min_rate: 256,
     });
-    let mut body = answers.clone().watch(Endless(16 * 1024), Guard::default());
+    let mut body = answers
+        .clone()
+        .watch(Machine(Some(16 * 1024)), Guard::default());
     for _ in 0..50 {
         assert!(matches!(take(&mut body), Poll::Ready(Some(Ok(_)))));
         assert_eq!(ticks(&answers, 3 * SECOND).await, 0);
@@ -108,7 +99,7 @@ async fn a_slow_client_that_keeps_taking_is_not_cut() {
 #[tokio::test(start_paused = true)]
 async fn a_machine_slow_to_answer_is_not_the_clients_wait() {
     let answers = answers(Pace::timeout(SECOND));
-    let mut body = answers.clone().watch(Silent, Guard::default());
+    let mut body = answers.clone().watch(Machine(None), Guard::default());
     assert!(take(&mut body).is_pending());
     assert_eq!(ticks(&answers, 10 * SECOND).await, 0);
 }
@@ -121,7 +112,7 @@ async fn a_drip_is_cut_by_the_minimum_rate() {
         timeout: 2 * SECOND,
         min_rate: 256,
     });
-    let mut body = answers.clone().watch(Endless(10), Guard::default());
+    let mut body = answers.clone().watch(Machine(Some(10)), Guard::default());
     let mut drips = 0;
     while let Poll::Ready(Some(Ok(_))) = take(&mut body) {
         drips += 1;
@@ -136,9 +127,9 @@ async fn a_drip_is_cut_by_the_minimum_rate() {
 async fn answers_done_leave_the_list() {
     let answers = answers(Pace::timeout(SECOND));
     for _ in 0..1000 {
-        drop(answers.clone().watch(Endless(1), Guard::default()));
+        drop(answers.clone().watch(Machine(Some(1)), Guard::default()));
     }
-    let _held = answers.clone().watch(Endless(1), Guard::default());
+    let _held = answers.clone().watch(Machine(Some(1)), Guard::default());
     assert!(lock(&answers.watched).len() <= 4);
     answers.sweep();
     assert_eq!(lock(&answers.watched).len(), 1);
