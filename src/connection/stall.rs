@@ -1,10 +1,14 @@
-//! HTTP/2 answers a client does not take. hyper's HTTP/2 server polls an answer's body
-//! only while the client's flow-control window has room, so a client that grants none
+//! HTTP/2 answers a client does not take. hyper's HTTP/2 server (1.x,
+//! `proto::h2::PipeToSendStream`) polls an answer's body for a frame, then holds that
+//! frame until the client's flow-control window has room for it, and polls the body
+//! again only once it is sent. So a client that grants no window
 //! (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) on each of its streams leaves
-//! every body unpolled, and what it holds — a machine connection, a pool slot, the
-//! machine and the connection counted in flight — held for as long as it keeps the
-//! connection: no read timeout runs while a body is not polled, and a connection with
-//! requests in flight is not idle.
+//! every body unpolled after its first frame, and what it holds — a machine connection,
+//! a pool slot, the machine and the connection counted in flight — held for as long as
+//! it keeps the connection: no read timeout runs while a body is not polled, and a
+//! connection with requests in flight is not idle. (This rests on hyper polling the
+//! body before it waits for room: a body that is pending is always polled again, so a
+//! frame it gives is always stamped.)
 //!
 //! So an answer on an HTTP/2 connection is `Watched`: it notes when it handed hyper a
 //! frame (from then on the client keeps it waiting) and when it is polled again, and
@@ -99,24 +103,34 @@ impl Answers {
         // A stamp is the clock's value when it was made, up to one sweep before the
         // moment it marks: a wait counts that much less, so no answer is cut early.
         let slack = now.saturating_sub(before);
-        let mut cut = 0;
-        lock(&self.watched).retain(|weak| match weak.upgrade() {
-            None => false,
-            Some(answer) if answer.cut_if_stalled(now, slack, &self.pace) => {
-                cut += 1;
-                false
+        // What the cut answers held, and every answer looked at (hyper may let go of
+        // one meanwhile), are dropped after the list's lock: a body's guards take other
+        // locks as they go (the machine pool's), and new streams wait on this one.
+        let mut looked_at: Vec<Arc<dyn Stallable>> = Vec::new();
+        let mut cut: Vec<Box<dyn Send>> = Vec::new();
+        lock(&self.watched).retain(|weak| {
+            let Some(answer) = weak.upgrade() else {
+                return false;
+            };
+            let held = answer.cut_if_stalled(now, slack, &self.pace);
+            looked_at.push(answer);
+            match held {
+                Some(held) => {
+                    cut.push(held);
+                    false
+                }
+                None => true,
             }
-            Some(_) => true,
         });
-        cut
+        cut.len()
     }
 }
 
 /// One answer, as its sweep sees it.
 trait Stallable: Send + Sync {
-    /// Drops what the answer holds if its client has kept it waiting past `pace`;
-    /// whether it did.
-    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> bool;
+    /// Takes what the answer holds if its client has kept it waiting past `pace`, for
+    /// the caller to drop.
+    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> Option<Box<dyn Send>>;
 }
 
 struct Answer<B, G> {
@@ -144,11 +158,24 @@ impl<B, G> State<B, G> {
         let Some(since) = self.owed_since.take() else {
             return;
         };
-        match now.saturating_sub(since) {
-            // Taken within the clock's tick: the client keeps up, its past is forgotten.
-            0 => (self.waited_ms, self.moved) = (0, 0),
-            waited => self.waited_ms = self.waited_ms.saturating_add(waited),
-        }
+        // No reset when no tick passed: a wait shorter than the clock's tick crosses one
+        // with the odds of its length, so the ticks counted add up to the time waited,
+        // while forgetting the past whenever none passed would let a client that drips
+        // just under a tick at a time hold an answer for ever.
+        self.waited_ms = self.waited_ms.saturating_add(now.saturating_sub(since));
+    }
+
+    /// How the client was too slow over all its waits so far, if it has been: a drip of
+    /// waits each shorter than the clock's tick is caught here, when it is polled, as no
+    /// sweep sees any one of those waits run long.
+    fn too_slow_so_far(&self, pace: &Pace) -> Option<TooSlow> {
+        let waited = Duration::from_millis(self.waited_ms);
+        (pace.min_rate > 0 && pace.allowance(waited, self.moved).is_zero()).then_some(TooSlow {
+            moved: self.moved,
+            waited,
+            timeout: pace.timeout,
+            min_rate: pace.min_rate,
+        })
     }
 
     /// How the client was too slow, if it has been.
@@ -165,19 +192,18 @@ impl<B, G> State<B, G> {
     }
 }
 
-impl<B: Send, G: Send> Stallable for Answer<B, G> {
-    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> bool {
+impl<B: Send + 'static, G: Send + 'static> Stallable for Answer<B, G> {
+    fn cut_if_stalled(&self, now: u64, slack: u64, pace: &Pace) -> Option<Box<dyn Send>> {
         // Locked: hyper is polling it right now, so it is not stalled.
         let Ok(mut state) = self.state.try_lock() else {
-            return false;
+            return None;
         };
-        let Some(too_slow) = state.too_slow(now, slack, pace) else {
-            return false;
-        };
+        let too_slow = state.too_slow(now, slack, pace)?;
+        // The body and its guards: a lent machine connection is closed with it (it is
+        // mid-answer); a pooled one goes back to its pool, which throws it away as not
+        // ready when it is next taken; the pool's slot and the in-flight counts.
         let held = std::mem::replace(&mut state.held, Held::Cut(too_slow));
-        drop(state);
-        drop(held); // the machine connection (not parked: mid-answer), slot, guards
-        true
+        Some(Box::new(held))
     }
 }
 
@@ -237,6 +263,14 @@ where
         let now = answers.now();
         let mut state = lock(&answer.state);
         state.taken(now);
+        if matches!(state.held, Held::Answering(..))
+            && let Some(too_slow) = state.too_slow_so_far(&answers.pace)
+        {
+            let held = std::mem::replace(&mut state.held, Held::Cut(too_slow.clone()));
+            drop(state);
+            drop(held);
+            return Poll::Ready(Some(Err(cut(too_slow))));
+        }
         let body = match &mut state.held {
             Held::Answering(body, _) => body,
             Held::Cut(too_slow) => return Poll::Ready(Some(Err(cut(too_slow.clone())))),

@@ -267,7 +267,7 @@ async fn serve_connection<I>(
     let on_tick = move |idle| {
         let cut = swept.sweep();
         if cut > 0 {
-            tracing::debug!(%peer, cut, "HTTP/2 answers cut: the client took nothing of them");
+            tracing::debug!(%peer, cut, "HTTP/2 answers cut: the client kept them waiting past the send timeout");
         }
         // A client that has gone quiet does not keep a connection to a machine (a
         // socket, its buffers, a budget slot): no longer than the pool keeps an idle one.

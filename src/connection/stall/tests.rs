@@ -122,6 +122,50 @@ async fn a_drip_is_cut_by_the_minimum_rate() {
     assert!(drips <= 3, "cut after {drips} drips");
 }
 
+/// Lets `time` pass and sweeps for each tick passed since the last sweep (a client's
+/// wait shorter than a tick crosses one sweep or none); how many were cut.
+async fn wait_between_sweeps(
+    answers: &Answers,
+    since_sweep: &mut Duration,
+    time: Duration,
+) -> usize {
+    tokio::time::advance(time).await;
+    *since_sweep += time;
+    let mut cut = 0;
+    while *since_sweep >= TICK {
+        *since_sweep -= TICK;
+        cut += answers.sweep();
+    }
+    cut
+}
+
+/// A client that drips faster than the tick (a 10-byte frame every half tick, far under
+/// the minimum rate) is cut all the same once its waiting passes a timeout's worth: a
+/// wait that crosses no sweep does not wipe out the ones before it.
+#[tokio::test(start_paused = true)]
+async fn a_drip_faster_than_the_tick_is_cut() {
+    let answers = answers(Pace {
+        timeout: 2 * SECOND,
+        min_rate: 256,
+    });
+    let guard = Guard::default();
+    let mut body = answers.clone().watch(Machine(Some(10)), guard.clone());
+    let mut since_sweep = Duration::ZERO;
+    let mut drips = 0;
+    let cut = loop {
+        match take(&mut body) {
+            Poll::Ready(Some(Ok(_))) => drips += 1,
+            other => break other,
+        }
+        assert!(drips < 200, "the drip was never cut");
+        wait_between_sweeps(&answers, &mut since_sweep, TICK / 2).await;
+    };
+    assert!(matches!(&cut, Poll::Ready(Some(Err(e))) if e.is::<TooSlow>()));
+    // 2 s of waiting at 125 ms a drip, give or take a tick.
+    assert!((14..=20).contains(&drips), "cut after {drips} drips");
+    assert_eq!(Arc::strong_count(&guard), 1, "the guard was let go");
+}
+
 /// The list of answers keeps only those hyper still holds.
 #[tokio::test(start_paused = true)]
 async fn answers_done_leave_the_list() {
