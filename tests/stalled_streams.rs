@@ -1,7 +1,8 @@
 //! HTTP/2 answers the client does not take: a client that grants no flow-control window
 //! holds its streams' machine connections, pool slots and in-flight counts only until
 //! the send timeout, then the streams are cut and the machine serves others; a client
-//! that reads slowly but steadily is not cut.
+//! that reads slowly but steadily is not cut; on the API port such a client does not
+//! keep a connection busy for ever either.
 
 mod support;
 
@@ -10,6 +11,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::StatusCode;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::tls::{get, h2c};
 use support::*;
@@ -34,9 +36,9 @@ async fn edge_with_machine() -> (TestEdge, String) {
     (edge, id)
 }
 
-/// An h2c connection whose streams start with a flow-control window of `window` bytes.
-async fn h2c_with_window(edge: &TestEdge, window: u32) -> http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(edge.running.http_addr).await.unwrap();
+/// An h2c connection to `addr` whose streams start with a flow-control window of `window` bytes.
+async fn h2c_with_window(addr: SocketAddr, window: u32) -> http2::SendRequest<Empty<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .initial_stream_window_size(window)
         .handshake(TokioIo::new(tcp))
@@ -59,7 +61,7 @@ fn in_flight(edge: &TestEdge, id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_the_client_does_not_take_give_their_machine_back() {
     let (edge, id) = edge_with_machine().await;
-    let stalling = h2c_with_window(&edge, 0).await;
+    let stalling = h2c_with_window(edge.running.http_addr, 0).await;
     let mut heads = Vec::new();
     for _ in 0..2 {
         let req = get(HOST, &format!("/?bytes={}", 1024 * KB));
@@ -101,7 +103,7 @@ async fn streams_the_client_does_not_take_give_their_machine_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_steady_reader_is_not_cut() {
     let (edge, id) = edge_with_machine().await;
-    let mut reader = h2c_with_window(&edge, 16 * KB as u32).await;
+    let mut reader = h2c_with_window(edge.running.http_addr, 16 * KB as u32).await;
     let began = Instant::now();
     let req = get(HOST, &format!("/?bytes={}", 256 * KB));
     let res = reader.send_request(req).await.unwrap();
@@ -120,5 +122,40 @@ async fn a_slow_but_steady_reader_is_not_cut() {
         in_flight(&edge, &id) == 0
     })
     .await;
+    edge.shutdown().await;
+}
+
+/// The API port cuts an HTTP/2 answer its client does not take, too: a client that
+/// grants no window does not keep the API's only connection busy for ever. Once its
+/// answer is cut, the connection goes idle and closes, and another client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_cuts_answers_the_client_does_not_take() {
+    let edge = TestEdge::start_with(|c| {
+        c.edge.client_send_timeout = STALL;
+        c.api.idle_timeout = STALL;
+        c.api.max_connections = 1;
+    })
+    .await;
+    let stalling = h2c_with_window(edge.running.api_addr, 0).await;
+    let req = http::Request::get("http://api/v1/apps")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let head = tokio::time::timeout(ANSWERED, stalling.clone().send_request(req))
+        .await
+        .expect("the answer's head arrived")
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    let other = reqwest::Client::new()
+        .get(edge.api_url("/v1/apps"))
+        .bearer_auth(TOKEN)
+        .send();
+    let res = tokio::time::timeout(ANSWERED, other)
+        .await
+        .expect("another client was served once the stalled answer was cut")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(head);
     edge.shutdown().await;
 }

@@ -1,8 +1,10 @@
 //! The API's listener: a small connection cap of its own (`api.max_connections`), and its
 //! connections served under a `ClientPolicy` like the edge's (`api.header_read_timeout`,
-//! `api.idle_timeout`), so idle or silent clients cannot pile up.
+//! `api.idle_timeout`), so idle or silent clients cannot pile up. An HTTP/2 answer its
+//! client does not take is cut as the edge's are (`connection::stall`): else a client
+//! that grants no window would keep its connection busy, and one of the few, for ever.
 
-use crate::connection::{self, ClientPolicy, Guarded};
+use crate::connection::{self, Answers, ClientPolicy, TooSlow, Watched};
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use axum::Router;
@@ -38,21 +40,22 @@ pub async fn serve(
             let activity = Arc::new(Activity::new());
             let requests = activity.clone();
             let api = TowerToHyperService::new(router);
-            let service = service_fn(move |req| {
+            let answers = Arc::new(Answers::new(policy.send));
+            let swept = answers.clone();
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let request = InFlight::enter(&requests);
+                let watched_by = (req.version() == http::Version::HTTP_2).then(|| answers.clone());
                 let answer = api.call(req);
-                async move { Ok::<_, std::convert::Infallible>(answered(answer.await, request)) }
+                async move {
+                    let answer = answered(answer.await, request, watched_by);
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
             });
-            let nothing_held = |_| {};
+            let on_tick = move |_| {
+                swept.sweep();
+            };
             connection::serve_connection(
-                stream,
-                service,
-                &activity,
-                nothing_held,
-                &builder,
-                &policy,
-                &cancel,
-                peer,
+                stream, service, &activity, on_tick, &builder, &policy, &cancel, peer,
             )
             .await;
         });
@@ -60,13 +63,26 @@ pub async fn serve(
     .await;
 }
 
-/// The router's answer, counted in flight until its body is done.
+/// The router's answer, counted in flight until its body is done, and on HTTP/2
+/// watched by the connection's `Answers`.
 fn answered(
     answer: Result<axum::response::Response, std::convert::Infallible>,
     request: InFlight,
-) -> http::Response<Guarded<axum::body::Body>> {
-    match answer {
-        Ok(response) => response.map(|body| Guarded::new(body, request)),
+    watched_by: Option<Arc<Answers>>,
+) -> http::Response<Watched<axum::body::Body, InFlight>> {
+    let response = match answer {
+        Ok(response) => response,
         Err(never) => match never {},
+    };
+    response.map(|body| match watched_by {
+        Some(answers) => answers.watch(body, request),
+        None => Watched::alone(body, request),
+    })
+}
+
+/// A cut answer ends its body with this error.
+impl From<TooSlow> for axum::Error {
+    fn from(too_slow: TooSlow) -> axum::Error {
+        axum::Error::new(too_slow)
     }
 }
