@@ -180,6 +180,9 @@ async fn the_runtime_leaves_with_its_parent_only_when_asked() {
     };
     let watching = orphan("1");
     let staying = orphan("");
+    // Both are ended when the test ends, whatever it found (a kill of one already gone
+    // does nothing).
+    let _ended = Ended([watching, staying]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while alive(watching) {
         assert!(
@@ -188,12 +191,21 @@ async fn the_runtime_leaves_with_its_parent_only_when_asked() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stayed = alive(staying);
-    let _ = std::process::Command::new("kill")
-        .arg(staying.to_string())
-        .status();
     assert!(
-        stayed,
+        alive(staying),
         "a runtime not asked to watch its parent exited with it"
     );
+}
+
+/// Kills its processes when dropped.
+struct Ended([u32; 2]);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        for pid in self.0 {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
 }
