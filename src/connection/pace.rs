@@ -51,6 +51,17 @@ impl Pace {
         let total = self.timeout.max(earned);
         total.saturating_sub(waited).min(self.timeout)
     }
+
+    /// How a peer that kept edgewake waiting `waited` in all, and moved `moved` bytes,
+    /// broke this pace.
+    pub fn too_slow(&self, waited: Duration, moved: u64) -> TooSlow {
+        TooSlow {
+            moved,
+            waited,
+            timeout: self.timeout,
+            min_rate: self.min_rate,
+        }
+    }
 }
 
 /// A peer was too slow.
@@ -128,12 +139,7 @@ impl Clock {
         let current = self
             .waiting_since
             .map_or(Duration::ZERO, |since| now - since);
-        TooSlow {
-            moved: self.moved,
-            waited: self.waited + current,
-            timeout: self.pace.timeout,
-            min_rate: self.pace.min_rate,
-        }
+        self.pace.too_slow(self.waited + current, self.moved)
     }
 }
 

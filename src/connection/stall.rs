@@ -170,12 +170,8 @@ impl<B, G> State<B, G> {
     /// sweep sees any one of those waits run long.
     fn too_slow_so_far(&self, pace: &Pace) -> Option<TooSlow> {
         let waited = Duration::from_millis(self.waited_ms);
-        (pace.min_rate > 0 && pace.allowance(waited, self.moved).is_zero()).then_some(TooSlow {
-            moved: self.moved,
-            waited,
-            timeout: pace.timeout,
-            min_rate: pace.min_rate,
-        })
+        (pace.min_rate > 0 && pace.allowance(waited, self.moved).is_zero())
+            .then(|| pace.too_slow(waited, self.moved))
     }
 
     /// How the client was too slow, if it has been.
@@ -183,12 +179,16 @@ impl<B, G> State<B, G> {
         let since = self.owed_since?;
         let current = Duration::from_millis(now.saturating_sub(since).saturating_sub(slack));
         let waited = Duration::from_millis(self.waited_ms);
-        (current > pace.allowance(waited, self.moved)).then(|| TooSlow {
-            moved: self.moved,
-            waited: waited + current,
-            timeout: pace.timeout,
-            min_rate: pace.min_rate,
-        })
+        (current > pace.allowance(waited, self.moved))
+            .then(|| pace.too_slow(waited + current, self.moved))
+    }
+
+    /// Ends the answer as too slow, giving back what it held (the body and its guards:
+    /// a lent machine connection is closed with it, as it is mid-answer; a pooled one
+    /// goes back to its pool, which throws it away as not ready when it is next taken;
+    /// the pool's slot and the in-flight counts) for the caller to drop.
+    fn cut(&mut self, too_slow: TooSlow) -> Held<B, G> {
+        std::mem::replace(&mut self.held, Held::Cut(too_slow))
     }
 }
 
@@ -199,11 +199,7 @@ impl<B: Send + 'static, G: Send + 'static> Stallable for Answer<B, G> {
             return None;
         };
         let too_slow = state.too_slow(now, slack, pace)?;
-        // The body and its guards: a lent machine connection is closed with it (it is
-        // mid-answer); a pooled one goes back to its pool, which throws it away as not
-        // ready when it is next taken; the pool's slot and the in-flight counts.
-        let held = std::mem::replace(&mut state.held, Held::Cut(too_slow));
-        Some(Box::new(held))
+        Some(Box::new(state.cut(too_slow)))
     }
 }
 
@@ -266,7 +262,7 @@ where
         if matches!(state.held, Held::Answering(..))
             && let Some(too_slow) = state.too_slow_so_far(&answers.pace)
         {
-            let held = std::mem::replace(&mut state.held, Held::Cut(too_slow.clone()));
+            let held = state.cut(too_slow.clone());
             drop(state);
             drop(held);
             return Poll::Ready(Some(Err(cut(too_slow))));
