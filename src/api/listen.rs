@@ -44,7 +44,7 @@ pub async fn serve(
             let swept = answers.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let request = InFlight::enter(&requests);
-                let watched_by = (req.version() == http::Version::HTTP_2).then(|| answers.clone());
+                let watched_by = answers.for_request(req.version());
                 let answer = api.call(req);
                 async move {
                     let answer = answered(answer.await, request, watched_by);
@@ -74,10 +74,7 @@ fn answered(
         Ok(response) => response,
         Err(never) => match never {},
     };
-    response.map(|body| match watched_by {
-        Some(answers) => answers.watch(body, request),
-        None => Watched::alone(body, request),
-    })
+    response.map(|body| Watched::held(watched_by, body, request))
 }
 
 /// A cut answer ends its body with this error.

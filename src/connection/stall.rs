@@ -60,6 +60,13 @@ impl Answers {
         self.now_ms.load(Ordering::Relaxed)
     }
 
+    /// What a request of `version` is watched by: these answers on HTTP/2 (where hyper
+    /// waits on the client's window); none on HTTP/1.1, whose paced writes bound a
+    /// client that does not read.
+    pub fn for_request(self: &Arc<Self>, version: http::Version) -> Option<Arc<Answers>> {
+        (version == http::Version::HTTP_2).then(|| self.clone())
+    }
+
     /// `body`, holding `guard`, watched until hyper is done with it. The wait for the
     /// client starts now: hyper takes a body's first frame as soon as it has the head.
     pub fn watch<B, G>(self: Arc<Self>, body: B, guard: G) -> Watched<B, G>
@@ -231,6 +238,20 @@ impl<B: Body, G> Watched<B, G> {
     pub fn alone(body: B, guard: G) -> Watched<B, G> {
         Watched {
             how: How::Alone(Guarded::new(body, guard)),
+        }
+    }
+
+    /// `body`, holding `guard`, watched by the answers its request was given
+    /// (`Answers::for_request`), if any.
+    pub fn held(by: Option<Arc<Answers>>, body: B, guard: G) -> Watched<B, G>
+    where
+        B: Send + 'static,
+        B::Error: From<TooSlow>,
+        G: Send + 'static,
+    {
+        match by {
+            Some(answers) => answers.watch(body, guard),
+            None => Watched::alone(body, guard),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::connection::{self, Answers, ClientPolicy, PacedIo, Watched};
 use crate::listener::{self, Accepted};
 use crate::machines::activity::{Activity, InFlight};
 use crate::proxy::upstream::{ConnectionUpstream, UPSTREAM_POOL_IDLE};
-use crate::proxy::{ConnectionPermit, Inbound, Proxy, ProxyBody};
+use crate::proxy::{ConnectionPermit, Inbound, Proxy};
 use crate::tls::{Handshake, Tls};
 use crate::trusted::Trusted;
 use arc_swap::ArcSwap;
@@ -285,12 +285,12 @@ async fn serve_connection<I>(
         if req.version() == http::Version::HTTP_11 {
             req.extensions_mut().insert(own_upstream.clone());
         }
-        let watched_by = (req.version() == http::Version::HTTP_2).then(|| answers.clone());
+        let watched_by = answers.for_request(req.version());
         // Boxed: hyper moves the request's future (kilobytes) into its HTTP/1 dispatcher
         // or, for each HTTP/2 stream, into a task of its own; a box moves as a pointer.
         Box::pin(async move {
             let response = proxy.handle(req, client.inbound, client.peer).await;
-            Ok::<_, Infallible>(response.map(move |body| held_by(body, request, watched_by)))
+            Ok::<_, Infallible>(response.map(move |body| Watched::held(watched_by, body, request)))
         })
     });
     connection::serve_connection(
@@ -304,20 +304,4 @@ async fn serve_connection<I>(
         client.peer,
     )
     .await;
-}
-
-/// An answer's body, holding the request's place in flight on its connection until it
-/// is done. On HTTP/2 it is watched by the connection's `Answers` too: hyper polls it
-/// only while the client's window has room, and an answer the client does not take is
-/// cut (`connection::stall`); on HTTP/1.1 a client that stops reading fails the
-/// connection's paced writes instead.
-fn held_by(
-    body: ProxyBody,
-    request: InFlight,
-    watched_by: Option<Arc<Answers>>,
-) -> Watched<ProxyBody, InFlight> {
-    match watched_by {
-        Some(answers) => answers.watch(body, request),
-        None => Watched::alone(body, request),
-    }
 }
