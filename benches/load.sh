@@ -13,8 +13,8 @@
 # - PEERS=path names shared/bench/peers.sh when it is not found beside the checkout.
 # - SHARED_CORE=1 pins the machine to CPU 0 with the proxy under test (edgewake's own
 #   deployment: machines run on the edge's host), instead of leaving it unpinned.
-# - MACHINE_CPU=1 pins the machine to that CPU (1: with the client) instead: the proxies'
-#   tails without the machine ever taking their core.
+# - MACHINE_CPU=N pins the machine to CPU N (SHARED_CORE=1 is MACHINE_CPU=0; 1: with the
+#   client, the proxies' tails without the machine ever taking their core).
 # - SCENARIOS="http-64 ..." runs a subset of: http-64 http-256 https-64 https-newconn h2
 #   (default), or http-newconn (plain HTTP, a new connection per request).
 # - PROFILE=1 / SYSCALLS=1: instead of the rounds, a profile / the per-request CPU table.
@@ -46,6 +46,7 @@ OUT_DIR="$ROOT/target/bench"
 mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/load-$(date -u +%Y%m%dT%H%M%SZ).txt"
 SHARED_CORE=${SHARED_CORE:-0}
+[ "$SHARED_CORE" = 1 ] && MACHINE_CPU=0
 WORKERS=${EDGEWAKE_WORKERS:-1}
 BASELINE_WORKERS=${BASELINE_WORKERS:-$WORKERS}
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -123,9 +124,7 @@ EOF
   local machines
   machines=$(descendants "${PID[$name]}")
   [ "$workers" -le 1 ] && taskset -apc 0 "${PID[$name]}" >/dev/null
-  if [ "$SHARED_CORE" = 1 ]; then
-    for pid in $machines; do taskset -apc 0 "$pid" >/dev/null; done
-  elif [ -n "${MACHINE_CPU:-}" ]; then
+  if [ -n "${MACHINE_CPU:-}" ]; then
     for pid in $machines; do taskset -apc "$MACHINE_CPU" "$pid" >/dev/null; done
   fi
 }
